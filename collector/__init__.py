@@ -1,0 +1,1 @@
+"""Collector: packets and logs in, Observations out. Imports no other ictwatch package."""

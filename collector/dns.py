@@ -1,0 +1,116 @@
+"""DNS message parsing (RFC 1035): header, first question, and the answer section.
+
+Pure: bytes in, a `DnsMessage` out, `ValueError` for anything malformed (a name pointer that loops or
+points outside the message, a record that runs past the end). Only the answer section is read; the
+authority and additional sections do not name what the client asked for.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+QTYPE_NAMES = {
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT", 28: "AAAA",
+    32: "NIMLOC", 33: "SRV", 35: "NAPTR", 41: "OPT", 43: "DS", 44: "SSHFP", 46: "RRSIG", 47: "NSEC",
+    48: "DNSKEY", 50: "NSEC3", 52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF", 255: "*", 257: "CAA",
+}
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+_NAME_TYPES = {2, 5, 12}  # NS, CNAME, PTR: rdata is a domain name
+
+
+@dataclass(slots=True)
+class DnsMessage:
+    """The parts of a DNS message that name what a client looked up and what it was told."""
+
+    txid: int
+    is_response: bool
+    rcode: str
+    qname: str | None
+    qtype: str | None
+    answers: list[str] = field(default_factory=list)
+    addresses: list[tuple[str, int]] = field(default_factory=list)
+    """(address, TTL seconds) from A and AAAA answers, for the address → name cache."""
+
+
+def type_name(code: int) -> str:
+    """`A`, `AAAA`, ... or `TYPEnnn` for a code without a mnemonic here."""
+    return QTYPE_NAMES.get(code, f"TYPE{code}")
+
+
+def parse_message(buf: bytes) -> DnsMessage:
+    """Parse one DNS message (without the TCP length prefix)."""
+    if len(buf) < 12:
+        raise ValueError(f"dns header needs 12 bytes, got {len(buf)}")
+    txid, flags, qdcount, ancount = struct.unpack_from("!HHHH", buf, 0)
+    rcode = flags & 0x0F
+    msg = DnsMessage(txid, bool(flags & 0x8000), RCODE_NAMES.get(rcode, f"RCODE{rcode}"), None, None)
+    pos = 12
+    for i in range(qdcount):
+        name, pos = read_name(buf, pos)
+        if pos + 4 > len(buf):
+            raise ValueError("dns question cut short")
+        if i == 0:
+            msg.qname = name
+            msg.qtype = type_name(struct.unpack_from("!H", buf, pos)[0])
+        pos += 4
+    for _ in range(ancount):
+        pos = _read_answer(buf, pos, msg)
+    return msg
+
+
+def _read_answer(buf: bytes, pos: int, msg: DnsMessage) -> int:
+    _name, pos = read_name(buf, pos)
+    if pos + 10 > len(buf):
+        raise ValueError("dns answer header cut short")
+    rtype, _rclass, ttl, rdlen = struct.unpack_from("!HHIH", buf, pos)
+    pos += 10
+    end = pos + rdlen
+    if end > len(buf):
+        raise ValueError("dns answer data cut short")
+    if rtype == 1 and rdlen == 4:
+        addr = str(ipaddress.IPv4Address(buf[pos:end]))
+        msg.answers.append(addr)
+        msg.addresses.append((addr, ttl))
+    elif rtype == 28 and rdlen == 16:
+        addr = str(ipaddress.IPv6Address(buf[pos:end]))
+        msg.answers.append(addr)
+        msg.addresses.append((addr, ttl))
+    elif rtype in _NAME_TYPES:
+        msg.answers.append(read_name(buf, pos)[0])
+    elif rtype == 15 and rdlen > 2:
+        msg.answers.append(read_name(buf, pos + 2)[0])
+    return end
+
+
+def read_name(buf: bytes, pos: int) -> tuple[str, int]:
+    """Read a possibly compressed name at `pos`; return it (lower case, no final dot) and the next offset."""
+    labels: list[str] = []
+    end = -1
+    jumps = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("dns name runs past the message")
+        length = buf[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(buf):
+                raise ValueError("dns name pointer cut short")
+            jumps += 1
+            if jumps > 32:
+                raise ValueError("dns name pointers loop")
+            if end < 0:
+                end = pos + 2
+            pos = ((length & 0x3F) << 8) | buf[pos + 1]
+            continue
+        if length & 0xC0:
+            raise ValueError(f"dns label type {length >> 6} not supported")
+        label = buf[pos + 1 : pos + 1 + length]
+        if len(label) < length:
+            raise ValueError("dns label cut short")
+        labels.append(label.decode("ascii", "backslashreplace").lower())
+        pos += 1 + length
+    return ".".join(labels), (end if end >= 0 else pos)

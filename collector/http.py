@@ -1,0 +1,87 @@
+"""HTTP/1.x request and response head parsing.
+
+Pure: the bytes at the start of a request or response in, the fields the policy needs out; `ValueError`
+for bytes that are not one. Header names are matched case-insensitively; values are kept as sent
+(decoded as Latin-1, which never fails) and are hostile input to whatever displays them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """Request line and the headers that say where, what and with which software."""
+
+    method: str
+    target: str
+    host: str | None
+    url: str
+    user_agent: str | None
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """Status line and Content-Type."""
+
+    status: int
+    content_type: str | None
+
+
+def is_request(payload: bytes) -> bool:
+    """True when the payload starts with a known HTTP method and a space."""
+    return payload.startswith(METHODS)
+
+
+def _head(payload: bytes) -> tuple[str, dict[str, str]]:
+    end = payload.find(b"\r\n\r\n")
+    text = (payload if end < 0 else payload[:end]).decode("latin-1")
+    first, _, rest = text.partition("\r\n")
+    headers: dict[str, str] = {}
+    for line in rest.split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(name.strip().lower(), value.strip())
+    return first, headers
+
+
+def parse_request(payload: bytes) -> HttpRequest:
+    """Parse a request head; the URL is absolute (`http://host/path`), built from Host when needed."""
+    first, headers = _head(payload)
+    parts = first.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise ValueError(f"bad http request line: {first[:40]!r}")
+    method, target, _version = parts
+    host = headers.get("host")
+    if target.startswith(("http://", "https://")):
+        url = target
+        host = host or urlsplit(target).netloc
+    elif method == "CONNECT":
+        url = target
+        host = host or target
+    else:
+        url = f"http://{host or ''}{target}"
+    if host:
+        host = _strip_port(host.lower())
+    return HttpRequest(method, target, host, url, headers.get("user-agent"))
+
+
+def parse_response(payload: bytes) -> HttpResponse:
+    """Parse a response head: status code and Content-Type (parameters dropped)."""
+    first, headers = _head(payload)
+    parts = first.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"bad http status line: {first[:40]!r}")
+    ctype = headers.get("content-type")
+    return HttpResponse(int(parts[1]), ctype.split(";")[0].strip().lower() if ctype else None)
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    name, sep, port = host.rpartition(":")
+    return name if sep and port.isdigit() else host

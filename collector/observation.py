@@ -1,0 +1,163 @@
+"""The Observation: one thing seen on the wire or in a log, as a row and as columns.
+
+Every source in `collector` produces Observations and nothing else. The field list below is the single
+definition of the record: the slotted dataclass (decoder edge, tests), the Arrow schema (batches) and the
+JSON of `ictwatch decode --json` are all derived from it, and docs/observation-fields.md documents it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import pyarrow as pa
+
+KINDS = ("dns", "tls", "quic", "http", "email", "dhcp", "p2p", "flow", "proxy")
+"""Observation kinds; later issues may add kinds, never rename them."""
+
+_UTC = dt.UTC
+
+
+@dataclass(slots=True)
+class Observation:
+    """One thing seen: a DNS transaction, a TLS hello, an HTTP request, a flow, a proxy log line."""
+
+    ts_us: int
+    """Microseconds since the Unix epoch, UTC: capture time of the first packet, or the log line's time."""
+    kind: str
+    """One of KINDS."""
+    source: str
+    """The input type: `pcap` or `squid`."""
+    source_ref: str
+    """Where it came from: `file.pcap#N` (1-based frame number, as Wireshark counts) or `file.log:N`."""
+    src_ip: str | None = None
+    """Client address (the side that opened the conversation)."""
+    src_port: int | None = None
+    dst_ip: str | None = None
+    """Server address; for proxy lines the upstream server Squid contacted, when it logged an address."""
+    dst_port: int | None = None
+    proto: str | None = None
+    """Transport: `tcp` or `udp`."""
+    src_mac: str | None = None
+    """Client MAC from the Ethernet header; missing for logs and for link types without MACs."""
+    vlan: int | None = None
+    """Innermost 802.1Q VLAN id, when tagged."""
+    host: str | None = None
+    """Best name for the server: DNS query name, TLS SNI, HTTP Host, proxy URL host, or for flows the
+    name learnt from SNI/Host on the flow or from an earlier DNS answer for the server address."""
+    url: str | None = None
+    method: str | None = None
+    user_agent: str | None = None
+    status: int | None = None
+    """HTTP status (from the response on the wire, or Squid's logged status); missing if none was seen."""
+    content_type: str | None = None
+    qtype: str | None = None
+    """DNS query type name (A, AAAA, CNAME, ...; TYPEnnn when unknown)."""
+    rcode: str | None = None
+    """DNS response code name; missing when no response was seen."""
+    answers: list[str] = field(default_factory=list)
+    """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS."""
+    sni: str | None = None
+    alpn: list[str] = field(default_factory=list)
+    tls_version: str | None = None
+    """Highest version the ClientHello offers (supported_versions when present)."""
+    bytes_out: int | None = None
+    """Client-to-server bytes. Flows: IP bytes (IP header included, as Zeek's orig_ip_bytes).
+    Proxy lines: not logged by Squid's native format, so missing."""
+    bytes_in: int | None = None
+    """Server-to-client bytes. Flows: IP bytes (as Zeek's resp_ip_bytes). Proxy: Squid's reply size."""
+    packets_out: int | None = None
+    packets_in: int | None = None
+    duration_s: float | None = None
+    """Flow duration (first to last packet) or Squid's elapsed time."""
+    proxy_user: str | None = None
+    """User name the proxy authenticated; missing for `-`."""
+    proxy_action: str | None = None
+    """Squid's result code, e.g. TCP_MISS, TCP_DENIED."""
+    denied: bool = False
+    """True when the proxy refused the request (a blocked attempt)."""
+
+    @property
+    def ts(self) -> dt.datetime:
+        """Timestamp as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self.ts_us / 1e6, _UTC)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The `decode --json` object: ISO 8601 UTC `ts`, every field, None for missing."""
+        out: dict[str, Any] = {"ts": self.ts.isoformat().replace("+00:00", "Z")}
+        for name in FIELD_NAMES:
+            if name != "ts_us":
+                out[name] = getattr(self, name)
+        return out
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Observation))
+
+_STR = pa.string()
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "ts_us": pa.timestamp("us", tz="UTC"),
+    "src_port": pa.uint16(),
+    "dst_port": pa.uint16(),
+    "vlan": pa.uint16(),
+    "status": pa.uint16(),
+    "answers": pa.list_(_STR),
+    "alpn": pa.list_(_STR),
+    "bytes_out": pa.uint64(),
+    "bytes_in": pa.uint64(),
+    "packets_out": pa.uint64(),
+    "packets_in": pa.uint64(),
+    "duration_s": pa.float64(),
+    "denied": pa.bool_(),
+}
+
+OBSERVATION_SCHEMA = pa.schema(
+    [pa.field("ts" if n == "ts_us" else n, _ARROW_TYPES.get(n, _STR)) for n in FIELD_NAMES]
+)
+"""Arrow schema of an observation batch. The time column is named `ts`."""
+
+
+class BatchBuilder:
+    """Collects Observations and hands them on as Arrow tables of at most `max_rows` rows.
+
+    `add` appends to per-column lists; when `max_rows` is reached the batch is sent to `sink`.
+    `flush` sends whatever is pending (end of input, or a timer in the daemon).
+    """
+
+    def __init__(self, sink: Callable[[pa.Table], None], max_rows: int = 65536) -> None:
+        self._sink = sink
+        self._max_rows = max_rows
+        self._columns: list[list[Any]] = [[] for _ in FIELD_NAMES]
+        self.rows_emitted = 0
+
+    def add(self, obs: Observation) -> None:
+        """Append one observation; emits a batch when full."""
+        for column, name in zip(self._columns, FIELD_NAMES, strict=True):
+            column.append(getattr(obs, name))
+        if len(self._columns[0]) >= self._max_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Emit pending rows, if any, as one Arrow table."""
+        if not self._columns[0]:
+            return
+        table = to_table_columns(self._columns)
+        self._columns = [[] for _ in FIELD_NAMES]
+        self.rows_emitted += table.num_rows
+        self._sink(table)
+
+
+def to_table_columns(columns: list[list[Any]]) -> pa.Table:
+    """Build an observation table from per-field value lists (in FIELD_NAMES order)."""
+    arrays = [pa.array(col, type=f.type) for col, f in zip(columns, OBSERVATION_SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=OBSERVATION_SCHEMA)
+
+
+def to_table(observations: Iterable[Observation]) -> pa.Table:
+    """A batch from a handful of observations (tests, `explain`): a batch of one is still a batch."""
+    columns: list[list[Any]] = [[] for _ in FIELD_NAMES]
+    for obs in observations:
+        for column, name in zip(columns, FIELD_NAMES, strict=True):
+            column.append(getattr(obs, name))
+    return to_table_columns(columns)

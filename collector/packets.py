@@ -1,0 +1,367 @@
+"""Packet decoding: link and IP headers by hand, a flow table, and the application extractors.
+
+`PacketDecoder.packet()` takes one captured frame and, through the flow table, emits Observations for
+DNS transactions (UDP/53), TLS ClientHellos, HTTP requests (with the response status when seen) and,
+when a flow ends, the flow itself. Headers are read with slicing and `struct` on the raw bytes; no
+per-packet objects are built. Malformed frames are counted by reason and skipped.
+
+Byte convention for flows: IP bytes (IP header and payload, link header excluded), the same as Zeek's
+`orig_ip_bytes`/`resp_ip_bytes`.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from functools import lru_cache
+
+from collector import dns, http, tls
+from collector.observation import Observation
+from collector.skips import SkipCounter
+
+TCP, UDP = 6, 17
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+_VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
+_IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
+_US = 1_000_000
+TCP_CLOSE_DELAY = 5 * _US  # Zeek's tcp_close_delay: a closed flow lingers for late ACKs
+TCP_IDLE = 300 * _US  # Zeek's tcp_inactivity_timeout
+UDP_IDLE = 60 * _US  # Zeek's udp_inactivity_timeout
+DNS_WAIT = 30 * _US  # an unanswered query is reported after this
+DNS_NAME_GRACE = 3600 * _US  # a name is kept past its TTL: clients connect after the TTL runs out
+SWEEP_EVERY = _US  # expire flows once per second of capture time
+
+_U16 = struct.Struct("!H")
+_TCP_SEQ = struct.Struct("!I")
+
+
+@lru_cache(maxsize=65536)
+def ip_text(raw: bytes) -> str:
+    """Printable form of a 4- or 16-byte address."""
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def mac_text(raw: bytes) -> str:
+    """`aa:bb:cc:dd:ee:ff` form of a 6-byte MAC."""
+    return raw.hex(":")
+
+
+class Flow:
+    """One transport conversation, oriented client (orig) → server (resp)."""
+
+    __slots__ = (
+        "key", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
+        "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "app", "fins", "closed", "pending",
+        "last_req_seq",
+    )
+
+    def __init__(
+        self, key: tuple, orig: bytes, oport: int, resp: bytes, rport: int, proto: int, ts: int, frame: int
+    ) -> None:
+        self.key = key
+        self.orig, self.oport, self.resp, self.rport, self.proto = orig, oport, resp, rport, proto
+        self.first = self.last = ts
+        self.frame = frame
+        self.mac: bytes | None = None
+        self.vlan: int | None = None
+        self.bytes_out = self.bytes_in = self.pkts_out = self.pkts_in = 0
+        self.host: str | None = None
+        self.app = ""  # "" until the first client payload: then "tls", "http" or "other"
+        self.fins = 0  # bit 1: orig sent FIN, bit 2: resp sent FIN
+        self.closed = False
+        self.pending: deque[Observation] = deque()  # HTTP requests awaiting their response
+        self.last_req_seq = -1
+
+
+class PacketDecoder:
+    """Turns frames into Observations. One instance per input stream; `finish()` at its end."""
+
+    def __init__(self, emit: Callable[[Observation], None], skips: SkipCounter, name: str) -> None:
+        self._emit = emit
+        self._skips = skips
+        self._name = name
+        self._flows: dict[tuple, Flow] = {}
+        self._dns_pending: dict[tuple, Observation] = {}
+        self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
+        self._next_sweep = 0
+        self.packets = 0
+
+    # -- link and network layers -------------------------------------------------------------------
+
+    def packet(self, frame: int, ts: int, linktype: int, data: bytes) -> None:
+        """Decode one captured frame."""
+        self.packets += 1
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+        mac = None
+        vlan = None
+        if linktype == 1:  # Ethernet
+            if len(data) < 14:
+                return self._skip("truncated_link", frame)
+            etype = (data[12] << 8) | data[13]
+            off = 14
+            while etype in _VLAN_TYPES:
+                if len(data) < off + 4:
+                    return self._skip("truncated_link", frame)
+                vlan = ((data[off] & 0x0F) << 8) | data[off + 1]
+                etype = (data[off + 2] << 8) | data[off + 3]
+                off += 4
+            mac = data[6:12]
+        elif linktype in (101, 12, 14, 228, 229):  # raw IP
+            off = 0
+            etype = 0x0800 if data and data[0] >> 4 == 4 else 0x86DD
+        elif linktype == 113:  # Linux cooked v1
+            if len(data) < 16:
+                return self._skip("truncated_link", frame)
+            etype, off = (data[14] << 8) | data[15], 16
+        elif linktype == 276:  # Linux cooked v2
+            if len(data) < 20:
+                return self._skip("truncated_link", frame)
+            etype, off = (data[0] << 8) | data[1], 20
+        elif linktype in (0, 108):  # BSD loopback: address family, host or network order
+            if len(data) < 4:
+                return self._skip("truncated_link", frame)
+            family = data[0] or data[3]
+            etype, off = (0x0800 if family == 2 else 0x86DD), 4
+        else:
+            return self._skip("unsupported_link_type", frame)
+        if etype == 0x0800:
+            self._ipv4(frame, ts, data, off, mac, vlan)
+        elif etype == 0x86DD:
+            self._ipv6(frame, ts, data, off, mac, vlan)
+
+    def _ipv4(self, frame: int, ts: int, data: bytes, off: int, mac: bytes | None, vlan: int | None) -> None:
+        if len(data) < off + 20:
+            return self._skip("truncated_ip", frame)
+        b0 = data[off]
+        ihl = (b0 & 0x0F) * 4
+        if b0 >> 4 != 4 or ihl < 20:
+            return self._skip("bad_ip_header", frame)
+        total = (data[off + 2] << 8) | data[off + 3]
+        if total < ihl:
+            return self._skip("bad_ip_length", frame)
+        end = off + total
+        if end > len(data):
+            return self._skip("truncated_ip", frame)
+        if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
+            return self._skip("ip_fragment", frame)
+        self._transport(
+            frame, ts, data, off + ihl, end, data[off + 9], data[off + 12 : off + 16],
+            data[off + 16 : off + 20], total, mac, vlan,
+        )
+
+    def _ipv6(self, frame: int, ts: int, data: bytes, off: int, mac: bytes | None, vlan: int | None) -> None:
+        if len(data) < off + 40:
+            return self._skip("truncated_ip", frame)
+        if data[off] >> 4 != 6:
+            return self._skip("bad_ip_header", frame)
+        plen = (data[off + 4] << 8) | data[off + 5]
+        end = off + 40 + plen
+        if end > len(data):
+            return self._skip("truncated_ip", frame)
+        nxt, pos = data[off + 6], off + 40
+        while nxt in _IPV6_EXT or nxt == 44:
+            if pos + 8 > end:
+                return self._skip("truncated_ip", frame)
+            if nxt == 44:
+                if _U16.unpack_from(data, pos + 2)[0] & 0xFFF9:
+                    return self._skip("ip_fragment", frame)
+                nxt, pos = data[pos], pos + 8
+            else:
+                nxt, pos = data[pos], pos + (data[pos + 1] + 1) * 8
+        self._transport(
+            frame, ts, data, pos, end, nxt, data[off + 8 : off + 24], data[off + 24 : off + 40], 40 + plen,
+            mac, vlan,
+        )
+
+    # -- transport and flows -----------------------------------------------------------------------
+
+    def _transport(
+        self, frame: int, ts: int, data: bytes, off: int, end: int, proto: int, src: bytes, dst: bytes,
+        ip_len: int, mac: bytes | None, vlan: int | None,
+    ) -> None:
+        if proto == TCP:
+            if end - off < 20:
+                return self._skip("truncated_tcp", frame)
+            doff = (data[off + 12] >> 4) * 4
+            if doff < 20 or off + doff > end:
+                return self._skip("bad_tcp_header", frame)
+            flags = data[off + 13]
+            payload_off = off + doff
+        elif proto == UDP:
+            if end - off < 8:
+                return self._skip("truncated_udp", frame)
+            flags = 0
+            payload_off = off + 8
+        else:
+            return
+        sport = (data[off] << 8) | data[off + 1]
+        dport = (data[off + 2] << 8) | data[off + 3]
+        payload = data[payload_off:end]
+        flows = self._flows
+        key = (src, sport, dst, dport, proto)
+        flow = flows.get(key)
+        if flow is not None:
+            outbound = flow.orig == src and flow.oport == sport
+        else:
+            flow = flows.get((dst, dport, src, sport, proto))
+            if flow is None:
+                flow = self._new_flow(key, frame, ts, src, sport, dst, dport, proto, flags, mac, vlan)
+            outbound = flow.orig == src and flow.oport == sport
+        flow.last = ts
+        if outbound:
+            if flow.mac is None:
+                flow.mac = mac
+            flow.bytes_out += ip_len
+            flow.pkts_out += 1
+        else:
+            flow.bytes_in += ip_len
+            flow.pkts_in += 1
+        if proto == TCP:
+            if flags & (_FIN | _RST):
+                flow.fins |= (1 if outbound else 2) if flags & _FIN else 3
+                flow.closed = flow.fins == 3
+            if payload:
+                self._tcp_payload(flow, outbound, payload, frame, ts, data, off)
+        elif payload and (sport == 53 or dport == 53):
+            self._dns(frame, ts, src, sport, dst, dport, payload, mac, vlan)
+
+    def _new_flow(
+        self, key: tuple, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
+        flags: int, mac: bytes | None, vlan: int | None,
+    ) -> Flow:
+        # The opener is the client: a bare SYN says so; a SYN-ACK or a reply from a well-known port
+        # means the capture began mid-conversation and the sender is the server.
+        syn_ack = proto == TCP and flags & (_SYN | _ACK) == (_SYN | _ACK)
+        from_server = syn_ack or (not flags & _SYN and sport < 1024 <= dport)
+        if from_server:
+            flow = Flow((dst, dport, src, sport, proto), dst, dport, src, sport, proto, ts, frame)
+        else:
+            flow = Flow(key, src, sport, dst, dport, proto, ts, frame)
+        flow.vlan = vlan
+        self._flows[flow.key] = flow
+        return flow
+
+    def _tcp_payload(
+        self, flow: Flow, outbound: bool, payload: bytes, frame: int, ts: int, data: bytes, tcp_off: int
+    ) -> None:
+        if outbound:
+            if not flow.app:
+                if tls.looks_like_client_hello(payload):
+                    flow.app = "tls"
+                    return self._tls(flow, payload, frame, ts)
+                flow.app = "http" if http.is_request(payload) else "other"
+            if flow.app == "http" and http.is_request(payload):
+                seq = _TCP_SEQ.unpack_from(data, tcp_off + 4)[0]
+                if seq != flow.last_req_seq:  # a retransmitted request is not a second request
+                    flow.last_req_seq = seq
+                    self._http_request(flow, payload, frame, ts)
+        elif flow.app == "http" and payload.startswith(b"HTTP/") and flow.pending:
+            obs = flow.pending.popleft()
+            try:
+                resp = http.parse_response(payload)
+            except ValueError:
+                self._skip("bad_http_response", frame)
+            else:
+                obs.status, obs.content_type = resp.status, resp.content_type
+            self._emit(obs)
+
+    def _tls(self, flow: Flow, payload: bytes, frame: int, ts: int) -> None:
+        try:
+            hello = tls.parse_client_hello(payload)
+        except ValueError:
+            return self._skip("tls_hello_incomplete", frame)
+        flow.host = hello.sni or flow.host
+        obs = self._flow_observation("tls", flow, frame, ts)
+        obs.host, obs.sni, obs.alpn, obs.tls_version = hello.sni or obs.host, hello.sni, hello.alpn, hello.version
+        self._emit(obs)
+
+    def _http_request(self, flow: Flow, payload: bytes, frame: int, ts: int) -> None:
+        try:
+            req = http.parse_request(payload)
+        except ValueError:
+            return self._skip("bad_http_request", frame)
+        flow.host = req.host or flow.host
+        obs = self._flow_observation("http", flow, frame, ts)
+        obs.host, obs.url, obs.method, obs.user_agent = req.host or obs.host, req.url, req.method, req.user_agent
+        flow.pending.append(obs)
+
+    # -- DNS ---------------------------------------------------------------------------------------
+
+    def _dns(
+        self, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes,
+        mac: bytes | None, vlan: int | None,
+    ) -> None:
+        try:
+            msg = dns.parse_message(payload)
+        except ValueError:
+            return self._skip("bad_dns", frame)
+        if not msg.is_response:
+            obs = Observation(
+                ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(src), sport, ip_text(dst), dport, "udp",
+                mac_text(mac) if mac else None, vlan, host=msg.qname, qtype=msg.qtype,
+            )
+            self._dns_pending[(src, sport, dst, dport, msg.txid)] = obs
+            return
+        obs = self._dns_pending.pop((dst, dport, src, sport, msg.txid), None)
+        if obs is None:  # a response whose query was not captured: the receiver is the client
+            obs = Observation(
+                ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(dst), dport, ip_text(src), sport, "udp",
+                None, vlan, host=msg.qname, qtype=msg.qtype,
+            )
+        obs.rcode, obs.answers = msg.rcode, msg.answers
+        if msg.qname:
+            for addr, ttl in msg.addresses:
+                raw = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+                self._names[raw] = (msg.qname, ts + ttl * _US + DNS_NAME_GRACE)
+        self._emit(obs)
+
+    def name_for(self, addr: bytes, ts: int) -> str | None:
+        """The name a client looked up to reach `addr`, if an answer naming it is still fresh."""
+        entry = self._names.get(addr)
+        return entry[0] if entry is not None and entry[1] >= ts else None
+
+    # -- expiry and output -------------------------------------------------------------------------
+
+    def _flow_observation(self, kind: str, flow: Flow, frame: int, ts: int) -> Observation:
+        return Observation(
+            ts, kind, "pcap", f"{self._name}#{frame}", ip_text(flow.orig), flow.oport, ip_text(flow.resp),
+            flow.rport, "tcp" if flow.proto == TCP else "udp", mac_text(flow.mac) if flow.mac else None,
+            flow.vlan, host=flow.host or self.name_for(flow.resp, ts),
+        )
+
+    def _end_flow(self, flow: Flow) -> None:
+        for obs in flow.pending:
+            self._emit(obs)
+        obs = self._flow_observation("flow", flow, flow.frame, flow.first)
+        obs.bytes_out, obs.bytes_in = flow.bytes_out, flow.bytes_in
+        obs.packets_out, obs.packets_in = flow.pkts_out, flow.pkts_in
+        obs.duration_s = (flow.last - flow.first) / _US
+        self._emit(obs)
+
+    def _sweep(self, now: int) -> None:
+        self._next_sweep = now + SWEEP_EVERY
+        done = [
+            f for f in self._flows.values()
+            if now - f.last > (TCP_CLOSE_DELAY if f.closed else TCP_IDLE if f.proto == TCP else UDP_IDLE)
+        ]
+        for flow in done:
+            del self._flows[flow.key]
+            self._end_flow(flow)
+        stale = [k for k, o in self._dns_pending.items() if now - o.ts_us > DNS_WAIT]
+        for k in stale:
+            self._emit(self._dns_pending.pop(k))
+
+    def finish(self) -> None:
+        """End of input: report every open flow and unanswered query."""
+        for obs in self._dns_pending.values():
+            self._emit(obs)
+        self._dns_pending.clear()
+        for flow in sorted(self._flows.values(), key=lambda f: f.first):
+            self._end_flow(flow)
+        self._flows.clear()
+
+    def _skip(self, reason: str, frame: int) -> None:
+        self._skips.skip(reason, f"{self._name}#{frame}")

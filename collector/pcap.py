@@ -1,0 +1,149 @@
+"""Streaming readers for pcap and pcapng captures.
+
+Both yield `(frame_number, ts_us, linktype, data)` one packet at a time, reading from a binary stream
+(a file, a gzip stream or a pipe from dumpcap), so memory stays flat whatever the capture's size.
+Supported: pcap in both byte orders with micro- or nanosecond stamps; pcapng with several interfaces,
+each with its own link type and timestamp resolution, Enhanced and Simple Packet Blocks, and sections
+in either byte order. A capture cut off in the middle of a record ends the stream with `TruncatedCapture`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1),  # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1),
+    b"\x4d\x3c\xb2\xa1": ("<", 1000),  # little-endian, nanoseconds (divide by 1000 for us)
+    b"\xa1\xb2\x3c\x4d": (">", 1000),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+Packet = tuple[int, int, int, bytes]
+"""(1-based frame number, microseconds since the epoch, link type, frame bytes as captured)."""
+
+
+class CaptureError(ValueError):
+    """The stream is not a capture this reader understands (bad magic, impossible header)."""
+
+
+class TruncatedCapture(Exception):
+    """The capture ends in the middle of a record; `frame` is the number the cut record would have had."""
+
+    def __init__(self, frame: int) -> None:
+        super().__init__(f"capture cut off in record {frame}")
+        self.frame = frame
+
+
+def read_packets(stream: BinaryIO) -> Iterator[Packet]:
+    """Yield packets from a pcap or pcapng stream, chosen by its first four bytes."""
+    magic = stream.read(4)
+    if magic == PCAPNG_MAGIC:
+        yield from _read_pcapng(stream, magic)
+    elif magic in PCAP_MAGICS:
+        yield from _read_pcap(stream, *PCAP_MAGICS[magic])
+    else:
+        raise CaptureError(f"not a pcap or pcapng capture (magic {magic.hex() or 'empty'})")
+
+
+def _read_pcap(stream: BinaryIO, endian: str, ts_div: int) -> Iterator[Packet]:
+    rest = stream.read(20)
+    if len(rest) < 20:
+        raise CaptureError("pcap file header cut short")
+    linktype = struct.unpack(endian + "I", rest[16:20])[0] & 0x0FFFFFFF
+    rec = struct.Struct(endian + "IIII")
+    read = stream.read
+    frame = 0
+    while True:
+        hdr = read(16)
+        if not hdr:
+            return
+        frame += 1
+        if len(hdr) < 16:
+            raise TruncatedCapture(frame)
+        sec, frac, incl, _orig = rec.unpack(hdr)
+        if incl > 0x4000000:
+            raise CaptureError(f"record {frame} claims {incl} bytes")
+        data = read(incl)
+        if len(data) < incl:
+            raise TruncatedCapture(frame)
+        yield frame, sec * 1_000_000 + frac // ts_div, linktype, data
+
+
+def _read_pcapng(stream: BinaryIO, magic: bytes) -> Iterator[Packet]:
+    interfaces: list[tuple[int, int, int]] = []  # (linktype, units per second, offset seconds)
+    endian = "<"
+    frame = 0
+    first = True
+    while True:
+        head = magic if first else stream.read(4)
+        first = False
+        if not head:
+            return
+        rest = stream.read(4)
+        if len(head) < 4 or len(rest) < 4:
+            raise TruncatedCapture(frame + 1)
+        if head == PCAPNG_MAGIC:
+            endian = _section_endian(stream)
+            block_type, total = 0x0A0D0D0A, struct.unpack(endian + "I", rest)[0]
+            body = stream.read(total - 12 - 4)  # the byte-order magic is already read
+            interfaces = []
+        else:
+            block_type = struct.unpack(endian + "I", head)[0]
+            total = struct.unpack(endian + "I", rest)[0]
+            if total < 12 or total % 4:
+                raise CaptureError(f"pcapng block of impossible length {total}")
+            body = stream.read(total - 12)
+        trailer = stream.read(4)
+        if len(trailer) < 4 or (block_type != 0x0A0D0D0A and len(body) < total - 12):
+            raise TruncatedCapture(frame + 1)
+        if block_type == 1:
+            interfaces.append(_interface(body, endian))
+        elif block_type in (6, 3):
+            frame += 1
+            yield _packet_block(block_type, body, endian, interfaces, frame)
+
+
+def _section_endian(stream: BinaryIO) -> str:
+    bom = stream.read(4)
+    if bom == b"\x4d\x3c\x2b\x1a":
+        return "<"
+    if bom == b"\x1a\x2b\x3c\x4d":
+        return ">"
+    raise CaptureError("pcapng section header with an unknown byte-order mark")
+
+
+def _interface(body: bytes, endian: str) -> tuple[int, int, int]:
+    linktype = struct.unpack_from(endian + "H", body, 0)[0]
+    units, offset = 1_000_000, 0
+    pos = 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(endian + "HH", body, pos)
+        value = body[pos + 4 : pos + 4 + length]
+        if code == 0:
+            break
+        if code == 9 and value:  # if_tsresol
+            r = value[0]
+            units = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r
+        elif code == 14 and len(value) == 8:  # if_tsoffset, seconds
+            offset = struct.unpack(endian + "q", value)[0]
+        pos += 4 + ((length + 3) & ~3)
+    return linktype, units, offset
+
+
+def _packet_block(
+    block_type: int, body: bytes, endian: str, interfaces: list[tuple[int, int, int]], frame: int
+) -> Packet:
+    if block_type == 3:  # Simple Packet Block: interface 0, no timestamp
+        orig_len = struct.unpack_from(endian + "I", body, 0)[0]
+        linktype = interfaces[0][0] if interfaces else 1
+        return frame, 0, linktype, body[4 : 4 + orig_len]
+    iface, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(endian + "IIIII", body, 0)
+    if iface >= len(interfaces):
+        raise CaptureError(f"packet {frame} names undeclared interface {iface}")
+    linktype, units, offset = interfaces[iface]
+    ticks = (ts_hi << 32) | ts_lo
+    ts_us = ticks * 1_000_000 // units + offset * 1_000_000
+    return frame, ts_us, linktype, body[20 : 20 + caplen]

@@ -1,0 +1,41 @@
+"""Counting and sampled logging of input that could not be decoded.
+
+Bad input never stops a source: the record is skipped, counted under a short `reason` (a bounded set of
+words such as `truncated_ip`), and logged at a sampled rate so a flood of garbage cannot flood the log.
+Messages name the reason and the record's place in its input (`file#N`, `file:N`), never its content,
+which may carry personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+log = logging.getLogger("ictwatch.collector")
+
+
+class SkipCounter:
+    """Counts skipped records by reason; logs the first of each reason and then one in `every`."""
+
+    def __init__(self, every: int = 1000) -> None:
+        self.by_reason: Counter[str] = Counter()
+        self._every = every
+
+    def skip(self, reason: str, ref: str) -> None:
+        """Record that the record at `ref` was skipped for `reason`."""
+        self.by_reason[reason] += 1
+        n = self.by_reason[reason]
+        if n == 1 or n % self._every == 0:
+            log.warning("skipped %s (%s, %d so far)", ref, reason, n)
+
+    @property
+    def total(self) -> int:
+        """All records skipped, whatever the reason."""
+        return sum(self.by_reason.values())
+
+    def summary(self) -> str:
+        """`N skipped: reason=n, ...`, or an empty string when nothing was skipped."""
+        if not self.by_reason:
+            return ""
+        parts = ", ".join(f"{r}={n}" for r, n in sorted(self.by_reason.items()))
+        return f"{self.total} skipped: {parts}"

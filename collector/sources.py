@@ -1,0 +1,141 @@
+"""Input sources: a capture file or a Squid log, told apart by content, each with `run(emit)`/`stop()`.
+
+`open_source(path)` looks at the first bytes: a pcap or pcapng magic (optionally inside gzip) makes a
+`CaptureSource`; text whose first non-blank line is a native Squid line makes a `SquidLogSource`.
+Anything else raises `InputError`, which the CLI reports with exit status 2. Inside a readable input,
+bad records are counted in `skips` and skipped; the source carries on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from collector.observation import Observation
+from collector.packets import PacketDecoder
+from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
+from collector.skips import SkipCounter
+from collector.squid import looks_like_squid, parse_line
+
+Emit = Callable[[Observation], None]
+
+
+class InputError(Exception):
+    """An input that cannot be read at all: missing, unreadable, or of no format ictwatch knows."""
+
+
+class Source(Protocol):
+    """What every source offers: run until the input ends or `stop()` is called."""
+
+    skips: SkipCounter
+
+    def run(self, emit: Emit) -> None:
+        """Emit every observation the input holds."""
+
+    def stop(self) -> None:
+        """Ask `run` to return at the next record."""
+
+
+class _Progress:
+    """Bytes consumed so far, read by the CLI's progress bar."""
+
+    def __init__(self, raw: BinaryIO, total: int) -> None:
+        self._raw = raw
+        self.total = total
+
+    @property
+    def done(self) -> int:
+        return self._raw.tell()
+
+
+def _open_binary(path: Path) -> tuple[BinaryIO, BinaryIO]:
+    """(stream to decode, underlying file for progress); gzip is unwrapped."""
+    raw = open(path, "rb")  # noqa: SIM115 - the source owns and closes it
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20), raw  # type: ignore[arg-type]
+    raw.seek(0)
+    return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type]
+
+
+class CaptureSource:
+    """A pcap/pcapng file (plain or gzip) decoded by `PacketDecoder`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skips = SkipCounter()
+        self._stream, raw = _open_binary(path)
+        self.progress = _Progress(raw, os.path.getsize(path))
+        self._stopped = False
+        self.packets = 0
+
+    def run(self, emit: Emit) -> None:
+        """Decode every frame; a cut-off last record is counted as `truncated_capture`."""
+        decoder = PacketDecoder(emit, self.skips, self.path.name)
+        try:
+            for frame, ts, linktype, data in read_packets(self._stream):
+                decoder.packet(frame, ts, linktype, data)
+                if self._stopped:
+                    break
+        except TruncatedCapture as cut:
+            self.skips.skip("truncated_capture", f"{self.path.name}#{cut.frame}")
+        except CaptureError as exc:
+            raise InputError(f"{self.path}: {exc}") from None
+        finally:
+            self.packets = decoder.packets
+            decoder.finish()
+            self._stream.close()
+
+    def stop(self) -> None:
+        """Stop after the current frame."""
+        self._stopped = True
+
+
+class SquidLogSource:
+    """A Squid native-format access log read line by line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skips = SkipCounter()
+        self._stream, raw = _open_binary(path)
+        self.progress = _Progress(raw, os.path.getsize(path))
+        self._stopped = False
+
+    def run(self, emit: Emit) -> None:
+        """Emit one `proxy` observation per good line; count and skip the rest."""
+        name = self.path.name
+        with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace") as text:
+            for number, line in enumerate(text, 1):
+                if self._stopped:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    emit(parse_line(line, f"{name}:{number}"))
+                except ValueError:
+                    self.skips.skip("bad_squid_line", f"{name}:{number}")
+
+    def stop(self) -> None:
+        """Stop before the next line."""
+        self._stopped = True
+
+
+def open_source(path: str | Path) -> CaptureSource | SquidLogSource:
+    """Choose the source for `path` from its content; `InputError` when it is none we know."""
+    path = Path(path)
+    try:
+        stream, _raw = _open_binary(path)
+        with stream:
+            head = stream.peek(4096)[:4096]
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    if head[:4] == PCAPNG_MAGIC or head[:4] in PCAP_MAGICS:
+        return CaptureSource(path)
+    first = next((ln for ln in head.decode("utf-8", "replace").splitlines() if ln.strip()), "")
+    if looks_like_squid(first):
+        return SquidLogSource(path)
+    raise InputError(f"{path}: not a pcap, pcapng or Squid native-format log")

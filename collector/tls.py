@@ -1,0 +1,88 @@
+"""TLS ClientHello parsing: server name (SNI), ALPN and the highest offered version.
+
+Pure: the bytes of a TCP payload that starts with a TLS handshake record in, a `ClientHello` out.
+`ValueError` when the bytes are not a ClientHello or end before its extensions do (a hello split over
+several segments; reassembling those is the collector's job, not this parser's).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+_VERSIONS = {0x0300: "SSLv3", 0x0301: "TLSv10", 0x0302: "TLSv11", 0x0303: "TLSv12", 0x0304: "TLSv13"}
+
+
+@dataclass(slots=True)
+class ClientHello:
+    """What a ClientHello says about where the client is going."""
+
+    sni: str | None
+    alpn: list[str] = field(default_factory=list)
+    version: str | None = None
+
+
+def version_name(code: int) -> str:
+    """Zeek-style version name: TLSv12, TLSv13, TLSv13-draft23, or unknown-0xNNNN."""
+    if code in _VERSIONS:
+        return _VERSIONS[code]
+    if code >> 8 == 0x7F:
+        return f"TLSv13-draft{code & 0xFF}"
+    return f"unknown-0x{code:04x}"
+
+
+def _is_grease(code: int) -> bool:
+    return code & 0x0F0F == 0x0A0A and code >> 8 == code & 0xFF
+
+
+def looks_like_client_hello(payload: bytes) -> bool:
+    """A handshake record (type 22, major version 3) whose first message is a ClientHello."""
+    return len(payload) > 5 and payload[0] == 0x16 and payload[1] == 3 and payload[5] == 1
+
+
+def parse_client_hello(payload: bytes) -> ClientHello:
+    """Parse a ClientHello from the start of a TCP payload (record header included)."""
+    if not looks_like_client_hello(payload):
+        raise ValueError("not a tls client hello")
+    body = payload[9:]
+    try:
+        return _parse_body(body)
+    except (IndexError, struct.error) as exc:
+        raise ValueError("tls client hello cut short") from exc
+
+
+def _parse_body(b: bytes) -> ClientHello:
+    legacy_version = struct.unpack_from("!H", b, 0)[0]
+    pos = 2 + 32
+    pos += 1 + b[pos]  # session id
+    pos += 2 + struct.unpack_from("!H", b, pos)[0]  # cipher suites
+    pos += 1 + b[pos]  # compression methods
+    hello = ClientHello(None, version=version_name(legacy_version))
+    if pos == len(b):
+        return hello  # no extensions (SSLv3 / early TLS)
+    ext_end = pos + 2 + struct.unpack_from("!H", b, pos)[0]
+    if ext_end > len(b):
+        raise ValueError("tls client hello cut short")
+    pos += 2
+    while pos + 4 <= ext_end:
+        etype, elen = struct.unpack_from("!HH", b, pos)
+        _read_extension(hello, etype, b[pos + 4 : pos + 4 + elen])
+        pos += 4 + elen
+    return hello
+
+
+def _read_extension(hello: ClientHello, etype: int, data: bytes) -> None:
+    if etype == 0 and len(data) > 5 and data[2] == 0:  # server_name, host_name entry
+        n = struct.unpack_from("!H", data, 3)[0]
+        hello.sni = data[5 : 5 + n].decode("ascii", "backslashreplace").lower().rstrip(".")
+    elif etype == 16 and len(data) > 2:  # ALPN
+        pos = 2
+        while pos < len(data):
+            n = data[pos]
+            hello.alpn.append(data[pos + 1 : pos + 1 + n].decode("ascii", "backslashreplace"))
+            pos += 1 + n
+    elif etype == 43 and data:  # supported_versions
+        offered = [struct.unpack_from("!H", data, 1 + i)[0] for i in range(0, data[0] - 1, 2)]
+        real = [v for v in offered if not _is_grease(v)]
+        if real:
+            hello.version = version_name(max(real, key=lambda v: (v & 0xFF) if v >> 8 == 0x7F else v))

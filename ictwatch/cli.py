@@ -1,0 +1,212 @@
+"""The `ictwatch` command: check, decode, replay, breaches, report.
+
+Exit status: 0 on success (a replay that skipped bad records included), 2 for a bad config or policy or
+an input that cannot be read at all, naming the file (and for config the field and value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from collector.observation import Observation
+from collector.sources import InputError, open_source
+from ictwatch import settings
+from ictwatch.pipeline import replay
+from ictwatch.progress import ProgressBar
+from reports import build, render
+from rules.config import ConfigError
+from storage.store import Store
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="ictwatch: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"ictwatch: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InputError as exc:
+        print(f"ictwatch: cannot read input: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ictwatch", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    c = sub.add_parser("check", help="validate config, policy, directory, devices and network map")
+    c.add_argument("--config", required=True, type=Path)
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("decode", help="print the observations in captures or logs (no config needed)")
+    d.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    d.add_argument("--json", action="store_true", help="one JSON object per line")
+    d.set_defaults(func=cmd_decode)
+
+    r = sub.add_parser("replay", help="run captures and logs through the policy into the store")
+    r.add_argument("--config", required=True, type=Path)
+    r.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    r.set_defaults(func=cmd_replay)
+
+    b = sub.add_parser("breaches", help="list stored breaches")
+    b.add_argument("--config", required=True, type=Path)
+    b.add_argument("--user")
+    b.add_argument("--from", dest="start", type=dt.date.fromisoformat)
+    b.add_argument("--to", dest="end", type=dt.date.fromisoformat)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_breaches)
+
+    rep = sub.add_parser("report", help="one person's activity report for a period")
+    rep.add_argument("--config", required=True, type=Path)
+    rep.add_argument("--user", required=True)
+    rep.add_argument("--from", dest="start", required=True, type=dt.date.fromisoformat)
+    rep.add_argument("--to", dest="end", required=True, type=dt.date.fromisoformat)
+    rep.add_argument("--requested-by", required=True)
+    rep.add_argument("--reason", required=True)
+    rep.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    rep.add_argument("-o", "--output", type=Path)
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate everything and print the effective configuration and policy."""
+    loaded = settings.load(args.config)
+    print(f"config: {loaded.path}")
+    print(f"storage: {loaded.storage_url} (database {loaded.settings.storage.database})")
+    print(f"directory: {len(loaded.directory.people)} people; devices: {len(loaded.devices.devices)}; "
+          f"locations: {len(loaded.network.locations)}")
+    print(f"policy version {loaded.policy.version()}:")
+    print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Print observations, as JSON lines or a short human line each."""
+    sources = [open_source(p) for p in args.inputs]
+
+    def show(obs: Observation) -> None:
+        if args.json:
+            print(json.dumps(obs.to_json_dict()))
+        else:
+            where = f"{obs.src_ip}:{obs.src_port or ''} > {obs.dst_ip or ''}:{obs.dst_port or ''}"
+            print(f"{obs.ts.isoformat()} {obs.kind:5} {where} {obs.host or ''} {obs.url or ''}".rstrip())
+
+    for source in sources:
+        source.run(show)
+        _report_skips(source.path, source.skips.summary())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay inputs into the store and print a summary."""
+    loaded = settings.load(args.config)
+    engine = loaded.engine()
+    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    try:
+        store.migrate()
+        with ProgressBar(sys.stderr) as bar:
+            summary = replay(args.inputs, engine, store, bar.follow)
+    finally:
+        store.close()
+    v = summary.verdicts
+    print(f"replayed {len(summary.inputs)} input(s): {summary.packets} packets, "
+          f"{summary.observations} observations")
+    print(f"stored {summary.stored} activities: {v['breach']} breaches, {v['blocked']} blocked, "
+          f"{v['allowed']} allowed (policy {engine.version})")
+    if summary.skipped:
+        parts = ", ".join(f"{k}={n}" for k, n in sorted(summary.skipped.items()))
+        print(f"skipped {summary.skipped.total()} bad records: {parts}")
+    return 0
+
+
+def _breach_rows(loaded: settings.Loaded, df: pl.DataFrame) -> pl.DataFrame:
+    tz = loaded.policy.calendar.timezone
+    rules = {r.id: r for r in loaded.policy.rules}
+    names = {p.username: p.name for p in loaded.directory.people}
+    out = df.explode("rule_ids").with_columns(
+        time=pl.col("ts").dt.convert_time_zone(tz),
+        clause=pl.col("rule_ids").replace_strict({k: ",".join(r.clauses) for k, r in rules.items()},
+                                                  default="", return_dtype=pl.String),
+        name=pl.col("user").replace_strict(names, default="unknown", return_dtype=pl.String),
+    )
+    return out.select(
+        "time", "user", "name", "device", "device_type", "location", pl.col("rule_ids").alias("rule"),
+        "clause", "severity", "host", "source_ref",
+    )
+
+
+def cmd_breaches(args: argparse.Namespace) -> int:
+    """List breaches, one line per (activity, rule)."""
+    loaded = settings.load(args.config)
+    tz = loaded.policy.calendar.timezone
+    start = build.local_bounds(args.start, args.start, tz)[0] if args.start else None
+    end = build.local_bounds(args.end, args.end, tz)[1] if args.end else None
+    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    try:
+        store.migrate()
+        rows = _breach_rows(loaded, store.activity(args.user, start, end, breaches_only=True))
+    finally:
+        store.close()
+    if args.json:
+        for row in rows.iter_rows(named=True):
+            print(json.dumps(row, default=lambda v: v.isoformat()))
+        return 0
+    print(_table(rows))
+    print(f"{rows.height} breach(es)")
+    return 0
+
+
+def _table(rows: pl.DataFrame) -> str:
+    header = ["time", "person", "device", "location", "rule", "clause", "host"]
+    lines = [[
+        r["time"].strftime("%Y-%m-%d %H:%M:%S"), f"{r['name']} ({r['user'] or '?'})",
+        f"{r['device'] or 'unregistered'}", r["location"] or "unknown", r["rule"], r["clause"], r["host"],
+    ] for r in rows.iter_rows(named=True)]
+    widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+                     for line in [header, *lines])
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one person's report and print where it went."""
+    loaded = settings.load(args.config)
+    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    try:
+        store.migrate()
+        report = build.build(
+            store, loaded.directory, loaded.policy.school, loaded.policy.calendar.timezone, args.user,
+            args.start, args.end, args.requested_by, args.reason, dt.datetime.now(dt.UTC),
+        )
+    finally:
+        store.close()
+    text = {"html": render.to_html, "csv": render.to_csv, "json": render.to_json}[args.format](report)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"report for {args.user}: {len(report.breaches)} breaches, {report.total_activities} activities")
+    print(f"written to {args.output.resolve()}")
+    return 0
+
+
+def _report_skips(path: Path, summary: str) -> None:
+    if summary:
+        print(f"ictwatch: {path.name}: {summary}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The root configuration: where the directory, register, map and policy live, and where data goes.
+
+`load(path)` reads the root YAML, then each file it names (paths relative to the root file), and returns
+everything validated, or raises `ConfigError` naming the file, field and value. The storage URL may be
+overridden by the `ICTWATCH_STORAGE_URL` environment variable (the demo and tests use this).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+
+from rules.categories import CategoryIndex
+from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model
+from rules.engine import Engine
+from rules.identity import Identity
+from rules.policy import Policy
+
+
+class StorageSettings(Strict):
+    """Where activity is stored."""
+
+    url: str = Field("chdb://data/ictwatch", description="chdb://PATH (embedded) or http(s)://host:8123.")
+    database: str = Field("ictwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Settings(Strict):
+    """The root file: paths of the other files and the storage settings."""
+
+    directory: Path = Field(description="Staff directory (YAML).")
+    devices: Path = Field(description="Device register (YAML).")
+    network: Path = Field(description="Network map (YAML).")
+    policy: Path = Field(description="Policy (YAML).")
+    storage: StorageSettings = StorageSettings()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Everything a command needs, validated."""
+
+    path: Path
+    settings: Settings
+    directory: Directory
+    devices: DeviceRegister
+    network: NetworkMap
+    policy: Policy
+    categories: CategoryIndex
+    storage_url: str
+
+    def engine(self) -> Engine:
+        """A policy engine for this configuration."""
+        identity = Identity(self.directory, self.devices.devices, self.network)
+        return Engine(self.policy, self.categories, identity)
+
+
+def load(path: str | Path) -> Loaded:
+    """Load and validate the root file and everything it names."""
+    path = Path(path)
+    settings = load_model(path, Settings)
+    base = path.parent
+    directory = load_model(base / settings.directory, Directory)
+    devices = load_model(base / settings.devices, DeviceRegister)
+    owners = {p.username for p in directory.people}
+    for i, d in enumerate(devices.devices):
+        if d.owner not in owners:
+            raise ConfigError(base / settings.devices, f"devices[{i}].owner", d.owner, "not in the staff directory")
+    network = load_model(base / settings.network, NetworkMap)
+    policy_path = base / settings.policy
+    policy = load_model(policy_path, Policy)
+    categories = CategoryIndex.load(policy_path.parent / policy.categories.lists, policy.categories.map)
+    url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
+    return Loaded(path, settings, directory, devices, network, policy, categories, resolve_url(url, base))
+
+
+def resolve_url(url: str, base: Path) -> str:
+    """`chdb://relative/path` is relative to the config file; returned as `chdb:///absolute/path`."""
+    if not url.startswith("chdb://"):
+        return url
+    rest = url.removeprefix("chdb://")
+    if rest.startswith("/"):
+        return "chdb://" + str(Path(rest).resolve())
+    return "chdb://" + str((base / rest).resolve())

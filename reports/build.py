@@ -1,0 +1,77 @@
+"""Builds a `UserReport` from stored activity for one person and period."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import polars as pl
+
+from reports.model import ActivityRow, CountRow, PersonRef, UserReport
+from rules.config import Directory
+from storage.store import Store
+
+UNKNOWN = "unknown"
+
+
+def person(directory: Directory, username: str) -> PersonRef:
+    """The directory's view of `username`, or a reference marked unknown."""
+    people = directory.by_username()
+    p = people.get(username)
+    if p is None:
+        return PersonRef(username, UNKNOWN)
+    manager = people.get(p.line_manager or "")
+    return PersonRef(p.username, p.name, p.role.value, manager.name if manager else "")
+
+
+def local_bounds(start: dt.date, end: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
+    """UTC instants of local midnight at `start` and at the day after `end` (the period is whole days)."""
+    zone = zoneinfo.ZoneInfo(tz)
+    lo = dt.datetime.combine(start, dt.time(), zone).astimezone(dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+    return lo, hi
+
+
+def build(
+    store: Store, directory: Directory, school: str, tz: str, username: str, start: dt.date, end: dt.date,
+    requested_by: str, reason: str, now: dt.datetime,
+) -> UserReport:
+    """Read the period's activity for `username` and summarise it."""
+    lo, hi = local_bounds(start, end, tz)
+    df = store.activity(username, lo, hi).with_columns(
+        local=pl.col("ts").dt.convert_time_zone(tz),
+        total_bytes=pl.col("bytes_in").fill_null(0) + pl.col("bytes_out").fill_null(0),
+    )
+    rows = tuple(_row(r) for r in df.iter_rows(named=True))
+    return UserReport(
+        school=school, subject=person(directory, username), start=start, end=end, timezone=tz,
+        requested_by=person(directory, requested_by), reason=reason, generated_at=now,
+        policy_versions=tuple(sorted(set(df.get_column("policy_version").to_list()))),
+        total_activities=df.height,
+        bytes_out=int(df.get_column("bytes_out").fill_null(0).sum()),
+        bytes_in=int(df.get_column("bytes_in").fill_null(0).sum()),
+        by_category=_counts(df.explode("categories").with_columns(pl.col("categories").fill_null("uncategorised")),
+                            "categories"),
+        by_day=_counts(df.with_columns(day=pl.col("local").dt.strftime("%Y-%m-%d (%a)")), "day", by_label=True),
+        devices=_counts(df, "device"),
+        locations=_counts(df, "location"),
+        breaches=tuple(r for r in rows if r.verdict == "breach"),
+        blocked=tuple(r for r in rows if r.denied),
+        activity=rows,
+    )
+
+
+def _counts(df: pl.DataFrame, column: str, by_label: bool = False) -> tuple[CountRow, ...]:
+    grouped = df.group_by(column).agg(n=pl.len(), b=pl.col("total_bytes").sum())
+    grouped = grouped.sort(column) if by_label else grouped.sort(["n", column], descending=[True, False])
+    return tuple(CountRow(label or UNKNOWN, int(n), int(b)) for label, n, b in grouped.iter_rows())
+
+
+def _row(r: dict) -> ActivityRow:
+    return ActivityRow(
+        time=r["local"], kind=r["kind"], device=r["device"] or UNKNOWN, device_type=r["device_type"],
+        location=r["location"] or UNKNOWN, host=r["host"], url=r["url"] or r["sni"],
+        categories=tuple(r["categories"]), verdict=r["verdict"], rule_ids=tuple(r["rule_ids"]),
+        clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
+        source_ref=r["source_ref"], denied=r["denied"],
+    )

@@ -1,0 +1,71 @@
+"""The typed per-person report handed to templates and writers (no SQL, no frames in templates)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRef:
+    """A person as the report names them; `name` is "unknown" when the directory has no entry."""
+
+    username: str
+    name: str
+    role: str = ""
+    line_manager: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """One line of a summary table."""
+
+    label: str
+    activities: int
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRow:
+    """One activity as a report lists it (times in the school's zone)."""
+
+    time: dt.datetime
+    kind: str
+    device: str
+    device_type: str
+    location: str
+    host: str
+    url: str
+    categories: tuple[str, ...]
+    verdict: str
+    rule_ids: tuple[str, ...] = ()
+    clauses: tuple[str, ...] = ()
+    severity: str = ""
+    reasons: tuple[str, ...] = ()
+    source_ref: str = ""
+    denied: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserReport:
+    """Everything one person's activity report shows for one period."""
+
+    school: str
+    subject: PersonRef
+    start: dt.date
+    end: dt.date
+    timezone: str
+    requested_by: PersonRef
+    reason: str
+    generated_at: dt.datetime
+    policy_versions: tuple[str, ...]
+    total_activities: int
+    bytes_out: int
+    bytes_in: int
+    by_category: tuple[CountRow, ...]
+    by_day: tuple[CountRow, ...]
+    devices: tuple[CountRow, ...]
+    locations: tuple[CountRow, ...]
+    breaches: tuple[ActivityRow, ...]
+    blocked: tuple[ActivityRow, ...]
+    activity: tuple[ActivityRow, ...] = field(default=())

@@ -1,0 +1,1 @@
+"""Rules: directory, devices, network map, policy, categories, identity and the policy engine."""

@@ -1,0 +1,182 @@
+"""Who and where: the staff directory, the device register and the network map, as validated files.
+
+Each file is YAML validated by pydantic with `extra="forbid"`; `load_model` turns a validation failure
+into a `ConfigError` that names the file, the field (as a path such as `people[3].role`) and the value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(Exception):
+    """A config, policy, directory, register or map file that cannot be used; start-up must stop."""
+
+    def __init__(self, file: Path | str, field: str, value: object, problem: str) -> None:
+        self.file, self.field, self.value, self.problem = str(file), field, value, problem
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        super().__init__(f"{file}: {field or '(file)'}: {shown}: {problem}")
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, values are frozen after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Role(StrEnum):
+    """Staff roles as a school names them."""
+
+    teacher = "teacher"
+    teaching_assistant = "teaching_assistant"
+    office = "office"
+    senior_leader = "senior_leader"
+    headteacher = "headteacher"
+    network_manager = "network_manager"
+    safeguarding_lead = "safeguarding_lead"
+    support = "support"
+
+
+class Person(Strict):
+    """One member of staff."""
+
+    username: str = Field(pattern=r"^[a-z0-9._-]+$", description="Login name; the key everywhere else.")
+    name: str = Field(min_length=1, description="Display name for reports.")
+    role: Role
+    line_manager: str | None = Field(None, description="Username of the line manager; none for the head.")
+    groups: tuple[str, ...] = ()
+
+
+class Directory(Strict):
+    """The staff directory (an MIS or directory-service export)."""
+
+    people: tuple[Person, ...]
+
+    @model_validator(mode="after")
+    def _managers_exist(self) -> Directory:
+        names = {p.username for p in self.people}
+        for i, p in enumerate(self.people):
+            if p.line_manager is not None and p.line_manager not in names:
+                raise ValueError(f"people[{i}].line_manager {p.line_manager!r} is not in the directory")
+        return self
+
+    def by_username(self) -> dict[str, Person]:
+        """Username → person."""
+        return {p.username: p for p in self.people}
+
+
+class DeviceType(StrEnum):
+    """What kind of device a register entry is."""
+
+    school_laptop = "school_laptop"
+    school_desktop = "school_desktop"
+    school_ipad = "school_ipad"
+    personal_phone = "personal_phone"
+    personal_laptop = "personal_laptop"
+    personal_tablet = "personal_tablet"
+
+
+class Device(Strict):
+    """One register entry: a device (or a bank of iPads), its addresses, owner and type."""
+
+    id: str = Field(min_length=1, description="Asset tag or a name the network manager uses.")
+    macs: tuple[str, ...] = Field((), description="Hardware addresses, any common notation.")
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = Field(
+        (), description="Static reservations: addresses only this device uses."
+    )
+    owner: str = Field(description="Username of the person responsible for it.")
+    type: DeviceType
+
+    @field_validator("macs")
+    @classmethod
+    def _normalise_macs(cls, macs: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for mac in macs:
+            digits = "".join(c for c in mac.lower() if c in "0123456789abcdef")
+            if len(digits) != 12:
+                raise ValueError(f"{mac!r} is not a MAC address")
+            out.append(":".join(digits[i : i + 2] for i in range(0, 12, 2)))
+        return tuple(out)
+
+    @property
+    def ownership(self) -> str:
+        """`school` or `personal`."""
+        return "personal" if self.type.startswith("personal") else "school"
+
+
+class DeviceRegister(Strict):
+    """Every device the school knows about."""
+
+    devices: tuple[Device, ...]
+
+
+class LocationKind(StrEnum):
+    """Kinds of place; the policy's allowed places are named by kind."""
+
+    staff_room = "staff_room"
+    office = "office"
+    classroom = "classroom"
+    hall = "hall"
+    library = "library"
+    guest = "guest"
+    server = "server"
+    other = "other"
+
+
+class Location(Strict):
+    """A named place and the subnets (or VLAN) that serve it."""
+
+    name: str
+    kind: LocationKind
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    vlan: int | None = Field(None, ge=1, le=4094)
+
+
+class NetworkMap(Strict):
+    """Subnets and VLANs → places in the school."""
+
+    locations: tuple[Location, ...]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; `ConfigError` naming the line when it is not YAML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "", str(path), exc.strerror or str(exc)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise ConfigError(path, where, "", f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_model(path: Path, model: type[M], data: Any = None) -> M:
+    """Validate `data` (or the YAML in `path`) as `model`; `ConfigError` names file, field and value."""
+    if data is None:
+        data = read_yaml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _field_path(err["loc"])
+        value = err.get("input")
+        problem = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(path, field, value, problem) from None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

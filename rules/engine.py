@@ -1,0 +1,125 @@
+"""The policy engine: observation batches in, activity batches out, each row with its verdict.
+
+Each rule's condition compiles once, when the policy loads, into a polars expression over the batch's
+columns; evaluating the policy is evaluating those expressions. A leaf whose data is missing (no host, no
+device) is false, so `not` over it is true: an SMTP flow to an unknown server is not "approved".
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from rules.categories import CategoryIndex
+from rules.identity import Identity
+from rules.policy import SEVERITY_RANK, Calendar, Condition, Policy, TimeRange
+
+WEB_KINDS = ("tls", "quic", "http", "proxy")
+
+
+def _in_range(clock: pl.Expr, r: TimeRange) -> pl.Expr:
+    return (clock >= pl.lit(r.start)) & (clock < pl.lit(r.end))
+
+
+def window_columns(cal: Calendar, policy: Policy) -> list[pl.Expr]:
+    """Boolean columns `school_day`, `restricted_hours`, `break`, `personal_use_allowed` (local time)."""
+    local = pl.col("ts").dt.convert_time_zone(cal.timezone)
+    date, clock = local.dt.date(), local.dt.time()
+    in_term = pl.any_horizontal([date.is_between(pl.lit(t.start), pl.lit(t.end)) for t in cal.terms])
+    closed = pl.any_horizontal([pl.lit(False)] + [date.is_between(pl.lit(c.start), pl.lit(c.end))
+                                                  for c in cal.closures])
+    school_day = (local.dt.weekday() <= 5) & in_term & ~closed
+    restricted = school_day & _in_range(clock, cal.restricted_hours)
+    in_break = school_day & pl.any_horizontal([pl.lit(False)] + [_in_range(clock, b) for b in cal.breaks])
+    allowed_place = pl.col("location_kind").is_in([k.value for k in policy.personal_use.allowed_locations])
+    allowed_time = in_break if policy.personal_use.reading == "breaks_only" else pl.lit(True)
+    allowed = ~restricted | (allowed_place.fill_null(False) & allowed_time)
+    return [
+        school_day.alias("school_day"), restricted.alias("restricted_hours"), in_break.alias("break"),
+        allowed.alias("personal_use_allowed"),
+    ]
+
+
+def compile_condition(cond: Condition) -> pl.Expr:
+    """A boolean expression that is true exactly where `cond` holds (never null)."""
+    parts: list[pl.Expr] = []
+
+    def leaf(expr: pl.Expr) -> None:
+        parts.append(expr.fill_null(False))
+
+    if cond.kind is not None:
+        leaf(pl.col("kind").is_in(list(cond.kind)))
+    if cond.category is not None:
+        leaf(pl.col("categories").list.eval(pl.element().is_in(list(cond.category))).list.any())
+    if cond.host is not None:
+        host = pl.col("host")
+        leaf(pl.any_horizontal([(host == d) | host.str.ends_with("." + d) for d in cond.host]))
+    if cond.port is not None:
+        leaf(pl.col("dst_port").cast(pl.Int64).is_in(list(cond.port)))
+    for name in ("device_type", "role", "location_kind"):
+        values = getattr(cond, name)
+        if values is not None:
+            leaf(pl.col(name).is_in([v.value for v in values]))
+    for name, column in (("device_owner", "device_owner"), ("device_registered", "device_registered"),
+                         ("personal_use_allowed", "personal_use_allowed"), ("proxy_denied", "denied")):
+        value = getattr(cond, name)
+        if value is not None:
+            leaf(pl.col(column) == value)
+    if cond.window is not None:
+        leaf(pl.any_horizontal([pl.col(w) for w in cond.window]))
+    if cond.all is not None:
+        parts.append(pl.all_horizontal([compile_condition(c) for c in cond.all]))
+    if cond.any is not None:
+        parts.append(pl.any_horizontal([compile_condition(c) for c in cond.any]))
+    if cond.not_ is not None:
+        parts.append(~compile_condition(cond.not_))
+    return pl.all_horizontal(parts)
+
+
+class Engine:
+    """Applies one loaded policy to observation batches."""
+
+    def __init__(self, policy: Policy, categories: CategoryIndex, identity: Identity) -> None:
+        self.policy = policy
+        self.version = policy.version()
+        self._categories = categories
+        self._identity = identity
+        self._windows = window_columns(policy.calendar, policy)
+        self._matches = [compile_condition(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
+
+    def evaluate(self, batch: pa.Table) -> pl.DataFrame:
+        """Subject, categories, windows and verdict for every observation in `batch`."""
+        df = pl.from_arrow(batch)
+        assert isinstance(df, pl.DataFrame)
+        df = self._identity.annotate(df)
+        df = self._categories.annotate(df)
+        df = df.with_columns(self._windows).with_columns(self._matches)
+        return self._verdicts(df)
+
+    def _verdicts(self, df: pl.DataFrame) -> pl.DataFrame:
+        rules = self.policy.rules
+        empty = pl.lit([], dtype=pl.List(pl.String))
+
+        def collect(values: list[list[str]]) -> pl.Expr:
+            return pl.concat_list([
+                pl.when(pl.col(f"_rule_{i}")).then(pl.lit(v, dtype=pl.List(pl.String))).otherwise(empty)
+                for i, v in enumerate(values)
+            ]) if values else empty
+
+        rank = pl.max_horizontal([pl.lit(0)] + [
+            pl.when(pl.col(f"_rule_{i}")).then(pl.lit(SEVERITY_RANK[r.severity])).otherwise(0)
+            for i, r in enumerate(rules)
+        ])
+        names = {v: k.value for k, v in SEVERITY_RANK.items()}
+        out = df.with_columns(
+            rule_ids=collect([[r.id] for r in rules]),
+            clauses=collect([list(r.clauses) for r in rules]).list.unique(maintain_order=True),
+            reasons=collect([[r.message] for r in rules]),
+            severity=rank.replace_strict(names, default=None, return_dtype=pl.String),
+            policy_version=pl.lit(self.version),
+        )
+        verdict = (
+            pl.when(pl.col("rule_ids").list.len() > 0).then(pl.lit("breach"))
+            .when(pl.col("denied")).then(pl.lit("blocked")).otherwise(pl.lit("allowed"))
+        )
+        return out.with_columns(verdict=verdict).drop([f"_rule_{i}" for i in range(len(rules))])

@@ -1,0 +1,193 @@
+"""The policy file: school calendar, category lists, the personal-use reading, and rules as data.
+
+A rule names the policy clauses it enforces, a severity, a message in the school's own words, and a
+condition over fixed fields of an activity. Conditions are plain data (keys below, combined with
+`all`/`any`/`not`); there is no way to put code in a policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import zoneinfo
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from collector.observation import KINDS
+from rules.config import DeviceType, LocationKind, Role, Strict
+
+CLAUSE_IDS = {f"P{i}" for i in range(1, 20)} | {"I1", "I2", "I3", "I4", "A1"}
+WINDOWS = ("school_day", "restricted_hours", "break")
+
+
+class Severity(StrEnum):
+    """How urgently a breach needs a human, in the grades UK school monitoring uses."""
+
+    advisory = "advisory"
+    caution = "caution"
+    danger = "danger"
+
+
+SEVERITY_RANK = {Severity.advisory: 1, Severity.caution: 2, Severity.danger: 3}
+
+
+class Period(Strict):
+    """A span of whole days, inclusive."""
+
+    name: str = ""
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Period:
+        if self.end < self.start:
+            raise ValueError(f"period {self.name!r} ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class TimeRange(Strict):
+    """A span of local clock time within a day, start inclusive, end exclusive."""
+
+    name: str = ""
+    start: dt.time
+    end: dt.time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.end <= self.start:
+            raise ValueError(f"time range {self.name!r} ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class Calendar(Strict):
+    """When the school is open and when the policy's hours rule applies."""
+
+    timezone: str = Field("Europe/London", description="IANA zone; all clock times below are local.")
+    terms: tuple[Period, ...] = Field(description="Term dates; a school day is a weekday inside a term.")
+    closures: tuple[Period, ...] = Field((), description="Half terms, INSET days, bank holidays.")
+    restricted_hours: TimeRange = TimeRange(name="restricted", start=dt.time(8, 30), end=dt.time(15, 30))
+    breaks: tuple[TimeRange, ...] = Field((), description="Staff breaks and lunch on a school day.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, tz: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {tz!r}") from None
+        return tz
+
+
+class PersonalUse(Strict):
+    """How clause P18 (no personal use 08:30–15:30 except staff room/offices at breaks) is read."""
+
+    allowed_locations: tuple[LocationKind, ...] = (LocationKind.staff_room, LocationKind.office)
+    reading: Literal["breaks_only", "any_time"] = Field(
+        "breaks_only",
+        description="breaks_only: allowed places only during breaks and lunch (the policy's wording); "
+        "any_time: allowed places at any time (a looser reading some schools choose).",
+    )
+
+
+class Categories(Strict):
+    """Content category lists in UT1 format, and how their directories map onto our category names."""
+
+    lists: str = Field(description="Folder (UT1 `blacklists/` layout), relative to the policy file.")
+    map: dict[str, tuple[str, ...]] = Field(description="Our category name → UT1 directory names.")
+
+
+class Condition(Strict):
+    """A test over one activity. Several keys in one condition must all hold."""
+
+    kind: tuple[str, ...] | None = None
+    category: tuple[str, ...] | None = None
+    host: tuple[str, ...] | None = Field(None, description="Domains; a host matches a domain or its subdomains.")
+    port: tuple[int, ...] | None = None
+    device_type: tuple[DeviceType, ...] | None = None
+    device_owner: Literal["school", "personal"] | None = None
+    device_registered: bool | None = None
+    role: tuple[Role, ...] | None = None
+    location_kind: tuple[LocationKind, ...] | None = None
+    window: tuple[Literal["school_day", "restricted_hours", "break"], ...] | None = Field(
+        None, description="Holds when the activity falls in any of these named windows."
+    )
+    personal_use_allowed: bool | None = Field(None, description="Place and time allow personal use (P18).")
+    proxy_denied: bool | None = None
+    all: tuple[Condition, ...] | None = None
+    any: tuple[Condition, ...] | None = None
+    not_: Condition | None = Field(None, alias="not")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kinds(cls, kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for k in kinds or ():
+            if k not in KINDS:
+                raise ValueError(f"unknown activity kind {k!r}; kinds are {', '.join(KINDS)}")
+        return kinds
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if not self.model_fields_set:
+            raise ValueError("empty condition")
+        return self
+
+
+class Rule(Strict):
+    """One rule: which clauses it enforces, how serious a breach is, and when it matches."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    clauses: tuple[str, ...] = Field(min_length=1)
+    severity: Severity
+    message: str = Field(min_length=1, description="What the breach means, in the school's own words.")
+    when: Condition
+
+    @field_validator("clauses")
+    @classmethod
+    def _known_clauses(cls, clauses: tuple[str, ...]) -> tuple[str, ...]:
+        for c in clauses:
+            if c not in CLAUSE_IDS:
+                raise ValueError(f"unknown clause id {c!r}")
+        return clauses
+
+
+class Policy(Strict):
+    """The whole policy file."""
+
+    school: str
+    calendar: Calendar
+    personal_use: PersonalUse = PersonalUse()
+    categories: Categories
+    rules: tuple[Rule, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        ids = [r.id for r in self.rules]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"rule ids used twice: {', '.join(sorted(dupes))}")
+        for i, rule in enumerate(self.rules):
+            for name in _categories_in(rule.when):
+                if name not in self.categories.map:
+                    raise ValueError(f"rules[{i}] ({rule.id}) names category {name!r}, not in categories.map")
+        return self
+
+    def version(self) -> str:
+        """A short hash of the effective policy: stored with every verdict it made."""
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _categories_in(cond: Condition) -> set[str]:
+    found = set(cond.category or ())
+    for child in (*(cond.all or ()), *(cond.any or ()), *([cond.not_] if cond.not_ else [])):
+        found |= _categories_in(child)
+    return found
+
+
+def domain_matches(host: str, domains: tuple[str, ...]) -> bool:
+    """True when `host` is one of `domains` or a subdomain of one."""
+    return any(host == d or host.endswith("." + d) for d in domains)
+

@@ -1,0 +1,1 @@
+"""Storage: the ClickHouse schema, inserts and the named queries."""

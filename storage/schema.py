@@ -1,0 +1,98 @@
+"""The one definition of the `activity` table: DDL, insert column order and Arrow types come from here.
+
+Layout: `ORDER BY (user, ts)` because the query that matters most is one person's activity over a
+period (a report); partitions by month so retention drops whole parts. Text that repeats (kinds, roles,
+places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs. Unknown user, device or
+place is stored as an empty string (ClickHouse sort keys cannot be nullable) and shown as "unknown".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: ClickHouse type, Arrow type for inserts, and what it holds."""
+
+    name: str
+    ch_type: str
+    arrow: pa.DataType
+    comment: str
+    codec: str = ""
+
+
+_S, _LS = pa.string(), pa.list_(pa.string())
+_U16, _U64 = pa.uint16(), pa.uint64()
+LC = "LowCardinality(String)"
+
+ACTIVITY: tuple[Column, ...] = (
+    Column("ts", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when it happened (UTC)",
+           "CODEC(Delta, ZSTD(1))"),
+    Column("user", LC, _S, "username, from proxy authentication or the device owner; empty if unknown"),
+    Column("role", LC, _S, "the user's role in the staff directory at the time"),
+    Column("device", "String", _S, "device register id; empty for an unregistered device"),
+    Column("device_type", LC, _S, "school_laptop, school_ipad, personal_phone, ..."),
+    Column("device_owner", LC, _S, "school or personal"),
+    Column("device_registered", "Bool", pa.bool_(), "whether the register knows the device"),
+    Column("location", LC, _S, "named place from the network map; empty if no subnet matched"),
+    Column("location_kind", LC, _S, "staff_room, office, classroom, ..."),
+    Column("identity_source", LC, _S, "evidence for the user: proxy_auth, register_mac, register_address"),
+    Column("kind", LC, _S, "observation kind: dns, tls, http, flow, proxy, ..."),
+    Column("source", LC, _S, "input type: pcap or squid"),
+    Column("source_ref", "String", _S, "input and record: file.pcap#frame or file.log:line"),
+    Column("src_ip", "String", _S, "client address"),
+    Column("src_port", "Nullable(UInt16)", _U16, "client port"),
+    Column("dst_ip", "String", _S, "server address, when known"),
+    Column("dst_port", "Nullable(UInt16)", _U16, "server port"),
+    Column("proto", LC, _S, "tcp or udp"),
+    Column("src_mac", "String", _S, "client MAC when the frame carried one"),
+    Column("host", "String", _S, "server name: DNS query, SNI, Host, proxy URL host, or DNS-derived"),
+    Column("url", "String", _S, "full URL when seen (plain HTTP, proxy log)"),
+    Column("method", LC, _S, "HTTP method"),
+    Column("user_agent", "String", _S, "HTTP User-Agent"),
+    Column("status", "Nullable(UInt16)", _U16, "HTTP status"),
+    Column("content_type", LC, _S, "response Content-Type"),
+    Column("qtype", LC, _S, "DNS query type"),
+    Column("rcode", LC, _S, "DNS response code"),
+    Column("answers", "Array(String)", _LS, "DNS answers"),
+    Column("sni", "String", _S, "TLS server name indication"),
+    Column("bytes_out", "Nullable(UInt64)", _U64, "client to server, IP bytes for flows", "CODEC(T64, ZSTD(1))"),
+    Column("bytes_in", "Nullable(UInt64)", _U64, "server to client, IP bytes for flows, reply size for proxy",
+           "CODEC(T64, ZSTD(1))"),
+    Column("packets_out", "Nullable(UInt64)", _U64, "client to server packets", "CODEC(T64, ZSTD(1))"),
+    Column("packets_in", "Nullable(UInt64)", _U64, "server to client packets", "CODEC(T64, ZSTD(1))"),
+    Column("duration_s", "Nullable(Float64)", pa.float64(), "flow duration or proxy elapsed time"),
+    Column("proxy_action", LC, _S, "Squid result code"),
+    Column("denied", "Bool", pa.bool_(), "the proxy refused the request"),
+    Column("categories", "Array(LowCardinality(String))", _LS, "content categories of the host"),
+    Column("verdict", LC, _S, "allowed, breach or blocked"),
+    Column("rule_ids", "Array(LowCardinality(String))", _LS, "rules the activity broke"),
+    Column("clauses", "Array(LowCardinality(String))", _LS, "policy clause ids those rules enforce"),
+    Column("severity", LC, _S, "highest severity among the rules broken"),
+    Column("reasons", "Array(String)", _LS, "each broken rule's message"),
+    Column("policy_version", LC, _S, "hash of the policy that gave the verdict"),
+)
+
+ACTIVITY_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in ACTIVITY])
+"""Arrow schema of an insert into `activity`, in column order."""
+
+
+def sql_string(text: str) -> str:
+    """A ClickHouse string literal for `text`."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def activity_ddl(database: str) -> str:
+    """CREATE TABLE statement for `activity` (idempotent)."""
+    cols = ",\n".join(
+        f"    `{c.name}` {c.ch_type}{' ' + c.codec if c.codec else ''} COMMENT {sql_string(c.comment)}"
+        for c in ACTIVITY
+    )
+    return (
+        f"CREATE TABLE IF NOT EXISTS {database}.activity (\n{cols}\n)\n"
+        "ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (user, ts)\n"
+        "COMMENT 'one row per observation, with who, where and the policy verdict'"
+    )

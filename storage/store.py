@@ -1,0 +1,81 @@
+"""ClickHouse access through clickhouse-connect: `chdb:///path` (embedded, the default) or `http(s)://`.
+
+`Store` creates the schema, inserts activity batches as Arrow tables (the fastest insert path), and
+answers the named, parameterised queries the CLI and reports need. No SQL leaves this package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import clickhouse_connect
+import polars as pl
+import pyarrow as pa
+
+from storage.schema import ACTIVITY, ACTIVITY_ARROW, activity_ddl
+
+_NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
+
+
+class Store:
+    """One ClickHouse database holding ictwatch's tables."""
+
+    def __init__(self, url: str, database: str = "ictwatch") -> None:
+        if not database.isidentifier():
+            raise ValueError(f"bad database name: {database!r}")
+        self.url = url
+        self.database = database
+        self._client = clickhouse_connect.get_client(dsn=url)
+
+    def migrate(self) -> None:
+        """Create the database and tables if they are missing (safe to run every start)."""
+        self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self._client.command(activity_ddl(self.database))
+
+    def insert_activity(self, df: pl.DataFrame) -> int:
+        """Insert an engine batch; returns the number of rows written."""
+        if df.height == 0:
+            return 0
+        table = to_activity_arrow(df)
+        self._client.insert_arrow(f"{self.database}.activity", table)
+        return table.num_rows
+
+    def activity(
+        self, user: str | None, start: dt.datetime | None, end: dt.datetime | None, breaches_only: bool = False
+    ) -> pl.DataFrame:
+        """Rows for `user` (all users when None) with `start <= ts < end`, oldest first."""
+        where = ["1"]
+        params: dict[str, object] = {}
+        if user is not None:
+            where.append("user = {user:String}")
+            params["user"] = user
+        if start is not None:
+            where.append("ts >= {start:DateTime64(6, 'UTC')}")
+            params["start"] = start
+        if end is not None:
+            where.append("ts < {end:DateTime64(6, 'UTC')}")
+            params["end"] = end
+        if breaches_only:
+            where.append("verdict = 'breach'")
+        sql = (
+            f"SELECT * FROM {self.database}.activity WHERE {' AND '.join(where)} "
+            "ORDER BY ts, source_ref"
+        )
+        result = pl.from_arrow(self._client.query_arrow(sql, parameters=params))
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def count(self) -> int:
+        """Rows in `activity`."""
+        return int(self._client.command(f"SELECT count() FROM {self.database}.activity"))
+
+    def close(self) -> None:
+        """Release the connection (and, for chDB, the engine's hold on its folder)."""
+        self._client.close()
+
+
+def to_activity_arrow(df: pl.DataFrame) -> pa.Table:
+    """Select and cast an engine frame into the `activity` insert layout; missing text becomes ''."""
+    fills = [pl.col(n).fill_null("") for n in df.columns if n in _NULLABLE_TEXT]
+    table = df.with_columns(fills).select([c.name for c in ACTIVITY]).to_arrow()
+    return table.cast(ACTIVITY_ARROW)

@@ -1,0 +1,87 @@
+"""The packet decoder on frames built by scapy: link types, VLANs, IPv6, flows and their names."""
+
+from __future__ import annotations
+
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import CookedLinux, Dot1Q, Ether
+
+from collector.packets import PacketDecoder
+from collector.skips import SkipCounter
+from fixtures.make_school_day import client_hello
+
+T0 = 1_781_596_200_000_000
+
+
+def run(frames: list[tuple[int, bytes]]) -> tuple[list, SkipCounter]:
+    out: list = []
+    skips = SkipCounter()
+    dec = PacketDecoder(out.append, skips, "t.pcap")
+    for i, (linktype, data) in enumerate(frames, 1):
+        dec.packet(i, T0 + i * 1000, linktype, data)
+    dec.finish()
+    return out, skips
+
+
+def hello_segment(l3, sport=40000, dport=443, sni="www.example.org"):
+    return l3 / TCP(sport=sport, dport=dport, flags="PA") / client_hello(sni)
+
+
+def test_qinq_vlan_and_client_mac():
+    frame = Ether(src="3c:22:fb:30:00:01") / Dot1Q(vlan=100) / Dot1Q(vlan=40) / hello_segment(
+        IP(src="10.20.10.5", dst="192.0.2.1"))
+    out, _ = run([(1, bytes(frame))])
+    (tls,) = [o for o in out if o.kind == "tls"]
+    assert (tls.sni, tls.vlan, tls.src_mac) == ("www.example.org", 40, "3c:22:fb:30:00:01")
+
+
+def test_linux_cooked_and_raw_ip():
+    sll = CookedLinux(proto=0x0800) / hello_segment(IP(src="10.0.0.1", dst="192.0.2.1"), sni="a.example")
+    raw = hello_segment(IP(src="10.0.0.2", dst="192.0.2.2"), sni="b.example")
+    out, skips = run([(113, bytes(sll)), (101, bytes(raw))])
+    assert sorted(o.sni for o in out if o.kind == "tls") == ["a.example", "b.example"]
+    assert skips.total == 0
+
+
+def test_ipv6_extension_headers_are_walked():
+    frame = Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(
+        sport=40001, dport=443, flags="PA") / client_hello("v6.example")
+    out, _ = run([(1, bytes(frame))])
+    (tls,) = [o for o in out if o.kind == "tls"]
+    assert (tls.src_ip, tls.dst_ip, tls.sni) == ("2001:db8::1", "2001:db8::2", "v6.example")
+
+
+def test_flow_is_named_from_an_earlier_dns_answer_and_oriented_by_syn():
+    query = Ether() / IP(src="10.0.0.9", dst="10.0.0.2") / UDP(sport=5000, dport=53) / DNS(
+        id=9, qd=DNSQR(qname="smtp.mail.example"))
+    answer = Ether() / IP(src="10.0.0.2", dst="10.0.0.9") / UDP(sport=53, dport=5000) / DNS(
+        id=9, qr=1, qd=DNSQR(qname="smtp.mail.example"), an=DNSRR(rrname="smtp.mail.example", rdata="192.0.2.25"))
+    syn_ack = Ether() / IP(src="192.0.2.25", dst="10.0.0.9") / TCP(sport=587, dport=41000, flags="SA")
+    ack = Ether() / IP(src="10.0.0.9", dst="192.0.2.25") / TCP(sport=41000, dport=587, flags="A")
+    out, _ = run([(1, bytes(f)) for f in (query, answer, syn_ack, ack)])
+    (dns,) = [o for o in out if o.kind == "dns"]
+    assert (dns.host, dns.answers, dns.rcode, dns.src_ip) == ("smtp.mail.example", ["192.0.2.25"], "NOERROR",
+                                                              "10.0.0.9")
+    (flow,) = [o for o in out if o.kind == "flow" and o.dst_port == 587]
+    # The capture began with the server's SYN-ACK: the client is still the side that receives it.
+    assert (flow.src_ip, flow.dst_ip, flow.host) == ("10.0.0.9", "192.0.2.25", "smtp.mail.example")
+    assert (flow.packets_out, flow.packets_in, flow.bytes_out, flow.bytes_in) == (1, 1, 40, 40)
+
+
+def test_fragments_and_bad_headers_are_counted():
+    frag = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF", frag=0) / UDP(sport=1, dport=2) / (b"x" * 20)
+    bad_tcp = bytearray(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2)))
+    bad_tcp[14 + 20 + 12] = 0x20  # data offset 8 bytes: impossible
+    out, skips = run([(1, bytes(frag)), (1, bytes(bad_tcp)), (1, b"\x00" * 10), (147, b"\x00" * 40)])
+    assert skips.by_reason == {"ip_fragment": 1, "bad_tcp_header": 1, "truncated_link": 1,
+                               "unsupported_link_type": 1}
+    assert out == []
+
+
+def test_split_client_hello_is_counted_not_guessed():
+    hello = client_hello("split.example")
+    first = Ether() / IP(src="10.0.0.1", dst="192.0.2.1") / TCP(sport=1234, dport=443, flags="PA") / hello[:50]
+    out, skips = run([(1, bytes(first))])
+    assert [o.kind for o in out] == ["flow"]
+    assert skips.by_reason == {"tls_hello_incomplete": 1}

@@ -1,0 +1,43 @@
+"""Shared fixtures: paths to the bundled school day and to the peer traces beside the project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHOOL_DAY = ROOT / "fixtures" / "school-day"
+SHARED = ROOT.parent / "shared"
+ZEEK = SHARED / "peer-traces" / "zeek"
+SQUID_PEER = SHARED / "peer-traces" / "squid"
+UT1 = SHARED / "ut1-sample" / "blacklists"
+
+
+def need(path: Path) -> Path:
+    """Skip the test with a reason when a folder beside the project (../shared) is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent (peer data lives in ../shared, not in the repository)")
+    return path
+
+
+@pytest.fixture
+def zeek() -> Path:
+    return need(ZEEK)
+
+
+def run_cli(*args: str | Path, store: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `ictwatch` command in a subprocess (its own chDB engine), capturing output."""
+    env = dict(os.environ)
+    if store is not None:
+        env["ICTWATCH_STORAGE_URL"] = f"chdb://{store}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ictwatch.cli", *map(str, args)], capture_output=True, text=True, env=env,
+        cwd=ROOT, timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ictwatch {args} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc

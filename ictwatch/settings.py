@@ -62,14 +62,20 @@ def load(path: str | Path) -> Loaded:
     settings = load_model(path, Settings)
     base = path.parent
     directory = load_model(base / settings.directory, Directory)
+    people = {p.username for p in directory.people}
+    for i, p in enumerate(directory.people):
+        if p.line_manager is not None and p.line_manager not in people:
+            raise ConfigError(base / settings.directory, f"people[{i}].line_manager", p.line_manager,
+                              "not in the staff directory")
     devices = load_model(base / settings.devices, DeviceRegister)
-    owners = {p.username for p in directory.people}
     for i, d in enumerate(devices.devices):
-        if d.owner not in owners:
+        if d.owner not in people:
             raise ConfigError(base / settings.devices, f"devices[{i}].owner", d.owner, "not in the staff directory")
     network = load_model(base / settings.network, NetworkMap)
     policy_path = base / settings.policy
     policy = load_model(policy_path, Policy)
+    for field, value, problem in policy.problems()[:1]:
+        raise ConfigError(policy_path, field, value, problem)
     categories = CategoryIndex.load(policy_path.parent / policy.categories.lists, policy.categories.map)
     url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
     return Loaded(path, settings, directory, devices, network, policy, categories, resolve_url(url, base))

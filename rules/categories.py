@@ -1,7 +1,7 @@
 """Content categories from lists in UT1 (squidGuard) format.
 
 A UT1 tree has one folder per category with a `domains` file (one domain per line, matching the domain
-and every subdomain) and a `usage` file saying `black` or `white`. A host is looked up with each of its
+and every subdomain) and a `usage` file listing how it may be used (`black`, `white`, or both). A host is looked up with each of its
 parent domains; a match in a white list (say `sexual_education`) clears the black categories, so a
 sexual-health charity listed by an adult list is not reported as pornography.
 """
@@ -69,8 +69,10 @@ def _usage(folder: Path) -> str:
     usage = folder / "usage"
     if not usage.is_file():
         return "black"
+    # `usage` lists the ways a list may be used: "black white" (webmail, chat) means either, so only a
+    # list that offers "white" and not "black" (sexual_education) is a white list.
     words = usage.read_text(encoding="utf-8", errors="replace").split()
-    return "white" if "white" in words else "black"
+    return "white" if "white" in words and "black" not in words else "black"
 
 
 def _domains(path: Path) -> list[str]:

@@ -7,12 +7,13 @@ into a `ConfigError` that names the file, the field (as a path such as `people[3
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(Exception):
@@ -57,14 +58,6 @@ class Directory(Strict):
     """The staff directory (an MIS or directory-service export)."""
 
     people: tuple[Person, ...]
-
-    @model_validator(mode="after")
-    def _managers_exist(self) -> Directory:
-        names = {p.username for p in self.people}
-        for i, p in enumerate(self.people):
-            if p.line_manager is not None and p.line_manager not in names:
-                raise ValueError(f"people[{i}].line_manager {p.line_manager!r} is not in the directory")
-        return self
 
     def by_username(self) -> dict[str, Person]:
         """Username → person."""
@@ -175,8 +168,15 @@ def load_model(path: Path, model: type[M], data: Any = None) -> M:
         raise ConfigError(path, field, value, problem) from None
 
 
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
+    """`people[3].role` from pydantic's location, without the tags it adds for union members."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _FIELD_NAME.match(part):
+            out += f".{part}" if out else part
     return out

@@ -162,17 +162,18 @@ class Policy(Strict):
     categories: Categories
     rules: tuple[Rule, ...]
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Policy:
-        ids = [r.id for r in self.rules]
-        dupes = {i for i in ids if ids.count(i) > 1}
-        if dupes:
-            raise ValueError(f"rule ids used twice: {', '.join(sorted(dupes))}")
+    def problems(self) -> list[tuple[str, object, str]]:
+        """Cross-references a field validator cannot see: (field, value, problem) for each."""
+        found: list[tuple[str, object, str]] = []
+        seen: set[str] = set()
         for i, rule in enumerate(self.rules):
-            for name in _categories_in(rule.when):
+            if rule.id in seen:
+                found.append((f"rules[{i}].id", rule.id, "rule id used twice"))
+            seen.add(rule.id)
+            for name in sorted(_categories_in(rule.when)):
                 if name not in self.categories.map:
-                    raise ValueError(f"rules[{i}] ({rule.id}) names category {name!r}, not in categories.map")
-        return self
+                    found.append((f"rules[{i}].when", name, "category not in categories.map"))
+        return found
 
     def version(self) -> str:
         """A short hash of the effective policy: stored with every verdict it made."""

@@ -1,0 +1,169 @@
+"""The `ictwatch` command end to end, as a person runs it: a real subprocess on the bundled school day."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import SCHOOL_DAY, ZEEK, need, run_cli
+
+CONFIG = SCHOOL_DAY / "ictwatch.yaml"
+PCAP = SCHOOL_DAY / "school-day.pcap"
+SQUID = SCHOOL_DAY / "squid-access.log"
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    store = tmp_path_factory.mktemp("day") / "store"
+    proc = run_cli("replay", "--config", CONFIG, PCAP, SQUID, store=store, check=True)
+    return store, proc
+
+
+def expected_breaches() -> list[dict]:
+    lines = [ln for ln in SCHOOL_DAY.joinpath("expected-breaches.csv").read_text().splitlines()
+             if not ln.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def test_replay_breaches_equal_the_hand_written_expectation(replayed):
+    store, _ = replayed
+    proc = run_cli("breaches", "--config", CONFIG, "--json", store=store, check=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    got = [{"time": r["time"][:19].replace("T", " "), "user": r["user"], "device": r["device"],
+            "location": r["location"], "rule": r["rule"], "clause": r["clause"], "host": r["host"]} for r in rows]
+    assert got == expected_breaches()
+
+
+def test_replay_summary_counts_the_garbage_line(replayed):
+    _, proc = replayed
+    assert "replayed 2 input(s): 200 packets" in proc.stdout
+    assert "8 breaches" in proc.stdout
+    assert "skipped 1 bad records: bad_squid_line=1" in proc.stdout
+    assert "squid-access.log:7" in proc.stderr  # where, never what
+
+
+def test_breaches_table_and_filters(replayed):
+    store, _ = replayed
+    proc = run_cli("breaches", "--config", CONFIG, "--user", "sokafor", "--from", "2026-06-16", "--to",
+                   "2026-06-16", store=store, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["time", "person", "device", "location", "rule", "clause", "host"]
+    assert len(lines) == 4 and lines[-1] == "2 breach(es)"
+    assert "Sam Okafor (sokafor)" in lines[1] and "www.instagram.com" in lines[1]
+    other_day = run_cli("breaches", "--config", CONFIG, "--from", "2026-06-17", store=store, check=True)
+    assert other_day.stdout.strip().endswith("0 breach(es)")
+
+
+def test_report_html_for_one_person(replayed, tmp_path):
+    store, _ = replayed
+    out = tmp_path / "r.html"
+    proc = run_cli("report", "--config", CONFIG, "--user", "sokafor", "--from", "2026-06-16", "--to", "2026-06-16",
+                   "--requested-by", "dpatel", "--reason", "review <b>", "-o", out, store=store, check=True)
+    assert str(out) in proc.stdout
+    html = out.read_text()
+    assert "Sam Okafor" in html and "Deepa Patel" in html
+    assert "review &lt;b&gt;" in html
+    assert html.count("personal-use-restricted-hours") == 2
+    assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html
+
+
+def test_report_csv_and_json(replayed):
+    store, _ = replayed
+    common = ["report", "--config", CONFIG, "--user", "dpatel", "--from", "2026-06-16", "--to", "2026-06-16",
+              "--requested-by", "hmorgan", "--reason", "annual review"]
+    rows = list(csv.DictReader(run_cli(*common, "--format", "csv", store=store, check=True).stdout.splitlines()))
+    assert [(r["host"], r["verdict"]) for r in rows] == [("mail.yahoo.com", "breach"),
+                                                         ("outlook.office365.com", "allowed")]
+    report = json.loads(run_cli(*common, "--format", "json", store=store, check=True).stdout)
+    assert report["subject"]["line_manager"] == "Helen Morgan"
+    assert [b["clauses"] for b in report["breaches"]] == [["P5"]]
+
+
+def test_hostile_input_is_escaped_in_the_report(tmp_path):
+    log = tmp_path / "evil.log"
+    log.write_text('1781600000.000 10 10.20.10.21 TCP_MISS/200 10 GET http://x.example/"><script>alert(1)</script> '
+                   "jcarter HIER_DIRECT/192.0.2.1 text/html\n")
+    store = tmp_path / "store"
+    run_cli("replay", "--config", CONFIG, log, store=store, check=True)
+    out = tmp_path / "r.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",
+            "--requested-by", "dpatel", "--reason", "r", "-o", out, store=store, check=True)
+    html = out.read_text()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_decode_json_fields():
+    proc = run_cli("decode", "--json", PCAP, check=True)
+    objs = [json.loads(line) for line in proc.stdout.splitlines()]
+    tls = next(o for o in objs if o["kind"] == "tls" and o["sni"] == "hot-videos.example")
+    assert tls["ts"] == "2026-06-16T13:05:12.015000Z"  # 14:05:12 BST, after the DNS lookup's 6 ms and 3 packets
+    assert (tls["src_ip"], tls["dst_ip"], tls["dst_port"], tls["proto"], tls["host"]) == (
+        "10.20.2.21", "203.0.113.50", 443, "tcp", "hot-videos.example")
+    flow = next(o for o in objs if o["kind"] == "flow" and o["dst_port"] == 587 and o["host"] == "smtp.gmail.com")
+    assert set(flow) >= {"bytes_out", "bytes_in", "packets_out", "packets_in", "source_ref"}
+    # Client: SYN, ACK, ACK(banner), EHLO, ACK(250), STARTTLS, ACK(220), hello, data, FIN, last ACK = 11;
+    # server: SYN-ACK, banner, ACK, 250, ACK, 220, ACK, ACK, FIN = 9 (fixtures/make_school_day.py).
+    assert (flow["packets_out"], flow["packets_in"]) == (11, 9)
+    dns = next(o for o in objs if o["kind"] == "dns")
+    assert (dns["qtype"], dns["rcode"], dns["answers"]) == ("A", "NOERROR", ["157.240.1.174"])
+
+
+def test_decode_reads_logs_too():
+    proc = run_cli("decode", "--json", SQUID, check=True)
+    kinds = {json.loads(line)["kind"] for line in proc.stdout.splitlines()}
+    assert kinds == {"proxy"}
+    assert "1 skipped: bad_squid_line=1" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["Z25_trunc__ip4-trunc.pcap", "Z26_trunc__trunc-hdr.pcap",
+                                  "Z27_tcp__truncated-header.pcap", "Z28_empty.pcap"])
+def test_malformed_peer_captures_replay_with_status_0(name, tmp_path):
+    proc = run_cli("replay", "--config", CONFIG, need(ZEEK) / name, store=tmp_path / "s")
+    assert proc.returncode == 0, proc.stderr
+    if name != "Z28_empty.pcap":
+        assert "skipped" in proc.stdout
+
+
+def test_cut_off_pcap_keeps_what_came_before(tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(PCAP.read_bytes()[:-25])
+    proc = run_cli("decode", cut)
+    assert proc.returncode == 0
+    assert "truncated_capture=1" in proc.stderr
+    assert proc.stdout.count(" tls ") == 9  # the nine TLS sessions of the day: the cut only hit the last ACK
+
+
+@pytest.mark.parametrize("content", [b"", b"GIF89a not a capture", b"\xa1\xb2"])
+def test_unreadable_input_exits_2(tmp_path, content):
+    path = tmp_path / "x.bin"
+    path.write_bytes(content)
+    proc = run_cli("replay", "--config", CONFIG, path, store=tmp_path / "s")
+    assert proc.returncode == 2
+    assert "x.bin" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_input_exits_2_before_storing_anything(tmp_path):
+    proc = run_cli("replay", "--config", CONFIG, PCAP, tmp_path / "nope.log", store=tmp_path / "s")
+    assert proc.returncode == 2 and "nope.log" in proc.stderr
+    assert "stored" not in proc.stdout
+
+
+def test_bad_config_exits_2_naming_file_field_value(tmp_path):
+    school = tmp_path / "school"
+    shutil.copytree(SCHOOL_DAY, school, ignore=shutil.ignore_patterns("*.pcap", "*.log"))
+    policy = school / "policy.yaml"
+    policy.write_text(policy.read_text().replace("severity: danger", "severity: dire"))
+    for command in (["check"], ["replay", PCAP]):
+        proc = run_cli(command[0], "--config", school / "ictwatch.yaml", *command[1:], store=tmp_path / "s")
+        assert proc.returncode == 2
+        assert "policy.yaml" in proc.stderr and "rules[0].severity" in proc.stderr and "'dire'" in proc.stderr
+
+
+def test_check_prints_the_effective_policy():
+    proc = run_cli("check", "--config", CONFIG, check=True)
+    assert "10 people; devices: 10; locations: 5" in proc.stdout
+    assert '"reading": "breaks_only"' in proc.stdout

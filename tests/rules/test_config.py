@@ -1,0 +1,79 @@
+"""Bad config stops start-up with the file, the field and the value named."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ictwatch import settings
+from rules.config import ConfigError
+from tests.conftest import SCHOOL_DAY
+
+
+@pytest.fixture
+def school(tmp_path):
+    dest = tmp_path / "school"
+    shutil.copytree(SCHOOL_DAY, dest, ignore=shutil.ignore_patterns("*.pcap", "*.log"))
+    return dest
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "field", "value"),
+    [
+        ("directory.yaml", "role: office, line_manager: hmorgan", "role: cleaner, line_manager: hmorgan",
+         "people[8].role", "cleaner"),
+        ("directory.yaml", "line_manager: tevans", "line_manager: nobody", "people[9].line_manager", "nobody"),
+        ("devices.yaml", "owner: rbaker", "owner: ghost", "devices[8].owner", "ghost"),
+        ("devices.yaml", '"3c:22:fb:30:00:03"', '"3c:22:fb:30:00"', "devices[8].macs", None),
+        ("network.yaml", "10.20.30.0/24", "10.20.30.0/33", "locations[4].subnets[0]", "10.20.30.0/33"),
+        ("policy.yaml", "severity: danger", "severity: dangerous", "rules[0].severity", "dangerous"),
+        ("policy.yaml", "clauses: [P8]", "clauses: [P99]", "rules[0].clauses", None),
+        ("policy.yaml", "timezone: Europe/London", "timezone: Europe/Londres", "calendar.timezone", "Europe/Londres"),
+        ("policy.yaml", "kind: [flow]", "kind: [flows]", "rules[3].when.all[0].kind", None),
+        ("policy.yaml", "- category: [webmail]", "- category: [webmale]", "rules[2].when", "webmale"),
+        ("ictwatch.yaml", "policy: policy.yaml", "policy: policy.yaml\npolcy: x", "polcy", "x"),
+    ],
+)
+def test_errors_name_file_field_and_value(school, file, old, new, field, value):
+    edit(school / file, old, new)
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    assert err.value.file.endswith(file)
+    assert err.value.field == field
+    if value is not None:
+        assert str(err.value.value) == value
+    assert file in str(err.value)
+
+
+def test_rule_id_used_twice(school):
+    edit(school / "policy.yaml", "id: personal-webmail", "id: blocked-content")
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    assert (err.value.field, err.value.value) == ("rules[2].id", "blocked-content")
+
+
+def test_missing_category_list_is_named(school):
+    shutil.rmtree(school / "categories" / "dating")
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    assert (err.value.field, err.value.value) == ("categories.map.dating", "dating")
+
+
+def test_yaml_syntax_error_names_the_line(school):
+    (school / "network.yaml").write_text("locations:\n  - {name: a, kind: hall\n")
+    with pytest.raises(ConfigError, match="line"):
+        settings.load(school / "ictwatch.yaml")
+
+
+def test_the_bundled_config_loads():
+    loaded = settings.load(SCHOOL_DAY / "ictwatch.yaml")
+    assert len(loaded.directory.people) == 10
+    assert {r.id for r in loaded.policy.rules} == {"blocked-content", "personal-use-restricted-hours",
+                                                   "personal-webmail", "unapproved-email-server"}

@@ -1,0 +1,98 @@
+"""The engine: local-time windows across DST, the P18 reading switch, and conditions with not/any."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from collector.observation import Observation, to_table
+from ictwatch import settings
+from rules.engine import Engine, compile_condition
+from rules.policy import Condition, Policy
+from tests.conftest import SCHOOL_DAY
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def at(day: dt.date, clock: str) -> int:
+    return int(dt.datetime.combine(day, dt.time.fromisoformat(clock), LONDON).timestamp() * 1_000_000)
+
+
+def observe(ts_us: int, mac: str = "3c:22:fb:30:00:01", ip: str = "10.20.10.131", host: str = "www.instagram.com",
+            kind: str = "tls") -> Observation:
+    return Observation(ts_us, kind, "pcap", "t#1", ip, 40000, "157.240.1.174", 443, "tcp", mac, host=host)
+
+
+def engine(**personal_use) -> Engine:
+    loaded = settings.load(SCHOOL_DAY / "ictwatch.yaml")
+    policy = loaded.policy
+    if personal_use:
+        data = policy.model_dump(by_alias=True, exclude_none=True)
+        data["personal_use"].update(personal_use)
+        policy = Policy.model_validate(data)
+    return Engine(policy, loaded.categories, loaded.engine()._identity)
+
+
+def verdicts(eng: Engine, *obs: Observation) -> list[tuple[str, list[str]]]:
+    df = eng.evaluate(to_table(obs))
+    return list(zip(df.get_column("verdict").to_list(), df.get_column("rule_ids").to_list(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("day", "clock", "expect"),
+    [
+        (dt.date(2026, 6, 16), "08:29:59", "allowed"),  # BST: 07:29:59 UTC, before restricted hours
+        (dt.date(2026, 6, 16), "08:30:00", "breach"),
+        (dt.date(2026, 6, 16), "15:29:59", "breach"),
+        (dt.date(2026, 6, 16), "15:30:00", "allowed"),
+        (dt.date(2026, 3, 17), "08:30:00", "breach"),  # GMT: same local rule, different UTC offset
+        (dt.date(2026, 3, 17), "08:29:00", "allowed"),
+        (dt.date(2026, 6, 20), "11:00:00", "allowed"),  # Saturday
+        (dt.date(2026, 5, 27), "11:00:00", "allowed"),  # half term
+        (dt.date(2026, 6, 26), "11:00:00", "allowed"),  # INSET day
+        (dt.date(2026, 8, 4), "11:00:00", "allowed"),  # summer holiday
+    ],
+)
+def test_restricted_hours_follow_local_time_and_the_calendar(day, clock, expect):
+    ((verdict, _),) = verdicts(engine(), observe(at(day, clock)))
+    assert verdict == expect
+
+
+def test_p18_reading_switch():
+    staff_room_mid_morning = observe(at(dt.date(2026, 6, 16), "11:30"), ip="10.20.1.31")
+    classroom_lunch = observe(at(dt.date(2026, 6, 16), "12:30"), ip="10.20.10.131")
+    strict = verdicts(engine(), staff_room_mid_morning, classroom_lunch)
+    loose = verdicts(engine(reading="any_time"), staff_room_mid_morning, classroom_lunch)
+    assert [v for v, _ in strict] == ["breach", "breach"]
+    assert [v for v, _ in loose] == ["allowed", "breach"]  # a classroom is never an allowed place
+
+
+def test_policy_version_changes_with_the_policy():
+    assert engine().version != engine(reading="any_time").version
+
+
+def test_mail_to_an_unknown_server_is_not_approved():
+    t = at(dt.date(2026, 6, 16), "13:00")
+    unnamed = observe(t, ip="10.20.2.22", host=None, kind="flow")
+    unnamed.dst_port = 587
+    approved = observe(t, ip="10.20.2.22", host="smtp.office365.com", kind="flow")
+    approved.dst_port = 587
+    assert verdicts(engine(), unnamed, approved) == [("breach", ["unapproved-email-server"]), ("allowed", [])]
+
+
+def test_any_and_not_combine():
+    cond = Condition.model_validate({"any": [{"kind": ["dns"]}, {"not": {"port": [443]}}]})
+    eng = engine()
+    df = eng.evaluate(to_table([observe(0, kind="dns"), observe(0), observe(0, kind="flow")]))
+    df = df.with_columns(dst_port=df.get_column("dst_port").scatter(2, 80))
+    assert df.select(compile_condition(cond)).to_series().to_list() == [True, False, True]
+
+
+def test_unknown_device_is_a_value_not_a_dropped_row():
+    df = engine().evaluate(to_table([observe(at(dt.date(2026, 6, 16), "11:05"), mac="02:00:00:00:00:01",
+                                             ip="10.20.30.77", host="www.facebook.com")]))
+    row = df.row(0, named=True)
+    assert (row["user"], row["device"], row["device_registered"], row["location"], row["verdict"]) == (
+        None, None, False, "Hall", "breach")

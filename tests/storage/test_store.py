@@ -1,0 +1,79 @@
+"""The activity table in the real embedded engine (chDB): DDL, Arrow inserts, parameterised reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from collector.observation import Observation, to_table
+from ictwatch import settings
+from storage.schema import ACTIVITY, activity_ddl, sql_string
+from storage.store import Store
+from tests.conftest import SCHOOL_DAY
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"chdb://{tmp_path / 'store'}", "t")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def activities(n: int) -> pl.DataFrame:
+    eng = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
+    base = int(dt.datetime(2026, 6, 16, 9, 0, tzinfo=UTC).timestamp() * 1e6)
+    obs = [Observation(base + i * 60_000_000, "tls", "pcap", f"t.pcap#{i}", "10.20.10.131", 40000 + i,
+                       "157.240.1.174", 443, "tcp", "3c:22:fb:30:00:01", host="www.instagram.com",
+                       sni="www.instagram.com") for i in range(n)]
+    return eng.evaluate(to_table(obs))
+
+
+def test_ddl_has_a_comment_on_every_column_and_survives_quotes(store):
+    rows = store._client.query(
+        "SELECT name, comment FROM system.columns WHERE database = 't' AND table = 'activity' ORDER BY position"
+    ).result_rows
+    assert [r[0] for r in rows] == [c.name for c in ACTIVITY]
+    assert all(r[1] for r in rows)
+    assert dict(rows)["role"] == "the user's role in the staff directory at the time"
+    assert sql_string("a'b\\c") == "'a\\'b\\\\c'"
+
+
+def test_migrate_twice_is_harmless(store):
+    store.migrate()
+    assert store.count() == 0
+
+
+def test_insert_and_read_back_one_persons_period(store):
+    df = activities(5)
+    assert store.insert_activity(df) == 5
+    assert store.count() == 5
+    start = dt.datetime(2026, 6, 16, 9, 1, tzinfo=UTC)
+    got = store.activity("sokafor", start, start + dt.timedelta(minutes=2))
+    assert got.get_column("source_ref").to_list() == ["t.pcap#1", "t.pcap#2"]
+    row = got.row(0, named=True)
+    assert (row["user"], row["device"], row["verdict"], row["rule_ids"], row["clauses"]) == (
+        "sokafor", "PH-SOKAFOR", "breach", ["personal-use-restricted-hours"], ["P18"])
+    assert row["ts"] == start
+    assert store.activity("jcarter", None, None).height == 0
+
+
+def test_unknown_user_is_stored_as_empty_and_read_back(store):
+    df = activities(1).with_columns(user=pl.lit(None, pl.String), device=pl.lit(None, pl.String))
+    store.insert_activity(df)
+    got = store.activity("", None, None)
+    assert (got.height, got.row(0, named=True)["device"]) == (1, "")
+
+
+def test_user_parameter_is_not_sql(store):
+    store.insert_activity(activities(2))
+    assert store.activity("x' OR '1'='1", None, None).height == 0
+
+
+def test_rendered_ddl_parses_in_clickhouse(store):
+    formatted = store._client.command(f"SELECT formatQuery({sql_string(activity_ddl('t'))})")
+    assert "ORDER BY (user, ts)" in formatted and "PARTITION BY toYYYYMM(ts)" in formatted

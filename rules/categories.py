@@ -1,9 +1,9 @@
 """Content categories from lists in UT1 (squidGuard) format.
 
 A UT1 tree has one folder per category with a `domains` file (one domain per line, matching the domain
-and every subdomain) and a `usage` file listing how it may be used (`black`, `white`, or both). A host is looked up with each of its
-parent domains; a match in a white list (say `sexual_education`) clears the black categories, so a
-sexual-health charity listed by an adult list is not reported as pornography.
+and every subdomain) and a `usage` file listing how it may be used (`black`, `white`, or both). A host
+is looked up with each of its parent domains; a match in a white list (say `sexual_education`) clears
+the black categories, so a sexual-health charity listed by an adult list is not reported as pornography.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def test_first_line_matches_filebeats_expected_parse():
     assert (o.src_ip, o.dst_ip, o.host, o.dst_port, o.proxy_user) == (
         "10.105.21.199", "209.73.177.115", "login.yahoo.com", 443, "badeyek")
     assert o.duration_s == 5.006
-    assert o.ts.replace(microsecond=0) == dt.datetime(2006, 9, 8, 4, 21, 52, tzinfo=dt.timezone.utc)
+    assert o.ts.replace(microsecond=0) == dt.datetime(2006, 9, 8, 4, 21, 52, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize("name", ["filebeat_access1.log", "filebeat_access2.log"])

@@ -13,7 +13,7 @@ from storage.schema import ACTIVITY, activity_ddl, sql_string
 from storage.store import Store
 from tests.conftest import SCHOOL_DAY
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture

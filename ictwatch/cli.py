@@ -172,7 +172,7 @@ def cmd_breaches(args: argparse.Namespace) -> int:
 def _table(rows: pl.DataFrame) -> str:
     header = ["time", "person", "device", "location", "rule", "clause", "host"]
     lines = [[
-        r["time"].strftime("%Y-%m-%d %H:%M:%S"), f"{r['name']} ({r['user'] or '?'})",
+        r["time"].strftime("%Y-%m-%d %H:%M:%S"), f"{r['name']} ({r['user']})" if r["user"] else "unknown",
         f"{r['device'] or 'unregistered'}", r["location"] or "unknown", r["rule"], r["clause"], r["host"],
     ] for r in rows.iter_rows(named=True)]
     widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]

@@ -1,0 +1,29 @@
+"""The documented field list and the code's field list must not drift apart."""
+
+from __future__ import annotations
+
+import re
+
+from collector.observation import FIELD_NAMES, OBSERVATION_SCHEMA
+from tests.conftest import ROOT
+
+
+def test_every_field_is_documented_and_nothing_else():
+    doc = (ROOT / "docs" / "observation-fields.md").read_text()
+    documented = set()
+    for line in doc.splitlines():
+        if line.startswith("| `"):
+            documented |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    expected = {"ts" if n == "ts_us" else n for n in FIELD_NAMES}
+    assert documented == expected
+
+
+def test_every_skip_reason_in_the_code_is_documented():
+    doc = (ROOT / "docs" / "observation-fields.md").read_text()
+    code = "".join(p.read_text() for p in (ROOT / "collector").glob("*.py"))
+    reasons = set(re.findall(r'_skip\("([a-z_]+)"', code)) | set(re.findall(r'skip\("([a-z_]+)", f', code))
+    assert reasons and all(f"`{r}`" in doc for r in reasons)
+
+
+def test_arrow_schema_names_the_time_column_ts():
+    assert OBSERVATION_SCHEMA.names[0] == "ts" and OBSERVATION_SCHEMA.field("ts").type.tz == "UTC"

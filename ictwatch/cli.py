@@ -124,8 +124,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     v = summary.verdicts
     print(f"replayed {len(summary.inputs)} input(s): {summary.packets} packets, "
           f"{summary.observations} observations")
-    print(f"stored {summary.stored} activities: {v['breach']} breaches, {v['blocked']} blocked, "
-          f"{v['allowed']} allowed (policy {engine.version})")
+    print(f"stored {summary.stored} activities: {v['breach']} breaches, {v['blocked']} blocked without a "
+          f"breach, {v['allowed']} allowed (policy {engine.version})")
+    print(f"the proxy refused {summary.denied} request(s)")
     if summary.skipped:
         parts = ", ".join(f"{k}={n}" for k, n in sorted(summary.skipped.items()))
         print(f"skipped {summary.skipped.total()} bad records: {parts}")

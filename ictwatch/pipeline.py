@@ -25,6 +25,8 @@ class ReplaySummary:
     packets: int = 0
     observations: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
+    denied: int = 0
+    """Requests the proxy refused, whether or not they also broke a rule."""
     stored: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
@@ -40,6 +42,7 @@ def replay(
     def on_batch(table: pa.Table) -> None:
         df = engine.evaluate(table)
         summary.verdicts.update(df.get_column("verdict").to_list())
+        summary.denied += int(df.get_column("denied").sum())
         summary.stored += store.insert_activity(df)
 
     builder = BatchBuilder(on_batch, batch_rows)

@@ -15,13 +15,24 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+PERSONAL_FIELDS = frozenset({"username", "name", "line_manager", "owner", "macs", "addresses"})
+"""Fields whose values identify a person or their device: named by row in messages, never quoted."""
+
 
 class ConfigError(Exception):
-    """A config, policy, directory, register or map file that cannot be used; start-up must stop."""
+    """A config, policy, directory, register or map file that cannot be used; start-up must stop.
+
+    The message names the file, the field and the value, except that a value from a field in
+    PERSONAL_FIELDS is withheld (the row and field point the operator at it); `value` keeps it.
+    """
 
     def __init__(self, file: Path | str, field: str, value: object, problem: str) -> None:
         self.file, self.field, self.value, self.problem = str(file), field, value, problem
-        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        last = re.sub(r"\[\d+\]", "", field.rsplit(".", 1)[-1])
+        if last in PERSONAL_FIELDS:
+            shown = "(value withheld: personal data)"
+        else:
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
         super().__init__(f"{file}: {field or '(file)'}: {shown}: {problem}")
 
 

@@ -41,6 +41,7 @@ def test_replay_summary_counts_the_garbage_line(replayed):
     _, proc = replayed
     assert "replayed 2 input(s): 200 packets" in proc.stdout
     assert "8 breaches" in proc.stdout
+    assert "the proxy refused 1 request(s)" in proc.stdout  # bet365: refused, and a P8 breach
     assert "skipped 1 bad records: bad_squid_line=1" in proc.stdout
     assert "squid-access.log:7" in proc.stderr  # where, never what
 

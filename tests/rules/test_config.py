@@ -52,6 +52,15 @@ def test_errors_name_file_field_and_value(school, file, old, new, field, value):
     assert file in str(err.value)
 
 
+def test_personal_values_are_withheld_from_the_message(school):
+    edit(school / "devices.yaml", "owner: rbaker", "owner: ruth.baker.private")
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    assert err.value.value == "ruth.baker.private"
+    assert "ruth.baker.private" not in str(err.value)
+    assert "devices[8].owner: (value withheld: personal data)" in str(err.value)
+
+
 def test_rule_id_used_twice(school):
     edit(school / "policy.yaml", "id: personal-webmail", "id: blocked-content")
     with pytest.raises(ConfigError) as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,8 +22,17 @@ def test_draws_on_a_terminal():
         bar.follow(fake_source(50, 100))
         time.sleep(0.1)
         bar.follow(None)
-    text = os.read(master, 65536).decode()
+    chunks = []
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the other end is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     os.close(master)
+    text = b"".join(chunks).decode()
     assert "day.pcap" in text and "50%" in text and "#" * 15 in text
     assert text.endswith("\r\x1b[K")  # the line is cleared when the replay ends
 

@@ -50,8 +50,10 @@ def build(
         total_activities=df.height,
         bytes_out=int(df.get_column("bytes_out").fill_null(0).sum()),
         bytes_in=int(df.get_column("bytes_in").fill_null(0).sum()),
-        by_category=_counts(df.explode("categories").with_columns(pl.col("categories").fill_null("uncategorised")),
-                            "categories"),
+        by_category=_counts(df.with_columns(categories=pl.when(pl.col("categories").list.len() > 0)
+                                            .then(pl.col("categories"))
+                                            .otherwise(pl.lit(["uncategorised"], dtype=pl.List(pl.String))))
+                            .explode("categories"), "categories"),
         by_day=_counts(df.with_columns(day=pl.col("local").dt.strftime("%Y-%m-%d (%a)")), "day", by_label=True),
         devices=_counts(df, "device"),
         locations=_counts(df, "location"),
@@ -70,7 +72,7 @@ def _counts(df: pl.DataFrame, column: str, by_label: bool = False) -> tuple[Coun
 def _row(r: dict) -> ActivityRow:
     return ActivityRow(
         time=r["local"], kind=r["kind"], device=r["device"] or UNKNOWN, device_type=r["device_type"],
-        location=r["location"] or UNKNOWN, host=r["host"], url=r["url"] or r["sni"],
+        location=r["location"] or UNKNOWN, host=r["host"] or r["dst_ip"], url=r["url"] or r["sni"],
         categories=tuple(r["categories"]), verdict=r["verdict"], rule_ids=tuple(r["rule_ids"]),
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
         source_ref=r["source_ref"], denied=r["denied"],

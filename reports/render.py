@@ -24,6 +24,7 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENV.filters["bytes"] = lambda n: _human_bytes(int(n or 0))
+_ENV.filters["label"] = lambda name: str(name).replace("_", " ").capitalize()
 
 
 def _human_bytes(n: int) -> str:

@@ -69,6 +69,10 @@ def test_report_html_for_one_person(replayed, tmp_path):
     assert "review &lt;b&gt;" in html
     assert html.count("personal-use-restricted-hours") == 2
     assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html
+    # 13 activities: 9 social networks (3 lookups, 3 flows, 3 hellos), 1 shopping (proxy), and the 3
+    # lookups' own UDP flows to the school's resolver, which are uncategorised and named by address.
+    assert "<td>Social networks</td><td>9</td>" in html and "<td>Uncategorised</td><td>3</td>" in html
+    assert html.count("<td>10.20.0.2</td>") == 3
 
 
 def test_report_csv_and_json(replayed):

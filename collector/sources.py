@@ -62,8 +62,8 @@ def _open_binary(path: Path) -> tuple[BinaryIO, BinaryIO]:
     return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type]
 
 
-class CaptureSource:
-    """A pcap/pcapng file (plain or gzip) decoded by `PacketDecoder`."""
+class _FileSource:
+    """What file sources share: the open stream (gzip unwrapped), skip counts, progress, `stop()`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,6 +71,17 @@ class CaptureSource:
         self._stream, raw = _open_binary(path)
         self.progress = _Progress(raw, os.path.getsize(path))
         self._stopped = False
+
+    def stop(self) -> None:
+        """Stop at the next record."""
+        self._stopped = True
+
+
+class CaptureSource(_FileSource):
+    """A pcap/pcapng file (plain or gzip) decoded by `PacketDecoder`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
         self.packets = 0
 
     def run(self, emit: Emit) -> None:
@@ -90,20 +101,9 @@ class CaptureSource:
             decoder.finish()
             self._stream.close()
 
-    def stop(self) -> None:
-        """Stop after the current frame."""
-        self._stopped = True
 
-
-class SquidLogSource:
+class SquidLogSource(_FileSource):
     """A Squid native-format access log read line by line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.skips = SkipCounter()
-        self._stream, raw = _open_binary(path)
-        self.progress = _Progress(raw, os.path.getsize(path))
-        self._stopped = False
 
     def run(self, emit: Emit) -> None:
         """Emit one `proxy` observation per good line; count and skip the rest."""
@@ -118,10 +118,6 @@ class SquidLogSource:
                     emit(parse_line(line, f"{name}:{number}"))
                 except ValueError:
                     self.skips.skip("bad_squid_line", f"{name}:{number}")
-
-    def stop(self) -> None:
-        """Stop before the next line."""
-        self._stopped = True
 
 
 def open_source(path: str | Path) -> CaptureSource | SquidLogSource:

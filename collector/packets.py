@@ -6,7 +6,8 @@ when a flow ends, the flow itself. Headers are read with slicing and `struct` on
 per-packet objects are built. Malformed frames are counted by reason and skipped.
 
 Byte convention for flows: IP bytes (IP header and payload, link header excluded), the same as Zeek's
-`orig_ip_bytes`/`resp_ip_bytes`.
+`orig_ip_bytes`/`resp_ip_bytes`, taken from the IP length field, so a capture with a short snap length
+(headers only) still counts every byte; only a frame whose IP or transport header was cut is skipped.
 """
 
 from __future__ import annotations
@@ -142,13 +143,12 @@ class PacketDecoder:
         total = (data[off + 2] << 8) | data[off + 3]
         if total < ihl:
             return self._skip("bad_ip_length", frame)
-        end = off + total
-        if end > len(data):
+        if off + ihl > len(data):
             return self._skip("truncated_ip", frame)
         if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
             return self._skip("ip_fragment", frame)
         self._transport(
-            frame, ts, data, off + ihl, end, data[off + 9], data[off + 12 : off + 16],
+            frame, ts, data, off + ihl, off + total, data[off + 9], data[off + 12 : off + 16],
             data[off + 16 : off + 20], total, mac, vlan,
         )
 
@@ -159,11 +159,9 @@ class PacketDecoder:
             return self._skip("bad_ip_header", frame)
         plen = (data[off + 4] << 8) | data[off + 5]
         end = off + 40 + plen
-        if end > len(data):
-            return self._skip("truncated_ip", frame)
         nxt, pos = data[off + 6], off + 40
         while nxt in _IPV6_EXT or nxt == 44:
-            if pos + 8 > end:
+            if pos + 8 > min(end, len(data)):
                 return self._skip("truncated_ip", frame)
             if nxt == 44:
                 if _U16.unpack_from(data, pos + 2)[0] & 0xFFF9:
@@ -182,16 +180,19 @@ class PacketDecoder:
         self, frame: int, ts: int, data: bytes, off: int, end: int, proto: int, src: bytes, dst: bytes,
         ip_len: int, mac: bytes | None, vlan: int | None,
     ) -> None:
+        # `end` is where the IP packet ends; a capture with a short snap length holds less than that.
+        # Such a packet still counts in full (IP length) as long as its transport header was captured.
+        cap_end = min(end, len(data))
         if proto == TCP:
-            if end - off < 20:
-                return self._skip("truncated_tcp", frame)
-            doff = (data[off + 12] >> 4) * 4
+            doff = (data[off + 12] >> 4) * 4 if cap_end - off >= 20 else 20
             if doff < 20 or off + doff > end:
                 return self._skip("bad_tcp_header", frame)
+            if off + doff > cap_end:
+                return self._skip("truncated_tcp", frame)
             flags = data[off + 13]
             payload_off = off + doff
         elif proto == UDP:
-            if end - off < 8:
+            if cap_end - off < 8:
                 return self._skip("truncated_udp", frame)
             flags = 0
             payload_off = off + 8
@@ -199,7 +200,7 @@ class PacketDecoder:
             return
         sport = (data[off] << 8) | data[off + 1]
         dport = (data[off + 2] << 8) | data[off + 3]
-        payload = data[payload_off:end]
+        payload = data[payload_off:cap_end]
         flows = self._flows
         key = (src, sport, dst, dport, proto)
         flow = flows.get(key)

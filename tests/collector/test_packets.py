@@ -85,3 +85,12 @@ def test_split_client_hello_is_counted_not_guessed():
     out, skips = run([(1, bytes(first))])
     assert [o.kind for o in out] == ["flow"]
     assert skips.by_reason == {"tls_hello_incomplete": 1}
+
+
+def test_snap_length_cut_payload_still_counts_ip_bytes():
+    full = bytes(Ether() / IP(src="10.0.0.1", dst="192.0.2.1") / TCP(sport=4000, dport=80, flags="PA") / (
+        b"GET / HTTP/1.1\r\nHost: cut.example\r\n\r\n" + bytes(500)))
+    out, skips = run([(1, full[:54 + 37])])  # Ethernet, IP and TCP headers and the 37-byte request head
+    (flow,) = [o for o in out if o.kind == "flow"]
+    assert (flow.bytes_out, flow.packets_out, skips.total) == (20 + 20 + 37 + 500, 1, 0)
+    assert [o.host for o in out if o.kind == "http"] == ["cut.example"]

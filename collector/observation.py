@@ -8,6 +8,7 @@ JSON of `ictwatch decode --json` are all derived from it, and docs/observation-f
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -119,24 +120,43 @@ OBSERVATION_SCHEMA = pa.schema(
 
 
 class BatchBuilder:
-    """Collects Observations and hands them on as Arrow tables of at most `max_rows` rows.
+    """Collects Observations and hands them on as Arrow tables: at `max_rows` rows or when the oldest
+    pending row is `max_age_s` old, whichever comes first.
 
-    `add` appends to per-column lists; when `max_rows` is reached the batch is sent to `sink`.
-    `flush` sends whatever is pending (end of input, or a timer in the daemon).
+    `add` appends to per-column lists. The age is checked on `add` (every 64th row, to keep the clock
+    off the hot path) and on `tick`, which a live source calls when input is quiet. `flush` sends
+    whatever is pending (end of input). `now` is the clock, injectable for tests.
     """
 
-    def __init__(self, sink: Callable[[pa.Table], None], max_rows: int = 65536) -> None:
+    def __init__(
+        self, sink: Callable[[pa.Table], None], max_rows: int = 65536, max_age_s: float = 1.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sink = sink
         self._max_rows = max_rows
+        self._max_age = max_age_s
+        self._now = now
         self._columns: list[list[Any]] = [[] for _ in FIELD_NAMES]
+        self._first_at = 0.0
         self.rows_emitted = 0
 
     def add(self, obs: Observation) -> None:
-        """Append one observation; emits a batch when full."""
+        """Append one observation; emits a batch when full or old enough."""
+        pending = len(self._columns[0])
+        if pending == 0:
+            self._first_at = self._now()
         for column, name in zip(self._columns, FIELD_NAMES, strict=True):
             column.append(getattr(obs, name))
-        if len(self._columns[0]) >= self._max_rows:
+        if pending + 1 >= self._max_rows or (pending & 63 == 63 and self._too_old()):
             self.flush()
+
+    def tick(self) -> None:
+        """Emit the pending rows if the oldest has waited `max_age_s`."""
+        if self._columns[0] and self._too_old():
+            self.flush()
+
+    def _too_old(self) -> bool:
+        return self._now() - self._first_at >= self._max_age
 
     def flush(self) -> None:
         """Emit pending rows, if any, as one Arrow table."""

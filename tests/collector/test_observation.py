@@ -1,0 +1,56 @@
+"""Observation batches: row to column, flush by size, by age (with a fixed clock), and at the end."""
+
+from __future__ import annotations
+
+from collector.observation import BatchBuilder, Observation, to_table
+
+
+def obs(i: int) -> Observation:
+    return Observation(1_781_596_200_000_000 + i, "dns", "pcap", f"t#{i}", "10.0.0.1", 5000, "10.0.0.2", 53, "udp",
+                       host=f"h{i}.example", answers=["192.0.2.1"])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_flush_by_rows_then_rest_at_the_end():
+    batches: list = []
+    builder = BatchBuilder(batches.append, max_rows=3, max_age_s=60, now=Clock())
+    for i in range(7):
+        builder.add(obs(i))
+    assert [b.num_rows for b in batches] == [3, 3]
+    builder.flush()
+    assert [b.num_rows for b in batches] == [3, 3, 1] and builder.rows_emitted == 7
+    assert batches[2].column("source_ref").to_pylist() == ["t#6"]
+
+
+def test_flush_by_age_on_tick_and_on_add():
+    clock = Clock()
+    batches: list = []
+    builder = BatchBuilder(batches.append, max_rows=10_000, max_age_s=1.0, now=clock)
+    builder.add(obs(0))
+    clock.t += 0.5
+    builder.tick()
+    assert batches == []
+    clock.t += 0.6
+    builder.tick()
+    assert [b.num_rows for b in batches] == [1]
+    for i in range(63):
+        builder.add(obs(i))
+    clock.t += 2
+    builder.add(obs(63))  # the 64th pending row checks the clock
+    assert [b.num_rows for b in batches] == [1, 64]
+
+
+def test_table_types_and_time_column():
+    table = to_table([obs(1)])
+    assert table.column("ts").type.tz == "UTC"
+    # 1781596200 s since the epoch is 07:50 UTC (08:50 BST)
+    assert table.column("ts").to_pylist()[0].isoformat() == "2026-06-16T07:50:00.000001+00:00"
+    assert table.column("answers").to_pylist() == [["192.0.2.1"]]
+    assert table.column("dst_port").type == "uint16"

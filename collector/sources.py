@@ -13,7 +13,7 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from collector.observation import Observation
 from collector.packets import PacketDecoder
@@ -26,18 +26,6 @@ Emit = Callable[[Observation], None]
 
 class InputError(Exception):
     """An input that cannot be read at all: missing, unreadable, or of no format ictwatch knows."""
-
-
-class Source(Protocol):
-    """What every source offers: run until the input ends or `stop()` is called."""
-
-    skips: SkipCounter
-
-    def run(self, emit: Emit) -> None:
-        """Emit every observation the input holds."""
-
-    def stop(self) -> None:
-        """Ask `run` to return at the next record."""
 
 
 class _Progress:

@@ -14,8 +14,6 @@ from rules.categories import CategoryIndex
 from rules.identity import Identity
 from rules.policy import SEVERITY_RANK, Calendar, Condition, Policy, TimeRange
 
-WEB_KINDS = ("tls", "quic", "http", "proxy")
-
 
 def _in_range(clock: pl.Expr, r: TimeRange) -> pl.Expr:
     return (clock >= pl.lit(r.start)) & (clock < pl.lit(r.end))

@@ -14,18 +14,6 @@ import polars as pl
 
 from rules.config import Device, Directory, NetworkMap
 
-SUBJECT_COLUMNS = {
-    "user": pl.String,
-    "role": pl.String,
-    "device": pl.String,
-    "device_type": pl.String,
-    "device_owner": pl.String,
-    "device_registered": pl.Boolean,
-    "location": pl.String,
-    "location_kind": pl.String,
-    "identity_source": pl.String,
-}
-
 
 class Identity:
     """Static identity: register, directory and network map, looked up once per distinct value."""
@@ -58,7 +46,8 @@ class Identity:
         return {"location": None, "location_kind": None}
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Add the Subject columns (SUBJECT_COLUMNS) to an observation frame."""
+        """Add the Subject columns to an observation frame: user, role, device, device_type, device_owner,
+        device_registered, location, location_kind, identity_source (null where unknown)."""
         keys = df.select("src_mac", "src_ip").unique()
         rows = [
             {"src_mac": m, "src_ip": ip, **self._device_row(m, ip), **self._location_row(ip)}

@@ -20,7 +20,6 @@ from collector.observation import KINDS
 from rules.config import DeviceType, LocationKind, Role, Strict
 
 CLAUSE_IDS = {f"P{i}" for i in range(1, 20)} | {"I1", "I2", "I3", "I4", "A1"}
-WINDOWS = ("school_day", "restricted_hours", "break")
 
 
 class Severity(StrEnum):
@@ -186,9 +185,3 @@ def _categories_in(cond: Condition) -> set[str]:
     for child in (*(cond.all or ()), *(cond.any or ()), *([cond.not_] if cond.not_ else [])):
         found |= _categories_in(child)
     return found
-
-
-def domain_matches(host: str, domains: tuple[str, ...]) -> bool:
-    """True when `host` is one of `domains` or a subdomain of one."""
-    return any(host == d or host.endswith("." + d) for d in domains)
-

@@ -88,6 +88,8 @@ def _read_pcapng(stream: BinaryIO, magic: bytes) -> Iterator[Packet]:
         if head == PCAPNG_MAGIC:
             endian = _section_endian(stream)
             block_type, total = 0x0A0D0D0A, struct.unpack(endian + "I", rest)[0]
+            if total < 28 or total % 4:
+                raise CaptureError(f"pcapng section header of impossible length {total}")
             body = stream.read(total - 12 - 4)  # the byte-order magic is already read
             interfaces = []
         else:
@@ -99,11 +101,14 @@ def _read_pcapng(stream: BinaryIO, magic: bytes) -> Iterator[Packet]:
         trailer = stream.read(4)
         if len(trailer) < 4 or (block_type != 0x0A0D0D0A and len(body) < total - 12):
             raise TruncatedCapture(frame + 1)
-        if block_type == 1:
-            interfaces.append(_interface(body, endian))
-        elif block_type in (6, 3):
-            frame += 1
-            yield _packet_block(block_type, body, endian, interfaces, frame)
+        try:
+            if block_type == 1:
+                interfaces.append(_interface(body, endian))
+            elif block_type in (6, 3):
+                frame += 1
+                yield _packet_block(block_type, body, endian, interfaces, frame)
+        except struct.error:
+            raise CaptureError(f"pcapng block of type {block_type} too short for its fields") from None
 
 
 def _section_endian(stream: BinaryIO) -> str:

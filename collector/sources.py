@@ -73,17 +73,26 @@ class CaptureSource(_FileSource):
         self.packets = 0
 
     def run(self, emit: Emit) -> None:
-        """Decode every frame; a cut-off last record is counted as `truncated_capture`."""
+        """Decode every frame. A cut-off last record is counted as `truncated_capture`; a broken record
+        after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
+        broken before its first packet is an `InputError`. A frame the decoder fails on in a way it did
+        not foresee is counted as `decoder_error` and the capture goes on."""
         decoder = PacketDecoder(emit, self.skips, self.path.name)
+        name = self.path.name
         try:
             for frame, ts, linktype, data in read_packets(self._stream):
-                decoder.packet(frame, ts, linktype, data)
+                try:
+                    decoder.packet(frame, ts, linktype, data)
+                except Exception:  # one frame must not end a capture; counted, and the count shows it
+                    self.skips.skip("decoder_error", f"{name}#{frame}")
                 if self._stopped:
                     break
         except TruncatedCapture as cut:
-            self.skips.skip("truncated_capture", f"{self.path.name}#{cut.frame}")
+            self.skips.skip("truncated_capture", f"{name}#{cut.frame}")
         except CaptureError as exc:
-            raise InputError(f"{self.path}: {exc}") from None
+            if decoder.packets == 0:
+                raise InputError(f"{self.path}: {exc}") from None
+            self.skips.skip("bad_capture_record", f"{name}#{decoder.packets + 1}")
         finally:
             self.packets = decoder.packets
             decoder.finish()

@@ -94,3 +94,23 @@ def test_snap_length_cut_payload_still_counts_ip_bytes():
     (flow,) = [o for o in out if o.kind == "flow"]
     assert (flow.bytes_out, flow.packets_out, skips.total) == (20 + 20 + 37 + 500, 1, 0)
     assert [o.host for o in out if o.kind == "http"] == ["cut.example"]
+
+
+def test_injected_decoder_bug_is_counted_and_the_capture_goes_on(monkeypatch):
+    """Fault injection: the real decoder survived 500,000 mutated frames, so a failing frame is faked."""
+    from collector.sources import open_source
+    from tests.conftest import SCHOOL_DAY
+
+    real = PacketDecoder.packet
+
+    def fails_on_frame_7(self, frame, ts, linktype, data):
+        if frame == 7:
+            raise RuntimeError("injected")
+        return real(self, frame, ts, linktype, data)
+
+    monkeypatch.setattr(PacketDecoder, "packet", fails_on_frame_7)
+    source = open_source(SCHOOL_DAY / "school-day.pcap")
+    out: list = []
+    source.run(out.append)
+    assert source.skips.by_reason == {"decoder_error": 1}
+    assert sum(o.kind == "tls" for o in out) == 9  # frame 7 is an ACK: every hello still decoded

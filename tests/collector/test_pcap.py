@@ -81,3 +81,38 @@ def test_gzip_capture_is_read_through_the_source(tmp_path):
     assert isinstance(source, CaptureSource)
     source.run(lambda obs: None)
     assert source.packets == 1
+
+
+def _shb() -> bytes:
+    return _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [_block(1, b"")],  # interface description without its link type
+        [_block(1, struct.pack("<HHI", 1, 0, 65535)), _block(6, b"\0\0\0\0")],  # packet block too short
+        [_block(1, struct.pack("<HHI", 1, 0, 65535)), _block(3, b"")],  # simple packet block, no length
+    ],
+)
+def test_pcapng_blocks_too_short_for_their_fields(blocks):
+    with pytest.raises(CaptureError, match="too short"):
+        list(read_packets(io.BytesIO(_shb() + b"".join(blocks))))
+
+
+def test_pcapng_section_header_of_impossible_length():
+    data = struct.pack("<II", 0x0A0D0D0A, 8) + b"\x4d\x3c\x2b\x1a" + bytes(40)
+    with pytest.raises(CaptureError, match="impossible length 8"):
+        list(read_packets(io.BytesIO(data)))
+
+
+def test_broken_record_after_good_ones_keeps_the_good_ones(tmp_path):
+    from collector.sources import open_source
+
+    good = pcap("<", 0xA1B2C3D4, [(1, 0, FRAME), (2, 0, FRAME)])
+    path = tmp_path / "broken.pcap"
+    path.write_bytes(good + struct.pack("<IIII", 3, 0, 0x7FFFFFFF, 60) + FRAME)
+    source = open_source(path)
+    source.run(lambda obs: None)
+    assert source.packets == 2
+    assert source.skips.by_reason == {"bad_capture_record": 1}

@@ -39,8 +39,8 @@ def type_name(code: int) -> str:
     return QTYPE_NAMES.get(code, f"TYPE{code}")
 
 
-def parse_message(buf: bytes) -> DnsMessage:
-    """Parse one DNS message (without the TCP length prefix)."""
+def parse_message(buf: bytes, netbios: bool = False) -> DnsMessage:
+    """Parse one DNS message (without the TCP length prefix); `netbios` decodes NBNS names."""
     if len(buf) < 12:
         raise ValueError(f"dns header needs 12 bytes, got {len(buf)}")
     txid, flags, qdcount, ancount = struct.unpack_from("!HHHH", buf, 0)
@@ -52,7 +52,7 @@ def parse_message(buf: bytes) -> DnsMessage:
         if pos + 4 > len(buf):
             raise ValueError("dns question cut short")
         if i == 0:
-            msg.qname = name
+            msg.qname = netbios_name(name) if netbios else name
             msg.qtype = type_name(struct.unpack_from("!H", buf, pos)[0])
         pos += 4
     for _ in range(ancount):
@@ -60,8 +60,11 @@ def parse_message(buf: bytes) -> DnsMessage:
     return msg
 
 
+
 def _read_answer(buf: bytes, pos: int, msg: DnsMessage) -> int:
-    _name, pos = read_name(buf, pos)
+    owner, pos = read_name(buf, pos)
+    if msg.qname is None:  # an answer with no question (mDNS announcements): named by its owner, as Zeek does
+        msg.qname = owner
     if pos + 10 > len(buf):
         raise ValueError("dns answer header cut short")
     rtype, _rclass, ttl, rdlen = struct.unpack_from("!HHIH", buf, pos)
@@ -79,9 +82,21 @@ def _read_answer(buf: bytes, pos: int, msg: DnsMessage) -> int:
         msg.addresses.append((addr, ttl))
     elif rtype in _NAME_TYPES:
         msg.answers.append(read_name(buf, pos)[0])
-    elif rtype == 15 and rdlen > 2:
+    elif rtype == 15 and rdlen > 2:  # MX: preference, exchange
         msg.answers.append(read_name(buf, pos + 2)[0])
+    elif rtype == 33 and rdlen > 6:  # SRV: priority, weight, port, target
+        msg.answers.append(read_name(buf, pos + 6)[0])
     return end
+
+
+def netbios_name(name: str) -> str:
+    """Undo NetBIOS first-level encoding (RFC 1001 §14.1): 32 letters A-P → 15 characters and a suffix
+    byte; trailing spaces dropped. Names that are not so encoded are returned unchanged."""
+    label, _, _scope = name.partition(".")
+    if len(label) != 32 or not all("a" <= c <= "p" for c in label):
+        return name
+    raw = bytes(((ord(label[i]) - 97) << 4) | (ord(label[i + 1]) - 97) for i in range(0, 32, 2))
+    return raw[:15].decode("latin-1").rstrip(" \x00")
 
 
 def read_name(buf: bytes, pos: int) -> tuple[str, int]:

@@ -54,16 +54,21 @@ class Observation:
     status: int | None = None
     """HTTP status (from the response on the wire, or Squid's logged status); missing if none was seen."""
     content_type: str | None = None
+    service: str | None = None
+    """What the conversation is: for `dns` the DNS family member (dns, mdns, llmnr, nbns); for flows the
+    protocol recognised on them (dns, ssl, http, ...), as Zeek's conn.log `service`."""
     qtype: str | None = None
     """DNS query type name (A, AAAA, CNAME, ...; TYPEnnn when unknown)."""
     rcode: str | None = None
     """DNS response code name; missing when no response was seen."""
     answers: list[str] = field(default_factory=list)
-    """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS."""
+    """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS/SRV."""
     sni: str | None = None
     alpn: list[str] = field(default_factory=list)
     tls_version: str | None = None
     """Highest version the ClientHello offers (supported_versions when present)."""
+    ech: bool = False
+    """The ClientHello carries Encrypted Client Hello: `sni` is then the outer, public name."""
     bytes_out: int | None = None
     """Client-to-server bytes. Flows: IP bytes (IP header included, as Zeek's orig_ip_bytes).
     Proxy lines: not logged by Squid's native format, so missing."""
@@ -111,6 +116,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "packets_in": pa.uint64(),
     "duration_s": pa.float64(),
     "denied": pa.bool_(),
+    "ech": pa.bool_(),
 }
 
 OBSERVATION_SCHEMA = pa.schema(

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections import deque
 from collections.abc import Callable
 from functools import lru_cache
 
-from collector import dns, http, tls
+from collector import apps, dns
 from collector.observation import Observation
 from collector.skips import SkipCounter
+from collector.tcp import Reassembler
 
 TCP, UDP = 6, 17
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
@@ -54,8 +54,8 @@ class Flow:
 
     __slots__ = (
         "key", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
-        "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "app", "fins", "closed", "pending",
-        "last_req_seq",
+        "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "fins", "closed", "handler", "service",
+        "cstream", "sstream",
     )
 
     def __init__(
@@ -69,11 +69,13 @@ class Flow:
         self.vlan: int | None = None
         self.bytes_out = self.bytes_in = self.pkts_out = self.pkts_in = 0
         self.host: str | None = None
-        self.app = ""  # "" until the first client payload: then "tls", "http" or "other"
+        self.done = False  # no handler wants this flow's bytes any more: count them, nothing else
         self.fins = 0  # bit 1: orig sent FIN, bit 2: resp sent FIN
         self.closed = False
-        self.pending: deque[Observation] = deque()  # HTTP requests awaiting their response
-        self.last_req_seq = -1
+        self.handler: apps.Handler | None = None
+        self.service = ""
+        self.cstream = Reassembler() if proto == TCP else None
+        self.sstream = Reassembler() if proto == TCP else None
 
 
 class PacketDecoder:
@@ -100,12 +102,12 @@ class PacketDecoder:
         vlan = None
         if linktype == 1:  # Ethernet
             if len(data) < 14:
-                return self._skip("truncated_link", frame)
+                return self.skip("truncated_link", frame)
             etype = (data[12] << 8) | data[13]
             off = 14
             while etype in _VLAN_TYPES:
                 if len(data) < off + 4:
-                    return self._skip("truncated_link", frame)
+                    return self.skip("truncated_link", frame)
                 vlan = ((data[off] & 0x0F) << 8) | data[off + 1]
                 etype = (data[off + 2] << 8) | data[off + 3]
                 off += 4
@@ -115,19 +117,19 @@ class PacketDecoder:
             etype = 0x0800 if data and data[0] >> 4 == 4 else 0x86DD
         elif linktype == 113:  # Linux cooked v1
             if len(data) < 16:
-                return self._skip("truncated_link", frame)
+                return self.skip("truncated_link", frame)
             etype, off = (data[14] << 8) | data[15], 16
         elif linktype == 276:  # Linux cooked v2
             if len(data) < 20:
-                return self._skip("truncated_link", frame)
+                return self.skip("truncated_link", frame)
             etype, off = (data[0] << 8) | data[1], 20
         elif linktype in (0, 108):  # BSD loopback: address family, host or network order
             if len(data) < 4:
-                return self._skip("truncated_link", frame)
+                return self.skip("truncated_link", frame)
             family = data[0] or data[3]
             etype, off = (0x0800 if family == 2 else 0x86DD), 4
         else:
-            return self._skip("unsupported_link_type", frame)
+            return self.skip("unsupported_link_type", frame)
         if etype == 0x0800:
             self._ipv4(frame, ts, data, off, mac, vlan)
         elif etype == 0x86DD:
@@ -135,18 +137,18 @@ class PacketDecoder:
 
     def _ipv4(self, frame: int, ts: int, data: bytes, off: int, mac: bytes | None, vlan: int | None) -> None:
         if len(data) < off + 20:
-            return self._skip("truncated_ip", frame)
+            return self.skip("truncated_ip", frame)
         b0 = data[off]
         ihl = (b0 & 0x0F) * 4
         if b0 >> 4 != 4 or ihl < 20:
-            return self._skip("bad_ip_header", frame)
+            return self.skip("bad_ip_header", frame)
         total = (data[off + 2] << 8) | data[off + 3]
         if total < ihl:
-            return self._skip("bad_ip_length", frame)
+            return self.skip("bad_ip_length", frame)
         if off + ihl > len(data):
-            return self._skip("truncated_ip", frame)
+            return self.skip("truncated_ip", frame)
         if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
-            return self._skip("ip_fragment", frame)
+            return self.skip("ip_fragment", frame)
         self._transport(
             frame, ts, data, off + ihl, off + total, data[off + 9], data[off + 12 : off + 16],
             data[off + 16 : off + 20], total, mac, vlan,
@@ -154,18 +156,18 @@ class PacketDecoder:
 
     def _ipv6(self, frame: int, ts: int, data: bytes, off: int, mac: bytes | None, vlan: int | None) -> None:
         if len(data) < off + 40:
-            return self._skip("truncated_ip", frame)
+            return self.skip("truncated_ip", frame)
         if data[off] >> 4 != 6:
-            return self._skip("bad_ip_header", frame)
+            return self.skip("bad_ip_header", frame)
         plen = (data[off + 4] << 8) | data[off + 5]
         end = off + 40 + plen
         nxt, pos = data[off + 6], off + 40
         while nxt in _IPV6_EXT or nxt == 44:
             if pos + 8 > min(end, len(data)):
-                return self._skip("truncated_ip", frame)
+                return self.skip("truncated_ip", frame)
             if nxt == 44:
                 if _U16.unpack_from(data, pos + 2)[0] & 0xFFF9:
-                    return self._skip("ip_fragment", frame)
+                    return self.skip("ip_fragment", frame)
                 nxt, pos = data[pos], pos + 8
             else:
                 nxt, pos = data[pos], pos + (data[pos + 1] + 1) * 8
@@ -186,14 +188,14 @@ class PacketDecoder:
         if proto == TCP:
             doff = (data[off + 12] >> 4) * 4 if cap_end - off >= 20 else 20
             if doff < 20 or off + doff > end:
-                return self._skip("bad_tcp_header", frame)
+                return self.skip("bad_tcp_header", frame)
             if off + doff > cap_end:
-                return self._skip("truncated_tcp", frame)
+                return self.skip("truncated_tcp", frame)
             flags = data[off + 13]
             payload_off = off + doff
         elif proto == UDP:
             if cap_end - off < 8:
-                return self._skip("truncated_udp", frame)
+                return self.skip("truncated_udp", frame)
             flags = 0
             payload_off = off + 8
         else:
@@ -224,10 +226,17 @@ class PacketDecoder:
             if flags & (_FIN | _RST):
                 flow.fins |= (1 if outbound else 2) if flags & _FIN else 3
                 flow.closed = flow.fins == 3
-            if payload:
-                self._tcp_payload(flow, outbound, payload, frame, ts, data, off)
-        elif payload and (sport == 53 or dport == 53):
-            self._dns(frame, ts, src, sport, dst, dport, payload, mac, vlan)
+            if not flow.done:
+                seq = _TCP_SEQ.unpack_from(data, off + 4)[0]
+                if flags & _SYN:
+                    (flow.cstream if outbound else flow.sstream).syn(seq)
+                if payload:
+                    self._tcp_data(flow, outbound, seq, payload, frame, ts)
+        elif payload:
+            service = apps.dns_service(sport, dport)
+            if service is not None:
+                flow.service = service
+                self.dns_message(payload, frame, ts, src, sport, dst, dport, mac, vlan, "udp", service)
 
     def _new_flow(
         self, key: tuple, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
@@ -245,79 +254,67 @@ class PacketDecoder:
         self._flows[flow.key] = flow
         return flow
 
-    def _tcp_payload(
-        self, flow: Flow, outbound: bool, payload: bytes, frame: int, ts: int, data: bytes, tcp_off: int
-    ) -> None:
-        if outbound:
-            if not flow.app:
-                if tls.looks_like_client_hello(payload):
-                    flow.app = "tls"
-                    return self._tls(flow, payload, frame, ts)
-                flow.app = "http" if http.is_request(payload) else "other"
-            if flow.app == "http" and http.is_request(payload):
-                seq = _TCP_SEQ.unpack_from(data, tcp_off + 4)[0]
-                if seq != flow.last_req_seq:  # a retransmitted request is not a second request
-                    flow.last_req_seq = seq
-                    self._http_request(flow, payload, frame, ts)
-        elif flow.app == "http" and payload.startswith(b"HTTP/") and flow.pending:
-            obs = flow.pending.popleft()
-            try:
-                resp = http.parse_response(payload)
-            except ValueError:
-                self._skip("bad_http_response", frame)
-            else:
-                obs.status, obs.content_type = resp.status, resp.content_type
-            self._emit(obs)
+    def _tcp_data(self, flow: Flow, outbound: bool, seq: int, payload: bytes, frame: int, ts: int) -> None:
+        handler = flow.handler
+        if handler is not None and not handler.reassemble:
+            data = payload
+        else:
+            stream = flow.cstream if outbound else flow.sstream
+            data = stream.feed(seq, payload)
+            if stream.failed:
+                self.skip("tcp_reassembly_overflow", frame)
+                return self._stop_reading(flow)
+            if not data:
+                return
+            if handler is None:
+                handler = flow.handler = apps.choose(flow, outbound, data)
+                if handler is None:
+                    return self._stop_reading(flow)
+                flow.service = handler.service
+        wanted = (handler.client if outbound else handler.server)(self, flow, data, seq, frame, ts)
+        if not wanted:
+            self._stop_reading(flow)
 
-    def _tls(self, flow: Flow, payload: bytes, frame: int, ts: int) -> None:
-        try:
-            hello = tls.parse_client_hello(payload)
-        except ValueError:
-            return self._skip("tls_hello_incomplete", frame)
-        flow.host = hello.sni or flow.host
-        obs = self._flow_observation("tls", flow, frame, ts)
-        obs.host, obs.sni, obs.alpn, obs.tls_version = hello.sni or obs.host, hello.sni, hello.alpn, hello.version
-        self._emit(obs)
-
-    def _http_request(self, flow: Flow, payload: bytes, frame: int, ts: int) -> None:
-        try:
-            req = http.parse_request(payload)
-        except ValueError:
-            return self._skip("bad_http_request", frame)
-        flow.host = req.host or flow.host
-        obs = self._flow_observation("http", flow, frame, ts)
-        obs.host, obs.url, obs.method, obs.user_agent = req.host or obs.host, req.url, req.method, req.user_agent
-        flow.pending.append(obs)
+    def _stop_reading(self, flow: Flow) -> None:
+        flow.done = True
+        flow.cstream = flow.sstream = None
+        if flow.handler is not None:
+            flow.handler.finish(self, flow)
+            flow.handler = None
 
     # -- DNS ---------------------------------------------------------------------------------------
 
-    def _dns(
-        self, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes,
-        mac: bytes | None, vlan: int | None,
+    def dns_message(
+        self, payload: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
+        mac: bytes | None, vlan: int | None, proto: str, service: str = "dns",
     ) -> None:
+        """One DNS-family message: a query waits for its response; the pair is one observation."""
         try:
-            msg = dns.parse_message(payload)
+            msg = dns.parse_message(payload, netbios=service == "nbns")
         except ValueError:
-            return self._skip("bad_dns", frame)
+            return self.skip("bad_dns", frame)
         if not msg.is_response:
             obs = Observation(
-                ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(src), sport, ip_text(dst), dport, "udp",
-                mac_text(mac) if mac else None, vlan, host=msg.qname, qtype=msg.qtype,
+                ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(src), sport, ip_text(dst), dport, proto,
+                mac_text(mac) if mac else None, vlan, host=msg.qname, qtype=msg.qtype, service=service,
             )
+            earlier = self._dns_pending.pop((src, sport, dst, dport, msg.txid), None)
+            if earlier is not None:  # the same query again (a retry, a multicast repeat): each is reported
+                self.emit(earlier)
             self._dns_pending[(src, sport, dst, dport, msg.txid)] = obs
             return
         obs = self._dns_pending.pop((dst, dport, src, sport, msg.txid), None)
         if obs is None:  # a response whose query was not captured: the receiver is the client
             obs = Observation(
-                ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(dst), dport, ip_text(src), sport, "udp",
-                None, vlan, host=msg.qname, qtype=msg.qtype,
+                ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(dst), dport, ip_text(src), sport, proto,
+                None, vlan, host=msg.qname, qtype=msg.qtype, service=service,
             )
         obs.rcode, obs.answers = msg.rcode, msg.answers
-        if msg.qname:
+        if msg.qname and service == "dns":
             for addr, ttl in msg.addresses:
                 raw = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
                 self._names[raw] = (msg.qname, ts + ttl * _US + DNS_NAME_GRACE)
-        self._emit(obs)
+        self.emit(obs)
 
     def name_for(self, addr: bytes, ts: int) -> str | None:
         """The name a client looked up to reach `addr`, if an answer naming it is still fresh."""
@@ -326,7 +323,12 @@ class PacketDecoder:
 
     # -- expiry and output -------------------------------------------------------------------------
 
-    def _flow_observation(self, kind: str, flow: Flow, frame: int, ts: int) -> Observation:
+    def emit(self, obs: Observation) -> None:
+        """Hand an observation to the source's sink."""
+        self._emit(obs)
+
+    def flow_observation(self, kind: str, flow: Flow, frame: int, ts: int) -> Observation:
+        """A new observation carrying the flow's addresses, ports, MAC, VLAN and name."""
         return Observation(
             ts, kind, "pcap", f"{self._name}#{frame}", ip_text(flow.orig), flow.oport, ip_text(flow.resp),
             flow.rport, "tcp" if flow.proto == TCP else "udp", mac_text(flow.mac) if flow.mac else None,
@@ -334,9 +336,10 @@ class PacketDecoder:
         )
 
     def _end_flow(self, flow: Flow) -> None:
-        for obs in flow.pending:
-            self._emit(obs)
-        obs = self._flow_observation("flow", flow, flow.frame, flow.first)
+        if flow.handler is not None:
+            flow.handler.finish(self, flow)
+        obs = self.flow_observation("flow", flow, flow.frame, flow.first)
+        obs.service = flow.service or None
         obs.bytes_out, obs.bytes_in = flow.bytes_out, flow.bytes_in
         obs.packets_out, obs.packets_in = flow.pkts_out, flow.pkts_in
         obs.duration_s = (flow.last - flow.first) / _US
@@ -364,5 +367,6 @@ class PacketDecoder:
             self._end_flow(flow)
         self._flows.clear()
 
-    def _skip(self, reason: str, frame: int) -> None:
+    def skip(self, reason: str, frame: int) -> None:
+        """Count frame `frame` as skipped for `reason`."""
         self._skips.skip(reason, f"{self._name}#{frame}")

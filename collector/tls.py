@@ -1,8 +1,9 @@
-"""TLS ClientHello parsing: server name (SNI), ALPN and the highest offered version.
+"""TLS ClientHello parsing: server name (SNI), ALPN, the highest offered version, and ECH.
 
-Pure: the bytes of a TCP payload that starts with a TLS handshake record in, a `ClientHello` out.
-`ValueError` when the bytes are not a ClientHello or end before its extensions do (a hello split over
-several segments; reassembling those is the collector's job, not this parser's).
+Pure. `hello_from_stream` takes the start of the client's reassembled byte stream, joins the handshake
+fragments of as many records as the hello spans, and returns a `ClientHello`, or None while more bytes
+are needed; `ValueError` when the bytes are not a ClientHello. `parse_handshake` reads a bare handshake
+message (QUIC carries the hello in CRYPTO frames, without TLS records).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from dataclasses import dataclass, field
 _VERSIONS = {0x0300: "SSLv3", 0x0301: "TLSv10", 0x0302: "TLSv11", 0x0303: "TLSv12", 0x0304: "TLSv13"}
 
 
+MAX_HELLO = 64 * 1024
+_ECH = 0xFE0D  # encrypted_client_hello (draft-ietf-tls-esni): the SNI seen is the outer, public name
+
+
 @dataclass(slots=True)
 class ClientHello:
     """What a ClientHello says about where the client is going."""
@@ -20,6 +25,7 @@ class ClientHello:
     sni: str | None
     alpn: list[str] = field(default_factory=list)
     version: str | None = None
+    ech: bool = False
 
 
 def version_name(code: int) -> str:
@@ -29,6 +35,13 @@ def version_name(code: int) -> str:
     if code >> 8 == 0x7F:
         return f"TLSv13-draft{code & 0xFF}"
     return f"unknown-0x{code:04x}"
+
+
+def _version_rank(code: int) -> tuple[int, int]:
+    """Order of versions: TLS 1.3 drafts (0x7fNN) above TLS 1.2 and below final TLS 1.3."""
+    if code >> 8 == 0x7F:
+        return (0x0304, code & 0xFF)
+    return (code, 0x100 if code == 0x0304 else 0)
 
 
 def _is_grease(code: int) -> bool:
@@ -41,12 +54,40 @@ def looks_like_client_hello(payload: bytes) -> bool:
 
 
 def parse_client_hello(payload: bytes) -> ClientHello:
-    """Parse a ClientHello from the start of a TCP payload (record header included)."""
-    if not looks_like_client_hello(payload):
+    """Parse a ClientHello that is complete in `payload` (record header included)."""
+    hello = hello_from_stream(payload)
+    if hello is None:
+        raise ValueError("tls client hello cut short")
+    return hello
+
+
+def hello_from_stream(buf: bytes) -> ClientHello | None:
+    """The ClientHello at the start of a client stream, or None until enough records have arrived."""
+    if not looks_like_client_hello(buf[:6]) and len(buf) >= 6:
         raise ValueError("not a tls client hello")
-    body = payload[9:]
+    handshake = bytearray()
+    pos = 0
+    while len(buf) >= pos + 5:
+        if buf[pos] != 0x16 or buf[pos + 1] != 3:
+            raise ValueError("tls hello interrupted by a non-handshake record")
+        end = pos + 5 + struct.unpack_from("!H", buf, pos + 3)[0]
+        handshake += buf[pos + 5 : end]
+        if len(handshake) >= 4:
+            need = 4 + int.from_bytes(handshake[1:4], "big")
+            if need > MAX_HELLO:
+                raise ValueError(f"tls client hello claims {need} bytes")
+            if len(handshake) >= need:
+                return parse_handshake(bytes(handshake[:need]))
+        pos = end
+    return None
+
+
+def parse_handshake(msg: bytes) -> ClientHello:
+    """Parse a complete ClientHello handshake message (type, 3-byte length, body)."""
+    if not msg or msg[0] != 1:
+        raise ValueError("not a client hello handshake message")
     try:
-        return _parse_body(body)
+        return _parse_body(msg[4:])
     except (IndexError, struct.error) as exc:
         raise ValueError("tls client hello cut short") from exc
 
@@ -81,8 +122,10 @@ def _read_extension(hello: ClientHello, etype: int, data: bytes) -> None:
             n = data[pos]
             hello.alpn.append(data[pos + 1 : pos + 1 + n].decode("ascii", "backslashreplace"))
             pos += 1 + n
+    elif etype == _ECH:
+        hello.ech = True
     elif etype == 43 and data:  # supported_versions
         offered = [struct.unpack_from("!H", data, 1 + i)[0] for i in range(0, data[0] - 1, 2)]
         real = [v for v in offered if not _is_grease(v)]
         if real:
-            hello.version = version_name(max(real, key=lambda v: (v & 0xFF) if v >> 8 == 0x7F else v))
+            hello.version = version_name(max(real, key=_version_rank))

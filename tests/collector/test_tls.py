@@ -29,3 +29,9 @@ def test_not_a_hello():
 @pytest.mark.parametrize(("code", "name"), [(0x0301, "TLSv10"), (0x0303, "TLSv12"), (0x7F17, "TLSv13-draft23")])
 def test_version_names_follow_zeek(code, name):
     assert version_name(code) == name
+
+
+def test_draft_versions_rank_between_tls12_and_tls13():
+    from collector.tls import _version_rank
+
+    assert sorted([0x0304, 0x7F17, 0x0303, 0x7F12], key=_version_rank) == [0x0303, 0x7F12, 0x7F17, 0x0304]

@@ -1,0 +1,173 @@
+"""Application handlers for TCP flows: what to read from a conversation, and when to stop reading.
+
+The decoder picks a handler from the first bytes of a flow (in order, after reassembly) and its ports.
+A handler's `client`/`server` methods take the next bytes of that direction and return whether the
+handler still wants bytes; once it does not, the flow costs only its byte counts. Handlers with
+`reassemble = False` see raw segments (HTTP reads heads at segment starts, as they are in practice,
+so a large download never passes through the reassembler).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from collector import http, tls
+from collector.observation import Observation
+
+if TYPE_CHECKING:
+    from collector.packets import Flow, PacketDecoder
+
+MAX_STREAM = 64 * 1024
+"""Bytes a handler reads from one direction before it gives up on a conversation."""
+
+
+class Handler:
+    """Base: reads nothing, wants nothing."""
+
+    reassemble = True
+    service = ""
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        """Bytes from the client; True while more are wanted."""
+        return False
+
+    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        """Bytes from the server; True while more are wanted."""
+        return False
+
+    def finish(self, dec: PacketDecoder, flow: Flow) -> None:
+        """The flow ended: report anything still held."""
+
+
+class TlsHello(Handler):
+    """Collects the client's first records until the ClientHello is whole, then reports it."""
+
+    service = "ssl"
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.first: tuple[int, int] | None = None  # (frame, ts) of the hello's first segment
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        self.first = self.first or (frame, ts)
+        self.buf += data
+        try:
+            hello = tls.hello_from_stream(self.buf)
+        except ValueError:
+            dec.skip("bad_tls_hello", frame)
+            return False
+        if hello is None:
+            if len(self.buf) <= tls.MAX_HELLO:
+                return True
+            dec.skip("tls_hello_incomplete", frame)
+            return False
+        self.buf = b""
+        first_frame, first_ts = self.first
+        flow.host = hello.sni or flow.host
+        obs = dec.flow_observation("tls", flow, first_frame, first_ts)
+        obs.host = hello.sni or obs.host
+        obs.sni, obs.alpn, obs.tls_version, obs.ech = hello.sni, hello.alpn, hello.version, hello.ech
+        dec.emit(obs)
+        return False
+
+    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return True  # the server's reply is not read, but the client's hello may not be whole yet
+
+    def finish(self, dec: PacketDecoder, flow: Flow) -> None:
+        if self.buf:
+            dec.skip("tls_hello_incomplete", self.first[0] if self.first else flow.frame)
+
+
+class Http(Handler):
+    """Every request head at the start of a client segment; the status of the response to each."""
+
+    reassemble = False
+    service = "http"
+
+    def __init__(self) -> None:
+        self.pending: deque[Observation] = deque()
+        self.last_seq = -1
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        if seq == self.last_seq or not http.is_request(data):  # a retransmitted request is not a second one
+            return True
+        self.last_seq = seq
+        try:
+            req = http.parse_request(data)
+        except ValueError:
+            dec.skip("bad_http_request", frame)
+            return True
+        flow.host = req.host or flow.host
+        obs = dec.flow_observation("http", flow, frame, ts)
+        obs.host, obs.url, obs.method, obs.user_agent = req.host or obs.host, req.url, req.method, req.user_agent
+        self.pending.append(obs)
+        return True
+
+    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        if self.pending and data.startswith(b"HTTP/"):
+            obs = self.pending.popleft()
+            try:
+                resp = http.parse_response(data)
+            except ValueError:
+                dec.skip("bad_http_response", frame)
+            else:
+                obs.status, obs.content_type = resp.status, resp.content_type
+            dec.emit(obs)
+        return True
+
+    def finish(self, dec: PacketDecoder, flow: Flow) -> None:
+        for obs in self.pending:
+            dec.emit(obs)
+        self.pending.clear()
+
+
+class DnsTcp(Handler):
+    """DNS over TCP: two-byte length-prefixed messages, several per segment or one over several."""
+
+    service = "dns"
+
+    def __init__(self) -> None:
+        self.bufs = [b"", b""]
+        self.read = 0
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return self._feed(0, dec, flow, data, frame, ts)
+
+    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return self._feed(1, dec, flow, data, frame, ts)
+
+    def _feed(self, side: int, dec: PacketDecoder, flow: Flow, data: bytes, frame: int, ts: int) -> bool:
+        self.read += len(data)
+        buf = self.bufs[side] + data
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + size:
+                break
+            msg, buf = buf[2 : 2 + size], buf[2 + size :]
+            src, sport, dst, dport = (flow.orig, flow.oport, flow.resp, flow.rport) if side == 0 else (
+                flow.resp, flow.rport, flow.orig, flow.oport)
+            dec.dns_message(msg, frame, ts, src, sport, dst, dport, flow.mac, flow.vlan, "tcp")
+        self.bufs[side] = buf
+        return self.read <= MAX_STREAM
+
+
+def choose(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+    """The handler for a flow, from its ports and the first in-order bytes seen (None: read nothing)."""
+    if flow.rport == 53:
+        return DnsTcp()
+    if outbound:
+        if tls.looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16"):
+            return TlsHello()
+        if http.is_request(data):
+            return Http()
+    return None
+
+
+def dns_service(sport: int, dport: int) -> str | None:
+    """Which DNS-family protocol a UDP port pair carries: dns, mdns, llmnr or nbns."""
+    for port, name in ((53, "dns"), (5353, "mdns"), (5355, "llmnr"), (137, "nbns")):
+        if sport == port or dport == port:
+            return name
+    return None
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from collector import http, tls
+from collector import http, quic, tls
 from collector.observation import Observation
 
 if TYPE_CHECKING:
@@ -150,6 +150,53 @@ class DnsTcp(Handler):
             dec.dns_message(msg, frame, ts, src, sport, dst, dport, flow.mac, flow.vlan, "tcp")
         self.bufs[side] = buf
         return self.read <= MAX_STREAM
+
+
+class QuicHello(Handler):
+    """Decrypts the client's Initial packets until their CRYPTO frames hold the whole ClientHello."""
+
+    service = "quic"
+    MAX_PACKETS = 8
+
+    def __init__(self) -> None:
+        self.stream = quic.CryptoStream()
+        self.first: tuple[int, int] | None = None
+        self.datagrams = 0
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        if not quic.is_long_header_initial(data):
+            return True  # a later packet type: the hello may still be coming in another Initial
+        self.first = self.first or (frame, ts)
+        self.datagrams += 1
+        try:
+            for initial in quic.client_initials(data):
+                hello = self.stream.add(initial.crypto)
+                if hello is not None:
+                    self._report(dec, flow, hello, initial.version)
+                    return False
+        except ValueError:
+            dec.skip("bad_quic_initial", frame)
+            return False
+        return self.datagrams < self.MAX_PACKETS
+
+    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return True
+
+    def _report(self, dec: PacketDecoder, flow: Flow, hello: tls.ClientHello, version: int) -> None:
+        first_frame, first_ts = self.first or (flow.frame, flow.first)
+        flow.host = hello.sni or flow.host
+        obs = dec.flow_observation("quic", flow, first_frame, first_ts)
+        obs.host = hello.sni or obs.host
+        obs.sni, obs.alpn, obs.tls_version, obs.ech = hello.sni, hello.alpn, hello.version, hello.ech
+        obs.quic_version = quic.VERSION_NAMES[version]
+        dec.emit(obs)
+
+
+def choose_udp(outbound: bool, data: bytes) -> Handler | None:
+    """The handler for a UDP flow from its first datagram (None: read nothing more)."""
+    if outbound and quic.is_long_header_initial(data):
+        return QuicHello()
+    return None
 
 
 def choose(flow: Flow, outbound: bool, data: bytes) -> Handler | None:

@@ -67,6 +67,8 @@ class Observation:
     alpn: list[str] = field(default_factory=list)
     tls_version: str | None = None
     """Highest version the ClientHello offers (supported_versions when present)."""
+    quic_version: str | None = None
+    """QUIC version of the Initial packets that carried the hello: `1` or `2`."""
     ech: bool = False
     """The ClientHello carries Encrypted Client Hello: `sni` is then the outer, public name."""
     bytes_out: int | None = None

@@ -237,6 +237,8 @@ class PacketDecoder:
             if service is not None:
                 flow.service = service
                 self.dns_message(payload, frame, ts, src, sport, dst, dport, mac, vlan, "udp", service)
+            elif not flow.done:
+                self._udp_data(flow, outbound, payload, frame, ts)
 
     def _new_flow(
         self, key: tuple, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
@@ -273,6 +275,17 @@ class PacketDecoder:
                 flow.service = handler.service
         wanted = (handler.client if outbound else handler.server)(self, flow, data, seq, frame, ts)
         if not wanted:
+            self._stop_reading(flow)
+
+    def _udp_data(self, flow: Flow, outbound: bool, payload: bytes, frame: int, ts: int) -> None:
+        handler = flow.handler
+        if handler is None:
+            handler = flow.handler = apps.choose_udp(outbound, payload)
+            if handler is None:
+                flow.done = True
+                return
+            flow.service = handler.service
+        if not (handler.client if outbound else handler.server)(self, flow, payload, 0, frame, ts):
             self._stop_reading(flow)
 
     def _stop_reading(self, flow: Flow) -> None:

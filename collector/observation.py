@@ -63,6 +63,24 @@ class Observation:
     """DNS response code name; missing when no response was seen."""
     answers: list[str] = field(default_factory=list)
     """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS/SRV."""
+    dhcp_type: str | None = None
+    """DHCP message type (DISCOVER, OFFER, REQUEST, ACK, NAK, DECLINE, RELEASE, INFORM)."""
+    dhcp_xid: int | None = None
+    """DHCP transaction id: the messages of one exchange share it."""
+    hostname: str | None = None
+    """Host name the DHCP client gave (option 12)."""
+    domain: str | None = None
+    """Domain name the DHCP server gave (option 15)."""
+    requested_ip: str | None = None
+    """Address the DHCP client asked for (option 50)."""
+    assigned_ip: str | None = None
+    """Address the DHCP server offered or acknowledged (yiaddr)."""
+    lease_s: int | None = None
+    """Lease time in seconds (option 51)."""
+    dhcp_params: list[str] = field(default_factory=list)
+    """Parameter-request list (option 55), in order: with `vendor_class`, a device fingerprint."""
+    vendor_class: str | None = None
+    """Vendor class identifier (option 60), e.g. `MSFT 5.0`, `android-dhcp-13`."""
     sni: str | None = None
     alpn: list[str] = field(default_factory=list)
     tls_version: str | None = None
@@ -119,6 +137,9 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "duration_s": pa.float64(),
     "denied": pa.bool_(),
     "ech": pa.bool_(),
+    "dhcp_xid": pa.uint32(),
+    "lease_s": pa.uint32(),
+    "dhcp_params": pa.list_(_STR),
 }
 
 OBSERVATION_SCHEMA = pa.schema(

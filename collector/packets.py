@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 from functools import lru_cache
 
-from collector import apps, dns
+from collector import apps, dhcp, dns
 from collector.observation import Observation
 from collector.skips import SkipCounter
 from collector.tcp import Reassembler
@@ -25,6 +25,7 @@ from collector.tcp import Reassembler
 TCP, UDP = 6, 17
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
+_DHCP_PORTS = (67, 68)
 _IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
 _US = 1_000_000
 TCP_CLOSE_DELAY = 5 * _US  # Zeek's tcp_close_delay: a closed flow lingers for late ACKs
@@ -237,6 +238,9 @@ class PacketDecoder:
             if service is not None:
                 flow.service = service
                 self.dns_message(payload, frame, ts, src, sport, dst, dport, mac, vlan, "udp", service)
+            elif sport in _DHCP_PORTS and dport in _DHCP_PORTS:
+                flow.service = "dhcp"
+                self._dhcp(flow, payload, frame, ts, src, sport, dst, dport, vlan)
             elif not flow.done:
                 self._udp_data(flow, outbound, payload, frame, ts)
 
@@ -276,6 +280,22 @@ class PacketDecoder:
         wanted = (handler.client if outbound else handler.server)(self, flow, data, seq, frame, ts)
         if not wanted:
             self._stop_reading(flow)
+
+    def _dhcp(
+        self, flow: Flow, payload: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
+        vlan: int | None,
+    ) -> None:
+        try:
+            msg = dhcp.parse_message(payload)
+        except ValueError:
+            return self.skip("bad_dhcp", frame)
+        obs = Observation(
+            ts, "dhcp", "pcap", f"{self._name}#{frame}", ip_text(src), sport, ip_text(dst), dport, "udp", msg.mac,
+            vlan, host=msg.hostname, dhcp_type=msg.msg_type, dhcp_xid=msg.xid, hostname=msg.hostname,
+            domain=msg.domain, requested_ip=msg.requested_ip, assigned_ip=msg.assigned_ip,
+            lease_s=msg.lease_s, dhcp_params=msg.params, vendor_class=msg.vendor_class, service="dhcp",
+        )
+        self.emit(obs)
 
     def _udp_data(self, flow: Flow, outbound: bool, payload: bytes, frame: int, ts: int) -> None:
         handler = flow.handler

@@ -156,3 +156,35 @@ def _uri(url: str) -> str:
 
 def test_peer_folder_is_referenced_not_copied():
     assert not list(Path(__file__).resolve().parents[2].glob("**/Z01_wikipedia.pcap"))
+
+
+@pytest.mark.parametrize("trace", ["Z22", "Z23"])
+def test_dhcp_transactions_match_zeek(trace):
+    """One observation per DHCP message here; Zeek writes one row per transaction (xid), keeping the last
+    requested address and taking the assigned address and lease from the ACK. Grouped the same way, every
+    row agrees: MAC, host name, domain, requested and assigned address, lease, message types, server."""
+    (path,) = need(ZEEK).glob(f"{trace}_*.pcap")
+    obs, source = decode(path.name)
+    by_xid: dict[int, list] = {}
+    for o in obs:
+        if o.kind == "dhcp":
+            by_xid.setdefault(o.dhcp_xid, []).append(o)
+
+    def first(msgs, attr, types=None):
+        return next((getattr(m, attr) for m in msgs if getattr(m, attr) and (types is None or m.dhcp_type in types)),
+                    None) or "-"
+
+    def last(msgs, attr):
+        return first(list(reversed(msgs)), attr)
+
+    ours = sorted((
+        first(m, "src_mac"), first(m, "hostname"), first(m, "domain"), last(m, "requested_ip"),
+        first(m, "assigned_ip", {"ACK"}), f"{first(m, 'lease_s', {'ACK'})}", ",".join(x.dhcp_type for x in m),
+        first(m, "src_ip", {"ACK"}),
+    ) for m in by_xid.values())
+    theirs = sorted((
+        r["mac"], r["host_name"], r["domain"], r["requested_addr"], r["assigned_addr"],
+        r["lease_time"].split(".")[0], r["msg_types"], r["server_addr"],
+    ) for r in zeek_rows(trace, "dhcp"))
+    assert ours == theirs
+    assert source.skips.total == 0

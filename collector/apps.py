@@ -12,33 +12,12 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from collector import http, quic, tls
+from collector import http, mail, quic, tls
+from collector.handler import MAX_STREAM, Handler
 from collector.observation import Observation
 
 if TYPE_CHECKING:
     from collector.packets import Flow, PacketDecoder
-
-MAX_STREAM = 64 * 1024
-"""Bytes a handler reads from one direction before it gives up on a conversation."""
-
-
-class Handler:
-    """Base: reads nothing, wants nothing."""
-
-    reassemble = True
-    service = ""
-
-    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
-        """Bytes from the client; True while more are wanted."""
-        return False
-
-    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
-        """Bytes from the server; True while more are wanted."""
-        return False
-
-    def finish(self, dec: PacketDecoder, flow: Flow) -> None:
-        """The flow ended: report anything still held."""
-
 
 class TlsHello(Handler):
     """Collects the client's first records until the ClientHello is whole, then reports it."""
@@ -203,6 +182,8 @@ def choose(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
     """The handler for a flow, from its ports and the first in-order bytes seen (None: read nothing)."""
     if flow.rport == 53:
         return DnsTcp()
+    if flow.rport in mail.PORTS:
+        return mail.Mail(mail.PORTS[flow.rport])
     if outbound:
         if tls.looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16"):
             return TlsHello()

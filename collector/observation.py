@@ -63,6 +63,22 @@ class Observation:
     """DNS response code name; missing when no response was seen."""
     answers: list[str] = field(default_factory=list)
     """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS/SRV."""
+    helo: str | None = None
+    """SMTP HELO/EHLO name the client gave."""
+    mail_from: str | None = None
+    """SMTP envelope sender (MAIL FROM), when the dialogue was in clear."""
+    rcpt_to: list[str] = field(default_factory=list)
+    """SMTP envelope recipients (RCPT TO), in order."""
+    starttls: bool | None = None
+    """The mail dialogue switched to TLS (STARTTLS/STLS accepted): the rest is encrypted."""
+    auth_mechanism: str | None = None
+    """How a login crossed in clear: PLAIN, LOGIN, USER/PASS, Basic, ..."""
+    auth_user: str | None = None
+    """The user name of that login (never the password)."""
+    auth_success: bool | None = None
+    """Whether the server accepted that login; missing when its answer was not seen."""
+    cleartext_credentials: bool = False
+    """A password crossed the network readable (clause P2), whatever the server's answer."""
     dhcp_type: str | None = None
     """DHCP message type (DISCOVER, OFFER, REQUEST, ACK, NAK, DECLINE, RELEASE, INFORM)."""
     dhcp_xid: int | None = None
@@ -138,6 +154,10 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "denied": pa.bool_(),
     "ech": pa.bool_(),
     "dhcp_xid": pa.uint32(),
+    "rcpt_to": pa.list_(_STR),
+    "starttls": pa.bool_(),
+    "auth_success": pa.bool_(),
+    "cleartext_credentials": pa.bool_(),
     "lease_s": pa.uint32(),
     "dhcp_params": pa.list_(_STR),
 }

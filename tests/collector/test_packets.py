@@ -12,6 +12,7 @@ from collector.skips import SkipCounter
 from fixtures.make_school_day import client_hello
 
 T0 = 1_781_596_200_000_000
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")  # explicit: scapy would ARP for a destination
 
 
 def run(frames: list[tuple[int, bytes]]) -> tuple[list, SkipCounter]:
@@ -45,7 +46,7 @@ def test_linux_cooked_and_raw_ip():
 
 
 def test_ipv6_extension_headers_are_walked():
-    frame = Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(
+    frame = ETH / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(
         sport=40001, dport=443, flags="PA") / client_hello("v6.example")
     out, _ = run([(1, bytes(frame))])
     (tls,) = [o for o in out if o.kind == "tls"]
@@ -53,12 +54,12 @@ def test_ipv6_extension_headers_are_walked():
 
 
 def test_flow_is_named_from_an_earlier_dns_answer_and_oriented_by_syn():
-    query = Ether() / IP(src="10.0.0.9", dst="10.0.0.2") / UDP(sport=5000, dport=53) / DNS(
+    query = ETH / IP(src="10.0.0.9", dst="10.0.0.2") / UDP(sport=5000, dport=53) / DNS(
         id=9, qd=DNSQR(qname="smtp.mail.example"))
-    answer = Ether() / IP(src="10.0.0.2", dst="10.0.0.9") / UDP(sport=53, dport=5000) / DNS(
+    answer = ETH / IP(src="10.0.0.2", dst="10.0.0.9") / UDP(sport=53, dport=5000) / DNS(
         id=9, qr=1, qd=DNSQR(qname="smtp.mail.example"), an=DNSRR(rrname="smtp.mail.example", rdata="192.0.2.25"))
-    syn_ack = Ether() / IP(src="192.0.2.25", dst="10.0.0.9") / TCP(sport=587, dport=41000, flags="SA")
-    ack = Ether() / IP(src="10.0.0.9", dst="192.0.2.25") / TCP(sport=41000, dport=587, flags="A")
+    syn_ack = ETH / IP(src="192.0.2.25", dst="10.0.0.9") / TCP(sport=587, dport=41000, flags="SA")
+    ack = ETH / IP(src="10.0.0.9", dst="192.0.2.25") / TCP(sport=41000, dport=587, flags="A")
     out, _ = run([(1, bytes(f)) for f in (query, answer, syn_ack, ack)])
     (dns,) = [o for o in out if o.kind == "dns"]
     assert (dns.host, dns.answers, dns.rcode, dns.src_ip) == ("smtp.mail.example", ["192.0.2.25"], "NOERROR",
@@ -70,8 +71,8 @@ def test_flow_is_named_from_an_earlier_dns_answer_and_oriented_by_syn():
 
 
 def test_fragments_and_bad_headers_are_counted():
-    frag = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF", frag=0) / UDP(sport=1, dport=2) / (b"x" * 20)
-    bad_tcp = bytearray(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2)))
+    frag = ETH / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF", frag=0) / UDP(sport=1, dport=2) / (b"x" * 20)
+    bad_tcp = bytearray(bytes(ETH / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2)))
     bad_tcp[14 + 20 + 12] = 0x20  # data offset 8 bytes: impossible
     out, skips = run([(1, bytes(frag)), (1, bytes(bad_tcp)), (1, b"\x00" * 10), (147, b"\x00" * 40)])
     assert skips.by_reason == {"ip_fragment": 1, "bad_tcp_header": 1, "truncated_link": 1,
@@ -81,14 +82,14 @@ def test_fragments_and_bad_headers_are_counted():
 
 def test_split_client_hello_is_counted_not_guessed():
     hello = client_hello("split.example")
-    first = Ether() / IP(src="10.0.0.1", dst="192.0.2.1") / TCP(sport=1234, dport=443, flags="PA") / hello[:50]
+    first = ETH / IP(src="10.0.0.1", dst="192.0.2.1") / TCP(sport=1234, dport=443, flags="PA") / hello[:50]
     out, skips = run([(1, bytes(first))])
     assert [o.kind for o in out] == ["flow"]
     assert skips.by_reason == {"tls_hello_incomplete": 1}
 
 
 def test_snap_length_cut_payload_still_counts_ip_bytes():
-    full = bytes(Ether() / IP(src="10.0.0.1", dst="192.0.2.1") / TCP(sport=4000, dport=80, flags="PA") / (
+    full = bytes(ETH / IP(src="10.0.0.1", dst="192.0.2.1") / TCP(sport=4000, dport=80, flags="PA") / (
         b"GET / HTTP/1.1\r\nHost: cut.example\r\n\r\n" + bytes(500)))
     out, skips = run([(1, full[:54 + 37])])  # Ethernet, IP and TCP headers and the 37-byte request head
     (flow,) = [o for o in out if o.kind == "flow"]
@@ -119,9 +120,9 @@ def test_injected_decoder_bug_is_counted_and_the_capture_goes_on(monkeypatch):
 def _tcp_frames(payloads: list[tuple[int, bytes]], isn: int = 1000) -> list[tuple[int, bytes]]:
     """A SYN then client segments at the given stream offsets (in the order given)."""
     ip = IP(src="10.0.0.1", dst="192.0.2.1")
-    frames = [(1, bytes(Ether() / ip / TCP(sport=5555, dport=443, flags="S", seq=isn)))]
+    frames = [(1, bytes(ETH / ip / TCP(sport=5555, dport=443, flags="S", seq=isn)))]
     for offset, data in payloads:
-        frames.append((1, bytes(Ether() / ip / TCP(sport=5555, dport=443, flags="PA", seq=isn + 1 + offset) / data)))
+        frames.append((1, bytes(ETH / ip / TCP(sport=5555, dport=443, flags="PA", seq=isn + 1 + offset) / data)))
     return frames
 
 

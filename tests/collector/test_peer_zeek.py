@@ -188,3 +188,37 @@ def test_dhcp_transactions_match_zeek(trace):
     ) for r in zeek_rows(trace, "dhcp"))
     assert ours == theirs
     assert source.skips.total == 0
+
+
+@pytest.mark.parametrize("trace", ["Z17", "Z18"])
+def test_smtp_transactions_match_zeek(trace):
+    (path,) = need(ZEEK).glob(f"{trace}_*.pcap")
+    obs, _ = decode(path.name)
+    ours = sorted((o.src_ip, o.dst_port, o.helo, o.mail_from or "-", ",".join(sorted(o.rcpt_to)) or "-",
+                   "T" if o.starttls else "F") for o in obs if o.kind == "email")
+    theirs = sorted((r["id.orig_h"], int(r["id.resp_p"]), r["helo"], r["mailfrom"],
+                     ",".join(sorted(r["rcptto"].split(","))), r["tls"]) for r in zeek_rows(trace, "smtp"))
+    assert ours == theirs
+
+
+def test_z19_imap_starttls_and_z21_pop3_logins_in_clear():
+    """Z19: IMAP upgraded with STARTTLS (Zeek: service imap,ssl). Z21 (Zeek's pop3 `out`): five sessions;
+    AUTH PLAIN in clear in three, refused once ("authentication failed") and accepted twice for
+    digitalinvestigator@networksims.com."""
+    obs, _ = decode("Z19_tls__imap-starttls.pcap")
+    assert [(o.service, o.starttls, o.cleartext_credentials) for o in obs if o.kind == "email"] == [
+        ("imap", True, False)]
+    obs, _ = decode("Z21_pop3__pop3.pcap")
+    sessions = [(o.auth_mechanism, o.auth_user, o.auth_success) for o in obs if o.kind == "email"]
+    assert len(sessions) == 5
+    assert sorted(s for s in sessions if s[0]) == [
+        ("PLAIN", "digitalinvestigator@networksims.com", False),
+        ("PLAIN", "digitalinvestigator@networksims.com", True),
+        ("PLAIN", "digitalinvestigator@networksims.com", True)]
+
+
+def test_z17_first_session_logs_in_with_auth_login_in_clear():
+    obs, _ = decode("Z17_smtp.pcap")
+    (first,) = [o for o in obs if o.kind == "email" and o.helo == "GP"]
+    assert (first.auth_mechanism, first.auth_user, first.auth_success, first.cleartext_credentials) == (
+        "LOGIN", "gurpartap@patriots.in", True, True)

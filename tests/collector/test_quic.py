@@ -27,7 +27,8 @@ def aioquic_datagrams(version: QuicProtocolVersion, alpn: list[str], sni: str = 
 
 def frames(datagrams: list[bytes]) -> list[tuple[int, bytes]]:
     ip = IP(src="10.20.10.5", dst="192.0.2.1")
-    return [(1, bytes(Ether() / ip / UDP(sport=50000, dport=443) / d)) for d in datagrams]
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return [(1, bytes(eth / ip / UDP(sport=50000, dport=443) / d)) for d in datagrams]
 
 
 @pytest.mark.parametrize(("version", "name"), [(QuicProtocolVersion.VERSION_1, "1"),

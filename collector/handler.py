@@ -1,0 +1,29 @@
+"""The shape of an application handler for one flow (see `collector.apps`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collector.packets import Flow, PacketDecoder
+
+MAX_STREAM = 64 * 1024
+"""Bytes a handler reads from one direction before it gives up on a conversation."""
+
+
+class Handler:
+    """Base: reads nothing, wants nothing."""
+
+    reassemble = True
+    service = ""
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        """Bytes from the client; True while more are wanted."""
+        return False
+
+    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        """Bytes from the server; True while more are wanted."""
+        return False
+
+    def finish(self, dec: PacketDecoder, flow: Flow) -> None:
+        """The flow ended: report anything still held."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from collector import http, mail, quic, tls
+from collector import http, mail, p2p, quic, tls
 from collector.handler import MAX_STREAM, Handler
 from collector.observation import Observation
 
@@ -80,7 +80,16 @@ class Http(Handler):
         flow.host = req.host or flow.host
         obs = dec.flow_observation("http", flow, frame, ts)
         obs.host, obs.url, obs.method, obs.user_agent = req.host or obs.host, req.url, req.method, req.user_agent
+        obs.file_ext, obs.auth_mechanism = req.file_ext, req.auth_scheme
+        if req.auth_scheme and req.auth_scheme.lower() == "basic":
+            obs.auth_user, obs.cleartext_credentials = req.basic_user, True
         self.pending.append(obs)
+        info_hash = p2p.tracker_announce(req.url)
+        if info_hash is not None:
+            flow.service = "http,bittorrent"
+            announce = dec.flow_observation("p2p", flow, frame, ts)
+            announce.service, announce.url, announce.info_hash = "bittorrent-tracker", req.url, info_hash
+            dec.emit(announce)
         return True
 
     def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
@@ -171,10 +180,43 @@ class QuicHello(Handler):
         dec.emit(obs)
 
 
+class PeerWire(Handler):
+    """A BitTorrent peer-wire handshake opens the stream: report the torrent, read nothing more."""
+
+    service = "bittorrent"
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        obs = dec.flow_observation("p2p", flow, frame, ts)
+        obs.service, obs.info_hash = "bittorrent", p2p.peer_handshake(data)
+        dec.emit(obs)
+        return False
+
+
+class UdpP2p(Handler):
+    """The first datagram of a UDP tracker or DHT conversation: one observation, nothing more read."""
+
+    def __init__(self, service: str, detail: str, info_hash: str | None) -> None:
+        self.service, self.detail, self.info_hash = service, detail, info_hash
+
+    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        obs = dec.flow_observation("p2p", flow, frame, ts)
+        obs.service, obs.method, obs.info_hash = self.service, self.detail, self.info_hash
+        dec.emit(obs)
+        return False
+
+    server = client
+
+
 def choose_udp(outbound: bool, data: bytes) -> Handler | None:
     """The handler for a UDP flow from its first datagram (None: read nothing more)."""
     if outbound and quic.is_long_header_initial(data):
         return QuicHello()
+    found = p2p.dht_message(data)
+    if found is not None:
+        return UdpP2p("dht", *found)
+    found = p2p.udp_tracker(data)
+    if found is not None:
+        return UdpP2p("bittorrent-udp-tracker", *found)
     return None
 
 
@@ -189,6 +231,8 @@ def choose(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
             return TlsHello()
         if http.is_request(data):
             return Http()
+        if data.startswith(b"\x13BitTorrent protocol") and len(data) >= 48:
+            return PeerWire()
     return None
 
 

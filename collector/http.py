@@ -7,6 +7,8 @@ for bytes that are not one. Header names are matched case-insensitively; values 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -22,6 +24,11 @@ class HttpRequest:
     host: str | None
     url: str
     user_agent: str | None
+    auth_scheme: str | None = None
+    """Authorization scheme (`Basic`, `Digest`, `Bearer`, ...)."""
+    basic_user: str | None = None
+    """The user name of Basic credentials, which travel readable (clause P2); never the password."""
+    file_ext: str | None = None
 
 
 @dataclass(slots=True)
@@ -67,7 +74,30 @@ def parse_request(payload: bytes) -> HttpRequest:
         url = f"http://{host or ''}{target}"
     if host:
         host = _strip_port(host.lower())
-    return HttpRequest(method, target, host, url, headers.get("user-agent"))
+    req = HttpRequest(method, target, host, url, headers.get("user-agent"), file_ext=_extension(target))
+    auth = headers.get("authorization") or headers.get("proxy-authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        req.auth_scheme = scheme
+        if scheme.lower() == "basic":
+            req.basic_user = _basic_user(value)
+    return req
+
+
+def _extension(target: str) -> str | None:
+    """`exe` for `/files/setup.EXE?x=1`; None when the last path segment has no extension."""
+    path = urlsplit(target).path if "://" in target else target.split("?", 1)[0].split("#", 1)[0]
+    name = path.rsplit("/", 1)[-1]
+    ext = name.rpartition(".")[2].lower() if "." in name else ""
+    return ext if 0 < len(ext) <= 8 and ext.isalnum() else None
+
+
+def _basic_user(value: str) -> str | None:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+    return decoded.partition(":")[0] or None
 
 
 def parse_response(payload: bytes) -> HttpResponse:

@@ -63,6 +63,10 @@ class Observation:
     """DNS response code name; missing when no response was seen."""
     answers: list[str] = field(default_factory=list)
     """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS/SRV."""
+    file_ext: str | None = None
+    """Extension of the file an HTTP request names (`exe`, `msi`, `apk`, ...), lower case."""
+    info_hash: str | None = None
+    """BitTorrent info-hash (hex) of a `p2p` observation: which torrent."""
     helo: str | None = None
     """SMTP HELO/EHLO name the client gave."""
     mail_from: str | None = None

@@ -222,3 +222,16 @@ def test_z17_first_session_logs_in_with_auth_login_in_clear():
     (first,) = [o for o in obs if o.kind == "email" and o.helo == "GP"]
     assert (first.auth_mechanism, first.auth_user, first.auth_success, first.cleartext_credentials) == (
         "LOGIN", "gurpartap@patriots.in", True, True)
+
+
+def test_z24_tracker_announce_matches_zeek():
+    """Zeek's bittorrent tracker test prints the announce URI it saw; the info-hash is that URI's
+    `info_hash`, %-decoded by hand: e4 be 9e 'M' b8 'v' e3 e3 17 97 'x' b0 3e 90 'b' 97 be 5c 8d be."""
+    obs, _ = decode("Z24_bittorrent__tracker.pcap")
+    (announce,) = [o for o in obs if o.kind == "p2p"]
+    (out,) = need(ZEEK).glob("Z24.expected/*/output")
+    line = next(line for line in out.read_text().splitlines() if "/announce?" in line)
+    zeek_uri = line[line.index("/announce?") :].split(", ")[0]
+    assert _uri(announce.url) == zeek_uri
+    assert (announce.src_ip, announce.dst_ip, announce.dst_port) == ("10.0.0.201", "91.189.95.21", 6969)
+    assert announce.info_hash == "e4be9e4db876e3e3179778b03e906297be5c8dbe"

@@ -116,6 +116,11 @@ class Observation:
     """Server-to-client bytes. Flows: IP bytes (as Zeek's resp_ip_bytes). Proxy: Squid's reply size."""
     packets_out: int | None = None
     packets_in: int | None = None
+    conn_state: str | None = None
+    """Flows: Zeek's connection state (S0, S1, SF, REJ, RSTO, RSTR, SH, OTH, ...)."""
+    interim: bool = False
+    """Flows: this record covers a flow still open (reported every 60 s); the counts are those since the
+    flow's previous record, so a flow's records add up to its totals."""
     duration_s: float | None = None
     """Flow duration (first to last packet) or Squid's elapsed time."""
     proxy_user: str | None = None
@@ -157,6 +162,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "duration_s": pa.float64(),
     "denied": pa.bool_(),
     "ech": pa.bool_(),
+    "interim": pa.bool_(),
     "dhcp_xid": pa.uint32(),
     "rcpt_to": pa.list_(_STR),
     "starttls": pa.bool_(),

@@ -26,8 +26,15 @@ TCP, UDP = 6, 17
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
 _DHCP_PORTS = (67, 68)
+_SERVER_PORTS = frozenset({53, 67, 123, 137, 138, 161, 443, 514, 1900, 3478, 5353, 5355})
+
+
+def _group_address(addr: bytes) -> bool:
+    """Broadcast or multicast: IPv4 224/4 and 255.255.255.255, IPv6 ff00::/8."""
+    return addr[0] >= 224 if len(addr) == 4 else addr[0] == 0xFF
 _IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
 _US = 1_000_000
+ACTIVE_TIMEOUT = 60 * _US  # a flow still open is reported every minute, with the counts since its last report
 TCP_CLOSE_DELAY = 5 * _US  # Zeek's tcp_close_delay: a closed flow lingers for late ACKs
 TCP_IDLE = 300 * _US  # Zeek's tcp_inactivity_timeout
 UDP_IDLE = 60 * _US  # Zeek's udp_inactivity_timeout
@@ -37,6 +44,39 @@ SWEEP_EVERY = _US  # expire flows once per second of capture time
 
 _U16 = struct.Struct("!H")
 _TCP_SEQ = struct.Struct("!I")
+
+
+# TCP endpoint states, after Zeek's (TCP_INACTIVE, TCP_SYN_SENT, ...): `conn_state` reads them.
+INACTIVE, SYN_SENT, SYN_ACK_SENT, ESTABLISHED, PARTIAL, CLOSED, RESET = range(7)
+
+
+def conn_state(flow: Flow) -> str:
+    """Zeek's conn.log `conn_state` (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)."""
+    os_, rs = flow.ostate, flow.rstate
+    if flow.proto != TCP:
+        if flow.pkts_out:
+            return "SF" if flow.pkts_in else "S0"
+        return "SHR" if flow.pkts_in else "OTH"
+    o_inactive, r_inactive = os_ in (INACTIVE, PARTIAL), rs in (INACTIVE, PARTIAL)
+    if rs == RESET:
+        if os_ in (SYN_SENT, SYN_ACK_SENT) or (os_ == RESET and not flow.payload):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == RESET:
+        if r_inactive:
+            return "RSTOS0" if flow.syn_then_rst else "OTH"
+        return "RSTO"
+    if os_ == CLOSED and rs == CLOSED:
+        return "SF"
+    if os_ == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os_ == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"
 
 
 @lru_cache(maxsize=65536)
@@ -55,8 +95,8 @@ class Flow:
 
     __slots__ = (
         "key", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
-        "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "fins", "closed", "handler", "service",
-        "cstream", "sstream",
+        "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "ostate", "rstate", "closed", "handler",
+        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported",
     )
 
     def __init__(
@@ -71,8 +111,11 @@ class Flow:
         self.bytes_out = self.bytes_in = self.pkts_out = self.pkts_in = 0
         self.host: str | None = None
         self.done = False  # no handler wants this flow's bytes any more: count them, nothing else
-        self.fins = 0  # bit 1: orig sent FIN, bit 2: resp sent FIN
-        self.closed = False
+        self.ostate = self.rstate = INACTIVE
+        self.closed = False  # both sides closed, or one reset: the flow ends after TCP_CLOSE_DELAY
+        self.payload = False  # any payload either way (Zeek's "size" of an endpoint, as a yes/no)
+        self.syn_then_rst = False
+        self.reported: tuple[int, int, int, int, int] | None = None  # (ts, bytes/packets out/in) last reported
         self.handler: apps.Handler | None = None
         self.service = ""
         self.cstream = Reassembler() if proto == TCP else None
@@ -207,6 +250,10 @@ class PacketDecoder:
         flows = self._flows
         key = (src, sport, dst, dport, proto)
         flow = flows.get(key)
+        if flow is not None and flow.closed and flags & (_SYN | _ACK) == _SYN:
+            del flows[key]  # the 4-tuple is reused: a new connection, as Zeek counts it
+            self._end_flow(flow)
+            flow = None
         if flow is not None:
             outbound = flow.orig == src and flow.oport == sport
         else:
@@ -224,9 +271,10 @@ class PacketDecoder:
             flow.bytes_in += ip_len
             flow.pkts_in += 1
         if proto == TCP:
-            if flags & (_FIN | _RST):
-                flow.fins |= (1 if outbound else 2) if flags & _FIN else 3
-                flow.closed = flow.fins == 3
+            if flags & (_SYN | _FIN | _RST) or (flow.ostate if outbound else flow.rstate) == INACTIVE:
+                self._tcp_state(flow, outbound, flags)
+            if payload:
+                flow.payload = True
             if not flow.done:
                 seq = _TCP_SEQ.unpack_from(data, off + 4)[0]
                 if flags & _SYN:
@@ -244,14 +292,48 @@ class PacketDecoder:
             elif not flow.done:
                 self._udp_data(flow, outbound, payload, frame, ts)
 
+    @staticmethod
+    def _tcp_state(flow: Flow, outbound: bool, flags: int) -> None:
+        """Move the sending endpoint's state on SYN, FIN, RST, or its first packet."""
+        state = flow.ostate if outbound else flow.rstate
+        if flags & _RST:
+            if state != CLOSED:
+                flow.syn_then_rst = flow.syn_then_rst or (outbound and state == SYN_SENT)
+                state = RESET
+        elif flags & _FIN:
+            if state != RESET:
+                state = CLOSED
+        elif flags & _SYN:
+            if state == INACTIVE:
+                state = SYN_ACK_SENT if flags & _ACK else SYN_SENT
+            other = flow.rstate if outbound else flow.ostate
+            if flags & _ACK and other == SYN_SENT:  # the handshake's reply: both sides are established
+                state = ESTABLISHED
+                if outbound:
+                    flow.rstate = ESTABLISHED
+                else:
+                    flow.ostate = ESTABLISHED
+        elif state == INACTIVE:
+            state = PARTIAL  # first seen mid-conversation
+        if outbound:
+            flow.ostate = state
+        else:
+            flow.rstate = state
+        flow.closed = RESET in (flow.ostate, flow.rstate) or flow.ostate == flow.rstate == CLOSED
+
     def _new_flow(
         self, key: tuple, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
         flags: int, mac: bytes | None, vlan: int | None,
     ) -> Flow:
-        # The opener is the client: a bare SYN says so; a SYN-ACK or a reply from a well-known port
-        # means the capture began mid-conversation and the sender is the server.
+        # The opener is the client: a bare SYN says so. A SYN-ACK, or (no SYN) a packet from a server
+        # port to a port that is not one, means the sender is the server, unless it was sent to a
+        # broadcast or multicast address, which no client has (Zeek's likely_server_ports rule).
         syn_ack = proto == TCP and flags & (_SYN | _ACK) == (_SYN | _ACK)
-        from_server = syn_ack or (not flags & _SYN and sport < 1024 <= dport)
+        from_server = syn_ack or (
+            not flags & _SYN
+            and (sport < 1024 <= dport or (sport in _SERVER_PORTS and dport not in _SERVER_PORTS))
+            and not _group_address(dst)
+        )
         if from_server:
             flow = Flow((dst, dport, src, sport, proto), dst, dport, src, sport, proto, ts, frame)
         else:
@@ -371,19 +453,27 @@ class PacketDecoder:
     def _end_flow(self, flow: Flow) -> None:
         if flow.handler is not None:
             flow.handler.finish(self, flow)
-        obs = self.flow_observation("flow", flow, flow.frame, flow.first)
-        obs.service = flow.service or None
-        obs.bytes_out, obs.bytes_in = flow.bytes_out, flow.bytes_in
-        obs.packets_out, obs.packets_in = flow.pkts_out, flow.pkts_in
-        obs.duration_s = (flow.last - flow.first) / _US
+        self._report_flow(flow, interim=False)
+
+    def _report_flow(self, flow: Flow, interim: bool) -> None:
+        """A flow record: the counts since the flow's previous report (all of them, for most flows)."""
+        since, b_out, b_in, p_out, p_in = flow.reported or (flow.first, 0, 0, 0, 0)
+        obs = self.flow_observation("flow", flow, flow.frame, since)
+        obs.service, obs.conn_state, obs.interim = flow.service or None, conn_state(flow), interim
+        obs.bytes_out, obs.bytes_in = flow.bytes_out - b_out, flow.bytes_in - b_in
+        obs.packets_out, obs.packets_in = flow.pkts_out - p_out, flow.pkts_in - p_in
+        obs.duration_s = (flow.last - since) / _US
+        flow.reported = (flow.last, flow.bytes_out, flow.bytes_in, flow.pkts_out, flow.pkts_in)
         self._emit(obs)
 
     def _sweep(self, now: int) -> None:
         self._next_sweep = now + SWEEP_EVERY
-        done = [
-            f for f in self._flows.values()
-            if now - f.last > (TCP_CLOSE_DELAY if f.closed else TCP_IDLE if f.proto == TCP else UDP_IDLE)
-        ]
+        done = []
+        for f in self._flows.values():
+            if now - f.last > (TCP_CLOSE_DELAY if f.closed else TCP_IDLE if f.proto == TCP else UDP_IDLE):
+                done.append(f)
+            elif now - (f.reported[0] if f.reported else f.first) >= ACTIVE_TIMEOUT:
+                self._report_flow(f, interim=True)
         for flow in done:
             del self._flows[flow.key]
             self._end_flow(flow)

@@ -141,3 +141,22 @@ def test_hello_over_several_records():
     records = b"".join(b"\x16\x03\x01" + len(c).to_bytes(2, "big") + c for c in (body[:30], body[30:70], body[70:]))
     out, _ = run(_tcp_frames([(0, records[:55]), (55, records[55:])]))
     assert [o.sni for o in out if o.kind == "tls"] == ["records.example"]
+
+
+def test_long_flow_is_reported_every_minute_and_records_add_up():
+    c, s = IP(src="10.20.10.5", dst="192.0.2.80"), IP(src="192.0.2.80", dst="10.20.10.5")
+    out: list = []
+    dec = PacketDecoder(out.append, SkipCounter(), "t.pcap")
+    frames = [bytes(ETH / c / TCP(sport=4000, dport=443, flags="S")),
+              bytes(ETH / s / TCP(sport=443, dport=4000, flags="SA"))]
+    frames += [bytes(ETH / (c if i % 2 else s) / TCP(sport=4000 if i % 2 else 443, dport=443 if i % 2 else 4000,
+                                                     flags="A") / bytes(100)) for i in range(30)]
+    for i, f in enumerate(frames):  # one packet every 5 s: 160 s in all
+        dec.packet(i + 1, T0 + i * 5_000_000, 1, f)
+    dec.finish()
+    flows = [o for o in out if o.kind == "flow"]
+    assert [f.interim for f in flows] == [True, True, False]
+    assert sum(f.packets_out + f.packets_in for f in flows) == len(frames)
+    assert sum(f.bytes_out + f.bytes_in for f in flows) == sum(len(f) - 14 for f in frames)
+    assert [f.conn_state for f in flows] == ["S1", "S1", "S1"]
+    assert flows[1].ts_us == flows[0].ts_us + int(flows[0].duration_s * 1e6)  # each record starts where the last ended

@@ -23,6 +23,7 @@ class TlsHello(Handler):
     """Collects the client's first records until the ClientHello is whole, then reports it."""
 
     service = "ssl"
+    want = 1
 
     def __init__(self) -> None:
         self.buf = b""
@@ -63,6 +64,7 @@ class Http(Handler):
 
     reassemble = False
     service = "http"
+    want = 1  # the server's bytes only while a request waits for its response head
 
     def __init__(self) -> None:
         self.pending: deque[Observation] = deque()
@@ -84,6 +86,7 @@ class Http(Handler):
         if req.auth_scheme and req.auth_scheme.lower() == "basic":
             obs.auth_user, obs.cleartext_credentials = req.basic_user, True
         self.pending.append(obs)
+        self.want = 3
         info_hash = p2p.tracker_announce(req.url)
         if info_hash is not None:
             flow.service = "http,bittorrent"
@@ -102,6 +105,8 @@ class Http(Handler):
             else:
                 obs.status, obs.content_type = resp.status, resp.content_type
             dec.emit(obs)
+            if not self.pending:
+                self.want = 1
         return True
 
     def finish(self, dec: PacketDecoder, flow: Flow) -> None:
@@ -144,6 +149,7 @@ class QuicHello(Handler):
     """Decrypts the client's Initial packets until their CRYPTO frames hold the whole ClientHello."""
 
     service = "quic"
+    want = 1
     MAX_PACKETS = 8
 
     def __init__(self) -> None:
@@ -236,10 +242,6 @@ def choose(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
     return None
 
 
-def dns_service(sport: int, dport: int) -> str | None:
-    """Which DNS-family protocol a UDP port pair carries: dns, mdns, llmnr or nbns."""
-    for port, name in ((53, "dns"), (5353, "mdns"), (5355, "llmnr"), (137, "nbns")):
-        if sport == port or dport == port:
-            return name
-    return None
+DNS_PORTS = {53: "dns", 5353: "mdns", 5355: "llmnr", 137: "nbns"}
+"""UDP ports of the DNS family, and which member each carries."""
 

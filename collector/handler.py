@@ -16,6 +16,9 @@ class Handler:
 
     reassemble = True
     service = ""
+    want = 3
+    """Directions whose bytes the handler reads now: 1 client, 2 server. The decoder does not even cut
+    out the payload of a direction the handler does not want (an HTTP response body, say)."""
 
     def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
         """Bytes from the client; True while more are wanted."""

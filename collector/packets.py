@@ -26,6 +26,7 @@ TCP, UDP = 6, 17
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
 _DHCP_PORTS = (67, 68)
+_DNS_PORTS = apps.DNS_PORTS
 _SERVER_PORTS = frozenset({53, 67, 123, 137, 138, 161, 443, 514, 1900, 3478, 5353, 5355})
 
 
@@ -96,7 +97,7 @@ class Flow:
     __slots__ = (
         "key", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
         "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "ostate", "rstate", "closed", "handler",
-        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported",
+        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported", "want",
     )
 
     def __init__(
@@ -111,6 +112,7 @@ class Flow:
         self.bytes_out = self.bytes_in = self.pkts_out = self.pkts_in = 0
         self.host: str | None = None
         self.done = False  # no handler wants this flow's bytes any more: count them, nothing else
+        self.want = 3  # directions whose payload is read now (1 client, 2 server): the handler's `want`
         self.ostate = self.rstate = INACTIVE
         self.closed = False  # both sides closed, or one reset: the flow ends after TCP_CLOSE_DELAY
         self.payload = False  # any payload either way (Zeek's "size" of an endpoint, as a yes/no)
@@ -129,7 +131,8 @@ class PacketDecoder:
         self._emit = emit
         self._skips = skips
         self._name = name
-        self._flows: dict[tuple, Flow] = {}
+        self._flows: dict[tuple, Flow] = {}  # by client-to-server key, for expiry
+        self._lookup: dict[tuple, tuple[Flow, bool]] = {}  # by either direction's key: (flow, outbound)
         self._dns_pending: dict[tuple, Observation] = {}
         self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
         self._next_sweep = 0
@@ -142,21 +145,50 @@ class PacketDecoder:
         self.packets += 1
         if ts >= self._next_sweep:
             self._sweep(ts)
-        mac = None
+        if linktype != 1:
+            return self._other_link(frame, ts, linktype, data)
+        # Ethernet, and IPv4 inline: the path nearly every packet at a school gateway takes.
+        size = len(data)
+        if size < 14:
+            return self.skip("truncated_link", frame)
+        etype = (data[12] << 8) | data[13]
+        off = 14
         vlan = None
-        if linktype == 1:  # Ethernet
-            if len(data) < 14:
+        while etype in _VLAN_TYPES:
+            if size < off + 4:
                 return self.skip("truncated_link", frame)
-            etype = (data[12] << 8) | data[13]
-            off = 14
-            while etype in _VLAN_TYPES:
-                if len(data) < off + 4:
-                    return self.skip("truncated_link", frame)
-                vlan = ((data[off] & 0x0F) << 8) | data[off + 1]
-                etype = (data[off + 2] << 8) | data[off + 3]
-                off += 4
-            mac = data[6:12]
-        elif linktype in (101, 12, 14, 228, 229):  # raw IP
+            vlan = ((data[off] & 0x0F) << 8) | data[off + 1]
+            etype = (data[off + 2] << 8) | data[off + 3]
+            off += 4
+        if etype == 0x0800:
+            if size < off + 20:
+                return self.skip("truncated_ip", frame)
+            b0 = data[off]
+            ihl = (b0 & 0x0F) * 4
+            if b0 >> 4 != 4 or ihl < 20:
+                return self.skip("bad_ip_header", frame)
+            total = (data[off + 2] << 8) | data[off + 3]
+            if total < ihl:
+                return self.skip("bad_ip_length", frame)
+            if off + ihl > size:
+                return self.skip("truncated_ip", frame)
+            if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
+                return self.skip("ip_fragment", frame)
+            if data[off + 9] == 6:
+                return self._tcp(
+                    frame, ts, data, off + ihl, off + total, data[off + 12 : off + 16], data[off + 16 : off + 20],
+                    total, True, vlan,
+                )
+            return self._transport(
+                frame, ts, data, off + ihl, off + total, data[off + 9], data[off + 12 : off + 16],
+                data[off + 16 : off + 20], total, True, vlan,
+            )
+        if etype == 0x86DD:
+            return self._ipv6(frame, ts, data, off, True, vlan)
+        return None
+
+    def _other_link(self, frame: int, ts: int, linktype: int, data: bytes) -> None:
+        if linktype in (101, 12, 14, 228, 229):  # raw IP
             off = 0
             etype = 0x0800 if data and data[0] >> 4 == 4 else 0x86DD
         elif linktype == 113:  # Linux cooked v1
@@ -175,11 +207,12 @@ class PacketDecoder:
         else:
             return self.skip("unsupported_link_type", frame)
         if etype == 0x0800:
-            self._ipv4(frame, ts, data, off, mac, vlan)
-        elif etype == 0x86DD:
-            self._ipv6(frame, ts, data, off, mac, vlan)
+            return self._ipv4(frame, ts, data, off, False, None)
+        if etype == 0x86DD:
+            return self._ipv6(frame, ts, data, off, False, None)
+        return None
 
-    def _ipv4(self, frame: int, ts: int, data: bytes, off: int, mac: bytes | None, vlan: int | None) -> None:
+    def _ipv4(self, frame: int, ts: int, data: bytes, off: int, mac: bool, vlan: int | None) -> None:
         if len(data) < off + 20:
             return self.skip("truncated_ip", frame)
         b0 = data[off]
@@ -198,7 +231,7 @@ class PacketDecoder:
             data[off + 16 : off + 20], total, mac, vlan,
         )
 
-    def _ipv6(self, frame: int, ts: int, data: bytes, off: int, mac: bytes | None, vlan: int | None) -> None:
+    def _ipv6(self, frame: int, ts: int, data: bytes, off: int, mac: bool, vlan: int | None) -> None:
         if len(data) < off + 40:
             return self.skip("truncated_ip", frame)
         if data[off] >> 4 != 6:
@@ -224,73 +257,112 @@ class PacketDecoder:
 
     def _transport(
         self, frame: int, ts: int, data: bytes, off: int, end: int, proto: int, src: bytes, dst: bytes,
-        ip_len: int, mac: bytes | None, vlan: int | None,
+        ip_len: int, mac: bool, vlan: int | None,
     ) -> None:
-        # `end` is where the IP packet ends; a capture with a short snap length holds less than that.
-        # Such a packet still counts in full (IP length) as long as its transport header was captured.
-        cap_end = min(end, len(data))
-        if proto == TCP:
-            doff = (data[off + 12] >> 4) * 4 if cap_end - off >= 20 else 20
-            if doff < 20 or off + doff > end:
-                return self.skip("bad_tcp_header", frame)
-            if off + doff > cap_end:
-                return self.skip("truncated_tcp", frame)
-            flags = data[off + 13]
-            payload_off = off + doff
-        elif proto == UDP:
-            if cap_end - off < 8:
-                return self.skip("truncated_udp", frame)
-            flags = 0
-            payload_off = off + 8
-        else:
-            return
+        """`mac` says whether `data` starts with an Ethernet header (bytes 6-11: the sender's MAC).
+        `end` is where the IP packet ends; a capture with a short snap length holds less than that. Such a
+        packet still counts in full (IP length) as long as its transport header was captured."""
+        if proto == 6:
+            return self._tcp(frame, ts, data, off, end, src, dst, ip_len, mac, vlan)
+        size = len(data)
+        cap_end = end if end <= size else size
+        if proto != 17:
+            return None
+        if cap_end - off < 8:
+            return self.skip("truncated_udp", frame)
         sport = (data[off] << 8) | data[off + 1]
         dport = (data[off + 2] << 8) | data[off + 3]
-        payload = data[payload_off:cap_end]
-        flows = self._flows
-        key = (src, sport, dst, dport, proto)
-        flow = flows.get(key)
-        if flow is not None and flow.closed and flags & (_SYN | _ACK) == _SYN:
-            del flows[key]  # the 4-tuple is reused: a new connection, as Zeek counts it
-            self._end_flow(flow)
-            flow = None
-        if flow is not None:
-            outbound = flow.orig == src and flow.oport == sport
-        else:
-            flow = flows.get((dst, dport, src, sport, proto))
-            if flow is None:
-                flow = self._new_flow(key, frame, ts, src, sport, dst, dport, proto, flags, mac, vlan)
-            outbound = flow.orig == src and flow.oport == sport
+        key = (src, sport, dst, dport, 17)
+        entry = self._lookup.get(key)
+        if entry is None:
+            entry = self._open(key, frame, ts, 0, vlan)
+        flow, outbound = entry
         flow.last = ts
         if outbound:
-            if flow.mac is None:
-                flow.mac = mac
+            if flow.mac is None and mac:
+                flow.mac = data[6:12]
             flow.bytes_out += ip_len
             flow.pkts_out += 1
         else:
             flow.bytes_in += ip_len
             flow.pkts_in += 1
-        if proto == TCP:
-            if flags & (_SYN | _FIN | _RST) or (flow.ostate if outbound else flow.rstate) == INACTIVE:
-                self._tcp_state(flow, outbound, flags)
-            if payload:
-                flow.payload = True
-            if not flow.done:
-                seq = _TCP_SEQ.unpack_from(data, off + 4)[0]
-                if flags & _SYN:
-                    (flow.cstream if outbound else flow.sstream).syn(seq)
-                if payload:
-                    self._tcp_data(flow, outbound, seq, payload, frame, ts)
-        elif payload:
-            service = apps.dns_service(sport, dport)
-            if service is not None:
-                flow.service = service
-                self.dns_message(payload, frame, ts, src, sport, dst, dport, mac, vlan, "udp", service)
-            elif sport in _DHCP_PORTS and dport in _DHCP_PORTS:
-                flow.service = "dhcp"
-                self._dhcp(flow, payload, frame, ts, src, sport, dst, dport, vlan)
-            elif not flow.done:
-                self._udp_data(flow, outbound, payload, frame, ts)
+        if off + 8 >= cap_end:
+            return None
+        payload = data[off + 8 : cap_end]
+        service = _DNS_PORTS.get(dport) or _DNS_PORTS.get(sport)
+        if service is not None:
+            flow.service = service
+            self.dns_message(payload, frame, ts, src, sport, dst, dport, data[6:12] if mac else None, vlan, "udp",
+                             service)
+        elif sport in _DHCP_PORTS and dport in _DHCP_PORTS:
+            flow.service = "dhcp"
+            self._dhcp(flow, payload, frame, ts, src, sport, dst, dport, vlan)
+        elif not flow.done:
+            self._udp_data(flow, outbound, payload, frame, ts)
+        return None
+
+    def _tcp(
+        self, frame: int, ts: int, data: bytes, off: int, end: int, src: bytes, dst: bytes, ip_len: int, mac: bool,
+        vlan: int | None,
+    ) -> None:
+        size = len(data)
+        cap_end = end if end <= size else size
+        doff = (data[off + 12] >> 4) * 4 if cap_end - off >= 20 else 20
+        if doff < 20 or off + doff > end:
+            return self.skip("bad_tcp_header", frame)
+        if off + doff > cap_end:
+            return self.skip("truncated_tcp", frame)
+        flags = data[off + 13]
+        sport = (data[off] << 8) | data[off + 1]
+        dport = (data[off + 2] << 8) | data[off + 3]
+        key = (src, sport, dst, dport, 6)
+        entry = self._lookup.get(key)
+        if entry is None or (flags & 0x12 == 0x02 and entry[0].closed):  # new, or a SYN on a closed 4-tuple
+            entry = self._open(key, frame, ts, flags, vlan)
+        flow, outbound = entry
+        flow.last = ts
+        if outbound:
+            if flow.mac is None and mac:
+                flow.mac = data[6:12]
+            flow.bytes_out += ip_len
+            flow.pkts_out += 1
+            if flags & 0x07 or flow.ostate == INACTIVE:  # SYN, FIN, RST, or the side's first packet
+                self._tcp_state(flow, True, flags)
+        else:
+            flow.bytes_in += ip_len
+            flow.pkts_in += 1
+            if flags & 0x07 or flow.rstate == INACTIVE:
+                self._tcp_state(flow, False, flags)
+        payload_off = off + doff
+        if payload_off < cap_end:
+            flow.payload = True
+        if flow.done:
+            return None
+        seq = _TCP_SEQ.unpack_from(data, off + 4)[0]
+        if flags & 0x02:
+            (flow.cstream if outbound else flow.sstream).syn(seq)
+        if payload_off < cap_end and flow.want & (1 if outbound else 2):
+            self._tcp_data(flow, outbound, seq, data[payload_off:cap_end], frame, ts)
+        return None
+
+    def _open(self, key: tuple, frame: int, ts: int, flags: int, vlan: int | None) -> tuple[Flow, bool]:
+        """The flow for a packet whose key has none (or a closed one it replaces): a new flow, or the
+        flow seen from the other direction. Every flow is indexed under both directions' keys, with
+        whether that direction is client to server, so each packet costs one lookup."""
+        old = self._lookup.get(key)
+        if old is not None:  # the 4-tuple is reused after a close: a new connection, as Zeek counts it
+            self._forget(old[0])
+            self._end_flow(old[0])
+        src, sport, dst, dport, proto = key
+        flow = self._new_flow(key, frame, ts, src, sport, dst, dport, proto, flags, vlan)
+        self._lookup[flow.key] = (flow, True)
+        self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, proto)] = (flow, False)
+        return self._lookup[key]
+
+    def _forget(self, flow: Flow) -> None:
+        del self._flows[flow.key]
+        del self._lookup[flow.key]
+        del self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, flow.proto)]
 
     @staticmethod
     def _tcp_state(flow: Flow, outbound: bool, flags: int) -> None:
@@ -323,7 +395,7 @@ class PacketDecoder:
 
     def _new_flow(
         self, key: tuple, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
-        flags: int, mac: bytes | None, vlan: int | None,
+        flags: int, vlan: int | None,
     ) -> Flow:
         # The opener is the client: a bare SYN says so. A SYN-ACK, or (no SYN) a packet from a server
         # port to a port that is not one, means the sender is the server, unless it was sent to a
@@ -362,6 +434,8 @@ class PacketDecoder:
         wanted = (handler.client if outbound else handler.server)(self, flow, data, seq, frame, ts)
         if not wanted:
             self._stop_reading(flow)
+        else:
+            flow.want = handler.want
 
     def _dhcp(
         self, flow: Flow, payload: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
@@ -475,7 +549,7 @@ class PacketDecoder:
             elif now - (f.reported[0] if f.reported else f.first) >= ACTIVE_TIMEOUT:
                 self._report_flow(f, interim=True)
         for flow in done:
-            del self._flows[flow.key]
+            self._forget(flow)
             self._end_flow(flow)
         stale = [k for k, o in self._dns_pending.items() if now - o.ts_us > DNS_WAIT]
         for k in stale:
@@ -489,6 +563,7 @@ class PacketDecoder:
         for flow in sorted(self._flows.values(), key=lambda f: f.first):
             self._end_flow(flow)
         self._flows.clear()
+        self._lookup.clear()
 
     def skip(self, reason: str, frame: int) -> None:
         """Count frame `frame` as skipped for `reason`."""

@@ -86,6 +86,11 @@ def _read_answer(buf: bytes, pos: int, msg: DnsMessage) -> int:
         msg.answers.append(read_name(buf, pos + 2)[0])
     elif rtype == 33 and rdlen > 6:  # SRV: priority, weight, port, target
         msg.answers.append(read_name(buf, pos + 6)[0])
+    elif rtype == 44 and rdlen > 2:  # SSHFP: algorithm, fingerprint type, fingerprint (Zeek's rendering)
+        msg.answers.append(f"SSHFP: {buf[pos + 2 : end].hex()}")
+    elif rtype == 46 and rdlen > 18:  # RRSIG: type covered ... signer name (Zeek's rendering)
+        covered = struct.unpack_from("!H", buf, pos)[0]
+        msg.answers.append(f"RRSIG {covered} {read_name(buf, pos + 18)[0]}")
     return end
 
 

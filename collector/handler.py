@@ -16,6 +16,8 @@ class Handler:
 
     reassemble = True
     service = ""
+    successor: Handler | None = None
+    """Set when the handler is done but the conversation goes on in another protocol (STARTTLS)."""
     want = 3
     """Directions whose bytes the handler reads now: 1 client, 2 server. The decoder does not even cut
     out the payload of a direction the handler does not want (an HTTP response body, say)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from collector.handler import MAX_STREAM, Handler
 from collector.observation import Observation
+from collector.tls_handler import TlsHello
 
 if TYPE_CHECKING:
     from collector.packets import Flow, PacketDecoder
@@ -220,5 +221,6 @@ class Mail(Handler):
         elif awaiting == "STARTTLS" and ok:
             self.obs.starttls = True
             self._report(dec)
-            return False  # the rest is encrypted
+            self.successor = TlsHello()  # the rest is encrypted, but its ClientHello is readable
+            return False
         return True

@@ -432,10 +432,14 @@ class PacketDecoder:
                     return self._stop_reading(flow)
                 flow.service = handler.service
         wanted = (handler.client if outbound else handler.server)(self, flow, data, seq, frame, ts)
-        if not wanted:
-            self._stop_reading(flow)
-        else:
+        if wanted:
             flow.want = handler.want
+        elif handler.successor is not None:  # e.g. STARTTLS: the TLS hello comes next
+            flow.handler = handler.successor
+            flow.want = flow.handler.want
+            flow.service = f"{flow.service},{flow.handler.service}"
+        else:
+            self._stop_reading(flow)
 
     def _dhcp(
         self, flow: Flow, payload: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int,

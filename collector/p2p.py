@@ -25,7 +25,10 @@ def peer_handshake(data: bytes) -> str | None:
 
 def tracker_announce(url: str) -> str | None:
     """Info-hash (hex) of an HTTP tracker announce or scrape URL; None for any other URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a malformed [IPv6] host
+        return None
     if not parts.path.endswith(("/announce", "/scrape", "/announce.php")):
         return None
     match = _INFO_HASH.search(parts.query)

@@ -105,7 +105,8 @@ class SquidLogSource(_FileSource):
     def run(self, emit: Emit) -> None:
         """Emit one `proxy` observation per good line; count and skip the rest."""
         name = self.path.name
-        with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace") as text:
+        # Lines end at \n only, so `access.log:N` is the line `sed -n Np` shows even if a line holds a \r.
+        with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace", newline="\n") as text:
             for number, line in enumerate(text, 1):
                 if self._stopped:
                     break

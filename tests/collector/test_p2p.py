@@ -42,6 +42,7 @@ def test_udp_tracker_and_dht():
      HASH.hex()),
     ("http://t.example/announce?port=1", None),
     ("http://t.example/announce.html?info_hash=x", None),
+    ("http://[bad/announce?info_hash=%00", None),  # found by the fuzz test: urlsplit raised
 ])
 def test_tracker_urls(url, expected):
     assert p2p.tracker_announce(url) == expected

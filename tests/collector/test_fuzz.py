@@ -1,0 +1,116 @@
+"""Mutated input never raises out of the collector: frames, whole captures and log lines, from hypothesis.
+
+Seeds are real: the school-day capture's frames (every protocol the decoder reads), and the peer traces
+when present. Mutations flip bytes, cut frames short and splice frames together. `derandomize` keeps CI
+reproducible; run with HYPOTHESIS_PROFILE=deep for many more examples.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.packets import PacketDecoder
+from collector.pcap import CaptureError, TruncatedCapture, read_packets
+from collector.skips import SkipCounter
+from collector.sources import CaptureSource, InputError, SquidLogSource
+from tests.conftest import SCHOOL_DAY, ZEEK
+
+settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _seed_frames() -> list[tuple[int, bytes]]:
+    paths = [SCHOOL_DAY / "school-day.pcap", *sorted(ZEEK.glob("Z*.pcap"))] if ZEEK.exists() else [
+        SCHOOL_DAY / "school-day.pcap"]
+    frames = []
+    for path in paths:
+        try:
+            with path.open("rb") as f:
+                frames += [(lt, data) for _n, _ts, lt, data in read_packets(f)]
+        except (CaptureError, TruncatedCapture):
+            pass
+    return frames
+
+
+SEEDS = _seed_frames()
+
+
+@st.composite
+def mutated_frame(draw: st.DrawFn) -> tuple[int, bytes]:
+    linktype, data = draw(st.sampled_from(SEEDS))
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(0, 6))):
+        if buf:
+            buf[draw(st.integers(0, len(buf) - 1))] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        buf = buf[: draw(st.integers(0, len(buf)))]
+    if draw(st.integers(0, 9)) == 0:
+        linktype = draw(st.sampled_from([0, 1, 12, 101, 108, 113, 276, 147]))
+    return linktype, bytes(buf)
+
+
+@given(st.lists(mutated_frame(), min_size=1, max_size=40))
+def test_mutated_frames_never_raise(frames):
+    skips = SkipCounter()
+    decoder = PacketDecoder(lambda obs: None, skips, "fuzz")
+    for i, (linktype, data) in enumerate(frames, 1):
+        decoder.packet(i, 1_781_596_200_000_000 + i * 1000, linktype, data)  # no safety net: must not raise
+    decoder.finish()
+    assert all(reason.replace("_", "").isalpha() for reason in skips.by_reason)
+
+
+def _pcap(frames: list[tuple[int, bytes]]) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i, (_lt, data) in enumerate(frames):
+        out += struct.pack("<IIII", 1_781_596_200 + i, 0, len(data), len(data)) + data
+    return out
+
+
+@given(st.lists(st.sampled_from(SEEDS), min_size=1, max_size=20), st.data())
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+def test_mutated_captures_are_read_or_refused_never_crash(tmp_path, frames, data):
+    raw = bytearray(_pcap(frames))
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    raw = raw[: data.draw(st.integers(0, len(raw)))]
+    path = tmp_path / "fuzz.pcap"
+    path.write_bytes(bytes(raw))
+    try:
+        source = CaptureSource(path)
+        source.run(lambda obs: None)
+    except InputError:
+        return  # unreadable from its first bytes: refused, exit status 2
+    assert "decoder_error" not in source.skips.by_reason  # every skip has a real reason
+
+
+@given(st.lists(st.text(max_size=200), max_size=20))
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+def test_garbage_log_lines_are_counted(tmp_path, lines):
+    good = "1781596202.120 412 10.20.10.21 TCP_MISS/200 48211 GET http://a.example/ u HIER_DIRECT/1.2.3.4 -"
+    path = tmp_path / "access.log"
+    path.write_text("\n".join([good, *lines, good]) + "\n", encoding="utf-8", errors="surrogatepass")
+    out: list = []
+    source = SquidLogSource(path)
+    source.run(out.append)
+    nonblank = sum(1 for line in "\n".join(lines).split("\n") if line.strip())
+    assert len(out) >= 2 and len(out) + source.skips.total == 2 + nonblank
+
+
+def test_seeds_cover_every_protocol():
+    out: list = []
+    decoder = PacketDecoder(out.append, SkipCounter(), "seeds")
+    for i, (lt, data) in enumerate(SEEDS, 1):
+        decoder.packet(i, 1_781_596_200_000_000 + i, lt, data)
+    decoder.finish()
+    assert {"dns", "tls", "http", "email", "flow"} <= {o.kind for o in out}
+
+
+def test_streams_are_bytes_io_friendly():
+    assert list(read_packets(io.BytesIO(_pcap(SEEDS[:3])))) and len(SEEDS) > 100

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from collector import apps, dhcp, dns
+from collector.frag import FragmentReassembler
 from collector.observation import Observation
 from collector.skips import SkipCounter
 from collector.tcp import Reassembler
@@ -44,6 +45,7 @@ DNS_NAME_GRACE = 3600 * _US  # a name is kept past its TTL: clients connect afte
 SWEEP_EVERY = _US  # expire flows once per second of capture time
 
 _U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
 _TCP_SEQ = struct.Struct("!I")
 
 
@@ -137,6 +139,7 @@ class PacketDecoder:
         self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
         self._next_sweep = 0
         self.packets = 0
+        self._fragments = FragmentReassembler(lambda reason: self._skips.skip(reason, f"{self._name}#{self.packets}"))
 
     # -- link and network layers -------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class PacketDecoder:
             if off + ihl > size:
                 return self.skip("truncated_ip", frame)
             if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
-                return self.skip("ip_fragment", frame)
+                return self._ipv4_fragment(frame, ts, data, off, ihl, total, vlan)
             if data[off + 9] == 6:
                 return self._tcp(
                     frame, ts, data, off + ihl, off + total, data[off + 12 : off + 16], data[off + 16 : off + 20],
@@ -225,7 +228,7 @@ class PacketDecoder:
         if off + ihl > len(data):
             return self.skip("truncated_ip", frame)
         if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
-            return self.skip("ip_fragment", frame)
+            return self._ipv4_fragment(frame, ts, data, off, ihl, total, vlan)
         self._transport(
             frame, ts, data, off + ihl, off + total, data[off + 9], data[off + 12 : off + 16],
             data[off + 16 : off + 20], total, mac, vlan,
@@ -243,8 +246,9 @@ class PacketDecoder:
             if pos + 8 > min(end, len(data)):
                 return self.skip("truncated_ip", frame)
             if nxt == 44:
-                if _U16.unpack_from(data, pos + 2)[0] & 0xFFF9:
-                    return self.skip("ip_fragment", frame)
+                field = _U16.unpack_from(data, pos + 2)[0]
+                if field & 0xFFF9:
+                    return self._ipv6_fragment(frame, ts, data, off, pos, end, field, vlan)
                 nxt, pos = data[pos], pos + 8
             else:
                 nxt, pos = data[pos], pos + (data[pos + 1] + 1) * 8
@@ -252,6 +256,32 @@ class PacketDecoder:
             frame, ts, data, pos, end, nxt, data[off + 8 : off + 24], data[off + 24 : off + 40], 40 + plen,
             mac, vlan,
         )
+
+    # -- fragments -----------------------------------------------------------------------------------
+
+    def _ipv4_fragment(
+        self, frame: int, ts: int, data: bytes, off: int, ihl: int, total: int, vlan: int | None
+    ) -> None:
+        end = off + total
+        if end > len(data):
+            return self.skip("truncated_ip", frame)  # a fragment cut by the snap length cannot be joined
+        field = (data[off + 6] << 8) | data[off + 7]
+        src, dst, proto = data[off + 12 : off + 16], data[off + 16 : off + 20], data[off + 9]
+        key = (src, dst, proto, (data[off + 4] << 8) | data[off + 5])
+        whole = self._fragments.add(key, (field & 0x1FFF) * 8, data[off + ihl : end], bool(field & 0x2000), ts)
+        if whole is not None:
+            self._transport(frame, ts, whole, 0, len(whole), proto, src, dst, ihl + len(whole), False, vlan)
+
+    def _ipv6_fragment(
+        self, frame: int, ts: int, data: bytes, off: int, pos: int, end: int, field: int, vlan: int | None
+    ) -> None:
+        if end > len(data) or pos + 8 > end:
+            return self.skip("truncated_ip", frame)
+        src, dst, proto = data[off + 8 : off + 24], data[off + 24 : off + 40], data[pos]
+        key = (src, dst, _U32.unpack_from(data, pos + 4)[0])
+        whole = self._fragments.add(key, field & 0xFFF8, data[pos + 8 : end], bool(field & 1), ts)
+        if whole is not None:
+            self._transport(frame, ts, whole, 0, len(whole), proto, src, dst, 40 + len(whole), False, vlan)
 
     # -- transport and flows -----------------------------------------------------------------------
 
@@ -555,12 +585,14 @@ class PacketDecoder:
         for flow in done:
             self._forget(flow)
             self._end_flow(flow)
+        self._fragments.expire(now)
         stale = [k for k, o in self._dns_pending.items() if now - o.ts_us > DNS_WAIT]
         for k in stale:
             self._emit(self._dns_pending.pop(k))
 
     def finish(self) -> None:
-        """End of input: report every open flow and unanswered query."""
+        """End of input: report every open flow and unanswered query; count unjoined fragments."""
+        self._fragments.flush()
         for obs in self._dns_pending.values():
             self._emit(obs)
         self._dns_pending.clear()

@@ -75,7 +75,7 @@ def test_fragments_and_bad_headers_are_counted():
     bad_tcp = bytearray(bytes(ETH / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2)))
     bad_tcp[14 + 20 + 12] = 0x20  # data offset 8 bytes: impossible
     out, skips = run([(1, bytes(frag)), (1, bytes(bad_tcp)), (1, b"\x00" * 10), (147, b"\x00" * 40)])
-    assert skips.by_reason == {"ip_fragment": 1, "bad_tcp_header": 1, "truncated_link": 1,
+    assert skips.by_reason == {"ip_fragment_incomplete": 1, "bad_tcp_header": 1, "truncated_link": 1,
                                "unsupported_link_type": 1}
     assert out == []
 

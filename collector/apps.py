@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from collector import http, mail, p2p, quic, tls
+from collector import http, logins, mail, p2p, quic, tls
 from collector.handler import MAX_STREAM, Handler
 from collector.observation import Observation
 from collector.tls_handler import TlsHello
@@ -193,6 +193,8 @@ def choose(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
         return DnsTcp()
     if flow.rport in mail.PORTS:
         return mail.Mail(mail.PORTS[flow.rport])
+    if flow.rport in logins.PORTS:
+        return logins.ClearLogin(logins.PORTS[flow.rport])
     if outbound:
         if tls.looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16"):
             return TlsHello()

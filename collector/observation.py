@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-KINDS = ("dns", "tls", "quic", "http", "email", "dhcp", "p2p", "flow", "proxy")
+KINDS = ("dns", "tls", "quic", "http", "email", "dhcp", "p2p", "flow", "proxy", "login")
 """Observation kinds; later issues may add kinds, never rename them."""
 
 _UTC = dt.UTC

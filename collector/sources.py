@@ -20,6 +20,7 @@ from collector.packets import PacketDecoder
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
 from collector.squid import looks_like_squid, parse_line
+from collector.tshark import TsharkCaptureSource, TsharkUnavailable
 
 Emit = Callable[[Observation], None]
 
@@ -118,8 +119,9 @@ class SquidLogSource(_FileSource):
                     self.skips.skip("bad_squid_line", f"{name}:{number}")
 
 
-def open_source(path: str | Path) -> CaptureSource | SquidLogSource:
-    """Choose the source for `path` from its content; `InputError` when it is none we know."""
+def open_source(path: str | Path, decoder: str = "native") -> CaptureSource | SquidLogSource | TsharkCaptureSource:
+    """Choose the source for `path` from its content; `InputError` when it is none we know. Captures go
+    to the native decoder, or to tshark when `decoder` is `tshark`."""
     path = Path(path)
     try:
         stream, _raw = _open_binary(path)
@@ -128,6 +130,11 @@ def open_source(path: str | Path) -> CaptureSource | SquidLogSource:
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
     if head[:4] == PCAPNG_MAGIC or head[:4] in PCAP_MAGICS:
+        if decoder == "tshark":
+            try:
+                return TsharkCaptureSource(path)
+            except TsharkUnavailable as exc:
+                raise InputError(f"{path}: {exc}") from None
         return CaptureSource(path)
     first = next((ln for ln in head.decode("utf-8", "replace").splitlines() if ln.strip()), "")
     if looks_like_squid(first):

@@ -37,7 +37,7 @@ def version_name(code: int) -> str:
     return f"unknown-0x{code:04x}"
 
 
-def _version_rank(code: int) -> tuple[int, int]:
+def version_rank(code: int) -> tuple[int, int]:
     """Order of versions: TLS 1.3 drafts (0x7fNN) above TLS 1.2 and below final TLS 1.3."""
     if code >> 8 == 0x7F:
         return (0x0304, code & 0xFF)
@@ -128,4 +128,4 @@ def _read_extension(hello: ClientHello, etype: int, data: bytes) -> None:
         offered = [struct.unpack_from("!H", data, 1 + i)[0] for i in range(0, data[0] - 1, 2)]
         real = [v for v in offered if not _is_grease(v)]
         if real:
-            hello.version = version_name(max(real, key=_version_rank))
+            hello.version = version_name(max(real, key=version_rank))

@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="print the observations in captures or logs (no config needed)")
     d.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     d.add_argument("--json", action="store_true", help="one JSON object per line")
+    d.add_argument("--decoder", choices=("native", "tshark"), default="native",
+                   help="decode captures with ictwatch's decoder (default) or with Wireshark's tshark")
     d.set_defaults(func=cmd_decode)
 
     r = sub.add_parser("replay", help="run captures and logs through the policy into the store")
@@ -95,7 +97,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print observations, as JSON lines or a short human line each."""
-    sources = [open_source(p) for p in args.inputs]
+    sources = [open_source(p, args.decoder) for p in args.inputs]
 
     def show(obs: Observation) -> None:
         if args.json:
@@ -118,7 +120,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         store.migrate()
         with ProgressBar(sys.stderr) as bar:
-            summary = replay(args.inputs, engine, store, bar.follow)
+            summary = replay(args.inputs, engine, store, bar.follow, decoder=loaded.settings.collector.decoder)
     finally:
         store.close()
     v = summary.verdicts

@@ -11,10 +11,11 @@ import pyarrow as pa
 
 from collector.observation import BatchBuilder
 from collector.sources import CaptureSource, SquidLogSource, open_source
+from collector.tshark import TsharkCaptureSource
 from rules.engine import Engine
 from storage.store import Store
 
-ProgressHook = Callable[[CaptureSource | SquidLogSource | None], None]
+ProgressHook = Callable[[CaptureSource | SquidLogSource | TsharkCaptureSource | None], None]
 
 
 @dataclass
@@ -33,11 +34,11 @@ class ReplaySummary:
 
 def replay(
     inputs: list[Path], engine: Engine, store: Store, on_source: ProgressHook | None = None,
-    batch_rows: int = 65536,
+    batch_rows: int = 65536, decoder: str = "native",
 ) -> ReplaySummary:
     """Run every input through the engine into `store`; bad records are skipped and counted."""
     summary = ReplaySummary()
-    sources = [open_source(p) for p in inputs]  # every input is checked before anything is stored
+    sources = [open_source(p, decoder) for p in inputs]  # every input is checked before anything is stored
 
     def on_batch(table: pa.Table) -> None:
         df = engine.evaluate(table)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from collector.config import CollectorSettings
 from rules.categories import CategoryIndex
 from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model
 from rules.engine import Engine
@@ -35,6 +36,7 @@ class Settings(Strict):
     network: Path = Field(description="Network map (YAML).")
     policy: Path = Field(description="Policy (YAML).")
     storage: StorageSettings = StorageSettings()
+    collector: CollectorSettings = CollectorSettings()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,6 @@ def test_version_names_follow_zeek(code, name):
 
 
 def test_draft_versions_rank_between_tls12_and_tls13():
-    from collector.tls import _version_rank
+    from collector.tls import version_rank
 
-    assert sorted([0x0304, 0x7F17, 0x0303, 0x7F12], key=_version_rank) == [0x0303, 0x7F12, 0x7F17, 0x0304]
+    assert sorted([0x0304, 0x7F17, 0x0303, 0x7F12], key=version_rank) == [0x0303, 0x7F12, 0x7F17, 0x0304]

@@ -41,6 +41,7 @@ class TruncatedCapture(Exception):
 
 CHUNK = 1 << 20
 MAX_RECORD = 0x4000000
+_RELEASE = 32 << 20  # hand back mapped pages every 32 MB read, so memory stays flat on any capture size
 
 
 def read_packets(stream: BinaryIO) -> Iterator[Packet]:
@@ -90,7 +91,9 @@ def _read_pcap(stream: BinaryIO, endian: str, ts_div: int) -> Iterator[Packet]:
 def _map(stream: BinaryIO) -> mmap.mmap | None:
     """The whole file, memory-mapped, when the stream is a plain file on disk (not gzip, not a pipe)."""
     raw = getattr(stream, "raw", None)
-    if not isinstance(raw, io.FileIO):
+    while raw is not None and not isinstance(raw, io.FileIO):  # buffered readers may be stacked
+        raw = getattr(raw, "raw", None)
+    if raw is None:
         return None
     try:
         return mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
@@ -102,7 +105,8 @@ def _records_in_map(
     buf: mmap.mmap, stream: BinaryIO, unpack: Callable[..., tuple[int, ...]], ts_div: int, linktype: int
 ) -> Iterator[Packet]:
     """Records sliced straight out of the mapped file; the stream's position follows for progress."""
-    size, pos, frame = len(buf), 24, 0
+    size, pos, frame, released = len(buf), 24, 0, 0
+    buf.madvise(mmap.MADV_SEQUENTIAL)
     try:
         while pos + 16 <= size:
             sec, frac, incl, _orig = unpack(buf, pos)
@@ -116,6 +120,10 @@ def _records_in_map(
             pos = end
             if not frame & 0xFFF:
                 stream.seek(pos)
+                if pos - released >= _RELEASE:  # pages already read leave this process's memory
+                    upto = pos - pos % mmap.PAGESIZE
+                    buf.madvise(mmap.MADV_DONTNEED, released, upto - released)
+                    released = upto
         if pos < size:
             raise TruncatedCapture(frame + 1)
     finally:

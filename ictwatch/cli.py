@@ -13,17 +13,19 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from collector.observation import Observation
 from collector.sources import InputError, open_source
-from ictwatch import settings
-from ictwatch.pipeline import replay
-from ictwatch.progress import ProgressBar
-from reports import build, render
 from rules.config import ConfigError
-from storage.store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ictwatch import settings
+
+# The policy engine, storage and reports (polars, pyarrow, chDB) are imported by the commands that use
+# them, so `decode` starts fast and small.
 
 EXIT_USAGE = 2
 
@@ -85,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything and print the effective configuration and policy."""
+    from ictwatch import settings
+
     loaded = settings.load(args.config)
     print(f"config: {loaded.path}")
     print(f"storage: {loaded.storage_url} (database {loaded.settings.storage.database})")
@@ -114,6 +118,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay inputs into the store and print a summary."""
+    from ictwatch import settings
+    from ictwatch.pipeline import replay
+    from ictwatch.progress import ProgressBar
+    from storage.store import Store
+
     loaded = settings.load(args.config)
     engine = loaded.engine()
     store = Store(loaded.storage_url, loaded.settings.storage.database)
@@ -136,6 +145,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _breach_rows(loaded: settings.Loaded, df: pl.DataFrame) -> pl.DataFrame:
+    import polars as pl
+
     tz = loaded.policy.calendar.timezone
     rules = {r.id: r for r in loaded.policy.rules}
     names = {p.username: p.name for p in loaded.directory.people}
@@ -153,6 +164,10 @@ def _breach_rows(loaded: settings.Loaded, df: pl.DataFrame) -> pl.DataFrame:
 
 def cmd_breaches(args: argparse.Namespace) -> int:
     """List breaches, one line per (activity, rule)."""
+    from ictwatch import settings
+    from reports import build
+    from storage.store import Store
+
     loaded = settings.load(args.config)
     tz = loaded.policy.calendar.timezone
     start = build.local_bounds(args.start, args.start, tz)[0] if args.start else None
@@ -185,6 +200,10 @@ def _table(rows: pl.DataFrame) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write one person's report and print where it went."""
+    from ictwatch import settings
+    from reports import build, render
+    from storage.store import Store
+
     loaded = settings.load(args.config)
     store = Store(loaded.storage_url, loaded.settings.storage.database)
     try:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives for real (tshark for now).
+# Installs the Debian packages the test suite and benchmarks drive for real: tshark, and Suricata 7
+# (from <codename>-backports, enabled from the machine's own Debian source by enable-backports.sh).
 # Runs apt only as root and only for what is missing; otherwise says what the tests will skip.
 set -euo pipefail
-packages=(tshark)
+packages=(tshark suricata)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -14,5 +15,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+if [[ " ${missing[*]} " == *" suricata "* ]]; then
+  bash "$(dirname "$0")/enable-backports.sh"
+fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+for p in "${missing[@]}"; do
+  if [ "$p" = suricata ] && [ "$codename" = bookworm ]; then
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports suricata >/dev/null
+  else
+    apt-get install -y -qq --no-install-recommends "$p" >/dev/null
+  fi
+done

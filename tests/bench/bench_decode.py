@@ -3,11 +3,14 @@
     ./dev bench                     # ~300k packets (BENCH_PACKETS to change)
     python -m tests.bench.bench_decode --quick    # a few thousand: checks it still runs (CI)
 
-The capture is a mix a school gateway sees: DNS lookups, TLS sessions (ClientHello, then bulk data),
-plain HTTP requests with responses, and bulk transfer segments. Sessions are cloned from scapy-built
-templates with fresh addresses, ports and times patched into the bytes, so generating 300k packets takes
-seconds. Figures printed: packets/s for the in-process decoder, for `ictwatch decode --json` as a command
-(JSON output included), and for `tshark -T fields` extracting the equivalent fields.
+The capture is a mix a school gateway sees, mostly TCP data across thousands of flows: DNS lookups,
+HTTPS (ClientHello, then bulk data), plain HTTP, SMTP submission with STARTTLS, QUIC, DHCP. Sessions
+have real sequence numbers (so Suricata's stream engine follows them) and are cloned from scapy-built
+templates with fresh addresses, ports and times patched into the bytes, so 300k packets take seconds to
+write. Printed: packets/s for the in-process decoder, for `ictwatch decode --json` as a command (JSON out
+and start-up included), for `tshark -T fields` (equivalent fields), and for Suricata 7 in single-thread
+mode with EVE flow/dns/tls/http output and no rules (wall time, and its own engine time); the ratios;
+and the peak memory of the ictwatch command and of Suricata.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
@@ -34,64 +38,117 @@ TSHARK_FIELDS = ["frame.number", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport
                  "http.user_agent", "http.response.code"]
 
 
-def _session(client: str, server: str, sport: int) -> list[bytes]:
-    """One lookup and one TCP conversation, as raw Ethernet frames (addresses patched per clone)."""
-    eth_out, eth_in = Ether(src="3c:22:fb:00:00:01", dst="00:00:5e:00:01:01"), Ether(src="00:00:5e:00:01:01")
-    frames = [
-        eth_out / IP(src=client, dst="10.20.0.2") / UDP(sport=sport, dport=53) / DNS(id=1, qd=DNSQR(qname="a.example")),
-        eth_in / IP(src="10.20.0.2", dst=client) / UDP(sport=53, dport=sport) / DNS(
-            id=1, qr=1, qd=DNSQR(qname="a.example"), an=DNSRR(rrname="a.example", rdata=server)),
-    ]
-    up, down = IP(src=client, dst=server), IP(src=server, dst=client)
-    port = 443 if sport % 3 else 80
-    frames += [eth_out / up / TCP(sport=sport, dport=port, flags="S"),
-               eth_in / down / TCP(sport=port, dport=sport, flags="SA"),
-               eth_out / up / TCP(sport=sport, dport=port, flags="A")]
-    if port == 443:
-        frames.append(eth_out / up / TCP(sport=sport, dport=port, flags="PA") / client_hello("www.a.example"))
-    else:
-        frames.append(eth_out / up / TCP(sport=sport, dport=port, flags="PA") / (
-            b"GET /index.html HTTP/1.1\r\nHost: www.a.example\r\nUser-Agent: bench/1\r\n\r\n"))
-        frames.append(eth_in / down / TCP(sport=port, dport=sport, flags="PA") / (
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + bytes(200)))
-    for _ in range(12):
-        frames.append(eth_in / down / TCP(sport=port, dport=sport, flags="A") / bytes(1400))
-        frames.append(eth_out / up / TCP(sport=sport, dport=port, flags="A"))
-    frames += [eth_out / up / TCP(sport=sport, dport=port, flags="FA"),
-               eth_in / down / TCP(sport=port, dport=sport, flags="FA"),
-               eth_out / up / TCP(sport=sport, dport=port, flags="A")]
-    return [bytes(f) for f in frames]
+_ETH_OUT = Ether(src="3c:22:fb:00:00:01", dst="00:00:5e:00:01:01")
+_ETH_IN = Ether(src="00:00:5e:00:01:01", dst="3c:22:fb:00:00:01")
+CLIENT, SERVER, RESOLVER = "10.20.10.5", "192.0.2.10", "10.20.0.2"
 
 
-def _patch(frame: bytes, old: tuple[bytes, bytes], new: tuple[bytes, bytes], sport: int, new_sport: int) -> bytes:
-    """Replace the client/server addresses and the client port (checksums are left as they were)."""
+def _dns(sport: int, name: str) -> list[bytes]:
+    q = DNS(id=sport, rd=1, qd=DNSQR(qname=name))
+    r = DNS(id=sport, qr=1, rd=1, ra=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata=SERVER))
+    return [bytes(_ETH_OUT / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=sport, dport=53) / q),
+            bytes(_ETH_IN / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=sport) / r)]
+
+
+def _tcp(sport: int, dport: int, turns: list[tuple[bool, bytes]]) -> list[bytes]:
+    """A whole TCP conversation with real sequence and acknowledgement numbers."""
+    seq = {True: 1_000_000 + sport * 7, False: 3_000_000 + sport * 13}
+    frames = []
+
+    def seg(out: bool, flags: str, data: bytes = b"") -> None:
+        ip = IP(src=CLIENT, dst=SERVER) if out else IP(src=SERVER, dst=CLIENT)
+        tcp = TCP(sport=sport if out else dport, dport=dport if out else sport, flags=flags, seq=seq[out],
+                  ack=seq[not out] if "A" in flags else 0, window=64240)
+        frames.append(bytes((_ETH_OUT if out else _ETH_IN) / ip / tcp / data))
+        seq[out] = (seq[out] + len(data) + (1 if "S" in flags or "F" in flags else 0)) % (1 << 32)
+
+    seg(True, "S")
+    seg(False, "SA")
+    seg(True, "A")
+    for out, data in turns:
+        seg(out, "PA", data)
+        if len(data) > 1000 and not out:
+            continue  # bulk from the server: the client acknowledges every other segment
+        seg(not out, "A")
+    seg(True, "FA")
+    seg(False, "FA")
+    seg(True, "A")
+    return frames
+
+
+def _bulk(n: int) -> list[tuple[bool, bytes]]:
+    return [(False, bytes(1400))] * n
+
+
+def _sessions() -> list[list[bytes]]:
+    """One template per kind of conversation; each is cloned with new addresses, ports and times."""
+    hello = client_hello("www.a.example")
+    https = _dns(40001, "www.a.example") + _tcp(40001, 443, [(True, hello), (False, b"\x16\x03\x03" + bytes(1200)),
+                                                             *_bulk(20), (True, b"\x17\x03\x03" + bytes(300))])
+    http_req = b"GET /index.html HTTP/1.1\r\nHost: www.a.example\r\nUser-Agent: bench/1\r\n\r\n"
+    http = _dns(40002, "www.a.example") + _tcp(40002, 80, [
+        (True, http_req), (False, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + bytes(1300)),
+        *_bulk(16)])
+    smtp = _dns(40003, "smtp.a.example") + _tcp(40003, 587, [
+        (False, b"220 mx ESMTP\r\n"), (True, b"EHLO pc\r\n"), (False, b"250-mx\r\n250 STARTTLS\r\n"),
+        (True, b"STARTTLS\r\n"), (False, b"220 go ahead\r\n"), (True, client_hello("smtp.a.example")),
+        (False, b"\x16\x03\x03" + bytes(1300)), (True, b"\x17\x03\x03" + bytes(1300))])
+    quic_initial = _quic_initial()
+    quic = _dns(40004, "www.a.example") + [
+        bytes(_ETH_OUT / IP(src=CLIENT, dst=SERVER) / UDP(sport=40004, dport=443) / quic_initial)] + [
+        bytes((_ETH_IN if i % 3 else _ETH_OUT) / (IP(src=SERVER, dst=CLIENT) / UDP(sport=443, dport=40004)
+              if i % 3 else IP(src=CLIENT, dst=SERVER) / UDP(sport=40004, dport=443)) / (b"\x40" + bytes(1100)))
+        for i in range(12)]
+    dhcp = [bytes(_ETH_OUT / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / BOOTP(
+        op=1, xid=1, chaddr=bytes.fromhex("3c22fb000001") + bytes(10)) / DHCP(options=[("message-type", t), "end"]))
+        for t in ("discover", "request")]
+    return [https, https, https, http, smtp, quic, dhcp]
+
+
+def _quic_initial() -> bytes:
+    """A real QUIC v1 client Initial (aioquic), or random bytes of the right size without it."""
+    try:
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic.quic.connection import QuicConnection
+    except ImportError:
+        return b"\xc0" + bytes(1199)
+    conn = QuicConnection(configuration=QuicConfiguration(is_client=True, server_name="www.a.example",
+                                                          alpn_protocols=["h3"]))
+    conn.connect((SERVER, 443), now=0.0)
+    return conn.datagrams_to_send(now=0.0)[0][0]
+
+
+def _patch(frame: bytes, client: bytes, server: bytes, port_shift: int) -> bytes:
+    """Give a cloned frame its session's client and server addresses and client port."""
     b = bytearray(frame)
-    for a, n in zip(old, new, strict=True):
-        for off in (26, 30):  # IPv4 source and destination behind a 14-byte Ethernet header
-            if b[off : off + 4] == a:
-                b[off : off + 4] = n
+    for off in (26, 30):  # IPv4 source and destination behind a 14-byte Ethernet header
+        if b[off : off + 4] == _CLIENT_RAW:
+            b[off : off + 4] = client
+        elif b[off : off + 4] == _SERVER_RAW:
+            b[off : off + 4] = server
     for off in (34, 36):
-        if struct.unpack_from("!H", b, off)[0] == sport:
-            struct.pack_into("!H", b, off, new_sport)
+        port = struct.unpack_from("!H", b, off)[0]
+        if 40000 <= port < 40010:
+            struct.pack_into("!H", b, off, 1024 + (port - 40000 + port_shift) % 64000)
     return bytes(b)
 
 
+_CLIENT_RAW, _SERVER_RAW = bytes([10, 20, 10, 5]), bytes([192, 0, 2, 10])
+
+
 def write_capture(path: Path, packets: int) -> int:
-    """Write a pcap of about `packets` packets; returns the exact count."""
-    templates = [_session("10.20.10.5", "192.0.2.10", 40000 + i) for i in range(3)]
-    old = (bytes([10, 20, 10, 5]), bytes([192, 0, 2, 10]))
-    written = 0
+    """Write a pcap of about `packets` packets: thousands of concurrent clients and servers."""
+    templates = _sessions()
+    written, n = 0, 0
     ts = 1_781_596_200.0
     with path.open("wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        n = 0
         while written < packets:
-            template = templates[n % 3]
-            client = bytes([10, 20, 10 + (n >> 16) % 2, (n >> 8) % 250 + 2])
-            server = bytes([198, 51, 100, n % 250 + 1])
-            new_sport = 1024 + n % 60000
+            template = templates[n % len(templates)]
+            client = bytes([10, 20, 10 + (n >> 14) % 2, (n >> 6) % 250 + 2])
+            server = bytes([198, 51, 100 + (n >> 8) % 3, n % 250 + 1])
             for frame in template:
-                data = _patch(frame, old, (client, server), 40000 + n % 3, new_sport)
+                data = _patch(frame, client, server, n * 10)
                 sec = int(ts)
                 f.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(data), len(data)) + data)
                 ts += 0.0001
@@ -100,43 +157,83 @@ def write_capture(path: Path, packets: int) -> int:
     return written
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str], keep_output: bool = False) -> tuple[float, int, str]:
+    """(wall seconds, peak resident memory in MB, stderr (and stdout if kept)) of a command."""
     start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    if keep_output:  # a short log (Suricata's): read after the exit, it fits in the pipe
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = proc.stdout
+    else:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        reader = proc.stderr
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    stderr = reader.read() if reader else ""
+    if status != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({status}): {stderr[-500:]}")
+    return elapsed, usage.ru_maxrss // 1024, stderr
+
+
+def _suricata(path: Path, tmp: Path) -> tuple[float, float, int] | None:
+    """(wall seconds, Suricata's own engine seconds, peak MB) for single-threaded Suricata with EVE
+    flow/dns/tls/http output and no rules; None when Suricata is not installed."""
+    exe = shutil.which("suricata")
+    if exe is None:
+        return None
+    logdir = tmp / "suricata"
+    logdir.mkdir()
+    cmd = [exe, "-c", str(Path(__file__).with_name("suricata.yaml")), "-r", str(path), "--runmode", "single",
+           "-k", "none", "-S", "/dev/null", "-l", str(logdir), "-v"]
+    wall, peak, err = _timed(cmd, keep_output=True)
+    engine = next((float(line.rsplit(" ", 1)[1].rstrip("s")) for line in err.splitlines() if "time elapsed" in line),
+                  wall)
+    return wall, engine, peak
 
 
 def run(packets: int) -> dict[str, float]:
     """Generate, then time every decoder on the same file; returns packets/s per decoder."""
     results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench-mix.pcap"
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        path = tmp / "bench-mix.pcap"
         count = write_capture(path, packets)
-        size = path.stat().st_size
-        print(f"capture: {count} packets, {size / 1e6:.1f} MB ({path.name})")
-
+        print(f"capture: {count} packets, {path.stat().st_size / 1e6:.1f} MB (DNS, HTTPS, HTTP, SMTP+STARTTLS, "
+              "QUIC, DHCP; mostly TCP data)")
         source = CaptureSource(path)
-        observations = 0
+        kinds: dict[str, int] = {}
 
-        def emit(_obs: object) -> None:
-            nonlocal observations
-            observations += 1
+        def emit(obs: object) -> None:
+            kind = getattr(obs, "kind", "")
+            kinds[kind] = kinds.get(kind, 0) + 1
 
         start = time.perf_counter()
         source.run(emit)
-        elapsed = time.perf_counter() - start
-        results["ictwatch decoder (in process)"] = count / elapsed
-        print(f"  in-process decoder: {observations} observations, {source.skips.total} skipped")
-        cli = [sys.executable, "-m", "ictwatch.cli", "decode", "--json", str(path)]
-        results["ictwatch decode --json"] = count / _timed(cli)
+        results["ictwatch decoder (in process)"] = count / (time.perf_counter() - start)
+        print(f"  ictwatch: {sum(kinds.values())} observations {dict(sorted(kinds.items()))}, "
+              f"{source.skips.total} skipped")
+        wall, peak, _ = _timed([sys.executable, "-m", "ictwatch.cli", "decode", "--json", str(path)])
+        results["ictwatch decode --json"] = count / wall
+        print(f"  ictwatch decode --json: peak memory {peak} MB")
         tshark = shutil.which("tshark")
         if tshark:
             cmd = [tshark, "-n", "-r", str(path), "-T", "fields"] + [a for f in TSHARK_FIELDS for a in ("-e", f)]
-            results["tshark -T fields"] = count / _timed(cmd)
+            results["tshark -T fields"] = count / _timed(cmd)[0]
         else:
             print("  tshark: not installed (./dev test installs it when run as root)")
+        suricata = _suricata(path, tmp)
+        if suricata:
+            wall, engine, peak = suricata
+            results["suricata 7 single thread (wall)"] = count / wall
+            results["suricata 7 single thread (engine)"] = count / engine
+            print(f"  suricata: peak memory {peak} MB")
+        else:
+            print("  suricata: not installed (./dev test installs it from backports when run as root)")
     for name, rate in results.items():
-        print(f"{name:32} {rate:12,.0f} packets/s")
+        print(f"{name:36} {rate:12,.0f} packets/s")
+    ours = results["ictwatch decoder (in process)"]
+    for peer in ("tshark -T fields", "suricata 7 single thread (engine)"):
+        if peer in results:
+            print(f"ratio ictwatch in process / {peer}: {ours / results[peer]:.2f}")
     return results
 
 

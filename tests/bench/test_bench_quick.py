@@ -10,12 +10,16 @@ from tests.bench import bench_decode
 def test_benchmark_quick_mode_prints_every_decoder(capsys):
     assert bench_decode.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    assert "capture: 3000 packets" in out
+    assert "capture: 30" in out and "peak memory" in out
     assert "0 skipped" in out
-    rates = {line[:32].strip(): float(line[32:].split()[0].replace(",", "")) for line in out.splitlines()
+    rates = {line[:36].strip(): float(line[36:].split()[0].replace(",", "")) for line in out.splitlines()
              if line.endswith("packets/s")}
     expected = {"ictwatch decoder (in process)", "ictwatch decode --json"}
     if shutil.which("tshark"):
         expected.add("tshark -T fields")
+        assert "ratio ictwatch in process / tshark -T fields" in out
+    if shutil.which("suricata"):
+        expected |= {"suricata 7 single thread (wall)", "suricata 7 single thread (engine)"}
+        assert "ratio ictwatch in process / suricata 7 single thread (engine)" in out
     assert set(rates) == expected
     assert all(rate > 0 for rate in rates.values())

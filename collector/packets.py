@@ -36,6 +36,7 @@ def _group_address(addr: bytes) -> bool:
     return addr[0] >= 224 if len(addr) == 4 else addr[0] == 0xFF
 _IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
 _US = 1_000_000
+MAX_FLOWS = 200_000  # beyond this the oldest flow is reported and forgotten: memory stays bounded
 ACTIVE_TIMEOUT = 60 * _US  # a flow still open is reported every minute, with the counts since its last report
 TCP_CLOSE_DELAY = 5 * _US  # Zeek's tcp_close_delay: a closed flow lingers for late ACKs
 TCP_IDLE = 300 * _US  # Zeek's tcp_inactivity_timeout
@@ -122,8 +123,19 @@ class Flow:
         self.reported: tuple[int, int, int, int, int] | None = None  # (ts, bytes/packets out/in) last reported
         self.handler: apps.Handler | None = None
         self.service = ""
-        self.cstream = Reassembler() if proto == TCP else None
-        self.sstream = Reassembler() if proto == TCP else None
+        self.cstream: Reassembler | None = None  # made when a TCP direction's bytes are first needed
+        self.sstream: Reassembler | None = None
+
+
+def _stream(flow: Flow, outbound: bool) -> Reassembler:
+    """The reassembler of one direction of a TCP flow, made on first use."""
+    if outbound:
+        if flow.cstream is None:
+            flow.cstream = Reassembler()
+        return flow.cstream
+    if flow.sstream is None:
+        flow.sstream = Reassembler()
+    return flow.sstream
 
 
 class PacketDecoder:
@@ -139,6 +151,7 @@ class PacketDecoder:
         self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
         self._next_sweep = 0
         self.packets = 0
+        self.max_flows = MAX_FLOWS
         self._fragments = FragmentReassembler(lambda reason: self._skips.skip(reason, f"{self._name}#{self.packets}"))
 
     # -- link and network layers -------------------------------------------------------------------
@@ -370,7 +383,7 @@ class PacketDecoder:
             return None
         seq = _TCP_SEQ.unpack_from(data, off + 4)[0]
         if flags & 0x02:
-            (flow.cstream if outbound else flow.sstream).syn(seq)
+            _stream(flow, outbound).syn(seq)
         if payload_off < cap_end and flow.want & (1 if outbound else 2):
             self._tcp_data(flow, outbound, seq, data[payload_off:cap_end], frame, ts)
         return None
@@ -383,6 +396,11 @@ class PacketDecoder:
         if old is not None:  # the 4-tuple is reused after a close: a new connection, as Zeek counts it
             self._forget(old[0])
             self._end_flow(old[0])
+        if len(self._flows) >= self.max_flows:  # the oldest flow makes room (dicts keep creation order)
+            oldest = next(iter(self._flows.values()))
+            self._forget(oldest)
+            self._end_flow(oldest)
+            self.skip("flow_table_full", frame)
         src, sport, dst, dport, proto = key
         flow = self._new_flow(key, frame, ts, src, sport, dst, dport, proto, flags, vlan)
         self._lookup[flow.key] = (flow, True)
@@ -449,7 +467,7 @@ class PacketDecoder:
         if handler is not None and not handler.reassemble:
             data = payload
         else:
-            stream = flow.cstream if outbound else flow.sstream
+            stream = _stream(flow, outbound)
             data = stream.feed(seq, payload)
             if stream.failed:
                 self.skip("tcp_reassembly_overflow", frame)

@@ -2,6 +2,7 @@
 
     ./dev bench                     # ~300k packets (BENCH_PACKETS to change)
     python -m tests.bench.bench_decode --quick    # a few thousand: checks it still runs (CI)
+    ./dev bench --big 2              # peak memory of `ictwatch decode` on a 2 GB capture
 
 The capture is a mix a school gateway sees, mostly TCP data across thousands of flows: DNS lookups,
 HTTPS (ClientHello, then bulk data), plain HTTP, SMTP submission with STARTTLS, QUIC, DHCP. Sessions
@@ -237,11 +238,26 @@ def run(packets: int) -> dict[str, float]:
     return results
 
 
+def memory(gigabytes: float) -> int:
+    """Peak memory (MB) of `ictwatch decode --json` on a capture of the given size."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        path = Path(tmpdir) / "big.pcap"
+        count = write_capture(path, int(gigabytes * 1e9 / 857))  # the mix averages 857 bytes a record
+        print(f"capture: {count} packets, {path.stat().st_size / 1e9:.2f} GB")
+        wall, peak, _ = _timed([sys.executable, "-m", "ictwatch.cli", "decode", "--json", str(path)])
+        print(f"ictwatch decode --json: {count / wall:,.0f} packets/s, peak memory {peak} MB")
+        return peak
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: `--quick` for a small run."""
+    """Command-line entry: `--quick` for a small run, `--big GB` for the memory check."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few thousand packets, to check it runs")
+    parser.add_argument("--big", type=float, metavar="GB", help="peak memory on a capture of GB gigabytes")
     args = parser.parse_args(argv)
+    if args.big:
+        memory(args.big)
+        return 0
     packets = 3000 if args.quick else int(os.environ.get("BENCH_PACKETS", "300000"))
     run(packets)
     return 0

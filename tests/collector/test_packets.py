@@ -160,3 +160,17 @@ def test_long_flow_is_reported_every_minute_and_records_add_up():
     assert sum(f.bytes_out + f.bytes_in for f in flows) == sum(len(f) - 14 for f in frames)
     assert [f.conn_state for f in flows] == ["S1", "S1", "S1"]
     assert flows[1].ts_us == flows[0].ts_us + int(flows[0].duration_s * 1e6)  # each record starts where the last ended
+
+
+def test_flow_table_is_bounded():
+    out: list = []
+    skips = SkipCounter()
+    dec = PacketDecoder(out.append, skips, "t.pcap")
+    dec.max_flows = 3
+    for i in range(5):
+        frame = bytes(ETH / IP(src=f"10.0.0.{i + 1}", dst="192.0.2.1") / UDP(sport=5000, dport=9999) / b"x")
+        dec.packet(i + 1, T0 + i, 1, frame)
+    assert [o.src_ip for o in out] == ["10.0.0.1", "10.0.0.2"]  # the two oldest, reported when evicted
+    assert skips.by_reason == {"flow_table_full": 2}
+    dec.finish()
+    assert len([o for o in out if o.kind == "flow"]) == 5

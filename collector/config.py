@@ -17,3 +17,8 @@ class CollectorSettings(BaseModel):
         description="native: ictwatch's own decoder (every kind, flows included). tshark: Wireshark's "
         "dissectors for DNS, TLS, QUIC and HTTP (no flows, mail, DHCP or P2P); needs the tshark package.",
     )
+    interface: str | None = Field(None, description="Interface `ictwatch run` captures on (the LAN side).")
+    capture_filter: str | None = Field(None, description="BPF filter for the capture, e.g. `not port 22`.")
+    capture_tool: Literal["auto", "dumpcap", "tcpdump", "scapy"] = Field(
+        "auto", description="auto: dumpcap, else tcpdump, else scapy's in-process sniffer (needs root)."
+    )

@@ -608,6 +608,11 @@ class PacketDecoder:
         for k in stale:
             self._emit(self._dns_pending.pop(k))
 
+    def tick(self, now: int) -> None:
+        """Time passes with no packet (live capture): let flows and queries expire as they would."""
+        if now >= self._next_sweep:
+            self._sweep(now)
+
     def finish(self) -> None:
         """End of input: report every open flow and unanswered query; count unjoined fragments."""
         self._fragments.flush()

@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     r.set_defaults(func=cmd_replay)
 
+    live = sub.add_parser("run", help="capture live on an interface through the policy into the store")
+    live.add_argument("--config", required=True, type=Path)
+    live.add_argument("--interface", help="overrides collector.interface")
+    live.set_defaults(func=cmd_run)
+
     b = sub.add_parser("breaches", help="list stored breaches")
     b.add_argument("--config", required=True, type=Path)
     b.add_argument("--user")
@@ -141,6 +146,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if summary.skipped:
         parts = ", ".join(f"{k}={n}" for k, n in sorted(summary.skipped.items()))
         print(f"skipped {summary.skipped.total()} bad records: {parts}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Capture live until SIGTERM or SIGINT, then store what is pending and print a summary."""
+    import signal
+
+    from collector.live import CaptureToolError, LiveCaptureSource
+    from ictwatch import settings
+    from ictwatch.pipeline import run_live
+    from storage.store import Store
+
+    loaded = settings.load(args.config)
+    cfg = loaded.settings.collector
+    interface = args.interface or cfg.interface
+    if not interface:
+        raise ConfigError(args.config, "collector.interface", None, "no interface to capture on")
+    source = LiveCaptureSource(interface, cfg.capture_filter, cfg.capture_tool)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: source.stop())
+    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    try:
+        store.migrate()
+        print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
+        summary = run_live(source, loaded.engine(), store)
+    except CaptureToolError as exc:
+        print(f"ictwatch: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "
+          f"activities ({summary.verdicts['breach']} breaches)")
     return 0
 
 

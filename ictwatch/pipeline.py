@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from collector.live import LiveCaptureSource
 from collector.observation import BatchBuilder
 from collector.sources import CaptureSource, SquidLogSource, open_source
 from collector.tshark import TsharkCaptureSource
@@ -40,13 +41,7 @@ def replay(
     summary = ReplaySummary()
     sources = [open_source(p, decoder) for p in inputs]  # every input is checked before anything is stored
 
-    def on_batch(table: pa.Table) -> None:
-        df = engine.evaluate(table)
-        summary.verdicts.update(df.get_column("verdict").to_list())
-        summary.denied += int(df.get_column("denied").sum())
-        summary.stored += store.insert_activity(df)
-
-    builder = BatchBuilder(on_batch, batch_rows)
+    builder = BatchBuilder(_sink(engine, store, summary), batch_rows)
     for source in sources:
         if on_source:
             on_source(source)
@@ -59,3 +54,25 @@ def replay(
         on_source(None)
     summary.observations = builder.rows_emitted
     return summary
+
+
+def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0) -> ReplaySummary:
+    """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old."""
+    summary = ReplaySummary(inputs=[source.interface])
+    builder = BatchBuilder(_sink(engine, store, summary), max_age_s=max_age_s)
+    source.run(builder.add, on_tick=builder.tick)
+    builder.flush()
+    summary.packets = source.packets
+    summary.skipped.update(source.skips.by_reason)
+    summary.observations = builder.rows_emitted
+    return summary
+
+
+def _sink(engine: Engine, store: Store, summary: ReplaySummary) -> Callable[[pa.Table], None]:
+    def on_batch(table: pa.Table) -> None:
+        df = engine.evaluate(table)
+        summary.verdicts.update(df.get_column("verdict").to_list())
+        summary.denied += int(df.get_column("denied").sum())
+        summary.stored += store.insert_activity(df)
+
+    return on_batch

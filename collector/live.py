@@ -1,0 +1,138 @@
+"""Live capture: packets from a capture process, so the daemon itself needs no root.
+
+`LiveCaptureSource` starts dumpcap (Wireshark's capture tool, which Debian can give the capture
+capabilities to the `wireshark` group), or tcpdump, writing pcap to a pipe; ictwatch only reads the
+pipe. When neither is installed, scapy's sniffer captures in-process (that needs root or CAP_NET_RAW).
+A reader thread turns the stream into packets; `run` decodes them and, whenever the wire is quiet for
+`tick_s`, lets flows expire and calls `on_tick` (the pipeline flushes its batch then).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from collector.observation import Observation
+from collector.packets import PacketDecoder
+from collector.pcap import CaptureError, TruncatedCapture, read_packets
+from collector.skips import SkipCounter
+
+log = logging.getLogger("ictwatch.collector")
+Packet = tuple[int, int, int, bytes]
+
+
+class CaptureToolError(Exception):
+    """No capture tool can be started for the interface."""
+
+
+def capture_command(tool: str, interface: str, capture_filter: str | None) -> list[str]:
+    """The command line that writes pcap for `interface` to standard output."""
+    if tool == "dumpcap":
+        cmd = ["dumpcap", "-q", "-i", interface, "-P", "-w", "-"]
+        return cmd + (["-f", capture_filter] if capture_filter else [])
+    if tool == "tcpdump":
+        return ["tcpdump", "-n", "-U", "-i", interface, "-w", "-"] + ([capture_filter] if capture_filter else [])
+    raise CaptureToolError(f"unknown capture tool {tool!r}")
+
+
+def choose_tool(preferred: str = "auto") -> str:
+    """dumpcap, tcpdump or scapy: the preferred one if given, else the first installed."""
+    if preferred != "auto":
+        return preferred
+    for tool in ("dumpcap", "tcpdump"):
+        if shutil.which(tool):
+            return tool
+    return "scapy"
+
+
+class LiveCaptureSource:
+    """Packets from a network interface, until `stop()`."""
+
+    def __init__(self, interface: str, capture_filter: str | None = None, tool: str = "auto",
+                 tick_s: float = 0.5, now: Callable[[], float] = time.time) -> None:
+        self.interface = interface
+        self.path = None
+        self.skips = SkipCounter()
+        self.packets = 0
+        self.tool = choose_tool(tool)
+        self._filter = capture_filter
+        self._tick_s = tick_s
+        self._now = now
+        self._queue: queue.Queue[Packet | None] = queue.Queue(maxsize=100_000)
+        self._stopped = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sniffer: Any = None
+
+    def run(self, emit: Callable[[Observation], None], on_tick: Callable[[], None] | None = None) -> None:
+        """Capture and decode until stopped (or the capture tool exits)."""
+        decoder = PacketDecoder(emit, self.skips, self.interface)
+        self._start()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=self._tick_s)
+                except queue.Empty:
+                    item = False
+                if item is None or (item is False and self._stopped.is_set()):
+                    break
+                if item:
+                    decoder.packet(*item)
+                else:
+                    decoder.tick(int(self._now() * 1_000_000))
+                    if on_tick:
+                        on_tick()
+        finally:
+            self.stop()
+            self.packets = decoder.packets
+            decoder.finish()
+
+    def stop(self) -> None:
+        """Stop capturing; `run` returns after the packets already read."""
+        self._stopped.set()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+        if self._sniffer is not None and self._sniffer.running:
+            self._sniffer.stop(join=False)
+
+    def _start(self) -> None:
+        if self.tool == "scapy":
+            return self._start_scapy()
+        cmd = capture_command(self.tool, self.interface, self._filter)
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise CaptureToolError(f"cannot start {self.tool}: {exc.strerror}") from None
+        threading.Thread(target=self._read_pipe, name="capture-reader", daemon=True).start()
+        log.info("capturing on %s with %s", self.interface, self.tool)
+        return None
+
+    def _read_pipe(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            for packet in read_packets(self._proc.stdout):
+                self._queue.put(packet)
+        except TruncatedCapture:
+            pass  # the tool was stopped mid-record
+        except CaptureError as exc:
+            err = self._proc.stderr.read().decode("utf-8", "replace") if self._proc.stderr else ""
+            log.error("capture on %s failed: %s %s", self.interface, exc, err.strip()[-300:])
+        finally:
+            self._queue.put(None)
+
+    def _start_scapy(self) -> None:
+        from scapy.sendrecv import AsyncSniffer
+
+        frames = iter(range(1, 1 << 62))
+
+        def on_packet(pkt: Any) -> None:
+            self._queue.put((next(frames), int(float(pkt.time) * 1_000_000), 1, bytes(pkt)))
+
+        self._sniffer = AsyncSniffer(iface=self.interface, filter=self._filter, prn=on_packet, store=False)
+        self._sniffer.start()
+        log.info("capturing on %s with scapy's sniffer (no capture tool installed)", self.interface)

@@ -1,0 +1,156 @@
+"""`ictwatch run` on a real interface: two network namespaces joined by a veth pair, real servers in
+one (DNS, HTTP, TLS), `ictwatch run` and real clients in the other, and the store read afterwards.
+
+Needs root and iproute2 (`ip netns`); skipped otherwise. Only the namespaces' own addresses are used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from storage.store import Store
+from tests.conftest import ROOT, SCHOOL_DAY
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                reason="needs root and iproute2 to make network namespaces")
+
+SERVER_IP, CLIENT_IP = "10.77.0.2", "10.77.0.1"
+
+SERVERS = textwrap.dedent('''
+    import datetime, http.server, socket, ssl, sys, threading
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from scapy.layers.dns import DNS, DNSRR
+    tmp = sys.argv[1]
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "secure.live.example")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    open(tmp + "/cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+    open(tmp + "/key.pem", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    def dns():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.77.0.2", 53))
+        while True:
+            data, peer = s.recvfrom(2048); q = DNS(data)
+            s.sendto(bytes(DNS(id=q.id, qr=1, aa=1, qd=q.qd, an=DNSRR(rrname=q.qd.qname, rdata="10.77.0.2"))), peer)
+    def tls():
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(tmp + "/cert.pem", tmp + "/key.pem")
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("10.77.0.2", 443))
+        s.listen()
+        while True:
+            conn, _ = s.accept()
+            try:
+                c = ctx.wrap_socket(conn, server_side=True); c.recv(100); c.sendall(b"hello"); c.close()
+            except OSError:
+                pass
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200); self.send_header("Content-Type", "text/plain"); self.end_headers()
+            self.wfile.write(b"ok")
+        def log_message(self, *a): pass
+    threading.Thread(target=dns, daemon=True).start()
+    threading.Thread(target=tls, daemon=True).start()
+    print("ready", flush=True)
+    http.server.HTTPServer(("10.77.0.2", 80), Page).serve_forever()
+''')
+
+CLIENTS = textwrap.dedent('''
+    import socket, ssl, urllib.request
+    from scapy.layers.dns import DNS, DNSQR
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+    s.sendto(bytes(DNS(id=4242, rd=1, qd=DNSQR(qname="www.live.example"))), ("10.77.0.2", 53))
+    assert DNS(s.recv(2048)).an.rdata == "10.77.0.2"
+    req = urllib.request.Request("http://10.77.0.2/hello", headers={"Host": "www.live.example",
+                                                                     "User-Agent": "ictwatch-live-test"})
+    assert urllib.request.urlopen(req, timeout=5).read() == b"ok"
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection(("10.77.0.2", 443), timeout=5),
+                         server_hostname="secure.live.example") as t:
+        t.sendall(b"hi"); assert t.recv(10) == b"hello"
+    print("done", flush=True)
+''')
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@pytest.fixture
+def namespaces():
+    tag = f"icw{os.getpid() % 100000}"
+    a, b = f"{tag}a", f"{tag}b"
+    sh("ip", "netns", "add", a)
+    sh("ip", "netns", "add", b)
+    try:
+        sh("ip", "link", "add", f"{tag}va", "type", "veth", "peer", "name", f"{tag}vb")
+        sh("ip", "link", "set", f"{tag}va", "netns", a)
+        sh("ip", "link", "set", f"{tag}vb", "netns", b)
+        for ns, dev, ip in ((a, f"{tag}va", CLIENT_IP), (b, f"{tag}vb", SERVER_IP)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield a, b, f"{tag}va"
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+
+@pytest.mark.parametrize("tool", ["dumpcap", "scapy"])
+def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
+    if tool == "dumpcap" and shutil.which("dumpcap") is None:
+        pytest.skip("dumpcap is not installed")
+    client_ns, server_ns, interface = namespaces
+    config = tmp_path / "ictwatch.yaml"
+    shutil.copytree(SCHOOL_DAY, tmp_path / "school", ignore=shutil.ignore_patterns("*.pcap", "*.log"))
+    config = tmp_path / "school" / "ictwatch.yaml"
+    config.write_text(config.read_text() + f"collector:\n  capture_tool: {tool}\n")
+    env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp_path / 'store'}", "PYTHONPATH": str(ROOT)}
+    servers = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVERS, str(tmp_path)],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    daemon = None
+    try:
+        assert servers.stdout.readline().strip() == "ready"
+        daemon = subprocess.Popen(
+            ["ip", "netns", "exec", client_ns, sys.executable, "-m", "ictwatch.cli", "run", "--config", str(config),
+             "--interface", interface], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        # (chDB may first complain on stderr about cgroups: `ip netns exec` mounts a /sys of its own)
+        lines = iter(daemon.stderr.readline, "")
+        assert any("capturing on" in line for line in lines), "the daemon never started capturing"
+        time.sleep(1.5)  # the capture tool opens the interface after it starts
+        clients = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENTS],
+                                 capture_output=True, text=True, env=env, timeout=60)
+        assert clients.stdout.strip() == "done", clients.stderr
+        time.sleep(1.5)
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, err
+        assert "stored" in out
+    finally:
+        servers.kill()
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+    store = Store(f"chdb://{tmp_path / 'store'}")
+    try:
+        rows = store.activity(None, None, None).to_dicts()
+    finally:
+        store.close()
+    dns = [(r["host"], r["answers"]) for r in rows if r["kind"] == "dns"]
+    http = [(r["host"], r["url"], r["status"]) for r in rows if r["kind"] == "http"]
+    tls = [(r["sni"], r["dst_port"]) for r in rows if r["kind"] == "tls"]
+    flows = {(r["dst_port"], r["proto"]) for r in rows if r["kind"] == "flow"}
+    assert ("www.live.example", ["10.77.0.2"]) in dns
+    assert ("www.live.example", "http://www.live.example/hello", 200) in http
+    assert ("secure.live.example", 443) in tls
+    assert {(53, "udp"), (80, "tcp"), (443, "tcp")} <= flows

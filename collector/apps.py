@@ -171,7 +171,8 @@ class UdpP2p(Handler):
         dec.emit(obs)
         return False
 
-    server = client
+    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return self.client(dec, flow, data, seq, frame, ts)
 
 
 def choose_udp(outbound: bool, data: bytes) -> Handler | None:
@@ -205,6 +206,6 @@ def choose(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
     return None
 
 
-DNS_PORTS = {53: "dns", 5353: "mdns", 5355: "llmnr", 137: "nbns"}
+DNS_PORTS: dict[int, str] = {53: "dns", 5353: "mdns", 5355: "llmnr", 137: "nbns"}
 """UDP ports of the DNS family, and which member each carries."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from collector.handler import MAX_STREAM, Handler
@@ -136,16 +137,13 @@ class Mail(Handler):
         if self.service == "imap":
             words = words[1:]  # drop the tag
         verb = words[0].upper() if words and words[0] else ""
-        rest = " ".join(words[1:])
-        handler = getattr(self, f"_cmd_{verb.lower()}", None) if verb.isalpha() else None
-        if handler is not None:
-            handler(obs, rest)
+        command = _COMMANDS.get(verb)
+        if command is not None:
+            command(self, obs, " ".join(words[1:]))
         return True
 
     def _cmd_helo(self, obs: Observation, rest: str) -> None:
         self.helo = obs.helo = rest.strip()
-
-    _cmd_ehlo = _cmd_helo
 
     def _cmd_mail(self, obs: Observation, rest: str) -> None:
         if rest.upper().startswith("FROM:"):
@@ -161,8 +159,6 @@ class Mail(Handler):
     def _cmd_starttls(self, obs: Observation, rest: str) -> None:
         self.awaiting = "STARTTLS"
 
-    _cmd_stls = _cmd_starttls
-
     def _cmd_auth(self, obs: Observation, rest: str) -> None:
         mechanism, _, initial = rest.strip().partition(" ")
         if not mechanism:
@@ -171,10 +167,8 @@ class Mail(Handler):
         if obs.auth_mechanism == "PLAIN" and initial:
             obs.auth_user = _plain_user(initial)
         else:
-            self.sasl_step = obs.auth_mechanism
+            self.sasl_step = obs.auth_mechanism or ""
         self.awaiting = "AUTH"
-
-    _cmd_authenticate = _cmd_auth
 
     def _cmd_login(self, obs: Observation, rest: str) -> None:  # IMAP LOGIN user password
         self._credentials(obs, "LOGIN")
@@ -224,3 +218,11 @@ class Mail(Handler):
             self.successor = TlsHello()  # the rest is encrypted, but its ClientHello is readable
             return False
         return True
+
+
+_COMMANDS: dict[str, Callable[[Mail, Observation, str], None]] = {
+    "HELO": Mail._cmd_helo, "EHLO": Mail._cmd_helo, "MAIL": Mail._cmd_mail, "RCPT": Mail._cmd_rcpt,
+    "DATA": Mail._cmd_data, "STARTTLS": Mail._cmd_starttls, "STLS": Mail._cmd_starttls, "AUTH": Mail._cmd_auth,
+    "AUTHENTICATE": Mail._cmd_auth, "LOGIN": Mail._cmd_login, "USER": Mail._cmd_user, "PASS": Mail._cmd_pass,
+}
+"""Client commands of SMTP, IMAP (tag dropped) and POP3 that say something the policy needs."""

@@ -27,7 +27,7 @@ TCP, UDP = 6, 17
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
 _DHCP_PORTS = (67, 68)
-_DNS_PORTS = apps.DNS_PORTS
+_DNS_PORTS: dict[int, str] = apps.DNS_PORTS
 _SERVER_PORTS = frozenset({53, 67, 123, 137, 138, 161, 443, 514, 1900, 3478, 5353, 5355})
 
 
@@ -535,27 +535,29 @@ class PacketDecoder:
         except ValueError:
             return self.skip("bad_dns", frame)
         if not msg.is_response:
-            obs = Observation(
+            query = Observation(
                 ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(src), sport, ip_text(dst), dport, proto,
                 mac_text(mac) if mac else None, vlan, host=msg.qname, qtype=msg.qtype, service=service,
             )
-            earlier = self._dns_pending.pop((src, sport, dst, dport, msg.txid), None)
+            earlier = self._dns_pending.get((src, sport, dst, dport, msg.txid))
             if earlier is not None:  # the same query again (a retry, a multicast repeat): each is reported
+                del self._dns_pending[(src, sport, dst, dport, msg.txid)]
                 self.emit(earlier)
-            self._dns_pending[(src, sport, dst, dport, msg.txid)] = obs
+            self._dns_pending[(src, sport, dst, dport, msg.txid)] = query
             return
-        obs = self._dns_pending.pop((dst, dport, src, sport, msg.txid), None)
-        if obs is None:  # a response whose query was not captured: the receiver is the client
-            obs = Observation(
+        key = (dst, dport, src, sport, msg.txid)
+        pair = self._dns_pending.pop(key) if key in self._dns_pending else None
+        if pair is None:  # a response whose query was not captured: the receiver is the client
+            pair = Observation(
                 ts, "dns", "pcap", f"{self._name}#{frame}", ip_text(dst), dport, ip_text(src), sport, proto,
                 None, vlan, host=msg.qname, qtype=msg.qtype, service=service,
             )
-        obs.rcode, obs.answers = msg.rcode, msg.answers
+        pair.rcode, pair.answers = msg.rcode, msg.answers
         if msg.qname and service == "dns":
             for addr, ttl in msg.addresses:
                 raw = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
                 self._names[raw] = (msg.qname, ts + ttl * _US + DNS_NAME_GRACE)
-        self.emit(obs)
+        self.emit(pair)
 
     def name_for(self, addr: bytes, ts: int) -> str | None:
         """The name a client looked up to reach `addr`, if an answer naming it is still fresh."""

@@ -67,18 +67,19 @@ class _FileSource:
 
 
 class CaptureSource(_FileSource):
-    """A pcap/pcapng file (plain or gzip) decoded by `PacketDecoder`."""
+    """A pcap/pcapng file (plain or gzip) decoded by `PacketDecoder` (or what `decoder` makes)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, decoder: Callable[[Emit, SkipCounter, str], PacketDecoder] = PacketDecoder) -> None:
         super().__init__(path)
         self.packets = 0
+        self._make_decoder = decoder
 
     def run(self, emit: Emit) -> None:
         """Decode every frame. A cut-off last record is counted as `truncated_capture`; a broken record
         after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
         broken before its first packet is an `InputError`. A frame the decoder fails on in a way it did
         not foresee is counted as `decoder_error` and the capture goes on."""
-        decoder = PacketDecoder(emit, self.skips, self.path.name)
+        decoder = self._make_decoder(emit, self.skips, self.path.name)
         name = self.path.name
         try:
             for frame, ts, linktype, data in read_packets(self._stream):

@@ -60,11 +60,13 @@ class Reassembler:
 
     def _drain(self, out: list[bytes]) -> None:
         """Move every held segment that now starts at or before `next` into `out`, until none does."""
+        assert self.next is not None
+        nxt = self.next
         progressed = True
         while progressed and self.pending:
             progressed = False
             for seq in list(self.pending):
-                ahead = (seq - self.next) % _MOD
+                ahead = (seq - nxt) % _MOD
                 if 0 < ahead < _HALF:
                     continue
                 data = self.pending.pop(seq)
@@ -72,5 +74,6 @@ class Reassembler:
                 skip = 0 if ahead == 0 else _MOD - ahead
                 if skip < len(data):
                     out.append(data[skip:])
-                    self.next = (self.next + len(data) - skip) % _MOD
+                    nxt = (nxt + len(data) - skip) % _MOD
                 progressed = True
+        self.next = nxt

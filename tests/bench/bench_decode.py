@@ -159,7 +159,10 @@ def write_capture(path: Path, packets: int) -> int:
 
 
 def _timed(cmd: list[str], keep_output: bool = False) -> tuple[float, int, str]:
-    """(wall seconds, peak resident memory in MB, stderr (and stdout if kept)) of a command."""
+    """(wall seconds, peak resident memory in MB, stderr (and stdout if kept)) of a command.
+
+    The peak is the child's own VmHWM, sampled until it exits: `getrusage`'s maxrss would not do, as
+    Linux carries the parent's high-water mark into a child across fork and exec."""
     start = time.perf_counter()
     if keep_output:  # a short log (Suricata's): read after the exit, it fits in the pipe
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -167,12 +170,21 @@ def _timed(cmd: list[str], keep_output: bool = False) -> tuple[float, int, str]:
     else:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         reader = proc.stderr
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    peak_kb = 0
+    status_file = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
     elapsed = time.perf_counter() - start
     stderr = reader.read() if reader else ""
-    if status != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({status}): {stderr[-500:]}")
-    return elapsed, usage.ru_maxrss // 1024, stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {stderr[-500:]}")
+    return elapsed, peak_kb // 1024, stderr
 
 
 def _suricata(path: Path, tmp: Path) -> tuple[float, float, int] | None:
@@ -200,6 +212,10 @@ def run(packets: int) -> dict[str, float]:
         count = write_capture(path, packets)
         print(f"capture: {count} packets, {path.stat().st_size / 1e6:.1f} MB (DNS, HTTPS, HTTP, SMTP+STARTTLS, "
               "QUIC, DHCP; mostly TCP data)")
+        import collector.packets
+
+        compiled = collector.packets.__file__.endswith(".so")
+        print(f"  ictwatch collector: {'compiled with mypyc' if compiled else 'pure Python'}")
         source = CaptureSource(path)
         kinds: dict[str, int] = {}
 

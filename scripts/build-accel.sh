@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Compiles the collector's decoding modules with mypyc (same source, C extension modules) when a C
+# compiler and the Python headers are there; otherwise the collector runs as pure Python. Rebuilds when
+# any module is newer than its compiled form, so an edit is never shadowed by a stale build.
+# ICTWATCH_PURE_PYTHON=1 removes the compiled modules and builds nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON_BIN:-.venv/bin/python}
+modules=(packets pcap tcp dns tls frag apps handler tls_handler mail http p2p quic dhcp logins observation skips)
+sources=("${modules[@]/#/collector/}"); sources=("${sources[@]/%/.py}")
+clean() { rm -f collector/*.so ./*__mypyc*.so; }
+if [ "${ICTWATCH_PURE_PYTHON:-}" = 1 ]; then clean; exit 0; fi
+if ! command -v gcc >/dev/null || ! "$py" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  echo "build-accel: no C compiler or Python headers: the collector runs as pure Python" >&2
+  clean; exit 0
+fi
+stale=0
+for m in "${modules[@]}"; do
+  so=$(ls collector/"$m".cpython-*.so 2>/dev/null | head -1 || true)
+  if [ -z "$so" ] || [ "collector/$m.py" -nt "$so" ]; then stale=1; fi
+done
+[ $stale = 0 ] && exit 0
+clean
+mkdir -p build
+if ! "$py" -m mypyc "${sources[@]}" > build/mypyc.log 2>&1; then
+  echo "build-accel: mypyc failed (build/mypyc.log); the collector runs as pure Python" >&2
+  tail -5 build/mypyc.log >&2
+  clean; exit 0
+fi
+echo "build-accel: collector compiled with mypyc" >&2

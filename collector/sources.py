@@ -51,6 +51,10 @@ def _open_binary(path: Path) -> tuple[BinaryIO, BinaryIO]:
     return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type]
 
 
+class _SinkFailed(Exception):
+    """Raised through the decoder when the consumer of observations fails; its cause is re-raised."""
+
+
 class _FileSource:
     """What file sources share: the open stream (gzip unwrapped), skip counts, progress, `stop()`."""
 
@@ -79,12 +83,22 @@ class CaptureSource(_FileSource):
         after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
         broken before its first packet is an `InputError`. A frame the decoder fails on in a way it did
         not foresee is counted as `decoder_error` and the capture goes on."""
-        decoder = self._make_decoder(emit, self.skips, self.path.name)
+        def sink(obs: Observation) -> None:
+            try:
+                emit(obs)
+            except BaseException as exc:  # the consumer's failure (a closed pipe...) is not the frame's
+                raise _SinkFailed from exc
+
+        decoder = self._make_decoder(sink, self.skips, self.path.name)
         name = self.path.name
+        sink_ok = True
         try:
             for frame, ts, linktype, data in read_packets(self._stream):
                 try:
                     decoder.packet(frame, ts, linktype, data)
+                except _SinkFailed as failed:
+                    sink_ok = False
+                    raise failed.__cause__ from None
                 except Exception:  # one frame must not end a capture; counted, and the count shows it
                     self.skips.skip("decoder_error", f"{name}#{frame}")
                 if self._stopped:
@@ -97,7 +111,8 @@ class CaptureSource(_FileSource):
             self.skips.skip("bad_capture_record", f"{name}#{decoder.packets + 1}")
         finally:
             self.packets = decoder.packets
-            decoder.finish()
+            if sink_ok:  # a consumer that failed is not handed the flows still open
+                decoder.finish()
             self._stream.close()
 
 

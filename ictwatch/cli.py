@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `ictwatch decode ... | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
     except ConfigError as exc:
         print(f"ictwatch: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,7 +9,11 @@ py=${PYTHON_BIN:-.venv/bin/python}
 modules=(packets pcap tcp dns tls frag apps handler tls_handler mail http p2p quic dhcp logins observation skips)
 sources=("${modules[@]/#/collector/}"); sources=("${sources[@]/%/.py}")
 site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-clean() { rm -f collector/*.so ./*__mypyc*.so "$site"/*__mypyc*.so; }
+installed="$site/ictwatch-accel.txt"  # names the shared library this script put there, and nothing else
+clean() {
+  rm -f collector/*.so ./*__mypyc*.so
+  if [ -f "$installed" ]; then rm -f "$site/$(cat "$installed")" "$installed"; fi
+}
 if [ "${ICTWATCH_PURE_PYTHON:-}" = 1 ]; then clean; exit 0; fi
 if ! command -v gcc >/dev/null || ! "$py" -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
@@ -30,5 +34,7 @@ if ! "$py" -m mypyc "${sources[@]}" > build/mypyc.log 2>&1; then
   clean; exit 0
 fi
 # mypyc's shared library is a top-level module: it goes where every entry point of the venv finds it.
-mv ./*__mypyc*.so "$site"/
+lib=$(basename ./*__mypyc*.so)
+mv "./$lib" "$site/$lib"
+echo "$lib" > "$installed"
 echo "build-accel: collector compiled with mypyc" >&2

@@ -173,3 +173,17 @@ def test_check_prints_the_effective_policy():
     proc = run_cli("check", "--config", CONFIG, check=True)
     assert "10 people; devices: 10; locations: 5" in proc.stdout
     assert '"reading": "breaks_only"' in proc.stdout
+
+
+def test_decode_into_a_closed_pipe_is_quiet():
+    """`ictwatch decode ... | head`: the reader stops early; no traceback, no skipped frames."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run(f"{sys.executable} -m ictwatch.cli decode {PCAP} | head -1", shell=True, cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ})
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "decoder_error" not in proc.stderr

@@ -16,6 +16,7 @@ import socket
 import struct
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Final
 
 from collector import apps, dhcp, dns
 from collector.frag import FragmentReassembler
@@ -23,35 +24,46 @@ from collector.observation import Observation
 from collector.skips import SkipCounter
 from collector.tcp import Reassembler
 
-TCP, UDP = 6, 17
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
-_VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
-_DHCP_PORTS = (67, 68)
-_DNS_PORTS: dict[int, str] = apps.DNS_PORTS
-_SERVER_PORTS = frozenset({53, 67, 123, 137, 138, 161, 443, 514, 1900, 3478, 5353, 5355})
+TCP: Final = 6
+UDP: Final = 17
+_FIN: Final = 0x01
+_SYN: Final = 0x02
+_RST: Final = 0x04
+_ACK: Final = 0x10
+# Final: the compiled build (mypyc) inlines these instead of looking them up for every packet.
+_VLAN_TYPES: Final = (0x8100, 0x88A8, 0x9100)
+_DHCP_PORTS: Final = (67, 68)
+_DNS_PORTS: Final[dict[int, str]] = apps.DNS_PORTS
+_SERVER_PORTS: Final = frozenset({53, 67, 123, 137, 138, 161, 443, 514, 1900, 3478, 5353, 5355})
 
 
 def _group_address(addr: bytes) -> bool:
     """Broadcast or multicast: IPv4 224/4 and 255.255.255.255, IPv6 ff00::/8."""
     return addr[0] >= 224 if len(addr) == 4 else addr[0] == 0xFF
-_IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
-_US = 1_000_000
-MAX_FLOWS = 200_000  # beyond this the oldest flow is reported and forgotten: memory stays bounded
-ACTIVE_TIMEOUT = 60 * _US  # a flow still open is reported every minute, with the counts since its last report
-TCP_CLOSE_DELAY = 5 * _US  # Zeek's tcp_close_delay: a closed flow lingers for late ACKs
-TCP_IDLE = 300 * _US  # Zeek's tcp_inactivity_timeout
-UDP_IDLE = 60 * _US  # Zeek's udp_inactivity_timeout
-DNS_WAIT = 30 * _US  # an unanswered query is reported after this
-DNS_NAME_GRACE = 3600 * _US  # a name is kept past its TTL: clients connect after the TTL runs out
-SWEEP_EVERY = _US  # expire flows once per second of capture time
+_IPV6_EXT: Final = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
+_US: Final = 1_000_000
+MAX_FLOWS: Final = 200_000  # beyond this the oldest flow is reported and forgotten: memory stays bounded
+ACTIVE_TIMEOUT: Final = 60 * _US  # a flow still open is reported every minute, with the counts since its last report
+TCP_CLOSE_DELAY: Final = 5 * _US  # Zeek's tcp_close_delay: a closed flow lingers for late ACKs
+TCP_IDLE: Final = 300 * _US  # Zeek's tcp_inactivity_timeout
+UDP_IDLE: Final = 60 * _US  # Zeek's udp_inactivity_timeout
+DNS_WAIT: Final = 30 * _US  # an unanswered query is reported after this
+DNS_NAME_GRACE: Final = 3600 * _US  # a name is kept past its TTL: clients connect after the TTL runs out
+SWEEP_EVERY: Final = _US  # expire flows once per second of capture time
 
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_TCP_SEQ = struct.Struct("!I")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+_TCP_SEQ: Final = struct.Struct("!I")
 
 
 # TCP endpoint states, after Zeek's (TCP_INACTIVE, TCP_SYN_SENT, ...): `conn_state` reads them.
-INACTIVE, SYN_SENT, SYN_ACK_SENT, ESTABLISHED, PARTIAL, CLOSED, RESET = range(7)
+INACTIVE: Final = 0
+SYN_SENT: Final = 1
+SYN_ACK_SENT: Final = 2
+ESTABLISHED: Final = 3
+PARTIAL: Final = 4
+CLOSED: Final = 5
+RESET: Final = 6
 
 
 def conn_state(flow: Flow) -> str:

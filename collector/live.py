@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -79,7 +80,7 @@ class LiveCaptureSource:
                     item = self._queue.get(timeout=self._tick_s)
                 except queue.Empty:
                     item = False
-                if item is None or (item is False and self._stopped.is_set()):
+                if item is None or (item is False and (self._stopped.is_set() or self._sniffer_died())):
                     break
                 if item:
                     decoder.packet(*item)
@@ -91,6 +92,9 @@ class LiveCaptureSource:
             self.stop()
             self.packets = decoder.packets
             decoder.finish()
+
+    def _sniffer_died(self) -> bool:
+        return self._sniffer is not None and not self._sniffer.running
 
     def stop(self) -> None:
         """Stop capturing; `run` returns after the packets already read."""
@@ -126,6 +130,13 @@ class LiveCaptureSource:
             self._queue.put(None)
 
     def _start_scapy(self) -> None:
+        try:  # the sniffer would fail in its own thread; find out here, where the caller hears of it
+            socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+        except OSError as exc:
+            raise CaptureToolError(
+                f"scapy's sniffer cannot capture ({exc.strerror}): it needs root or CAP_NET_RAW; install "
+                "dumpcap (Debian package wireshark-common) to capture without either"
+            ) from None
         from scapy.sendrecv import AsyncSniffer
 
         frames = iter(range(1, 1 << 62))

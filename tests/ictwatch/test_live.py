@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +155,56 @@ def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
     assert ("www.live.example", "http://www.live.example/hello", 200) in http
     assert ("secure.live.example", 443) in tls
     assert {(53, "udp"), (80, "tcp"), (443, "tcp")} <= flows
+
+
+UNPRIVILEGED = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all,+net_raw,+net_admin",
+                "--securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked", "--"]
+"""Runs a command with no capabilities and root's automatic ones switched off (securebits noroot): it can
+capture only through a program that carries file capabilities itself (dumpcap, as Debian sets it up)."""
+
+
+@pytest.fixture
+def dumpcap_with_file_capabilities():
+    if not (shutil.which("setcap") and shutil.which("getcap") and shutil.which("setpriv") and shutil.which("dumpcap")):
+        pytest.skip("needs setcap, getcap, setpriv and dumpcap")
+    dumpcap = shutil.which("dumpcap")
+    before = subprocess.run(["getcap", dumpcap], capture_output=True, text=True).stdout.split(" ", 1)[-1].strip()
+    sh("setcap", "cap_net_raw,cap_net_admin=ep", dumpcap)
+    yield
+    if before and before != dumpcap:
+        sh("setcap", before, dumpcap)
+    else:
+        subprocess.run(["setcap", "-r", dumpcap], capture_output=True)
+
+
+def test_the_daemon_holds_no_capture_privilege(namespaces, tmp_path, dumpcap_with_file_capabilities):
+    client_ns, server_ns, interface = namespaces
+    shutil.copytree(SCHOOL_DAY, tmp_path / "school", ignore=shutil.ignore_patterns("*.pcap", "*.log"))
+    config = tmp_path / "school" / "ictwatch.yaml"
+    env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp_path / 'store'}", "PYTHONPATH": str(ROOT)}
+    run = ["ip", "netns", "exec", client_ns, *UNPRIVILEGED, sys.executable, "-m", "ictwatch.cli", "run",
+           "--config", str(config), "--interface", interface]
+    daemon = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        lines = iter(daemon.stderr.readline, "")
+        assert any("capturing on" in line and "dumpcap" in line for line in lines)
+        time.sleep(1.5)
+        status = Path(f"/proc/{daemon.pid}/status").read_text()  # ip netns exec and setpriv exec in place
+        assert "CapEff:\t0000000000000000" in status  # the daemon itself: no capability at all
+        subprocess.run(["ip", "netns", "exec", client_ns, "ping", "-c", "2", "-i", "0.2", SERVER_IP],
+                       capture_output=True, timeout=10)
+        time.sleep(1.5)
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, err
+    assert "captured 0 packets" not in out  # dumpcap, with its own capabilities, did the capturing
+    scapy_config = tmp_path / "school" / "scapy.yaml"
+    scapy_config.write_text(config.read_text() + "collector:\n  capture_tool: scapy\n")
+    refused = subprocess.run(["ip", "netns", "exec", client_ns, *UNPRIVILEGED, sys.executable, "-m", "ictwatch.cli",
+                              "run", "--config", str(scapy_config), "--interface", interface],
+                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert refused.returncode == 1 and "needs root or CAP_NET_RAW" in refused.stderr
+

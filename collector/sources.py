@@ -1,7 +1,8 @@
 """Input sources: a capture file or a Squid log, told apart by content, each with `run(emit)`/`stop()`.
 
 `open_source(path)` looks at the first bytes: a pcap or pcapng magic (optionally inside gzip) makes a
-`CaptureSource`; text whose first non-blank line is a native Squid line makes a `SquidLogSource`.
+`CaptureSource`; text whose first non-blank line is a Suricata EVE record makes an `EveSource`, and a
+native Squid line a `SquidLogSource`.
 Anything else raises `InputError`, which the CLI reports with exit status 2. Inside a readable input,
 bad records are counted in `skips` and skipped; the source carries on.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from collector.eve import EveSource, looks_like_eve
 from collector.observation import Observation
 from collector.packets import PacketDecoder
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
@@ -135,7 +137,9 @@ class SquidLogSource(_FileSource):
                     self.skips.skip("bad_squid_line", f"{name}:{number}")
 
 
-def open_source(path: str | Path, decoder: str = "native") -> CaptureSource | SquidLogSource | TsharkCaptureSource:
+def open_source(
+    path: str | Path, decoder: str = "native"
+) -> CaptureSource | SquidLogSource | TsharkCaptureSource | EveSource:
     """Choose the source for `path` from its content; `InputError` when it is none we know. Captures go
     to the native decoder, or to tshark when `decoder` is `tshark`."""
     path = Path(path)
@@ -153,6 +157,8 @@ def open_source(path: str | Path, decoder: str = "native") -> CaptureSource | Sq
                 raise InputError(f"{path}: {exc}") from None
         return CaptureSource(path)
     first = next((ln for ln in head.decode("utf-8", "replace").splitlines() if ln.strip()), "")
+    if looks_like_eve(first):
+        return EveSource(path)
     if looks_like_squid(first):
         return SquidLogSource(path)
-    raise InputError(f"{path}: not a pcap, pcapng or Squid native-format log")
+    raise InputError(f"{path}: not a pcap, pcapng, Suricata EVE or Squid native-format log")

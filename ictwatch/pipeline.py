@@ -42,18 +42,23 @@ def replay(
     summary = ReplaySummary()
     sources = [open_source(p, decoder) for p in inputs]  # every input is checked before anything is stored
 
-    builder = BatchBuilder(_sink(engine, store, summary), batch_rows)
+    sink = _sink(engine, store, summary)
+    builder = BatchBuilder(sink, batch_rows)
+    batch_rows_in = 0
     for source in sources:
         if on_source:
             on_source(source)
-        source.run(builder.add)
-        builder.flush()
+        if isinstance(source, SquidLogSource):  # parsed a chunk at a time, straight into batches
+            batch_rows_in += source.run_batches(sink)
+        else:
+            source.run(builder.add)
+            builder.flush()
         summary.inputs.append(str(source.path))
         summary.packets += getattr(source, "packets", 0)
         summary.skipped.update(source.skips.by_reason)
     if on_source:
         on_source(None)
-    summary.observations = builder.rows_emitted
+    summary.observations = builder.rows_emitted + batch_rows_in
     return summary
 
 

@@ -23,3 +23,14 @@ def test_benchmark_quick_mode_prints_every_decoder(capsys):
         assert "ratio ictwatch in process / suricata 7 single thread (engine)" in out
     assert set(rates) == expected
     assert all(rate > 0 for rate in rates.values())
+
+
+def test_squid_benchmark_quick_mode(capsys):
+    from tests.bench import bench_squid
+
+    assert bench_squid.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "log: 20000 lines" in out
+    rates = [line for line in out.splitlines() if line.endswith("lines/s")]
+    expected = 4 if shutil.which("goaccess") else 3
+    assert len(rates) == expected and all(float(r[36:].split()[0].replace(",", "")) > 0 for r in rates)

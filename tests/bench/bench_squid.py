@@ -1,0 +1,114 @@
+"""Squid log speed, side by side with GoAccess, on the same generated log in the same run.
+
+    ./dev bench-squid                                # 1,000,000 lines (BENCH_LINES to change)
+    python -m tests.bench.bench_squid --quick        # 20,000 lines: checks it still runs (CI)
+
+Printed, in lines/s: the vectorised parse alone (chunks of the file into Arrow batches), the per-line
+reference parser (on a tenth of the file), the full import (`ictwatch replay`: parse, identity,
+categories, rules, insert into chDB; start-up included), and GoAccess 1.7 producing its HTML report
+from the same file (its Squid native format); then the import's ratio to GoAccess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from collector.squid import parse_line
+from collector.squid_batch import chunks, parse_chunk
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "fixtures" / "school-day" / "ictwatch.yaml"
+
+
+def write_log(path: Path, count: int) -> None:
+    """A school day's proxy log: staff laptops, a mix of sites, CONNECT tunnels, some denials."""
+    rng = random.Random(17)
+    hosts = ["www.bbc.co.uk", "www.gov.uk", "outlook.office365.com", "mail.yahoo.com", "www.amazon.co.uk",
+             "www.bet365.com", "www.instagram.com", "classroom.google.com", "www.youtube.com", "cdn.example.net"]
+    users = ["jcarter", "sokafor", "lnguyen", "dpatel", "tevans", "mshah", "-"]
+    lines = []
+    for i in range(count):
+        host = rng.choice(hosts)
+        if rng.random() < 0.45:
+            method, url = "CONNECT", f"{host}:443"
+        else:
+            method, url = "GET", f"http://{host}/{rng.randrange(10_000)}/page.html?x={rng.randrange(1000)}"
+        action = "TCP_DENIED/403" if host == "www.bet365.com" else rng.choice(
+            ["TCP_MISS/200", "TCP_TUNNEL/200", "TCP_HIT/200", "TCP_REFRESH_HIT/304"])
+        lines.append(f"{1781596200 + i * 0.02:.3f} {rng.randrange(1, 60_000):>6} 10.20.10.{rng.randrange(2, 250)} "
+                     f"{action} {rng.randrange(200, 500_000)} {method} {url} {rng.choice(users)} "
+                     f"HIER_DIRECT/198.51.100.{rng.randrange(1, 250)} {rng.choice(['-', 'text/html', 'image/png'])}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def run(count: int) -> dict[str, float]:
+    """Generate the log, time every reader of it, print and return lines/s."""
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        log = tmp / "access.log"
+        write_log(log, count)
+        print(f"log: {count} lines, {log.stat().st_size / 1e6:.1f} MB")
+
+        start = time.perf_counter()
+        rows = 0
+        with log.open("rb") as f:
+            for first, lines in chunks(f):
+                rows += parse_chunk(lines, first, log.name)[0].num_rows
+        results["ictwatch vectorised parse"] = _rate(count, time.perf_counter() - start)
+        assert rows == count
+
+        sample = log.read_text().splitlines()[: max(count // 10, 1)]
+        start = time.perf_counter()
+        for n, line in enumerate(sample, 1):
+            parse_line(line, f"access.log:{n}")
+        results["ictwatch per-line reference parse"] = _rate(len(sample), time.perf_counter() - start)
+
+        env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}"}
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "ictwatch.cli", "replay", "--config", str(CONFIG), str(log)],
+                       check=True, capture_output=True, env=env, cwd=ROOT)
+        results["ictwatch replay (full import)"] = _rate(count, time.perf_counter() - start)
+
+        goaccess = shutil.which("goaccess")
+        if goaccess:
+            start = time.perf_counter()
+            # GoAccess's own Squid native format, spelled out: the predefined name does not set the
+            # epoch date and time formats in 1.7.
+            subprocess.run([goaccess, str(log), "--log-format=%x.%^ %~%L %h %^/%s %b %m %U", "--date-format=%s",
+                            "--time-format=%s", "-o", str(tmp / "report.html"), "--no-progress"],
+                           check=True, capture_output=True)
+            results["goaccess 1.7 (HTML report)"] = _rate(count, time.perf_counter() - start)
+        else:
+            print("  goaccess: not installed (./dev test installs it when run as root)")
+    for name, rate in results.items():
+        print(f"{name:36} {rate:12,.0f} lines/s")
+    if "goaccess 1.7 (HTML report)" in results:
+        ratio = results["ictwatch replay (full import)"] / results["goaccess 1.7 (HTML report)"]
+        print(f"ratio ictwatch replay / goaccess: {ratio:.2f}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: `--quick` for a small run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 lines, to check it runs")
+    args = parser.parse_args(argv)
+    run(20_000 if args.quick else int(os.environ.get("BENCH_LINES", "1000000")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

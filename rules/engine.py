@@ -89,6 +89,7 @@ class Engine:
         """Subject, categories, windows and verdict for every observation in `batch`."""
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
+        self._identity.learn(df)  # leases first: a lease and its use may share a batch
         df = self._identity.annotate(df)
         df = self._categories.annotate(df)
         df = df.with_columns(self._windows).with_columns(self._matches)

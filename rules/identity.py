@@ -1,30 +1,71 @@
-"""Who and where for each observation: device, person and place.
+"""Who and where for each observation, as it was at that moment: device, person and place.
 
-This first version resolves from static facts: the device register (by the client MAC when the frame
-carried one, else by a static address reservation), the proxy's authenticated user name (which beats the
-device owner: a shared device is used by whoever logged in), and the network map (client address →
-subnet → place). Unknown is a value: rows without a match keep null device, user or location.
+The device is found by MAC in the register: the client MAC the frame carried, else the MAC that held
+the client address at that time according to the DHCP leases seen so far (an as-of join: the latest
+lease of that address that began before the observation and had not expired), else a static address
+reservation. The person is the proxy's authenticated user (a shared device is used by whoever logged
+in), else the device's owner; the place comes from the network map (client address → subnet). Unknown
+is a value: rows without a match keep null device, user or location.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 
 import polars as pl
 
 from rules.config import Device, Directory, NetworkMap
 
+DEFAULT_LEASE_S = 24 * 3600
+"""Lease length assumed when an ACK gives none."""
+KEEP_ENDED = dt.timedelta(days=7)
+"""Leases that ended longer ago than this (in observed time) are dropped from memory: inputs arrive
+somewhat out of order (a capture, then the day's proxy log), never a week late."""
+
+_LEASES = {"ip": pl.String, "lease_mac": pl.String, "lease_start": pl.Datetime("us", "UTC"),
+           "lease_end": pl.Datetime("us", "UTC"), "lease_ref": pl.String}
+
 
 class Identity:
-    """Static identity: register, directory and network map, looked up once per distinct value."""
+    """Register, directory, network map and the lease history, looked up once per distinct value."""
 
     def __init__(self, directory: Directory, devices: tuple[Device, ...], network: NetworkMap) -> None:
         self._roles = {p.username: p.role.value for p in directory.people}
         self._by_mac = {mac: d for d in devices for mac in d.macs}
         self._by_ip = {str(a): d for d in devices for a in d.addresses}
         self._nets = [(net, loc) for loc in network.locations for net in loc.subnets]
+        self.leases = pl.DataFrame(schema=_LEASES)
 
-    def _device_row(self, mac: str | None, ip: str | None) -> dict:
+    def learn(self, df: pl.DataFrame) -> None:
+        """Add the DHCP ACKs in an observation frame to the lease history."""
+        acks = df.filter((pl.col("kind") == "dhcp") & (pl.col("dhcp_type") == "ACK")
+                         & pl.col("assigned_ip").is_not_null() & pl.col("src_mac").is_not_null())
+        if acks.height == 0:
+            return
+        new = acks.select(
+            ip=pl.col("assigned_ip"), lease_mac=pl.col("src_mac"), lease_start=pl.col("ts"),
+            lease_end=pl.col("ts") + pl.duration(seconds=pl.col("lease_s").fill_null(DEFAULT_LEASE_S).cast(pl.Int64)),
+            lease_ref=pl.col("source_ref"),
+        )
+        leases = pl.concat([self.leases, new])
+        horizon = leases.get_column("lease_start").max() - KEEP_ENDED  # type: ignore[operator]
+        self.leases = leases.filter(pl.col("lease_end") >= horizon).sort("ip", "lease_start")
+
+    def _lease_macs(self, df: pl.DataFrame) -> pl.DataFrame:
+        """`lease_mac` and `lease_ref` for each row: who held its client address at its time."""
+        rows = df.select("ts", "src_ip").with_row_index("_row").sort("ts")
+        if self.leases.height == 0:
+            return rows.with_columns(lease_mac=pl.lit(None, pl.String), lease_ref=pl.lit(None, pl.String)).sort("_row")
+        found = rows.join_asof(self.leases.sort("lease_start"), left_on="ts", right_on="lease_start",
+                               by_left="src_ip", by_right="ip", strategy="backward",
+                               check_sortedness=False)  # both sorted on the time just above
+        live = pl.col("lease_end") >= pl.col("ts")
+        return found.select(
+            "_row", lease_mac=pl.when(live).then(pl.col("lease_mac")), lease_ref=pl.when(live).then(pl.col("lease_ref"))
+        ).sort("_row")
+
+    def _device_row(self, mac: str | None, ip: str | None, leased: bool) -> dict:
         device = self._by_mac.get(mac or "") or self._by_ip.get(ip or "")
         if device is None:
             return {"device": None, "device_type": None, "device_owner": None, "owner": None,
@@ -32,7 +73,8 @@ class Identity:
         return {
             "device": device.id, "device_type": device.type.value, "device_owner": device.ownership,
             "owner": device.owner, "device_registered": True,
-            "device_source": "register_mac" if mac in self._by_mac else "register_address",
+            "device_source": ("dhcp_lease" if leased else "register_mac") if mac in self._by_mac
+            else "register_address",
         }
 
     def _location_row(self, ip: str | None) -> dict:
@@ -48,17 +90,23 @@ class Identity:
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
         """Add the Subject columns to an observation frame: user, role, device, device_type, device_owner,
         device_registered, location, location_kind, identity_source (null where unknown)."""
-        keys = df.select("src_mac", "src_ip").unique()
+        leased = self._lease_macs(df)
+        df = df.with_columns(
+            _mac=pl.coalesce(pl.col("src_mac"), leased.get_column("lease_mac")),
+            _leased=pl.col("src_mac").is_null() & leased.get_column("lease_mac").is_not_null(),
+        )
+        keys = df.select("_mac", "src_ip", "_leased").unique()
         rows = [
-            {"src_mac": m, "src_ip": ip, **self._device_row(m, ip), **self._location_row(ip)}
-            for m, ip in keys.iter_rows()
+            {"_mac": m, "src_ip": ip, "_leased": lz, **self._device_row(m, ip, lz), **self._location_row(ip)}
+            for m, ip, lz in keys.iter_rows()
         ]
         lookup = pl.DataFrame(rows, schema={
-            "src_mac": pl.String, "src_ip": pl.String, "device": pl.String, "device_type": pl.String,
-            "device_owner": pl.String, "owner": pl.String, "device_registered": pl.Boolean,
+            "_mac": pl.String, "src_ip": pl.String, "_leased": pl.Boolean, "device": pl.String,
+            "device_type": pl.String, "device_owner": pl.String, "owner": pl.String, "device_registered": pl.Boolean,
             "device_source": pl.String, "location": pl.String, "location_kind": pl.String,
         })
-        out = df.join(lookup, on=["src_mac", "src_ip"], how="left", nulls_equal=True, maintain_order="left")
+        out = df.join(lookup, on=["_mac", "src_ip", "_leased"], how="left", nulls_equal=True, maintain_order="left")
+        out = out.drop("_mac", "_leased")
         user = pl.coalesce("proxy_user", "owner")
         source = pl.when(pl.col("proxy_user").is_not_null()).then(pl.lit("proxy_auth")).otherwise(
             pl.col("device_source")

@@ -39,7 +39,7 @@ ACTIVITY: tuple[Column, ...] = (
     Column("device_registered", "Bool", pa.bool_(), "whether the register knows the device"),
     Column("location", LC, _S, "named place from the network map; empty if no subnet matched"),
     Column("location_kind", LC, _S, "staff_room, office, classroom, ..."),
-    Column("identity_source", LC, _S, "evidence for the user: proxy_auth, register_mac, register_address"),
+    Column("identity_source", LC, _S, "evidence: proxy_auth, register_mac, dhcp_lease, register_address"),
     Column("kind", LC, _S, "observation kind: dns, tls, http, flow, proxy, ..."),
     Column("source", LC, _S, "input type: pcap or squid"),
     Column("source_ref", "String", _S, "input and record: file.pcap#frame or file.log:line"),

@@ -1,0 +1,111 @@
+"""Identity as it was: one address moves from a teacher's laptop to a personal phone during the day, and
+the phone's MAC roams from a classroom subnet to the staff room; every activity names the device, person
+and place of its moment, and a report made after the leases expired still shows them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import PcapWriter
+
+from collector.observation import Observation, to_table
+from ictwatch import settings
+from tests.conftest import SCHOOL_DAY, run_cli
+
+LONDON = ZoneInfo("Europe/London")
+DAY = dt.date(2026, 6, 16)
+LAPTOP_MAC, PHONE_MAC = "00:1b:21:aa:00:02", "3c:22:fb:30:00:03"  # LT-SOKAFOR, PH-RBAKER in devices.yaml
+SHARED_IP, STAFF_ROOM_IP = "10.20.10.50", "10.20.1.40"
+
+
+def at(clock: str) -> dt.datetime:
+    return dt.datetime.combine(DAY, dt.time.fromisoformat(clock), LONDON)
+
+
+def us(clock: str) -> int:
+    return int(at(clock).timestamp() * 1_000_000)
+
+
+def ack(clock: str, mac: str, ip: str, lease_s: int) -> Observation:
+    return Observation(us(clock), "dhcp", "pcap", f"day.pcap#{clock}", "10.20.0.1", 67, ip, 68, "udp", mac,
+                       dhcp_type="ACK", assigned_ip=ip, lease_s=lease_s)
+
+
+def proxy(clock: str, ip: str, host: str = "www.bbc.co.uk") -> Observation:
+    return Observation(us(clock), "proxy", "squid", f"access.log:{clock}", ip, None, None, 443, "tcp", host=host,
+                       method="CONNECT", url=f"{host}:443")
+
+
+EVENTS = [
+    ack("08:00", LAPTOP_MAC, SHARED_IP, 3600),
+    proxy("08:30", SHARED_IP),  # the laptop's
+    ack("09:10", PHONE_MAC, SHARED_IP, 3600),  # the laptop left; the address goes to a phone
+    proxy("09:40", SHARED_IP, "www.facebook.com"),  # the phone's, in the classroom block
+    ack("11:00", PHONE_MAC, STAFF_ROOM_IP, 1800),  # the phone roams to the staff room
+    proxy("11:10", STAFF_ROOM_IP),
+    proxy("11:15", SHARED_IP),  # the phone's lease of this address ended at 10:10: unknown
+    proxy("12:00", STAFF_ROOM_IP),  # the staff-room lease ended at 11:30: unknown
+]
+
+
+def test_every_activity_names_the_device_of_its_moment():
+    engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
+    df = engine.evaluate(to_table(EVENTS))
+    got = [(r["source_ref"], r["device"], r["user"], r["location"], r["identity_source"])
+           for r in df.iter_rows(named=True) if r["kind"] == "proxy"]
+    assert got == [
+        ("access.log:08:30", "LT-SOKAFOR", "sokafor", "Classroom block", "dhcp_lease"),
+        ("access.log:09:40", "PH-RBAKER", "rbaker", "Classroom block", "dhcp_lease"),
+        ("access.log:11:10", "PH-RBAKER", "rbaker", "Staff room", "dhcp_lease"),
+        ("access.log:11:15", None, None, "Classroom block", None),
+        ("access.log:12:00", None, None, "Staff room", None),
+    ]
+    facebook = df.filter(df.get_column("host") == "www.facebook.com").row(0, named=True)
+    assert facebook["rule_ids"] == ["personal-use-restricted-hours"]  # rbaker's phone, in a classroom
+
+
+def test_leases_learnt_in_one_batch_serve_the_next():
+    engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
+    engine.evaluate(to_table(EVENTS[:1]))
+    (row,) = engine.evaluate(to_table([proxy("08:45", SHARED_IP)])).iter_rows(named=True)
+    assert (row["device"], row["user"]) == ("LT-SOKAFOR", "sokafor")
+
+
+def test_report_made_after_the_leases_expired(tmp_path):
+    """End to end: DHCP in a capture, requests in a Squid log, replayed; the report, made when none of
+    the leases is current any more, shows each request's device and place as they were."""
+    pcap = tmp_path / "dhcp.pcap"
+    writer = PcapWriter(str(pcap), linktype=1)
+    for e in EVENTS:
+        if e.kind == "dhcp":
+            frame = Ether(src="00:00:5e:00:01:01", dst=e.src_mac) / IP(src="10.20.0.1", dst=e.assigned_ip) / UDP(
+                sport=67, dport=68) / BOOTP(op=2, xid=1, yiaddr=e.assigned_ip,
+                                            chaddr=bytes.fromhex(e.src_mac.replace(":", "")) + bytes(10)) / DHCP(
+                options=[("message-type", "ack"), ("lease_time", e.lease_s), "end"])
+            frame.time = e.ts_us / 1e6
+            writer.write(frame)
+    writer.close()
+    log = tmp_path / "access.log"
+    log.write_text("".join(
+        f"{e.ts_us / 1e6:.3f} 10 {e.src_ip} TCP_TUNNEL/200 500 CONNECT {e.host}:443 - HIER_DIRECT/192.0.2.1 -\n"
+        for e in EVENTS if e.kind == "proxy"))
+    store = tmp_path / "store"
+    run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", pcap, log, store=store, check=True)
+    out = tmp_path / "rbaker.html"
+    run_cli("report", "--config", SCHOOL_DAY / "ictwatch.yaml", "--user", "rbaker", "--from", "2026-06-16", "--to",
+            "2026-06-16", "--requested-by", "jcarter", "--reason", "review", "-o", out, store=store, check=True)
+    html = out.read_text()
+    assert html.count("PH-RBAKER") >= 2 and "Staff room" in html and "Classroom block" in html
+    assert "www.facebook.com" in html and "LT-SOKAFOR" not in html
+
+
+def test_long_ended_leases_are_forgotten():
+    engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
+    old = ack("08:00", LAPTOP_MAC, SHARED_IP, 3600)
+    old.ts_us -= 10 * 86_400_000_000  # ten days earlier
+    engine.evaluate(to_table([old, ack("08:00", PHONE_MAC, STAFF_ROOM_IP, 3600)]))
+    assert engine._identity.leases.get_column("lease_mac").to_list() == [PHONE_MAC]

@@ -44,6 +44,8 @@ def parse_line(line: str, source_ref: str) -> Observation:
 
 
 def _host_port(method: str, url: str) -> tuple[str | None, int | None]:
+    if url.startswith("error:"):  # Squid's pseudo-URL for a transaction that never became a request
+        return None, None
     if method == "CONNECT" or "://" not in url:
         host, _, port = url.rpartition(":")
         if not host:

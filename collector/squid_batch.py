@@ -69,12 +69,14 @@ def _observations(df: pl.DataFrame, name: str) -> pa.Table:
     bare_host = pl.when(has_colon).then(pl.col("url").str.replace(r":[^:]*$", "")).otherwise(pl.col("url"))
     bare_port = pl.when(has_colon).then(pl.col("url").str.extract(r":([^:]*)$")).otherwise(None)
     bare_host = bare_host.str.strip_chars("[]").str.to_lowercase()
-    host = pl.when(connect).then(pl.when(bare_host == "").then(None).otherwise(bare_host)).otherwise(
+    pseudo = pl.col("url").str.starts_with("error:")  # a transaction that never became a request
+    host = pl.when(pseudo).then(None).when(connect).then(
+        pl.when(bare_host == "").then(None).otherwise(bare_host)).otherwise(
         pl.when(url_host.str.strip_chars("[]") == "").then(None).otherwise(
             url_host.str.strip_chars("[]").str.to_lowercase()))
     default = scheme.str.to_lowercase().replace_strict(_DEFAULT_PORTS, default=None, return_dtype=pl.Int64)
     url_port_int = url_port.cast(pl.Int64, strict=False)
-    port = pl.when(connect).then(bare_port.cast(pl.Int64, strict=False)).otherwise(
+    port = pl.when(pseudo).then(None).when(connect).then(bare_port.cast(pl.Int64, strict=False)).otherwise(
         pl.when(url_port_int.is_not_null() & (url_port_int > 0) & (url_port_int <= 65535)).then(url_port_int)
         .otherwise(default))
     peer = pl.col("hierarchy").str.replace(r"^[^/]*/?", "")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite and benchmarks drive for real: tshark, GoAccess, and
+# Installs the Debian packages the test suite and benchmarks drive for real: tshark, Squid, GoAccess, and
 # Suricata 7 (from <codename>-backports, enabled from the machine's own Debian source by enable-backports.sh).
 # Runs apt only as root and only for what is missing; otherwise says what the tests will skip.
 set -euo pipefail
-packages=(tshark suricata goaccess)
+packages=(tshark suricata goaccess squid openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -64,3 +64,9 @@ def test_garbage_line_in_a_log_is_counted_and_skipped(tmp_path):
     source.run(out.append)
     assert [o.source_ref for o in out] == ["access.log:1", "access.log:3"]
     assert source.skips.by_reason == {"bad_squid_line": 1}
+
+
+def test_transaction_that_never_became_a_request_names_no_host():
+    o = parse_line("1795901392.2 0 127.0.0.1 NONE_NONE/000 0 NONE error:transaction-end-before-headers - HIER_NONE/- -",
+                   "a:1")
+    assert (o.host, o.dst_port, o.status, o.method) == (None, None, None, "NONE")

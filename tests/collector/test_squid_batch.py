@@ -68,6 +68,7 @@ def test_awkward_lines():
         "1781596202 5 fe80::1 TCP_HIT/200 10 GET ftp://files.example/x - NONE/- - extra fields here",
         "   ", "garbage line", "1781596202.1 5 10.0.0.1 TCP_MISS/2x0 1 GET http://a/ - DIRECT/1.1.1.1 -",
         "1781596202.1 5 10.0.0.1 TCP_MISS/200 1 GET http:///nohost - DIRECT/1.1.1.1 -",
+        "1781596202.1 0 127.0.0.1 NONE_NONE/000 0 NONE error:transaction-end-before-headers - HIER_NONE/- -",
     ]
     compare(lines, "awkward.log")
 

@@ -1,0 +1,134 @@
+"""A real Squid (Debian's) on loopback: a forward proxy with basic authentication in front of a local web
+server, one site denied by an ACL. Its access log, replayed, must name the user, the host and the denial.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SCHOOL_DAY, run_cli
+
+SQUID = shutil.which("squid") or "/usr/sbin/squid"
+pytestmark = pytest.mark.skipif(not Path(SQUID).exists() or not Path("/usr/lib/squid/basic_ncsa_auth").exists(),
+                                reason="Squid is not installed (./dev test installs it when run as root)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the standard library's name
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<p>lesson plan</p>")
+
+    def log_message(self, *args):
+        pass
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    hashed = subprocess.run(["openssl", "passwd", "-apr1", password], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    return f"{user}:{hashed}\n"
+
+
+@pytest.fixture
+def squid(tmp_path):
+    web = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    port = free_port()
+    # Squid drops to its own user: its files live in a directory that user can reach (pytest's are private)
+    root = Path(tempfile.mkdtemp(prefix="ictwatch-squid-"))
+    os.chmod(root, 0o777)
+    (root / "passwd").write_text(htpasswd_line("jcarter", "correct horse"))
+    conf = root / "squid.conf"
+    conf.write_text(f"""
+http_port 127.0.0.1:{port}
+pid_filename {root}/squid.pid
+access_log stdio:{root}/access.log squid
+cache_log {root}/cache.log
+cache deny all
+coredump_dir {root}
+shutdown_lifetime 0 seconds
+auth_param basic program /usr/lib/squid/basic_ncsa_auth {root}/passwd
+auth_param basic realm ictwatch test
+acl staff proxy_auth REQUIRED
+acl gambling dstdomain .casino.test
+http_access deny !staff
+http_access deny gambling
+http_access allow staff
+http_access deny all
+hosts_file {root}/hosts
+""")
+    (root / "hosts").write_text("127.0.0.1 lessons.test www.casino.test\n")
+    proc = subprocess.Popen([SQUID, "-N", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 30
+    cache_log = root / "cache.log"
+    while time.time() < deadline:  # not a probe connection: Squid would log it as a request
+        if cache_log.exists() and "Accepting HTTP Socket connections" in cache_log.read_text():
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        pytest.fail(f"squid did not start: {out[-2000:]}")
+    yield port, web.server_address[1], root
+    proc.terminate()
+    proc.wait(timeout=30)
+    web.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def fetch(proxy_port: int, url: str, auth: str | None) -> int:
+    handler = urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{proxy_port}"})
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Proxy-Authorization", "Basic " + b64encode(auth.encode()).decode())
+    try:
+        return urllib.request.build_opener(handler).open(request, timeout=10).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_activities_name_the_user_host_and_denial(squid, tmp_path):
+    proxy_port, web_port, root = squid
+    assert fetch(proxy_port, f"http://lessons.test:{web_port}/plan.html", "jcarter:correct horse") == 200
+    assert fetch(proxy_port, f"http://www.casino.test:{web_port}/bet", "jcarter:correct horse") == 403
+    assert fetch(proxy_port, f"http://lessons.test:{web_port}/plan.html", None) == 407
+    log = root / "access.log"
+    deadline = time.time() + 10
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    store = tmp_path / "store"
+    run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", log, store=store, check=True)
+    from storage.store import Store
+
+    db = Store(f"chdb://{store}")
+    try:
+        rows = db.activity(None, None, None).to_dicts()
+    finally:
+        db.close()
+    seen = sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8]) for r in rows)
+    assert seen == [
+        ("", "lessons.test", 407, True, "TCP_DENI"),  # no credentials: refused, nobody named
+        ("jcarter", "lessons.test", 200, False, "TCP_MISS"),  # TCP_MISS, or TCP_MISS_ABORTED as urllib hangs up
+        ("jcarter", "www.casino.test", 403, True, "TCP_DENI"),  # authenticated, then denied by the ACL
+    ]
+    assert all(r["src_ip"] == "127.0.0.1" and r["kind"] == "proxy" for r in rows)

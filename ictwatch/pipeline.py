@@ -41,6 +41,7 @@ def replay(
     """Run every input through the engine into `store`; bad records are skipped and counted."""
     summary = ReplaySummary()
     sources = [open_source(p, decoder) for p in inputs]  # every input is checked before anything is stored
+    engine.identity.add(store.leases())  # identity as it was, whatever was replayed or captured before
 
     sink = _sink(engine, store, summary)
     builder = BatchBuilder(sink, batch_rows)
@@ -65,6 +66,7 @@ def replay(
 def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0) -> ReplaySummary:
     """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old."""
     summary = ReplaySummary(inputs=[source.interface])
+    engine.identity.add(store.leases())
     builder = BatchBuilder(_sink(engine, store, summary), max_age_s=max_age_s)
     source.run(builder.add, on_tick=builder.tick)
     builder.flush()
@@ -77,6 +79,8 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
 def _sink(engine: Engine, store: Store, summary: ReplaySummary) -> Callable[[pa.Table], None]:
     def on_batch(table: pa.Table) -> None:
         df = engine.evaluate(table)
+        if engine.new_leases is not None:
+            store.insert_leases(engine.new_leases)
         summary.verdicts.update(df.get_column("verdict").to_list())
         summary.denied += int(df.get_column("denied").sum())
         summary.stored += store.insert_activity(df)

@@ -84,12 +84,19 @@ class Engine:
         self._identity = identity
         self._windows = window_columns(policy.calendar, policy)
         self._matches = [compile_condition(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
+        self.new_leases: pl.DataFrame | None = None
+        """Leases the last `evaluate` learnt from DHCP, for the store."""
+
+    @property
+    def identity(self) -> Identity:
+        """The identity resolver (its lease history can be loaded from storage)."""
+        return self._identity
 
     def evaluate(self, batch: pa.Table) -> pl.DataFrame:
         """Subject, categories, windows and verdict for every observation in `batch`."""
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
-        self._identity.learn(df)  # leases first: a lease and its use may share a batch
+        self.new_leases = self._identity.learn(df)  # leases first: a lease and its use may share a batch
         df = self._identity.annotate(df)
         df = self._categories.annotate(df)
         df = df.with_columns(self._windows).with_columns(self._matches)

@@ -37,18 +37,25 @@ class Identity:
         self._nets = [(net, loc) for loc in network.locations for net in loc.subnets]
         self.leases = pl.DataFrame(schema=_LEASES)
 
-    def learn(self, df: pl.DataFrame) -> None:
-        """Add the DHCP ACKs in an observation frame to the lease history."""
+    def learn(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Add the DHCP ACKs in an observation frame to the lease history; returns the new leases."""
         acks = df.filter((pl.col("kind") == "dhcp") & (pl.col("dhcp_type") == "ACK")
                          & pl.col("assigned_ip").is_not_null() & pl.col("src_mac").is_not_null())
         if acks.height == 0:
-            return
+            return pl.DataFrame(schema=_LEASES)
         new = acks.select(
             ip=pl.col("assigned_ip"), lease_mac=pl.col("src_mac"), lease_start=pl.col("ts"),
             lease_end=pl.col("ts") + pl.duration(seconds=pl.col("lease_s").fill_null(DEFAULT_LEASE_S).cast(pl.Int64)),
             lease_ref=pl.col("source_ref"),
         )
-        leases = pl.concat([self.leases, new])
+        self.add(new)
+        return new
+
+    def add(self, leases: pl.DataFrame) -> None:
+        """Add known leases (learnt now, or stored earlier) to the history."""
+        if leases.height == 0:
+            return
+        leases = pl.concat([self.leases, leases.select(list(_LEASES)).cast(_LEASES)]).unique(maintain_order=True)
         horizon = leases.get_column("lease_start").max() - KEEP_ENDED  # type: ignore[operator]
         self.leases = leases.filter(pl.col("lease_end") >= horizon).sort("ip", "lease_start")
 

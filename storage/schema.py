@@ -85,14 +85,47 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def activity_ddl(database: str) -> str:
-    """CREATE TABLE statement for `activity` (idempotent)."""
+LEASES: tuple[Column, ...] = (
+    Column("ip", "String", _S, "the leased address"),
+    Column("mac", "String", _S, "the client hardware address that held it"),
+    Column("lease_start", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when the lease was granted (ACK)",
+           "CODEC(Delta, ZSTD(1))"),
+    Column("lease_end", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when it ran out"),
+    Column("evidence", "String", _S, "where it was seen: capture#frame"),
+)
+LEASES_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in LEASES])
+"""Arrow schema of an insert into `leases`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table: its columns and the clauses after them."""
+
+    name: str
+    columns: tuple[Column, ...]
+    layout: str
+    comment: str
+
+
+TABLES = (
+    Table("activity", ACTIVITY, "ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (user, ts)",
+          "one row per observation, with who, where and the policy verdict"),
+    Table("leases", LEASES, "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(lease_start)\n"
+                            "ORDER BY (ip, lease_start, mac)",
+          "address to MAC history from DHCP, so identity resolves as it was at any time"),
+)
+
+
+def table_ddl(table: Table, database: str) -> str:
+    """CREATE TABLE statement for `table` (idempotent)."""
     cols = ",\n".join(
         f"    `{c.name}` {c.ch_type}{' ' + c.codec if c.codec else ''} COMMENT {sql_string(c.comment)}"
-        for c in ACTIVITY
+        for c in table.columns
     )
-    return (
-        f"CREATE TABLE IF NOT EXISTS {database}.activity (\n{cols}\n)\n"
-        "ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (user, ts)\n"
-        "COMMENT 'one row per observation, with who, where and the policy verdict'"
-    )
+    return (f"CREATE TABLE IF NOT EXISTS {database}.{table.name} (\n{cols}\n)\n{table.layout}\n"
+            f"COMMENT {sql_string(table.comment)}")
+
+
+def activity_ddl(database: str) -> str:
+    """CREATE TABLE statement for `activity` (idempotent)."""
+    return table_ddl(TABLES[0], database)

@@ -12,7 +12,7 @@ import clickhouse_connect
 import polars as pl
 import pyarrow as pa
 
-from storage.schema import ACTIVITY, ACTIVITY_ARROW, activity_ddl
+from storage.schema import ACTIVITY, ACTIVITY_ARROW, LEASES_ARROW, TABLES, table_ddl
 
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 
@@ -30,7 +30,26 @@ class Store:
     def migrate(self) -> None:
         """Create the database and tables if they are missing (safe to run every start)."""
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-        self._client.command(activity_ddl(self.database))
+        for table in TABLES:
+            self._client.command(table_ddl(table, self.database))
+
+    def insert_leases(self, leases: pl.DataFrame) -> int:
+        """Store leases learnt from DHCP (columns ip, lease_mac, lease_start, lease_end, lease_ref)."""
+        if leases.height == 0:
+            return 0
+        table = leases.select(
+            "ip", pl.col("lease_mac").alias("mac"), "lease_start", "lease_end", pl.col("lease_ref").alias("evidence")
+        ).to_arrow().cast(LEASES_ARROW)
+        self._client.insert_arrow(f"{self.database}.leases", table)
+        return table.num_rows
+
+    def leases(self) -> pl.DataFrame:
+        """Every stored lease, in the shape the identity keeps them (deduplicated)."""
+        sql = (f"SELECT DISTINCT ip, mac AS lease_mac, lease_start, lease_end, evidence AS lease_ref "
+               f"FROM {self.database}.leases ORDER BY ip, lease_start")
+        result = pl.from_arrow(self._client.query_arrow(sql))
+        assert isinstance(result, pl.DataFrame)
+        return result
 
     def insert_activity(self, df: pl.DataFrame) -> int:
         """Insert an engine batch; returns the number of rows written."""

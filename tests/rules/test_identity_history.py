@@ -109,3 +109,40 @@ def test_long_ended_leases_are_forgotten():
     old.ts_us -= 10 * 86_400_000_000  # ten days earlier
     engine.evaluate(to_table([old, ack("08:00", PHONE_MAC, STAFF_ROOM_IP, 3600)]))
     assert engine._identity.leases.get_column("lease_mac").to_list() == [PHONE_MAC]
+
+
+def test_leases_are_stored_and_serve_a_later_replay(tmp_path):
+    """The capture with the DHCP exchange is replayed first; the day's Squid log later, by another
+    process: the leases come back from the store, so the proxy lines still name the right devices."""
+    from storage.store import Store
+
+    pcap = tmp_path / "dhcp.pcap"
+    writer = PcapWriter(str(pcap), linktype=1)
+    for e in EVENTS:
+        if e.kind == "dhcp":
+            frame = Ether(src="00:00:5e:00:01:01", dst=e.src_mac) / IP(src="10.20.0.1", dst=e.assigned_ip) / UDP(
+                sport=67, dport=68) / BOOTP(op=2, xid=1, yiaddr=e.assigned_ip,
+                                            chaddr=bytes.fromhex(e.src_mac.replace(":", "")) + bytes(10)) / DHCP(
+                options=[("message-type", "ack"), ("lease_time", e.lease_s), "end"])
+            frame.time = e.ts_us / 1e6
+            writer.write(frame)
+    writer.close()
+    log = tmp_path / "access.log"
+    log.write_text("".join(
+        f"{e.ts_us / 1e6:.3f} 10 {e.src_ip} TCP_TUNNEL/200 500 CONNECT {e.host}:443 - HIER_DIRECT/192.0.2.1 -\n"
+        for e in EVENTS if e.kind == "proxy"))
+    store = tmp_path / "store"
+    config = SCHOOL_DAY / "ictwatch.yaml"
+    run_cli("replay", "--config", config, pcap, store=store, check=True)
+    run_cli("replay", "--config", config, pcap, store=store, check=True)  # again: leases are not doubled
+    run_cli("replay", "--config", config, log, store=store, check=True)
+    db = Store(f"chdb://{store}")
+    try:
+        rows = db.activity(None, None, None).filter(kind="proxy").sort("ts").to_dicts()
+        leases = db.leases()
+    finally:
+        db.close()
+    assert [(r["device"], r["location"]) for r in rows] == [
+        ("LT-SOKAFOR", "Classroom block"), ("PH-RBAKER", "Classroom block"), ("PH-RBAKER", "Staff room"),
+        ("", "Classroom block"), ("", "Staff room")]
+    assert leases.height == 3

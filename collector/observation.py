@@ -30,7 +30,7 @@ class Observation:
     kind: str
     """One of KINDS."""
     source: str
-    """The input type: `pcap`, `squid` or `suricata` (EVE JSON)."""
+    """The input type: `pcap`, `squid`, `suricata` (EVE JSON), `dhcpd` or `dnsmasq` (lease files)."""
     source_ref: str
     """Where it came from: `file.pcap#N` (1-based frame number, as Wireshark counts) or `file.log:N`."""
     src_ip: str | None = None

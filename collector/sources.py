@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from collector import squid_batch
 from collector.eve import EveSource, looks_like_eve
+from collector.leasefiles import LeaseFileSource, looks_like_lease_file
 from collector.observation import Observation
 from collector.packets import PacketDecoder
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
@@ -152,7 +153,7 @@ class SquidLogSource(_FileSource):
 
 def open_source(
     path: str | Path, decoder: str = "native"
-) -> CaptureSource | SquidLogSource | TsharkCaptureSource | EveSource:
+) -> CaptureSource | SquidLogSource | TsharkCaptureSource | EveSource | LeaseFileSource:
     """Choose the source for `path` from its content; `InputError` when it is none we know. Captures go
     to the native decoder, or to tshark when `decoder` is `tshark`."""
     path = Path(path)
@@ -169,9 +170,13 @@ def open_source(
             except TsharkUnavailable as exc:
                 raise InputError(f"{path}: {exc}") from None
         return CaptureSource(path)
-    first = next((ln for ln in head.decode("utf-8", "replace").splitlines() if ln.strip()), "")
+    text = head.decode("utf-8", "replace")
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
     if looks_like_eve(first):
         return EveSource(path)
+    lease_kind = looks_like_lease_file(text)
+    if lease_kind is not None:
+        return LeaseFileSource(path, lease_kind)
     if looks_like_squid(first):
         return SquidLogSource(path)
-    raise InputError(f"{path}: not a pcap, pcapng, Suricata EVE or Squid native-format log")
+    raise InputError(f"{path}: not a pcap, pcapng, Suricata EVE, DHCP lease file or Squid native-format log")

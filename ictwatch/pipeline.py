@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from collector.eve import EveSource
+from collector.leasefiles import LeaseFileSource
 from collector.live import LiveCaptureSource
 from collector.observation import BatchBuilder
 from collector.sources import CaptureSource, SquidLogSource, open_source
@@ -17,7 +18,8 @@ from collector.tshark import TsharkCaptureSource
 from rules.engine import Engine
 from storage.store import Store
 
-ProgressHook = Callable[[CaptureSource | SquidLogSource | TsharkCaptureSource | EveSource | None], None]
+ProgressHook = Callable[[CaptureSource | SquidLogSource | TsharkCaptureSource | EveSource | LeaseFileSource | None],
+                        None]
 
 
 @dataclass

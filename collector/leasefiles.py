@@ -1,0 +1,126 @@
+"""DHCP servers' lease files as identity evidence: ISC dhcpd (`dhcpd.leases`) and dnsmasq (`dnsmasq.leases`).
+
+Each lease becomes a `dhcp` observation of type ACK (address, MAC, host name, start, length), the same
+shape a DHCP ACK seen on the wire gives, so it joins the same lease history. Pure parsers: text in,
+observations out; a malformed lease raises `ValueError` naming the field, and the source counts it.
+
+- ISC dhcpd: `lease ADDR { starts W YYYY/MM/DD HH:MM:SS; ends ...; hardware ethernet MAC;
+  client-hostname "NAME"; ... }` blocks, times in UTC (dhcpd's default `db-time-format`). Free or
+  released leases (`binding state free`) are not evidence of anyone holding the address and are skipped.
+- dnsmasq: `EXPIRY MAC ADDR NAME CLIENT-ID` per line; the file gives the expiry only, so the start is the
+  expiry less the configured lease length (`lease_s`, one hour by default, as dnsmasq's own default).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from collector.observation import Observation
+from collector.skips import SkipCounter
+
+_UTC = dt.UTC
+_BLOCK = re.compile(r"lease\s+(\S+)\s*\{(.*?)\}", re.S)
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _isc_time(value: str) -> dt.datetime:
+    parts = value.split()
+    if len(parts) != 3:
+        raise ValueError(f"bad lease time: {value!r}")
+    return dt.datetime.strptime(f"{parts[1]} {parts[2]}", "%Y/%m/%d %H:%M:%S").replace(tzinfo=_UTC)
+
+
+def isc_leases(text: str, name: str) -> list[Observation]:
+    """Observations for the held leases of a dhcpd.leases file. dhcpd appends a new record each time a
+    lease changes; every record is kept, since each is evidence for its own period."""
+    found = (isc_lease(m.group(1), m.group(2), f"{name}#lease{n}") for n, m in enumerate(_BLOCK.finditer(text), 1))
+    return [obs for obs in found if obs is not None]
+
+
+def isc_lease(ip: str, body: str, ref: str) -> Observation | None:
+    """One `lease ADDR { ... }` record; None for a lease nobody holds (free, released)."""
+    fields: dict[str, str] = {}
+    for statement in body.split(";"):
+        words = statement.strip().split(None, 1)
+        if len(words) == 2:
+            key = f"{words[0]} {words[1].split()[0]}" if words[0] in ("hardware", "binding") else words[0]
+            fields.setdefault(key, words[1])
+    state = fields.get("binding state", "")
+    if "free" in state or "released" in state or "abandoned" in state:
+        return None
+    mac = fields.get("hardware ethernet", "").split()[-1].lower() if "hardware ethernet" in fields else ""
+    if not _MAC.match(mac):
+        raise ValueError(f"{ref}: bad hardware ethernet: {mac[:30]!r}")
+    if "starts" not in fields or "ends" not in fields:
+        raise ValueError(f"{ref}: no starts/ends")
+    host = fields.get("client-hostname", "").strip('"') or None
+    return _ack(_isc_time(fields["starts"]), _isc_time(fields["ends"]), ip, mac, host, ref, "dhcpd")
+
+
+def dnsmasq_lease(line: str, ref: str, lease_s: int = 3600) -> Observation:
+    """One line of a dnsmasq.leases file."""
+    parts = line.split()
+    if len(parts) < 4 or not parts[0].isdigit():
+        raise ValueError(f"bad dnsmasq lease line: {line[:60]!r}")
+    mac = parts[1].lower()
+    if not _MAC.match(mac):
+        raise ValueError(f"bad MAC: {mac[:30]!r}")
+    end = dt.datetime.fromtimestamp(int(parts[0]), _UTC)
+    host = None if parts[3] == "*" else parts[3]
+    return _ack(end - dt.timedelta(seconds=lease_s), end, parts[2], mac, host, ref, "dnsmasq")
+
+
+def _ack(start: dt.datetime, end: dt.datetime, ip: str, mac: str, host: str | None, ref: str,
+         source: str) -> Observation:
+    return Observation(
+        int(start.timestamp() * 1_000_000), "dhcp", source, ref, None, None, ip, None, "udp", mac,
+        host=host, hostname=host, dhcp_type="ACK", assigned_ip=ip, lease_s=int((end - start).total_seconds()),
+        service="dhcp",
+    )
+
+
+def looks_like_lease_file(text: str) -> str | None:
+    """`dhcpd` or `dnsmasq` when the start of a file is one of theirs."""
+    stripped = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).lstrip()
+    if stripped.startswith(("lease ", "authoring-byte-order", "server-duid")) and "{" in stripped:
+        return "dhcpd"
+    first = stripped.split("\n", 1)[0].split()
+    if len(first) >= 4 and first[0].isdigit() and _MAC.match(first[1].lower() if len(first) > 1 else ""):
+        return "dnsmasq"
+    return None
+
+
+class LeaseFileSource:
+    """A dhcpd or dnsmasq lease file; `run(emit)` / `stop()` like every source."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        self.skips = SkipCounter()
+
+    def run(self, emit: Callable[[Observation], None]) -> None:
+        """Emit one ACK observation per lease; count and skip malformed ones."""
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        if self.kind == "dhcpd":
+            for number, match in enumerate(_BLOCK.finditer(text), 1):
+                ref = f"{self.path.name}#lease{number}"
+                try:
+                    obs = isc_lease(match.group(1), match.group(2), ref)
+                except ValueError:
+                    self.skips.skip("bad_lease", ref)
+                    continue
+                if obs is not None:
+                    emit(obs)
+            return
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not line.startswith("#"):
+                try:
+                    emit(dnsmasq_lease(line, f"{self.path.name}:{number}"))
+                except ValueError:
+                    self.skips.skip("bad_lease", f"{self.path.name}:{number}")
+
+    def stop(self) -> None:
+        """Lease files are read whole; nothing to stop."""

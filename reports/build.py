@@ -75,5 +75,16 @@ def _row(r: dict) -> ActivityRow:
         location=r["location"] or UNKNOWN, host=r["host"] or r["dst_ip"], url=r["url"] or r["sni"],
         categories=tuple(r["categories"]), verdict=r["verdict"], rule_ids=tuple(r["rule_ids"]),
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
-        source_ref=r["source_ref"], denied=r["denied"],
+        source_ref=r["source_ref"], denied=r["denied"], identified_by=_identified_by(r),
     )
+
+
+_EVIDENCE = {"proxy_auth": "proxy login", "register_mac": "registered device (MAC)",
+             "dhcp_lease": "DHCP lease of the address", "register_address": "reserved address"}
+
+
+def _identified_by(r: dict) -> str:
+    source = _EVIDENCE.get(r["identity_source"] or "", "not identified")
+    if r.get("mac_randomised") and not r["identity_source"]:
+        source = "not identified (private Wi-Fi MAC)"
+    return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source

@@ -44,6 +44,8 @@ class ActivityRow:
     reasons: tuple[str, ...] = ()
     source_ref: str = ""
     denied: bool = False
+    identified_by: str = ""
+    """How the person was known (login, registered MAC, DHCP lease, address) and how sure that is."""
 
 
 @dataclass(frozen=True, slots=True)

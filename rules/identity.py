@@ -35,6 +35,7 @@ class Identity:
         self._by_mac = {mac: d for d in devices for mac in d.macs}
         self._by_ip = {str(a): d for d in devices for a in d.addresses}
         self._nets = [(net, loc) for loc in network.locations for net in loc.subnets]
+        self._vlans = {loc.vlan: loc for loc in network.locations if loc.vlan is not None}
         self.leases = pl.DataFrame(schema=_LEASES)
 
     def learn(self, df: pl.DataFrame) -> pl.DataFrame:
@@ -84,14 +85,18 @@ class Identity:
             else "register_address",
         }
 
-    def _location_row(self, ip: str | None) -> dict:
+    def _location_row(self, ip: str | None, vlan: int | None) -> dict:
+        """The place of a client address (its subnet), else of the VLAN its frames were tagged with."""
         try:
             addr = ipaddress.ip_address(ip or "")
         except ValueError:
-            return {"location": None, "location_kind": None}
+            addr = None
         for net, loc in self._nets:
-            if addr.version == net.version and addr in net:
+            if addr is not None and addr.version == net.version and addr in net:
                 return {"location": loc.name, "location_kind": loc.kind.value}
+        loc = self._vlans.get(vlan) if vlan is not None else None
+        if loc is not None:
+            return {"location": loc.name, "location_kind": loc.kind.value}
         return {"location": None, "location_kind": None}
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
@@ -102,25 +107,36 @@ class Identity:
             _mac=pl.coalesce(pl.col("src_mac"), leased.get_column("lease_mac")),
             _leased=pl.col("src_mac").is_null() & leased.get_column("lease_mac").is_not_null(),
         )
-        keys = df.select("_mac", "src_ip", "_leased").unique()
+        keys = df.select("_mac", "src_ip", "_leased", "vlan").unique()
         rows = [
-            {"_mac": m, "src_ip": ip, "_leased": lz, **self._device_row(m, ip, lz), **self._location_row(ip)}
-            for m, ip, lz in keys.iter_rows()
+            {"_mac": m, "src_ip": ip, "_leased": lz, "vlan": v, **self._device_row(m, ip, lz),
+             **self._location_row(ip, v)}
+            for m, ip, lz, v in keys.iter_rows()
         ]
         lookup = pl.DataFrame(rows, schema={
-            "_mac": pl.String, "src_ip": pl.String, "_leased": pl.Boolean, "device": pl.String,
+            "_mac": pl.String, "src_ip": pl.String, "_leased": pl.Boolean, "vlan": pl.UInt16, "device": pl.String,
             "device_type": pl.String, "device_owner": pl.String, "owner": pl.String, "device_registered": pl.Boolean,
             "device_source": pl.String, "location": pl.String, "location_kind": pl.String,
         })
-        out = df.join(lookup, on=["_mac", "src_ip", "_leased"], how="left", nulls_equal=True, maintain_order="left")
-        out = out.drop("_mac", "_leased")
+        out = df.join(lookup, on=["_mac", "src_ip", "_leased", "vlan"], how="left", nulls_equal=True,
+                      maintain_order="left")
+        # A locally administered MAC (bit 1 of the first octet) is a phone's or laptop's private Wi-Fi
+        # address: it changes, so an unregistered one says little about which device it was.
+        randomised = pl.col("_mac").str.slice(1, 1).is_in(["2", "3", "6", "7", "a", "b", "e", "f"])
+        out = out.with_columns(mac_randomised=randomised.fill_null(False)).drop("_mac", "_leased")
         user = pl.coalesce("proxy_user", "owner")
         source = pl.when(pl.col("proxy_user").is_not_null()).then(pl.lit("proxy_auth")).otherwise(
             pl.col("device_source")
         )
         roles = pl.col("user").replace_strict(self._roles, default=None, return_dtype=pl.String)
+        confidence = (  # how sure the user is: a login, a registered MAC, an address at that time, nothing
+            pl.when(pl.col("identity_source") == "proxy_auth").then(pl.lit("high"))
+            .when(pl.col("identity_source") == "register_mac").then(pl.lit("high"))
+            .when(pl.col("identity_source") == "dhcp_lease").then(pl.lit("medium"))
+            .when(pl.col("identity_source") == "register_address").then(pl.lit("low"))
+        )
         return (
             out.with_columns(user=user, identity_source=source)
-            .with_columns(role=roles)
+            .with_columns(role=roles, identity_confidence=confidence)
             .drop("owner", "device_source")
         )

@@ -40,6 +40,8 @@ ACTIVITY: tuple[Column, ...] = (
     Column("location", LC, _S, "named place from the network map; empty if no subnet matched"),
     Column("location_kind", LC, _S, "staff_room, office, classroom, ..."),
     Column("identity_source", LC, _S, "evidence: proxy_auth, register_mac, dhcp_lease, register_address"),
+    Column("identity_confidence", LC, _S, "high (login, registered MAC), medium (DHCP lease), low (address only)"),
+    Column("mac_randomised", "Bool", pa.bool_(), "the client MAC is locally administered (a private Wi-Fi address)"),
     Column("kind", LC, _S, "observation kind: dns, tls, http, flow, proxy, ..."),
     Column("source", LC, _S, "input type: pcap or squid"),
     Column("source_ref", "String", _S, "input and record: file.pcap#frame or file.log:line"),

@@ -68,6 +68,8 @@ def test_report_html_for_one_person(replayed, tmp_path):
     assert "Sam Okafor" in html and "Deepa Patel" in html
     assert "review &lt;b&gt;" in html
     assert html.count("personal-use-restricted-hours") == 2
+    # the phone by its registered MAC, the laptop by the proxy login
+    assert "registered device (MAC), high confidence" in html and "proxy login, high confidence" in html
     assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html
     # 13 activities: 9 social networks (3 lookups, 3 flows, 3 hellos), 1 shopping (proxy), and the 3
     # lookups' own UDP flows to the school's resolver, which are uncategorised and named by address.

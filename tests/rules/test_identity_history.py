@@ -146,3 +146,14 @@ def test_leases_are_stored_and_serve_a_later_replay(tmp_path):
         ("LT-SOKAFOR", "Classroom block"), ("PH-RBAKER", "Classroom block"), ("PH-RBAKER", "Staff room"),
         ("", "Classroom block"), ("", "Staff room")]
     assert leases.height == 3
+
+
+def test_place_by_vlan_confidence_and_randomised_macs():
+    engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
+    outside = Observation(us("09:00"), "tls", "pcap", "t#1", "192.168.99.5", 5000, "192.0.2.1", 443, "tcp",
+                          "da:a1:19:00:00:01", 20, host="www.example.org")  # no subnet matches; VLAN 20 does
+    staff = Observation(us("09:00"), "tls", "pcap", "t#2", "10.20.1.31", 5000, "192.0.2.1", 443, "tcp",
+                        "3c:22:fb:30:00:01", host="www.example.org")
+    rows = engine.evaluate(to_table([outside, staff])).to_dicts()
+    assert [(r["location"], r["mac_randomised"], r["identity_confidence"], r["device"]) for r in rows] == [
+        ("Staff room", True, None, None), ("Staff room", False, "high", "PH-SOKAFOR")]

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from collector.config import CollectorSettings
 from rules.categories import CategoryIndex
-from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model
+from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model, read_directory_csv
 from rules.engine import Engine
 from rules.identity import Identity
 from rules.policy import Policy
@@ -31,7 +31,7 @@ class StorageSettings(Strict):
 class Settings(Strict):
     """The root file: paths of the other files and the storage settings."""
 
-    directory: Path = Field(description="Staff directory (YAML).")
+    directory: Path = Field(description="Staff directory: YAML, or a CSV export (username, name, role, ...).")
     devices: Path = Field(description="Device register (YAML).")
     network: Path = Field(description="Network map (YAML).")
     policy: Path = Field(description="Policy (YAML).")
@@ -63,11 +63,13 @@ def load(path: str | Path) -> Loaded:
     path = Path(path)
     settings = load_model(path, Settings)
     base = path.parent
-    directory = load_model(base / settings.directory, Directory)
+    directory_path = base / settings.directory
+    directory = load_model(directory_path, Directory, read_directory_csv(directory_path)
+                           if directory_path.suffix.lower() == ".csv" else None)
     people = {p.username for p in directory.people}
     for i, p in enumerate(directory.people):
         if p.line_manager is not None and p.line_manager not in people:
-            raise ConfigError(base / settings.directory, f"people[{i}].line_manager", p.line_manager,
+            raise ConfigError(directory_path, f"people[{i}].line_manager", p.line_manager,
                               "not in the staff directory")
     devices = load_model(base / settings.devices, DeviceRegister)
     for i, d in enumerate(devices.devices):

@@ -6,11 +6,13 @@ into a `ConfigError` that names the file, the field (as a path such as `people[3
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -63,6 +65,10 @@ class Person(Strict):
     role: Role
     line_manager: str | None = Field(None, description="Username of the line manager; none for the head.")
     groups: tuple[str, ...] = ()
+    start: dt.date | None = Field(None, description="First day of employment, if the export gives it.")
+    leave: dt.date | None = Field(
+        None, description="Last day of employment: a leaver's devices seen afterwards matter (A1)."
+    )
 
 
 class Directory(Strict):
@@ -96,6 +102,10 @@ class Device(Strict):
     )
     owner: str = Field(description="Username of the person responsible for it.")
     type: DeviceType
+    status: Literal["issued", "lost", "returned"] = Field(
+        "issued", description="issued: in use; lost: reported lost (seen again → I4); returned: handed back (A1)."
+    )
+    status_since: dt.date | None = Field(None, description="When the status was last changed.")
 
     @field_validator("macs")
     @classmethod
@@ -151,6 +161,30 @@ class NetworkMap(Strict):
 M = TypeVar("M", bound=BaseModel)
 
 
+DIRECTORY_COLUMNS = ("username", "name", "role", "line_manager", "groups", "start", "leave")
+
+
+def read_directory_csv(path: Path) -> dict[str, Any]:
+    """A staff directory exported as CSV (a header row with the DIRECTORY_COLUMNS it has; `groups`
+    separated by `;`), as the data `Directory` validates. Unknown columns are refused, by name."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            unknown = [c for c in reader.fieldnames or [] if c not in DIRECTORY_COLUMNS]
+            if unknown:
+                raise ConfigError(path, "header", unknown[0],
+                                  f"unknown column; columns are {', '.join(DIRECTORY_COLUMNS)}")
+            people = []
+            for row in reader:
+                person = {k: v.strip() for k, v in row.items() if v and v.strip()}
+                if "groups" in person:
+                    person["groups"] = [g.strip() for g in person["groups"].split(";") if g.strip()]
+                people.append(person)
+    except OSError as exc:
+        raise ConfigError(path, "", str(path), exc.strerror or str(exc)) from None
+    return {"people": people}
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file; `ConfigError` naming the line when it is not YAML."""
     try:
@@ -174,6 +208,8 @@ def load_model(path: Path, model: type[M], data: Any = None) -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = _field_path(err["loc"])
+        if path.suffix.lower() == ".csv":  # name the spreadsheet's row: the header is row 1
+            field = re.sub(r"^people\[(\d+)\]\.", lambda m: f"row {int(m.group(1)) + 2}, column ", field)
         value = err.get("input")
         problem = err["msg"].removeprefix("Value error, ")
         raise ConfigError(path, field, value, problem) from None

@@ -86,3 +86,44 @@ def test_the_bundled_config_loads():
     assert len(loaded.directory.people) == 10
     assert {r.id for r in loaded.policy.rules} == {"blocked-content", "personal-use-restricted-hours",
                                                    "personal-webmail", "unapproved-email-server"}
+
+
+CSV = """username,name,role,line_manager,groups,start,leave
+hmorgan,Helen Morgan,headteacher,,,2015-09-01,
+dpatel,Deepa Patel,senior_leader,hmorgan,slt;maths,2018-01-08,
+jcarter,James Carter,teacher,dpatel,year5,2020-09-01,2026-07-22
+sokafor,Sam Okafor,teacher,dpatel,year6,,
+lnguyen,Linh Nguyen,teacher,dpatel,,,
+rbaker,Ruth Baker,teaching_assistant,jcarter,,,
+tevans,Tom Evans,office,hmorgan,,,
+mshah,Maya Shah,office,tevans,,,
+afinch,Alice Finch,safeguarding_lead,hmorgan,,,
+gwilliams,Gareth Williams,network_manager,dpatel,,,
+"""
+
+
+def test_directory_from_a_csv_export(school):
+    (school / "staff.csv").write_text(CSV)
+    edit(school / "ictwatch.yaml", "directory: directory.yaml", "directory: staff.csv")
+    loaded = settings.load(school / "ictwatch.yaml")
+    people = loaded.directory.by_username()
+    assert people["dpatel"].groups == ("slt", "maths")
+    assert str(people["jcarter"].leave) == "2026-07-22" and people["sokafor"].start is None
+
+
+def test_csv_errors_name_the_row_and_column(school):
+    (school / "staff.csv").write_text(CSV.replace("rbaker,Ruth Baker,teaching_assistant", "rbaker,Ruth Baker,dinner_lady"))
+    edit(school / "ictwatch.yaml", "directory: directory.yaml", "directory: staff.csv")
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    assert (err.value.field, err.value.value) == ("row 7, column role", "dinner_lady")  # header is row 1
+    (school / "staff.csv").write_text(CSV.replace("leave\n", "leave,shoe_size\n", 1))
+    with pytest.raises(ConfigError, match="shoe_size"):
+        settings.load(school / "ictwatch.yaml")
+
+
+def test_device_status_is_validated(school):
+    edit(school / "devices.yaml", "owner: rbaker,", "owner: rbaker, status: stolen,")
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    assert (err.value.field, err.value.value) == ("devices[8].status", "stolen")

@@ -112,7 +112,8 @@ def test_directory_from_a_csv_export(school):
 
 
 def test_csv_errors_name_the_row_and_column(school):
-    (school / "staff.csv").write_text(CSV.replace("rbaker,Ruth Baker,teaching_assistant", "rbaker,Ruth Baker,dinner_lady"))
+    bad_role = CSV.replace("rbaker,Ruth Baker,teaching_assistant", "rbaker,Ruth Baker,dinner_lady")
+    (school / "staff.csv").write_text(bad_role)
     edit(school / "ictwatch.yaml", "directory: directory.yaml", "directory: staff.csv")
     with pytest.raises(ConfigError) as err:
         settings.load(school / "ictwatch.yaml")

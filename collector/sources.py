@@ -25,7 +25,7 @@ from collector.observation import Observation
 from collector.packets import PacketDecoder
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
-from collector.squid import looks_like_squid, parse_line
+from collector.squid import detect_format, parse_common_line, parse_line
 from collector.tshark import TsharkCaptureSource, TsharkUnavailable
 
 Emit = Callable[[Observation], None]
@@ -123,7 +123,12 @@ class CaptureSource(_FileSource):
 
 
 class SquidLogSource(_FileSource):
-    """A Squid native-format access log: line by line (`run`), or a chunk at a time (`run_batches`)."""
+    """A Squid access log, native or common/combined: line by line (`run`), or, for the native format,
+    a chunk at a time (`run_batches`)."""
+
+    def __init__(self, path: Path, fmt: str = "native") -> None:
+        super().__init__(path)
+        self.format = fmt
 
     def run_batches(self, sink: Callable[[pa.Table], None]) -> int:
         """Parse the whole log in vectorised chunks straight into observation tables; returns rows."""
@@ -138,6 +143,7 @@ class SquidLogSource(_FileSource):
     def run(self, emit: Emit) -> None:
         """Emit one `proxy` observation per good line; count and skip the rest."""
         name = self.path.name
+        parse = parse_line if self.format == "native" else parse_common_line
         # Lines end at \n only, so `access.log:N` is the line `sed -n Np` shows even if a line holds a \r.
         with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace", newline="\n") as text:
             for number, line in enumerate(text, 1):
@@ -146,7 +152,7 @@ class SquidLogSource(_FileSource):
                 if not line.strip():
                     continue
                 try:
-                    emit(parse_line(line, f"{name}:{number}"))
+                    emit(parse(line, f"{name}:{number}"))
                 except ValueError:
                     self.skips.skip("bad_squid_line", f"{name}:{number}")
 
@@ -177,6 +183,7 @@ def open_source(
     lease_kind = looks_like_lease_file(text)
     if lease_kind is not None:
         return LeaseFileSource(path, lease_kind)
-    if looks_like_squid(first):
-        return SquidLogSource(path)
+    squid_format = detect_format(first)
+    if squid_format is not None:
+        return SquidLogSource(path, squid_format)
     raise InputError(f"{path}: not a pcap, pcapng, Suricata EVE, DHCP lease file or Squid native-format log")

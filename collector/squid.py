@@ -1,12 +1,15 @@
-"""Squid access-log parsing, native format (`logformat squid`).
+"""Squid access-log parsing: native format (`logformat squid`) and common/combined (`common`, `combined`).
 
 A native line is: time (seconds.millis) elapsed(ms) client action/status bytes method URL user
-hierarchy/peer content-type. Pure: one line in, one Observation out, `ValueError` naming the field for a
-line that is not in this format. The caller (the source) adds file and line number.
+hierarchy/peer content-type. A common line is the httpd layout: client ident user [time] "method URL
+protocol" status bytes action:hierarchy; combined adds "referer" "user-agent" before action:hierarchy.
+Pure: one line in, one Observation out, `ValueError` naming the field for a line that is not in its
+format. The caller (the source) adds file and line number.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 from urllib.parse import urlsplit
 
@@ -60,10 +63,43 @@ def _host_port(method: str, url: str) -> tuple[str | None, int | None]:
     return (parts.hostname or None), port or default
 
 
-def looks_like_squid(line: str) -> bool:
-    """True when a line parses as native Squid format (used to detect the input type)."""
+_COMMON = re.compile(
+    r'^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<url>\S+)(?: [^"]*)?" '
+    r'(?P<status>\d{3}) (?P<size>\d+|-)(?: "(?P<referer>[^"]*)" "(?P<agent>[^"]*)")?'
+    r'(?: (?P<action>[A-Z_]+):(?P<hierarchy>\S+))?'
+)
+
+
+def parse_common_line(line: str, source_ref: str) -> Observation:
+    """Parse one common or combined (httpd-style) Squid line into a `proxy` Observation."""
+    m = _COMMON.match(line.strip())
+    if m is None:
+        raise ValueError(f"not a common/combined line: {line[:60]!r}")
     try:
-        parse_line(line, "")
+        when = datetime.datetime.strptime(m["time"], "%d/%b/%Y:%H:%M:%S %z")
     except ValueError:
-        return False
-    return True
+        raise ValueError(f"bad time: {m['time'][:40]!r}") from None
+    if not _IP.match(m["client"]):
+        raise ValueError(f"bad client address: {m['client'][:40]!r}")
+    host, port = _host_port(m["method"], m["url"])
+    action = m["action"] or None
+    status = int(m["status"])
+    return Observation(
+        int(when.timestamp() * 1_000_000), "proxy", "squid", source_ref, m["client"], None, None, port, "tcp",
+        host=host, url=m["url"], method=m["method"], status=status or None,
+        user_agent=m["agent"] if m["agent"] not in (None, "-", "") else None,
+        bytes_in=int(m["size"]) if m["size"] != "-" else None, proxy_user=None if m["user"] == "-" else m["user"],
+        proxy_action=action, denied=bool(action and "DENIED" in action),
+    )
+
+
+def detect_format(line: str) -> str | None:
+    """`native` or `common` (common and combined) for a line of a Squid log; None for neither."""
+    for fmt, parse in (("native", parse_line), ("common", parse_common_line)):
+        try:
+            parse(line, "")
+        except ValueError:
+            continue
+        return fmt
+    return None
+

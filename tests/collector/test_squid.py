@@ -70,3 +70,30 @@ def test_transaction_that_never_became_a_request_names_no_host():
     o = parse_line("1795901392.2 0 127.0.0.1 NONE_NONE/000 0 NONE error:transaction-end-before-headers - HIER_NONE/- -",
                    "a:1")
     assert (o.host, o.dst_port, o.status, o.method) == (None, None, None, "NONE")
+
+
+@pytest.mark.parametrize(
+    ("line", "user", "agent"),
+    [
+        ('10.20.10.21 - jcarter [16/Jun/2026:09:15:00 +0100] "GET http://www.bbc.co.uk/news HTTP/1.1" 200 5120 '
+         "TCP_MISS:HIER_DIRECT", "jcarter", None),
+        ('10.20.10.21 - - [16/Jun/2026:09:15:00 +0100] "CONNECT www.bet365.com:443 HTTP/1.1" 403 3900 '
+         '"-" "Mozilla/5.0 (X11)" TCP_DENIED:HIER_NONE', None, "Mozilla/5.0 (X11)"),
+    ],
+)
+def test_common_and_combined_lines(line, user, agent):
+    from collector.squid import detect_format, parse_common_line
+
+    assert detect_format(line) == "common"
+    o = parse_common_line(line, "c:1")
+    assert o.ts == dt.datetime(2026, 6, 16, 8, 15, tzinfo=dt.UTC)  # 09:15 BST
+    assert (o.proxy_user, o.user_agent, o.src_ip) == (user, agent, "10.20.10.21")
+    assert o.denied == ("DENIED" in line) and o.host in ("www.bbc.co.uk", "www.bet365.com")
+
+
+def test_native_is_not_mistaken_for_common():
+    from collector.squid import detect_format
+
+    assert detect_format("1157689312.049 5006 10.105.21.199 TCP_MISS/200 19763 CONNECT a:443 u DIRECT/1.2.3.4 -") \
+        == "native"
+    assert detect_format("hello world") is None

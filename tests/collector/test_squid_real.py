@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -63,6 +64,7 @@ def squid(tmp_path):
 http_port 127.0.0.1:{port}
 pid_filename {root}/squid.pid
 access_log stdio:{root}/access.log squid
+access_log stdio:{root}/combined.log combined
 cache_log {root}/cache.log
 cache deny all
 coredump_dir {root}
@@ -132,3 +134,13 @@ def test_activities_name_the_user_host_and_denial(squid, tmp_path):
         ("jcarter", "www.casino.test", 403, True, "TCP_DENI"),  # authenticated, then denied by the ACL
     ]
     assert all(r["src_ip"] == "127.0.0.1" and r["kind"] == "proxy" for r in rows)
+    # The same requests in Squid's combined format give the same activities (and the User-Agent).
+    combined = tmp_path / "combined-store"
+    run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", root / "combined.log", store=combined, check=True)
+    db = Store(f"chdb://{combined}")
+    try:
+        other = db.activity(None, None, None).to_dicts()
+    finally:
+        db.close()
+    assert sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8]) for r in other) == seen
+    assert {r["user_agent"] for r in other} == {f"Python-urllib/{sys.version_info.major}.{sys.version_info.minor}"}

@@ -139,6 +139,19 @@ class Flow:
         self.sstream: Reassembler | None = None
 
 
+def _count(flow: Flow, outbound: bool, data: bytes, mac: bool, ts: int, ip_len: int) -> None:
+    """One packet's share of its flow: time, bytes, packets, and the client's MAC when first seen."""
+    flow.last = ts
+    if outbound:
+        if flow.mac is None and mac:
+            flow.mac = data[6:12]
+        flow.bytes_out += ip_len
+        flow.pkts_out += 1
+    else:
+        flow.bytes_in += ip_len
+        flow.pkts_in += 1
+
+
 def _stream(flow: Flow, outbound: bool) -> Reassembler:
     """The reassembler of one direction of a TCP flow, made on first use."""
     if outbound:
@@ -189,28 +202,7 @@ class PacketDecoder:
             etype = (data[off + 2] << 8) | data[off + 3]
             off += 4
         if etype == 0x0800:
-            if size < off + 20:
-                return self.skip("truncated_ip", frame)
-            b0 = data[off]
-            ihl = (b0 & 0x0F) * 4
-            if b0 >> 4 != 4 or ihl < 20:
-                return self.skip("bad_ip_header", frame)
-            total = (data[off + 2] << 8) | data[off + 3]
-            if total < ihl:
-                return self.skip("bad_ip_length", frame)
-            if off + ihl > size:
-                return self.skip("truncated_ip", frame)
-            if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
-                return self._ipv4_fragment(frame, ts, data, off, ihl, total, vlan)
-            if data[off + 9] == 6:
-                return self._tcp(
-                    frame, ts, data, off + ihl, off + total, data[off + 12 : off + 16], data[off + 16 : off + 20],
-                    total, True, vlan,
-                )
-            return self._transport(
-                frame, ts, data, off + ihl, off + total, data[off + 9], data[off + 12 : off + 16],
-                data[off + 16 : off + 20], total, True, vlan,
-            )
+            return self._ipv4(frame, ts, data, off, True, vlan)
         if etype == 0x86DD:
             return self._ipv6(frame, ts, data, off, True, vlan)
         return None
@@ -254,10 +246,10 @@ class PacketDecoder:
             return self.skip("truncated_ip", frame)
         if ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF:
             return self._ipv4_fragment(frame, ts, data, off, ihl, total, vlan)
-        self._transport(
-            frame, ts, data, off + ihl, off + total, data[off + 9], data[off + 12 : off + 16],
-            data[off + 16 : off + 20], total, mac, vlan,
-        )
+        src, dst = data[off + 12 : off + 16], data[off + 16 : off + 20]
+        if data[off + 9] == 6:
+            return self._tcp(frame, ts, data, off + ihl, off + total, src, dst, total, mac, vlan)
+        return self._transport(frame, ts, data, off + ihl, off + total, data[off + 9], src, dst, total, mac, vlan)
 
     def _ipv6(self, frame: int, ts: int, data: bytes, off: int, mac: bool, vlan: int | None) -> None:
         if len(data) < off + 40:
@@ -332,15 +324,7 @@ class PacketDecoder:
         if entry is None:
             entry = self._open(key, frame, ts, 0, vlan)
         flow, outbound = entry
-        flow.last = ts
-        if outbound:
-            if flow.mac is None and mac:
-                flow.mac = data[6:12]
-            flow.bytes_out += ip_len
-            flow.pkts_out += 1
-        else:
-            flow.bytes_in += ip_len
-            flow.pkts_in += 1
+        _count(flow, outbound, data, mac, ts, ip_len)
         if off + 8 >= cap_end:
             return None
         payload = data[off + 8 : cap_end]
@@ -375,19 +359,9 @@ class PacketDecoder:
         if entry is None or (flags & 0x12 == 0x02 and entry[0].closed):  # new, or a SYN on a closed 4-tuple
             entry = self._open(key, frame, ts, flags, vlan)
         flow, outbound = entry
-        flow.last = ts
-        if outbound:
-            if flow.mac is None and mac:
-                flow.mac = data[6:12]
-            flow.bytes_out += ip_len
-            flow.pkts_out += 1
-            if flags & 0x07 or flow.ostate == INACTIVE:  # SYN, FIN, RST, or the side's first packet
-                self._tcp_state(flow, True, flags)
-        else:
-            flow.bytes_in += ip_len
-            flow.pkts_in += 1
-            if flags & 0x07 or flow.rstate == INACTIVE:
-                self._tcp_state(flow, False, flags)
+        _count(flow, outbound, data, mac, ts, ip_len)
+        if flags & 0x07 or (flow.ostate if outbound else flow.rstate) == INACTIVE:  # SYN/FIN/RST, or a first packet
+            self._tcp_state(flow, outbound, flags)
         payload_off = off + doff
         if payload_off < cap_end:
             flow.payload = True

@@ -52,6 +52,26 @@ EVENTS = [
 ]
 
 
+def write_inputs(tmp_path):
+    """The day's DHCP ACKs as a capture, and its requests as a Squid log with no user names."""
+    pcap = tmp_path / "dhcp.pcap"
+    writer = PcapWriter(str(pcap), linktype=1)
+    for e in EVENTS:
+        if e.kind == "dhcp":
+            frame = Ether(src="00:00:5e:00:01:01", dst=e.src_mac) / IP(src="10.20.0.1", dst=e.assigned_ip) / UDP(
+                sport=67, dport=68) / BOOTP(op=2, xid=1, yiaddr=e.assigned_ip,
+                                            chaddr=bytes.fromhex(e.src_mac.replace(":", "")) + bytes(10)) / DHCP(
+                options=[("message-type", "ack"), ("lease_time", e.lease_s), "end"])
+            frame.time = e.ts_us / 1e6
+            writer.write(frame)
+    writer.close()
+    log = tmp_path / "access.log"
+    log.write_text("".join(
+        f"{e.ts_us / 1e6:.3f} 10 {e.src_ip} TCP_TUNNEL/200 500 CONNECT {e.host}:443 - HIER_DIRECT/192.0.2.1 -\n"
+        for e in EVENTS if e.kind == "proxy"))
+    return pcap, log
+
+
 def test_every_activity_names_the_device_of_its_moment():
     engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
     df = engine.evaluate(to_table(EVENTS))
@@ -78,21 +98,7 @@ def test_leases_learnt_in_one_batch_serve_the_next():
 def test_report_made_after_the_leases_expired(tmp_path):
     """End to end: DHCP in a capture, requests in a Squid log, replayed; the report, made when none of
     the leases is current any more, shows each request's device and place as they were."""
-    pcap = tmp_path / "dhcp.pcap"
-    writer = PcapWriter(str(pcap), linktype=1)
-    for e in EVENTS:
-        if e.kind == "dhcp":
-            frame = Ether(src="00:00:5e:00:01:01", dst=e.src_mac) / IP(src="10.20.0.1", dst=e.assigned_ip) / UDP(
-                sport=67, dport=68) / BOOTP(op=2, xid=1, yiaddr=e.assigned_ip,
-                                            chaddr=bytes.fromhex(e.src_mac.replace(":", "")) + bytes(10)) / DHCP(
-                options=[("message-type", "ack"), ("lease_time", e.lease_s), "end"])
-            frame.time = e.ts_us / 1e6
-            writer.write(frame)
-    writer.close()
-    log = tmp_path / "access.log"
-    log.write_text("".join(
-        f"{e.ts_us / 1e6:.3f} 10 {e.src_ip} TCP_TUNNEL/200 500 CONNECT {e.host}:443 - HIER_DIRECT/192.0.2.1 -\n"
-        for e in EVENTS if e.kind == "proxy"))
+    pcap, log = write_inputs(tmp_path)
     store = tmp_path / "store"
     run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", pcap, log, store=store, check=True)
     out = tmp_path / "rbaker.html"
@@ -116,21 +122,7 @@ def test_leases_are_stored_and_serve_a_later_replay(tmp_path):
     process: the leases come back from the store, so the proxy lines still name the right devices."""
     from storage.store import Store
 
-    pcap = tmp_path / "dhcp.pcap"
-    writer = PcapWriter(str(pcap), linktype=1)
-    for e in EVENTS:
-        if e.kind == "dhcp":
-            frame = Ether(src="00:00:5e:00:01:01", dst=e.src_mac) / IP(src="10.20.0.1", dst=e.assigned_ip) / UDP(
-                sport=67, dport=68) / BOOTP(op=2, xid=1, yiaddr=e.assigned_ip,
-                                            chaddr=bytes.fromhex(e.src_mac.replace(":", "")) + bytes(10)) / DHCP(
-                options=[("message-type", "ack"), ("lease_time", e.lease_s), "end"])
-            frame.time = e.ts_us / 1e6
-            writer.write(frame)
-    writer.close()
-    log = tmp_path / "access.log"
-    log.write_text("".join(
-        f"{e.ts_us / 1e6:.3f} 10 {e.src_ip} TCP_TUNNEL/200 500 CONNECT {e.host}:443 - HIER_DIRECT/192.0.2.1 -\n"
-        for e in EVENTS if e.kind == "proxy"))
+    pcap, log = write_inputs(tmp_path)
     store = tmp_path / "store"
     config = SCHOOL_DAY / "ictwatch.yaml"
     run_cli("replay", "--config", config, pcap, store=store, check=True)

@@ -240,3 +240,32 @@ def to_table(observations: Iterable[Observation]) -> pa.Table:
         for column, name in zip(columns, FIELD_NAMES, strict=True):
             column.append(getattr(obs, name))
     return to_table_columns(columns)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a `decode --json` object, derived from the Arrow schema."""
+    def of(t: pa.DataType) -> dict[str, Any]:
+        if pa.types.is_timestamp(t):
+            return {"type": "string", "format": "date-time"}
+        if pa.types.is_list(t):
+            return {"type": "array", "items": of(t.value_type)}
+        if pa.types.is_boolean(t):
+            return {"type": ["boolean", "null"]}
+        if pa.types.is_integer(t):
+            return {"type": ["integer", "null"]}
+        if pa.types.is_floating(t):
+            return {"type": ["number", "null"]}
+        return {"type": ["string", "null"]}
+
+    props = {f.name: of(f.type) for f in OBSERVATION_SCHEMA}
+    props["kind"] = {"enum": list(KINDS)}
+    props["ts"] = {"type": "string", "format": "date-time"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ictwatch observation",
+        "description": "One object of `ictwatch decode --json`; fields are documented in docs/observation-fields.md.",
+        "type": "object",
+        "required": ["ts", "kind", "source", "source_ref"],
+        "properties": props,
+        "additionalProperties": False,
+    }

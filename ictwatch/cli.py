@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     r.set_defaults(func=cmd_replay)
 
+    sc = sub.add_parser("schema", help="print the JSON Schema of `decode --json` objects")
+    sc.set_defaults(func=cmd_schema)
+
     live = sub.add_parser("run", help="capture live on an interface through the policy into the store")
     live.add_argument("--config", required=True, type=Path)
     live.add_argument("--interface", help="overrides collector.interface")
@@ -104,6 +107,14 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"locations: {len(loaded.network.locations)}")
     print(f"policy version {loaded.policy.version()}:")
     print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the observation JSON Schema."""
+    from collector.observation import json_schema
+
+    print(json.dumps(json_schema(), indent=1))
     return 0
 
 

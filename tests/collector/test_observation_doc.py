@@ -27,3 +27,29 @@ def test_every_skip_reason_in_the_code_is_documented():
 
 def test_arrow_schema_names_the_time_column_ts():
     assert OBSERVATION_SCHEMA.names[0] == "ts" and OBSERVATION_SCHEMA.field("ts").type.tz == "UTC"
+
+
+def test_committed_json_schema_matches_the_code():
+    """docs/observation.schema.json is the published contract: a field added, removed or retyped in the
+    code fails here until the file is regenerated (`ictwatch schema > docs/observation.schema.json`)."""
+    import json
+
+    from collector.observation import json_schema
+
+    assert json.loads((ROOT / "docs" / "observation.schema.json").read_text()) == json_schema()
+
+
+def test_decode_output_validates_against_the_schema():
+    import json
+
+    import jsonschema
+
+    from collector.observation import json_schema
+    from tests.conftest import SCHOOL_DAY, run_cli
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for path in (SCHOOL_DAY / "school-day.pcap", SCHOOL_DAY / "squid-access.log"):
+        lines = run_cli("decode", "--json", path, check=True).stdout.splitlines()
+        assert lines
+        for line in lines:
+            validator.validate(json.loads(line))

@@ -99,6 +99,11 @@ LEASES_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in LEASES])
 """Arrow schema of an insert into `leases`."""
 
 
+DEDUP_WINDOW = 10_000
+"""Inserts whose deduplication token was among the last this many are dropped: a batch replayed or
+retried is not stored twice."""
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """A table: its columns and the clauses after them."""
@@ -110,7 +115,8 @@ class Table:
 
 
 TABLES = (
-    Table("activity", ACTIVITY, "ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (user, ts)",
+    Table("activity", ACTIVITY, "ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (user, ts)\n"
+          f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}",
           "one row per observation, with who, where and the policy verdict"),
     Table("leases", LEASES, "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(lease_start)\n"
                             "ORDER BY (ip, lease_start, mac)",

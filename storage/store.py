@@ -7,12 +7,13 @@ answers the named, parameterised queries the CLI and reports need. No SQL leaves
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import clickhouse_connect
 import polars as pl
 import pyarrow as pa
 
-from storage.schema import ACTIVITY, ACTIVITY_ARROW, LEASES_ARROW, TABLES, table_ddl
+from storage.schema import ACTIVITY, ACTIVITY_ARROW, DEDUP_WINDOW, LEASES_ARROW, TABLES, table_ddl
 
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 
@@ -32,6 +33,9 @@ class Store:
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES:
             self._client.command(table_ddl(table, self.database))
+        # stores made before the deduplication window existed get it (idempotent)
+        self._client.command(f"ALTER TABLE {self.database}.activity MODIFY SETTING "
+                             f"non_replicated_deduplication_window = {DEDUP_WINDOW}")
 
     def insert_leases(self, leases: pl.DataFrame) -> int:
         """Store leases learnt from DHCP (columns ip, lease_mac, lease_start, lease_end, lease_ref)."""
@@ -52,11 +56,13 @@ class Store:
         return result
 
     def insert_activity(self, df: pl.DataFrame) -> int:
-        """Insert an engine batch; returns the number of rows written."""
+        """Insert an engine batch, once: a batch with the same content and policy inserted before (a
+        replay, a retry) is dropped by ClickHouse. Returns the number of rows handed over."""
         if df.height == 0:
             return 0
         table = to_activity_arrow(df)
-        self._client.insert_arrow(f"{self.database}.activity", table)
+        self._client.insert_arrow(f"{self.database}.activity", table,
+                                  settings={"insert_deduplication_token": dedup_token(df)})
         return table.num_rows
 
     def activity(
@@ -91,6 +97,18 @@ class Store:
     def close(self) -> None:
         """Release the connection (and, for chDB, the engine's hold on its folder)."""
         self._client.close()
+
+
+_IDENTITY_COLUMNS = ("ts", "source_ref", "src_ip", "src_port", "dst_ip", "dst_port", "kind", "host", "url")
+
+
+def dedup_token(df: pl.DataFrame) -> str:
+    """A token for a batch from its content (what was seen, where, when) and the policy that judged it:
+    the same input replayed gives the same token; another day's file with the same name does not."""
+    text = df.select(pl.col(c).cast(pl.String) for c in _IDENTITY_COLUMNS).write_csv()
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    policy = df.get_column("policy_version")[0] if "policy_version" in df.columns else ""
+    return f"{policy}-{df.height}-{digest}"
 
 
 def to_activity_arrow(df: pl.DataFrame) -> pa.Table:

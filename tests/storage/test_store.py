@@ -77,3 +77,27 @@ def test_user_parameter_is_not_sql(store):
 def test_rendered_ddl_parses_in_clickhouse(store):
     formatted = store._client.command(f"SELECT formatQuery({sql_string(activity_ddl('t'))})")
     assert "ORDER BY (user, ts)" in formatted and "PARTITION BY toYYYYMM(ts)" in formatted
+
+
+def test_a_batch_inserted_twice_is_stored_once(store):
+    df = activities(5)
+    store.insert_activity(df)
+    store.insert_activity(df)  # a retry, or the same input replayed
+    assert store.count() == 5
+    store.insert_activity(activities(6))  # different content: stored
+    assert store.count() == 11
+
+
+def test_replaying_the_school_day_twice_does_not_double_it(tmp_path):
+    from tests.conftest import run_cli
+
+    config = SCHOOL_DAY / "ictwatch.yaml"
+    inputs = [SCHOOL_DAY / "school-day.pcap", SCHOOL_DAY / "squid-access.log"]
+    first = run_cli("replay", "--config", config, *inputs, store=tmp_path / "s", check=True)
+    run_cli("replay", "--config", config, *inputs, store=tmp_path / "s", check=True)
+    s = Store(f"chdb://{tmp_path / 's'}")
+    try:
+        stored = s.count()
+    finally:
+        s.close()
+    assert f"stored {stored} activities" in first.stdout

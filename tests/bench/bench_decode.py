@@ -28,11 +28,11 @@ from pathlib import Path
 
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.dns import DNS, DNSQR, DNSRR
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from collector.sources import CaptureSource
-from fixtures.make_school_day import client_hello
+from fixtures.make_school_day import client_hello, tcp_conversation
 
 TSHARK_FIELDS = ["frame.number", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
                  "dns.qry.name", "dns.a", "tls.handshake.extensions_server_name", "http.host", "http.request.uri",
@@ -52,29 +52,10 @@ def _dns(sport: int, name: str) -> list[bytes]:
 
 
 def _tcp(sport: int, dport: int, turns: list[tuple[bool, bytes]]) -> list[bytes]:
-    """A whole TCP conversation with real sequence and acknowledgement numbers."""
-    seq = {True: 1_000_000 + sport * 7, False: 3_000_000 + sport * 13}
-    frames = []
-
-    def seg(out: bool, flags: str, data: bytes = b"") -> None:
-        ip = IP(src=CLIENT, dst=SERVER) if out else IP(src=SERVER, dst=CLIENT)
-        tcp = TCP(sport=sport if out else dport, dport=dport if out else sport, flags=flags, seq=seq[out],
-                  ack=seq[not out] if "A" in flags else 0, window=64240)
-        frames.append(bytes((_ETH_OUT if out else _ETH_IN) / ip / tcp / data))
-        seq[out] = (seq[out] + len(data) + (1 if "S" in flags or "F" in flags else 0)) % (1 << 32)
-
-    seg(True, "S")
-    seg(False, "SA")
-    seg(True, "A")
-    for out, data in turns:
-        seg(out, "PA", data)
-        if len(data) > 1000 and not out:
-            continue  # bulk from the server: the client acknowledges every other segment
-        seg(not out, "A")
-    seg(True, "FA")
-    seg(False, "FA")
-    seg(True, "A")
-    return frames
+    """A whole TCP conversation (the fixtures' builder), bulk from the server acknowledged every other segment."""
+    isn = (1_000_000 + sport * 7, 3_000_000 + sport * 13)
+    return [bytes((_ETH_OUT if out else _ETH_IN) / packet)
+            for out, packet in tcp_conversation(CLIENT, SERVER, sport, dport, turns, isn, delayed_ack=True)]
 
 
 def _bulk(n: int) -> list[tuple[bool, bytes]]:

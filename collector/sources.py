@@ -130,6 +130,11 @@ class SquidLogSource(_FileSource):
         super().__init__(path)
         self.format = fmt
 
+    @property
+    def batched(self) -> bool:
+        """Whether `run_batches` can read this log (the native format; common/combined go line by line)."""
+        return self.format == "native"
+
     def run_batches(self, sink: Callable[[pa.Table], None]) -> int:
         """Parse the whole log in vectorised chunks straight into observation tables; returns rows."""
         name = self.path.name

@@ -51,7 +51,7 @@ def replay(
     for source in sources:
         if on_source:
             on_source(source)
-        if isinstance(source, SquidLogSource) and source.format == "native":  # a chunk at a time, into batches
+        if isinstance(source, SquidLogSource) and source.batched:  # a chunk at a time, straight into batches
             batch_rows_in += source.run_batches(sink)
         else:
             source.run(builder.add)

@@ -12,15 +12,16 @@ import pyarrow as pa
 
 from rules.categories import CategoryIndex
 from rules.identity import Identity
-from rules.policy import SEVERITY_RANK, Calendar, Condition, Policy, TimeRange
+from rules.policy import SEVERITY_RANK, Condition, Policy, TimeRange
 
 
 def _in_range(clock: pl.Expr, r: TimeRange) -> pl.Expr:
     return (clock >= pl.lit(r.start)) & (clock < pl.lit(r.end))
 
 
-def window_columns(cal: Calendar, policy: Policy) -> list[pl.Expr]:
+def window_columns(policy: Policy) -> list[pl.Expr]:
     """Boolean columns `school_day`, `restricted_hours`, `break`, `personal_use_allowed` (local time)."""
+    cal = policy.calendar
     local = pl.col("ts").dt.convert_time_zone(cal.timezone)
     date, clock = local.dt.date(), local.dt.time()
     in_term = pl.any_horizontal([date.is_between(pl.lit(t.start), pl.lit(t.end)) for t in cal.terms])
@@ -82,7 +83,7 @@ class Engine:
         self.version = policy.version()
         self._categories = categories
         self._identity = identity
-        self._windows = window_columns(policy.calendar, policy)
+        self._windows = window_columns(policy)
         self._matches = [compile_condition(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
         self.new_leases: pl.DataFrame | None = None
         """Leases the last `evaluate` learnt from DHCP, for the store."""

@@ -54,6 +54,8 @@ SWEEP_EVERY: Final = _US  # expire flows once per second of capture time
 _U16: Final = struct.Struct("!H")
 _U32: Final = struct.Struct("!I")
 _TCP_SEQ: Final = struct.Struct("!I")
+_PORTS: Final = struct.Struct("!HH")
+BYPASS_HEAD: Final = 58  # the bytes `bypass` needs: Ethernet, one VLAN tag, IPv4 and TCP headers without options
 
 
 # TCP endpoint states, after Zeek's (TCP_INACTIVE, TCP_SYN_SENT, ...): `conn_state` reads them.
@@ -172,6 +174,8 @@ class PacketDecoder:
         self._name = name
         self._flows: dict[tuple, Flow] = {}  # by client-to-server key, for expiry
         self._lookup: dict[tuple, tuple[Flow, bool]] = {}  # by either direction's key: (flow, outbound)
+        # IPv4 TCP flows again, by the 12 bytes a header holds (source, destination, ports): `bypass` reads them.
+        self._by_header: dict[bytes, tuple[Flow, bool]] = {}
         self._dns_pending: dict[tuple, Observation] = {}
         self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
         self._next_sweep = 0
@@ -180,6 +184,59 @@ class PacketDecoder:
         self._fragments = FragmentReassembler(lambda reason: self._skips.skip(reason, f"{self._name}#{self.packets}"))
 
     # -- link and network layers -------------------------------------------------------------------
+
+    def bypass(self, ts: int, head: bytes, caplen: int) -> bool:
+        """Count one Ethernet frame in its flow from its first `BYPASS_HEAD` bytes, when that is all
+        `packet()` would do with it; True when done, False to hand the whole frame to `packet()`.
+
+        Most packets at a gateway are the bulk of a TCP flow whose names and policy signals were read at
+        its start: an IPv4 TCP segment (untagged or one 802.1Q tag, no IP options, not a fragment)
+        without SYN, FIN or RST, in an open flow whose endpoint has been seen, carrying no payload or a
+        payload no handler reads. Everything else, and the once-a-second expiry, takes the full path.
+        The reader calls this before it copies the frame, so bulk data is never copied."""
+        size = len(head)
+        if ts >= self._next_sweep or size < 54:
+            return False
+        off = 14
+        if head[12] == 0x81 and head[13] == 0:
+            off = 18
+            if size < 58:
+                return False
+        if head[off - 2] != 8 or head[off - 1] != 0 or head[off] != 0x45 or head[off + 9] != TCP:
+            return False
+        if head[off + 6] & 0x3F or head[off + 7]:  # more fragments, or an offset: a fragment
+            return False
+        tcp = off + 20
+        flags = head[tcp + 13]
+        if flags & 0x07:
+            return False
+        entry = self._by_header.get(head[off + 12 : off + 24])
+        if entry is None:
+            return False
+        flow, outbound = entry
+        end = off + ((head[off + 2] << 8) | head[off + 3])
+        cap_end = end if end <= caplen else caplen
+        payload_off = tcp + (head[tcp + 12] >> 4) * 4
+        if payload_off < tcp + 20 or payload_off > cap_end:
+            return False  # a bad or cut header: the full path counts it as such
+        payload = payload_off < cap_end
+        if payload and not flow.done:
+            return False
+        if outbound:
+            if flow.ostate == INACTIVE or flow.mac is None:
+                return False
+            flow.bytes_out += end - off
+            flow.pkts_out += 1
+        else:
+            if flow.rstate == INACTIVE:
+                return False
+            flow.bytes_in += end - off
+            flow.pkts_in += 1
+        flow.last = ts
+        if payload:
+            flow.payload = True
+        self.packets += 1
+        return True
 
     def packet(self, frame: int, ts: int, linktype: int, data: bytes) -> None:
         """Decode one captured frame."""
@@ -391,12 +448,18 @@ class PacketDecoder:
         flow = self._new_flow(key, frame, ts, src, sport, dst, dport, proto, flags, vlan)
         self._lookup[flow.key] = (flow, True)
         self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, proto)] = (flow, False)
+        if proto == TCP and len(src) == 4:
+            self._by_header[flow.orig + flow.resp + _PORTS.pack(flow.oport, flow.rport)] = (flow, True)
+            self._by_header[flow.resp + flow.orig + _PORTS.pack(flow.rport, flow.oport)] = (flow, False)
         return self._lookup[key]
 
     def _forget(self, flow: Flow) -> None:
         del self._flows[flow.key]
         del self._lookup[flow.key]
         del self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, flow.proto)]
+        if flow.proto == TCP and len(flow.orig) == 4:
+            del self._by_header[flow.orig + flow.resp + _PORTS.pack(flow.oport, flow.rport)]
+            del self._by_header[flow.resp + flow.orig + _PORTS.pack(flow.rport, flow.oport)]
 
     @staticmethod
     def _tcp_state(flow: Flow, outbound: bool, flags: int) -> None:
@@ -611,6 +674,7 @@ class PacketDecoder:
             self._end_flow(flow)
         self._flows.clear()
         self._lookup.clear()
+        self._by_header.clear()
 
     def skip(self, reason: str, frame: int) -> None:
         """Count frame `frame` as skipped for `reason`."""

@@ -44,17 +44,32 @@ MAX_RECORD = 0x4000000
 _RELEASE = 32 << 20  # hand back mapped pages every 32 MB read, so memory stays flat on any capture size
 
 
-def read_packets(stream: BinaryIO) -> Iterator[Packet]:
+Bypass = Callable[[int, bytes, int], bool]
+"""`bypass(ts_us, head, caplen)`: offered the first `head` bytes of each Ethernet frame of a pcap before
+the frame is copied; when it returns True the frame is taken care of and not yielded (its frame
+number is still used up)."""
+
+
+def read_packets(stream: BinaryIO, bypass: Bypass | None = None, head: int = 0) -> Iterator[Packet]:
     """Packets from a pcap or pcapng stream, chosen by its first four bytes."""
     magic = stream.read(4)
     if magic == PCAPNG_MAGIC:
         return _read_pcapng(stream, magic)
     if magic in PCAP_MAGICS:
-        return _read_pcap(stream, *PCAP_MAGICS[magic])
+        endian, ts_div = PCAP_MAGICS[magic]
+        return _read_pcap(stream, endian, ts_div, bypass, head)
     raise CaptureError(f"not a pcap or pcapng capture (magic {magic.hex() or 'empty'})")
 
 
-def _read_pcap(stream: BinaryIO, endian: str, ts_div: int) -> Iterator[Packet]:
+def _offer(bypass: Bypass, ts: int, head: bytes, caplen: int) -> bool:
+    """Whether `bypass` took the frame; if it fails, the frame takes the ordinary path (which counts it)."""
+    try:
+        return bypass(ts, head, caplen)
+    except Exception:
+        return False
+
+
+def _read_pcap(stream: BinaryIO, endian: str, ts_div: int, bypass: Bypass | None, head: int) -> Iterator[Packet]:
     # Records are cut out of 1 MB chunks rather than read one by one: two read calls per packet cost
     # more than the decoding of most packets. `read1` returns what is there, so a pipe is not waited on.
     rest = stream.read(20)
@@ -62,9 +77,11 @@ def _read_pcap(stream: BinaryIO, endian: str, ts_div: int) -> Iterator[Packet]:
         raise CaptureError("pcap file header cut short")
     linktype = struct.unpack(endian + "I", rest[16:20])[0] & 0x0FFFFFFF
     unpack = struct.Struct(endian + "IIII").unpack_from
+    if linktype != 1:
+        bypass = None
     mapped = _map(stream)
     if mapped is not None:
-        yield from _records_in_map(mapped, stream, unpack, ts_div, linktype)
+        yield from _records_in_map(mapped, stream, unpack, ts_div, linktype, bypass, head)
         return
     read = getattr(stream, "read1", stream.read)
     buf, pos, frame = b"", 0, 0
@@ -75,7 +92,9 @@ def _read_pcap(stream: BinaryIO, endian: str, ts_div: int) -> Iterator[Packet]:
             end = pos + 16 + incl
             if end <= size:
                 frame += 1
-                yield frame, sec * 1_000_000 + frac // ts_div, linktype, buf[pos + 16 : end]
+                ts = sec * 1_000_000 + frac // ts_div
+                if bypass is None or not _offer(bypass, ts, buf[pos + 16 : pos + 16 + head], incl):
+                    yield frame, ts, linktype, buf[pos + 16 : end]
                 pos = end
                 continue
             if incl > MAX_RECORD:
@@ -102,7 +121,8 @@ def _map(stream: BinaryIO) -> mmap.mmap | None:
 
 
 def _records_in_map(
-    buf: mmap.mmap, stream: BinaryIO, unpack: Callable[..., tuple[int, ...]], ts_div: int, linktype: int
+    buf: mmap.mmap, stream: BinaryIO, unpack: Callable[..., tuple[int, ...]], ts_div: int, linktype: int,
+    bypass: Bypass | None, head: int,
 ) -> Iterator[Packet]:
     """Records sliced straight out of the mapped file; the stream's position follows for progress."""
     size, pos, frame, released = len(buf), 24, 0, 0
@@ -116,7 +136,9 @@ def _records_in_map(
                     raise CaptureError(f"record {frame + 1} claims {incl} bytes")
                 raise TruncatedCapture(frame + 1)
             frame += 1
-            yield frame, sec * 1_000_000 + frac // ts_div, linktype, buf[pos + 16 : end]
+            ts = sec * 1_000_000 + frac // ts_div
+            if bypass is None or not _offer(bypass, ts, buf[pos + 16 : pos + 16 + head], incl):
+                yield frame, ts, linktype, buf[pos + 16 : end]
             pos = end
             if not frame & 0xFFF:
                 stream.seek(pos)

@@ -22,7 +22,7 @@ from collector import squid_batch
 from collector.eve import EveSource, looks_like_eve
 from collector.leasefiles import LeaseFileSource, looks_like_lease_file
 from collector.observation import Observation
-from collector.packets import PacketDecoder
+from collector.packets import BYPASS_HEAD, PacketDecoder
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
 from collector.squid import detect_format, parse_common_line, parse_line
@@ -99,7 +99,7 @@ class CaptureSource(_FileSource):
         name = self.path.name
         sink_ok = True
         try:
-            for frame, ts, linktype, data in read_packets(self._stream):
+            for frame, ts, linktype, data in read_packets(self._stream, decoder.bypass, BYPASS_HEAD):
                 try:
                     decoder.packet(frame, ts, linktype, data)
                 except _SinkFailed as failed:

@@ -112,6 +112,9 @@ def test_injected_decoder_bug_is_counted_and_the_capture_goes_on(tmp_path):
                 raise RuntimeError("injected")
             self.real.packet(frame, ts, linktype, data)
 
+        def bypass(self, ts, head, caplen):
+            return False  # every frame goes through packet(), frame 7 included
+
         def finish(self):
             self.real.finish()
 
@@ -157,3 +160,38 @@ def test_flow_table_is_bounded():
     assert skips.by_reason == {"flow_table_full": 2}
     dec.finish()
     assert len([o for o in out if o.kind == "flow"]) == 5
+
+
+
+def _decode_file(path, bypass: bool) -> tuple[list, int, int]:
+    """(observations, packets decoded, frames that took the full path)."""
+    from collector.packets import BYPASS_HEAD
+    from collector.pcap import read_packets
+
+    out: list = []
+    dec = PacketDecoder(out.append, SkipCounter(), path.name)
+    full_path = 0
+    with path.open("rb") as f:
+        for frame, ts, linktype, data in read_packets(f, dec.bypass if bypass else None, BYPASS_HEAD):
+            full_path += 1
+            dec.packet(frame, ts, linktype, data)
+    dec.finish()
+    return out, dec.packets, full_path
+
+
+def test_bypass_changes_nothing_but_the_work_done(tmp_path):
+    """The bulk fast path must leave every observation as the full path makes it: flows' bytes, packets,
+    states and times included, on the benchmark's mix (untagged) and on the school day (VLAN-tagged)."""
+    from tests.bench.bench_decode import write_capture
+    from tests.conftest import SCHOOL_DAY
+
+    mix = tmp_path / "mix.pcap"
+    write_capture(mix, 5000)
+    for path in (mix, SCHOOL_DAY / "school-day.pcap"):
+        full, packets, full_path = _decode_file(path, bypass=False)
+        assert full_path == packets
+        fast, fast_packets, fast_full_path = _decode_file(path, bypass=True)
+        assert fast == full
+        assert fast_packets == packets
+        # the bulk did take the fast path: about half the mix's packets, most of the school day's
+        assert 0.3 < 1 - fast_full_path / packets < 0.8

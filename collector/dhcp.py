@@ -1,8 +1,9 @@
-"""DHCPv4 messages (RFC 2131/2132): who asked for an address, what they called themselves, what they got.
+"""DHCP messages, v4 (RFC 2131/2132) and v6 (RFC 8415): who asked for an address, what they called
+themselves, what they got.
 
-Pure: a UDP payload in, a `DhcpMessage` out, `ValueError` for anything that is not a BOOTP message with
-the DHCP magic cookie. Options are read from the options field and, when option 52 (overload) says so,
-from the `file` and `sname` fields as well.
+Pure: a UDP payload in, a `DhcpMessage` out, `ValueError` for anything malformed (for v4, anything that
+is not a BOOTP message with the DHCP magic cookie). v4 options are read from the options field and, when
+option 52 (overload) says so, from the `file` and `sname` fields as well.
 """
 
 from __future__ import annotations
@@ -87,4 +88,118 @@ def parse_message(buf: bytes) -> DhcpMessage:
         lease_s=struct.unpack("!I", lease)[0] if lease and len(lease) == 4 else None,
         params=[str(b) for b in opts.get(55, b"")],
         vendor_class=_text(opts.get(60)),
+    )
+
+
+# -- DHCPv6 (RFC 8415) ------------------------------------------------------------------------------
+
+V6_MESSAGE_TYPES = {1: "SOLICIT", 2: "ADVERTISE", 3: "REQUEST", 4: "CONFIRM", 5: "RENEW", 6: "REBIND", 7: "REPLY",
+                    8: "RELEASE", 9: "DECLINE", 10: "RECONFIGURE", 11: "INFORMATION-REQUEST"}
+_V6_FROM_SERVER = frozenset({"ADVERTISE", "REPLY", "RECONFIGURE"})
+_RELAY_FORW, _RELAY_REPL = 12, 13
+_MAX_RELAY_HOPS = 8  # RFC 8415's HOP_COUNT_LIMIT is 8 (section 7.6)
+
+
+def _v6_options(area: bytes) -> dict[int, list[bytes]]:
+    """Options in order, by code; a code may repeat (several IA_NA, IAADDR...)."""
+    found: dict[int, list[bytes]] = {}
+    pos = 0
+    while pos < len(area):
+        if pos + 4 > len(area):
+            raise ValueError("dhcpv6 option header runs past the message")
+        code, length = struct.unpack_from("!HH", area, pos)
+        if pos + 4 + length > len(area):
+            raise ValueError(f"dhcpv6 option {code} runs past the message")
+        found.setdefault(code, []).append(area[pos + 4 : pos + 4 + length])
+        pos += 4 + length
+    return found
+
+
+def _duid_mac(duid: bytes) -> str | None:
+    """The Ethernet address in a DUID-LLT (type 1) or DUID-LL (type 3); the other types hold none."""
+    if len(duid) >= 4 and duid[2:4] == b"\x00\x01":  # hardware type 1: Ethernet
+        kind = duid[1] if duid[0] == 0 else 0
+        raw = duid[8:14] if kind == 1 else duid[4:10] if kind == 3 else b""
+        if len(raw) == 6:
+            return raw.hex(":")
+    return None
+
+
+def _dns_name(raw: bytes) -> str | None:
+    """A name in DNS wire format, complete or partial (RFC 4704 client FQDN), as dotted text."""
+    labels, pos = [], 0
+    while pos < len(raw) and raw[pos]:
+        length = raw[pos]
+        if length > 63 or pos + 1 + length > len(raw):
+            raise ValueError("dhcpv6 client fqdn with a bad label")
+        labels.append(raw[pos + 1 : pos + 1 + length].decode("utf-8", "backslashreplace"))
+        pos += 1 + length
+    return ".".join(labels) or None
+
+
+def _ia_address(ia_options: list[bytes]) -> tuple[str | None, int | None]:
+    """The first address of the first IA_NA (option 3) and its valid lifetime: (None, None) without one."""
+    for ia in ia_options:
+        if len(ia) < 12:
+            raise ValueError("dhcpv6 IA_NA shorter than its fixed fields")
+        for addr in _v6_options(ia[12:]).get(5, []):  # IAADDR
+            if len(addr) < 24:
+                raise ValueError("dhcpv6 IAADDR shorter than its fixed fields")
+            return str(ipaddress.IPv6Address(addr[:16])), struct.unpack_from("!I", addr, 20)[0]
+    return None, None
+
+
+def v6_from_server(msg: DhcpMessage) -> bool:
+    """Whether a parsed DHCPv6 message goes from a server to a client (ADVERTISE, REPLY, RECONFIGURE)."""
+    return msg.msg_type in _V6_FROM_SERVER
+
+
+def parse_v6(buf: bytes, hops: int = 0) -> DhcpMessage:
+    """Parse a DHCPv6 message (UDP 546/547); a relayed one is unwrapped to the client's message, whose
+    MAC may come from the relay's client link-layer address option (RFC 6939).
+
+    Mapped onto `DhcpMessage`: `mac` from the client's DUID (or the relay's option), `hostname` and
+    `domain` from the client FQDN option, `assigned_ip` (server to client) or `requested_ip` (client to
+    server) from the IA_NA address, `lease_s` its valid lifetime, `params` the option-request list and
+    `vendor_class` the first vendor class datum. An address with a valid lifetime of 0 is being given up,
+    so it is not an assignment."""
+    if len(buf) < 4:
+        raise ValueError("dhcpv6 message shorter than its header")
+    kind = buf[0]
+    if kind in (_RELAY_FORW, _RELAY_REPL):
+        if hops >= _MAX_RELAY_HOPS or len(buf) < 34:
+            raise ValueError("dhcpv6 relay message too short or nested too deep")
+        relay = _v6_options(buf[34:])
+        inner = relay.get(9)
+        if not inner:
+            raise ValueError("dhcpv6 relay message without a relayed message")
+        msg = parse_v6(inner[0], hops + 1)
+        linklayer = relay.get(79, [b""])[0]
+        if msg.mac is None and len(linklayer) == 8 and linklayer[:2] == b"\x00\x01":
+            msg.mac = linklayer[2:].hex(":")
+        return msg
+    opts = _v6_options(buf[4:])
+    name = V6_MESSAGE_TYPES.get(kind, f"TYPE{kind}")
+    address, lifetime = _ia_address(opts.get(3, []))
+    fqdn = opts.get(39, [b""])[0]
+    hostname = _dns_name(fqdn[1:]) if len(fqdn) > 1 else None
+    vendor = opts.get(16, [b""])[0]
+    vendor_class = None
+    if len(vendor) >= 6:
+        size = struct.unpack_from("!H", vendor, 4)[0]
+        vendor_class = _text(vendor[6 : 6 + size])
+    oro = opts.get(6, [b""])[0]
+    from_server = name in _V6_FROM_SERVER
+    return DhcpMessage(
+        xid=int.from_bytes(buf[1:4], "big"),
+        msg_type=name,
+        mac=_duid_mac(opts.get(1, [b""])[0]),
+        client_ip=None,
+        assigned_ip=address if from_server and lifetime else None,
+        hostname=hostname.split(".", 1)[0] if hostname else None,
+        domain=hostname.split(".", 1)[1] if hostname and "." in hostname else None,
+        requested_ip=None if from_server else address,
+        lease_s=lifetime if from_server and lifetime else None,
+        params=[str(struct.unpack_from("!H", oro, i)[0]) for i in range(0, len(oro) - 1, 2)],
+        vendor_class=vendor_class,
     )

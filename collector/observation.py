@@ -84,7 +84,7 @@ class Observation:
     cleartext_credentials: bool = False
     """A password crossed the network readable (clause P2), whatever the server's answer."""
     dhcp_type: str | None = None
-    """DHCP message type (DISCOVER, OFFER, REQUEST, ACK, NAK, DECLINE, RELEASE, INFORM)."""
+    """DHCP message type: v4 DISCOVER, OFFER, REQUEST, ACK...; v6 SOLICIT, ADVERTISE, REQUEST, REPLY..."""
     dhcp_xid: int | None = None
     """DHCP transaction id: the messages of one exchange share it."""
     hostname: str | None = None

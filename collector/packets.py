@@ -33,6 +33,7 @@ _ACK: Final = 0x10
 # Final: the compiled build (mypyc) inlines these instead of looking them up for every packet.
 _VLAN_TYPES: Final = (0x8100, 0x88A8, 0x9100)
 _DHCP_PORTS: Final = (67, 68)
+_DHCP6_PORTS: Final = (546, 547)
 _DNS_PORTS: Final[dict[int, str]] = apps.DNS_PORTS
 _SERVER_PORTS: Final = frozenset({53, 67, 123, 137, 138, 161, 443, 514, 1900, 3478, 5353, 5355})
 
@@ -392,7 +393,10 @@ class PacketDecoder:
                              service)
         elif sport in _DHCP_PORTS and dport in _DHCP_PORTS:
             flow.service = "dhcp"
-            self._dhcp(flow, payload, frame, ts, src, sport, dst, dport, vlan)
+            self._dhcp(flow, payload, frame, ts, src, sport, dst, dport, vlan, None)
+        elif sport in _DHCP6_PORTS and dport in _DHCP6_PORTS:
+            flow.service = "dhcp"
+            self._dhcp(flow, payload, frame, ts, src, sport, dst, dport, vlan, data[:12] if mac else b"")
         elif not flow.done:
             self._udp_data(flow, outbound, payload, frame, ts)
         return None
@@ -540,12 +544,16 @@ class PacketDecoder:
 
     def _dhcp(
         self, flow: Flow, payload: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
-        vlan: int | None,
+        vlan: int | None, v6_link: bytes | None,
     ) -> None:
+        """A DHCP message; `v6_link` is None for DHCPv4, else the frame's Ethernet addresses (or b"")."""
         try:
-            msg = dhcp.parse_message(payload)
+            msg = dhcp.parse_message(payload) if v6_link is None else dhcp.parse_v6(payload)
         except ValueError:
             return self.skip("bad_dhcp", frame)
+        if msg.mac is None and v6_link and payload[0] not in (12, 13):
+            # a DUID without a MAC (DUID-EN, DUID-UUID), not relayed: the client is the frame's own end
+            msg.mac = mac_text(v6_link[:6] if dhcp.v6_from_server(msg) else v6_link[6:12])
         obs = Observation(
             ts, "dhcp", "pcap", f"{self._name}#{frame}", ip_text(src), sport, ip_text(dst), dport, "udp", msg.mac,
             vlan, host=msg.hostname, dhcp_type=msg.msg_type, dhcp_xid=msg.xid, hostname=msg.hostname,

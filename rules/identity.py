@@ -39,8 +39,9 @@ class Identity:
         self.leases = pl.DataFrame(schema=_LEASES)
 
     def learn(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Add the DHCP ACKs in an observation frame to the lease history; returns the new leases."""
-        acks = df.filter((pl.col("kind") == "dhcp") & (pl.col("dhcp_type") == "ACK")
+        """Add the DHCP assignments in an observation frame to the lease history (v4 ACKs, v6 REPLYs with
+        an address); returns the new leases."""
+        acks = df.filter((pl.col("kind") == "dhcp") & pl.col("dhcp_type").is_in(["ACK", "REPLY"])
                          & pl.col("assigned_ip").is_not_null() & pl.col("src_mac").is_not_null())
         if acks.height == 0:
             return pl.DataFrame(schema=_LEASES)

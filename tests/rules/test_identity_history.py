@@ -149,3 +149,15 @@ def test_place_by_vlan_confidence_and_randomised_macs():
     rows = engine.evaluate(to_table([outside, staff])).to_dicts()
     assert [(r["location"], r["mac_randomised"], r["identity_confidence"], r["device"]) for r in rows] == [
         ("Staff room", True, None, None), ("Staff room", False, "high", "PH-SOKAFOR")]
+
+
+def test_dhcpv6_reply_is_a_lease():
+    """A DHCPv6 REPLY that assigns an address is a lease like a v4 ACK: the address's later traffic names
+    the device whose DUID asked for it."""
+    v6 = "2001:db8:20::1234"
+    reply = Observation(us("08:00"), "dhcp", "pcap", "day.pcap#1", "fe80::ff", 547, "fe80::1", 546, "udp", LAPTOP_MAC,
+                        dhcp_type="REPLY", assigned_ip=v6, lease_s=7200)
+    engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
+    df = engine.evaluate(to_table([reply, proxy("08:30", v6), proxy("10:30", v6)]))
+    got = [(r["device"], r["user"]) for r in df.iter_rows(named=True) if r["kind"] == "proxy"]
+    assert got == [("LT-SOKAFOR", "sokafor"), (None, None)]  # the lease's 7200 s ran out at 10:00

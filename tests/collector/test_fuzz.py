@@ -1,8 +1,9 @@
 """Mutated input never raises out of the collector: frames, whole captures and log lines, from hypothesis.
 
-Seeds are real: the school-day capture's frames (every protocol the decoder reads), and the peer traces
-when present. Mutations flip bytes, cut frames short and splice frames together. `derandomize` keeps CI
-reproducible; run with HYPOTHESIS_PROFILE=deep for many more examples.
+Seeds are real: the school-day capture's frames (every protocol the decoder reads but DHCPv6, whose
+frames come from its own test), and the peer traces when present. Mutations flip bytes, cut frames
+short and splice frames together. `derandomize` keeps CI reproducible; run with HYPOTHESIS_PROFILE=deep
+for many more examples.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def _seed_frames() -> list[tuple[int, bytes]]:
                 frames += [(lt, data) for _n, _ts, lt, data in read_packets(f)]
         except (CaptureError, TruncatedCapture):
             pass
-    return frames
+    from tests.collector.test_dhcp6 import frames as dhcp6_frames  # no capture here has DHCPv6
+
+    return frames + [(1, bytes(frame)) for frame in dhcp6_frames()]
 
 
 SEEDS = _seed_frames()

@@ -10,30 +10,30 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, field
 
 MESSAGE_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
                  8: "INFORM"}
 _COOKIE = b"\x63\x82\x53\x63"
 
 
-@dataclass(slots=True)
 class DhcpMessage:
-    """The fields of one DHCP message that identify a device and its lease."""
+    """The fields of one DHCP message that identify a device and its lease. A plain class, as the other
+    parsers' results, so that the compiled build (mypyc) makes its constructor native."""
 
-    xid: int
-    msg_type: str | None
-    mac: str | None
-    client_ip: str | None
-    assigned_ip: str | None
-    hostname: str | None = None
-    domain: str | None = None
-    requested_ip: str | None = None
-    server_ip: str | None = None
-    lease_s: int | None = None
-    params: list[str] = field(default_factory=list)
-    """Parameter-request list (option 55) in the client's order: with the vendor class, a device fingerprint."""
-    vendor_class: str | None = None
+    __slots__ = ("xid", "msg_type", "mac", "client_ip", "assigned_ip", "hostname", "domain", "requested_ip",
+                 "server_ip", "lease_s", "params", "vendor_class")
+
+    def __init__(
+        self, *, xid: int, msg_type: str | None, mac: str | None, client_ip: str | None, assigned_ip: str | None,
+        hostname: str | None, domain: str | None, requested_ip: str | None, server_ip: str | None,
+        lease_s: int | None, params: list[str], vendor_class: str | None,
+    ) -> None:
+        self.xid, self.msg_type, self.mac, self.client_ip, self.assigned_ip = xid, msg_type, mac, client_ip, assigned_ip
+        self.hostname, self.domain, self.requested_ip, self.server_ip = hostname, domain, requested_ip, server_ip
+        self.lease_s = lease_s
+        self.params = params
+        """Parameter-request list in the client's order: with the vendor class, a device fingerprint."""
+        self.vendor_class = vendor_class
 
 
 def _ip(raw: bytes) -> str | None:
@@ -199,6 +199,7 @@ def parse_v6(buf: bytes, hops: int = 0) -> DhcpMessage:
         hostname=hostname.split(".", 1)[0] if hostname else None,
         domain=hostname.split(".", 1)[1] if hostname and "." in hostname else None,
         requested_ip=None if from_server else address,
+        server_ip=None,
         lease_s=lifetime if from_server and lifetime else None,
         params=[str(struct.unpack_from("!H", oro, i)[0]) for i in range(0, len(oro) - 1, 2)],
         vendor_class=vendor_class,

@@ -7,9 +7,8 @@ authority and additional sections do not name what the client asked for.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
-from dataclasses import dataclass, field
 
 QTYPE_NAMES = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT", 28: "AAAA",
@@ -20,18 +19,19 @@ RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOT
 _NAME_TYPES = {2, 5, 12}  # NS, CNAME, PTR: rdata is a domain name
 
 
-@dataclass(slots=True)
 class DnsMessage:
-    """The parts of a DNS message that name what a client looked up and what it was told."""
+    """The parts of a DNS message that name what a client looked up and what it was told.
 
-    txid: int
-    is_response: bool
-    rcode: str
-    qname: str | None
-    qtype: str | None
-    answers: list[str] = field(default_factory=list)
-    addresses: list[tuple[str, int]] = field(default_factory=list)
-    """(address, TTL seconds) from A and AAAA answers, for the address → name cache."""
+    A plain class rather than a dataclass: the compiled build (mypyc) makes its constructor native, and
+    one is made for every DNS packet."""
+
+    __slots__ = ("txid", "is_response", "rcode", "qname", "qtype", "answers", "addresses")
+
+    def __init__(self, txid: int, is_response: bool, rcode: str, qname: str | None, qtype: str | None) -> None:
+        self.txid, self.is_response, self.rcode, self.qname, self.qtype = txid, is_response, rcode, qname, qtype
+        self.answers: list[str] = []
+        self.addresses: list[tuple[str, int]] = []
+        """(address, TTL seconds) from A and AAAA answers, for the address → name cache."""
 
 
 def type_name(code: int) -> str:
@@ -73,11 +73,11 @@ def _read_answer(buf: bytes, pos: int, msg: DnsMessage) -> int:
     if end > len(buf):
         raise ValueError("dns answer data cut short")
     if rtype == 1 and rdlen == 4:
-        addr = str(ipaddress.IPv4Address(buf[pos:end]))
+        addr = socket.inet_ntop(socket.AF_INET, buf[pos:end])
         msg.answers.append(addr)
         msg.addresses.append((addr, ttl))
     elif rtype == 28 and rdlen == 16:
-        addr = str(ipaddress.IPv6Address(buf[pos:end]))
+        addr = socket.inet_ntop(socket.AF_INET6, buf[pos:end])
         msg.answers.append(addr)
         msg.addresses.append((addr, ttl))
     elif rtype in _NAME_TYPES:

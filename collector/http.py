@@ -9,34 +9,34 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
 
 
-@dataclass(slots=True)
 class HttpRequest:
-    """Request line and the headers that say where, what and with which software."""
+    """Request line and the headers that say where, what and with which software. Plain classes here, as
+    the other parsers' results, so that the compiled build (mypyc) makes their constructors native."""
 
-    method: str
-    target: str
-    host: str | None
-    url: str
-    user_agent: str | None
-    auth_scheme: str | None = None
-    """Authorization scheme (`Basic`, `Digest`, `Bearer`, ...)."""
-    basic_user: str | None = None
-    """The user name of Basic credentials, which travel readable (clause P2); never the password."""
-    file_ext: str | None = None
+    __slots__ = ("method", "target", "host", "url", "user_agent", "auth_scheme", "basic_user", "file_ext")
+
+    def __init__(self, method: str, target: str, host: str | None, url: str, user_agent: str | None,
+                 file_ext: str | None) -> None:
+        self.method, self.target, self.host, self.url, self.user_agent = method, target, host, url, user_agent
+        self.auth_scheme: str | None = None
+        """Authorization scheme (`Basic`, `Digest`, `Bearer`, ...)."""
+        self.basic_user: str | None = None
+        """The user name of Basic credentials, which travel readable (clause P2); never the password."""
+        self.file_ext = file_ext
 
 
-@dataclass(slots=True)
 class HttpResponse:
     """Status line and Content-Type."""
 
-    status: int
-    content_type: str | None
+    __slots__ = ("status", "content_type")
+
+    def __init__(self, status: int, content_type: str | None) -> None:
+        self.status, self.content_type = status, content_type
 
 
 def is_request(payload: bytes) -> bool:
@@ -74,7 +74,7 @@ def parse_request(payload: bytes) -> HttpRequest:
         url = f"http://{host or ''}{target}"
     if host:
         host = _strip_port(host.lower())
-    req = HttpRequest(method, target, host, url, headers.get("user-agent"), file_ext=_extension(target))
+    req = HttpRequest(method, target, host, url, headers.get("user-agent"), _extension(target))
     auth = headers.get("authorization") or headers.get("proxy-authorization")
     if auth:
         scheme, _, value = auth.partition(" ")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -31,14 +30,16 @@ _INITIAL_TYPE = {V1: 0, V2: 1}  # long-header packet type bits of an Initial pac
 VERSION_NAMES = {V1: "1", V2: "2"}
 
 
-@dataclass(frozen=True, slots=True)
 class Initial:
-    """The decrypted CRYPTO frames of one client Initial packet."""
+    """The decrypted CRYPTO frames of one client Initial packet (a plain class, as the other parsers'
+    results, so that the compiled build makes its constructor native)."""
 
-    version: int
-    dcid: bytes
-    crypto: tuple[tuple[int, bytes], ...]
-    """(offset, data) of each CRYPTO frame."""
+    __slots__ = ("version", "dcid", "crypto")
+
+    def __init__(self, version: int, dcid: bytes, crypto: tuple[tuple[int, bytes], ...]) -> None:
+        self.version, self.dcid = version, dcid
+        self.crypto = crypto
+        """(offset, data) of each CRYPTO frame."""
 
 
 def is_long_header_initial(datagram: bytes) -> bool:

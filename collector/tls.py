@@ -9,7 +9,6 @@ message (QUIC carries the hello in CRYPTO frames, without TLS records).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 _VERSIONS = {0x0300: "SSLv3", 0x0301: "TLSv10", 0x0302: "TLSv11", 0x0303: "TLSv12", 0x0304: "TLSv13"}
 
@@ -18,14 +17,17 @@ MAX_HELLO = 64 * 1024
 _ECH = 0xFE0D  # encrypted_client_hello (draft-ietf-tls-esni): the SNI seen is the outer, public name
 
 
-@dataclass(slots=True)
 class ClientHello:
-    """What a ClientHello says about where the client is going."""
+    """What a ClientHello says about where the client is going. A plain class rather than a dataclass,
+    as the other parsers' results, so that the compiled build (mypyc) makes its constructor native."""
 
-    sni: str | None
-    alpn: list[str] = field(default_factory=list)
-    version: str | None = None
-    ech: bool = False
+    __slots__ = ("sni", "alpn", "version", "ech")
+
+    def __init__(self, sni: str | None, version: str | None) -> None:
+        self.sni = sni
+        self.alpn: list[str] = []
+        self.version = version
+        self.ech = False
 
 
 def version_name(code: int) -> str:
@@ -98,7 +100,7 @@ def _parse_body(b: bytes) -> ClientHello:
     pos += 1 + b[pos]  # session id
     pos += 2 + struct.unpack_from("!H", b, pos)[0]  # cipher suites
     pos += 1 + b[pos]  # compression methods
-    hello = ClientHello(None, version=version_name(legacy_version))
+    hello = ClientHello(None, version_name(legacy_version))
     if pos == len(b):
         return hello  # no extensions (SSLv3 / early TLS)
     ext_end = pos + 2 + struct.unpack_from("!H", b, pos)[0]

@@ -54,3 +54,44 @@ def test_table_types_and_time_column():
     assert table.column("ts").to_pylist()[0].isoformat() == "2026-06-16T07:50:00.000001+00:00"
     assert table.column("answers").to_pylist() == [["192.0.2.1"]]
     assert table.column("dst_port").type == "uint16"
+
+
+def _annotations() -> dict[str, str]:
+    """Observation's field annotations as written (the compiled class no longer has them as text)."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    tree = ast.parse((ROOT / "collector" / "observation.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Observation")
+    return {n.target.id: ast.unparse(n.annotation) for n in cls.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+
+
+def _distinct(annotation: str, i: int) -> object:
+    """A value of the field's type that no other field is given (booleans: True, never the default)."""
+    for name, value in (("list", [f"v{i}"]), ("bool", True), ("float", i + 0.5), ("int", i)):
+        if annotation.startswith(name):
+            return value
+    return f"v{i}"
+
+
+def test_constructor_matches_the_fields():
+    """Observation's constructor is written out (see its docstring): every field is a parameter of the same
+    name and default, in order, each assigned to its own attribute; list defaults are fresh lists."""
+    from dataclasses import MISSING, fields
+
+    required = ("ts_us", "kind", "source", "source_ref")
+    obs = Observation(1, "dns", "pcap", "x.pcap#1")
+    for f in fields(Observation):
+        if f.name in required:
+            continue
+        expected = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+        assert getattr(obs, f.name) == expected, f.name
+    assert obs.answers is not Observation(1, "dns", "pcap", "x.pcap#1").answers
+    given = {name: _distinct(annotation, i) for i, (name, annotation) in enumerate(_annotations().items())}
+    assert list(given) == [f.name for f in fields(Observation)]
+    made = Observation(**given)
+    assert {f.name: getattr(made, f.name) for f in fields(Observation)} == given
+    positional = Observation(*given.values())
+    assert {f.name: getattr(positional, f.name) for f in fields(Observation)} == given

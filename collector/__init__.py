@@ -1,1 +1,22 @@
-"""Collector: packets and logs in, Observations out. Imports no other ictwatch package."""
+"""Collector: packets and logs in, Observations out. Imports no other ictwatch package.
+
+Two process-wide settings live here because every entry point imports this package first:
+- numpy, which pyarrow loads, would start an OpenBLAS thread per core that spins while idle; nothing
+  here does linear algebra, and on a two-core gateway those threads take CPU from the decoder. The limit
+  must be in the environment before numpy is imported.
+- `tune_gc()`, for commands that decode: see its docstring.
+"""
+
+import gc
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def tune_gc() -> None:
+    """Freeze what start-up made (modules, config, category lists) out of the collector's way and collect
+    the young generation less often: decoding makes and drops small tuples and flows by the million, and
+    with the defaults the collector spent a tenth of the decoder's time re-scanning long-lived objects."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

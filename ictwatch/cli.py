@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collector import tune_gc
 from collector.observation import Observation
 from collector.sources import InputError, open_source
 from rules.config import ConfigError
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="ictwatch: %(message)s")
     args = _parser().parse_args(argv)
+    tune_gc()
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `ictwatch decode ... | head`: the reader has all it wanted

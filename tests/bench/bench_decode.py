@@ -31,6 +31,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
+from collector import tune_gc
 from collector.sources import CaptureSource
 from fixtures.make_school_day import client_hello, tcp_conversation
 
@@ -197,6 +198,7 @@ def run(packets: int) -> dict[str, float]:
 
         compiled = collector.packets.__file__.endswith(".so")
         print(f"  ictwatch collector: {'compiled with mypyc' if compiled else 'pure Python'}")
+        tune_gc()  # as the ictwatch command does
         source = CaptureSource(path)
         kinds: dict[str, int] = {}
 

@@ -186,39 +186,39 @@ class PacketDecoder:
 
     # -- link and network layers -------------------------------------------------------------------
 
-    def bypass(self, ts: int, head: bytes, caplen: int) -> bool:
-        """Count one Ethernet frame in its flow from its first `BYPASS_HEAD` bytes, when that is all
-        `packet()` would do with it; True when done, False to hand the whole frame to `packet()`.
+    def bypass(self, ts: int, data: bytes, base: int, caplen: int) -> bool:
+        """Count one Ethernet frame in its flow from its headers, when that is all `packet()` would do with
+        it; True when done, False to hand the whole frame to `packet()`. The frame starts at `data[base]`,
+        `caplen` bytes of it were captured, and at least `min(caplen, BYPASS_HEAD)` of them are in `data`.
 
         Most packets at a gateway are the bulk of a TCP flow whose names and policy signals were read at
         its start: an IPv4 TCP segment (untagged or one 802.1Q tag, no IP options, not a fragment)
         without SYN, FIN or RST, in an open flow whose endpoint has been seen, carrying no payload or a
         payload no handler reads. Everything else, and the once-a-second expiry, takes the full path.
         The reader calls this before it copies the frame, so bulk data is never copied."""
-        size = len(head)
-        if ts >= self._next_sweep or size < 54:
+        if ts >= self._next_sweep or caplen < 54:
             return False
-        off = 14
-        if head[12] == 0x81 and head[13] == 0:
-            off = 18
-            if size < 58:
+        off = base + 14
+        if data[base + 12] == 0x81 and data[base + 13] == 0:
+            off += 4
+            if caplen < 58:
                 return False
-        if head[off - 2] != 8 or head[off - 1] != 0 or head[off] != 0x45 or head[off + 9] != TCP:
+        if data[off - 2] != 8 or data[off - 1] != 0 or data[off] != 0x45 or data[off + 9] != TCP:
             return False
-        if head[off + 6] & 0x3F or head[off + 7]:  # more fragments, or an offset: a fragment
+        if data[off + 6] & 0x3F or data[off + 7]:  # more fragments, or an offset: a fragment
             return False
         tcp = off + 20
-        flags = head[tcp + 13]
-        if flags & 0x07:
+        if data[tcp + 13] & 0x07:  # SYN, FIN or RST
             return False
-        entry = self._by_header.get(head[off + 12 : off + 24])
+        entry = self._by_header.get(data[off + 12 : off + 24])
         if entry is None:
             return False
         flow, outbound = entry
-        end = off + ((head[off + 2] << 8) | head[off + 3])
+        ip_len = (data[off + 2] << 8) | data[off + 3]
+        end = off - base + ip_len  # where the IP packet ends, from the frame's start
         cap_end = end if end <= caplen else caplen
-        payload_off = tcp + (head[tcp + 12] >> 4) * 4
-        if payload_off < tcp + 20 or payload_off > cap_end:
+        payload_off = tcp - base + (data[tcp + 12] >> 4) * 4
+        if payload_off < tcp - base + 20 or payload_off > cap_end:
             return False  # a bad or cut header: the full path counts it as such
         payload = payload_off < cap_end
         if payload and not flow.done:
@@ -226,12 +226,12 @@ class PacketDecoder:
         if outbound:
             if flow.ostate == INACTIVE or flow.mac is None:
                 return False
-            flow.bytes_out += end - off
+            flow.bytes_out += ip_len
             flow.pkts_out += 1
         else:
             if flow.rstate == INACTIVE:
                 return False
-            flow.bytes_in += end - off
+            flow.bytes_in += ip_len
             flow.pkts_in += 1
         flow.last = ts
         if payload:

@@ -112,7 +112,7 @@ def test_injected_decoder_bug_is_counted_and_the_capture_goes_on(tmp_path):
                 raise RuntimeError("injected")
             self.real.packet(frame, ts, linktype, data)
 
-        def bypass(self, ts, head, caplen):
+        def bypass(self, ts, data, base, caplen):
             return False  # every frame goes through packet(), frame 7 included
 
         def finish(self):

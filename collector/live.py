@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.observation import Observation
-from collector.packets import PacketDecoder
+from collector.packets import ConsumerFailed, PacketDecoder, decode_frame
 from collector.pcap import CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
 
@@ -75,6 +75,12 @@ class LiveCaptureSource:
         decoder = PacketDecoder(emit, self.skips, self.interface)
         self._start()
         try:
+            self._decode(decoder, on_tick)
+        except ConsumerFailed as failed:  # the consumer's own exception, as if it had been called directly
+            raise failed.cause from None
+
+    def _decode(self, decoder: PacketDecoder, on_tick: Callable[[], None] | None) -> None:
+        try:
             while True:
                 try:
                     item = self._queue.get(timeout=self._tick_s)
@@ -83,7 +89,7 @@ class LiveCaptureSource:
                 if item is None or (item is False and (self._stopped.is_set() or self._sniffer_died())):
                     break
                 if item:
-                    decoder.packet(*item)
+                    decode_frame(decoder, *item, self.skips, self.interface)
                 else:
                     decoder.tick(int(self._now() * 1_000_000))
                     if on_tick:

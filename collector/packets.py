@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Final
+from typing import Final, Protocol
 
 from collector import apps, dhcp, dns
 from collector.frag import FragmentReassembler
@@ -164,6 +164,53 @@ def _stream(flow: Flow, outbound: bool) -> Reassembler:
     if flow.sstream is None:
         flow.sstream = Reassembler()
     return flow.sstream
+
+
+class ConsumerFailed(Exception):
+    """The consumer of observations failed (a closed pipe, a full disk...); `cause` is its exception."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("the consumer of observations failed")
+        self.cause = cause
+
+
+class FrameDecoder(Protocol):
+    """What `decode_frame` drives: `PacketDecoder`, or a test's wrapper around one."""
+
+    def packet(self, frame: int, ts: int, linktype: int, data: bytes) -> None:
+        """Decode one captured frame."""
+
+
+class Stop:
+    """A flag a source's `stop()` sets and its decoding loop reads after each frame."""
+
+    __slots__ = ("set",)
+
+    def __init__(self) -> None:
+        self.set = False
+
+
+def decode_frame(decoder: FrameDecoder, frame: int, ts: int, linktype: int, data: bytes, skips: SkipCounter,
+                 name: str) -> None:
+    """`decoder.packet(...)`, where a failure the decoder did not foresee on this frame is counted as
+    `decoder_error` and the input goes on: one frame must not end a capture. The consumer's failure
+    (`ConsumerFailed`) goes up."""
+    try:
+        decoder.packet(frame, ts, linktype, data)
+    except ConsumerFailed:
+        raise
+    except Exception:
+        skips.skip("decoder_error", f"{name}#{frame}")
+
+
+def decode_frames(decoder: FrameDecoder, frames: Iterator[tuple[int, int, int, bytes]], skips: SkipCounter,
+                  name: str, stop: Stop) -> None:
+    """Every frame through `decode_frame`, until the frames run out or `stop` is set. Compiled with the
+    decoder, so the loop costs nothing next to it."""
+    for frame, ts, linktype, data in frames:
+        decode_frame(decoder, frame, ts, linktype, data, skips, name)
+        if stop.set:
+            return
 
 
 class PacketDecoder:
@@ -624,8 +671,12 @@ class PacketDecoder:
     # -- expiry and output -------------------------------------------------------------------------
 
     def emit(self, obs: Observation) -> None:
-        """Hand an observation to the source's sink."""
-        self._emit(obs)
+        """Hand an observation to the source's sink. The sink's failure is not the frame's: it goes up as
+        `ConsumerFailed`, which `decode_frame` lets through."""
+        try:
+            self._emit(obs)
+        except BaseException as exc:
+            raise ConsumerFailed(exc) from exc
 
     def flow_observation(self, kind: str, flow: Flow, frame: int, ts: int) -> Observation:
         """A new observation carrying the flow's addresses, ports, MAC, VLAN and name."""
@@ -649,7 +700,7 @@ class PacketDecoder:
         obs.packets_out, obs.packets_in = flow.pkts_out - p_out, flow.pkts_in - p_in
         obs.duration_s = (flow.last - since) / _US
         flow.reported = (flow.last, flow.bytes_out, flow.bytes_in, flow.pkts_out, flow.pkts_in)
-        self._emit(obs)
+        self.emit(obs)
 
     def _sweep(self, now: int) -> None:
         self._next_sweep = now + SWEEP_EVERY
@@ -665,7 +716,7 @@ class PacketDecoder:
         self._fragments.expire(now)
         stale = [k for k, o in self._dns_pending.items() if now - o.ts_us > DNS_WAIT]
         for k in stale:
-            self._emit(self._dns_pending.pop(k))
+            self.emit(self._dns_pending.pop(k))
 
     def tick(self, now: int) -> None:
         """Time passes with no packet (live capture): let flows and queries expire as they would."""
@@ -676,7 +727,7 @@ class PacketDecoder:
         """End of input: report every open flow and unanswered query; count unjoined fragments."""
         self._fragments.flush()
         for obs in self._dns_pending.values():
-            self._emit(obs)
+            self.emit(obs)
         self._dns_pending.clear()
         for flow in sorted(self._flows.values(), key=lambda f: f.first):
             self._end_flow(flow)

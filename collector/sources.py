@@ -22,7 +22,7 @@ from collector import squid_batch
 from collector.eve import EveSource, looks_like_eve
 from collector.leasefiles import LeaseFileSource, looks_like_lease_file
 from collector.observation import Observation
-from collector.packets import BYPASS_HEAD, PacketDecoder
+from collector.packets import BYPASS_HEAD, ConsumerFailed, PacketDecoder, Stop, decode_frames
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
 from collector.squid import detect_format, parse_common_line, parse_line
@@ -57,10 +57,6 @@ def _open_binary(path: Path) -> tuple[BinaryIO, BinaryIO]:
     return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type]
 
 
-class _SinkFailed(Exception):
-    """Raised through the decoder when the consumer of observations fails; its cause is re-raised."""
-
-
 class _FileSource:
     """What file sources share: the open stream (gzip unwrapped), skip counts, progress, `stop()`."""
 
@@ -83,43 +79,41 @@ class CaptureSource(_FileSource):
         super().__init__(path)
         self.packets = 0
         self._make_decoder = decoder
+        self._stop = Stop()
+
+    def stop(self) -> None:
+        """Stop after the frame being decoded."""
+        super().stop()
+        self._stop.set = True
 
     def run(self, emit: Emit) -> None:
         """Decode every frame. A cut-off last record is counted as `truncated_capture`; a broken record
         after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
         broken before its first packet is an `InputError`. A frame the decoder fails on in a way it did
         not foresee is counted as `decoder_error` and the capture goes on."""
-        def sink(obs: Observation) -> None:
-            try:
-                emit(obs)
-            except BaseException as exc:  # the consumer's failure (a closed pipe...) is not the frame's
-                raise _SinkFailed from exc
-
-        decoder = self._make_decoder(sink, self.skips, self.path.name)
+        decoder = self._make_decoder(emit, self.skips, self.path.name)
         name = self.path.name
-        sink_ok = True
+        consumer_ok = True
         try:
-            for frame, ts, linktype, data in read_packets(self._stream, decoder.bypass, BYPASS_HEAD):
-                try:
-                    decoder.packet(frame, ts, linktype, data)
-                except _SinkFailed as failed:
-                    sink_ok = False
-                    raise failed.__cause__ from None
-                except Exception:  # one frame must not end a capture; counted, and the count shows it
-                    self.skips.skip("decoder_error", f"{name}#{frame}")
-                if self._stopped:
-                    break
-        except TruncatedCapture as cut:
-            self.skips.skip("truncated_capture", f"{name}#{cut.frame}")
-        except CaptureError as exc:
-            if decoder.packets == 0:
-                raise InputError(f"{self.path}: {exc}") from None
-            self.skips.skip("bad_capture_record", f"{name}#{decoder.packets + 1}")
-        finally:
-            self.packets = decoder.packets
-            if sink_ok:  # a consumer that failed is not handed the flows still open
-                decoder.finish()
-            self._stream.close()
+            try:
+                decode_frames(decoder, read_packets(self._stream, decoder.bypass, BYPASS_HEAD), self.skips, name,
+                              self._stop)
+            except ConsumerFailed:
+                consumer_ok = False
+                raise
+            except TruncatedCapture as cut:
+                self.skips.skip("truncated_capture", f"{name}#{cut.frame}")
+            except CaptureError as exc:
+                if decoder.packets == 0:
+                    raise InputError(f"{self.path}: {exc}") from None
+                self.skips.skip("bad_capture_record", f"{name}#{decoder.packets + 1}")
+            finally:
+                self.packets = decoder.packets
+                self._stream.close()
+                if consumer_ok:  # a consumer that failed is not handed the flows still open
+                    decoder.finish()
+        except ConsumerFailed as failed:  # the consumer's own exception, as if it had been called directly
+            raise failed.cause from None
 
 
 class SquidLogSource(_FileSource):

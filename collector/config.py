@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from collector.squid_logformat import LogFormat
 
 
 class CollectorSettings(BaseModel):
@@ -22,3 +25,27 @@ class CollectorSettings(BaseModel):
     capture_tool: Literal["auto", "dumpcap", "tcpdump", "scapy"] = Field(
         "auto", description="auto: dumpcap, else tcpdump, else scapy's in-process sniffer (needs root)."
     )
+    log_timezone: str = Field(
+        "Europe/London", description="IANA zone of the local times in e2guardian and squidGuard logs (the "
+        "gateway's clock); Squid's own formats carry epoch seconds or an offset and need none.",
+    )
+    squid_logformat: str | None = Field(
+        None, description="The SPEC of squid.conf's `logformat` line for an access log written in a custom "
+        "format (e.g. `%ts.%03tu %>a %un %rm %ru %>Hs %<st %Ss \"%{User-Agent}>h\"`), or a built-in name.",
+    )
+
+    @field_validator("log_timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}") from None
+        return zone
+
+    @field_validator("squid_logformat")
+    @classmethod
+    def _usable_logformat(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            LogFormat(spec)  # a LogFormatError (a ValueError) names what is missing
+        return spec

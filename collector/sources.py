@@ -1,8 +1,9 @@
-"""Input sources: a capture file or a Squid log, told apart by content, each with `run(emit)`/`stop()`.
+"""Input sources: capture files and logs, told apart by content, each with `run(emit)`/`stop()`.
 
 `open_source(path)` looks at the first bytes: a pcap or pcapng magic (optionally inside gzip) makes a
-`CaptureSource`; text whose first non-blank line is a Suricata EVE record makes an `EveSource`, and a
-native Squid line a `SquidLogSource`.
+`CaptureSource`; text whose first non-blank line is a Suricata EVE record makes an `EveSource`, a DHCP
+lease file a `LeaseFileSource`, a Squid line (native, common/combined, or the configured custom
+`logformat`) a `SquidLogSource`, and an e2guardian or squidGuard line a `LogLineSource`.
 Anything else raises `InputError`, which the CLI reports with exit status 2. Inside a readable input,
 bad records are counted in `skips` and skipped; the source carries on.
 """
@@ -15,20 +16,26 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
 from collector import squid_batch
+from collector.config import CollectorSettings
 from collector.eve import EveSource, looks_like_eve
+from collector.filterlogs import detect_filter_format, parse_e2guardian, parse_e2guardian_csv, parse_squidguard
 from collector.leasefiles import LeaseFileSource, looks_like_lease_file
 from collector.observation import Observation
 from collector.packets import BYPASS_HEAD, ConsumerFailed, PacketDecoder, Stop, decode_frames
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
 from collector.squid import detect_format, parse_common_line, parse_line
+from collector.squid_logformat import LogFormat
 from collector.tshark import TsharkCaptureSource, TsharkUnavailable
 
 Emit = Callable[[Observation], None]
+LineParser = Callable[[str, str], Observation]
+"""`parse(line, source_ref)`: one log line's observation, or `ValueError`."""
 
 
 class InputError(Exception):
@@ -116,17 +123,47 @@ class CaptureSource(_FileSource):
             raise failed.cause from None
 
 
-class SquidLogSource(_FileSource):
-    """A Squid access log, native or common/combined: line by line (`run`), or, for the native format,
-    a chunk at a time (`run_batches`)."""
+class LogLineSource(_FileSource):
+    """A text log read line by line with `parse(line, ref)`: a Squid log in a line-by-line format, an
+    e2guardian or a squidGuard log. A line `parse` refuses is counted as `skip_reason` and skipped."""
 
-    def __init__(self, path: Path, fmt: str = "native") -> None:
+    def __init__(self, path: Path, fmt: str, parse: LineParser, skip_reason: str) -> None:
         super().__init__(path)
         self.format = fmt
+        self._parse = parse
+        self._skip_reason = skip_reason
 
     @property
     def batched(self) -> bool:
-        """Whether `run_batches` can read this log (the native format; common/combined go line by line)."""
+        """Whether `run_batches` can read this log (only the Squid native format can)."""
+        return False
+
+    def run(self, emit: Emit) -> None:
+        """Emit one `proxy` observation per good line; count and skip the rest."""
+        name = self.path.name
+        # Lines end at \n only, so `access.log:N` is the line `sed -n Np` shows even if a line holds a \r.
+        with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace", newline="\n") as text:
+            for number, line in enumerate(text, 1):
+                if self._stopped:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    emit(self._parse(line, f"{name}:{number}"))
+                except ValueError:
+                    self.skips.skip(self._skip_reason, f"{name}:{number}")
+
+
+class SquidLogSource(LogLineSource):
+    """A Squid access log: native (also a chunk at a time, `run_batches`), common/combined, or a custom
+    `logformat` (then `parse` is that format's)."""
+
+    def __init__(self, path: Path, fmt: str = "native", parse: LineParser | None = None) -> None:
+        super().__init__(path, fmt, parse or (parse_line if fmt == "native" else parse_common_line), "bad_squid_line")
+
+    @property
+    def batched(self) -> bool:
+        """Whether `run_batches` can read this log (the native format; the others go line by line)."""
         return self.format == "native"
 
     def run_batches(self, sink: Callable[[pa.Table], None]) -> int:
@@ -139,28 +176,17 @@ class SquidLogSource(_FileSource):
         finally:
             self._stream.close()
 
-    def run(self, emit: Emit) -> None:
-        """Emit one `proxy` observation per good line; count and skip the rest."""
-        name = self.path.name
-        parse = parse_line if self.format == "native" else parse_common_line
-        # Lines end at \n only, so `access.log:N` is the line `sed -n Np` shows even if a line holds a \r.
-        with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace", newline="\n") as text:
-            for number, line in enumerate(text, 1):
-                if self._stopped:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    emit(parse(line, f"{name}:{number}"))
-                except ValueError:
-                    self.skips.skip("bad_squid_line", f"{name}:{number}")
+
+Source = CaptureSource | LogLineSource | TsharkCaptureSource | EveSource | LeaseFileSource
+"""What `open_source` returns: each has `run(emit)`, `stop()`, `skips` and `path`."""
 
 
-def open_source(
-    path: str | Path, decoder: str = "native"
-) -> CaptureSource | SquidLogSource | TsharkCaptureSource | EveSource | LeaseFileSource:
+def open_source(path: str | Path, settings: CollectorSettings | None = None) -> Source:
     """Choose the source for `path` from its content; `InputError` when it is none we know. Captures go
-    to the native decoder, or to tshark when `decoder` is `tshark`."""
+    to the native decoder, or to tshark when `settings.decoder` is `tshark`; a Squid log that is in none
+    of Squid's built-in formats is tried with `settings.squid_logformat`; e2guardian and squidGuard times
+    are read in `settings.log_timezone`."""
+    settings = settings or CollectorSettings()
     path = Path(path)
     try:
         stream, _raw = _open_binary(path)
@@ -169,7 +195,7 @@ def open_source(
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
     if head[:4] == PCAPNG_MAGIC or head[:4] in PCAP_MAGICS:
-        if decoder == "tshark":
+        if settings.decoder == "tshark":
             try:
                 return TsharkCaptureSource(path)
             except TsharkUnavailable as exc:
@@ -185,4 +211,19 @@ def open_source(
     squid_format = detect_format(first)
     if squid_format is not None:
         return SquidLogSource(path, squid_format)
-    raise InputError(f"{path}: not a pcap, pcapng, Suricata EVE, DHCP lease file or Squid native-format log")
+    if settings.squid_logformat is not None:
+        custom = LogFormat(settings.squid_logformat)
+        try:
+            custom.parse(first, "")
+            return SquidLogSource(path, "logformat", custom.parse)
+        except ValueError:
+            pass
+    filter_format = detect_filter_format(first)
+    if filter_format is not None:
+        zone = ZoneInfo(settings.log_timezone)
+        parse = {"e2guardian": parse_e2guardian, "e2guardian_csv": parse_e2guardian_csv,
+                 "squidguard": parse_squidguard}[filter_format]
+        return LogLineSource(path, filter_format, lambda line, ref: parse(line, ref, zone), "bad_filter_line")
+    raise InputError(f"{path}: not a pcap, pcapng, Suricata EVE, DHCP lease file, Squid, e2guardian or squidGuard "
+                     "log" + ("" if settings.squid_logformat else " (for a Squid custom logformat, set "
+                              "collector.squid_logformat)"))

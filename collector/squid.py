@@ -18,6 +18,11 @@ from collector.observation import Observation
 _IP = re.compile(r"^[0-9a-fA-F:.]+$")
 
 
+def is_address(text: str) -> bool:
+    """Whether `text` looks like an IPv4 or IPv6 address (digits, hex, dots and colons only)."""
+    return _IP.match(text) is not None
+
+
 def parse_line(line: str, source_ref: str) -> Observation:
     """Parse one native-format line into a `proxy` Observation."""
     f = line.split()
@@ -35,7 +40,7 @@ def parse_line(line: str, source_ref: str) -> Observation:
         raise ValueError(f"bad size or elapsed: {size[:20]!r} {elapsed[:20]!r}")
     if not _IP.match(client):
         raise ValueError(f"bad client address: {client[:40]!r}")
-    host, port = _host_port(method, url)
+    host, port = host_port(url)
     peer = hierarchy.partition("/")[2]
     return Observation(
         ts_us, "proxy", "squid", source_ref, client, None, peer if _IP.match(peer) else None, port, "tcp",
@@ -46,10 +51,12 @@ def parse_line(line: str, source_ref: str) -> Observation:
     )
 
 
-def _host_port(method: str, url: str) -> tuple[str | None, int | None]:
+def host_port(url: str) -> tuple[str | None, int | None]:
+    """Host and port a proxy request was for: from a CONNECT's `host:port`, or from the URL (its scheme's
+    default port when it names none)."""
     if url.startswith("error:"):  # Squid's pseudo-URL for a transaction that never became a request
         return None, None
-    if method == "CONNECT" or "://" not in url:
+    if "://" not in url:  # authority form (a CONNECT's host:port) or a bare host
         host, _, port = url.rpartition(":")
         if not host:
             return url.lower() or None, None
@@ -81,7 +88,7 @@ def parse_common_line(line: str, source_ref: str) -> Observation:
         raise ValueError(f"bad time: {m['time'][:40]!r}") from None
     if not _IP.match(m["client"]):
         raise ValueError(f"bad client address: {m['client'][:40]!r}")
-    host, port = _host_port(m["method"], m["url"])
+    host, port = host_port(m["url"])
     action = m["action"] or None
     status = int(m["status"])
     return Observation(

@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON object per line")
     d.add_argument("--decoder", choices=("native", "tshark"), default="native",
                    help="decode captures with ictwatch's decoder (default) or with Wireshark's tshark")
+    d.add_argument("--log-timezone", default="Europe/London",
+                   help="zone of the local times in e2guardian and squidGuard logs (default Europe/London)")
+    d.add_argument("--squid-logformat", metavar="SPEC",
+                   help="squid.conf logformat SPEC of a Squid log in a custom format")
     d.set_defaults(func=cmd_decode)
 
     r = sub.add_parser("replay", help="run captures and logs through the policy into the store")
@@ -122,7 +126,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print observations, as JSON lines or a short human line each."""
-    sources = [open_source(p, args.decoder) for p in args.inputs]
+    from collector.config import CollectorSettings
+
+    try:
+        collector = CollectorSettings(decoder=args.decoder, log_timezone=args.log_timezone,
+                                      squid_logformat=args.squid_logformat)
+    except ValueError as exc:  # pydantic's ValidationError is one: the option and its value are named in it
+        raise ConfigError(f"decode options: {exc}") from None
+    sources = [open_source(p, collector) for p in args.inputs]
 
     def show(obs: Observation) -> None:
         if args.json:
@@ -150,7 +161,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         store.migrate()
         with ProgressBar(sys.stderr) as bar:
-            summary = replay(args.inputs, engine, store, bar.follow, decoder=loaded.settings.collector.decoder)
+            summary = replay(args.inputs, engine, store, bar.follow, collector=loaded.settings.collector)
     finally:
         store.close()
     v = summary.verdicts

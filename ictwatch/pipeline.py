@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from collector.eve import EveSource
-from collector.leasefiles import LeaseFileSource
+from collector.config import CollectorSettings
 from collector.live import LiveCaptureSource
 from collector.observation import BatchBuilder
-from collector.sources import CaptureSource, SquidLogSource, open_source
-from collector.tshark import TsharkCaptureSource
+from collector.sources import Source, SquidLogSource, open_source
 from rules.engine import Engine
 from storage.store import Store
 
-ProgressHook = Callable[[CaptureSource | SquidLogSource | TsharkCaptureSource | EveSource | LeaseFileSource | None],
-                        None]
+ProgressHook = Callable[[Source | None], None]
 
 
 @dataclass
@@ -38,11 +35,12 @@ class ReplaySummary:
 
 def replay(
     inputs: list[Path], engine: Engine, store: Store, on_source: ProgressHook | None = None,
-    batch_rows: int = 65536, decoder: str = "native",
+    batch_rows: int = 65536, collector: CollectorSettings | None = None,
 ) -> ReplaySummary:
-    """Run every input through the engine into `store`; bad records are skipped and counted."""
+    """Run every input through the engine into `store`; bad records are skipped and counted. `collector`
+    says how inputs are read (decoder, log time zone, Squid logformat)."""
     summary = ReplaySummary()
-    sources = [open_source(p, decoder) for p in inputs]  # every input is checked before anything is stored
+    sources = [open_source(p, collector) for p in inputs]  # every input is checked before anything is stored
     engine.identity.add(store.leases())  # identity as it was, whatever was replayed or captured before
 
     sink = _sink(engine, store, summary)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite and benchmarks drive for real: tshark, Squid, GoAccess, and
-# Suricata 7 (from <codename>-backports, enabled from the machine's own Debian source by enable-backports.sh).
+# Installs the Debian packages the test suite and benchmarks drive for real: tshark, Squid, squidGuard,
+# e2guardian, GoAccess, and Suricata 7 (from <codename>-backports, enabled from the machine's own Debian
+# source by enable-backports.sh). Services the packages would start are not started (policy-rc.d).
 # Runs apt only as root and only for what is missing; otherwise says what the tests will skip.
 set -euo pipefail
-packages=(tshark suricata goaccess squid openssl)
+packages=(tshark suricata goaccess squid squidguard e2guardian openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -14,6 +15,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+if [ ! -e /usr/sbin/policy-rc.d ]; then  # the tests start e2guardian and Squid themselves, on loopback
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 if [[ " ${missing[*]} " == *" suricata "* ]]; then
   bash "$(dirname "$0")/enable-backports.sh"

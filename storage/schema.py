@@ -69,6 +69,8 @@ ACTIVITY: tuple[Column, ...] = (
     Column("duration_s", "Nullable(Float64)", pa.float64(), "flow duration or proxy elapsed time"),
     Column("proxy_action", LC, _S, "Squid result code"),
     Column("denied", "Bool", pa.bool_(), "the proxy refused the request"),
+    Column("filter_category", LC, _S, "category a web filter (e2guardian, squidGuard) gave the request"),
+    Column("filter_reason", "String", _S, "the web filter's reason for its decision"),
     Column("categories", "Array(LowCardinality(String))", _LS, "content categories of the host"),
     Column("verdict", LC, _S, "allowed, breach or blocked"),
     Column("rule_ids", "Array(LowCardinality(String))", _LS, "rules the activity broke"),
@@ -124,12 +126,15 @@ TABLES = (
 )
 
 
+def column_ddl(column: Column) -> str:
+    """A column's definition, as CREATE TABLE and ALTER TABLE ADD COLUMN take it."""
+    codec = " " + column.codec if column.codec else ""
+    return f"`{column.name}` {column.ch_type}{codec} COMMENT {sql_string(column.comment)}"
+
+
 def table_ddl(table: Table, database: str) -> str:
     """CREATE TABLE statement for `table` (idempotent)."""
-    cols = ",\n".join(
-        f"    `{c.name}` {c.ch_type}{' ' + c.codec if c.codec else ''} COMMENT {sql_string(c.comment)}"
-        for c in table.columns
-    )
+    cols = ",\n".join("    " + column_ddl(c) for c in table.columns)
     return (f"CREATE TABLE IF NOT EXISTS {database}.{table.name} (\n{cols}\n)\n{table.layout}\n"
             f"COMMENT {sql_string(table.comment)}")
 

@@ -13,7 +13,16 @@ import clickhouse_connect
 import polars as pl
 import pyarrow as pa
 
-from storage.schema import ACTIVITY, ACTIVITY_ARROW, DEDUP_WINDOW, LEASES_ARROW, TABLES, table_ddl
+from storage.schema import (
+    ACTIVITY,
+    ACTIVITY_ARROW,
+    DEDUP_WINDOW,
+    LEASES_ARROW,
+    TABLES,
+    Table,
+    column_ddl,
+    table_ddl,
+)
 
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 
@@ -33,9 +42,21 @@ class Store:
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES:
             self._client.command(table_ddl(table, self.database))
+            self._add_missing_columns(table)
         # stores made before the deduplication window existed get it (idempotent)
         self._client.command(f"ALTER TABLE {self.database}.activity MODIFY SETTING "
                              f"non_replicated_deduplication_window = {DEDUP_WINDOW}")
+
+    def _add_missing_columns(self, table: Table) -> None:
+        """Columns added to the schema since the table was made are added to it, each after the column
+        before it in the schema; columns already there are left as they are."""
+        present = {row[0] for row in self._client.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+            parameters={"db": self.database, "t": table.name}).result_rows}
+        for before, column in zip(table.columns, table.columns[1:], strict=False):
+            if column.name not in present:
+                self._client.command(f"ALTER TABLE {self.database}.{table.name} ADD COLUMN IF NOT EXISTS "
+                                     f"{column_ddl(column)} AFTER `{before.name}`")
 
     def insert_leases(self, leases: pl.DataFrame) -> int:
         """Store leases learnt from DHCP (columns ip, lease_mac, lease_start, lease_end, lease_ref)."""

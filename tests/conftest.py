@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,15 @@ def need(path: Path) -> Path:
 @pytest.fixture
 def zeek() -> Path:
     return need(ZEEK)
+
+
+def school_config(dest: Path, extra_yaml: str = "") -> Path:
+    """A copy of the school day's configuration (no captures or logs) in `dest`, with `extra_yaml` appended
+    to its ictwatch.yaml; returns that file."""
+    shutil.copytree(SCHOOL_DAY, dest, ignore=shutil.ignore_patterns("*.pcap", "*.log"))
+    config = dest / "ictwatch.yaml"
+    config.write_text(config.read_text() + extra_yaml)
+    return config
 
 
 def run_cli(*args: str | Path, store: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:

@@ -121,3 +121,40 @@ def test_seeds_cover_every_protocol():
 
 def test_streams_are_bytes_io_friendly():
     assert list(read_packets(io.BytesIO(_pcap(SEEDS[:3])))) and len(SEEDS) > 100
+
+
+_FILTER_SEEDS = [
+    ("e2guardian", "2026.6.16 9:05:01 rbaker 10.20.10.50 http://www.casino.test/ *DENIED* Banned site: casino.test GET "
+                   "0 0 Banned Sites 1 403 - 10.20.10.50 staff Mozilla/5.0 (X11) - - - -"),
+    ("e2guardian_csv", '"2026.6.16 9:05:01","rbaker","10.20.10.50","http://a.test/","-","GET","12","0","-","1","200",'
+                       '"text/html","10.20.10.50","staff","curl/8","-","-","-","-"'),
+    ("squidguard", "2026-06-16 09:05:01 [42] Request(staff/gambling/-) http://www.casino.test/ 10.20.10.50/- rbaker "
+                   "GET REDIRECT"),
+    ("logformat", '16/Jun/2026:09:05:01 +0100 10.20.10.50:51234 rbaker GET http://a.test/ 200 12 5 TCP_MISS "curl/8"'),
+]
+
+
+@given(st.sampled_from(_FILTER_SEEDS), st.data())
+def test_mutated_filter_and_logformat_lines_parse_or_are_refused(seed, data):
+    """A mutated e2guardian, squidGuard or custom-logformat line gives an observation or a ValueError."""
+    from zoneinfo import ZoneInfo
+
+    from collector.filterlogs import parse_e2guardian, parse_e2guardian_csv, parse_squidguard
+    from collector.squid_logformat import LogFormat
+
+    kind, line = seed
+    chars = list(line)
+    for _ in range(data.draw(st.integers(1, 6))):
+        chars[data.draw(st.integers(0, len(chars) - 1))] = data.draw(st.characters())
+    mutated = "".join(chars)[: data.draw(st.integers(0, len(chars)))]
+    zone = ZoneInfo("Europe/London")
+    custom = LogFormat('%tl %>a:%>p %un %rm %ru %>Hs %<st %tr %Ss "%{User-Agent}>h"')
+    parse = {"e2guardian": lambda s: parse_e2guardian(s, "f:1", zone),
+             "e2guardian_csv": lambda s: parse_e2guardian_csv(s, "f:1", zone),
+             "squidguard": lambda s: parse_squidguard(s, "f:1", zone),
+             "logformat": lambda s: custom.parse(s, "f:1")}[kind]
+    try:
+        obs = parse(mutated)
+    except ValueError:
+        return
+    assert obs.kind == "proxy" and obs.src_ip

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCHOOL_DAY, run_cli
+from tests.conftest import SCHOOL_DAY, run_cli, school_config
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
+SCHOOL_LOGFORMAT = '%tl %>a:%>p %un %rm %ru %>Hs %<st %tr %Ss "%{User-Agent}>h"'  # a school's own format
 pytestmark = pytest.mark.skipif(not Path(SQUID).exists() or not Path("/usr/lib/squid/basic_ncsa_auth").exists(),
                                 reason="Squid is not installed (./dev test installs it when run as root)")
 
@@ -65,6 +66,8 @@ http_port 127.0.0.1:{port}
 pid_filename {root}/squid.pid
 access_log stdio:{root}/access.log squid
 access_log stdio:{root}/combined.log combined
+logformat school {SCHOOL_LOGFORMAT}
+access_log stdio:{root}/school.log school
 cache_log {root}/cache.log
 cache deny all
 coredump_dir {root}
@@ -144,3 +147,14 @@ def test_activities_name_the_user_host_and_denial(squid, tmp_path):
         db.close()
     assert sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8]) for r in other) == seen
     assert {r["user_agent"] for r in other} == {f"Python-urllib/{sys.version_info.major}.{sys.version_info.minor}"}
+    # ...and in the school's own logformat, read with that SPEC from the configuration.
+    config = school_config(tmp_path / "school", f"collector:\n  squid_logformat: '{SCHOOL_LOGFORMAT}'\n")
+    custom = tmp_path / "custom-store"
+    run_cli("replay", "--config", config, root / "school.log", store=custom, check=True)
+    db = Store(f"chdb://{custom}")
+    try:
+        mine = db.activity(None, None, None).to_dicts()
+    finally:
+        db.close()
+    assert sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8]) for r in mine) == seen
+    assert {r["src_port"] for r in mine} != {None}  # the client port, which only this format logs

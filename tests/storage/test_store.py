@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import polars as pl
 import pytest
@@ -11,7 +12,7 @@ from collector.observation import Observation, to_table
 from ictwatch import settings
 from storage.schema import ACTIVITY, activity_ddl, sql_string
 from storage.store import Store
-from tests.conftest import SCHOOL_DAY
+from tests.conftest import ROOT, SCHOOL_DAY
 
 UTC = dt.UTC
 
@@ -101,3 +102,32 @@ def test_replaying_the_school_day_twice_does_not_double_it(tmp_path):
     finally:
         s.close()
     assert f"stored {stored} activities" in first.stdout
+
+
+def test_a_store_made_by_an_earlier_schema_is_upgraded(tmp_path):
+    """tests/storage/schemas/v1.sql is the DDL of the first schema (before the web-filter columns). A store
+    made with it, holding a row, is brought to the current schema by `migrate()`: the new columns appear
+    in schema order with their comments, the old row keeps its values, and new rows go in."""
+    path = ROOT / "tests" / "storage" / "schemas" / "v1.sql"
+    old = Store(f"chdb://{tmp_path / 'store'}", "t")
+    try:
+        old._client.command("CREATE DATABASE IF NOT EXISTS t")
+        for statement in re.split(r";$", path.read_text().replace("{database}", "t"), flags=re.M):
+            if statement.strip():
+                old._client.command(statement)
+        old._client.command("INSERT INTO t.activity (ts, user, kind, host) "
+                            "VALUES (now64(6), 'jcarter', 'dns', 'a.test')")
+        before = [r[0] for r in old._client.query("SELECT name FROM system.columns WHERE database = 't' AND "
+                                                   "table = 'activity' ORDER BY position").result_rows]
+        assert "filter_category" not in before  # the fixture really is the older schema
+        old.migrate()
+        old.migrate()  # a second run finds nothing to do
+        rows = old._client.query("SELECT name, comment FROM system.columns WHERE database = 't' AND "
+                                 "table = 'activity' ORDER BY position").result_rows
+        assert [r[0] for r in rows] == [c.name for c in ACTIVITY]
+        assert [r[1] for r in rows] == [c.comment for c in ACTIVITY]
+        assert old.insert_activity(activities(3)) == 3
+        got = old._client.query("SELECT user, host, filter_category FROM t.activity WHERE kind = 'dns'").result_rows
+        assert got == [("jcarter", "a.test", "")]
+    finally:
+        old.close()

@@ -263,7 +263,6 @@ OBSERVATION_SCHEMA = pa.schema(
 )
 """Arrow schema of an observation batch. The time column is named `ts`."""
 
-
 class BatchBuilder:
     """Collects Observations and hands them on as Arrow tables: at `max_rows` rows or when the oldest
     pending row is `max_age_s` old, whichever comes first.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
+import polars as pl
 
 from collector import squid_batch
 from collector.config import CollectorSettings
@@ -166,8 +166,8 @@ class SquidLogSource(LogLineSource):
         """Whether `run_batches` can read this log (the native format; the others go line by line)."""
         return self.format == "native"
 
-    def run_batches(self, sink: Callable[[pa.Table], None]) -> int:
-        """Parse the whole log in vectorised chunks straight into observation tables; returns rows."""
+    def run_batches(self, sink: Callable[[pl.DataFrame], None]) -> int:
+        """Parse the whole log in vectorised chunks straight into observation frames; returns rows."""
         name = self.path.name
         try:
             return squid_batch.run_chunks(self._stream, name, sink,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from collector.observation import Observation
 
 _IP = re.compile(r"^[0-9a-fA-F:.]+$")
+_TS = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
 
 
 def is_address(text: str) -> bool:
@@ -29,10 +30,9 @@ def parse_line(line: str, source_ref: str) -> Observation:
     if len(f) < 10:
         raise ValueError(f"squid line has {len(f)} fields, native format has 10")
     ts_text, elapsed, client, action_status, size, method, url, user, hierarchy, ctype = f[:10]
-    try:
-        ts_us = round(float(ts_text) * 1_000_000)
-    except ValueError:
-        raise ValueError(f"bad time: {ts_text[:32]!r}") from None
+    if not _TS.match(ts_text):  # seconds.millis: not `inf`, `nan` or `1e9`, which float() would take
+        raise ValueError(f"bad time: {ts_text[:32]!r}")
+    ts_us = round(float(ts_text) * 1_000_000)
     action, sep, status = action_status.partition("/")
     if not sep or not status.isdigit():
         raise ValueError(f"bad action/status: {action_status[:40]!r}")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 
 from collector.config import CollectorSettings
@@ -76,8 +77,8 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
     return summary
 
 
-def _sink(engine: Engine, store: Store, summary: ReplaySummary) -> Callable[[pa.Table], None]:
-    def on_batch(table: pa.Table) -> None:
+def _sink(engine: Engine, store: Store, summary: ReplaySummary) -> Callable[[pa.Table | pl.DataFrame], None]:
+    def on_batch(table: pa.Table | pl.DataFrame) -> None:
         df = engine.evaluate(table)
         if engine.new_leases is not None:
             store.insert_leases(engine.new_leases)

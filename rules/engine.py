@@ -93,9 +93,10 @@ class Engine:
         """The identity resolver (its lease history can be loaded from storage)."""
         return self._identity
 
-    def evaluate(self, batch: pa.Table) -> pl.DataFrame:
-        """Subject, categories, windows and verdict for every observation in `batch`."""
-        df = pl.from_arrow(batch)
+    def evaluate(self, batch: pa.Table | pl.DataFrame) -> pl.DataFrame:
+        """Subject, categories, windows and verdict for every observation in `batch` (an Arrow batch of the
+        observation schema, or a polars frame with its columns and types)."""
+        df = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
         self.new_leases = self._identity.learn(df)  # leases first: a lease and its use may share a batch
         df = self._identity.annotate(df)

@@ -65,8 +65,8 @@ def run(count: int) -> dict[str, float]:
         start = time.perf_counter()
         rows = 0
         with log.open("rb") as f:
-            for first, lines in chunks(f):
-                rows += parse_chunk(lines, first, log.name)[0].num_rows
+            for first, block in chunks(f):
+                rows += parse_chunk(block, first, log.name)[0].num_rows
         results["ictwatch vectorised parse"] = _rate(count, time.perf_counter() - start)
         assert rows == count
 

@@ -28,9 +28,9 @@ def reference(lines: list[str], name: str) -> tuple[list[dict], list[int]]:
 
 
 def vectorised(lines: list[str], name: str) -> tuple[list[dict], list[int]]:
-    table, bad = parse_chunk(lines, 1, name)
+    table, bad = parse_chunk(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), 1, name)
     rows = []
-    for row in table.to_pylist():
+    for row in table.to_dicts():
         row["ts"] = row["ts"].isoformat().replace("+00:00", "Z")
         rows.append({k: row["ts" if k == "ts_us" else k] for k in FIELD_NAMES if k != "ts_us"} | {"ts": row["ts"]})
     return rows, bad
@@ -69,8 +69,20 @@ def test_awkward_lines():
         "   ", "garbage line", "1781596202.1 5 10.0.0.1 TCP_MISS/2x0 1 GET http://a/ - DIRECT/1.1.1.1 -",
         "1781596202.1 5 10.0.0.1 TCP_MISS/200 1 GET http:///nohost - DIRECT/1.1.1.1 -",
         "1781596202.1 0 127.0.0.1 NONE_NONE/000 0 NONE error:transaction-end-before-headers - HIER_NONE/- -",
+        "inf 5 10.0.0.1 TCP_MISS/200 1 GET http://a/ - DIRECT/1.1.1.1 -", "",
+        "1781596202.1\t5  10.0.0.1 TCP_MISS/200 1 GET http://a/b\r - DIRECT/1.1.1.1 text/html\r",
+        "1781596202.1 5 10.0.0.1 A/B/200 1 GET http://a/ - DIRECT/1.1.1.1 -",
+        "1781596202.1 5 10.0.0.1 TCP_MISS/200 1 CONNECT https://a.example/ - DIRECT/1.1.1.1 -",
+        "1781596202.1 5 10.0.0.1 TCP_MISS/200 1 GET http://caf\u00e9.example/ - DIRECT/1.1.1.1 -",
     ]
     compare(lines, "awkward.log")
+
+
+def test_a_block_holding_a_nul_byte_takes_the_line_by_line_path():
+    lines = ["1781596202.120 412 10.20.10.21 TCP_MISS/200 48211 GET http://a.example/ u HIER_DIRECT/1.2.3.4 -",
+             "1781596202.120 412 10.20.10.21 TCP_MISS/200 48211 GET http://a.exa\x00mple/ u HIER_DIRECT/1.2.3.4 -",
+             "garbage"]
+    assert compare(lines, "nul.log") == 2
 
 
 def test_generated_lines_in_chunks(tmp_path):
@@ -93,6 +105,9 @@ def test_generated_lines_in_chunks(tmp_path):
     path.write_bytes(("\n".join(lines) + "\n").encode())
     with path.open("rb") as f:
         pieces = list(chunks(f, size=4096))  # small chunks: lines cut at every chunk edge
-    assert sum(len(p) for _, p in pieces) == 5000 and [p[0] for p in pieces][:2] == [1, 1 + len(pieces[0][1])]
-    rebuilt = [line for _, piece in pieces for line in piece]
-    assert rebuilt == lines
+    counts = [block.count(b"\n") for _, block in pieces]
+    assert sum(counts) == 5000 and [first for first, _ in pieces][:2] == [1, 1 + counts[0]]
+    assert b"".join(block for _, block in pieces).decode().splitlines() == lines
+    path.write_bytes(path.read_bytes()[:-1])  # a last line without its newline is still a line
+    with path.open("rb") as f:
+        assert sum(block.count(b"\n") for _, block in chunks(f, size=4096)) == 5000

@@ -16,6 +16,7 @@ from collector.observation import BatchBuilder
 from collector.sources import Source, SquidLogSource, open_source
 from rules.engine import Engine
 from storage.store import Store
+from storage.writer import Writer
 
 ProgressHook = Callable[[Source | None], None]
 
@@ -44,20 +45,25 @@ def replay(
     sources = [open_source(p, collector) for p in inputs]  # every input is checked before anything is stored
     engine.identity.add(store.leases())  # identity as it was, whatever was replayed or captured before
 
-    sink = _sink(engine, store, summary)
-    builder = BatchBuilder(sink, batch_rows)
-    batch_rows_in = 0
-    for source in sources:
-        if on_source:
-            on_source(source)
-        if isinstance(source, SquidLogSource) and source.batched:  # a chunk at a time, straight into batches
-            batch_rows_in += source.run_batches(sink)
-        else:
-            source.run(builder.add)
-            builder.flush()
-        summary.inputs.append(str(source.path))
-        summary.packets += getattr(source, "packets", 0)
-        summary.skipped.update(source.skips.by_reason)
+    writer = Writer(store)
+    try:
+        sink = _sink(engine, writer, summary)
+        builder = BatchBuilder(sink, batch_rows)
+        batch_rows_in = 0
+        for source in sources:
+            if on_source:
+                on_source(source)
+            if isinstance(source, SquidLogSource) and source.batched:  # a chunk at a time, straight into batches
+                batch_rows_in += source.run_batches(sink)
+            else:
+                source.run(builder.add)
+                builder.flush()
+            summary.inputs.append(str(source.path))
+            summary.packets += getattr(source, "packets", 0)
+            summary.skipped.update(source.skips.by_reason)
+    finally:
+        writer.close()  # what was judged is stored, even when reading stopped early
+        summary.stored = writer.stored
     if on_source:
         on_source(None)
     summary.observations = builder.rows_emitted + batch_rows_in
@@ -68,22 +74,25 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
     """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old."""
     summary = ReplaySummary(inputs=[source.interface])
     engine.identity.add(store.leases())
-    builder = BatchBuilder(_sink(engine, store, summary), max_age_s=max_age_s)
-    source.run(builder.add, on_tick=builder.tick)
-    builder.flush()
+    writer = Writer(store)
+    try:
+        builder = BatchBuilder(_sink(engine, writer, summary), max_age_s=max_age_s)
+        source.run(builder.add, on_tick=builder.tick)
+        builder.flush()
+    finally:
+        writer.close()
+        summary.stored = writer.stored
     summary.packets = source.packets
     summary.skipped.update(source.skips.by_reason)
     summary.observations = builder.rows_emitted
     return summary
 
 
-def _sink(engine: Engine, store: Store, summary: ReplaySummary) -> Callable[[pa.Table | pl.DataFrame], None]:
+def _sink(engine: Engine, writer: Writer, summary: ReplaySummary) -> Callable[[pa.Table | pl.DataFrame], None]:
     def on_batch(table: pa.Table | pl.DataFrame) -> None:
         df = engine.evaluate(table)
-        if engine.new_leases is not None:
-            store.insert_leases(engine.new_leases)
-        summary.verdicts.update(df.get_column("verdict").to_list())
+        summary.verdicts.update(dict(df.get_column("verdict").value_counts().iter_rows()))
         summary.denied += int(df.get_column("denied").sum())
-        summary.stored += store.insert_activity(df)
+        writer.put(df, engine.new_leases)
 
     return on_batch

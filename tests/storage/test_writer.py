@@ -1,0 +1,70 @@
+"""The writer thread: batches reach the real embedded store in order, a failed insert reaches the
+producer, and a full queue makes the producer wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from storage.store import Store
+from storage.writer import Writer
+from tests.storage.test_store import activities
+
+
+def test_batches_are_stored_in_order_and_counted(tmp_path):
+    store = Store(f"chdb://{tmp_path / 'store'}", "t")
+    store.migrate()
+    try:
+        batch = activities(30)
+        writer = Writer(store, depth=1)
+        for piece in (batch[:10], batch[10:20], batch[20:]):
+            writer.put(piece)
+        writer.close()
+        assert writer.stored == 30 == store.count()
+        refs = store.activity(None, None, None).get_column("source_ref").to_list()
+        assert refs == batch.get_column("source_ref").to_list()
+    finally:
+        store.close()
+
+
+def test_a_failed_insert_reaches_the_producer(tmp_path):
+    """A real failure: the store's connection is closed under the writer, so its insert fails."""
+    store = Store(f"chdb://{tmp_path / 'store'}", "t")
+    store.migrate()
+    store.close()
+    writer = Writer(store)
+    writer.put(activities(3))
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises for a closed connection
+        for _ in range(50):  # the failure arrives with a later put, or at close
+            writer.put(activities(1))
+            time.sleep(0.02)
+        writer.close()
+
+
+def test_backpressure_with_a_fake_slow_store():
+    """A fake store (the real one cannot be made slow on demand): with room for one batch, the producer
+    waits while the writer is busy with the batch before."""
+    release = threading.Event()
+
+    class SlowStore:
+        def insert_leases(self, leases):
+            return 0
+
+        def insert_activity(self, df):
+            release.wait(10)
+            return df.height
+
+    writer = Writer(SlowStore(), depth=1)  # type: ignore[arg-type]
+    writer.put(activities(1))  # taken by the writer, which now waits
+    time.sleep(0.1)
+    writer.put(activities(1))  # fills the queue
+    third = threading.Thread(target=writer.put, args=(activities(1),))
+    third.start()
+    third.join(0.5)
+    assert third.is_alive()  # the third waits for room
+    release.set()
+    third.join(5)
+    writer.close()
+    assert writer.stored == 3

@@ -1,68 +1,170 @@
-"""Content categories from lists in UT1 (squidGuard) format.
+"""Content categories from lists in UT1 (squidGuard) format, held as sorted 64-bit hashes.
 
 A UT1 tree has one folder per category with a `domains` file (one domain per line, matching the domain
 and every subdomain) and a `usage` file listing how it may be used (`black`, `white`, or both). A host
-is looked up with each of its parent domains; a match in a white list (say `sexual_education`) clears
-the black categories, so a sexual-health charity listed by an adult list is not reported as pornography.
+is looked up with itself and each parent domain; a match in a white list (say `sexual_education`)
+clears the black categories, so a sexual-health charity listed by an adult list is not reported as
+pornography. Parents stop above the public suffix (the Public Suffix List, shipped offline by the
+`publicsuffixlist` package): `co.uk` in a list does not put every British site in its category.
+
+The structure, and why. The full UT1 set holds about five million domains, most of them `adult`. As
+Python strings in a set or dict that is well over 100 bytes an entry and a minute of interpreter work to
+load. Here every listed domain becomes a 58-bit hash, computed by polars (Rust) as the file streams past, kept
+in a sorted numpy array beside an array of category bits (one bit per category of ours, the top bit for
+"white"). Five million entries take 80 MB; loading is column work (read, hash, sort in place, merge
+duplicates); a batch of hosts is looked up at once, every candidate domain of every host by binary
+search (`numpy.searchsorted`), the public-suffix rules too. A wrong match needs another name with the
+same 58-bit hash: about one chance in 5 x 10^10 per lookup against five million entries.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import publicsuffixlist
 
 from rules.config import ConfigError
+
+_SEED = 0x1C7A7C4  # the same seed for lists and lookups: hashes are compared within one process only
+_BIT_WIDTH = 6  # low bits of a packed entry: which list bit it carries (0-62 ours, 63 white)
+_WHITE_BIT = 63
+_EMPTY = pl.lit([], dtype=pl.List(pl.String))
+
+
+def _hashes(domains: pl.Series) -> np.ndarray:
+    """58-bit hashes of domain names (lower case, no leading or trailing dot), as uint64."""
+    return domains.hash(_SEED).to_numpy() >> _BIT_WIDTH
+
+
+class _Sorted:
+    """Hashes to look up, kept with their sorted order: each set is searched in that order, so a search
+    starts where the last ended and walks memory the cache has just seen (six times faster than in
+    arrival order against five million keys), and the sort is paid once for all the sets."""
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        self.hashes = hashes
+        self._order = np.argsort(hashes)
+        self._sorted = hashes[self._order]
+
+    def find(self, sorted_keys: np.ndarray) -> np.ndarray:
+        """Where each hash is in `sorted_keys` (an index), or -1."""
+        if not len(sorted_keys):
+            return np.full(len(self.hashes), -1)
+        at = np.empty(len(self.hashes), np.intp)
+        at[self._order] = np.searchsorted(sorted_keys, self._sorted)
+        np.minimum(at, len(sorted_keys) - 1, out=at)
+        return np.where(sorted_keys[at] == self.hashes, at, -1)
+
+
+def _public_suffixes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The PSL's rules as three sorted hash sets: exact suffixes, parents of `*.` rules, `!` exceptions."""
+    path = Path(publicsuffixlist.__file__).with_name("public_suffix_list.dat")
+    exact, wild, exceptions = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rule = line.strip().lower()
+        if not rule or rule.startswith("//"):
+            continue
+        if not rule.isascii():  # names on the wire (DNS, SNI) are in their ASCII (punycode) form
+            try:
+                rule = ".".join(label if label in ("*", "!") else label.encode("idna").decode("ascii")
+                                for label in rule.split("."))
+            except UnicodeError:
+                continue
+        if rule.startswith("!"):
+            exceptions.append(rule[1:])
+        elif rule.startswith("*."):
+            wild.append(rule[2:])
+        else:
+            exact.append(rule)
+    return tuple(np.unique(_hashes(pl.Series(rules, dtype=pl.String))) for rules in (exact, wild, exceptions))
 
 
 class CategoryIndex:
     """Domain → our category names, built from UT1 folders via the policy's category map."""
 
-    def __init__(self, black: dict[str, frozenset[str]], white: frozenset[str]) -> None:
-        self._black = black
-        self._white = white
+    def __init__(self, names: tuple[str, ...], keys: np.ndarray, bits: np.ndarray) -> None:
+        self.names = names
+        """Our category names, in bit order."""
+        self._keys = keys
+        self._bits = bits
+        self._exact, self._wild, self._exceptions = _public_suffixes()
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
     @classmethod
     def load(cls, root: Path, mapping: dict[str, tuple[str, ...]]) -> CategoryIndex:
-        """Read the UT1 folders named in `mapping` under `root`; a missing folder is a config error."""
-        black: dict[str, set[str]] = {}
-        white: set[str] = set()
-        for ours, dirs in mapping.items():
-            for name in dirs:
+        """Read the UT1 folders named in `mapping` under `root`; a missing folder is a config error.
+
+        Each entry is one word while loading: the domain's 58-bit hash above the number of its list's
+        bit (six bits), so the lists are sorted together in place, with no second array to carry along;
+        runs of one hash are then merged into one key and the OR of their bits."""
+        names = tuple(sorted(mapping))
+        if len(names) > _WHITE_BIT:
+            raise ConfigError(root, "categories.map", len(names), f"at most {_WHITE_BIT} categories")
+        packed = []
+        for bit, ours in enumerate(names):
+            for name in mapping[ours]:
                 folder = root / name
                 if not (folder / "domains").is_file():
                     raise ConfigError(root, f"categories.map.{ours}", name, "no UT1 list with a domains file")
-                is_white = _usage(folder) == "white"
-                for domain in _domains(folder / "domains"):
-                    if is_white:
-                        white.add(domain)
-                    else:
-                        black.setdefault(domain, set()).add(ours)
-        return cls({d: frozenset(c) for d, c in black.items()}, frozenset(white))
+                hashes = _domain_hashes(folder / "domains")
+                hashes &= ~np.uint64((1 << _BIT_WIDTH) - 1)  # the 58-bit hash of `_hashes`, shifted up
+                hashes |= np.uint64(_WHITE_BIT if _usage(folder) == "white" else bit)
+                packed.append(hashes)
+        words = np.concatenate(packed) if packed else np.zeros(0, np.uint64)
+        del packed
+        words.sort()
+        keys = words >> _BIT_WIDTH
+        words &= np.uint64((1 << _BIT_WIDTH) - 1)
+        bits = np.left_shift(np.uint64(1), words)
+        del words
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.intp)
+        merged = np.bitwise_or.reduceat(bits, starts) if len(starts) else bits
+        return cls(names, keys[starts], merged)
 
     def lookup(self, host: str | None) -> list[str]:
-        """Our categories for `host` (sorted), from the host and each parent domain."""
-        if not host:
-            return []
-        host = host.lower().rstrip(".")
-        found: set[str] = set()
-        labels = host.split(".")
-        for i in range(len(labels)):
-            domain = ".".join(labels[i:])
-            if domain in self._white:
-                return []
-            found |= self._black.get(domain, frozenset())
-        return sorted(found)
+        """Our categories for one `host` (sorted), from the host and each parent domain."""
+        return self.lookup_many(pl.Series([host], dtype=pl.String)).item(0).to_list()
+
+    def lookup_many(self, hosts: pl.Series) -> pl.Series:
+        """Our categories (a sorted list, empty when none) for each host, in order; one pass for all.
+
+        The host is the first candidate; each next one drops the leading label (a `find` and a slice per
+        host and level, on the hosts that still have a dot). A candidate that is a public suffix (an exact
+        PSL rule, or a label under a `*.` rule that no `!` rule excepts) is not looked up."""
+        level = hosts.cast(pl.String).str.to_lowercase().str.strip_chars(".").fill_null("")
+        mask = np.zeros(len(level), np.uint64)
+        rows = np.arange(len(level))
+        here = _Sorted(_hashes(level))
+        while len(level):
+            dot = level.str.find(".", literal=True)
+            more = dot.is_not_null()  # `find` gives null where there is no dot
+            keep = more.to_numpy()
+            parent = pl.select(pl.when(more).then(level.str.slice(dot + 1))).to_series().filter(more)
+            above = _Sorted(_hashes(parent))
+            under_wild = np.zeros(len(level), bool)
+            under_wild[keep] = above.find(self._wild) >= 0
+            public = (here.find(self._exact) >= 0) | (under_wild & (here.find(self._exceptions) < 0))
+            at = here.find(self._keys)
+            hit = (at >= 0) & ~public & (level != "").to_numpy()
+            mask[rows[hit]] |= self._bits[at[hit]]  # a host is once in a level: no repeated index
+            level, rows, here = parent, rows[keep], above
+        codes, inverse = np.unique(mask, return_inverse=True)
+        white = np.uint64(1 << _WHITE_BIT)
+        names = [[] if code & white else [n for b, n in enumerate(self.names) if int(code) >> b & 1]
+                 for code in codes]
+        return pl.Series("categories", names, dtype=pl.List(pl.String)).gather(inverse)
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
         """Add a `categories` list column, looking each distinct host up once."""
         hosts = df.get_column("host").unique().drop_nulls()
-        table = pl.DataFrame(
-            {"host": hosts, "categories": [self.lookup(h) for h in hosts]},
-            schema={"host": pl.String, "categories": pl.List(pl.String)},
-        )
+        table = pl.DataFrame({"host": hosts, "categories": self.lookup_many(hosts)},
+                             schema={"host": pl.String, "categories": pl.List(pl.String)})
         out = df.join(table, on="host", how="left", maintain_order="left")
-        return out.with_columns(pl.col("categories").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        return out.with_columns(pl.col("categories").fill_null(_EMPTY))
 
 
 def _usage(folder: Path) -> str:
@@ -75,11 +177,14 @@ def _usage(folder: Path) -> str:
     return "white" if "white" in words and "black" not in words else "black"
 
 
-def _domains(path: Path) -> list[str]:
-    out = []
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            d = line.strip().lower().rstrip(".")
-            if d and not d.startswith("#"):
-                out.append(d)
-    return out
+def _domain_hashes(path: Path) -> np.ndarray:
+    """Hashes of the names in a UT1 `domains` file, normalised as hosts are (lower case, no surrounding
+    dots); comments and blank lines dropped. The file is streamed through polars a piece at a time, so
+    only the hashes are ever held whole, not the names."""
+    if path.stat().st_size == 0:
+        return np.zeros(0, np.uint64)
+    lines = pl.scan_csv(path, has_header=False, separator="\x00", quote_char=None, new_columns=["d"],
+                        schema={"d": pl.String}, encoding="utf8-lossy")
+    name = pl.col("d").str.strip_chars().str.to_lowercase().str.strip_chars(".")
+    kept = lines.select(name).filter(name.is_not_null() & (name != "") & ~name.str.starts_with("#"))
+    return kept.select(pl.col("d").hash(_SEED)).collect(engine="streaming").to_series().to_numpy(writable=True)

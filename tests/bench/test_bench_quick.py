@@ -34,3 +34,12 @@ def test_squid_benchmark_quick_mode(capsys):
     rates = [line for line in out.splitlines() if line.endswith("lines/s")]
     expected = 4 if shutil.which("goaccess") else 3
     assert len(rates) == expected and all(float(r[36:].split()[0].replace(",", "")) > 0 for r in rates)
+
+
+def test_category_benchmark_quick_mode(capsys):
+    from tests.bench import bench_categories
+
+    assert bench_categories.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "lists: 50,000 domains" in out and "ictwatch: 50,000 entries loaded" in out
+    assert "hosts/s" in out and ("squidGuard 1.6: compiled" in out) == bool(shutil.which("squidGuard"))

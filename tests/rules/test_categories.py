@@ -43,3 +43,73 @@ def test_real_ut1_lists():
     assert idx.lookup("10minutemail.com") == ["webmail"]  # second line of UT1's webmail list
     for line in (root / "sexual_education" / "domains").open():
         assert idx.lookup(line.strip()) == []
+
+
+def _tree(tmp_path, lists: dict[str, str]):
+    for name, text in lists.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "domains").write_text(text)
+    return tmp_path
+
+
+def test_parents_stop_above_the_public_suffix(tmp_path):
+    """A list naming `co.uk` or `ck` (public suffixes, one by a `*.ck` rule) does not tag every site under
+    them; `www.ck` is an exception to `*.ck` in the PSL, so it is a registrable name and matches."""
+    root = _tree(tmp_path, {"adult": "co.uk\nexample.co.uk\nfoo.ck\nwww.ck\n"})
+    idx = CategoryIndex.load(root, {"pornography": ("adult",)})
+    assert idx.lookup("www.bbc.co.uk") == []
+    assert idx.lookup("a.b.example.co.uk") == ["pornography"]
+    assert idx.lookup("bar.foo.ck") == []  # foo.ck is a public suffix (*.ck)
+    assert idx.lookup("www.ck") == ["pornography"]
+
+
+def test_batch_lookup_keeps_order_and_merges_lists(tmp_path):
+    root = _tree(tmp_path, {"adult": "# comment\n\nBad.Example.\n", "gambling": "bad.example\nbet.example\n",
+                            "empty": ""})
+    idx = CategoryIndex.load(root, {"pornography": ("adult",), "gambling": ("gambling",), "other": ("empty",)})
+    assert len(idx) == 2  # bad.example is one entry carrying two categories
+    got = idx.lookup_many(pl.Series(["x.bad.example", None, "bet.example", "", "x.bad.example", "nope.example"]))
+    assert got.to_list() == [["gambling", "pornography"], [], ["gambling"], [], ["gambling", "pornography"], []]
+
+
+def test_agrees_with_a_plain_reference_on_real_lists():
+    """The hashed index against a reference built the obvious way (Python sets, and the publicsuffixlist
+    package's own `is_public`) on every domain of the real UT1 sample, as listed, under `www.`, under a
+    new subdomain, and with the first label changed (mostly unlisted)."""
+    from publicsuffixlist import PublicSuffixList
+
+    root = need(UT1)
+    lists = sorted(p.parent.name for p in root.glob("*/domains"))
+    mapping = {name: (name,) for name in lists}
+    idx = CategoryIndex.load(root, mapping)
+    psl = PublicSuffixList()
+    sets = {}
+    white = set()
+    for name in lists:
+        names = {d.strip().lower().strip(".") for d in (root / name / "domains").open(errors="replace")}
+        names = {d for d in names if d and not d.startswith("#")}
+        usage = (root / name / "usage").read_text().split() if (root / name / "usage").exists() else ["black"]
+        if "white" in usage and "black" not in usage:
+            white |= names
+        else:
+            sets[name] = names
+
+    def reference(host: str) -> list[str]:
+        labels = host.split(".")
+        found: set[str] = set()
+        for i in range(len(labels)):
+            cand = ".".join(labels[i:])
+            if psl.is_public(cand):
+                continue
+            if cand in white:
+                return []
+            found |= {name for name, names in sets.items() if cand in names}
+        return sorted(found)
+
+    hosts = []
+    for name in lists:
+        for d in sorted(sets.get(name, white))[:1500]:
+            hosts += [d, "www." + d, "cdn.x." + d, "z" + d]
+    got = idx.lookup_many(pl.Series(hosts)).to_list()
+    assert got == [reference(h) for h in hosts]
+    assert sum(1 for g in got if g) > len(hosts) // 2  # most are listed: the comparison is not of empties

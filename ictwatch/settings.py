@@ -55,7 +55,11 @@ class Loaded:
     def engine(self) -> Engine:
         """A policy engine for this configuration."""
         identity = Identity(self.directory, self.devices.devices, self.network)
-        return Engine(self.policy, self.categories, identity)
+        members: dict[str, set[str]] = {}
+        for person in self.directory.people:
+            for group in person.groups:
+                members.setdefault(group, set()).add(person.username)
+        return Engine(self.policy, self.categories, identity, {g: frozenset(u) for g, u in members.items()})
 
 
 def load(path: str | Path) -> Loaded:
@@ -80,6 +84,14 @@ def load(path: str | Path) -> Loaded:
     policy = load_model(policy_path, Policy)
     for field, value, problem in policy.problems()[:1]:
         raise ConfigError(policy_path, field, value, problem)
+    groups = {g for p in directory.people for g in p.groups}
+    for i, waiver in enumerate(policy.waivers):
+        for field, names, known in (("users", waiver.users, people), ("groups", waiver.groups, groups),
+                                    ("granted_by", (waiver.granted_by,), people)):
+            for name in names:
+                if name not in known:
+                    raise ConfigError(policy_path, f"waivers[{i}].{field}", name,
+                                      "not in the staff directory" if field != "groups" else "no one is in this group")
     categories = CategoryIndex.load(policy_path.parent / policy.categories.lists, policy.categories.map)
     url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
     return Loaded(path, settings, directory, devices, network, policy, categories, resolve_url(url, base))

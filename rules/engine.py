@@ -7,6 +7,9 @@ device) is false, so `not` over it is true: an SMTP flow to an unknown server is
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 import polars as pl
 import pyarrow as pa
 
@@ -75,16 +78,32 @@ def compile_condition(cond: Condition) -> pl.Expr:
     return pl.all_horizontal(parts)
 
 
+def waiver_columns(policy: Policy, groups: dict[str, frozenset[str]]) -> list[pl.Expr]:
+    """A boolean column `_waiver_J` per waiver: the activity's person and time are within waiver J.
+    The waiver's local times become instants in the calendar's zone (so a summer afternoon is BST)."""
+    zone = zoneinfo.ZoneInfo(policy.calendar.timezone)
+    out = []
+    for j, w in enumerate(policy.waivers):
+        users = set(w.users).union(*(groups.get(g, frozenset()) for g in w.groups))
+        start, end = (t.replace(tzinfo=zone).astimezone(dt.UTC) for t in (w.start, w.end))
+        covered = pl.col("user").is_in(sorted(users)) & (pl.col("ts") >= start) & (pl.col("ts") < end)
+        out.append(covered.fill_null(False).alias(f"_waiver_{j}"))
+    return out
+
+
 class Engine:
     """Applies one loaded policy to observation batches."""
 
-    def __init__(self, policy: Policy, categories: CategoryIndex, identity: Identity) -> None:
+    def __init__(self, policy: Policy, categories: CategoryIndex, identity: Identity,
+                 groups: dict[str, frozenset[str]] | None = None) -> None:
+        """`groups`: each directory group's members, for waivers given to a group."""
         self.policy = policy
         self.version = policy.version()
         self._categories = categories
         self._identity = identity
         self._windows = window_columns(policy)
         self._matches = [compile_condition(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
+        self._waivers = waiver_columns(policy, groups or {})
         self.new_leases: pl.DataFrame | None = None
         """Leases the last `evaluate` learnt from DHCP, for the store."""
 
@@ -101,7 +120,7 @@ class Engine:
         self.new_leases = self._identity.learn(df)  # leases first: a lease and its use may share a batch
         df = self._identity.annotate(df)
         df = self._categories.annotate(df)
-        df = df.with_columns(self._windows).with_columns(self._matches)
+        df = df.with_columns(self._windows).with_columns(self._matches).with_columns(self._waivers)
         return self._verdicts(df)
 
     def _verdicts(self, df: pl.DataFrame) -> pl.DataFrame:
@@ -119,6 +138,18 @@ class Engine:
             for i, r in enumerate(rules)
         ])
         names = {v: k.value for k, v in SEVERITY_RANK.items()}
+        waivers = self.policy.waivers
+        applied = [  # waiver J applied: it covers the activity and a rule it names matched
+            (w.id, pl.col(f"_waiver_{j}") & pl.any_horizontal(
+                [pl.lit(False)] + [pl.col(f"_rule_{i}") for i, r in enumerate(rules) if r.id in w.rules]))
+            for j, w in enumerate(waivers)]
+        lifted = {i: pl.any_horizontal([pl.col(f"_waiver_{j}") for j, w in enumerate(waivers) if r.id in w.rules])
+                  for i, r in enumerate(rules) if any(r.id in w.rules for w in waivers)}
+        df = df.with_columns(  # a waived rule is not broken; the waiver is recorded instead
+            waiver_ids=pl.concat_list([empty] + [
+                pl.when(hit).then(pl.lit([wid], dtype=pl.List(pl.String))).otherwise(empty) for wid, hit in applied]),
+            **{f"_rule_{i}": pl.col(f"_rule_{i}") & ~covered for i, covered in lifted.items()},
+        )
         out = df.with_columns(
             rule_ids=collect([[r.id] for r in rules]),
             clauses=collect([list(r.clauses) for r in rules]).list.unique(maintain_order=True),
@@ -128,6 +159,8 @@ class Engine:
         )
         verdict = (
             pl.when(pl.col("rule_ids").list.len() > 0).then(pl.lit("breach"))
+            .when(pl.col("waiver_ids").list.len() > 0).then(pl.lit("waived"))
             .when(pl.col("denied")).then(pl.lit("blocked")).otherwise(pl.lit("allowed"))
         )
-        return out.with_columns(verdict=verdict).drop([f"_rule_{i}" for i in range(len(rules))])
+        helpers = [c for c in out.columns if c.startswith(("_rule_", "_waiver_"))]
+        return out.with_columns(verdict=verdict).drop(helpers)

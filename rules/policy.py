@@ -152,6 +152,31 @@ class Rule(Strict):
         return clauses
 
 
+class Waiver(Strict):
+    """Specific permission, as the policy allows ("unless specific permission is given"): named rules do
+    not apply to some people for a while. An activity a waiver covers is recorded as waived, with the
+    waiver's id, instead of as a breach of those rules."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    users: tuple[str, ...] = Field((), description="Usernames the permission is for.")
+    groups: tuple[str, ...] = Field((), description="Directory groups the permission is for (every member).")
+    rules: tuple[str, ...] = Field(min_length=1, description="Ids of the rules that do not apply.")
+    start: dt.datetime = Field(description="From (local time in the calendar's zone), inclusive.")
+    end: dt.datetime = Field(description="Until (local time), exclusive.")
+    granted_by: str = Field(description="Username of who gave the permission.")
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sensible(self) -> Waiver:
+        if not self.users and not self.groups:
+            raise ValueError(f"waiver {self.id!r} names no users and no groups")
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError(f"waiver {self.id!r}: give local times without a zone (the calendar's applies)")
+        if self.end <= self.start:
+            raise ValueError(f"waiver {self.id!r} ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
 class Policy(Strict):
     """The whole policy file."""
 
@@ -160,6 +185,7 @@ class Policy(Strict):
     personal_use: PersonalUse = PersonalUse()
     categories: Categories
     rules: tuple[Rule, ...]
+    waivers: tuple[Waiver, ...] = ()
 
     def problems(self) -> list[tuple[str, object, str]]:
         """Cross-references a field validator cannot see: (field, value, problem) for each."""
@@ -172,6 +198,14 @@ class Policy(Strict):
             for name in sorted(_categories_in(rule.when)):
                 if name not in self.categories.map:
                     found.append((f"rules[{i}].when", name, "category not in categories.map"))
+        waivers: set[str] = set()
+        for i, waiver in enumerate(self.waivers):
+            if waiver.id in waivers:
+                found.append((f"waivers[{i}].id", waiver.id, "waiver id used twice"))
+            waivers.add(waiver.id)
+            for rule_id in waiver.rules:
+                if rule_id not in seen:
+                    found.append((f"waivers[{i}].rules", rule_id, "no rule has this id"))
         return found
 
     def version(self) -> str:

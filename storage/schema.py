@@ -72,12 +72,13 @@ ACTIVITY: tuple[Column, ...] = (
     Column("filter_category", LC, _S, "category a web filter (e2guardian, squidGuard) gave the request"),
     Column("filter_reason", "String", _S, "the web filter's reason for its decision"),
     Column("categories", "Array(LowCardinality(String))", _LS, "content categories of the host"),
-    Column("verdict", LC, _S, "allowed, breach or blocked"),
+    Column("verdict", LC, _S, "allowed, breach, blocked, or waived (a rule matched but a waiver covered it)"),
     Column("rule_ids", "Array(LowCardinality(String))", _LS, "rules the activity broke"),
     Column("clauses", "Array(LowCardinality(String))", _LS, "policy clause ids those rules enforce"),
     Column("severity", LC, _S, "highest severity among the rules broken"),
     Column("reasons", "Array(String)", _LS, "each broken rule's message"),
     Column("policy_version", LC, _S, "hash of the policy that gave the verdict"),
+    Column("waiver_ids", "Array(LowCardinality(String))", _LS, "waivers that lifted a rule this activity matched"),
 )
 
 ACTIVITY_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in ACTIVITY])

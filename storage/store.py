@@ -21,6 +21,7 @@ from storage.schema import (
     TABLES,
     Table,
     column_ddl,
+    sql_string,
     table_ddl,
 )
 
@@ -49,14 +50,19 @@ class Store:
 
     def _add_missing_columns(self, table: Table) -> None:
         """Columns added to the schema since the table was made are added to it, each after the column
-        before it in the schema; columns already there are left as they are."""
-        present = {row[0] for row in self._client.query(
-            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
-            parameters={"db": self.database, "t": table.name}).result_rows}
-        for before, column in zip(table.columns, table.columns[1:], strict=False):
+        before it in the schema; a column whose comment has changed gets the new one. Nothing else is
+        touched, so running it again finds nothing to do."""
+        present = dict(self._client.query(
+            "SELECT name, comment FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+            parameters={"db": self.database, "t": table.name}).result_rows)
+        for before, column in zip((None, *table.columns), table.columns, strict=False):
             if column.name not in present:
+                after = f" AFTER `{before.name}`" if before else " FIRST"
                 self._client.command(f"ALTER TABLE {self.database}.{table.name} ADD COLUMN IF NOT EXISTS "
-                                     f"{column_ddl(column)} AFTER `{before.name}`")
+                                     f"{column_ddl(column)}{after}")
+            elif present[column.name] != column.comment:
+                self._client.command(f"ALTER TABLE {self.database}.{table.name} COMMENT COLUMN `{column.name}` "
+                                     f"{sql_string(column.comment)}")
 
     def insert_leases(self, leases: pl.DataFrame) -> int:
         """Store leases learnt from DHCP (columns ip, lease_mac, lease_start, lease_end, lease_ref)."""

@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_breaches)
 
+    x = sub.add_parser("explain", help="why the activities from one frame or log line got their verdicts")
+    x.add_argument("--config", required=True, type=Path)
+    x.add_argument("activity", metavar="SOURCE_REF",
+                   help="where it was seen, as stored: file.pcap#FRAME or file.log:LINE")
+    x.add_argument("--kind", help="only the activity of this kind (a frame can give a DNS query and its flow)")
+    x.set_defaults(func=cmd_explain)
+
     rep = sub.add_parser("report", help="one person's activity report for a period")
     rep.add_argument("--config", required=True, type=Path)
     rep.add_argument("--user", required=True)
@@ -205,6 +212,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "
           f"activities ({summary.verdicts['breach']} breaches)")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Explain the verdict of each activity recorded from one frame or log line."""
+    from ictwatch import settings
+    from rules.explain import explain
+    from storage.store import Store
+
+    loaded = settings.load(args.config)
+    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    try:
+        store.migrate()
+        rows = store.activity_at(args.activity, args.kind)
+    finally:
+        store.close()
+    if rows.height == 0:
+        print(f"ictwatch: no activity was recorded from {args.activity}", file=sys.stderr)
+        return 1
+    engine = loaded.engine()
+    names = {p.username: p.name for p in loaded.directory.people}
+    print("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)))
     return 0
 
 

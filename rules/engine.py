@@ -103,7 +103,9 @@ class Engine:
         self._identity = identity
         self._windows = window_columns(policy)
         self._matches = [compile_condition(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
-        self._waivers = waiver_columns(policy, groups or {})
+        self.groups = groups or {}
+        """Directory group → usernames, for waivers given to a group."""
+        self._waivers = waiver_columns(policy, self.groups)
         self.new_leases: pl.DataFrame | None = None
         """Leases the last `evaluate` learnt from DHCP, for the store."""
 

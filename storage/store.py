@@ -117,6 +117,17 @@ class Store:
         assert isinstance(result, pl.DataFrame)
         return result
 
+    def activity_at(self, source_ref: str, kind: str | None = None) -> pl.DataFrame:
+        """The activities recorded from one input record (a frame or a log line), optionally of one kind."""
+        where, params = "source_ref = {ref:String}", {"ref": source_ref}
+        if kind is not None:
+            where += " AND kind = {kind:String}"
+            params["kind"] = kind
+        result = pl.from_arrow(self._client.query_arrow(
+            f"SELECT * FROM {self.database}.activity WHERE {where} ORDER BY ts, kind", parameters=params))
+        assert isinstance(result, pl.DataFrame)
+        return result
+
     def count(self) -> int:
         """Rows in `activity`."""
         return int(self._client.command(f"SELECT count() FROM {self.database}.activity"))

@@ -1,0 +1,143 @@
+"""Why an activity got its verdict, in words: each rule, each condition and the value that decided it,
+the identity evidence, and each waiver that applied or why it did not.
+
+The explanation is computed, not remembered: the stored activity goes back through the same compiled
+expressions the engine used (the calendar windows are worked out again from its time), every node of
+every rule's condition evaluated as its own column. When the policy has changed since the verdict was
+given, the explanation says so: it describes the current policy's reading.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterator
+
+import polars as pl
+
+from rules.engine import Engine, compile_condition, waiver_columns, window_columns
+from rules.policy import Condition
+
+_LEAF_FIELDS = {
+    "kind": "kind", "category": "categories", "host": "host", "port": "dst_port", "device_type": "device_type",
+    "device_owner": "device_owner", "device_registered": "device_registered", "role": "role",
+    "location_kind": "location_kind", "window": None, "personal_use_allowed": "personal_use_allowed",
+    "proxy_denied": "denied",
+}
+
+
+def _nodes(cond: Condition, path: str) -> Iterator[tuple[str, Condition, str | None]]:
+    """(path, node, leaf key) for the node itself, each single-key leaf in it, then its children."""
+    yield path, cond, None
+    for key in _LEAF_FIELDS:
+        if getattr(cond, key) is not None:
+            yield f"{path}.{key}", Condition.model_validate({key: getattr(cond, key)}), key
+    for name in ("all", "any"):
+        for i, child in enumerate(getattr(cond, name) or ()):
+            yield from _nodes(child, f"{path}.{name}{i}")
+    if cond.not_ is not None:
+        yield from _nodes(cond.not_, f"{path}.not")
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _describe(key: str, wanted: object) -> str:
+    if key == "window":
+        return f"falls in {' or '.join(str(w) for w in wanted)}"  # type: ignore[attr-defined]
+    if key == "host":
+        return f"host is one of {_shown(wanted)} or under one"
+    if isinstance(wanted, tuple):
+        return f"{key.replace('_', ' ')} is one of {_shown([getattr(w, 'value', w) for w in wanted])}"
+    return f"{key.replace('_', ' ')} is {str(wanted).lower()}"
+
+
+def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None) -> str:
+    """The explanation of one stored activity (a one-row frame from the `activity` table)."""
+    policy = engine.policy
+    row = activity.row(0, named=True)
+    df = activity.with_columns(window_columns(policy)).with_columns(waiver_columns(policy, engine.groups))
+    checks: dict[str, pl.Expr] = {}
+    for i, rule in enumerate(policy.rules):
+        for path, node, _key in _nodes(rule.when, f"r{i}"):
+            checks[path] = compile_condition(node)
+    values = df.select(**checks).row(0, named=True) if checks else {}
+    windows = df.select("school_day", "restricted_hours", "break", "personal_use_allowed").row(0, named=True)
+    zone = zoneinfo.ZoneInfo(policy.calendar.timezone)
+    local = row["ts"].astimezone(zone)
+    who = row["user"] or "unknown person"
+    if row["user"] and names and row["user"] in names:
+        who = f"{names[row['user']]} ({row['user']})"
+    lines = [
+        f"Activity {row['source_ref']} ({row['kind']}) at {local:%Y-%m-%d %H:%M:%S %Z}",
+        f"  who: {who}; role {_shown(row['role'])}; identity evidence: {_shown(row['identity_source'])} "
+        f"(confidence {_shown(row['identity_confidence'])})",
+        f"  device: {row['device'] or 'unregistered'} ({_shown(row['device_type'])}, {_shown(row['device_owner'])}"
+        f"{', private Wi-Fi address' if row['mac_randomised'] else ''}); place: {row['location'] or 'unknown'} "
+        f"({_shown(row['location_kind'])})",
+        f"  host: {_shown(row['host'])}; categories: {_shown(row['categories'])}; port {_shown(row['dst_port'])}"
+        f"{'; refused by the proxy' if row['denied'] else ''}",
+        f"  time: school day {'yes' if windows['school_day'] else 'no'}, restricted hours "
+        f"{'yes' if windows['restricted_hours'] else 'no'}, break {'yes' if windows['break'] else 'no'}; "
+        f"personal use allowed here and now: {'yes' if windows['personal_use_allowed'] else 'no'}",
+        f"  verdict: {row['verdict']}" + (f" ({row['severity']})" if row["severity"] else "")
+        + f", given by policy {row['policy_version']}",
+    ]
+    if row["policy_version"] != engine.version:
+        lines.append(f"  note: the policy has changed since (now {engine.version}); what follows is the current "
+                     "policy's reading")
+    waived_rules = {r for w in policy.waivers if w.id in (row["waiver_ids"] or []) for r in w.rules}
+    for i, rule in enumerate(policy.rules):
+        matched = values[f"r{i}"]
+        state = "waived" if matched and rule.id in waived_rules else "matched" if matched else "did not match"
+        lines.append(f"Rule {rule.id} ({', '.join(rule.clauses)}, {rule.severity.value}): {state}")
+        if matched:
+            lines.append(f"  \"{rule.message}\"")
+        lines += _condition_lines(rule.when, f"r{i}", values, row | windows, "    ")
+    lines += _waiver_lines(engine, df, row)
+    return "\n".join(lines)
+
+
+def _condition_lines(cond: Condition, path: str, values: dict[str, bool], row: dict, indent: str) -> list[str]:
+    out = []
+    for key, field in _LEAF_FIELDS.items():
+        wanted = getattr(cond, key)
+        if wanted is None:
+            continue
+        ok = values[f"{path}.{key}"]
+        seen = "" if field is None else f" ({field.replace('_', ' ')}: {_shown(row.get(field))})"
+        out.append(f"{indent}{'yes' if ok else 'no '} {_describe(key, wanted)}{seen}")
+    for name in ("all", "any"):
+        children = getattr(cond, name) or ()
+        if children:
+            out.append(f"{indent}{'yes' if values[path] else 'no '} {name} of:")
+            for i, child in enumerate(children):
+                out += _condition_lines(child, f"{path}.{name}{i}", values, row, indent + "  ")
+    if cond.not_ is not None:
+        inner = values[f"{path}.not"]
+        out.append(f"{indent}{'yes' if not inner else 'no '} not:")
+        out += _condition_lines(cond.not_, f"{path}.not", values, row, indent + "  ")
+    return out
+
+
+def _waiver_lines(engine: Engine, df: pl.DataFrame, row: dict) -> list[str]:
+    waivers = engine.policy.waivers
+    if not waivers:
+        return ["Waivers: the policy has none"]
+    out = ["Waivers:"]
+    covered = df.select([f"_waiver_{j}" for j in range(len(waivers))]).row(0)
+    for j, w in enumerate(waivers):
+        if w.id in (row["waiver_ids"] or []):
+            why = f"applied (granted by {w.granted_by}: {w.reason})"
+        elif not covered[j]:
+            who = set(w.users) | {f"group {g}" for g in w.groups}
+            why = (f"does not cover this activity: it is for {', '.join(sorted(who))}, "
+                   f"{w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M} local")
+        else:
+            why = f"covers the person and time, but lifts only {', '.join(w.rules)}, which did not match"
+        out.append(f"  {w.id}: {why}")
+    return out

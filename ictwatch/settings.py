@@ -54,7 +54,7 @@ class Loaded:
 
     def engine(self) -> Engine:
         """A policy engine for this configuration."""
-        identity = Identity(self.directory, self.devices.devices, self.network)
+        identity = Identity(self.directory, self.devices.devices, self.network, self.policy.calendar.timezone)
         members: dict[str, set[str]] = {}
         for person in self.directory.people:
             for group in person.groups:

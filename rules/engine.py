@@ -62,8 +62,16 @@ def compile_condition(cond: Condition) -> pl.Expr:
         values = getattr(cond, name)
         if values is not None:
             leaf(pl.col(name).is_in([v.value for v in values]))
+    if cond.file_ext is not None:
+        leaf(pl.col("file_ext").str.to_lowercase().is_in(list(cond.file_ext)))
+    if cond.bytes_out_min is not None:
+        leaf(pl.col("bytes_out") >= cond.bytes_out_min)
+    if cond.device_status is not None:
+        leaf(pl.col("device_status").is_in(list(cond.device_status)))
     for name, column in (("device_owner", "device_owner"), ("device_registered", "device_registered"),
-                         ("personal_use_allowed", "personal_use_allowed"), ("proxy_denied", "denied")):
+                         ("personal_use_allowed", "personal_use_allowed"), ("proxy_denied", "denied"),
+                         ("cleartext_credentials", "cleartext_credentials"), ("owner_left", "owner_left"),
+                         ("mac_randomised", "mac_randomised")):
         value = getattr(cond, name)
         if value is not None:
             leaf(pl.col(column) == value)

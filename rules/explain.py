@@ -21,7 +21,9 @@ _LEAF_FIELDS = {
     "kind": "kind", "category": "categories", "host": "host", "port": "dst_port", "device_type": "device_type",
     "device_owner": "device_owner", "device_registered": "device_registered", "role": "role",
     "location_kind": "location_kind", "window": None, "personal_use_allowed": "personal_use_allowed",
-    "proxy_denied": "denied",
+    "proxy_denied": "denied", "cleartext_credentials": "cleartext_credentials", "file_ext": "file_ext",
+    "bytes_out_min": "bytes_out", "device_status": "device_status", "owner_left": "owner_left",
+    "mac_randomised": "mac_randomised",
 }
 
 
@@ -51,6 +53,8 @@ def _describe(key: str, wanted: object) -> str:
         return f"falls in {' or '.join(str(w) for w in wanted)}"  # type: ignore[attr-defined]
     if key == "host":
         return f"host is one of {_shown(wanted)} or under one"
+    if key == "bytes_out_min":
+        return f"the client sent at least {wanted:,} bytes"
     if isinstance(wanted, tuple):
         return f"{key.replace('_', ' ')} is one of {_shown([getattr(w, 'value', w) for w in wanted])}"
     return f"{key.replace('_', ' ')} is {str(wanted).lower()}"

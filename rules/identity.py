@@ -30,8 +30,12 @@ _LEASES = {"ip": pl.String, "lease_mac": pl.String, "lease_start": pl.Datetime("
 class Identity:
     """Register, directory, network map and the lease history, looked up once per distinct value."""
 
-    def __init__(self, directory: Directory, devices: tuple[Device, ...], network: NetworkMap) -> None:
+    def __init__(self, directory: Directory, devices: tuple[Device, ...], network: NetworkMap,
+                 timezone: str = "Europe/London") -> None:
+        """`timezone` is the school's: a device's status and an owner's leaving date change at local midnight."""
         self._roles = {p.username: p.role.value for p in directory.people}
+        self._leave = {p.username: p.leave for p in directory.people if p.leave is not None}
+        self._timezone = timezone
         self._by_mac = {mac: d for d in devices for mac in d.macs}
         self._by_ip = {str(a): d for d in devices for a in d.addresses}
         self._nets = [(net, loc) for loc in network.locations for net in loc.subnets]
@@ -78,10 +82,12 @@ class Identity:
         device = self._by_mac.get(mac or "") or self._by_ip.get(ip or "")
         if device is None:
             return {"device": None, "device_type": None, "device_owner": None, "owner": None,
-                    "device_registered": False, "device_source": None}
+                    "device_registered": False, "device_source": None, "_status": None, "_status_since": None,
+                    "_owner_leave": None}
         return {
             "device": device.id, "device_type": device.type.value, "device_owner": device.ownership,
-            "owner": device.owner, "device_registered": True,
+            "owner": device.owner, "device_registered": True, "_status": device.status,
+            "_status_since": device.status_since, "_owner_leave": self._leave.get(device.owner),
             "device_source": ("dhcp_lease" if leased else "register_mac") if mac in self._by_mac
             else "register_address",
         }
@@ -102,7 +108,8 @@ class Identity:
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
         """Add the Subject columns to an observation frame: user, role, device, device_type, device_owner,
-        device_registered, location, location_kind, identity_source (null where unknown)."""
+        device_registered, device_status, owner_left, location, location_kind, identity_source (null where
+        unknown)."""
         leased = self._lease_macs(df)
         df = df.with_columns(
             _mac=pl.coalesce(pl.col("src_mac"), leased.get_column("lease_mac")),
@@ -117,7 +124,8 @@ class Identity:
         lookup = pl.DataFrame(rows, schema={
             "_mac": pl.String, "src_ip": pl.String, "_leased": pl.Boolean, "vlan": pl.UInt16, "device": pl.String,
             "device_type": pl.String, "device_owner": pl.String, "owner": pl.String, "device_registered": pl.Boolean,
-            "device_source": pl.String, "location": pl.String, "location_kind": pl.String,
+            "device_source": pl.String, "location": pl.String, "location_kind": pl.String, "_status": pl.String,
+            "_status_since": pl.Date, "_owner_leave": pl.Date,
         })
         out = df.join(lookup, on=["_mac", "src_ip", "_leased", "vlan"], how="left", nulls_equal=True,
                       maintain_order="left")
@@ -125,6 +133,13 @@ class Identity:
         # address: it changes, so an unregistered one says little about which device it was.
         randomised = pl.col("_mac").str.slice(1, 1).is_in(["2", "3", "6", "7", "a", "b", "e", "f"])
         out = out.with_columns(mac_randomised=randomised.fill_null(False)).drop("_mac", "_leased")
+        # The register's status holds from its date on (before it the device was in use); an owner who
+        # has left makes any sighting of the device after the leaving day worth a look (A1).
+        day = pl.col("ts").dt.convert_time_zone(self._timezone).dt.date()
+        status = pl.when(pl.col("_status_since").is_null() | (day >= pl.col("_status_since"))).then(
+            pl.col("_status")).otherwise(pl.when(pl.col("_status").is_not_null()).then(pl.lit("issued")))
+        out = out.with_columns(device_status=status, owner_left=(day > pl.col("_owner_leave")).fill_null(False)
+                               ).drop("_status", "_status_since", "_owner_leave")
         user = pl.coalesce("proxy_user", "owner")
         source = pl.when(pl.col("proxy_user").is_not_null()).then(pl.lit("proxy_auth")).otherwise(
             pl.col("device_source")

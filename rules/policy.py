@@ -115,6 +115,13 @@ class Condition(Strict):
     )
     personal_use_allowed: bool | None = Field(None, description="Place and time allow personal use (P18).")
     proxy_denied: bool | None = None
+    cleartext_credentials: bool | None = Field(None, description="A password crossed the network readable.")
+    file_ext: tuple[str, ...] | None = Field(None, description="Extension of a downloaded file (lower case).")
+    bytes_out_min: int | None = Field(None, ge=0, description="The client sent at least this many bytes.")
+    device_status: tuple[Literal["issued", "lost", "returned"], ...] | None = Field(
+        None, description="The register's status of the device on that day.")
+    owner_left: bool | None = Field(None, description="The device's owner had left the school by then.")
+    mac_randomised: bool | None = Field(None, description="The client used a private (randomised) Wi-Fi address.")
     all: tuple[Condition, ...] | None = None
     any: tuple[Condition, ...] | None = None
     not_: Condition | None = Field(None, alias="not")

@@ -22,10 +22,27 @@ def _in_range(clock: pl.Expr, r: TimeRange) -> pl.Expr:
     return (clock >= pl.lit(r.start)) & (clock < pl.lit(r.end))
 
 
+def with_local_time(df: pl.DataFrame, timezone: str) -> pl.DataFrame:
+    """Add `_local`, the wall-clock time of `ts` in `timezone` (naive).
+
+    Converting every timestamp through the zone database cost more than all the rules together. Zone
+    offsets change only at quarter-hour boundaries (every transition in the tz database since 1970 falls
+    on one), so each quarter hour that occurs in the batch is converted once and its offset added to
+    the rows in it."""
+    quarter = pl.col("ts").dt.truncate("15m")
+    offsets = df.select(_q=quarter.unique()).with_columns(
+        _offset=pl.col("_q").dt.convert_time_zone(timezone).dt.replace_time_zone(None)
+        - pl.col("_q").dt.replace_time_zone(None))
+    joined = df.with_columns(_q=quarter).join(offsets, on="_q", how="left", maintain_order="left")
+    return joined.with_columns(_local=pl.col("ts").dt.replace_time_zone(None) + pl.col("_offset")).drop(
+        "_q", "_offset")
+
+
 def window_columns(policy: Policy) -> list[pl.Expr]:
-    """Boolean columns `school_day`, `restricted_hours`, `break`, `personal_use_allowed` (local time)."""
+    """Boolean columns `school_day`, `restricted_hours`, `break`, `personal_use_allowed`, from `_local`
+    (see `with_local_time`)."""
     cal = policy.calendar
-    local = pl.col("ts").dt.convert_time_zone(cal.timezone)
+    local = pl.col("_local")
     date, clock = local.dt.date(), local.dt.time()
     in_term = pl.any_horizontal([date.is_between(pl.lit(t.start), pl.lit(t.end)) for t in cal.terms])
     closed = pl.any_horizontal([pl.lit(False)] + [date.is_between(pl.lit(c.start), pl.lit(c.end))
@@ -52,7 +69,7 @@ def compile_condition(cond: Condition) -> pl.Expr:
     if cond.kind is not None:
         leaf(pl.col("kind").is_in(list(cond.kind)))
     if cond.category is not None:
-        leaf(pl.col("categories").list.eval(pl.element().is_in(list(cond.category))).list.any())
+        leaf(pl.any_horizontal([pl.col("categories").list.contains(c) for c in cond.category]))
     if cond.host is not None:
         host = pl.col("host")
         leaf(pl.any_horizontal([(host == d) | host.str.ends_with("." + d) for d in cond.host]))
@@ -130,23 +147,13 @@ class Engine:
         self.new_leases = self._identity.learn(df)  # leases first: a lease and its use may share a batch
         df = self._identity.annotate(df)
         df = self._categories.annotate(df)
-        df = df.with_columns(self._windows).with_columns(self._matches).with_columns(self._waivers)
+        df = with_local_time(df, self.policy.calendar.timezone).with_columns(self._windows)
+        df = df.with_columns(self._matches).with_columns(self._waivers).drop("_local")
         return self._verdicts(df)
 
     def _verdicts(self, df: pl.DataFrame) -> pl.DataFrame:
         rules = self.policy.rules
         empty = pl.lit([], dtype=pl.List(pl.String))
-
-        def collect(values: list[list[str]]) -> pl.Expr:
-            return pl.concat_list([
-                pl.when(pl.col(f"_rule_{i}")).then(pl.lit(v, dtype=pl.List(pl.String))).otherwise(empty)
-                for i, v in enumerate(values)
-            ]) if values else empty
-
-        rank = pl.max_horizontal([pl.lit(0)] + [
-            pl.when(pl.col(f"_rule_{i}")).then(pl.lit(SEVERITY_RANK[r.severity])).otherwise(0)
-            for i, r in enumerate(rules)
-        ])
         names = {v: k.value for k, v in SEVERITY_RANK.items()}
         waivers = self.policy.waivers
         applied = [  # waiver J applied: it covers the activity and a rule it names matched
@@ -160,17 +167,27 @@ class Engine:
                 pl.when(hit).then(pl.lit([wid], dtype=pl.List(pl.String))).otherwise(empty) for wid, hit in applied]),
             **{f"_rule_{i}": pl.col(f"_rule_{i}") & ~covered for i, covered in lifted.items()},
         )
-        out = df.with_columns(
-            rule_ids=collect([[r.id] for r in rules]),
-            clauses=collect([list(r.clauses) for r in rules]).list.unique(maintain_order=True),
-            reasons=collect([[r.message] for r in rules]),
-            severity=rank.replace_strict(names, default=None, return_dtype=pl.String),
-            policy_version=pl.lit(self.version),
-        )
+        # The rules an activity broke, as one word (bit i: rule i); the lists and the severity are made once
+        # per distinct word in the batch (a handful) and joined on, not built row by row.
+        word = pl.sum_horizontal([pl.lit(0, pl.UInt64)] + [
+            pl.col(f"_rule_{i}").cast(pl.UInt64) * (1 << i) for i in range(len(rules))])
+        df = df.with_columns(_rules=word)
+        words = df.get_column("_rules").unique().to_list()
+        broken = [[r for i, r in enumerate(rules) if w >> i & 1] for w in words]
+        lists = pl.DataFrame({
+            "_rules": words,
+            "rule_ids": [[r.id for r in b] for b in broken],
+            "clauses": [list(dict.fromkeys(c for r in b for c in r.clauses)) for b in broken],
+            "reasons": [[r.message for r in b] for b in broken],
+            "severity": [names[max(SEVERITY_RANK[r.severity] for r in b)] if b else None for b in broken],
+        }, schema={"_rules": pl.UInt64, "rule_ids": pl.List(pl.String), "clauses": pl.List(pl.String),
+                   "reasons": pl.List(pl.String), "severity": pl.String})
+        out = df.join(lists, on="_rules", how="left", maintain_order="left").with_columns(
+            policy_version=pl.lit(self.version))
         verdict = (
             pl.when(pl.col("rule_ids").list.len() > 0).then(pl.lit("breach"))
             .when(pl.col("waiver_ids").list.len() > 0).then(pl.lit("waived"))
             .when(pl.col("denied")).then(pl.lit("blocked")).otherwise(pl.lit("allowed"))
         )
-        helpers = [c for c in out.columns if c.startswith(("_rule_", "_waiver_"))]
+        helpers = [c for c in out.columns if c.startswith(("_rule_", "_waiver_", "_rules"))]
         return out.with_columns(verdict=verdict).drop(helpers)

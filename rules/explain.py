@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from rules.engine import Engine, compile_condition, waiver_columns, window_columns
+from rules.engine import Engine, compile_condition, waiver_columns, window_columns, with_local_time
 from rules.policy import Condition
 
 _LEAF_FIELDS = {
@@ -64,7 +64,8 @@ def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None
     """The explanation of one stored activity (a one-row frame from the `activity` table)."""
     policy = engine.policy
     row = activity.row(0, named=True)
-    df = activity.with_columns(window_columns(policy)).with_columns(waiver_columns(policy, engine.groups))
+    df = with_local_time(activity, policy.calendar.timezone).with_columns(window_columns(policy))
+    df = df.with_columns(waiver_columns(policy, engine.groups))
     checks: dict[str, pl.Expr] = {}
     for i, rule in enumerate(policy.rules):
         for path, node, _key in _nodes(rule.when, f"r{i}"):

@@ -198,6 +198,8 @@ class Policy(Strict):
         """Cross-references a field validator cannot see: (field, value, problem) for each."""
         found: list[tuple[str, object, str]] = []
         seen: set[str] = set()
+        if len(self.rules) > 64:  # the engine keeps an activity's broken rules as the bits of one word
+            found.append(("rules", len(self.rules), "at most 64 rules"))
         for i, rule in enumerate(self.rules):
             if rule.id in seen:
                 found.append((f"rules[{i}].id", rule.id, "rule id used twice"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import polars as pl
 import pytest
 
 from collector.observation import Observation, to_table
 from ictwatch import settings
-from rules.engine import Engine, compile_condition
+from rules.engine import Engine, compile_condition, with_local_time
 from rules.policy import Condition, Policy
 from tests.conftest import SCHOOL_DAY
 
@@ -96,3 +97,18 @@ def test_unknown_device_is_a_value_not_a_dropped_row():
     row = df.row(0, named=True)
     assert (row["user"], row["device"], row["device_registered"], row["location"], row["verdict"]) == (
         None, None, False, "Hall", "breach")
+
+
+def test_local_time_by_quarter_hour_offsets_matches_the_zone_database():
+    """`with_local_time` converts each quarter hour once: across both 2026 clock changes in London and in
+    a zone with a 45-minute offset (Nepal), every minute's wall-clock time equals polars' own conversion."""
+    instants = []
+    for day in (dt.datetime(2026, 3, 28, 22, tzinfo=dt.UTC), dt.datetime(2026, 10, 24, 22, tzinfo=dt.UTC)):
+        instants += [day + dt.timedelta(minutes=m, seconds=17) for m in range(0, 8 * 60)]
+    frame = pl.DataFrame({"ts": instants}, schema={"ts": pl.Datetime("us", "UTC")})
+    for zone in ("Europe/London", "Asia/Kathmandu"):
+        ours = with_local_time(frame, zone).get_column("_local")
+        theirs = frame.get_column("ts").dt.convert_time_zone(zone).dt.replace_time_zone(None)
+        assert ours.to_list() == theirs.to_list()
+    spring = with_local_time(frame, "Europe/London").get_column("_local").to_list()
+    assert spring[179].hour == 0 and spring[180].hour == 2  # 00:59 GMT, then 01:00 UTC is 02:00 BST

@@ -52,14 +52,15 @@ class Loaded:
     categories: CategoryIndex
     storage_url: str
 
-    def engine(self) -> Engine:
-        """A policy engine for this configuration."""
+    def engine(self, categories: CategoryIndex | None = None) -> Engine:
+        """A policy engine for this configuration (with other category lists, if given)."""
         identity = Identity(self.directory, self.devices.devices, self.network, self.policy.calendar.timezone)
         members: dict[str, set[str]] = {}
         for person in self.directory.people:
             for group in person.groups:
                 members.setdefault(group, set()).add(person.username)
-        return Engine(self.policy, self.categories, identity, {g: frozenset(u) for g, u in members.items()})
+        return Engine(self.policy, categories or self.categories, identity,
+                      {g: frozenset(u) for g, u in members.items()})
 
 
 def load(path: str | Path) -> Loaded:

@@ -43,3 +43,12 @@ def test_category_benchmark_quick_mode(capsys):
     out = capsys.readouterr().out
     assert "lists: 50,000 domains" in out and "ictwatch: 50,000 entries loaded" in out
     assert "hosts/s" in out and ("squidGuard 1.6: compiled" in out) == bool(shutil.which("squidGuard"))
+
+
+def test_engine_benchmark_quick_mode(capsys):
+    from tests.bench import bench_engine
+
+    assert bench_engine.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "engine: 14 rules, 50,000 listed domains, 14,000 leases; 20,000 observations" in out
+    assert "ictwatch engine:" in out and ("squidGuard 1.6:" in out) == bool(shutil.which("squidGuard"))

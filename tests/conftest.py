@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,26 @@ def need(path: Path) -> Path:
 @pytest.fixture
 def zeek() -> Path:
     return need(ZEEK)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HtmlPage(http.server.BaseHTTPRequestHandler):
+    """A web server's page for tests that put a real proxy in front of one: 200, a line of HTML."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<p>lesson plan</p>")
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def school_config(dest: Path, extra_yaml: str = "") -> Path:

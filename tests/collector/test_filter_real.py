@@ -26,6 +26,7 @@ import pytest
 
 from collector.config import CollectorSettings
 from collector.sources import open_source
+from tests.conftest import HtmlPage, free_port
 
 ZONE = "Asia/Kolkata"
 E2GUARDIAN = shutil.which("e2guardian") or "/usr/sbin/e2guardian"
@@ -40,21 +41,6 @@ def read(path: Path) -> list:
     return out
 
 
-class Page(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the standard library's name
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.end_headers()
-        self.wfile.write(b"<p>timetable</p>")
-
-    def log_message(self, *args):
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def e2guardian_conf(root: Path, port: int, log_format: int) -> Path:
@@ -99,7 +85,7 @@ def fetch(proxy_port: int, url: str) -> int:
 @pytest.mark.skipif(not Path(E2GUARDIAN).exists(), reason="e2guardian is not installed (./dev test installs it)")
 @pytest.mark.parametrize("log_format", [1, 2])
 def test_e2guardian_log_names_user_host_denial_and_category(log_format):
-    web = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    web = http.server.HTTPServer(("127.0.0.1", 0), HtmlPage)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     # e2guardian drops to its own user: its files live where that user can reach (pytest's are private)
     root = Path(tempfile.mkdtemp(prefix="ictwatch-e2g-"))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCHOOL_DAY, run_cli, school_config
+from tests.conftest import SCHOOL_DAY, HtmlPage, free_port, run_cli, school_config
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 SCHOOL_LOGFORMAT = '%tl %>a:%>p %un %rm %ru %>Hs %<st %tr %Ss "%{User-Agent}>h"'  # a school's own format
@@ -28,21 +27,6 @@ pytestmark = pytest.mark.skipif(not Path(SQUID).exists() or not Path("/usr/lib/s
                                 reason="Squid is not installed (./dev test installs it when run as root)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Page(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the standard library's name
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.end_headers()
-        self.wfile.write(b"<p>lesson plan</p>")
-
-    def log_message(self, *args):
-        pass
 
 
 def htpasswd_line(user: str, password: str) -> str:
@@ -53,7 +37,7 @@ def htpasswd_line(user: str, password: str) -> str:
 
 @pytest.fixture
 def squid(tmp_path):
-    web = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    web = http.server.HTTPServer(("127.0.0.1", 0), HtmlPage)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     port = free_port()
     # Squid drops to its own user: its files live in a directory that user can reach (pytest's are private)

@@ -1,7 +1,8 @@
 """Content categories from lists in UT1 (squidGuard) format, held as sorted 64-bit hashes.
 
 A UT1 tree has one folder per category with a `domains` file (one domain per line, matching the domain
-and every subdomain) and a `usage` file listing how it may be used (`black`, `white`, or both). A host
+and every subdomain), often a `urls` file (`host/path` prefixes, matched against URLs seen in clear or in
+the proxy log) and a `usage` file listing how it may be used (`black`, `white`, or both). A host
 is looked up with itself and each parent domain; a match in a white list (say `sexual_education`)
 clears the black categories, so a sexual-health charity listed by an adult list is not reported as
 pornography. Parents stop above the public suffix (the Public Suffix List, shipped offline by the
@@ -84,11 +85,14 @@ def _public_suffixes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class CategoryIndex:
     """Domain → our category names, built from UT1 folders via the policy's category map."""
 
-    def __init__(self, names: tuple[str, ...], keys: np.ndarray, bits: np.ndarray) -> None:
+    def __init__(self, names: tuple[str, ...], keys: np.ndarray, bits: np.ndarray,
+                 url_hosts: np.ndarray | None = None) -> None:
         self.names = names
         """Our category names, in bit order."""
         self._keys = keys
         self._bits = bits
+        self._url_hosts = np.zeros(0, np.uint64) if url_hosts is None else url_hosts
+        """Hashes of the hosts that `urls` entries name: only URLs on these hosts are looked up."""
         self._exact, self._wild, self._exceptions = _public_suffixes()
 
     def __len__(self) -> int:
@@ -104,16 +108,21 @@ class CategoryIndex:
         names = tuple(sorted(mapping))
         if len(names) > _WHITE_BIT:
             raise ConfigError(root, "categories.map", len(names), f"at most {_WHITE_BIT} categories")
-        packed = []
+        packed, url_hosts = [], []
         for bit, ours in enumerate(names):
             for name in mapping[ours]:
                 folder = root / name
                 if not (folder / "domains").is_file():
                     raise ConfigError(root, f"categories.map.{ours}", name, "no UT1 list with a domains file")
-                hashes = _domain_hashes(folder / "domains")
-                hashes &= ~np.uint64((1 << _BIT_WIDTH) - 1)  # the 58-bit hash of `_hashes`, shifted up
-                hashes |= np.uint64(_WHITE_BIT if _usage(folder) == "white" else bit)
-                packed.append(hashes)
+                for listed in ("domains", "urls"):  # `host/path` never equals a domain: one index holds both
+                    if listed == "urls":
+                        if not (folder / "urls").is_file():
+                            continue
+                        url_hosts.append(_domain_hashes(folder / "urls", urls=True, host_only=True))
+                    hashes = _domain_hashes(folder / listed, urls=listed == "urls")
+                    hashes &= ~np.uint64((1 << _BIT_WIDTH) - 1)  # the 58-bit hash of `_hashes`, shifted up
+                    hashes |= np.uint64(_WHITE_BIT if _usage(folder) == "white" else bit)
+                    packed.append(hashes)
         words = np.concatenate(packed) if packed else np.zeros(0, np.uint64)
         del packed
         words.sort()
@@ -123,14 +132,19 @@ class CategoryIndex:
         del words
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.intp)
         merged = np.bitwise_or.reduceat(bits, starts) if len(starts) else bits
-        return cls(names, keys[starts], merged)
+        hosts = np.unique(np.concatenate(url_hosts)) >> _BIT_WIDTH if url_hosts else None
+        return cls(names, keys[starts], merged, hosts)
 
     def lookup(self, host: str | None) -> list[str]:
         """Our categories for one `host` (sorted), from the host and each parent domain."""
         return self.lookup_many(pl.Series([host], dtype=pl.String)).item(0).to_list()
 
     def lookup_many(self, hosts: pl.Series) -> pl.Series:
-        """Our categories (a sorted list, empty when none) for each host, in order; one pass for all.
+        """Our categories (a sorted list, empty when none) for each host, in order; one pass for all."""
+        return self._names(self._host_bits(hosts))
+
+    def _host_bits(self, hosts: pl.Series) -> np.ndarray:
+        """The OR of the list bits of each host's candidates.
 
         The host is the first candidate; each next one drops the leading label (a `find` and a slice per
         host and level, on the hosts that still have a dot). A candidate that is a public suffix (an exact
@@ -152,6 +166,32 @@ class CategoryIndex:
             hit = (at >= 0) & ~public & (level != "").to_numpy()
             mask[rows[hit]] |= self._bits[at[hit]]  # a host is once in a level: no repeated index
             level, rows, here = parent, rows[keep], above
+        return mask
+
+    def _url_bits(self, urls: pl.Series) -> np.ndarray:
+        """The OR of the list bits of each URL's candidates, as UT1 `urls` lists are matched: the URL
+        without scheme, credentials, port, query, a leading `www.` and a trailing slash (`host/a/b`), then
+        each shorter prefix at a `/` (`host/a`); the bare host is left to the domain lookup."""
+        level = (urls.cast(pl.String).str.to_lowercase().str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
+                 .str.replace(r"[?#].*$", "").str.replace(r"^[^/@]*@", "").str.replace(r"^([^/:]*):\d*", "$1")
+                 .str.replace(r"^www\.", "").str.strip_chars_end("/").fill_null(""))
+        mask = np.zeros(len(level), np.uint64)
+        rows = np.arange(len(level))
+        on_listed_host = _Sorted(_hashes(level.str.extract(r"^([^/]*)", 1).fill_null(""))).find(self._url_hosts) >= 0
+        level, rows = level.filter(pl.Series(on_listed_host, dtype=pl.Boolean)), rows[on_listed_host]
+        while len(level):
+            has_path = level.str.contains("/", literal=True).to_numpy()
+            level, rows = level.filter(pl.Series(has_path, dtype=pl.Boolean)), rows[has_path]
+            if not len(level):
+                break
+            at = _Sorted(_hashes(level)).find(self._keys)
+            hit = at >= 0
+            mask[rows[hit]] |= self._bits[at[hit]]
+            level = level.str.replace(r"/[^/]*$", "")
+        return mask
+
+    def _names(self, mask: np.ndarray) -> pl.Series:
+        """Category name lists for bit masks: empty where the white bit is set."""
         codes, inverse = np.unique(mask, return_inverse=True)
         white = np.uint64(1 << _WHITE_BIT)
         names = [[] if code & white else [n for b, n in enumerate(self.names) if int(code) >> b & 1]
@@ -159,12 +199,20 @@ class CategoryIndex:
         return pl.Series("categories", names, dtype=pl.List(pl.String)).gather(inverse)
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Add a `categories` list column, looking each distinct host up once."""
-        hosts = df.get_column("host").unique().drop_nulls()
-        table = pl.DataFrame({"host": hosts, "categories": self.lookup_many(hosts)},
-                             schema={"host": pl.String, "categories": pl.List(pl.String)})
-        out = df.join(table, on="host", how="left", maintain_order="left")
-        return out.with_columns(pl.col("categories").fill_null(_EMPTY))
+        """Add a `categories` list column, looking each distinct host, and each distinct (host, URL) pair
+        that has a URL, up once. A URL list's categories add to the host's; a white match in either
+        clears them all."""
+        keys = ["host", "url"] if "url" in df.columns else ["host"]
+        pairs = df.select(keys).unique()
+        hosts = pairs.get_column("host").unique()
+        by_host = pl.DataFrame({"host": hosts, "_hb": self._host_bits(hosts)},
+                               schema={"host": pl.String, "_hb": pl.UInt64})
+        pairs = pairs.join(by_host, on="host", how="left", nulls_equal=True)
+        bits = pairs.get_column("_hb").to_numpy()
+        if "url" in keys and len(self._url_hosts):
+            bits = bits | self._url_bits(pairs.get_column("url"))
+        table = pairs.select(*keys, categories=self._names(bits))
+        return df.join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
 
 
 def _usage(folder: Path) -> str:
@@ -177,14 +225,19 @@ def _usage(folder: Path) -> str:
     return "white" if "white" in words and "black" not in words else "black"
 
 
-def _domain_hashes(path: Path) -> np.ndarray:
-    """Hashes of the names in a UT1 `domains` file, normalised as hosts are (lower case, no surrounding
-    dots); comments and blank lines dropped. The file is streamed through polars a piece at a time, so
-    only the hashes are ever held whole, not the names."""
+def _domain_hashes(path: Path, urls: bool = False, host_only: bool = False) -> np.ndarray:
+    """Hashes of the names in a UT1 `domains` (or, with `urls`, `urls`) file, normalised as hosts and URLs
+    are looked up (lower case, no surrounding dots; URL entries without a leading `www.`); comments and
+    blank lines dropped; with `host_only`, of each entry's part before its first `/`. The file is
+    streamed through polars a piece at a time, so only the hashes are ever held whole, not the names."""
     if path.stat().st_size == 0:
         return np.zeros(0, np.uint64)
     lines = pl.scan_csv(path, has_header=False, separator="\x00", quote_char=None, new_columns=["d"],
                         schema={"d": pl.String}, encoding="utf8-lossy")
     name = pl.col("d").str.strip_chars().str.to_lowercase().str.strip_chars(".")
     kept = lines.select(name).filter(name.is_not_null() & (name != "") & ~name.str.starts_with("#"))
+    if urls:
+        kept = kept.select(pl.col("d").str.replace(r"^www\.", ""))
+    if host_only:
+        kept = kept.select(pl.col("d").str.extract(r"^([^/]*)", 1))
     return kept.select(pl.col("d").hash(_SEED)).collect(engine="streaming").to_series().to_numpy(writable=True)

@@ -113,3 +113,34 @@ def test_agrees_with_a_plain_reference_on_real_lists():
     got = idx.lookup_many(pl.Series(hosts)).to_list()
     assert got == [reference(h) for h in hosts]
     assert sum(1 for g in got if g) > len(hosts) // 2  # most are listed: the comparison is not of empties
+
+
+def test_url_lists_match_path_prefixes(tmp_path):
+    """UT1 `urls` entries are `host/path` prefixes, matched at `/` boundaries on the URL without scheme,
+    credentials, port, query or a leading `www.`; a white URL clears the host's categories too."""
+    root = _tree(tmp_path, {"social_networks": "facebook.com\n", "adult": "badsite.example\n",
+                            "sexual_education": ""})
+    (root / "social_networks" / "urls").write_text("www.epicurious.com/community\n")  # listed with its www.
+    (root / "sexual_education" / "urls").write_text("badsite.example/health\n")
+    (root / "sexual_education" / "usage").write_text("white\n")
+    idx = CategoryIndex.load(root, {"social_networks": ("social_networks",), "pornography": ("adult",),
+                                    "sexual_education": ("sexual_education",)})
+    rows = [("www.epicurious.com", "https://www.epicurious.com/community/recipes?page=2", ["social_networks"]),
+            ("www.epicurious.com", "http://user@WWW.Epicurious.com:8080/community", ["social_networks"]),
+            ("www.epicurious.com", "https://www.epicurious.com/communityx", []),  # not at a `/` boundary
+            ("www.epicurious.com", "https://www.epicurious.com/recipes", []),
+            ("epicurious.com", None, []),
+            ("badsite.example", "http://badsite.example/health/contraception", []),  # white URL
+            ("badsite.example", "http://badsite.example/videos", ["pornography"]),
+            ("m.facebook.com", "https://m.facebook.com/groups", ["social_networks"])]
+    df = pl.DataFrame({"host": [r[0] for r in rows], "url": [r[1] for r in rows]})
+    assert idx.annotate(df).get_column("categories").to_list() == [r[2] for r in rows]
+
+
+def test_real_ut1_url_list():
+    root = need(UT1)
+    idx = CategoryIndex.load(root, {"violence": ("agressif",)})
+    entry = next(line.strip() for line in (root / "agressif" / "urls").open() if line.strip())
+    host = entry.split("/")[0]
+    df = pl.DataFrame({"host": [host, host], "url": [f"http://{entry}/index.html", f"http://{host}/elsewhere"]})
+    assert idx.annotate(df).get_column("categories").to_list()[0] == ["violence"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-KINDS = ("dns", "tls", "quic", "http", "email", "dhcp", "p2p", "flow", "proxy", "login")
+KINDS = ("dns", "tls", "quic", "http", "email", "dhcp", "p2p", "flow", "proxy", "login", "absence")
 """Observation kinds; later issues may add kinds, never rename them."""
 
 _UTC = dt.UTC
@@ -31,7 +31,7 @@ class Observation:
     """One of KINDS."""
     source: str
     """The input type: `pcap`, `squid`, `e2guardian`, `squidguard`, `suricata` (EVE JSON), `dhcpd` or
-    `dnsmasq` (lease files)."""
+    `dnsmasq` (lease files); `check` for an absence found by a daily check."""
     source_ref: str
     """Where it came from: `file.pcap#N` (1-based frame number, as Wireshark counts) or `file.log:N`."""
     src_ip: str | None = None

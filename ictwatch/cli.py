@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_breaches)
 
+    ip = sub.add_parser("check-ipads", help="record school iPads not seen by the policy's time (clause I1)")
+    ip.add_argument("--config", required=True, type=Path)
+    ip.add_argument("--date", required=True, type=dt.date.fromisoformat)
+    ip.set_defaults(func=cmd_check_ipads)
+
     x = sub.add_parser("explain", help="why the activities from one frame or log line got their verdicts")
     x.add_argument("--config", required=True, type=Path)
     x.add_argument("activity", metavar="SOURCE_REF",
@@ -234,6 +239,37 @@ def cmd_explain(args: argparse.Namespace) -> int:
     engine = loaded.engine()
     names = {p.username: p.name for p in loaded.directory.people}
     print("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)))
+    return 0
+
+
+def cmd_check_ipads(args: argparse.Namespace) -> int:
+    """Clause I1: record each issued school iPad not seen by the policy's time on a school day."""
+    from collector.observation import to_table
+    from ictwatch import settings
+    from rules.absence import absences, deadline, expected
+    from storage.store import Store
+
+    loaded = settings.load(args.config)
+    window = deadline(loaded.policy, args.date)
+    if window is None:
+        print(f"{args.date}: no iPad check (not a school day, or the policy has no `ipads` section)")
+        return 0
+    start, by = window
+    ipads = expected(loaded.devices.devices, args.date)
+    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    try:
+        store.migrate()
+        missing = absences(ipads, store.devices_seen(start, by), by, args.date)
+        if missing:
+            engine = loaded.engine()
+            engine.identity.add(store.leases())
+            store.insert_activity(engine.evaluate(to_table(missing)))
+    finally:
+        store.close()
+    local = loaded.policy.ipads.expected_by.strftime("%H:%M") if loaded.policy.ipads else ""
+    for obs in missing:
+        print(f"{obs.source_ref.rsplit(':', 1)[1]}: not seen on {args.date} by {local}; recorded as an absence")
+    print(f"{len(ipads) - len(missing)} of {len(ipads)} school iPad(s) seen by {local} on {args.date}")
     return 0
 
 

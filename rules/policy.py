@@ -70,6 +70,11 @@ class Calendar(Strict):
     restricted_hours: TimeRange = TimeRange(name="restricted", start=dt.time(8, 30), end=dt.time(15, 30))
     breaks: tuple[TimeRange, ...] = Field((), description="Staff breaks and lunch on a school day.")
 
+    def is_school_day(self, day: dt.date) -> bool:
+        """A weekday inside a term and outside every closure."""
+        return (day.weekday() < 5 and any(t.start <= day <= t.end for t in self.terms)
+                and not any(c.start <= day <= c.end for c in self.closures))
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
@@ -184,6 +189,12 @@ class Waiver(Strict):
         return self
 
 
+class IpadCheck(Strict):
+    """Clause I1: school iPads are expected on the network every school day by a set time."""
+
+    expected_by: dt.time = Field(description="Local time by which each issued school iPad should have been seen.")
+
+
 class Policy(Strict):
     """The whole policy file."""
 
@@ -193,6 +204,7 @@ class Policy(Strict):
     categories: Categories
     rules: tuple[Rule, ...]
     waivers: tuple[Waiver, ...] = ()
+    ipads: IpadCheck | None = Field(None, description="The daily iPad check (`ictwatch check-ipads`).")
 
     def problems(self) -> list[tuple[str, object, str]]:
         """Cross-references a field validator cannot see: (field, value, problem) for each."""

@@ -128,6 +128,14 @@ class Store:
         assert isinstance(result, pl.DataFrame)
         return result
 
+    def devices_seen(self, start: dt.datetime, end: dt.datetime) -> set[str]:
+        """Register ids of the devices with any activity in `start <= ts < end` (absences not counted)."""
+        rows = self._client.query(
+            f"SELECT DISTINCT device FROM {self.database}.activity WHERE ts >= {{start:DateTime64(6, 'UTC')}} "
+            "AND ts < {end:DateTime64(6, 'UTC')} AND device != '' AND kind != 'absence'",
+            parameters={"start": start, "end": end}).result_rows
+        return {r[0] for r in rows}
+
     def count(self) -> int:
         """Rows in `activity`."""
         return int(self._client.command(f"SELECT count() FROM {self.database}.activity"))

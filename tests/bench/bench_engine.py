@@ -5,7 +5,7 @@
 
 The observations are a school proxy log's (the Squid benchmark's generator: hosts from ten sites, CONNECT
 and GET, some denials) with client addresses spread over the school's subnets; the identity holds a
-week of daily DHCP leases for 2,000 devices (14,000 leases); the policy is the demo school's (fourteen
+week of daily DHCP leases for 2,000 devices (14,000 leases); the policy is the demo school's (all its
 rules) with its category map pointed at a generated UT1 tree of five million domains. Printed:
 observations judged per second (identity, categories, calendar windows, every rule, waivers, verdict),
 in batches of 65,536 as the pipeline hands them over. The peer is squidGuard 1.6, which also decides

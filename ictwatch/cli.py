@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_breaches)
 
+    cat = sub.add_parser("categories", help="category lists")
+    cat_sub = cat.add_subparsers(required=True, metavar="ACTION")
+    cu = cat_sub.add_parser("update", help="install a new UT1 set (tar.gz, folder or http(s) URL) atomically")
+    cu.add_argument("--config", required=True, type=Path)
+    cu.add_argument("--from", dest="source", required=True, metavar="SOURCE")
+    cu.set_defaults(func=cmd_categories_update)
+
     ip = sub.add_parser("check-ipads", help="record school iPads not seen by the policy's time (clause I1)")
     ip.add_argument("--config", required=True, type=Path)
     ip.add_argument("--date", required=True, type=dt.date.fromisoformat)
@@ -123,6 +130,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"storage: {loaded.storage_url} (database {loaded.settings.storage.database})")
     print(f"directory: {len(loaded.directory.people)} people; devices: {len(loaded.devices.devices)}; "
           f"locations: {len(loaded.network.locations)}")
+    from rules.listupdate import installed
+
+    stamp = installed(loaded.lists_path)
+    print(f"category lists: {loaded.lists_path} ({len(loaded.categories):,} entries; "
+          + (f"installed {stamp['installed']} from {stamp['source']})" if stamp else "not installed by "
+             "`ictwatch categories update`)"))
     print(f"policy version {loaded.policy.version()}:")
     print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
     return 0
@@ -239,6 +252,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     engine = loaded.engine()
     names = {p.username: p.name for p in loaded.directory.people}
     print("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)))
+    return 0
+
+
+def cmd_categories_update(args: argparse.Namespace) -> int:
+    """Install a new UT1 set as the policy's category lists, atomically; refused sets change nothing."""
+    from ictwatch import settings
+    from rules.listupdate import update
+
+    loaded = settings.load(args.config)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    target, entries = update(loaded.lists_path, dict(loaded.policy.categories.map), args.source, now)
+    print(f"installed {entries:,} entries from {args.source} in {target}; {loaded.lists_path} now points there")
     return 0
 
 

@@ -51,6 +51,8 @@ class Loaded:
     policy: Policy
     categories: CategoryIndex
     storage_url: str
+    lists_path: Path
+    """The policy's category lists folder (a link to the installed set after `categories update`)."""
 
     def engine(self, categories: CategoryIndex | None = None) -> Engine:
         """A policy engine for this configuration (with other category lists, if given)."""
@@ -93,9 +95,10 @@ def load(path: str | Path) -> Loaded:
                 if name not in known:
                     raise ConfigError(policy_path, f"waivers[{i}].{field}", name,
                                       "not in the staff directory" if field != "groups" else "no one is in this group")
-    categories = CategoryIndex.load(policy_path.parent / policy.categories.lists, policy.categories.map)
+    lists = policy_path.parent / policy.categories.lists
+    categories = CategoryIndex.load(lists, policy.categories.map)
     url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
-    return Loaded(path, settings, directory, devices, network, policy, categories, resolve_url(url, base))
+    return Loaded(path, settings, directory, devices, network, policy, categories, resolve_url(url, base), lists)
 
 
 def resolve_url(url: str, base: Path) -> str:

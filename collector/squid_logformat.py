@@ -110,6 +110,9 @@ def _compile(spec: str) -> tuple[str, dict[str, str]]:
         if isinstance(part, str):
             pattern += " +".join(re.escape(chunk) for chunk in part.split(" ")) if part.strip() else " +"
             continue
+        if part["code"] == "%":  # `%%` is a literal percent sign
+            pattern += "%"
+            continue
         following = parts[i + 1] if i + 1 < len(parts) else None
         if part["code"] in ("tl", "tg") and not part["arg1"] and not part["arg2"]:
             value = r"\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}"  # holds a space: read by its shape
@@ -129,11 +132,7 @@ def _field_name(m: re.Match[str]) -> str:
     """The code a group holds; a request header (`%{Name}>h`) is named by its lower-cased header name."""
     code = m["code"]
     arg = m["arg1"] or m["arg2"]
-    if code == ">h" and arg:
-        return arg.lower()
-    if code == "%":
-        return "%"
-    return code
+    return arg.lower() if code == ">h" and arg else code
 
 
 def _number(text: str | None, what: str) -> int | None:

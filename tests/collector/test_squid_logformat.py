@@ -40,6 +40,14 @@ def test_a_school_format_with_port_agent_sni_and_local_time():
         spec.parse(line.replace("10.20.10.50:", "somewhere:"), "access.log:8")
 
 
+def test_a_literal_percent_sign():
+    spec = LogFormat("%ts %>a 100%% %rm %ru")
+    o = spec.parse("1781597101 10.20.1.40 100% GET http://a.test/x", "a:1")
+    assert (o.ts_us, o.src_ip, o.method, o.host) == (1_781_597_101_000_000, "10.20.1.40", "GET", "a.test")
+    with pytest.raises(ValueError):
+        spec.parse("1781597101 10.20.1.40 100 GET http://a.test/x", "a:2")
+
+
 def test_padding_widths_and_missing_values():
     spec = LogFormat("%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %un %Sh/%<a %mt")
     o = spec.parse("1781597101.007      0 10.20.1.40 TCP_DENIED/403 3900 GET http://casino.test/ - HIER_NONE/- "

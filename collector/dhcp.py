@@ -21,12 +21,13 @@ class DhcpMessage:
     parsers' results, so that the compiled build (mypyc) makes its constructor native."""
 
     __slots__ = ("xid", "msg_type", "mac", "client_ip", "assigned_ip", "hostname", "domain", "requested_ip",
-                 "server_ip", "lease_s", "params", "vendor_class")
+                 "server_ip", "lease_s", "params", "vendor_class", "circuit_id", "remote_id")
 
     def __init__(
         self, *, xid: int, msg_type: str | None, mac: str | None, client_ip: str | None, assigned_ip: str | None,
         hostname: str | None, domain: str | None, requested_ip: str | None, server_ip: str | None,
-        lease_s: int | None, params: list[str], vendor_class: str | None,
+        lease_s: int | None, params: list[str], vendor_class: str | None, circuit_id: str | None = None,
+        remote_id: str | None = None,
     ) -> None:
         self.xid, self.msg_type, self.mac, self.client_ip, self.assigned_ip = xid, msg_type, mac, client_ip, assigned_ip
         self.hostname, self.domain, self.requested_ip, self.server_ip = hostname, domain, requested_ip, server_ip
@@ -34,6 +35,9 @@ class DhcpMessage:
         self.params = params
         """Parameter-request list in the client's order: with the vendor class, a device fingerprint."""
         self.vendor_class = vendor_class
+        self.circuit_id, self.remote_id = circuit_id, remote_id
+        """The relay agent's circuit and remote ids (v4 option 82): where a Wi-Fi controller or switch
+        says the client is (an access point's name or MAC, the SSID, a port)."""
 
 
 def _ip(raw: bytes) -> str | None:
@@ -60,6 +64,24 @@ def _text(raw: bytes | None) -> str | None:
     return raw.rstrip(b"\0").decode("utf-8", "backslashreplace") if raw else None
 
 
+def _relay_ids(raw: bytes | None) -> tuple[str | None, str | None]:
+    """Circuit id (sub-option 1) and remote id (2) of option 82, as text when printable, else hex."""
+    found: dict[int, bytes] = {}
+    pos = 0
+    data = raw or b""
+    while pos + 2 <= len(data):
+        code, length = data[pos], data[pos + 1]
+        found[code] = data[pos + 2 : pos + 2 + length]
+        pos += 2 + length
+
+    def shown(value: bytes | None) -> str | None:
+        if not value:
+            return None
+        return value.decode("ascii") if all(32 <= b < 127 for b in value) else value.hex(":")
+
+    return shown(found.get(1)), shown(found.get(2))
+
+
 def parse_message(buf: bytes) -> DhcpMessage:
     """Parse a BOOTP/DHCP message."""
     if len(buf) < 240 or buf[236:240] != _COOKIE:
@@ -75,6 +97,7 @@ def parse_message(buf: bytes) -> DhcpMessage:
         _options(buf[44:108], opts)
     kind = opts.get(53)
     lease = opts.get(51)
+    circuit, remote = _relay_ids(opts.get(82))
     return DhcpMessage(
         xid=xid,
         msg_type=MESSAGE_TYPES.get(kind[0], f"TYPE{kind[0]}") if kind else None,
@@ -88,6 +111,8 @@ def parse_message(buf: bytes) -> DhcpMessage:
         lease_s=struct.unpack("!I", lease)[0] if lease and len(lease) == 4 else None,
         params=[str(b) for b in opts.get(55, b"")],
         vendor_class=_text(opts.get(60)),
+        circuit_id=circuit,
+        remote_id=remote,
     )
 
 

@@ -102,6 +102,10 @@ class Observation:
     """Parameter-request list (option 55), in order: with `vendor_class`, a device fingerprint."""
     vendor_class: str | None = None
     """Vendor class identifier (option 60), e.g. `MSFT 5.0`, `android-dhcp-13`."""
+    dhcp_circuit_id: str | None = None
+    """DHCP relay agent circuit id (option 82): a Wi-Fi controller's access point and SSID, a switch port."""
+    dhcp_remote_id: str | None = None
+    """DHCP relay agent remote id (option 82)."""
     sni: str | None = None
     alpn: list[str] = field(default_factory=list)
     tls_version: str | None = None
@@ -148,6 +152,7 @@ class Observation:
         dhcp_type: str | None = None, dhcp_xid: int | None = None, hostname: str | None = None,
         domain: str | None = None, requested_ip: str | None = None, assigned_ip: str | None = None,
         lease_s: int | None = None, dhcp_params: list[str] | None = None, vendor_class: str | None = None,
+        dhcp_circuit_id: str | None = None, dhcp_remote_id: str | None = None,
         sni: str | None = None, alpn: list[str] | None = None, tls_version: str | None = None,
         quic_version: str | None = None, ech: bool = False, bytes_out: int | None = None, bytes_in: int | None = None,
         packets_out: int | None = None, packets_in: int | None = None, conn_state: str | None = None,
@@ -198,6 +203,8 @@ class Observation:
         self.lease_s = lease_s
         self.dhcp_params = [] if dhcp_params is None else dhcp_params
         self.vendor_class = vendor_class
+        self.dhcp_circuit_id = dhcp_circuit_id
+        self.dhcp_remote_id = dhcp_remote_id
         self.sni = sni
         self.alpn = [] if alpn is None else alpn
         self.tls_version = tls_version

@@ -605,7 +605,8 @@ class PacketDecoder:
             ts, "dhcp", "pcap", f"{self._name}#{frame}", ip_text(src), sport, ip_text(dst), dport, "udp", msg.mac,
             vlan, host=msg.hostname, dhcp_type=msg.msg_type, dhcp_xid=msg.xid, hostname=msg.hostname,
             domain=msg.domain, requested_ip=msg.requested_ip, assigned_ip=msg.assigned_ip,
-            lease_s=msg.lease_s, dhcp_params=msg.params, vendor_class=msg.vendor_class, service="dhcp",
+            lease_s=msg.lease_s, dhcp_params=msg.params, vendor_class=msg.vendor_class,
+            dhcp_circuit_id=msg.circuit_id, dhcp_remote_id=msg.remote_id, service="dhcp",
         )
         self.emit(obs)
 

@@ -150,6 +150,10 @@ class Location(Strict):
     kind: LocationKind
     subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     vlan: int | None = Field(None, ge=1, le=4094)
+    relay_ids: tuple[str, ...] = Field(
+        (), description="Text that, found in a DHCP lease's relay agent circuit or remote id (option 82, case "
+        "ignored), places the client here: Wi-Fi controllers put the access point's name and the SSID there. "
+        "Such a place beats the subnet's while the lease lasts.")
 
 
 class NetworkMap(Strict):

@@ -24,7 +24,7 @@ KEEP_ENDED = dt.timedelta(days=7)
 somewhat out of order (a capture, then the day's proxy log), never a week late."""
 
 _LEASES = {"ip": pl.String, "lease_mac": pl.String, "lease_start": pl.Datetime("us", "UTC"),
-           "lease_end": pl.Datetime("us", "UTC"), "lease_ref": pl.String}
+           "lease_end": pl.Datetime("us", "UTC"), "lease_ref": pl.String, "lease_place": pl.String}
 
 
 class Identity:
@@ -40,6 +40,8 @@ class Identity:
         self._by_ip = {str(a): d for d in devices for a in d.addresses}
         self._nets = [(net, loc) for loc in network.locations for net in loc.subnets]
         self._vlans = {loc.vlan: loc for loc in network.locations if loc.vlan is not None}
+        self._relay_places = [(text.lower(), loc) for loc in network.locations for text in loc.relay_ids]
+        self._kinds = {loc.name: loc.kind.value for loc in network.locations}
         self.leases = pl.DataFrame(schema=_LEASES)
 
     def learn(self, df: pl.DataFrame) -> pl.DataFrame:
@@ -49,33 +51,43 @@ class Identity:
                          & pl.col("assigned_ip").is_not_null() & pl.col("src_mac").is_not_null())
         if acks.height == 0:
             return pl.DataFrame(schema=_LEASES)
+        relay = pl.concat_str([pl.col(c).fill_null("") for c in ("dhcp_circuit_id", "dhcp_remote_id")],
+                              separator=" ").str.to_lowercase()
+        texts = acks.select(relay.unique()).to_series().to_list()
+        places = {t: next((loc.name for needle, loc in self._relay_places if needle in t), None) for t in texts}
         new = acks.select(
             ip=pl.col("assigned_ip"), lease_mac=pl.col("src_mac"), lease_start=pl.col("ts"),
             lease_end=pl.col("ts") + pl.duration(seconds=pl.col("lease_s").fill_null(DEFAULT_LEASE_S).cast(pl.Int64)),
             lease_ref=pl.col("source_ref"),
+            lease_place=relay.replace_strict(places, default=None, return_dtype=pl.String),
         )
         self.add(new)
         return new
 
     def add(self, leases: pl.DataFrame) -> None:
-        """Add known leases (learnt now, or stored earlier) to the history."""
+        """Add known leases (learnt now, or stored earlier) to the history; a place is optional."""
         if leases.height == 0:
             return
+        if "lease_place" not in leases.columns:
+            leases = leases.with_columns(lease_place=pl.lit(None, pl.String))
         leases = pl.concat([self.leases, leases.select(list(_LEASES)).cast(_LEASES)]).unique(maintain_order=True)
         horizon = leases.get_column("lease_start").max() - KEEP_ENDED  # type: ignore[operator]
         self.leases = leases.filter(pl.col("lease_end") >= horizon).sort("ip", "lease_start")
 
     def _lease_macs(self, df: pl.DataFrame) -> pl.DataFrame:
-        """`lease_mac` and `lease_ref` for each row: who held its client address at its time."""
+        """`lease_mac`, `lease_ref` and `lease_place` for each row: who held its client address at its time,
+        and where the DHCP relay put them."""
         rows = df.select("ts", "src_ip").with_row_index("_row").sort("ts")
         if self.leases.height == 0:
-            return rows.with_columns(lease_mac=pl.lit(None, pl.String), lease_ref=pl.lit(None, pl.String)).sort("_row")
+            return rows.with_columns(lease_mac=pl.lit(None, pl.String), lease_ref=pl.lit(None, pl.String),
+                                     lease_place=pl.lit(None, pl.String)).sort("_row")
         found = rows.join_asof(self.leases.sort("lease_start"), left_on="ts", right_on="lease_start",
                                by_left="src_ip", by_right="ip", strategy="backward",
                                check_sortedness=False)  # both sorted on the time just above
         live = pl.col("lease_end") >= pl.col("ts")
         return found.select(
-            "_row", lease_mac=pl.when(live).then(pl.col("lease_mac")), lease_ref=pl.when(live).then(pl.col("lease_ref"))
+            "_row", lease_mac=pl.when(live).then(pl.col("lease_mac")),
+            lease_ref=pl.when(live).then(pl.col("lease_ref")), lease_place=pl.when(live).then(pl.col("lease_place")),
         ).sort("_row")
 
     def _device_row(self, mac: str | None, ip: str | None, leased: bool) -> dict:
@@ -114,6 +126,7 @@ class Identity:
         df = df.with_columns(
             _mac=pl.coalesce(pl.col("src_mac"), leased.get_column("lease_mac")),
             _leased=pl.col("src_mac").is_null() & leased.get_column("lease_mac").is_not_null(),
+            _place=leased.get_column("lease_place"),
         )
         keys = df.select("_mac", "src_ip", "_leased", "vlan").unique()
         rows = [
@@ -133,6 +146,13 @@ class Identity:
         # address: it changes, so an unregistered one says little about which device it was.
         randomised = pl.col("_mac").str.slice(1, 1).is_in(["2", "3", "6", "7", "a", "b", "e", "f"])
         out = out.with_columns(mac_randomised=randomised.fill_null(False)).drop("_mac", "_leased")
+        # where the DHCP relay (a Wi-Fi access point) put the client beats its subnet, while the lease lasts
+        out = out.with_columns(
+            location=pl.coalesce("_place", "location"),
+            location_kind=pl.when(pl.col("_place").is_not_null()).then(
+                pl.col("_place").replace_strict(self._kinds, default=None, return_dtype=pl.String)
+            ).otherwise(pl.col("location_kind")),
+        ).drop("_place")
         # The register's status holds from its date on (before it the device was in use); an owner who
         # has left makes any sighting of the device after the leaving day worth a look (A1).
         day = pl.col("ts").dt.convert_time_zone(self._timezone).dt.date()

@@ -101,6 +101,7 @@ LEASES: tuple[Column, ...] = (
            "CODEC(Delta, ZSTD(1))"),
     Column("lease_end", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when it ran out"),
     Column("evidence", "String", _S, "where it was seen: capture#frame"),
+    Column("place", "String", _S, "the place the DHCP relay's circuit or remote id named (option 82), if any"),
 )
 LEASES_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in LEASES])
 """Arrow schema of an insert into `leases`."""

@@ -69,14 +69,16 @@ class Store:
         if leases.height == 0:
             return 0
         table = leases.select(
-            "ip", pl.col("lease_mac").alias("mac"), "lease_start", "lease_end", pl.col("lease_ref").alias("evidence")
+            "ip", pl.col("lease_mac").alias("mac"), "lease_start", "lease_end", pl.col("lease_ref").alias("evidence"),
+            pl.col("lease_place").fill_null("").alias("place")
         ).to_arrow().cast(LEASES_ARROW)
         self._client.insert_arrow(f"{self.database}.leases", table)
         return table.num_rows
 
     def leases(self) -> pl.DataFrame:
         """Every stored lease, in the shape the identity keeps them (deduplicated)."""
-        sql = (f"SELECT DISTINCT ip, mac AS lease_mac, lease_start, lease_end, evidence AS lease_ref "
+        sql = (f"SELECT DISTINCT ip, mac AS lease_mac, lease_start, lease_end, evidence AS lease_ref, "
+               f"nullIf(place, '') AS lease_place "
                f"FROM {self.database}.leases ORDER BY ip, lease_start")
         result = pl.from_arrow(self._client.query_arrow(sql))
         assert isinstance(result, pl.DataFrame)

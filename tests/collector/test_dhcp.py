@@ -30,3 +30,14 @@ def test_options_overloaded_into_the_file_field():
 def test_malformed(data):
     with pytest.raises(ValueError):
         parse_message(data)
+
+
+def test_relay_agent_information_option_82():
+    """A Wi-Fi controller relaying the request adds circuit id `AP name:SSID` and a binary remote id."""
+    relay = bytes([1, 23]) + b"AP-STAFFROOM-1:VS-Staff" + bytes([2, 6]) + bytes.fromhex("001b21aa00ff")
+    msg = BOOTP(op=2, xid=9, yiaddr="10.20.1.60", chaddr=bytes.fromhex("3c22fb300001") + bytes(10)) / DHCP(options=[
+        ("message-type", "ack"), (82, relay), "end"])
+    m = parse_message(bytes(msg))
+    assert (m.circuit_id, m.remote_id) == ("AP-STAFFROOM-1:VS-Staff", "00:1b:21:aa:00:ff")
+    plain = parse_message(bytes(BOOTP(op=2, xid=9, chaddr=bytes(16)) / DHCP(options=[("message-type", "ack"), "end"])))
+    assert (plain.circuit_id, plain.remote_id) == (None, None)

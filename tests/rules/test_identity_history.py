@@ -161,3 +161,25 @@ def test_dhcpv6_reply_is_a_lease():
     df = engine.evaluate(to_table([reply, proxy("08:30", v6), proxy("10:30", v6)]))
     got = [(r["device"], r["user"]) for r in df.iter_rows(named=True) if r["kind"] == "proxy"]
     assert got == [("LT-SOKAFOR", "sokafor"), (None, None)]  # the lease's 7200 s ran out at 10:00
+
+
+def test_an_access_point_named_by_the_dhcp_relay_places_the_client(tmp_path):
+    """The laptop's lease came through the Wi-Fi controller, whose option 82 names the staff-room access
+    point: its address is in the classroom subnet, but while that lease lasts it is in the staff room.
+    The phone's lease was not relayed: its place is its subnet's."""
+    from tests.conftest import school_config
+
+    config = school_config(tmp_path / "school")
+    network = config.parent / "network.yaml"
+    network.write_text(network.read_text().replace(
+        "{name: Staff room, kind: staff_room, subnets: [10.20.1.0/24], vlan: 20}",
+        "{name: Staff room, kind: staff_room, subnets: [10.20.1.0/24], vlan: 20, relay_ids: [ap-staffroom]}"))
+    laptop = ack("08:00", LAPTOP_MAC, SHARED_IP, 3600)
+    laptop.dhcp_circuit_id = "AP-STAFFROOM-1:VS-Staff"
+    other_ip = "10.20.10.51"
+    engine = settings.load(config).engine()
+    df = engine.evaluate(to_table([laptop, ack("08:00", PHONE_MAC, other_ip, 3600), proxy("08:30", SHARED_IP),
+                                   proxy("08:31", other_ip), proxy("09:30", SHARED_IP)]))
+    got = [(r["device"], r["location"], r["location_kind"]) for r in df.iter_rows(named=True) if r["kind"] == "proxy"]
+    assert got == [("LT-SOKAFOR", "Staff room", "staff_room"), ("PH-RBAKER", "Classroom block", "classroom"),
+                   (None, "Classroom block", "classroom")]  # 09:30: the lease has ended, and so has its place

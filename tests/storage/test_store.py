@@ -131,3 +131,14 @@ def test_a_store_made_by_an_earlier_schema_is_upgraded(tmp_path):
         assert got == [("jcarter", "a.test", "")]
     finally:
         old.close()
+
+
+def test_a_lease_keeps_its_place_through_the_store(store):
+    leases = pl.DataFrame({
+        "ip": ["10.20.10.50", "10.20.10.51"], "lease_mac": ["00:1b:21:aa:00:02", "3c:22:fb:30:00:03"],
+        "lease_start": [dt.datetime(2026, 6, 16, 7, tzinfo=UTC)] * 2,
+        "lease_end": [dt.datetime(2026, 6, 16, 8, tzinfo=UTC)] * 2,
+        "lease_ref": ["d#1", "d#2"], "lease_place": ["Staff room", None]})
+    assert store.insert_leases(leases) == 2
+    back = store.leases().sort("ip")
+    assert back.get_column("lease_place").to_list() == ["Staff room", None]

@@ -88,10 +88,11 @@ def test_the_bundled_config_loads():
         "blocked-content", "personal-use-restricted-hours", "personal-webmail", "unapproved-email-server",
         "insecure-credentials", "installer-download", "unregistered-device-joined", "peer-to-peer",
         "filter-circumvention", "ipad-personal-use", "ipad-photo-upload", "lost-device-seen",
-        "returned-or-leaver-device-seen", "mis-from-personal-device", "ipad-not-seen"}
-    # every clause the clauses file gives a rule family is cited by some rule (P1, I3: not yet)
+        "returned-or-leaver-device-seen", "mis-from-personal-device", "ipad-not-seen",
+        "ipad-unsuitable-for-pupils"}
+    # every clause the clauses file gives a rule family is cited by some rule (P1: not yet)
     cited = {c for r in loaded.policy.rules for c in r.clauses}
-    assert {"P2", "P5", "P6", "P7", "P8", "P9", "P12", "P13", "P18", "I1", "I2", "I4", "A1"} <= cited
+    assert {"P2", "P5", "P6", "P7", "P8", "P9", "P12", "P13", "P18", "I1", "I2", "I3", "I4", "A1"} <= cited
 
 
 CSV = """username,name,role,line_manager,groups,start,leave

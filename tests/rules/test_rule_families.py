@@ -56,6 +56,11 @@ CASES = [
                                              qtype="A"), []),
     ("social media on a school iPad in the staff room at lunch", obs(
         "tls", "12:30", "10.20.1.50", IPAD, host="www.facebook.com", sni="www.facebook.com"), ["ipad-personal-use"]),
+    ("a dating site on a school iPad in a lesson", obs("tls", "10:16", "10.20.10.60", IPAD, host="www.tinder.com",
+                                                      sni="www.tinder.com"),
+     ["personal-use-restricted-hours", "ipad-personal-use", "ipad-unsuitable-for-pupils"]),  # P18 too: a lesson
+    ("a dating site on a teacher's own phone at lunch in the staff room", obs(
+        "tls", "12:30", "10.20.1.40", PHONE_LN, host="www.tinder.com", sni="www.tinder.com"), []),
     ("a lesson site on a school iPad", obs("tls", "10:10", "10.20.10.60", IPAD, host="classroom.google.com",
                                            sni="classroom.google.com"), []),
     ("a large upload from a school iPad to a photo site", obs(

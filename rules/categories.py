@@ -20,6 +20,7 @@ same 58-bit hash: about one chance in 5 x 10^10 per lookup against five million 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,10 @@ class _Sorted:
         return np.where(sorted_keys[at] == self.hashes, at, -1)
 
 
+@functools.cache
 def _public_suffixes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The PSL's rules as three sorted hash sets: exact suffixes, parents of `*.` rules, `!` exceptions."""
+    """The PSL's rules as three sorted hash sets: exact suffixes, parents of `*.` rules, `!` exceptions.
+    Read once per process: every index (a reload, a test) shares them."""
     path = Path(publicsuffixlist.__file__).with_name("public_suffix_list.dat")
     exact, wild, exceptions = [], [], []
     for line in path.read_text(encoding="utf-8").splitlines():

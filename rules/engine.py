@@ -59,6 +59,19 @@ def window_columns(policy: Policy) -> list[pl.Expr]:
     ]
 
 
+LEAF_COLUMNS: dict[str, str | None] = {
+    "kind": "kind", "category": "categories", "host": "host", "port": "dst_port", "device_type": "device_type",
+    "device_owner": "device_owner", "device_registered": "device_registered", "role": "role",
+    "location_kind": "location_kind", "window": None, "personal_use_allowed": "personal_use_allowed",
+    "proxy_denied": "denied", "cleartext_credentials": "cleartext_credentials", "file_ext": "file_ext",
+    "bytes_out_min": "bytes_out", "device_status": "device_status", "owner_left": "owner_left",
+    "mac_randomised": "mac_randomised",
+}
+"""Each leaf key of a condition and the activity column it reads (None: the calendar window columns)."""
+_FLAGS = ("device_owner", "device_registered", "personal_use_allowed", "proxy_denied", "cleartext_credentials",
+          "owner_left", "mac_randomised")  # leaves that hold when their column equals the value given
+
+
 def compile_condition(cond: Condition) -> pl.Expr:
     """A boolean expression that is true exactly where `cond` holds (never null)."""
     parts: list[pl.Expr] = []
@@ -85,13 +98,10 @@ def compile_condition(cond: Condition) -> pl.Expr:
         leaf(pl.col("bytes_out") >= cond.bytes_out_min)
     if cond.device_status is not None:
         leaf(pl.col("device_status").is_in(list(cond.device_status)))
-    for name, column in (("device_owner", "device_owner"), ("device_registered", "device_registered"),
-                         ("personal_use_allowed", "personal_use_allowed"), ("proxy_denied", "denied"),
-                         ("cleartext_credentials", "cleartext_credentials"), ("owner_left", "owner_left"),
-                         ("mac_randomised", "mac_randomised")):
+    for name in _FLAGS:
         value = getattr(cond, name)
         if value is not None:
-            leaf(pl.col(column) == value)
+            leaf(pl.col(LEAF_COLUMNS[name]) == value)
     if cond.window is not None:
         leaf(pl.any_horizontal([pl.col(w) for w in cond.window]))
     if cond.all is not None:

@@ -14,23 +14,14 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from rules.engine import Engine, compile_condition, waiver_columns, window_columns, with_local_time
+from rules.engine import LEAF_COLUMNS, Engine, compile_condition, waiver_columns, window_columns, with_local_time
 from rules.policy import Condition
-
-_LEAF_FIELDS = {
-    "kind": "kind", "category": "categories", "host": "host", "port": "dst_port", "device_type": "device_type",
-    "device_owner": "device_owner", "device_registered": "device_registered", "role": "role",
-    "location_kind": "location_kind", "window": None, "personal_use_allowed": "personal_use_allowed",
-    "proxy_denied": "denied", "cleartext_credentials": "cleartext_credentials", "file_ext": "file_ext",
-    "bytes_out_min": "bytes_out", "device_status": "device_status", "owner_left": "owner_left",
-    "mac_randomised": "mac_randomised",
-}
 
 
 def _nodes(cond: Condition, path: str) -> Iterator[tuple[str, Condition, str | None]]:
     """(path, node, leaf key) for the node itself, each single-key leaf in it, then its children."""
     yield path, cond, None
-    for key in _LEAF_FIELDS:
+    for key in LEAF_COLUMNS:
         if getattr(cond, key) is not None:
             yield f"{path}.{key}", Condition.model_validate({key: getattr(cond, key)}), key
     for name in ("all", "any"):
@@ -109,7 +100,7 @@ def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None
 
 def _condition_lines(cond: Condition, path: str, values: dict[str, bool], row: dict, indent: str) -> list[str]:
     out = []
-    for key, field in _LEAF_FIELDS.items():
+    for key, field in LEAF_COLUMNS.items():
         wanted = getattr(cond, key)
         if wanted is None:
             continue

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,17 @@ class HtmlPage(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def stored_activity(store: Path) -> pl.DataFrame:
+    """Every activity in the embedded store at `store`, oldest first."""
+    from storage.store import Store
+
+    db = Store(f"chdb://{store}")
+    try:
+        return db.activity(None, None, None)
+    finally:
+        db.close()
 
 
 def school_config(dest: Path, extra_yaml: str = "") -> Path:

@@ -88,8 +88,7 @@ def test_detection_and_bad_lines_counted(tmp_path, line):
 
 
 def test_replayed_denial_is_stored_as_a_blocked_attempt_with_the_filters_category(tmp_path):
-    from storage.store import Store
-    from tests.conftest import run_cli, school_config
+    from tests.conftest import run_cli, school_config, stored_activity
 
     log = tmp_path / "access.log"
     moved = [line.replace("2026.11.28 22:37:46", "2026.6.16 10:15:00").replace("127.0.0.1", "10.20.1.40")
@@ -97,11 +96,7 @@ def test_replayed_denial_is_stored_as_a_blocked_attempt_with_the_filters_categor
     log.write_text("\n".join(moved) + "\n")
     store = tmp_path / "store"
     run_cli("replay", "--config", school_config(tmp_path / "school"), log, store=store, check=True)
-    db = Store(f"chdb://{store}")
-    try:
-        rows = db.activity(None, None, None).sort("denied").to_dicts()
-    finally:
-        db.close()
+    rows = stored_activity(store).sort("denied").to_dicts()
     assert [(r["source"], r["user"], r["host"], r["denied"], r["verdict"], r["filter_category"]) for r in rows] == [
         ("e2guardian", "jcarter", "lessons.test", False, "allowed", ""),
         ("e2guardian", "jcarter", "www.casino.test", True, "blocked", "Banned Sites"),

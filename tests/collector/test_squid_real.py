@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCHOOL_DAY, HtmlPage, free_port, run_cli, school_config
+from tests.conftest import SCHOOL_DAY, HtmlPage, free_port, run_cli, school_config, stored_activity
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 SCHOOL_LOGFORMAT = '%tl %>a:%>p %un %rm %ru %>Hs %<st %tr %Ss "%{User-Agent}>h"'  # a school's own format
@@ -107,13 +107,8 @@ def test_activities_name_the_user_host_and_denial(squid, tmp_path):
         time.sleep(0.2)
     store = tmp_path / "store"
     run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", log, store=store, check=True)
-    from storage.store import Store
 
-    db = Store(f"chdb://{store}")
-    try:
-        rows = db.activity(None, None, None).to_dicts()
-    finally:
-        db.close()
+    rows = stored_activity(store).to_dicts()
     seen = sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8]) for r in rows)
     assert seen == [
         ("", "lessons.test", 407, True, "TCP_DENI"),  # no credentials: refused, nobody named
@@ -124,21 +119,13 @@ def test_activities_name_the_user_host_and_denial(squid, tmp_path):
     # The same requests in Squid's combined format give the same activities (and the User-Agent).
     combined = tmp_path / "combined-store"
     run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", root / "combined.log", store=combined, check=True)
-    db = Store(f"chdb://{combined}")
-    try:
-        other = db.activity(None, None, None).to_dicts()
-    finally:
-        db.close()
+    other = stored_activity(combined).to_dicts()
     assert sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8]) for r in other) == seen
     assert {r["user_agent"] for r in other} == {f"Python-urllib/{sys.version_info.major}.{sys.version_info.minor}"}
     # ...and in the school's own logformat, read with that SPEC from the configuration.
     config = school_config(tmp_path / "school", f"collector:\n  squid_logformat: '{SCHOOL_LOGFORMAT}'\n")
     custom = tmp_path / "custom-store"
     run_cli("replay", "--config", config, root / "school.log", store=custom, check=True)
-    db = Store(f"chdb://{custom}")
-    try:
-        mine = db.activity(None, None, None).to_dicts()
-    finally:
-        db.close()
+    mine = stored_activity(custom).to_dicts()
     assert sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8]) for r in mine) == seen
     assert {r["src_port"] for r in mine} != {None}  # the client port, which only this format logs

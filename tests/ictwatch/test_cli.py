@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
 
-from tests.conftest import SCHOOL_DAY, ZEEK, need, run_cli
+from tests.conftest import SCHOOL_DAY, ZEEK, need, run_cli, school_config
 
 CONFIG = SCHOOL_DAY / "ictwatch.yaml"
 PCAP = SCHOOL_DAY / "school-day.pcap"
@@ -161,8 +160,7 @@ def test_missing_input_exits_2_before_storing_anything(tmp_path):
 
 
 def test_bad_config_exits_2_naming_file_field_value(tmp_path):
-    school = tmp_path / "school"
-    shutil.copytree(SCHOOL_DAY, school, ignore=shutil.ignore_patterns("*.pcap", "*.log"))
+    school = school_config(tmp_path / "school").parent
     policy = school / "policy.yaml"
     policy.write_text(policy.read_text().replace("severity: danger", "severity: dire"))
     for command in (["check"], ["replay", PCAP]):

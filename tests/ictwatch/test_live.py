@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from storage.store import Store
-from tests.conftest import ROOT, SCHOOL_DAY
+from tests.conftest import ROOT, school_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                                 reason="needs root and iproute2 to make network namespaces")
@@ -113,10 +113,7 @@ def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
     if tool == "dumpcap" and shutil.which("dumpcap") is None:
         pytest.skip("dumpcap is not installed")
     client_ns, server_ns, interface = namespaces
-    config = tmp_path / "ictwatch.yaml"
-    shutil.copytree(SCHOOL_DAY, tmp_path / "school", ignore=shutil.ignore_patterns("*.pcap", "*.log"))
-    config = tmp_path / "school" / "ictwatch.yaml"
-    config.write_text(config.read_text() + f"collector:\n  capture_tool: {tool}\n")
+    config = school_config(tmp_path / "school", f"collector:\n  capture_tool: {tool}\n")
     env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp_path / 'store'}", "PYTHONPATH": str(ROOT)}
     servers = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVERS, str(tmp_path)],
                                stdout=subprocess.PIPE, text=True, env=env)
@@ -179,8 +176,7 @@ def dumpcap_with_file_capabilities():
 
 def test_the_daemon_holds_no_capture_privilege(namespaces, tmp_path, dumpcap_with_file_capabilities):
     client_ns, server_ns, interface = namespaces
-    shutil.copytree(SCHOOL_DAY, tmp_path / "school", ignore=shutil.ignore_patterns("*.pcap", "*.log"))
-    config = tmp_path / "school" / "ictwatch.yaml"
+    config = school_config(tmp_path / "school")
     env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp_path / 'store'}", "PYTHONPATH": str(ROOT)}
     run = ["ip", "netns", "exec", client_ns, *UNPRIVILEGED, sys.executable, "-m", "ictwatch.cli", "run",
            "--config", str(config), "--interface", interface]

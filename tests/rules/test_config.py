@@ -8,14 +8,12 @@ import pytest
 
 from ictwatch import settings
 from rules.config import ConfigError
-from tests.conftest import SCHOOL_DAY
+from tests.conftest import SCHOOL_DAY, school_config
 
 
 @pytest.fixture
 def school(tmp_path):
-    dest = tmp_path / "school"
-    shutil.copytree(SCHOOL_DAY, dest, ignore=shutil.ignore_patterns("*.pcap", "*.log"))
-    return dest
+    return school_config(tmp_path / "school").parent
 
 
 def edit(path, old, new):

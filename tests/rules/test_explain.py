@@ -9,8 +9,7 @@ import pytest
 
 from ictwatch import settings
 from rules.explain import explain
-from storage.store import Store
-from tests.conftest import SCHOOL_DAY, run_cli, school_config
+from tests.conftest import SCHOOL_DAY, run_cli, school_config, stored_activity
 from tests.rules.test_waivers import LESSON, config_with
 
 
@@ -24,11 +23,7 @@ def day(tmp_path_factory):
 
 def test_every_activity_is_explained_as_the_engine_judged_it(day):
     engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
-    db = Store(f"chdb://{day}")
-    try:
-        rows = db.activity(None, None, None)
-    finally:
-        db.close()
+    rows = stored_activity(day)
     assert rows.height == 58 and rows["rule_ids"].list.len().sum() == 8  # the day, and its eight breaches
     for i in range(rows.height):
         text = explain(engine, rows[i : i + 1])

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.store import Store
-from tests.conftest import SCHOOL_DAY, run_cli, school_config
+from tests.conftest import SCHOOL_DAY, run_cli, school_config, stored_activity
 
 BANK_5C = '{id: IPAD-BANK-5C, type: school_ipad, owner: jcarter, macs: ["f0:99:bf:10:00:01", "f0:99:bf:10:00:02"]}'
 NEW_IPADS = (BANK_5C + '\n  - {id: IPAD-BANK-6A, type: school_ipad, owner: sokafor, macs: ["f0:99:bf:10:00:09"]}'
@@ -32,11 +31,7 @@ def test_an_ipad_not_seen_by_the_time_is_a_breach(day):
     assert "IPAD-BANK-6A: not seen on 2026-06-16 by 09:30" in out and "IPAD-BANK-5C" not in out
     assert "1 of 2 school iPad(s) seen by 09:30 on 2026-06-16" in out
     run_cli("check-ipads", "--config", config, "--date", "2026-06-16", store=store, check=True)  # again: no double
-    db = Store(f"chdb://{store}")
-    try:
-        rows = db.activity(None, None, None).filter(kind="absence").to_dicts()
-    finally:
-        db.close()
+    rows = stored_activity(store).filter(kind="absence").to_dicts()
     assert [(r["device"], r["user"], r["rule_ids"], r["clauses"], r["ts"].isoformat()) for r in rows] == [
         ("IPAD-BANK-6A", "sokafor", ["ipad-not-seen"], ["I1"], "2026-06-16T08:30:00+00:00")]
     table = run_cli("breaches", "--config", config, "--from", "2026-06-16", "--to", "2026-06-16", store=store,

@@ -72,11 +72,11 @@ class _FileSource:
         self.skips = SkipCounter()
         self._stream, raw = _open_binary(path)
         self.progress = _Progress(raw, os.path.getsize(path))
-        self._stopped = False
+        self._stop = Stop()  # one flag, read by the compiled frame loop and by the log readers
 
     def stop(self) -> None:
         """Stop at the next record."""
-        self._stopped = True
+        self._stop.set = True
 
 
 class CaptureSource(_FileSource):
@@ -86,12 +86,6 @@ class CaptureSource(_FileSource):
         super().__init__(path)
         self.packets = 0
         self._make_decoder = decoder
-        self._stop = Stop()
-
-    def stop(self) -> None:
-        """Stop after the frame being decoded."""
-        super().stop()
-        self._stop.set = True
 
     def run(self, emit: Emit) -> None:
         """Decode every frame. A cut-off last record is counted as `truncated_capture`; a broken record
@@ -144,7 +138,7 @@ class LogLineSource(_FileSource):
         # Lines end at \n only, so `access.log:N` is the line `sed -n Np` shows even if a line holds a \r.
         with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace", newline="\n") as text:
             for number, line in enumerate(text, 1):
-                if self._stopped:
+                if self._stop.set:
                     break
                 if not line.strip():
                     continue
@@ -172,7 +166,7 @@ class SquidLogSource(LogLineSource):
         try:
             return squid_batch.run_chunks(self._stream, name, sink,
                                           lambda n: self.skips.skip("bad_squid_line", f"{name}:{n}"),
-                                          lambda: self._stopped)
+                                          lambda: self._stop.set)
         finally:
             self._stream.close()
 

@@ -136,6 +136,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"category lists: {loaded.lists_path} ({len(loaded.categories):,} entries; "
           + (f"installed {stamp['installed']} from {stamp['source']})" if stamp else "not installed by "
              "`ictwatch categories update`)"))
+    from rules.uksic import UK_SIC
+
+    for name in loaded.categories.names:
+        used = loaded.categories.sources.get(name, ())
+        sic = " (UK SIC)" if name in UK_SIC else ""
+        print(f"  {name}{sic}: " + (", ".join(used) if used else "no list: nothing is found in this category"))
     print(f"policy version {loaded.policy.version()}:")
     print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
     return 0
@@ -262,7 +268,7 @@ def cmd_categories_update(args: argparse.Namespace) -> int:
 
     loaded = settings.load(args.config)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    target, entries = update(loaded.lists_path, dict(loaded.policy.categories.map), args.source, now)
+    target, entries = update(loaded.lists_path, loaded.policy.categories, args.source, now)
     print(f"installed {entries:,} entries from {args.source} in {target}; {loaded.lists_path} now points there")
     return 0
 

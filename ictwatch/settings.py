@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field
 
 from collector.config import CollectorSettings
+from ictwatch import metrics
 from rules.categories import CategoryIndex
 from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model, read_directory_csv
 from rules.engine import Engine
@@ -96,7 +97,8 @@ def load(path: str | Path) -> Loaded:
                     raise ConfigError(policy_path, f"waivers[{i}].{field}", name,
                                       "not in the staff directory" if field != "groups" else "no one is in this group")
     lists = policy_path.parent / policy.categories.lists
-    categories = CategoryIndex.load(lists, policy.categories.map)
+    categories = CategoryIndex.load(lists, policy.categories.map, policy.categories.defaults())
+    metrics.watch_lists(lists)
     url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
     return Loaded(path, settings, directory, devices, network, policy, categories, resolve_url(url, base), lists)
 

@@ -1,12 +1,13 @@
 """Content categories from lists in UT1 (squidGuard) format, held as sorted 64-bit hashes.
 
 A UT1 tree has one folder per category with a `domains` file (one domain per line, matching the domain
-and every subdomain), often a `urls` file (`host/path` prefixes, matched against URLs seen in clear or in
-the proxy log) and a `usage` file listing how it may be used (`black`, `white`, or both). A host
-is looked up with itself and each parent domain; a match in a white list (say `sexual_education`)
-clears the black categories, so a sexual-health charity listed by an adult list is not reported as
-pornography. Parents stop above the public suffix (the Public Suffix List, shipped offline by the
-`publicsuffixlist` package): `co.uk` in a list does not put every British site in its category.
+and every subdomain), often a `urls` file (`host/path` prefixes, matched against URLs seen in clear or
+in the proxy log), sometimes an `expressions` file (regular expressions over the URL) and a `usage` file
+listing how it may be used (`black`, `white`, or both). A host is looked up with itself and each parent
+domain; a match in a white list (say `sexual_education`) clears the black categories, so a sexual-health
+charity listed by an adult list is not reported as pornography. Parents stop above the public suffix
+(the Public Suffix List, shipped offline by the `publicsuffixlist` package): `co.uk` in a list does not
+put every British site in its category.
 
 The structure, and why. The full UT1 set holds about five million domains, most of them `adult`. As
 Python strings in a set or dict that is well over 100 bytes an entry and a minute of interpreter work to
@@ -21,6 +22,8 @@ same 58-bit hash: about one chance in 5 x 10^10 per lookup against five million 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,7 @@ from rules.config import ConfigError
 _SEED = 0x1C7A7C4  # the same seed for lists and lookups: hashes are compared within one process only
 _BIT_WIDTH = 6  # low bits of a packed entry: which list bit it carries (0-62 ours, 63 white)
 _WHITE_BIT = 63
-_EMPTY = pl.lit([], dtype=pl.List(pl.String))
+_log = logging.getLogger(__name__)
 
 
 def _hashes(domains: pl.Series) -> np.ndarray:
@@ -97,26 +100,37 @@ class CategoryIndex:
         self._url_hosts = np.zeros(0, np.uint64) if url_hosts is None else url_hosts
         """Hashes of the hosts that `urls` entries name: only URLs on these hosts are looked up."""
         self._exact, self._wild, self._exceptions = _public_suffixes()
+        self.sources: dict[str, tuple[str, ...]] = {}
+        """Our category name → the UT1 folders that were read for it."""
+        self.expressions: tuple[tuple[int, str], ...] = ()
+        """(list bit, one regular expression joining a list's `expressions` file), matched against URLs."""
 
     def __len__(self) -> int:
         return len(self._keys)
 
     @classmethod
-    def load(cls, root: Path, mapping: dict[str, tuple[str, ...]]) -> CategoryIndex:
-        """Read the UT1 folders named in `mapping` under `root`; a missing folder is a config error.
+    def load(cls, root: Path, mapping: Mapping[str, tuple[str, ...]],
+             defaults: Mapping[str, tuple[str, ...]] | None = None) -> CategoryIndex:
+        """Read the UT1 folders named in `mapping` under `root` (a missing one is a config error) and
+        those in `defaults` that are present (the UK SIC table's lists: a set need not have them all).
 
         Each entry is one word while loading: the domain's 58-bit hash above the number of its list's
         bit (six bits), so the lists are sorted together in place, with no second array to carry along;
         runs of one hash are then merged into one key and the OR of their bits."""
-        names = tuple(sorted(mapping))
+        defaults = {k: v for k, v in (defaults or {}).items() if k not in mapping}
+        names = tuple(sorted({*mapping, *defaults}))
         if len(names) > _WHITE_BIT:
             raise ConfigError(root, "categories.map", len(names), f"at most {_WHITE_BIT} categories")
-        packed, url_hosts = [], []
+        packed, url_hosts, expressions = [], [], []
+        sources: dict[str, tuple[str, ...]] = {}
         for bit, ours in enumerate(names):
-            for name in mapping[ours]:
+            folders = mapping.get(ours) or tuple(d for d in defaults[ours] if (root / d / "domains").is_file())
+            sources[ours] = folders
+            for name in folders:
                 folder = root / name
                 if not (folder / "domains").is_file():
                     raise ConfigError(root, f"categories.map.{ours}", name, "no UT1 list with a domains file")
+                list_bit = _WHITE_BIT if _usage(folder) == "white" else bit
                 for listed in ("domains", "urls"):  # `host/path` never equals a domain: one index holds both
                     if listed == "urls":
                         if not (folder / "urls").is_file():
@@ -124,8 +138,11 @@ class CategoryIndex:
                         url_hosts.append(_domain_hashes(folder / "urls", urls=True, host_only=True))
                     hashes = _domain_hashes(folder / listed, urls=listed == "urls")
                     hashes &= ~np.uint64((1 << _BIT_WIDTH) - 1)  # the 58-bit hash of `_hashes`, shifted up
-                    hashes |= np.uint64(_WHITE_BIT if _usage(folder) == "white" else bit)
+                    hashes |= np.uint64(list_bit)
                     packed.append(hashes)
+                pattern = _expressions(folder / "expressions")
+                if pattern:
+                    expressions.append((list_bit, pattern))
         words = np.concatenate(packed) if packed else np.zeros(0, np.uint64)
         del packed
         words.sort()
@@ -136,7 +153,10 @@ class CategoryIndex:
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.intp)
         merged = np.bitwise_or.reduceat(bits, starts) if len(starts) else bits
         hosts = np.unique(np.concatenate(url_hosts)) >> _BIT_WIDTH if url_hosts else None
-        return cls(names, keys[starts], merged, hosts)
+        index = cls(names, keys[starts], merged, hosts)
+        index.sources = sources
+        index.expressions = tuple(expressions)
+        return index
 
     def lookup(self, host: str | None) -> list[str]:
         """Our categories for one `host` (sorted), from the host and each parent domain."""
@@ -193,6 +213,19 @@ class CategoryIndex:
             level = level.str.replace(r"/[^/]*$", "")
         return mask
 
+    def _expression_bits(self, hosts: pl.Series, urls: pl.Series | None) -> np.ndarray:
+        """The bits of the lists whose `expressions` match each URL (lower case, without its scheme), or
+        the host where there is no URL: squidGuard matches a CONNECT request's `host:port` the same way."""
+        target = hosts.cast(pl.String).str.to_lowercase()
+        if urls is not None:
+            bare = urls.cast(pl.String).str.to_lowercase().str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
+            target = pl.select(pl.coalesce(bare, target)).to_series()
+        target = target.fill_null("")
+        mask = np.zeros(len(target), np.uint64)
+        for bit, pattern in self.expressions:
+            mask[target.str.contains(pattern).fill_null(False).to_numpy()] |= np.uint64(1 << bit)
+        return mask
+
     def _names(self, mask: np.ndarray) -> pl.Series:
         """Category name lists for bit masks: empty where the white bit is set."""
         codes, inverse = np.unique(mask, return_inverse=True)
@@ -214,8 +247,32 @@ class CategoryIndex:
         bits = pairs.get_column("_hb").to_numpy()
         if "url" in keys and len(self._url_hosts):
             bits = bits | self._url_bits(pairs.get_column("url"))
+        if self.expressions:
+            bits = bits | self._expression_bits(pairs.get_column("host"),
+                                                pairs.get_column("url") if "url" in keys else None)
         table = pairs.select(*keys, categories=self._names(bits))
         return df.join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
+
+
+def _expressions(path: Path) -> str:
+    """A UT1 `expressions` file (squidGuard's expressionlist: one POSIX extended regular expression per
+    line) as one case-insensitive pattern, or "" when there is none. A line the regular expression engine
+    refuses (backreferences, say) is skipped and logged with its line number: one bad line in a list
+    from outside must not cost the school the rest of its filtering."""
+    if not path.is_file():
+        return ""
+    kept = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            pl.Series([""]).str.contains(line)
+        except pl.exceptions.ComputeError:
+            _log.warning("%s:%d: expression skipped, not a regular expression this engine takes", path, number)
+            continue
+        kept.append(f"(?:{line})")
+    return "(?i)" + "|".join(kept) if kept else ""
 
 
 def _usage(folder: Path) -> str:

@@ -22,11 +22,12 @@ from pathlib import Path
 
 from rules.categories import CategoryIndex
 from rules.config import ConfigError
+from rules.policy import Categories
 
 STAMP = ".ictwatch-lists.json"
 
 
-def update(lists: Path, mapping: dict[str, tuple[str, ...]], source: str, now: dt.datetime) -> tuple[Path, int]:
+def update(lists: Path, categories: Categories, source: str, now: dt.datetime) -> tuple[Path, int]:
     """Install the UT1 set at `source` (a path or an http(s) URL) as `lists`; returns the new folder and
     the number of entries it holds. `ConfigError` (and the old lists kept) when it cannot be used."""
     target = lists.parent / f"{lists.name}-{now:%Y%m%dT%H%M%S}"
@@ -36,7 +37,7 @@ def update(lists: Path, mapping: dict[str, tuple[str, ...]], source: str, now: d
     try:
         root = _unpack(source, work)
         try:
-            index = CategoryIndex.load(root, mapping)
+            index = CategoryIndex.load(root, categories.map, categories.defaults())
         except ConfigError as exc:
             raise ConfigError(source, exc.field, exc.value,
                               f"new lists refused, old ones kept: {exc.problem}") from None

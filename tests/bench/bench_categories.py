@@ -29,6 +29,8 @@ LISTS = {"adult": 0.9, "gambling": 0.03, "social_networks": 0.02, "agressif": 0.
 MAPPING = {"pornography": ("adult",), "gambling": ("gambling",), "social_networks": ("social_networks",),
            "violence": ("agressif",), "dating": ("dating",), "shopping": ("shopping",),
            "sexual_education": ("sexual_education",)}
+EXPRESSION = r"(^|[-/._])(porn|xxx|nude|camgirls?)s?([-/._]|$)"
+"""The adult list's `expressions` (written here, in the style of UT1's): matched against every URL."""
 TLDS = ["com", "net", "org", "co.uk", "fr", "de", "ru", "info", "xyz", "io"]
 
 
@@ -45,6 +47,7 @@ def write_lists(root: Path, total: int) -> None:
     for name, share in LISTS.items():
         (root / name).mkdir(parents=True)
         _names(int(total * share), name[:3]).to_frame().write_csv(root / name / "domains", include_header=False)
+    (root / "adult" / "expressions").write_text(EXPRESSION + "\n")
     (root / "sexual_education").mkdir()
     _names(2000, "adu").to_frame().write_csv(root / "sexual_education" / "domains", include_header=False)
     (root / "sexual_education" / "usage").write_text("white\n")
@@ -88,7 +91,9 @@ def squidguard(root: Path, tmp: Path, total: int, requests: int) -> tuple[float,
     if exe is None:
         return None
     (tmp / "sglog").mkdir()
-    dests = "\n".join(f"dest {name} {{\n    domainlist {name}/domains\n}}" for name in [*LISTS, "sexual_education"])
+    dests = "\n".join(f"dest {name} {{\n    domainlist {name}/domains\n"
+                      + ("    expressionlist adult/expressions\n" if name == "adult" else "") + "}"
+                      for name in [*LISTS, "sexual_education"])
     conf = tmp / "squidGuard.conf"
     conf.write_text(f"dbhome {root}\nlogdir {tmp / 'sglog'}\n{dests}\nacl {{\n    default {{\n"
                     f"        pass sexual_education !adult !gambling !social_networks !agressif !dating !shopping all\n"

@@ -58,7 +58,7 @@ def run(observations: int, domains: int) -> dict[str, float]:
         loaded = settings.load(CONFIG)
         # the demo policy's categories, from the generated lists (those the generator writes)
         mapping = {k: v for k, v in loaded.policy.categories.map.items() if all((lists / d).is_dir() for d in v)}
-        categories = CategoryIndex.load(lists, mapping)
+        categories = CategoryIndex.load(lists, mapping, loaded.policy.categories.defaults())
         engine = loaded.engine(categories)
         engine.identity.add(leases(2_000, 7))
         print(f"engine: {len(loaded.policy.rules)} rules, {len(categories):,} listed domains, "

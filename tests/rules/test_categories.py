@@ -144,3 +144,60 @@ def test_real_ut1_url_list():
     host = entry.split("/")[0]
     df = pl.DataFrame({"host": [host, host], "url": [f"http://{entry}/index.html", f"http://{host}/elsewhere"]})
     assert idx.annotate(df).get_column("categories").to_list()[0] == ["violence"]
+
+
+def test_expressions_match_urls_and_hosts(tmp_path, caplog):
+    """A list's `expressions` (squidGuard's expressionlist) are regular expressions over the URL without
+    its scheme, or the host where there is no URL, case-insensitive. A line the engine cannot take (a
+    backreference) is skipped with its line number logged, and the rest of the list still works."""
+    root = _tree(tmp_path, {"adult": "hot-videos.example\n", "sexual_education": "brook.org.uk\n"})
+    (root / "adult" / "expressions").write_text("# words in adult URLs\n(^|[/.-])xxx([/.-]|$)\n(a)\\1\n")
+    (root / "sexual_education" / "usage").write_text("white\n")
+    (root / "sexual_education" / "expressions").write_text("/sexual-health/\n")
+    idx = CategoryIndex.load(root, {"pornography": ("adult",), "sexual_education": ("sexual_education",)})
+    assert "expressions:3: expression skipped" in caplog.text
+    df = pl.DataFrame({
+        "host": ["cdn.example.net", "cdn.example.net", "example.net", "free-xxx.example.net", "box.example",
+                 "example.org"],
+        "url": ["http://cdn.example.net/gallery/XXX/1.jpg", "http://cdn.example.net/boxxxes", None, None,
+                "http://box.example/xxx/sexual-health/", "https://aaa.example.org/"],
+    })
+    assert idx.annotate(df).get_column("categories").to_list() == [
+        ["pornography"],  # `/XXX/` in the path, any case
+        [],  # `boxxxes`: no delimiter around it
+        [],
+        ["pornography"],  # no URL (a TLS name): the host is matched
+        [],  # the white list's expression clears it
+        [],  # `(a)\1` was skipped, not compiled as something else
+    ]
+
+
+def test_ut1_very_restrictive_expression(tmp_path):
+    """UT1's own expression for adult URLs, used as a list's `expressions`, read from the shared sample:
+    matches checked by hand against its two patterns (a word list, and short words between delimiters)."""
+    source = need(UT1) / "adult" / "very_restrictive_expression"
+    root = _tree(tmp_path, {"adult": ""})
+    (root / "adult" / "expressions").write_text(source.read_text())
+    idx = CategoryIndex.load(root, {"pornography": ("adult",)})
+    hosts = ["www.example.com", "www.example.com", "www.essex.ac.uk", "www.example.com", "www.example.com"]
+    urls = ["http://www.example.com/free-porn/", "http://www.example.com/pornstar", "http://www.essex.ac.uk/",
+            "http://www.example.com/sussex-news", "http://www.example.com/sex"]
+    out = idx.annotate(pl.DataFrame({"host": hosts, "url": urls})).get_column("categories").to_list()
+    # `porn` between `-` and `/`; `pornstar` is in the word list; `essex` has no delimiter before `sex`;
+    # `sussex` neither; `/sex` at the end of the URL is delimited on both sides
+    assert out == [["pornography"], ["pornography"], [], [], ["pornography"]]
+
+
+def test_uk_sic_categories_from_the_table(tmp_path):
+    """A UK Safer Internet Centre category the school does not map is fed by the table's UT1 lists that are
+    present; one the school maps keeps the school's mapping."""
+    from rules.uksic import UK_SIC
+
+    root = _tree(tmp_path, {"agressif": "hate-front.example\n", "drogue": "weed-shop.example\n",
+                            "dangerous_material": "bomb-howto.example\n", "ourdrugs": "pills.example\n"})
+    idx = CategoryIndex.load(root, {"drugs": ("ourdrugs",)}, {k: v for k, v in UK_SIC.items() if k != "drugs"})
+    assert idx.sources["violence"] == ("agressif", "dangerous_material")
+    assert idx.sources["discrimination"] == ("agressif",) and idx.sources["self-harm"] == ()
+    assert idx.lookup("hate-front.example") == ["discrimination", "violence"]
+    assert idx.lookup("bomb-howto.example") == ["violence"]
+    assert idx.lookup("pills.example") == ["drugs"] and idx.lookup("weed-shop.example") == []

@@ -6,10 +6,13 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import os
 import tarfile
 import threading
+import time
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ictwatch import settings
 from tests.conftest import SCHOOL_DAY, run_cli, school_config
@@ -40,15 +43,29 @@ def served(tmp_path):
     server.shutdown()
 
 
+DAY = 86_400
+
+
+def list_age() -> float:
+    """The list-age gauge as a scrape of this process's registry reads it."""
+    value = REGISTRY.get_sample_value("ictwatch_category_lists_age_seconds")
+    assert value is not None
+    return value
+
+
 def test_update_from_a_url_swaps_the_lists(tmp_path, served):
     root, url = served
     ut1_archive(root / "blacklists.tar.gz", extra="newcasino.example\n")
     config = school_config(tmp_path / "school")
     lists = config.parent / "categories"
+    for domains in lists.glob("*/domains"):  # lists put in place by hand ten days ago
+        os.utime(domains, (time.time() - 10 * DAY, time.time() - 10 * DAY))
     assert settings.load(config).categories.lookup("www.newcasino.example") == []
+    assert 10 * DAY <= list_age() < 10 * DAY + 60
     out = run_cli("categories", "update", "--config", config, "--from", f"{url}/blacklists.tar.gz", check=True).stdout
     assert "installed" in out and lists.is_symlink()
     assert settings.load(config).categories.lookup("www.newcasino.example") == ["gambling"]
+    assert 0 <= list_age() < 60  # installed just now
     assert any(p.name.startswith("categories-before-") for p in config.parent.iterdir())  # the old set is kept
     check = run_cli("check", "--config", config, check=True).stdout
     assert f"from {url}/blacklists.tar.gz" in check

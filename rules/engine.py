@@ -64,8 +64,8 @@ LEAF_COLUMNS: dict[str, str | None] = {
     "device_owner": "device_owner", "device_registered": "device_registered", "role": "role",
     "location_kind": "location_kind", "window": None, "personal_use_allowed": "personal_use_allowed",
     "proxy_denied": "denied", "cleartext_credentials": "cleartext_credentials", "file_ext": "file_ext",
-    "bytes_out_min": "bytes_out", "device_status": "device_status", "owner_left": "owner_left",
-    "mac_randomised": "mac_randomised",
+    "bytes_out_min": "bytes_out", "bytes_in_min": "bytes_in", "device_status": "device_status",
+    "owner_left": "owner_left", "mac_randomised": "mac_randomised", "dhcp_type": "dhcp_type",
 }
 """Each leaf key of a condition and the activity column it reads (None: the calendar window columns)."""
 _FLAGS = ("device_owner", "device_registered", "personal_use_allowed", "proxy_denied", "cleartext_credentials",
@@ -96,8 +96,12 @@ def compile_condition(cond: Condition) -> pl.Expr:
         leaf(pl.col("file_ext").str.to_lowercase().is_in(list(cond.file_ext)))
     if cond.bytes_out_min is not None:
         leaf(pl.col("bytes_out") >= cond.bytes_out_min)
-    if cond.device_status is not None:
-        leaf(pl.col("device_status").is_in(list(cond.device_status)))
+    if cond.bytes_in_min is not None:
+        leaf(pl.col("bytes_in") >= cond.bytes_in_min)
+    for name in ("device_status", "dhcp_type"):
+        values = getattr(cond, name)
+        if values is not None:
+            leaf(pl.col(name).is_in(list(values)))
     for name in _FLAGS:
         value = getattr(cond, name)
         if value is not None:

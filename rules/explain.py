@@ -46,6 +46,8 @@ def _describe(key: str, wanted: object) -> str:
         return f"host is one of {_shown(wanted)} or under one"
     if key == "bytes_out_min":
         return f"the client sent at least {wanted:,} bytes"
+    if key == "bytes_in_min":
+        return f"the client received at least {wanted:,} bytes"
     if isinstance(wanted, tuple):
         return f"{key.replace('_', ' ')} is one of {_shown([getattr(w, 'value', w) for w in wanted])}"
     return f"{key.replace('_', ' ')} is {str(wanted).lower()}"

@@ -16,8 +16,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from collector.dhcp import MESSAGE_TYPES, V6_MESSAGE_TYPES
 from collector.observation import KINDS
 from rules.config import DeviceType, LocationKind, Role, Strict
+from rules.uksic import UK_SIC
 
 CLAUSE_IDS = {f"P{i}" for i in range(1, 20)} | {"I1", "I2", "I3", "I4", "A1"}
 
@@ -100,7 +102,22 @@ class Categories(Strict):
     """Content category lists in UT1 format, and how their directories map onto our category names."""
 
     lists: str = Field(description="Folder (UT1 `blacklists/` layout), relative to the policy file.")
-    map: dict[str, tuple[str, ...]] = Field(description="Our category name → UT1 directory names.")
+    map: dict[str, tuple[str, ...]] = Field(default_factory=dict,
+                                            description="Our category name → UT1 directory names.")
+    uk_sic: bool = Field(True, description=(
+        "Each UK Safer Internet Centre category that `map` leaves out is fed by the UT1 lists rules/uksic.py "
+        "gives for it, those present in the set."))
+
+    def defaults(self) -> dict[str, tuple[str, ...]]:
+        """The UK Safer Internet Centre categories taken from the built-in table (those `map` leaves out)."""
+        return {k: v for k, v in UK_SIC.items() if k not in self.map} if self.uk_sic else {}
+
+    def names(self) -> set[str]:
+        """Every category name a rule may use."""
+        return set(self.map) | set(self.defaults())
+
+
+DhcpType = Literal[tuple(sorted({*MESSAGE_TYPES.values(), *V6_MESSAGE_TYPES.values()}))]  # type: ignore[valid-type]
 
 
 class Condition(Strict):
@@ -123,10 +140,13 @@ class Condition(Strict):
     cleartext_credentials: bool | None = Field(None, description="A password crossed the network readable.")
     file_ext: tuple[str, ...] | None = Field(None, description="Extension of a downloaded file (lower case).")
     bytes_out_min: int | None = Field(None, ge=0, description="The client sent at least this many bytes.")
+    bytes_in_min: int | None = Field(None, ge=0, description="The client received at least this many bytes.")
     device_status: tuple[Literal["issued", "lost", "returned"], ...] | None = Field(
         None, description="The register's status of the device on that day.")
     owner_left: bool | None = Field(None, description="The device's owner had left the school by then.")
     mac_randomised: bool | None = Field(None, description="The client used a private (randomised) Wi-Fi address.")
+    dhcp_type: tuple[DhcpType, ...] | None = Field(
+        None, description="DHCP message type (ACK, or REPLY for DHCPv6: the network gave the device an address).")
     all: tuple[Condition, ...] | None = None
     any: tuple[Condition, ...] | None = None
     not_: Condition | None = Field(None, alias="not")
@@ -217,8 +237,8 @@ class Policy(Strict):
                 found.append((f"rules[{i}].id", rule.id, "rule id used twice"))
             seen.add(rule.id)
             for name in sorted(_categories_in(rule.when)):
-                if name not in self.categories.map:
-                    found.append((f"rules[{i}].when", name, "category not in categories.map"))
+                if name not in self.categories.names():
+                    found.append((f"rules[{i}].when", name, "category not in categories.map (nor a UK SIC one)"))
         waivers: set[str] = set()
         for i, waiver in enumerate(self.waivers):
             if waiver.id in waivers:

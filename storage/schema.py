@@ -65,6 +65,7 @@ ACTIVITY: tuple[Column, ...] = (
     Column("rcode", LC, _S, "DNS response code"),
     Column("answers", "Array(String)", _LS, "DNS answers"),
     Column("sni", "String", _S, "TLS server name indication"),
+    Column("dhcp_type", LC, _S, "DHCP message type: REQUEST, ACK (the network gave the device an address), ..."),
     Column("bytes_out", "Nullable(UInt64)", _U64, "client to server, IP bytes for flows", "CODEC(T64, ZSTD(1))"),
     Column("bytes_in", "Nullable(UInt64)", _U64, "server to client, IP bytes for flows, reply size for proxy",
            "CODEC(T64, ZSTD(1))"),

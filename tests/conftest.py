@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -85,3 +87,17 @@ def run_cli(*args: str | Path, store: Path | None = None, check: bool = False) -
     if check and proc.returncode != 0:
         raise AssertionError(f"ictwatch {args} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def expected_breaches(folder: Path) -> list[dict]:
+    """The hand-written `expected-breaches.csv` of a fixture folder (its `#` lines are notes)."""
+    lines = [ln for ln in (folder / "expected-breaches.csv").read_text().splitlines() if not ln.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def stored_breaches(config: Path, store: Path) -> list[dict]:
+    """`ictwatch breaches --json` over a store, in the columns of `expected-breaches.csv` (local time)."""
+    proc = run_cli("breaches", "--config", config, "--json", store=store, check=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    return [{"time": r["time"][:19].replace("T", " "), "user": r["user"], "device": r["device"],
+             "location": r["location"], "rule": r["rule"], "clause": r["clause"], "host": r["host"]} for r in rows]

@@ -37,10 +37,12 @@ def test_explain_command_names_rule_clause_value_and_evidence(day):
     assert "Activity squid-access.log:3 (proxy) at 2026-06-16 11:15:31 BST" in out
     assert "who: James Carter (jcarter); role teacher; identity evidence: proxy_auth (confidence high)" in out
     assert "Rule blocked-content (P8, danger): matched" in out
-    assert "yes category is one of pornography, gambling, violence (categories: gambling)" in out
+    assert ("yes category is one of pornography, discrimination, drugs, extremism, gambling, malware-hacking, "
+            "self-harm, violence (categories: gambling)") in out
     assert "Rule personal-use-restricted-hours (P18, caution): did not match" in out
     assert "no  category is one of social_networks, streaming, shopping, dating (categories: gambling)" in out
-    assert "Waivers: the policy has none" in out
+    assert ("w-jcarter-residential: does not cover this activity: it is for jcarter, 2026-10-28 13:00 to "
+            "2026-10-28 15:30 local") in out
     missing = run_cli("explain", "--config", SCHOOL_DAY / "ictwatch.yaml", "nothing.log:1", store=day)
     assert missing.returncode == 1 and "no activity was recorded from nothing.log:1" in missing.stderr
 

@@ -7,17 +7,10 @@ import pytest
 
 from tests.conftest import SCHOOL_DAY, run_cli, school_config, stored_activity
 
-BANK_5C = '{id: IPAD-BANK-5C, type: school_ipad, owner: jcarter, macs: ["f0:99:bf:10:00:01", "f0:99:bf:10:00:02"]}'
-NEW_IPADS = (BANK_5C + '\n  - {id: IPAD-BANK-6A, type: school_ipad, owner: sokafor, macs: ["f0:99:bf:10:00:09"]}'
-             + '\n  - {id: IPAD-LOST-1, type: school_ipad, owner: sokafor, macs: ["f0:99:bf:10:00:0a"], status: lost, '
-             'status_since: 2026-06-01}')
-
 
 @pytest.fixture
 def day(tmp_path):
     config = school_config(tmp_path / "school")
-    devices = config.parent / "devices.yaml"
-    devices.write_text(devices.read_text().replace(BANK_5C, NEW_IPADS))
     store = tmp_path / "store"
     run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", store=store, check=True)
     return config, store
@@ -25,7 +18,7 @@ def day(tmp_path):
 
 def test_an_ipad_not_seen_by_the_time_is_a_breach(day):
     """IPAD-BANK-5C was on the network at 09:15 (before 09:30): a near miss. IPAD-BANK-6A never was: an I1
-    breach at 09:30 naming its owner. IPAD-LOST-1 was reported lost, so it is not expected in school."""
+    breach at 09:30 naming its owner. IPAD-BANK-3B was reported lost on 1 June, so it is not expected in school."""
     config, store = day
     out = run_cli("check-ipads", "--config", config, "--date", "2026-06-16", store=store, check=True).stdout
     assert "IPAD-BANK-6A: not seen on 2026-06-16 by 09:30" in out and "IPAD-BANK-5C" not in out

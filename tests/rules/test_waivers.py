@@ -38,7 +38,8 @@ waivers:
 def config_with(tmp_path, waivers: str):
     config = school_config(tmp_path / "school")
     policy = config.parent / "policy.yaml"
-    policy.write_text(policy.read_text() + waivers)
+    text = policy.read_text()
+    policy.write_text(text[:text.index("\nwaivers:\n") + 1] + waivers.lstrip("\n"))  # these instead of the shipped ones
     return config
 
 

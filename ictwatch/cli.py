@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ictwatch import settings
+    from storage.store import Store
 
 # The policy engine, storage and reports (polars, pyarrow, chDB) are imported by the commands that use
 # them, so `decode` starts fast and small.
@@ -34,6 +35,8 @@ EXIT_USAGE = 2
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="ictwatch: %(message)s")
+    for handler in logging.getLogger().handlers:  # the driver's retries are ours to report, once, without URLs
+        handler.addFilter(lambda record: not record.name.startswith(("urllib3", "clickhouse_connect")))
     args = _parser().parse_args(argv)
     tune_gc()
     try:
@@ -80,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--config", required=True, type=Path)
     live.add_argument("--interface", help="overrides collector.interface")
     live.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("spool", help="batches waiting on disk for ClickHouse: status, or flush them now")
+    sp.add_argument("action", choices=("status", "flush"))
+    sp.add_argument("--config", required=True, type=Path)
+    sp.set_defaults(func=cmd_spool)
 
     b = sub.add_parser("breaches", help="list stored breaches")
     b.add_argument("--config", required=True, type=Path)
@@ -184,17 +192,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from ictwatch import settings
     from ictwatch.pipeline import replay
     from ictwatch.progress import ProgressBar
-    from storage.store import Store
 
     loaded = settings.load(args.config)
     engine = loaded.engine()
-    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    store, spool = loaded.open_store(), loaded.open_spool()
     try:
-        store.migrate()
+        _migrate_or_spool(store)
         with ProgressBar(sys.stderr) as bar:
-            summary = replay(args.inputs, engine, store, bar.follow, collector=loaded.settings.collector)
+            summary = replay(args.inputs, engine, store, bar.follow, collector=loaded.settings.collector,
+                             spool=spool)
     finally:
         store.close()
+        spool.close()
     v = summary.verdicts
     print(f"replayed {len(summary.inputs)} input(s): {summary.packets} packets, "
           f"{summary.observations} observations")
@@ -204,7 +213,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if summary.skipped:
         parts = ", ".join(f"{k}={n}" for k, n in sorted(summary.skipped.items()))
         print(f"skipped {summary.skipped.total()} bad records: {parts}")
+    _say_spooled(summary.spooled, loaded)
     return 0
+
+
+def _migrate_or_spool(store: Store) -> None:
+    """Make sure the schema is there; when ClickHouse cannot be reached, say so and go on (the writer
+    keeps batches in the spool until it can)."""
+    from storage.store import retryable
+
+    try:
+        store.migrate()
+    except Exception as exc:
+        if not retryable(exc):
+            raise
+        store.reset()
+        print(f"ictwatch: ClickHouse cannot be reached ({type(exc).__name__}); batches go to the spool",
+              file=sys.stderr)
+
+
+def _say_spooled(batches: int, loaded: settings.Loaded) -> None:
+    if batches:
+        print(f"{batches} batch(es) wait in the spool at {loaded.spool_path}; they are written when ClickHouse "
+              f"is back (`ictwatch spool flush --config {loaded.path}`)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -214,7 +245,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from collector.live import CaptureToolError, LiveCaptureSource
     from ictwatch import settings
     from ictwatch.pipeline import run_live
-    from storage.store import Store
 
     loaded = settings.load(args.config)
     cfg = loaded.settings.collector
@@ -224,29 +254,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = LiveCaptureSource(interface, cfg.capture_filter, cfg.capture_tool)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: source.stop())
-    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    store, spool = loaded.open_store(), loaded.open_spool()
     try:
-        store.migrate()
+        _migrate_or_spool(store)
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
-        summary = run_live(source, loaded.engine(), store)
+        summary = run_live(source, loaded.engine(), store, spool=spool)
     except CaptureToolError as exc:
         print(f"ictwatch: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()
+        spool.close()
     print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "
           f"activities ({summary.verdicts['breach']} breaches)")
+    _say_spooled(summary.spooled, loaded)
     return 0
+
+
+def cmd_spool(args: argparse.Namespace) -> int:
+    """`spool status`: what waits in the spool; `spool flush`: write it to ClickHouse now."""
+    from ictwatch import settings
+    from storage.writer import Writer
+
+    loaded = settings.load(args.config)
+    spool = loaded.open_spool()
+    try:
+        if args.action == "flush":
+            store = loaded.open_store()
+            before = spool.records
+            try:
+                writer = Writer(store, spool=spool)
+                writer.close()  # a writer with nothing new: closing replays the spool once
+            finally:
+                store.close()
+            print(f"flushed {before - spool.records} of {before} batch(es) ({writer.stored} activity rows stored)")
+        status = spool.status()
+    finally:
+        spool.close()
+    for key, value in status.items():
+        print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+    return 1 if args.action == "flush" and status["records"] else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Explain the verdict of each activity recorded from one frame or log line."""
     from ictwatch import settings
     from rules.explain import explain
-    from storage.store import Store
 
     loaded = settings.load(args.config)
-    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    store = loaded.open_store()
     try:
         store.migrate()
         rows = store.activity_at(args.activity, args.kind)
@@ -278,7 +334,6 @@ def cmd_check_ipads(args: argparse.Namespace) -> int:
     from collector.observation import to_table
     from ictwatch import settings
     from rules.absence import absences, deadline, expected
-    from storage.store import Store
 
     loaded = settings.load(args.config)
     window = deadline(loaded.policy, args.date)
@@ -287,7 +342,7 @@ def cmd_check_ipads(args: argparse.Namespace) -> int:
         return 0
     start, by = window
     ipads = expected(loaded.devices.devices, args.date)
-    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    store = loaded.open_store()
     try:
         store.migrate()
         missing = absences(ipads, store.devices_seen(start, by), by, args.date)
@@ -326,13 +381,12 @@ def cmd_breaches(args: argparse.Namespace) -> int:
     """List breaches, one line per (activity, rule)."""
     from ictwatch import settings
     from reports import build
-    from storage.store import Store
 
     loaded = settings.load(args.config)
     tz = loaded.policy.calendar.timezone
     start = build.local_bounds(args.start, args.start, tz)[0] if args.start else None
     end = build.local_bounds(args.end, args.end, tz)[1] if args.end else None
-    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    store = loaded.open_store()
     try:
         store.migrate()
         rows = _breach_rows(loaded, store.activity(args.user, start, end, breaches_only=True))
@@ -362,10 +416,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write one person's report and print where it went."""
     from ictwatch import settings
     from reports import build, render
-    from storage.store import Store
 
     loaded = settings.load(args.config)
-    store = Store(loaded.storage_url, loaded.settings.storage.database)
+    store = loaded.open_store()
     try:
         store.migrate()
         report = build.build(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +16,11 @@ from collector.live import LiveCaptureSource
 from collector.observation import BatchBuilder
 from collector.sources import Source, SquidLogSource, open_source
 from rules.engine import Engine
-from storage.store import Store
+from storage.spool import Spool
+from storage.store import Store, retryable
 from storage.writer import Writer
+
+_log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[Source | None], None]
 
@@ -32,20 +36,35 @@ class ReplaySummary:
     denied: int = 0
     """Requests the proxy refused, whether or not they also broke a rule."""
     stored: int = 0
+    spooled: int = 0
+    """Batches left waiting in the spool (ClickHouse could not be reached for them)."""
     skipped: Counter[str] = field(default_factory=Counter)
+
+
+def load_history(engine: Engine, store: Store) -> None:
+    """Give the identity the stored lease history (identity as it was, whatever was replayed or captured
+    before); when ClickHouse cannot be reached, go on with what the inputs themselves show."""
+    try:
+        engine.identity.add(store.leases())
+    except Exception as exc:
+        if not retryable(exc):
+            raise
+        store.reset()
+        _log.warning("store unreachable (%s): identity starts without the stored lease history", type(exc).__name__)
 
 
 def replay(
     inputs: list[Path], engine: Engine, store: Store, on_source: ProgressHook | None = None,
-    batch_rows: int = 65536, collector: CollectorSettings | None = None,
+    batch_rows: int = 65536, collector: CollectorSettings | None = None, spool: Spool | None = None,
 ) -> ReplaySummary:
-    """Run every input through the engine into `store`; bad records are skipped and counted. `collector`
-    says how inputs are read (decoder, log time zone, Squid logformat)."""
+    """Run every input through the engine into `store` (batches it cannot take wait in `spool`); bad
+    records are skipped and counted. `collector` says how inputs are read (decoder, log time zone, Squid
+    logformat)."""
     summary = ReplaySummary()
     sources = [open_source(p, collector) for p in inputs]  # every input is checked before anything is stored
-    engine.identity.add(store.leases())  # identity as it was, whatever was replayed or captured before
+    load_history(engine, store)
 
-    writer = Writer(store)
+    writer = Writer(store, spool=spool)
     try:
         sink = _sink(engine, writer, summary)
         builder = BatchBuilder(sink, batch_rows)
@@ -62,26 +81,27 @@ def replay(
             summary.packets += getattr(source, "packets", 0)
             summary.skipped.update(source.skips.by_reason)
     finally:
-        writer.close()  # what was judged is stored, even when reading stopped early
-        summary.stored = writer.stored
+        writer.close()  # what was judged is stored (or spooled), even when reading stopped early
+        summary.stored, summary.spooled = writer.stored, writer.spooled
     if on_source:
         on_source(None)
     summary.observations = builder.rows_emitted + batch_rows_in
     return summary
 
 
-def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0) -> ReplaySummary:
+def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0,
+             spool: Spool | None = None) -> ReplaySummary:
     """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old."""
     summary = ReplaySummary(inputs=[source.interface])
-    engine.identity.add(store.leases())
-    writer = Writer(store)
+    load_history(engine, store)
+    writer = Writer(store, spool=spool)
     try:
         builder = BatchBuilder(_sink(engine, writer, summary), max_age_s=max_age_s)
         source.run(builder.add, on_tick=builder.tick)
         builder.flush()
     finally:
         writer.close()
-        summary.stored = writer.stored
+        summary.stored, summary.spooled = writer.stored, writer.spooled
     summary.packets = source.packets
     summary.skipped.update(source.skips.by_reason)
     summary.observations = builder.rows_emitted

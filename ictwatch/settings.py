@@ -20,13 +20,20 @@ from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Str
 from rules.engine import Engine
 from rules.identity import Identity
 from rules.policy import Policy
+from storage.spool import Spool
+from storage.store import Store
 
 
 class StorageSettings(Strict):
-    """Where activity is stored."""
+    """Where activity is stored, and where batches wait when it cannot be reached."""
 
     url: str = Field("chdb://data/ictwatch", description="chdb://PATH (embedded) or http(s)://host:8123.")
     database: str = Field("ictwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = Field(30.0, gt=0, description="Connect and request timeout for a ClickHouse server.")
+    spool: Path | None = Field(None, description=(
+        "Folder of the disk spool, relative to this file; by default beside an embedded store (PATH-spool), "
+        "else `spool` beside this file. The ICTWATCH_SPOOL environment variable overrides it."))
+    spool_max_bytes: int = Field(1 << 30, gt=0, description="Size cap of the spool (1 GiB by default).")
 
 
 class Settings(Strict):
@@ -54,6 +61,16 @@ class Loaded:
     storage_url: str
     lists_path: Path
     """The policy's category lists folder (a link to the installed set after `categories update`)."""
+    spool_path: Path
+    """The disk spool's folder."""
+
+    def open_store(self) -> Store:
+        """The store (connected when first used)."""
+        return Store(self.storage_url, self.settings.storage.database, self.settings.storage.timeout_s)
+
+    def open_spool(self) -> Spool:
+        """The disk spool (a torn record left by a crash is found and set aside here)."""
+        return Spool(self.spool_path, self.settings.storage.spool_max_bytes)
 
     def engine(self, categories: CategoryIndex | None = None) -> Engine:
         """A policy engine for this configuration (with other category lists, if given)."""
@@ -100,7 +117,15 @@ def load(path: str | Path) -> Loaded:
     categories = CategoryIndex.load(lists, policy.categories.map, policy.categories.defaults())
     metrics.watch_lists(lists)
     url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
-    return Loaded(path, settings, directory, devices, network, policy, categories, resolve_url(url, base), lists)
+    url = resolve_url(url, base)
+    spool = os.environ.get("ICTWATCH_SPOOL") or settings.storage.spool
+    if spool is not None:
+        spool_path = base / spool
+    elif url.startswith("chdb://"):
+        spool_path = Path(url.removeprefix("chdb://") + "-spool")
+    else:
+        spool_path = base / "spool"
+    return Loaded(path, settings, directory, devices, network, policy, categories, url, lists, spool_path)
 
 
 def resolve_url(url: str, base: Path) -> str:

@@ -2,16 +2,25 @@
 
 `Store` creates the schema, inserts activity batches as Arrow tables (the fastest insert path), and
 answers the named, parameterised queries the CLI and reports need. No SQL leaves this package.
+
+The connection is made when first needed and dropped after a failure that a new connection could cure,
+so a store whose server is down can still be handed to the writer, which keeps batches in the spool and
+tries again later; `retryable` says which failures those are. Timeouts are set on every HTTP request: a
+server that accepts and then hangs costs `timeout_s`, not the daemon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import re
 
 import clickhouse_connect
 import polars as pl
 import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from storage.schema import (
     ACTIVITY,
@@ -24,6 +33,7 @@ from storage.schema import (
     sql_string,
     table_ddl,
 )
+from storage.spool import Record
 
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 
@@ -31,15 +41,34 @@ _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 class Store:
     """One ClickHouse database holding ictwatch's tables."""
 
-    def __init__(self, url: str, database: str = "ictwatch") -> None:
+    def __init__(self, url: str, database: str = "ictwatch", timeout_s: float = 30.0) -> None:
         if not database.isidentifier():
             raise ValueError(f"bad database name: {database!r}")
         self.url = url
         self.database = database
-        self._client = clickhouse_connect.get_client(dsn=url)
+        self.timeout_s = timeout_s
+        self._connection: Client | None = None
+        self._migrated = False
+
+    @property
+    def _client(self) -> Client:
+        if self._connection is None:
+            timeouts = {} if self.url.startswith("chdb:") else {
+                "connect_timeout": self.timeout_s, "send_receive_timeout": self.timeout_s}
+            self._connection = clickhouse_connect.get_client(dsn=self.url, **timeouts)
+        return self._connection
+
+    def reset(self) -> None:
+        """Drop the connection after a failure; the next call makes a new one (and checks the schema)."""
+        if self._connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close; it is dropped anyway
+                self._connection.close()
+        self._connection = None
+        self._migrated = False
 
     def migrate(self) -> None:
         """Create the database and tables if they are missing (safe to run every start)."""
+        self._migrated = True
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES:
             self._client.command(table_ddl(table, self.database))
@@ -66,14 +95,23 @@ class Store:
 
     def insert_leases(self, leases: pl.DataFrame) -> int:
         """Store leases learnt from DHCP (columns ip, lease_mac, lease_start, lease_end, lease_ref)."""
-        if leases.height == 0:
+        table = leases_arrow(leases)
+        if table is None:
             return 0
-        table = leases.select(
-            "ip", pl.col("lease_mac").alias("mac"), "lease_start", "lease_end", pl.col("lease_ref").alias("evidence"),
-            pl.col("lease_place").fill_null("").alias("place")
-        ).to_arrow().cast(LEASES_ARROW)
         self._client.insert_arrow(f"{self.database}.leases", table)
         return table.num_rows
+
+    def insert_record(self, record: Record) -> int:
+        """Insert a prepared batch (leases first, then activity under its deduplication token); returns the
+        activity rows handed over. A batch inserted before with the same token is dropped by ClickHouse."""
+        if not self._migrated:
+            self.migrate()
+        if record.leases is not None and record.leases.num_rows:
+            self._client.insert_arrow(f"{self.database}.leases", record.leases)
+        if record.activity.num_rows:
+            self._client.insert_arrow(f"{self.database}.activity", record.activity,
+                                      settings={"insert_deduplication_token": record.token})
+        return record.activity.num_rows
 
     def leases(self) -> pl.DataFrame:
         """Every stored lease, in the shape the identity keeps them (deduplicated)."""
@@ -87,12 +125,7 @@ class Store:
     def insert_activity(self, df: pl.DataFrame) -> int:
         """Insert an engine batch, once: a batch with the same content and policy inserted before (a
         replay, a retry) is dropped by ClickHouse. Returns the number of rows handed over."""
-        if df.height == 0:
-            return 0
-        table = to_activity_arrow(df)
-        self._client.insert_arrow(f"{self.database}.activity", table,
-                                  settings={"insert_deduplication_token": dedup_token(df)})
-        return table.num_rows
+        return self.insert_record(to_record(df))
 
     def activity(
         self, user: str | None, start: dt.datetime | None, end: dt.datetime | None, breaches_only: bool = False
@@ -144,7 +177,9 @@ class Store:
 
     def close(self) -> None:
         """Release the connection (and, for chDB, the engine's hold on its folder)."""
-        self._client.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 _IDENTITY_COLUMNS = ("ts", "source_ref", "src_ip", "src_port", "dst_ip", "dst_port", "kind", "host", "url")
@@ -157,6 +192,40 @@ def dedup_token(df: pl.DataFrame) -> str:
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     policy = df.get_column("policy_version")[0] if "policy_version" in df.columns else ""
     return f"{policy}-{df.height}-{digest}"
+
+
+def leases_arrow(leases: pl.DataFrame | None) -> pa.Table | None:
+    """The `leases` insert layout of leases the identity learnt (None when there are none)."""
+    if leases is None or leases.height == 0:
+        return None
+    return leases.select(
+        "ip", pl.col("lease_mac").alias("mac"), "lease_start", "lease_end", pl.col("lease_ref").alias("evidence"),
+        pl.col("lease_place").fill_null("").alias("place")
+    ).to_arrow().cast(LEASES_ARROW)
+
+
+def to_record(df: pl.DataFrame, leases: pl.DataFrame | None = None) -> Record:
+    """An engine batch (and the leases learnt with it) as the store and the spool take it."""
+    return Record(dedup_token(df) if df.height else "", to_activity_arrow(df), leases_arrow(leases))
+
+
+# ClickHouse error codes that a later attempt can succeed past (capacity, time, the network, a replica
+# that is read-only for a while), from ClickHouse's src/Common/ErrorCodes.cpp.
+_RETRYABLE_CODES = {159, 164, 202, 209, 210, 241, 242, 243, 252, 319, 425, 999}
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a failed insert may succeed if tried again later (so the batch waits in the spool), as
+    opposed to a batch ClickHouse refuses as such (set aside in the spool's rejected/ folder)."""
+    if isinstance(exc, OperationalError | OSError | TimeoutError):
+        return True
+    if isinstance(exc, DatabaseError):
+        code = getattr(exc, "code", None)
+        if code is None:
+            found = re.search(r"Code: (\d+)", str(exc))
+            code = int(found.group(1)) if found else None
+        return code in _RETRYABLE_CODES
+    return False
 
 
 def to_activity_arrow(df: pl.DataFrame) -> pa.Table:

@@ -1,24 +1,40 @@
-"""The writer: one thread that inserts the engine's batches, behind a bounded queue.
+"""The writer: one thread that inserts the engine's batches, behind a bounded queue, with a disk spool.
 
 The engine (polars) and the insert (ClickHouse) each release the GIL for most of their work, so with the
 insert on its own thread a replay parses and judges the next batch while the last one is written: on
 two cores the slower of the two sets the pace instead of their sum. The queue holds at most `depth`
 batches; when it is full `put` waits (backpressure), so memory stays bounded however fast the input
-is read. A failed insert stops the writer; the failure is raised to the producer at its next `put` or
-at `close`, and nothing after it is attempted (the spool that keeps such batches is a later step).
+is read.
+
+With a spool (the daemon and the CLI always give one), a batch that cannot be inserted — server down,
+network cut, a request that times out, a disk full on the server — is appended to the spool (fsynced)
+and the writer goes on. While the spool holds anything, new batches are appended behind it so order is
+kept, and every `retry_s` the writer replays the spool in order, acknowledging each record as it is
+stored. A batch carries a deduplication token made from its content, so one that reached ClickHouse
+but whose acknowledgement was lost is dropped by ClickHouse when it is replayed: nothing is stored
+twice. A record ClickHouse refuses as such is set aside in the spool's `rejected/` folder. When the
+spool is full the writer waits (and the queue, then the producer, with it) instead of dropping.
+
+Without a spool, a failed insert stops the writer and the failure is raised to the producer at its
+next `put` or at `close`.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import polars as pl
 
-from storage.store import Store
+from storage import metrics
+from storage.spool import Record, Spool, SpoolFull
+from storage.store import Store, retryable, to_record
 
 _POLL_S = 0.2  # how often a waiting producer looks whether the writer has failed
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +46,22 @@ class _Batch:
 class Writer:
     """Inserts batches into `store` from one thread, in the order they were put."""
 
-    def __init__(self, store: Store, depth: int = 2) -> None:
+    def __init__(self, store: Store, depth: int = 2, spool: Spool | None = None, retry_s: float = 5.0) -> None:
         self._store = store
+        self._spool = spool
+        self._retry_s = retry_s
+        self._next_try = 0.0
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self.stored = 0
-        """Activity rows handed to the store so far."""
+        """Activity rows the store has acknowledged so far (directly or from the spool)."""
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def spooled(self) -> int:
+        """Batches waiting in the spool."""
+        return self._spool.records if self._spool is not None else 0
 
     def put(self, activity: pl.DataFrame, leases: pl.DataFrame | None = None) -> None:
         """Queue one engine batch (and the leases learnt from it, written first); waits while the queue is
@@ -45,7 +69,8 @@ class Writer:
         self._enqueue(_Batch(activity, leases))
 
     def close(self) -> None:
-        """Write what is queued, stop the thread, and raise its failure if it had one."""
+        """Write what is queued (what cannot be written stays in the spool), stop the thread, and raise its
+        failure if it had one."""
         if self._thread.is_alive():
             self._enqueue(None)
             self._thread.join()
@@ -65,14 +90,75 @@ class Writer:
             raise self._error
 
     def _run(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
+        try:
+            while True:
+                waiting = self._spool is not None and self._spool.records > 0
+                try:
+                    batch = self._queue.get(timeout=self._retry_s if waiting else None)
+                except queue.Empty:
+                    self._drain()
+                    continue
+                if batch is None:
+                    self._drain(final=True)
+                    return
+                self._write(to_record(batch.activity, batch.leases))
+        except BaseException as exc:  # handed to the producer; the thread stops here
+            self._error = exc
+
+    def _write(self, record: Record) -> None:
+        if self._spool is None:
+            self.stored += self._insert(record)
+            return
+        if self._spool.records == 0:
             try:
-                if batch.leases is not None and batch.leases.height:
-                    self._store.insert_leases(batch.leases)
-                self.stored += self._store.insert_activity(batch.activity)
-            except BaseException as exc:  # handed to the producer; the thread stops here
-                self._error = exc
+                self.stored += self._insert(record)
                 return
+            except Exception as exc:  # noqa: BLE001 - every failure sends the batch to the spool
+                self._failed(exc)
+        self._keep(record)
+        self._drain()
+
+    def _insert(self, record: Record) -> int:
+        start = time.perf_counter()
+        rows = self._store.insert_record(record)
+        metrics.WRITE_SECONDS.observe(time.perf_counter() - start)
+        metrics.ROWS_STORED.inc(rows)
+        return rows
+
+    def _failed(self, exc: BaseException) -> None:
+        """Count a failed insert, drop the connection, and wait `retry_s` before the next attempt."""
+        reason = "unreachable" if retryable(exc) else "rejected"
+        metrics.WRITE_FAILURES.labels(reason).inc()
+        _log.warning("store: insert failed (%s: %s); batches go to the spool", reason, type(exc).__name__)
+        self._store.reset()
+        self._next_try = time.monotonic() + self._retry_s
+
+    def _keep(self, record: Record) -> None:
+        """Append to the spool, waiting (and trying to drain it) while it is full."""
+        assert self._spool is not None
+        while True:
+            try:
+                self._spool.append(record)
+                return
+            except SpoolFull:
+                _log.warning("store: the spool is full; waiting for ClickHouse before taking more")
+                time.sleep(self._retry_s)
+                self._drain(final=True)
+
+    def _drain(self, final: bool = False) -> None:
+        """Replay the spool in order while inserts succeed (not before the retry time, unless `final`)."""
+        spool = self._spool
+        if spool is None or spool.records == 0 or (not final and time.monotonic() < self._next_try):
+            return
+        for position, record in spool.pending():
+            try:
+                self.stored += self._insert(record)
+            except Exception as exc:  # noqa: BLE001 - sorted below into "try later" and "refused"
+                if retryable(exc):
+                    self._failed(exc)
+                    return
+                metrics.WRITE_FAILURES.labels("rejected").inc()
+                _log.warning("store: a spooled batch was refused (%s); set aside in rejected/", type(exc).__name__)
+                spool.reject(position, record, f"{type(exc).__name__}: {exc}")
+                continue
+            spool.ack(position)

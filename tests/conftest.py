@@ -75,9 +75,11 @@ def school_config(dest: Path, extra_yaml: str = "") -> Path:
     return config
 
 
-def run_cli(*args: str | Path, store: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    """Run the real `ictwatch` command in a subprocess (its own chDB engine), capturing output."""
-    env = dict(os.environ)
+def run_cli(*args: str | Path, store: Path | None = None, check: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real `ictwatch` command in a subprocess (its own chDB engine), capturing output; `env` adds
+    to (or overrides) the environment."""
+    env = dict(os.environ) | (env or {})
     if store is not None:
         env["ICTWATCH_STORAGE_URL"] = f"chdb://{store}"
     proc = subprocess.run(

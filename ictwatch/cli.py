@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", required=True, type=Path)
     sp.set_defaults(func=cmd_spool)
 
+    dd = sub.add_parser("ddl", help="print the schema's SQL: for one server, or ON CLUSTER for a trust's cluster")
+    dd.add_argument("--cluster", metavar="NAME", help="a cluster from ClickHouse's remote_servers")
+    dd.add_argument("--database", default="ictwatch")
+    dd.set_defaults(func=cmd_ddl)
+
     b = sub.add_parser("breaches", help="list stored breaches")
     b.add_argument("--config", required=True, type=Path)
     b.add_argument("--user")
@@ -268,6 +273,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "
           f"activities ({summary.verdicts['breach']} breaches)")
     _say_spooled(summary.spooled, loaded)
+    return 0
+
+
+def cmd_ddl(args: argparse.Namespace) -> int:
+    """Print the CREATE statements, for one server or for a cluster (see deploy/clickhouse/)."""
+    from storage.schema import TABLES, cluster_ddl, table_ddl
+
+    if not args.database.isidentifier():
+        raise ConfigError("--database", "database", args.database, "not a plain identifier")
+    if args.cluster is not None and not args.cluster.isidentifier():
+        raise ConfigError("--cluster", "cluster", args.cluster, "not a plain identifier")
+    statements = (cluster_ddl(args.database, args.cluster) if args.cluster else
+                  [f"CREATE DATABASE IF NOT EXISTS {args.database}"]
+                  + [table_ddl(t, args.database) for t in TABLES])
+    print(";\n\n".join(statements) + ";")
     return 0
 
 

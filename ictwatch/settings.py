@@ -20,6 +20,7 @@ from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Str
 from rules.engine import Engine
 from rules.identity import Identity
 from rules.policy import Policy
+from storage.schema import Retention
 from storage.spool import Spool
 from storage.store import Store
 
@@ -66,7 +67,9 @@ class Loaded:
 
     def open_store(self) -> Store:
         """The store (connected when first used)."""
-        return Store(self.storage_url, self.settings.storage.database, self.settings.storage.timeout_s)
+        r = self.policy.retention
+        return Store(self.storage_url, self.settings.storage.database, self.settings.storage.timeout_s,
+                     Retention(r.activity_days, r.url_days, r.leases_days, r.audit_days))
 
     def open_spool(self) -> Spool:
         """The disk spool (a torn record left by a crash is found and set aside here)."""

@@ -197,7 +197,7 @@ class Engine:
         }, schema={"_rules": pl.UInt64, "rule_ids": pl.List(pl.String), "clauses": pl.List(pl.String),
                    "reasons": pl.List(pl.String), "severity": pl.String})
         out = df.join(lists, on="_rules", how="left", maintain_order="left").with_columns(
-            policy_version=pl.lit(self.version))
+            policy_version=pl.lit(self.version), school=pl.lit(self.policy.school))
         verdict = (
             pl.when(pl.col("rule_ids").list.len() > 0).then(pl.lit("breach"))
             .when(pl.col("waiver_ids").list.len() > 0).then(pl.lit("waived"))

@@ -215,6 +215,22 @@ class IpadCheck(Strict):
     expected_by: dt.time = Field(description="Local time by which each issued school iPad should have been seen.")
 
 
+class RetentionPolicy(Strict):
+    """How long the network record is kept (GDPR storage limitation), in days; 0 keeps it for ever."""
+
+    activity_days: int = Field(400, ge=0, description="Every activity row (a school year and the time to act on it).")
+    url_days: int = Field(90, ge=0, description=(
+        "Full URLs and User-Agents are blanked after this many days (minimisation); hosts stay."))
+    leases_days: int = Field(400, ge=0, description="DHCP lease history (identity as it was).")
+    audit_days: int = Field(2190, ge=0, description="Report audit trail and incident records.")
+
+    @model_validator(mode="after")
+    def _urls_not_longer(self) -> RetentionPolicy:
+        if self.activity_days and (self.url_days == 0 or self.url_days > self.activity_days):
+            raise ValueError("url_days must be at most activity_days (URLs go first)")
+        return self
+
+
 class Policy(Strict):
     """The whole policy file."""
 
@@ -225,6 +241,7 @@ class Policy(Strict):
     rules: tuple[Rule, ...]
     waivers: tuple[Waiver, ...] = ()
     ipads: IpadCheck | None = Field(None, description="The daily iPad check (`ictwatch check-ipads`).")
+    retention: RetentionPolicy = RetentionPolicy()
 
     def problems(self) -> list[tuple[str, object, str]]:
         """Cross-references a field validator cannot see: (field, value, problem) for each."""

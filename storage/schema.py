@@ -31,6 +31,7 @@ LC = "LowCardinality(String)"
 ACTIVITY: tuple[Column, ...] = (
     Column("ts", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when it happened (UTC)",
            "CODEC(Delta, ZSTD(1))"),
+    Column("school", LC, _S, "the school whose policy judged it (a trust's schools share one cluster)"),
     Column("user", LC, _S, "username, from proxy authentication or the device owner; empty if unknown"),
     Column("role", LC, _S, "the user's role in the staff directory at the time"),
     Column("device", "String", _S, "device register id; empty for an unregistered device"),
@@ -112,25 +113,109 @@ DEDUP_WINDOW = 10_000
 """Inserts whose deduplication token was among the last this many are dropped: a batch replayed or
 retried is not stored twice."""
 
+_TS = pa.timestamp("us", tz="UTC")
+
+REPORT_AUDIT: tuple[Column, ...] = (
+    Column("seq", "UInt64", _U64, "position in the audit chain, from 1"),
+    Column("ts", "DateTime64(6, 'UTC')", _TS, "when the request was made or the report opened"),
+    Column("actor", "String", _S, "username of the person who asked"),
+    Column("actor_role", LC, _S, "their role in the staff directory then"),
+    Column("action", LC, _S, "report_request, report_view, report_download, audit_view, incident_update, ..."),
+    Column("subject", "String", _S, "username the report is about; empty for other actions"),
+    Column("period_start", "Nullable(DateTime64(6, 'UTC'))", _TS, "start of the period asked for"),
+    Column("period_end", "Nullable(DateTime64(6, 'UTC'))", _TS, "end of the period asked for (exclusive)"),
+    Column("reason", "String", _S, "the reason the person gave"),
+    Column("decision", LC, _S, "granted or refused"),
+    Column("grounds", "String", _S, "why: headteacher, line manager of the subject, own data, one-off grant, ..."),
+    Column("report_sha256", "String", _S, "SHA-256 of the report handed out (empty when refused)"),
+    Column("report_format", LC, _S, "html, csv, json, pdf or zip"),
+    Column("policy_versions", "Array(LowCardinality(String))", pa.list_(pa.string()),
+           "policy versions in force over the period"),
+    Column("prev_hash", "String", _S, "row_hash of the row before (the chain that makes tampering evident)"),
+    Column("row_hash", "String", _S, "SHA-256 over this row's fields and prev_hash"),
+)
+
+INCIDENTS: tuple[Column, ...] = (
+    Column("incident_id", "String", _S, "the id alerts carry instead of a person's name"),
+    Column("version", "UInt32", pa.uint32(), "revision of the record; the highest one is current"),
+    Column("opened", "DateTime64(6, 'UTC')", _TS, "when the breach that opened it happened"),
+    Column("rule_id", LC, _S, "the rule broken"),
+    Column("clauses", "Array(LowCardinality(String))", pa.list_(pa.string()), "policy clauses that rule enforces"),
+    Column("severity", LC, _S, "advisory, caution or danger"),
+    Column("user", LC, _S, "the person the breach was attributed to; empty if unknown"),
+    Column("device", "String", _S, "device register id; empty if unregistered"),
+    Column("location", LC, _S, "where it happened"),
+    Column("activity_ref", "String", _S, "source_ref of the activity that opened it"),
+    Column("status", LC, _S, "open, under_review or closed"),
+    Column("actions", "String", _S, "what was done (the DfE expects actions and outcomes recorded)"),
+    Column("outcome", "String", _S, "how it ended"),
+    Column("recorded_by", "String", _S, "username of whoever wrote this revision"),
+    Column("recorded_at", "DateTime64(6, 'UTC')", _TS, "when this revision was written"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """A table: its columns and the clauses after them."""
+    """A table: its columns, engine and keys, and the column its retention counts from."""
 
     name: str
     columns: tuple[Column, ...]
-    layout: str
+    engine: str
+    """`MergeTree` or `ReplacingMergeTree[(version)]`; `Replicated...` with its Keeper path on a cluster."""
+    order_by: str
     comment: str
+    partition_by: str = ""
+    settings: str = ""
+    projections: tuple[str, ...] = ()
+    ttl_from: str = ""
+    """The time column retention (a TTL) counts from; empty for a table kept whole."""
+    shard_by: str = "rand()"
+    """Sharding key of the Distributed table on a cluster."""
 
 
 TABLES = (
-    Table("activity", ACTIVITY, "ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (user, ts)\n"
-          f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}",
-          "one row per observation, with who, where and the policy verdict"),
-    Table("leases", LEASES, "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(lease_start)\n"
-                            "ORDER BY (ip, lease_start, mac)",
-          "address to MAC history from DHCP, so identity resolves as it was at any time"),
+    Table("activity", ACTIVITY, "MergeTree", "(user, ts)",
+          "one row per observation, with who, where and the policy verdict", partition_by="toYYYYMM(ts)",
+          settings=f"non_replicated_deduplication_window = {DEDUP_WINDOW}",
+          # dashboards ask for one school's breaches over time; the sort key serves one person's reports
+          projections=("breaches_by_school (SELECT school, verdict, ts, severity, location, rule_ids "
+                       "ORDER BY (school, verdict, ts))",),
+          ttl_from="ts", shard_by="cityHash64(user)"),  # one person's rows on one shard: a report reads one
+    Table("leases", LEASES, "ReplacingMergeTree", "(ip, lease_start, mac)",
+          "address to MAC history from DHCP, so identity resolves as it was at any time",
+          partition_by="toYYYYMM(lease_start)", ttl_from="lease_end", shard_by="cityHash64(ip)"),
+    Table("report_audit", REPORT_AUDIT, "MergeTree", "seq",
+          "every report request, view and refusal; append-only, each row chained to the one before",
+          ttl_from="ts"),
+    Table("incidents", INCIDENTS, "ReplacingMergeTree(version)", "incident_id",
+          "breaches the safeguarding lead follows up, with the actions and outcome recorded",
+          ttl_from="recorded_at", shard_by="cityHash64(incident_id)"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long rows are kept, in days (0: for ever). From the policy's `retention` section (GDPR)."""
+
+    activity_days: int = 0
+    url_days: int = 0
+    """Full URLs (and User-Agents) are blanked after this many days; hosts stay for `activity_days`."""
+    leases_days: int = 0
+    audit_days: int = 0
+
+    def table_days(self, table: str) -> int:
+        """Days a row of `table` is kept (0: for ever)."""
+        return {"activity": self.activity_days, "leases": self.leases_days, "report_audit": self.audit_days,
+                "incidents": self.audit_days}.get(table, 0)
+
+
+MINIMISED = ("url", "user_agent")
+"""Activity columns that `url_days` blanks before the row itself expires."""
+
+
+def ttl_expr(column: str, days: int) -> str:
+    """A TTL expression, in the form ClickHouse prints it back (so a migration can compare)."""
+    return f"toDateTime({column}) + toIntervalDay({days})"
 
 
 def column_ddl(column: Column) -> str:
@@ -139,11 +224,42 @@ def column_ddl(column: Column) -> str:
     return f"`{column.name}` {column.ch_type}{codec} COMMENT {sql_string(column.comment)}"
 
 
-def table_ddl(table: Table, database: str) -> str:
-    """CREATE TABLE statement for `table` (idempotent)."""
-    cols = ",\n".join("    " + column_ddl(c) for c in table.columns)
-    return (f"CREATE TABLE IF NOT EXISTS {database}.{table.name} (\n{cols}\n)\n{table.layout}\n"
-            f"COMMENT {sql_string(table.comment)}")
+def _engine(table: Table, database: str, cluster: str | None) -> str:
+    if cluster is None:
+        return table.engine
+    base, _, args = table.engine.partition("(")
+    path = f"'/clickhouse/tables/{{shard}}/{database}/{table.name}_local', '{{replica}}'"
+    return f"Replicated{base}({path}{', ' + args.rstrip(')') if args else ''})"
+
+
+def table_ddl(table: Table, database: str, cluster: str | None = None) -> str:
+    """CREATE TABLE statement for `table` (idempotent); on a cluster, the replicated local table
+    `<name>_local` on every node."""
+    name, on = (f"{table.name}_local", f" ON CLUSTER {cluster}") if cluster else (table.name, "")
+    body = [column_ddl(c) for c in table.columns] + [f"PROJECTION {p}" for p in table.projections]
+    settings = table.settings
+    if cluster and settings:
+        settings = settings.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
+    clauses = [f"ENGINE = {_engine(table, database, cluster)}"]
+    clauses += [f"PARTITION BY {table.partition_by}"] if table.partition_by else []
+    clauses += [f"ORDER BY {table.order_by}"]
+    clauses += [f"SETTINGS {settings}"] if settings else []
+    cols = ",\n".join("    " + line for line in body)
+    return (f"CREATE TABLE IF NOT EXISTS {database}.{name}{on} (\n{cols}\n)\n" + "\n".join(clauses)
+            + f"\nCOMMENT {sql_string(table.comment)}")
+
+
+def cluster_ddl(database: str, cluster: str) -> list[str]:
+    """Every statement that makes the schema on a cluster (a trust with several schools): the database,
+    each table replicated on every shard (`<name>_local`, ClickHouse Keeper keeping the replicas in step),
+    and a Distributed table under the plain name that the daemon and reports use as on one server."""
+    out = [f"CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER {cluster}"]
+    for table in TABLES:
+        out.append(table_ddl(table, database, cluster))
+        out.append(f"CREATE TABLE IF NOT EXISTS {database}.{table.name} ON CLUSTER {cluster} "
+                   f"AS {database}.{table.name}_local\n"
+                   f"ENGINE = Distributed({cluster}, {database}, {table.name}_local, {table.shard_by})")
+    return out
 
 
 def activity_ddl(database: str) -> str:

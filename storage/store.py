@@ -27,11 +27,14 @@ from storage.schema import (
     ACTIVITY_ARROW,
     DEDUP_WINDOW,
     LEASES_ARROW,
+    MINIMISED,
     TABLES,
+    Retention,
     Table,
     column_ddl,
     sql_string,
     table_ddl,
+    ttl_expr,
 )
 from storage.spool import Record
 
@@ -41,12 +44,14 @@ _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 class Store:
     """One ClickHouse database holding ictwatch's tables."""
 
-    def __init__(self, url: str, database: str = "ictwatch", timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, database: str = "ictwatch", timeout_s: float = 30.0,
+                 retention: Retention | None = None) -> None:
         if not database.isidentifier():
             raise ValueError(f"bad database name: {database!r}")
         self.url = url
         self.database = database
         self.timeout_s = timeout_s
+        self.retention = retention or Retention()
         self._connection: Client | None = None
         self._migrated = False
 
@@ -67,15 +72,53 @@ class Store:
         self._migrated = False
 
     def migrate(self) -> None:
-        """Create the database and tables if they are missing (safe to run every start)."""
+        """Bring the database to the current schema: each step compares with `system.tables` and
+        `system.columns` and does only what differs (safe to run every start)."""
         self._migrated = True
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES:
             self._client.command(table_ddl(table, self.database))
             self._add_missing_columns(table)
-        # stores made before the deduplication window existed get it (idempotent)
-        self._client.command(f"ALTER TABLE {self.database}.activity MODIFY SETTING "
-                             f"non_replicated_deduplication_window = {DEDUP_WINDOW}")
+            create = self._client.command(
+                "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                parameters={"db": self.database, "t": table.name})
+            self._add_missing_projections(table, str(create))
+            self._apply_retention(table, str(create))
+        if f"non_replicated_deduplication_window = {DEDUP_WINDOW}" not in str(self._client.command(
+                "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'activity'",
+                parameters={"db": self.database})):  # stores made before the deduplication window existed
+            self._client.command(f"ALTER TABLE {self.database}.activity MODIFY SETTING "
+                                 f"non_replicated_deduplication_window = {DEDUP_WINDOW}")
+
+    def _add_missing_projections(self, table: Table, create: str) -> None:
+        for projection in table.projections:
+            name = projection.split(" ", 1)[0]
+            if f"PROJECTION {name}" not in create:
+                self._client.command(f"ALTER TABLE {self.database}.{table.name} ADD PROJECTION IF NOT EXISTS "
+                                     f"{projection}")
+                self._client.command(f"ALTER TABLE {self.database}.{table.name} MATERIALIZE PROJECTION {name}")
+
+    def _apply_retention(self, table: Table, create: str) -> None:
+        """Set the table's TTL (and, for activity, the shorter one of full URLs) to the retention, or
+        remove it; each only when the table's definition (`create_table_query`, one line) differs."""
+        if not table.ttl_from:
+            return
+        days = self.retention.table_days(table.name)
+        want = f"TTL {ttl_expr(table.ttl_from, days)}" if days else ""
+        found = re.search(r"\) ENGINE = .*? (TTL .*?)(?: SETTINGS | COMMENT |$)", create)
+        have = found.group(1) if found else ""
+        if want != have:
+            self._client.command(f"ALTER TABLE {self.database}.{table.name} " + (f"MODIFY {want}" if want else
+                                 "REMOVE TTL"), settings={"materialize_ttl_after_modify": 0})
+        if table.name != "activity":
+            return
+        want = f"TTL {ttl_expr(table.ttl_from, self.retention.url_days)}" if self.retention.url_days else ""
+        for name in MINIMISED:
+            column = re.search(rf"`{name}` (.*?)(?:, `|, PROJECTION |\) ENGINE )", create)
+            have = column.group(1).split(" TTL ", 1)[1] if column and " TTL " in column.group(1) else ""
+            if want != (f"TTL {have}" if have else ""):
+                self._client.command(f"ALTER TABLE {self.database}.activity MODIFY COLUMN `{name}` "
+                                     + (want if want else "REMOVE TTL"), settings={"materialize_ttl_after_modify": 0})
 
     def _add_missing_columns(self, table: Table) -> None:
         """Columns added to the schema since the table was made are added to it, each after the column

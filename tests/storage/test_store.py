@@ -104,11 +104,13 @@ def test_replaying_the_school_day_twice_does_not_double_it(tmp_path):
     assert f"stored {stored} activities" in first.stdout
 
 
-def test_a_store_made_by_an_earlier_schema_is_upgraded(tmp_path):
-    """tests/storage/schemas/v1.sql is the DDL of the first schema (before the web-filter columns). A store
-    made with it, holding a row, is brought to the current schema by `migrate()`: the new columns appear
-    in schema order with their comments, the old row keeps its values, and new rows go in."""
-    path = ROOT / "tests" / "storage" / "schemas" / "v1.sql"
+@pytest.mark.parametrize(("version", "added"), [("v1", "filter_category"), ("v2", "dhcp_type")])
+def test_a_store_made_by_an_earlier_schema_is_upgraded(tmp_path, version, added):
+    """tests/storage/schemas/ holds the DDL of every earlier released schema (v1: the first, before the
+    web-filter columns; v2: 2026-11-28, before `dhcp_type`). A store made with one, holding a row, is brought
+    to the current schema by `migrate()`: the new columns appear in schema order with their comments, the
+    old row keeps its values, and new rows go in."""
+    path = ROOT / "tests" / "storage" / "schemas" / f"{version}.sql"
     old = Store(f"chdb://{tmp_path / 'store'}", "t")
     try:
         old._client.command("CREATE DATABASE IF NOT EXISTS t")
@@ -119,7 +121,7 @@ def test_a_store_made_by_an_earlier_schema_is_upgraded(tmp_path):
                             "VALUES (now64(6), 'jcarter', 'dns', 'a.test')")
         before = [r[0] for r in old._client.query("SELECT name FROM system.columns WHERE database = 't' AND "
                                                    "table = 'activity' ORDER BY position").result_rows]
-        assert "filter_category" not in before  # the fixture really is the older schema
+        assert added not in before  # the fixture really is the older schema
         old.migrate()
         old.migrate()  # a second run finds nothing to do
         rows = old._client.query("SELECT name, comment FROM system.columns WHERE database = 't' AND "
@@ -127,7 +129,7 @@ def test_a_store_made_by_an_earlier_schema_is_upgraded(tmp_path):
         assert [r[0] for r in rows] == [c.name for c in ACTIVITY]
         assert [r[1] for r in rows] == [c.comment for c in ACTIVITY]
         assert old.insert_activity(activities(3)) == 3
-        got = old._client.query("SELECT user, host, filter_category FROM t.activity WHERE kind = 'dns'").result_rows
+        got = old._client.query(f"SELECT user, host, {added} FROM t.activity WHERE kind = 'dns'").result_rows
         assert got == [("jcarter", "a.test", "")]
     finally:
         old.close()

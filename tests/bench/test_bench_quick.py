@@ -52,3 +52,13 @@ def test_engine_benchmark_quick_mode(capsys):
     out = capsys.readouterr().out
     assert "rules, 50,000 listed domains, 14,000 leases; 20,000 observations" in out
     assert "ictwatch engine:" in out and ("squidGuard 1.6:" in out) == bool(shutil.which("squidGuard"))
+
+
+def test_store_benchmark_quick_mode(capsys):
+    from tests.bench import bench_store
+
+    assert bench_store.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    rates = [line for line in out.splitlines() if " rows/s  (" in line]
+    assert len(rates) == 3 and "report query: one person, 30 days, 200,000 rows" in out
+    assert "bytes per row" in out

@@ -16,8 +16,8 @@ SHIPPED = Retention(activity_days=400, url_days=90, leases_days=400, audit_days=
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"chdb://{tmp_path / 'store'}", "t", retention=SHIPPED)
+def store(store_url):
+    s = Store(store_url, "t", retention=SHIPPED)
     s.migrate()
     yield s
     s.close()

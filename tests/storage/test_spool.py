@@ -38,8 +38,8 @@ def batches(frame: pl.DataFrame, count: int) -> list[pl.DataFrame]:
     return [batch(frame, i) for i in range(count)]
 
 
-def stored_refs(path) -> list[str]:
-    store = Store(f"chdb://{path}", "t")
+def stored_refs(url: str) -> list[str]:
+    store = Store(url, "t")
     try:
         store.migrate()
         return store.activity(None, None, None).get_column("source_ref").to_list()
@@ -47,9 +47,9 @@ def stored_refs(path) -> list[str]:
         store.close()
 
 
-def flush(spool_dir, store_dir) -> Writer:
-    """What `ictwatch spool flush` does: a writer on the embedded store with nothing new to write."""
-    store, spool = Store(f"chdb://{store_dir}", "t"), Spool(spool_dir)
+def flush(spool_dir, url: str) -> Writer:
+    """What `ictwatch spool flush` does: a writer on the store at `url` with nothing new to write."""
+    store, spool = Store(url, "t"), Spool(spool_dir)
     try:
         writer = Writer(store, spool=spool, retry_s=0.1)
         writer.close()
@@ -85,7 +85,7 @@ def test_the_size_cap_refuses_rather_than_drops(tmp_path, frame):
     assert 0 < spool.bytes() <= 60_000
 
 
-def test_refused_connections_spool_then_the_embedded_store_takes_all(tmp_path, frame):
+def test_refused_connections_spool_then_the_embedded_store_takes_all(tmp_path, store_url, frame):
     """Nothing listens at the ClickHouse address: every batch goes to the spool; a flush into the embedded
     store then writes them all, once, and a second flush writes nothing more."""
     store = Store(f"http://127.0.0.1:{free_port()}", "t", timeout_s=2)
@@ -96,9 +96,9 @@ def test_refused_connections_spool_then_the_embedded_store_takes_all(tmp_path, f
     writer.close()
     spool.close()
     assert (writer.stored, writer.spooled) == (0, 5)
-    assert flush(tmp_path / "spool", tmp_path / "store").stored == 5 * ROWS
-    assert flush(tmp_path / "spool", tmp_path / "store").stored == 0
-    assert sorted(stored_refs(tmp_path / "store")) == expected_refs(frame, 5)
+    assert flush(tmp_path / "spool", store_url).stored == 5 * ROWS
+    assert flush(tmp_path / "spool", store_url).stored == 0
+    assert sorted(stored_refs(store_url)) == expected_refs(frame, 5)
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def hanging_server():
     listener.close()
 
 
-def test_a_hanging_server_times_out_into_the_spool(tmp_path, frame, hanging_server):
+def test_a_hanging_server_times_out_into_the_spool(tmp_path, store_url, frame, hanging_server):
     store = Store(f"http://127.0.0.1:{hanging_server}", "t", timeout_s=1)
     spool = Spool(tmp_path / "spool")
     started = time.monotonic()
@@ -137,25 +137,25 @@ def test_a_hanging_server_times_out_into_the_spool(tmp_path, frame, hanging_serv
     writer.close()
     spool.close()
     assert writer.spooled == 3 and time.monotonic() - started < 20
-    flush(tmp_path / "spool", tmp_path / "store")
-    assert sorted(stored_refs(tmp_path / "store")) == expected_refs(frame, 3)
+    flush(tmp_path / "spool", store_url)
+    assert sorted(stored_refs(store_url)) == expected_refs(frame, 3)
 
 
-def test_a_batch_stored_but_not_acknowledged_is_not_stored_twice(tmp_path, frame):
+def test_a_batch_stored_but_not_acknowledged_is_not_stored_twice(tmp_path, store_url, frame):
     """The insert reached ClickHouse but the answer was lost, so the batch was spooled too: replaying it
     carries the same deduplication token, and ClickHouse drops it."""
     record = to_record(batch(frame, 0))
-    store = Store(f"chdb://{tmp_path / 'store'}", "t")
+    store = Store(store_url, "t")
     store.insert_record(record)
     store.close()
     spool = Spool(tmp_path / "spool")
     spool.append(record)
     spool.close()
-    flush(tmp_path / "spool", tmp_path / "store")
-    assert sorted(stored_refs(tmp_path / "store")) == expected_refs(frame, 1)
+    flush(tmp_path / "spool", store_url)
+    assert sorted(stored_refs(store_url)) == expected_refs(frame, 1)
 
 
-def test_sigkill_in_the_middle_of_a_spool_write(tmp_path):
+def test_sigkill_in_the_middle_of_a_spool_write(tmp_path, store_url):
     """A process appending large batches is killed with SIGKILL as soon as a new append has started to
     reach the file. On restart the torn record is found, reported and set aside; every whole record is
     stored exactly once. (Tried up to five times: the kill must land inside a write.)"""
@@ -183,10 +183,9 @@ def test_sigkill_in_the_middle_of_a_spool_write(tmp_path):
         if torn:
             break
     assert torn == 1 and len(list(folder.glob("torn-*.bin"))) == 1, "no kill landed inside a write"
-    store_dir = tmp_path / "store"
-    flush(folder, store_dir)
+    flush(folder, store_url)
     frame = activities(rows)
-    assert sorted(stored_refs(store_dir)) == expected_refs(frame, whole)
+    assert sorted(stored_refs(store_url)) == expected_refs(frame, whole)
     assert Spool(folder).torn == 0  # set aside once; the next start finds a clean spool
 
 

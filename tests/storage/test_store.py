@@ -18,8 +18,8 @@ UTC = dt.UTC
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"chdb://{tmp_path / 'store'}", "t")
+def store(store_url):
+    s = Store(store_url, "t")
     s.migrate()
     yield s
     s.close()
@@ -105,13 +105,13 @@ def test_replaying_the_school_day_twice_does_not_double_it(tmp_path):
 
 
 @pytest.mark.parametrize(("version", "added"), [("v1", "filter_category"), ("v2", "dhcp_type")])
-def test_a_store_made_by_an_earlier_schema_is_upgraded(tmp_path, version, added):
+def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added):
     """tests/storage/schemas/ holds the DDL of every earlier released schema (v1: the first, before the
     web-filter columns; v2: 2026-11-28, before `dhcp_type`). A store made with one, holding a row, is brought
     to the current schema by `migrate()`: the new columns appear in schema order with their comments, the
     old row keeps its values, and new rows go in."""
     path = ROOT / "tests" / "storage" / "schemas" / f"{version}.sql"
-    old = Store(f"chdb://{tmp_path / 'store'}", "t")
+    old = Store(store_url, "t")
     try:
         old._client.command("CREATE DATABASE IF NOT EXISTS t")
         for statement in re.split(r";$", path.read_text().replace("{database}", "t"), flags=re.M):

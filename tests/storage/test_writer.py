@@ -15,8 +15,8 @@ from tests.conftest import free_port
 from tests.storage.test_store import activities
 
 
-def test_batches_are_stored_in_order_and_counted(tmp_path):
-    store = Store(f"chdb://{tmp_path / 'store'}", "t")
+def test_batches_are_stored_in_order_and_counted(store_url):
+    store = Store(store_url, "t")
     store.migrate()
     try:
         batch = activities(30)

@@ -11,6 +11,7 @@ WRITE_FAILURES = Counter("ictwatch_store_write_failures_total",
 ROWS_STORED = Counter("ictwatch_store_rows_total", "Activity rows handed to ClickHouse and acknowledged.")
 SPOOL_BYTES = Gauge("ictwatch_spool_bytes", "Bytes held in the disk spool's segment files.")
 SPOOL_RECORDS = Gauge("ictwatch_spool_records", "Batches waiting in the disk spool.")
+SPOOL_MAX_BYTES = Gauge("ictwatch_spool_max_bytes", "The disk spool's size cap (storage.spool_max_bytes).")
 SPOOL_FULL = Gauge("ictwatch_spool_full", "1 while the spool is at its size cap (new batches wait), else 0.")
 SPOOL_TORN = Counter("ictwatch_spool_torn_records_total",
                      "Torn records (a write cut short) found in the spool and set aside, never replayed.")

@@ -112,6 +112,7 @@ class Spool:
     def __init__(self, folder: Path, max_bytes: int = 1 << 30) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
+        metrics.SPOOL_MAX_BYTES.set(max_bytes)
         self.torn = 0
         """Torn records found when the spool was opened."""
         folder.mkdir(parents=True, exist_ok=True)

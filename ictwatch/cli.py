@@ -7,7 +7,9 @@ an input that cannot be read at all, naming the file (and for config the field a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import sys
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ictwatch import settings
+    from reports.audit import AuditLog
     from storage.store import Store
 
 # The policy engine, storage and reports (polars, pyarrow, chDB) are imported by the commands that use
@@ -130,7 +133,24 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--reason", required=True)
     rep.add_argument("--format", choices=("html", "csv", "json"), default="html")
     rep.add_argument("-o", "--output", type=Path)
+    rep.add_argument("--encrypt", action="store_true",
+                     help="write an AES-256 ZIP for leaving the school network (clause P6); the passphrase "
+                          "comes from ICTWATCH_EXPORT_PASSPHRASE")
     rep.set_defaults(func=cmd_report)
+
+    gr = sub.add_parser("grant", help="headteacher: let one person (the network manager, say) have one report")
+    gr.add_argument("--config", required=True, type=Path)
+    gr.add_argument("--by", required=True, help="the headteacher's username")
+    gr.add_argument("--to", required=True, help="who may request the report")
+    gr.add_argument("--subject", required=True, help="whose report")
+    gr.add_argument("--reason", required=True)
+    gr.set_defaults(func=cmd_grant)
+
+    au = sub.add_parser("audit", help="the report audit chain: verify it, or show it to the headteacher")
+    au.add_argument("action", choices=("verify", "show"))
+    au.add_argument("--config", required=True, type=Path)
+    au.add_argument("--requested-by", help="for `show`: the headteacher's username")
+    au.set_defaults(func=cmd_audit)
     return p
 
 
@@ -432,29 +452,151 @@ def _table(rows: pl.DataFrame) -> str:
                      for line in [header, *lines])
 
 
+EXIT_REFUSED = 3
+
+
+def _audit(loaded: settings.Loaded, store: Store) -> AuditLog:
+    from reports.audit import AuditLog
+
+    return AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock")
+
+
+def _role(loaded: settings.Loaded, username: str) -> str:
+    person = loaded.directory.by_username().get(username)
+    return person.role.value if person else "unknown"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write one person's report and print where it went."""
+    """Decide whether the requester may have the report, record the request, and write the report."""
     from ictwatch import settings
-    from reports import build, render
+    from reports import access, build, render
+    from reports.audit import Entry
+    from reports.seal import seal
+
+    loaded = settings.load(args.config)
+    passphrase = _export_passphrase() if args.encrypt else ""  # before anything is decided or recorded
+    tz = loaded.policy.calendar.timezone
+    lo, hi = build.local_bounds(args.start, args.end, tz)
+    store = loaded.open_store()
+    try:
+        store.migrate()
+        log = _audit(loaded, store)
+        who = args.requested_by
+        decision = access.decide(loaded.directory, who, args.user, args.reason, dt.date.today(),
+                                 loaded.policy.reports.line_manager_chain, log.open_grants(who, args.user))
+        entry = Entry(who, _role(loaded, who), "report", "granted" if decision.granted else "refused",
+                      decision.grounds, args.reason, args.user, lo, hi, uses_grant=decision.grant_seq or 0,
+                      report_format="zip" if args.encrypt else args.format)
+        if not decision.granted:
+            seq = log.append(entry)
+            print(f"ictwatch: refused: {decision.grounds} (recorded as audit row #{seq})", file=sys.stderr)
+            return EXIT_REFUSED
+        report = build.build(store, loaded.directory, loaded.policy.school, tz, args.user, args.start, args.end,
+                             args.requested_by, args.reason, dt.datetime.now(dt.UTC), decision.grounds,
+                             store.audit_tail()[0] + 1)
+        text = {"html": render.to_html, "csv": render.to_csv, "json": render.to_json}[args.format](report)
+        if args.format == "csv":
+            digest = hashlib.sha256(text.encode()).hexdigest()
+        else:
+            text, digest = seal(text)
+        data = text.encode()
+        if args.encrypt:
+            data = _encrypted(data, f"report-{args.user}-{args.start}-{args.end}.{args.format}", passphrase)
+            digest = hashlib.sha256(data).hexdigest()
+        seq = log.append(dataclasses.replace(entry, report_sha256=digest, policy_versions=report.policy_versions))
+    finally:
+        store.close()
+    if args.output is None:
+        sys.stdout.buffer.write(data)
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(data)
+    print(f"report for {args.user}: {len(report.breaches)} breaches, {report.total_activities} activities")
+    print(f"written to {args.output.resolve()}")
+    print(f"sha256 {digest}; audit row #{seq}")
+    return 0
+
+
+def _export_passphrase() -> str:
+    import os
+
+    passphrase = os.environ.get("ICTWATCH_EXPORT_PASSPHRASE", "")
+    if len(passphrase) < 12:
+        raise ConfigError("ICTWATCH_EXPORT_PASSPHRASE", "passphrase", "(withheld)",
+                          "set it to a passphrase of at least 12 characters to encrypt an export")
+    return passphrase
+
+
+def _encrypted(data: bytes, name: str, passphrase: str) -> bytes:
+    """`data` as the one file of an AES-256 encrypted ZIP (WinZip AES, which 7-Zip opens)."""
+    import io
+
+    import pyzipper
+
+    out = io.BytesIO()
+    with pyzipper.AESZipFile(out, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as z:
+        z.setpassword(passphrase.encode())
+        z.setencryption(pyzipper.WZ_AES, nbits=256)
+        z.writestr(name, data)
+    return out.getvalue()
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    """Record the headteacher's one-off grant of one person's report to someone else (refused otherwise)."""
+    from ictwatch import settings
+    from reports import access
+    from reports.audit import Entry
+
+    loaded = settings.load(args.config)
+    allowed = access.may_grant(loaded.directory, args.by) and bool(args.reason.strip())
+    store = loaded.open_store()
+    try:
+        store.migrate()
+        seq = _audit(loaded, store).append(Entry(
+            args.by, _role(loaded, args.by), "grant", "granted" if allowed else "refused",
+            "headteacher" if allowed else "only the headteacher gives one-off grants, with a reason",
+            args.reason, args.subject, grantee=args.to))
+    finally:
+        store.close()
+    if not allowed:
+        print(f"ictwatch: refused: only the headteacher may grant, with a reason (audit row #{seq})", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"grant #{seq}: {args.to} may request one report of {args.subject}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`audit verify`: check the chain; `audit show`: print it, for the headteacher (recorded too)."""
+    from ictwatch import settings
+    from reports import access
+    from reports.audit import Entry, verify
 
     loaded = settings.load(args.config)
     store = loaded.open_store()
     try:
         store.migrate()
-        report = build.build(
-            store, loaded.directory, loaded.policy.school, loaded.policy.calendar.timezone, args.user,
-            args.start, args.end, args.requested_by, args.reason, dt.datetime.now(dt.UTC),
-        )
+        if args.action == "verify":
+            rows, broken, problem = verify(store)
+            if broken is not None:
+                print(f"audit chain BROKEN at row #{broken}: {problem} ({rows} rows)")
+                return 1
+            print(f"audit chain intact: {rows} rows")
+            return 0
+        who = args.requested_by or ""
+        allowed = access.may_read_audit(loaded.directory, who)
+        seq = _audit(loaded, store).append(Entry(
+            who, _role(loaded, who), "audit_view", "granted" if allowed else "refused",
+            "headteacher" if allowed else "only the headteacher reads the audit log"))
+        if not allowed:
+            print(f"ictwatch: refused: only the headteacher reads the audit log (audit row #{seq})", file=sys.stderr)
+            return EXIT_REFUSED
+        rows = store.audit()
     finally:
         store.close()
-    text = {"html": render.to_html, "csv": render.to_csv, "json": render.to_json}[args.format](report)
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
-    print(f"report for {args.user}: {len(report.breaches)} breaches, {report.total_activities} activities")
-    print(f"written to {args.output.resolve()}")
+    tz = loaded.policy.calendar.timezone
+    for r in rows.with_columns(ts=rows.get_column("ts").dt.convert_time_zone(tz)).iter_rows(named=True):
+        print(f"#{r['seq']:<5} {r['ts']:%Y-%m-%d %H:%M:%S}  {r['actor']:<12} {r['action']:<11} {r['decision']:<8} "
+              f"{r['subject'] or '-':<12} {r['grounds']}; reason: {r['reason'] or '-'}")
     return 0
 
 

@@ -8,6 +8,7 @@ import zoneinfo
 import polars as pl
 
 from reports.model import ActivityRow, CountRow, PersonRef, UserReport
+from reports.seal import PLACEHOLDER
 from rules.config import Directory
 from storage.store import Store
 
@@ -34,7 +35,7 @@ def local_bounds(start: dt.date, end: dt.date, tz: str) -> tuple[dt.datetime, dt
 
 def build(
     store: Store, directory: Directory, school: str, tz: str, username: str, start: dt.date, end: dt.date,
-    requested_by: str, reason: str, now: dt.datetime,
+    requested_by: str, reason: str, now: dt.datetime, grounds: str = "", audit_seq: int = 0,
 ) -> UserReport:
     """Read the period's activity for `username` and summarise it."""
     lo, hi = local_bounds(start, end, tz)
@@ -44,8 +45,9 @@ def build(
     )
     rows = tuple(_row(r) for r in df.iter_rows(named=True))
     return UserReport(
-        school=school, subject=person(directory, username), start=start, end=end, timezone=tz,
-        requested_by=person(directory, requested_by), reason=reason, generated_at=now,
+        school=school, sha256=f"sha256:{PLACEHOLDER}", subject=person(directory, username), start=start, end=end,
+        timezone=tz, requested_by=person(directory, requested_by), reason=reason, grounds=grounds,
+        audit_seq=audit_seq, generated_at=now,
         policy_versions=tuple(sorted(set(df.get_column("policy_version").to_list()))),
         total_activities=df.height,
         bytes_out=int(df.get_column("bytes_out").fill_null(0).sum()),

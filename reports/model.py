@@ -53,12 +53,18 @@ class UserReport:
     """Everything one person's activity report shows for one period."""
 
     school: str
+    sha256: str
+    """`sha256:` and the report's fingerprint (64 zeros until it is sealed: reports/seal.py)."""
     subject: PersonRef
     start: dt.date
     end: dt.date
     timezone: str
     requested_by: PersonRef
     reason: str
+    grounds: str
+    """Why the requester may see it (headteacher, line manager, own data, a one-off grant)."""
+    audit_seq: int
+    """The audit row that records this request."""
     generated_at: dt.datetime
     policy_versions: tuple[str, ...]
     total_activities: int

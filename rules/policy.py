@@ -231,6 +231,13 @@ class RetentionPolicy(Strict):
         return self
 
 
+class ReportAccess(Strict):
+    """Who may have a person's report besides the headteacher and the person (reports/access.py)."""
+
+    line_manager_chain: bool = Field(False, description=(
+        "A line manager may also have the reports of the people who report to their reports."))
+
+
 class Policy(Strict):
     """The whole policy file."""
 
@@ -242,6 +249,7 @@ class Policy(Strict):
     waivers: tuple[Waiver, ...] = ()
     ipads: IpadCheck | None = Field(None, description="The daily iPad check (`ictwatch check-ipads`).")
     retention: RetentionPolicy = RetentionPolicy()
+    reports: ReportAccess = ReportAccess()
 
     def problems(self) -> list[tuple[str, object, str]]:
         """Cross-references a field validator cannot see: (field, value, problem) for each."""

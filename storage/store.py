@@ -28,6 +28,7 @@ from storage.schema import (
     DEDUP_WINDOW,
     LEASES_ARROW,
     MINIMISED,
+    REPORT_AUDIT,
     TABLES,
     Retention,
     Table,
@@ -39,6 +40,7 @@ from storage.schema import (
 from storage.spool import Record
 
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
+REPORT_AUDIT_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in REPORT_AUDIT])
 
 
 class Store:
@@ -213,6 +215,23 @@ class Store:
             "AND ts < {end:DateTime64(6, 'UTC')} AND device != '' AND kind != 'absence'",
             parameters={"start": start, "end": end}).result_rows
         return {r[0] for r in rows}
+
+    def audit(self) -> pl.DataFrame:
+        """The whole report audit chain, in order."""
+        result = pl.from_arrow(self._client.query_arrow(f"SELECT * FROM {self.database}.report_audit ORDER BY seq"))
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def audit_tail(self) -> tuple[int, str]:
+        """(seq, row_hash) of the last audit row, or (0, "") when there is none."""
+        rows = self._client.query(f"SELECT seq, row_hash FROM {self.database}.report_audit "
+                                  "ORDER BY seq DESC LIMIT 1").result_rows
+        return (int(rows[0][0]), str(rows[0][1])) if rows else (0, "")
+
+    def insert_audit(self, row: dict[str, object]) -> None:
+        """Append one audit row (its seq and hashes already set by the caller)."""
+        table = pa.Table.from_pylist([row], schema=REPORT_AUDIT_ARROW)
+        self._client.insert_arrow(f"{self.database}.report_audit", table)
 
     def count(self) -> int:
         """Rows in `activity`."""

@@ -146,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     gr.add_argument("--reason", required=True)
     gr.set_defaults(func=cmd_grant)
 
+    sv = sub.add_parser("serve", help="the report web page (web.listen; TLS unless on loopback)")
+    sv.add_argument("--config", required=True, type=Path)
+    sv.set_defaults(func=cmd_serve)
+
+    ac = sub.add_parser("account", help="set a web account's password (read from standard input)")
+    ac.add_argument("--config", required=True, type=Path)
+    ac.add_argument("--user", required=True, help="a username from the staff directory")
+    ac.set_defaults(func=cmd_account)
+
     au = sub.add_parser("audit", help="the report audit chain: verify it, or show it to the headteacher")
     au.add_argument("action", choices=("verify", "show"))
     au.add_argument("--config", required=True, type=Path)
@@ -562,6 +571,57 @@ def cmd_grant(args: argparse.Namespace) -> int:
         print(f"ictwatch: refused: only the headteacher may grant, with a reason (audit row #{seq})", file=sys.stderr)
         return EXIT_REFUSED
     print(f"grant #{seq}: {args.to} may request one report of {args.subject}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the report web page until SIGTERM or SIGINT."""
+    import ipaddress
+    import signal
+    import threading
+
+    from ictwatch import settings
+    from reports.web import WebApp, serve
+
+    loaded = settings.load(args.config)
+    web = loaded.settings.web
+    host, port = web.listen.rsplit(":", 1)
+    loopback = host == "localhost" or (host.replace(".", "").isdigit() and ipaddress.ip_address(host).is_loopback)
+    tls = None
+    if web.tls_cert and web.tls_key:
+        tls = (str(loaded.path.parent / web.tls_cert), str(loaded.path.parent / web.tls_key))
+    elif not loopback:
+        raise ConfigError(args.config, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
+    app = WebApp(loaded)
+    server = serve(app, host, int(port), tls)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"serving on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        app.close()
+    return 0
+
+
+def cmd_account(args: argparse.Namespace) -> int:
+    """Set a web account's password: the user must be on the staff; the password comes from stdin."""
+    import getpass
+
+    from ictwatch import settings
+    from reports.accounts import Accounts
+
+    loaded = settings.load(args.config)
+    if args.user not in loaded.directory.by_username():
+        raise ConfigError(args.config, "--user", args.user, "not in the staff directory")
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    try:
+        Accounts(loaded.path.parent / loaded.settings.web.accounts).set(args.user, password)
+    except ValueError as exc:
+        print(f"ictwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"password set for {args.user}")
     return 0
 
 

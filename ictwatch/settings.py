@@ -37,6 +37,16 @@ class StorageSettings(Strict):
     spool_max_bytes: int = Field(1 << 30, gt=0, description="Size cap of the spool (1 GiB by default).")
 
 
+class WebSettings(Strict):
+    """The report web page (`ictwatch serve`)."""
+
+    listen: str = Field("127.0.0.1:8443", pattern=r"^[^:]+:\d+$", description="host:port to listen on.")
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain); required unless on loopback.")
+    tls_key: Path | None = Field(None, description="PEM private key of the certificate.")
+    accounts: Path = Field(Path("accounts.json"), description="Local accounts file (scrypt hashes), 0600.")
+    session_idle_minutes: int = Field(30, gt=0, le=480)
+
+
 class Settings(Strict):
     """The root file: paths of the other files and the storage settings."""
 
@@ -46,6 +56,7 @@ class Settings(Strict):
     policy: Path = Field(description="Policy (YAML).")
     storage: StorageSettings = StorageSettings()
     collector: CollectorSettings = CollectorSettings()
+    web: WebSettings = WebSettings()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ def _human_bytes(n: int) -> str:
     return str(n)
 
 
+def page(template: str, **context: Any) -> str:
+    """A page of the web interface (reports/templates/web/), autoescaped like the reports."""
+    return _ENV.get_template(template).render(**context)
+
+
 def to_html(report: UserReport) -> str:
     """The report as one self-contained HTML page."""
     return _ENV.get_template("report.html.j2").render(r=report)

@@ -26,6 +26,7 @@ from storage.schema import (
     ACTIVITY,
     ACTIVITY_ARROW,
     DEDUP_WINDOW,
+    INCIDENTS,
     LEASES_ARROW,
     MINIMISED,
     REPORT_AUDIT,
@@ -41,6 +42,7 @@ from storage.spool import Record
 
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 REPORT_AUDIT_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in REPORT_AUDIT])
+INCIDENTS_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in INCIDENTS])
 
 
 class Store:
@@ -232,6 +234,17 @@ class Store:
         """Append one audit row (its seq and hashes already set by the caller)."""
         table = pa.Table.from_pylist([row], schema=REPORT_AUDIT_ARROW)
         self._client.insert_arrow(f"{self.database}.report_audit", table)
+
+    def incidents(self) -> pl.DataFrame:
+        """The latest revision of every recorded incident."""
+        result = pl.from_arrow(self._client.query_arrow(
+            f"SELECT * FROM {self.database}.incidents FINAL ORDER BY incident_id"))
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def insert_incident(self, row: dict[str, object]) -> None:
+        """Append one revision of an incident record."""
+        self._client.insert_arrow(f"{self.database}.incidents", pa.Table.from_pylist([row], schema=INCIDENTS_ARROW))
 
     def count(self) -> int:
         """Rows in `activity`."""

@@ -1,0 +1,49 @@
+"""Incidents: each danger-severity breach, under an id that alerts and pages carry instead of a name,
+with what the safeguarding lead records about it (status, actions, outcome) as revisions in `incidents`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import polars as pl
+
+from storage.store import Store
+
+
+def incident_id(ts: dt.datetime, source_ref: str, rule_id: str) -> str:
+    """A short, stable id for one (activity, rule): the same breach always has the same id."""
+    key = f"{ts.astimezone(dt.UTC).isoformat()}|{source_ref}|{rule_id}"
+    return "INC-" + hashlib.sha256(key.encode()).hexdigest()[:10].upper()
+
+
+def incidents(store: Store, since: dt.datetime, until: dt.datetime) -> list[dict]:
+    """Danger breaches in `since <= ts < until`, newest first, each with its latest recorded revision."""
+    breaches = store.activity(None, since, until, breaches_only=True).filter(pl.col("severity") == "danger")
+    recorded = {r["incident_id"]: r for r in store.incidents().to_dicts()}
+    out = []
+    for row in breaches.explode("rule_ids").iter_rows(named=True):
+        iid = incident_id(row["ts"], row["source_ref"], row["rule_ids"])
+        latest = recorded.get(iid, {})
+        out.append({
+            "incident_id": iid, "opened": row["ts"], "rule_id": row["rule_ids"], "clauses": row["clauses"],
+            "severity": row["severity"], "user": row["user"], "device": row["device"], "location": row["location"],
+            "activity_ref": row["source_ref"], "status": latest.get("status", "open"),
+            "actions": latest.get("actions", ""), "outcome": latest.get("outcome", ""),
+            "version": latest.get("version", 0),
+        })
+    return sorted(out, key=lambda r: r["opened"], reverse=True)
+
+
+def record(store: Store, incident: dict, status: str, actions: str, outcome: str, by: str, now: dt.datetime) -> int:
+    """Store a new revision of `incident` (one of `incidents()`); returns its version number."""
+    version = int(incident["version"]) + 1
+    store.insert_incident({
+        "incident_id": incident["incident_id"], "version": version, "opened": incident["opened"],
+        "rule_id": incident["rule_id"], "clauses": list(incident["clauses"]), "severity": incident["severity"],
+        "user": incident["user"], "device": incident["device"], "location": incident["location"],
+        "activity_ref": incident["activity_ref"], "status": status, "actions": actions, "outcome": outcome,
+        "recorded_by": by, "recorded_at": now,
+    })
+    return version

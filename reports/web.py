@@ -1,0 +1,397 @@
+"""`ictwatch serve`: the report web page (log in, request a report, view and download it; the audit log
+for the headteacher; incidents for the safeguarding lead).
+
+Python's threading HTTP server, behind TLS unless it listens on loopback only (`web.tls_cert`/`tls_key`).
+A handful of staff use it, so the server is small; its safety is in what it sends and checks:
+
+- local accounts with scrypt hashes (reports/accounts.py); login failures limited per username (5 in 15
+  minutes) and per client address (50: a school may sit behind one), then refused until the window passes;
+- a session is a random 256-bit token in a `__Host-` cookie (Secure, HttpOnly, SameSite=Strict), kept
+  server-side, renewed at login, ended at logout or after `web.session_idle_minutes` idle;
+- every form carries the session's CSRF token, checked on every POST;
+- every page has a Content-Security-Policy that allows no script at all, and no caching, framing or
+  referrers; traffic-derived text is escaped by jinja2 (autoescape) and could not run if it were not;
+- no personal data in URLs (a report is `/reports/<random id>/...`, the person is in the form body) or in
+  the server's log lines (method, route and status only).
+
+Every request for a report, every download and every look at the audit goes to the audit chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import http.server
+import logging
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from reports import access, build, incidents, render
+from reports.accounts import Accounts
+from reports.audit import AuditLog, Entry, verify
+from reports.model import UserReport
+from reports.seal import seal
+from rules.config import Directory, Person
+
+_log = logging.getLogger(__name__)
+COOKIE = "__Host-ictwatch"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_MAX_BODY = 16 * 1024
+_FAILURES, _WINDOW_S = 5, 15 * 60
+_ROUTE = re.compile(r"^/reports/([A-Za-z0-9_-]{22})/(html|csv|json)$")
+
+
+@dataclass
+class Session:
+    """One browser's session: who (None before login), its CSRF token, its reports, when last used."""
+
+    user: str | None
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    seen: float = field(default_factory=time.monotonic)
+    reports: dict[str, UserReport] = field(default_factory=dict)
+
+
+class RateLimiter:
+    """Failed logins per key in a sliding window: a few per username (guessing one person's password), more
+    per client address (trying many usernames), since a whole school may reach the page from one address."""
+
+    def __init__(self, limit: int = _FAILURES, window_s: float = _WINDOW_S, address_limit: int = 50) -> None:
+        self._limit, self._window, self._address_limit = limit, window_s, address_limit
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def blocked(self, *keys: str) -> bool:
+        """Whether any key has reached the limit within the window."""
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                q = self._failures[key]
+                while q and now - q[0] > self._window:
+                    q.popleft()
+                if len(q) >= (self._address_limit if key.startswith("addr:") else self._limit):
+                    return True
+        return False
+
+    def failed(self, *keys: str) -> None:
+        """Count a failure against each key."""
+        with self._lock:
+            for key in keys:
+                self._failures[key].append(time.monotonic())
+
+
+class WebApp:
+    """The page's state: configuration, the store (one connection, used under a lock), sessions."""
+
+    def __init__(self, loaded: Any, now: Any = None) -> None:
+        self.loaded = loaded
+        self.directory: Directory = loaded.directory
+        self.accounts = Accounts(loaded.path.parent / loaded.settings.web.accounts)
+        self.idle_s = loaded.settings.web.session_idle_minutes * 60
+        self.store = loaded.open_store()
+        self.store.migrate()
+        self.audit = AuditLog(self.store, loaded.spool_path.parent / ".ictwatch-audit.lock")
+        self.db_lock = threading.Lock()
+        self.sessions: dict[str, Session] = {}
+        self.limiter = RateLimiter()
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
+
+    def person(self, username: str | None) -> Person | None:
+        """The directory entry of a logged-in user."""
+        return self.directory.by_username().get(username or "")
+
+    def session(self, token: str | None) -> Session | None:
+        """The live session for a cookie token (idle ones are ended here)."""
+        s = self.sessions.get(token or "")
+        if s is None:
+            return None
+        if time.monotonic() - s.seen > self.idle_s:
+            del self.sessions[token or ""]
+            return None
+        s.seen = time.monotonic()
+        return s
+
+    def new_session(self, user: str | None) -> tuple[str, Session]:
+        """A fresh token and session (a login always gets a new token: no session fixation)."""
+        token = secrets.token_urlsafe(32)
+        self.sessions[token] = Session(user)
+        return token, self.sessions[token]
+
+    def page(self, template: str, session: Session | None, **context: Any) -> str:
+        """Render one of the web templates, with the header's user and CSRF token."""
+        me = self.person(session.user) if session else None
+        me_ctx = {"name": me.name, "role": me.role.value, "username": me.username} if me else None
+        return render.page(f"web/{template}", school=self.loaded.policy.school, me=me_ctx,
+                           csrf=session.csrf if session else "", **context)
+
+    def request_report(self, session: Session, form: dict[str, str]) -> tuple[int, str, str | None]:
+        """(status, page, report id) for a report request: decided, recorded, built if granted."""
+        who = session.user or ""
+        subject, reason = form.get("subject", ""), form.get("reason", "")
+        try:
+            start, end = dt.date.fromisoformat(form.get("start", "")), dt.date.fromisoformat(form.get("end", ""))
+        except ValueError:
+            return 400, self.page("refused.html.j2", session, title="Not a period", grounds="dates not understood",
+                                  seq="none"), None
+        if end < start or (end - start).days > 366:
+            return 400, self.page("refused.html.j2", session, title="Not a period",
+                                  grounds="the period must run forwards and be at most a year", seq="none"), None
+        tz = self.loaded.policy.calendar.timezone
+        lo, hi = build.local_bounds(start, end, tz)
+        with self.db_lock:
+            decision = access.decide(self.directory, who, subject, reason, self.now().date(),
+                                     self.loaded.policy.reports.line_manager_chain,
+                                     self.audit.open_grants(who, subject))
+            person = self.person(who)
+            entry = Entry(who, person.role.value if person else "unknown", "report",
+                          "granted" if decision.granted else "refused", decision.grounds, reason, subject, lo, hi,
+                          uses_grant=decision.grant_seq or 0, report_format="html")
+            if not decision.granted:
+                seq = self.audit.append(entry, self.now())
+                return 403, self.page("refused.html.j2", session, title="Report refused", grounds=decision.grounds,
+                                      seq=seq), None
+            report = build.build(self.store, self.directory, self.loaded.policy.school, tz, subject, start, end,
+                                 who, reason, self.now(), decision.grounds, self.store.audit_tail()[0] + 1)
+            _, digest = seal(render.to_html(report))
+            self.audit.append(dataclasses.replace(entry, report_sha256=digest,
+                                                  policy_versions=report.policy_versions), self.now())
+        rid = secrets.token_urlsafe(16)
+        session.reports[rid] = report
+        return 303, "", rid
+
+    def download(self, session: Session, rid: str, fmt: str) -> tuple[str, bytes] | None:
+        """(content type, body) of a report of this session, sealed; recorded as a download."""
+        report = session.reports.get(rid)
+        if report is None:
+            return None
+        text = {"html": render.to_html, "csv": render.to_csv, "json": render.to_json}[fmt](report)
+        digest = None
+        if fmt != "csv":
+            text, digest = seal(text)
+        body = text.encode()
+        person = self.person(session.user)
+        with self.db_lock:
+            self.audit.append(Entry(session.user or "", person.role.value if person else "unknown", "report_download",
+                                    "granted", f"report of audit row #{report.audit_seq}", report.reason,
+                                    report.subject.username, report_format=fmt,
+                                    report_sha256=digest or _sha256(body)), self.now())
+        kind = {"html": "text/html; charset=utf-8", "csv": "text/csv; charset=utf-8",
+                "json": "application/json"}[fmt]
+        return kind, body
+
+
+    def audit_page(self, session: Session) -> tuple[int, str]:
+        """The audit log for the headteacher; anyone else is refused. Both are recorded."""
+        who = session.user or ""
+        person = self.person(who)
+        allowed = access.may_read_audit(self.directory, who)
+        with self.db_lock:
+            seq = self.audit.append(Entry(who, person.role.value if person else "unknown", "audit_view",
+                                          "granted" if allowed else "refused",
+                                          "headteacher" if allowed else "only the headteacher reads the audit log"),
+                                    self.now())
+            if not allowed:
+                return 403, self.page("refused.html.j2", session, title="Audit log", seq=seq,
+                                      grounds="only the headteacher reads the audit log")
+            rows, broken, problem = verify(self.store)
+            table = self.store.audit()
+        chain = (f"The chain of {rows} rows is intact." if broken is None
+                 else f"The chain is BROKEN at row #{broken}: {problem}.")
+        return 200, self.page("audit.html.j2", session, title="Audit log", chain=chain, rows=table.to_dicts())
+
+    def incidents_page(self, session: Session, form: dict[str, str] | None, query: str = "") -> tuple[int, str]:
+        """Danger breaches as incidents, for the safeguarding lead (and the headteacher); a POST records one.
+        The period is the last 30 days, or `?from=DATE&to=DATE`."""
+        person = self.person(session.user)
+        if person is None or person.role.value not in ("safeguarding_lead", "headteacher"):
+            return 403, self.page("refused.html.j2", session, title="Incidents", seq="none",
+                                  grounds="incidents are for the safeguarding lead")
+        now = self.now()
+        asked = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
+        try:
+            last = dt.date.fromisoformat(asked["to"]) if "to" in asked else now.date()
+            first = dt.date.fromisoformat(asked["from"]) if "from" in asked else last - dt.timedelta(days=29)
+        except ValueError:
+            first, last = now.date() - dt.timedelta(days=29), now.date()
+        lo, hi = build.local_bounds(first, last, self.loaded.policy.calendar.timezone)
+        days = (last - first).days + 1
+        with self.db_lock:
+            found = incidents.incidents(self.store, lo, hi)
+            if form is not None:
+                chosen = next((i for i in found if i["incident_id"] == form.get("incident_id")), None)
+                status = form.get("status", "")
+                if chosen is None or status not in ("open", "under_review", "closed"):
+                    return 400, self.page("refused.html.j2", session, title="Incidents", seq="none",
+                                          grounds="no such incident or status")
+                incidents.record(self.store, chosen, status, form.get("actions", "")[:2000],
+                                 form.get("outcome", "")[:2000], session.user or "", now)
+                found = incidents.incidents(self.store, lo, hi)
+        return 200, self.page("incidents.html.j2", session, title="Incidents", incidents=found, days=days,
+                              first=first, last=last)
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """One request: route, check the session and CSRF token, answer with the security headers."""
+
+    app: WebApp
+    server_version = "ictwatch"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Method, route and status only: no query, no report id, no person."""
+        route = _ROUTE.sub("/reports/*/", self.path.split("?", 1)[0]) if self.path.startswith("/reports/") else (
+            self.path.split("?", 1)[0])
+        _log.info("%s %s %s", self.command, route, args[1] if len(args) > 1 else "")
+
+    def _send(self, status: int, body: bytes = b"", kind: str = "text/html; charset=utf-8",
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in {**HEADERS, **(extra or {})}.items():
+            self.send_header(k, v)
+        if body:
+            self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _redirect(self, where: str, cookie: str | None = None) -> None:
+        extra = {"Location": where}
+        if cookie is not None:
+            extra["Set-Cookie"] = cookie
+        self._send(303, extra=extra)
+
+    def _token(self) -> str | None:
+        for part in self.headers.get("Cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                return value
+        return None
+
+    def _form(self) -> dict[str, str] | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_BODY or not self.headers.get("Content-Type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            return None
+        return {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode("utf-8", "replace")).items()}
+
+    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        """Pages."""
+        app = self.app
+        path, _, query = self.path.partition("?")
+        session = app.session(self._token())
+        if path == "/login":
+            token, anon = app.new_session(None)
+            self._send(200, app.page("login.html.j2", anon, title="Log in", message="").encode(),
+                       extra={"Set-Cookie": _cookie(token)})
+            return
+        if session is None or session.user is None:
+            self._redirect("/login")
+            return
+        if path == "/":
+            today = app.now().date()
+            people = sorted(app.directory.people, key=lambda p: p.name)
+            page = app.page("home.html.j2", session, title="Request a report", people=people,
+                            start=today - dt.timedelta(days=30), end=today)
+            self._send(200, page.encode())
+        elif path.startswith("/view/") and path[6:] in session.reports:
+            report = session.reports[path[6:]]
+            self._send(200, app.page("view.html.j2", session, title="Report", report=report, rid=path[6:]).encode())
+        elif (m := _ROUTE.match(path)) is not None:
+            got = app.download(session, m.group(1), m.group(2))
+            if got is None:
+                self._send(404, b"not found", "text/plain")
+                return
+            kind, body = got
+            attach = m.group(2) != "html" or "download=1" in query
+            name = f"ictwatch-report-{m.group(1)[:8]}.{m.group(2)}"
+            self._send(200, body, kind, {"Content-Disposition": f'attachment; filename="{name}"'} if attach else None)
+        elif path == "/audit":
+            status, page = app.audit_page(session)
+            self._send(status, page.encode())
+        elif path == "/incidents":
+            status, page = app.incidents_page(session, None, query)
+            self._send(status, page.encode())
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        """Forms: each needs its session's CSRF token."""
+        app = self.app
+        form = self._form()
+        session = app.session(self._token())
+        if form is None or session is None or not hmac.compare_digest(form.get("csrf", ""), session.csrf):
+            self._send(403, b"refused: missing or stale form token; reload the page", "text/plain")
+            return
+        client = self.client_address[0]
+        if self.path == "/login":
+            self._login(session, form, client)
+        elif session.user is None:
+            self._redirect("/login")
+        elif self.path == "/logout":
+            app.sessions.pop(self._token() or "", None)
+            self._redirect("/login", f"{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+        elif self.path == "/report":
+            status, page, rid = app.request_report(session, form)
+            if rid is not None:
+                self._redirect(f"/view/{rid}")
+            else:
+                self._send(status, page.encode())
+        elif self.path.split("?", 1)[0] == "/incidents":
+            status, page = app.incidents_page(session, form, self.path.partition("?")[2])
+            self._send(status, page.encode())
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def _login(self, anon: Session, form: dict[str, str], client: str) -> None:
+        app = self.app
+        username = form.get("username", "").strip().lower()[:64]
+        keys = (f"user:{username}", f"addr:{client}")
+        if app.limiter.blocked(*keys) or not app.accounts.verify(username, form.get("password", "")) or (
+                app.person(username) is None):
+            app.limiter.failed(*keys)
+            page = app.page("login.html.j2", anon, title="Log in",
+                            message="Wrong username or password, or too many attempts: wait 15 minutes.")
+            self._send(401, page.encode())
+            return
+        app.sessions.pop(self._token() or "", None)
+        token, _ = app.new_session(username)
+        self._redirect("/", _cookie(token))
+
+
+def _cookie(token: str) -> str:
+    return f"{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict"
+
+
+def serve(app: WebApp, host: str, port: int, tls: tuple[str, str] | None) -> http.server.ThreadingHTTPServer:
+    """A server for `app` on host:port (TLS with (cert, key) when given); call `serve_forever` on it."""
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server

@@ -1,0 +1,168 @@
+"""The report web page in real headless Chromium (Debian's, driven by Playwright with `executable_path`;
+no browser download): log in, request, view, download; a line manager refused another team's report;
+login rate limiting; forms without their CSRF token refused; traffic carrying script rendered inert; the
+headteacher's audit log; the safeguarding lead recording an incident's outcome.
+
+The server is the real `ictwatch serve` in a subprocess, over the school day replayed into chDB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SCHOOL_DAY, free_port, run_cli, school_config
+
+CHROMIUM = shutil.which("chromium")
+PASSWORD = "a long passphrase for tests"
+HOSTILE_URL = 'http://x.example/"><img/src=x/onerror=window.pwned=1><script>window.pwned=2</script>'
+HOSTILE = f"1781600000.000 10 10.20.10.21 TCP_MISS/200 10 GET {HOSTILE_URL} jcarter HIER_DIRECT/192.0.2.1 text/html\n"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (./dev test installs it as root)")
+    pytest.importorskip("playwright.sync_api")
+    tmp = tmp_path_factory.mktemp("web")
+    port = free_port()
+    config = school_config(tmp / "school", f"web:\n  listen: 127.0.0.1:{port}\n  accounts: accounts.json\n")
+    policy = config.parent / "policy.yaml"
+    policy.write_text(policy.read_text().replace("url_days: 90", "url_days: 400"))  # keep June's URLs
+    hostile = tmp / "hostile.log"
+    hostile.write_text(HOSTILE)
+    store = tmp / "store"
+    run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", SCHOOL_DAY / "squid-access.log", hostile,
+            store=store, check=True)
+    for user in ("dpatel", "jcarter", "hmorgan", "afinch", "gwilliams"):
+        subprocess.run([sys.executable, "-m", "ictwatch.cli", "account", "--config", str(config), "--user", user],
+                       input=PASSWORD + "\n", text=True, check=True, capture_output=True, cwd=ROOT)
+    assert oct((config.parent / "accounts.json").stat().st_mode)[-3:] == "600"
+    env = dict(os.environ, ICTWATCH_STORAGE_URL=f"chdb://{store}")
+    server = subprocess.Popen([sys.executable, "-m", "ictwatch.cli", "serve", "--config", str(config)], cwd=ROOT,
+                              env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    _, log = server.communicate(timeout=30)
+    assert "jcarter" not in log and "sokafor" not in log  # no person in the server's log
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def login(browser, site, user, password=PASSWORD):
+    page = browser.new_context(accept_downloads=True).new_page()
+    page.goto(f"{site}/login")
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login")
+    return page
+
+
+def request(page, subject, start="2026-06-16", end="2026-06-16", reason="review of a breach alert"):
+    page.select_option("#subject", subject)
+    page.fill("#start", start)
+    page.fill("#end", end)
+    page.fill("#reason", reason)
+    page.click("#request")
+
+
+def test_line_manager_requests_views_and_downloads(browser, site):
+    page = login(browser, site, "dpatel")
+    assert "Deepa Patel (senior leader)" in page.inner_text("header")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-ictwatch")
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    request(page, "sokafor")
+    assert "Sam Okafor (sokafor), 2026-06-16 to 2026-06-16" in page.inner_text("main")
+    assert "sokafor" not in page.url  # no person in any URL
+    with page.expect_popup() as popup:
+        page.click("#open")
+    report = popup.value
+    report.wait_for_load_state()
+    assert "Requested by" in report.inner_text("body") and "as line manager" in report.inner_text("body")
+    assert "www.instagram.com" in report.inner_text("body")
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    text = Path(download.value.path()).read_text()
+    assert text.splitlines()[0].startswith("time,kind,device")
+
+
+def test_a_line_manager_is_refused_another_teams_report(browser, site):
+    page = login(browser, site, "jcarter")
+    request(page, "sokafor")
+    assert "Refused: not the subject's line manager or the headteacher" in page.inner_text("#refusal")
+
+
+def test_forms_without_their_token_are_refused(browser, site):
+    page = login(browser, site, "dpatel")
+    response = page.request.post(f"{site}/report", form={"subject": "sokafor", "start": "2026-06-16",
+                                                         "end": "2026-06-16", "reason": "r"})
+    assert response.status == 403 and "form token" in response.text()
+
+
+def test_repeated_failed_logins_are_refused_even_with_the_right_password(browser, site):
+    for _ in range(5):
+        page = login(browser, site, "gwilliams", "not the password")
+        assert "Wrong username or password" in page.inner_text("#message")
+    page = login(browser, site, "gwilliams")
+    assert "too many attempts" in page.inner_text("#message")
+
+
+def test_hostile_traffic_renders_inert_in_chromium(browser, site):
+    page = login(browser, site, "hmorgan")
+    request(page, "jcarter")
+    with page.expect_popup() as popup:
+        page.click("#open")
+    report = popup.value
+    report.wait_for_load_state()
+    assert report.evaluate("window.pwned") is None  # neither the onerror nor the script ran
+    assert report.locator("img").count() == 0 and report.locator("script").count() == 0
+    assert HOSTILE_URL in report.inner_text("body")  # shown as text
+
+
+def test_the_headteacher_reads_the_audit_and_others_cannot(browser, site):
+    page = login(browser, site, "dpatel")
+    page.goto(f"{site}/audit")
+    assert "only the headteacher reads the audit log" in page.inner_text("#refusal")
+    head = login(browser, site, "hmorgan")
+    head.goto(f"{site}/audit")
+    assert "intact" in head.inner_text("#chain")
+    rows = head.inner_text("#audit")
+    assert "dpatel\treport\tgranted\tsokafor" in rows and "jcarter\treport\trefused\tsokafor" in rows
+    assert "dpatel\taudit_view\trefused" in rows
+
+
+def test_the_safeguarding_lead_records_an_outcome(browser, site):
+    page = login(browser, site, "afinch")
+    page.goto(f"{site}/incidents?from=2026-06-16&to=2026-06-16")
+    table = page.inner_text("#incidents")
+    assert "hot-videos.example" not in table  # an incident names rule and place, not the site
+    row = page.locator("#incidents tr", has_text="tevans")
+    assert row.count() == 1 and "blocked-content (P8)" in row.inner_text()
+    row.locator("select").select_option("closed")
+    row.locator("input[name=actions]").fill("spoke to Tom; the page came from a search result")
+    row.locator("input[name=outcome]").fill("no further action")
+    row.locator("button").click()
+    again = page.locator("#incidents tr", has_text="tevans")
+    assert "closed" in again.inner_text() or again.locator("select").input_value() == "closed"

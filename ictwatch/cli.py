@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--to", dest="end", required=True, type=dt.date.fromisoformat)
     rep.add_argument("--requested-by", required=True)
     rep.add_argument("--reason", required=True)
-    rep.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    rep.add_argument("--format", choices=("html", "csv", "json", "pdf"), default="html",
+                     help="pdf: the HTML printed by headless Chromium")
     rep.add_argument("-o", "--output", type=Path)
     rep.add_argument("--encrypt", action="store_true",
                      help="write an AES-256 ZIP for leaving the school network (clause P6); the passphrase "
@@ -484,6 +485,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     loaded = settings.load(args.config)
     passphrase = _export_passphrase() if args.encrypt else ""  # before anything is decided or recorded
+    if args.format == "pdf":
+        from reports.pdf import chromium
+
+        if chromium() is None:
+            raise ConfigError("--format", "format", "pdf", "PDF needs Chromium (Debian package `chromium`)")
     tz = loaded.policy.calendar.timezone
     lo, hi = build.local_bounds(args.start, args.end, tz)
     store = loaded.open_store()
@@ -503,12 +509,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         report = build.build(store, loaded.directory, loaded.policy.school, tz, args.user, args.start, args.end,
                              args.requested_by, args.reason, dt.datetime.now(dt.UTC), decision.grounds,
                              store.audit_tail()[0] + 1)
-        text = {"html": render.to_html, "csv": render.to_csv, "json": render.to_json}[args.format](report)
+        text = {"csv": render.to_csv, "json": render.to_json}.get(args.format, render.to_html)(report)
         if args.format == "csv":
             digest = hashlib.sha256(text.encode()).hexdigest()
         else:
             text, digest = seal(text)
         data = text.encode()
+        if args.format == "pdf":
+            from reports.pdf import to_pdf
+
+            data = to_pdf(text)
+            digest = hashlib.sha256(data).hexdigest()
         if args.encrypt:
             data = _encrypted(data, f"report-{args.user}-{args.start}-{args.end}.{args.format}", passphrase)
             digest = hashlib.sha256(data).hexdigest()

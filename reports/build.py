@@ -42,7 +42,7 @@ def build(
     df = store.activity(username, lo, hi).with_columns(
         local=pl.col("ts").dt.convert_time_zone(tz),
         total_bytes=pl.col("bytes_in").fill_null(0) + pl.col("bytes_out").fill_null(0),
-    )
+    ).with_columns(minute=pl.col("local").dt.truncate("1m"))
     rows = tuple(_row(r) for r in df.iter_rows(named=True))
     return UserReport(
         school=school, sha256=f"sha256:{PLACEHOLDER}", subject=person(directory, username), start=start, end=end,
@@ -62,13 +62,23 @@ def build(
         breaches=tuple(r for r in rows if r.verdict == "breach"),
         blocked=tuple(r for r in rows if r.denied),
         activity=rows,
+        heatmap=_heatmap(df),
+        active_minutes=int(df.get_column("minute").n_unique()) if df.height else 0,
     )
 
 
+def _heatmap(df: pl.DataFrame) -> tuple[tuple[int, ...], ...]:
+    grid = [[0] * 24 for _ in range(7)]
+    counts = df.group_by(pl.col("local").dt.weekday().alias("d"), pl.col("local").dt.hour().alias("h")).len()
+    for day, hour, n in counts.iter_rows():
+        grid[day - 1][hour] = int(n)
+    return tuple(tuple(row) for row in grid)
+
+
 def _counts(df: pl.DataFrame, column: str, by_label: bool = False) -> tuple[CountRow, ...]:
-    grouped = df.group_by(column).agg(n=pl.len(), b=pl.col("total_bytes").sum())
+    grouped = df.group_by(column).agg(n=pl.len(), b=pl.col("total_bytes").sum(), m=pl.col("minute").n_unique())
     grouped = grouped.sort(column) if by_label else grouped.sort(["n", column], descending=[True, False])
-    return tuple(CountRow(label or UNKNOWN, int(n), int(b)) for label, n, b in grouped.iter_rows())
+    return tuple(CountRow(label or UNKNOWN, int(n), int(b), int(m)) for label, n, b, m in grouped.iter_rows())
 
 
 def _row(r: dict) -> ActivityRow:

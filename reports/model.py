@@ -23,6 +23,8 @@ class CountRow:
     label: str
     activities: int
     bytes: int = 0
+    minutes: int = 0
+    """Active minutes: the minutes of the period with at least one such activity (an estimate of time online)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +79,6 @@ class UserReport:
     breaches: tuple[ActivityRow, ...]
     blocked: tuple[ActivityRow, ...]
     activity: tuple[ActivityRow, ...] = field(default=())
+    heatmap: tuple[tuple[int, ...], ...] = field(default=())
+    """Activities by weekday (Monday first) and local hour: 7 rows of 24 counts."""
+    active_minutes: int = 0

@@ -40,9 +40,17 @@ def page(template: str, **context: Any) -> str:
     return _ENV.get_template(template).render(**context)
 
 
-def to_html(report: UserReport) -> str:
-    """The report as one self-contained HTML page."""
-    return _ENV.get_template("report.html.j2").render(r=report)
+PAGE_ROWS = 2000
+"""Activity rows on one HTML page (the CSV and JSON hold them all)."""
+
+
+def to_html(report: UserReport, page: int = 1, page_link: str = "") -> str:
+    """The report as one self-contained HTML page (inline CSS and SVG, no requests), showing page `page`
+    of the activity log; `page_link` + a number links to the other pages, where there are links."""
+    pages = max(1, -(-len(report.activity) // PAGE_ROWS))
+    page = min(max(page, 1), pages)
+    return _ENV.get_template("report.html.j2").render(r=report, page=page, pages=pages, page_rows=PAGE_ROWS,
+                                                      page_link=page_link)
 
 
 def to_csv(report: UserReport) -> str:

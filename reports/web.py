@@ -171,12 +171,16 @@ class WebApp:
         session.reports[rid] = report
         return 303, "", rid
 
-    def download(self, session: Session, rid: str, fmt: str) -> tuple[str, bytes] | None:
-        """(content type, body) of a report of this session, sealed; recorded as a download."""
+    def download(self, session: Session, rid: str, fmt: str, page: int = 1) -> tuple[str, bytes] | None:
+        """(content type, body) of a report of this session (HTML: one page of its activity log), sealed;
+        recorded as a download."""
         report = session.reports.get(rid)
         if report is None:
             return None
-        text = {"html": render.to_html, "csv": render.to_csv, "json": render.to_json}[fmt](report)
+        if fmt == "html":
+            text = render.to_html(report, page, page_link=f"/reports/{rid}/html?page=")
+        else:
+            text = render.to_csv(report) if fmt == "csv" else render.to_json(report)
         digest = None
         if fmt != "csv":
             text, digest = seal(text)
@@ -318,7 +322,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             report = session.reports[path[6:]]
             self._send(200, app.page("view.html.j2", session, title="Report", report=report, rid=path[6:]).encode())
         elif (m := _ROUTE.match(path)) is not None:
-            got = app.download(session, m.group(1), m.group(2))
+            asked = urllib.parse.parse_qs(query).get("page", ["1"])[0]
+            got = app.download(session, m.group(1), m.group(2), int(asked) if asked.isdigit() else 1)
             if got is None:
                 self._send(404, b"not found", "text/plain")
                 return

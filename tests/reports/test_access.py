@@ -147,3 +147,20 @@ def test_an_encrypted_export_opens_in_7zip(tmp_path):
         assert db.audit().height == 1  # refused before anything was decided: only the export is recorded
     finally:
         db.close()
+
+
+def test_pdf_by_chromium_is_recorded_with_its_own_hash(tmp_path):
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (./dev test installs it as root)")
+    store = tmp_path / "store"
+    config = SCHOOL_DAY / "ictwatch.yaml"
+    run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", store=store, check=True)
+    out = tmp_path / "r.pdf"
+    proc = run_cli("report", "--config", config, "--user", "sokafor", "--from", "2026-06-16", "--to", "2026-06-16",
+                   "--requested-by", "dpatel", "--reason", "review", "--format", "pdf", "-o", out, store=store,
+                   check=True)
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF") and b"/Type /Page" in data
+    import hashlib
+
+    assert f"sha256 {hashlib.sha256(data).hexdigest()}" in proc.stdout

@@ -12,14 +12,18 @@ and its column-oriented insert: the paths a writer could have taken.
 
 The report query: ten million rows made inside ClickHouse (`INSERT ... SELECT` from `numbers()`), 500
 people over a year, then `Store.activity(user, start, end)` for one person and 30 days, as a report asks
-(the median of seven runs after one warm-up), and the table's bytes per row on disk.
+(the median of seven runs after one warm-up), and the table's bytes per row on disk. Then the whole
+report for that person and month (query, summaries, heatmap, HTML, seal), and SARG 2.4 (Debian) making
+the same person's report from those 30 days written out as a Squid log.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -141,6 +145,51 @@ def report_query(store: Store, rows: int) -> tuple[float, int, float]:
     return statistics.median(times), found, disk[0] / max(disk[1], 1)
 
 
+def report_render(store: Store) -> tuple[float, int]:
+    """(median ms, rows) of one person's 30-day HTML report end to end: query, summaries, render, seal."""
+    from reports import build, render
+    from reports.seal import seal
+    from rules.config import Directory
+
+    times, rows = [], 0
+    for _ in range(4):
+        t0 = time.perf_counter()
+        report = build.build(store, Directory(people=()), "The Valley School", "Europe/London", "user042",
+                             dt.date(2026, 3, 1), dt.date(2026, 3, 30), "hmorgan", "benchmark",
+                             dt.datetime.now(dt.UTC), "headteacher", 1)
+        seal(render.to_html(report))
+        times.append((time.perf_counter() - t0) * 1000)
+        rows = report.total_activities
+    return statistics.median(times[1:]), rows
+
+
+def sarg_report(store: Store, tmp: Path) -> tuple[float, int] | None:
+    """(seconds, log lines) for SARG 2.4 making user042's report from the same 30 days as a Squid log (every
+    user's lines: the log a proxy would have written), or None without SARG."""
+    exe = shutil.which("sarg")
+    if exe is None:
+        return None
+    db = store.database
+    df = pl.from_arrow(store._client.query_arrow(
+        f"SELECT ts, user, src_ip, dst_ip, host, bytes_in FROM {db}.activity WHERE ts >= '2026-03-01 00:00:00' "
+        "AND ts < '2026-03-31 00:00:00' ORDER BY ts"))
+    assert isinstance(df, pl.DataFrame)
+    lines = df.select(pl.format("{} {} {} TCP_MISS/200 {} GET http://{}/ {} HIER_DIRECT/{} text/html",
+                                (pl.col("ts").dt.epoch("ms") / 1000).round(3), pl.lit(120), "src_ip", "bytes_in",
+                                "host", "user", "dst_ip"))
+    log = tmp / "access.log"
+    lines.write_csv(log, include_header=False, quote_style="never")
+    out, work = tmp / "sarg", tmp / "sargtmp"
+    out.mkdir()
+    work.mkdir()
+    conf = tmp / "sarg.conf"  # Debian's own sarg.conf names an option its sarg refuses (resolve_ip)
+    conf.write_text(f"output_dir {out}\ntemporary_dir {work}\ndate_format e\noverwrite_report yes\n")
+    start = time.perf_counter()
+    subprocess.run([exe, "-f", str(conf), "-l", str(log), "-o", str(out), "-u", "user042", "-d",
+                    "01/03/2026-30/03/2026", "-w", str(work)], check=True, capture_output=True, timeout=3600)
+    return time.perf_counter() - start, df.height
+
+
 def run(insert_rows: int, table_rows: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"chdb://{Path(tmp) / 'store'}", "bench")
@@ -155,9 +204,17 @@ def run(insert_rows: int, table_rows: int) -> dict[str, float]:
             print(f"report query: one person, 30 days, {table_rows:,} rows in the table: {ms:.0f} ms median "
                   f"({found:,} rows returned)")
             print(f"activity on disk: {per_row:.1f} bytes per row")
+            render_ms, rows = report_render(store)
+            print(f"report: one person's 30-day HTML report, end to end: {render_ms:.0f} ms median ({rows:,} rows)")
+            peer = sarg_report(store, Path(tmp))
+            if peer is None:
+                print("SARG: not installed (./dev test installs it when run as root)")
+            else:
+                print(f"SARG 2.4: the same person's report from the same 30 days as a Squid log ({peer[1]:,} lines): "
+                      f"{peer[0] * 1000:.0f} ms")
         finally:
             store.close()
-    return {"writer_rows_per_s": rate, "report_ms": ms, "bytes_per_row": per_row}
+    return {"writer_rows_per_s": rate, "report_ms": ms, "bytes_per_row": per_row, "render_ms": render_ms}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,4 +61,5 @@ def test_store_benchmark_quick_mode(capsys):
     out = capsys.readouterr().out
     rates = [line for line in out.splitlines() if " rows/s  (" in line]
     assert len(rates) == 3 and "report query: one person, 30 days, 200,000 rows" in out
-    assert "bytes per row" in out
+    assert "bytes per row" in out and "30-day HTML report, end to end" in out
+    assert ("SARG 2.4: the same person's report" in out) == bool(shutil.which("sarg"))

@@ -11,7 +11,7 @@ import pytest
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from storage.schema import ACTIVITY, activity_ddl, sql_string
-from storage.store import Store
+from storage.store import Store, dedup_token
 from tests.conftest import ROOT, SCHOOL_DAY
 
 UTC = dt.UTC
@@ -144,3 +144,14 @@ def test_a_lease_keeps_its_place_through_the_store(store):
     assert store.insert_leases(leases) == 2
     back = store.leases().sort("ip")
     assert back.get_column("lease_place").to_list() == ["Staff room", None]
+
+
+def test_the_token_follows_the_rows_not_their_chunks():
+    """The deduplication token is the same for the same rows however they were assembled, and differs when
+    anything that identifies a row (here one timestamp) differs."""
+    rows = activities(20)
+    again = pl.concat([rows[:7], rows[7:]], rechunk=False)
+    assert dedup_token(again) == dedup_token(rows)
+    moved = rows.with_columns(ts=pl.when(pl.int_range(pl.len()) == 3).then(pl.col("ts") + dt.timedelta(seconds=1))
+                              .otherwise(pl.col("ts")))
+    assert dedup_token(moved) != dedup_token(rows)

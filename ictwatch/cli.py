@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from collector import tune_gc
 from collector.observation import Observation
@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     live = sub.add_parser("run", help="capture live on an interface through the policy into the store")
     live.add_argument("--config", required=True, type=Path)
     live.add_argument("--interface", help="overrides collector.interface")
+    live.add_argument("--no-web", action="store_true", help="do not start the report web page")
     live.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("spool", help="batches waiting on disk for ClickHouse: status, or flush them now")
@@ -290,14 +291,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: source.stop())
     store, spool = loaded.open_store(), loaded.open_spool()
+    web = None
     try:
         _migrate_or_spool(store)
+        if not args.no_web:
+            import threading
+
+            web = _web(loaded)
+            threading.Thread(target=web[0].serve_forever, name="web", daemon=True).start()
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
         summary = run_live(source, loaded.engine(), store, spool=spool)
     except CaptureToolError as exc:
         print(f"ictwatch: {exc}", file=sys.stderr)
         return 1
     finally:
+        if web is not None:
+            web[0].shutdown()
+            web[0].server_close()
+            web[1].close()
         store.close()
         spool.close()
     print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "
@@ -585,16 +596,12 @@ def cmd_grant(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the report web page until SIGTERM or SIGINT."""
+def _web(loaded: settings.Loaded) -> tuple[Any, Any]:
+    """(server, app) for the report web page as configured; TLS unless it listens on loopback only."""
     import ipaddress
-    import signal
-    import threading
 
-    from ictwatch import settings
     from reports.web import WebApp, serve
 
-    loaded = settings.load(args.config)
     web = loaded.settings.web
     host, port = web.listen.rsplit(":", 1)
     loopback = host == "localhost" or (host.replace(".", "").isdigit() and ipaddress.ip_address(host).is_loopback)
@@ -602,12 +609,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if web.tls_cert and web.tls_key:
         tls = (str(loaded.path.parent / web.tls_cert), str(loaded.path.parent / web.tls_key))
     elif not loopback:
-        raise ConfigError(args.config, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
+        raise ConfigError(loaded.path, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
     app = WebApp(loaded)
-    server = serve(app, host, int(port), tls)
+    print(f"report web page on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
+    return serve(app, host, int(port), tls), app
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the report web page until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from ictwatch import settings
+
+    server, app = _web(settings.load(args.config))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"serving on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:

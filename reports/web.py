@@ -14,7 +14,8 @@ A handful of staff use it, so the server is small; its safety is in what it send
 - no personal data in URLs (a report is `/reports/<random id>/...`, the person is in the form body) or in
   the server's log lines (method, route and status only).
 
-Every request for a report, every download and every look at the audit goes to the audit chain.
+Every request for a report, every download and every look at the audit goes to the audit chain. The
+network manager's view is `/health`: the store, the spool, the lists' age; no one's activity.
 """
 
 from __future__ import annotations
@@ -245,6 +246,37 @@ class WebApp:
         return 200, self.page("incidents.html.j2", session, title="Incidents", incidents=found, days=days,
                               first=first, last=last)
 
+    def health_page(self, session: Session) -> tuple[int, str]:
+        """The technical view for the network manager (and the headteacher): counts and ages, no people."""
+        person = self.person(session.user)
+        if person is None or person.role.value not in ("network_manager", "headteacher"):
+            return 403, self.page("refused.html.j2", session, title="System health", seq="none",
+                                  grounds="the health view is for the network manager")
+        from ictwatch.metrics import lists_installed_at
+
+        with self.db_lock:
+            try:
+                stored, latest = self.store.count(), self.store.latest()
+                reachable = "yes"
+            except Exception as exc:  # noqa: BLE001 - the page reports the store's state, whatever it is
+                stored, latest, reachable = 0, None, f"no ({type(exc).__name__})"
+        spool = self.loaded.open_spool()
+        try:
+            waiting = spool.status()
+        finally:
+            spool.close()
+        installed = lists_installed_at(self.loaded.lists_path)
+        age = "unknown" if installed is None else f"{(time.time() - installed) / 86400:.1f} days"
+        items = [
+            ("ClickHouse reachable", reachable), ("Activity rows stored", f"{stored:,}"),
+            ("Latest activity", latest.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if latest else "none"),
+            ("Spool", f"{waiting['records']} batch(es), {waiting['bytes']:,} of {waiting['max_bytes']:,} bytes; "
+                      f"{waiting['torn_kept']} torn and {waiting['rejected']} rejected set aside"),
+            ("Category lists", f"{len(self.loaded.categories):,} entries, {age} old"),
+            ("Policy version", self.loaded.policy.version()),
+        ]
+        return 200, self.page("health.html.j2", session, title="System health", items=items)
+
     def close(self) -> None:
         """Release the store."""
         self.store.close()
@@ -336,6 +368,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(status, page.encode())
         elif path == "/incidents":
             status, page = app.incidents_page(session, None, query)
+            self._send(status, page.encode())
+        elif path == "/health":
+            status, page = app.health_page(session)
             self._send(status, page.encode())
         else:
             self._send(404, b"not found", "text/plain")

@@ -246,6 +246,11 @@ class Store:
         """Append one revision of an incident record."""
         self._client.insert_arrow(f"{self.database}.incidents", pa.Table.from_pylist([row], schema=INCIDENTS_ARROW))
 
+    def latest(self) -> dt.datetime | None:
+        """When the most recent activity happened (None when there is none)."""
+        rows = self._client.query(f"SELECT max(ts), count() FROM {self.database}.activity").result_rows
+        return rows[0][0] if rows and rows[0][1] else None
+
     def count(self) -> int:
         """Rows in `activity`."""
         return int(self._client.command(f"SELECT count() FROM {self.database}.activity"))

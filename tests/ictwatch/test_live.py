@@ -124,8 +124,17 @@ def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
             ["ip", "netns", "exec", client_ns, sys.executable, "-m", "ictwatch.cli", "run", "--config", str(config),
              "--interface", interface], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         # (chDB may first complain on stderr about cgroups: `ip netns exec` mounts a /sys of its own)
-        lines = iter(daemon.stderr.readline, "")
-        assert any("capturing on" in line for line in lines), "the daemon never started capturing"
+        started = []
+        for line in iter(daemon.stderr.readline, ""):
+            started.append(line)
+            if "capturing on" in line:
+                break
+        assert "capturing on" in started[-1], "the daemon never started capturing"
+        assert any("report web page on http://127.0.0.1:8443/" in line for line in started)  # `run` serves it too
+        login = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", "import urllib.request; "
+                                "print(urllib.request.urlopen('http://127.0.0.1:8443/login').status)"],
+                               capture_output=True, text=True, timeout=30)
+        assert login.stdout.strip() == "200", login.stderr
         time.sleep(1.5)  # the capture tool opens the interface after it starts
         clients = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENTS],
                                  capture_output=True, text=True, env=env, timeout=60)

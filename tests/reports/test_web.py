@@ -41,7 +41,7 @@ def site(tmp_path_factory):
     store = tmp / "store"
     run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", SCHOOL_DAY / "squid-access.log", hostile,
             store=store, check=True)
-    for user in ("dpatel", "jcarter", "hmorgan", "afinch", "gwilliams"):
+    for user in ("dpatel", "jcarter", "hmorgan", "afinch", "gwilliams", "tevans"):
         subprocess.run([sys.executable, "-m", "ictwatch.cli", "account", "--config", str(config), "--user", user],
                        input=PASSWORD + "\n", text=True, check=True, capture_output=True, cwd=ROOT)
     assert oct((config.parent / "accounts.json").stat().st_mode)[-3:] == "600"
@@ -123,9 +123,9 @@ def test_forms_without_their_token_are_refused(browser, site):
 
 def test_repeated_failed_logins_are_refused_even_with_the_right_password(browser, site):
     for _ in range(5):
-        page = login(browser, site, "gwilliams", "not the password")
+        page = login(browser, site, "tevans", "not the password")
         assert "Wrong username or password" in page.inner_text("#message")
-    page = login(browser, site, "gwilliams")
+    page = login(browser, site, "tevans")
     assert "too many attempts" in page.inner_text("#message")
 
 
@@ -166,3 +166,23 @@ def test_the_safeguarding_lead_records_an_outcome(browser, site):
     row.locator("button").click()
     again = page.locator("#incidents tr", has_text="tevans")
     assert "closed" in again.inner_text() or again.locator("select").input_value() == "closed"
+
+
+def test_the_network_manager_sees_health_not_people(browser, site):
+    page = login(browser, site, "gwilliams")
+    page.goto(f"{site}/health")
+    health = page.inner_text("#health")
+    assert "ClickHouse reachable\tyes" in health and "Activity rows stored\t" in health
+    assert "Latest activity\t2026-06-16" in health and "jcarter" not in health and "sokafor" not in health
+    teacher = login(browser, site, "jcarter")
+    teacher.goto(f"{site}/health")
+    assert "the health view is for the network manager" in teacher.inner_text("#refusal")
+
+
+def test_a_hostile_reason_is_inert_on_the_audit_page(browser, site):
+    page = login(browser, site, "jcarter")
+    request(page, "rbaker", reason='<img src=x onerror="window.pwned=3"><script>window.pwned=4</script>')
+    head = login(browser, site, "hmorgan")
+    head.goto(f"{site}/audit")
+    assert head.evaluate("window.pwned") is None and head.locator("main img, main script").count() == 0
+    assert '<script>window.pwned=4</script>' in head.inner_text("#audit")

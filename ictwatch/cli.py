@@ -519,7 +519,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             return EXIT_REFUSED
         report = build.build(store, loaded.directory, loaded.policy.school, tz, args.user, args.start, args.end,
                              args.requested_by, args.reason, dt.datetime.now(dt.UTC), decision.grounds,
-                             store.audit_tail()[0] + 1)
+                             store.audit_tail()[0] + 1, build.explainer(loaded))
         text = {"csv": render.to_csv, "json": render.to_json}.get(args.format, render.to_html)(report)
         if args.format == "csv":
             digest = hashlib.sha256(text.encode()).hexdigest()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -36,14 +38,19 @@ def local_bounds(start: dt.date, end: dt.date, tz: str) -> tuple[dt.datetime, dt
 def build(
     store: Store, directory: Directory, school: str, tz: str, username: str, start: dt.date, end: dt.date,
     requested_by: str, reason: str, now: dt.datetime, grounds: str = "", audit_seq: int = 0,
+    explainer: Callable[[pl.DataFrame], str] | None = None,
 ) -> UserReport:
-    """Read the period's activity for `username` and summarise it."""
+    """Read the period's activity for `username` and summarise it; `explainer` (one stored row → text)
+    explains each breach and waived activity."""
     lo, hi = local_bounds(start, end, tz)
     df = store.activity(username, lo, hi).with_columns(
         local=pl.col("ts").dt.convert_time_zone(tz),
         total_bytes=pl.col("bytes_in").fill_null(0) + pl.col("bytes_out").fill_null(0),
     ).with_columns(minute=pl.col("local").dt.truncate("1m"))
-    rows = tuple(_row(r) for r in df.iter_rows(named=True))
+    stored = df.drop("local", "total_bytes", "minute")
+    rows = tuple(
+        _row(r, explainer(stored[i : i + 1]) if explainer and r["verdict"] in ("breach", "waived") else "")
+        for i, r in enumerate(df.iter_rows(named=True)))
     return UserReport(
         school=school, sha256=f"sha256:{PLACEHOLDER}", subject=person(directory, username), start=start, end=end,
         timezone=tz, requested_by=person(directory, requested_by), reason=reason, grounds=grounds,
@@ -61,6 +68,7 @@ def build(
         locations=_counts(df, "location"),
         breaches=tuple(r for r in rows if r.verdict == "breach"),
         blocked=tuple(r for r in rows if r.denied),
+        waived=tuple(r for r in rows if r.verdict == "waived"),
         activity=rows,
         heatmap=_heatmap(df),
         active_minutes=int(df.get_column("minute").n_unique()) if df.height else 0,
@@ -81,13 +89,14 @@ def _counts(df: pl.DataFrame, column: str, by_label: bool = False) -> tuple[Coun
     return tuple(CountRow(label or UNKNOWN, int(n), int(b), int(m)) for label, n, b, m in grouped.iter_rows())
 
 
-def _row(r: dict) -> ActivityRow:
+def _row(r: dict, explanation: str = "") -> ActivityRow:
     return ActivityRow(
         time=r["local"], kind=r["kind"], device=r["device"] or UNKNOWN, device_type=r["device_type"],
         location=r["location"] or UNKNOWN, host=r["host"] or r["dst_ip"], url=r["url"] or r["sni"],
         categories=tuple(r["categories"]), verdict=r["verdict"], rule_ids=tuple(r["rule_ids"]),
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
         source_ref=r["source_ref"], denied=r["denied"], identified_by=_identified_by(r),
+        user_agent=r["user_agent"] or "", waiver_ids=tuple(r["waiver_ids"] or ()), explanation=explanation,
     )
 
 
@@ -100,3 +109,13 @@ def _identified_by(r: dict) -> str:
     if r.get("mac_randomised") and not r["identity_source"]:
         source = "not identified (private Wi-Fi MAC)"
     return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source
+
+
+def explainer(loaded: Any) -> Callable[[pl.DataFrame], str]:
+    """Explains one stored activity with the configuration's policy, naming people from its directory:
+    only the rules that matched (the whole reading is `ictwatch explain`)."""
+    from rules.explain import explain
+
+    engine = loaded.engine()
+    names = {p.username: p.name for p in loaded.directory.people}
+    return lambda one: explain(engine, one, names, only_matched=True)

@@ -48,6 +48,10 @@ class ActivityRow:
     denied: bool = False
     identified_by: str = ""
     """How the person was known (login, registered MAC, DHCP lease, address) and how sure that is."""
+    user_agent: str = ""
+    waiver_ids: tuple[str, ...] = ()
+    explanation: str = ""
+    """For a breach or a waived activity: each rule that matched, the values that made it, the waivers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,8 @@ class UserReport:
     breaches: tuple[ActivityRow, ...]
     blocked: tuple[ActivityRow, ...]
     activity: tuple[ActivityRow, ...] = field(default=())
+    waived: tuple[ActivityRow, ...] = field(default=())
+    """Activities a rule matched but a waiver (the policy's "specific permission") covered."""
     heatmap: tuple[tuple[int, ...], ...] = field(default=())
     """Activities by weekday (Monday first) and local hour: 7 rows of 24 counts."""
     active_minutes: int = 0

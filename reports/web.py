@@ -108,6 +108,7 @@ class WebApp:
         self.sessions: dict[str, Session] = {}
         self.limiter = RateLimiter()
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.explainer = build.explainer(loaded)
 
     def person(self, username: str | None) -> Person | None:
         """The directory entry of a logged-in user."""
@@ -164,7 +165,8 @@ class WebApp:
                 return 403, self.page("refused.html.j2", session, title="Report refused", grounds=decision.grounds,
                                       seq=seq), None
             report = build.build(self.store, self.directory, self.loaded.policy.school, tz, subject, start, end,
-                                 who, reason, self.now(), decision.grounds, self.store.audit_tail()[0] + 1)
+                                 who, reason, self.now(), decision.grounds, self.store.audit_tail()[0] + 1,
+                                 self.explainer)
             _, digest = seal(render.to_html(report))
             self.audit.append(dataclasses.replace(entry, report_sha256=digest,
                                                   policy_versions=report.policy_versions), self.now())

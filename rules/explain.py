@@ -53,8 +53,10 @@ def _describe(key: str, wanted: object) -> str:
     return f"{key.replace('_', ' ')} is {str(wanted).lower()}"
 
 
-def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None) -> str:
-    """The explanation of one stored activity (a one-row frame from the `activity` table)."""
+def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None,
+            only_matched: bool = False) -> str:
+    """The explanation of one stored activity (a one-row frame from the `activity` table); with
+    `only_matched`, only the rules that matched (or were waived) are gone through."""
     policy = engine.policy
     row = activity.row(0, named=True)
     df = with_local_time(activity, policy.calendar.timezone).with_columns(window_columns(policy))
@@ -91,6 +93,8 @@ def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None
     waived_rules = {r for w in policy.waivers if w.id in (row["waiver_ids"] or []) for r in w.rules}
     for i, rule in enumerate(policy.rules):
         matched = values[f"r{i}"]
+        if only_matched and not matched:
+            continue
         state = "waived" if matched and rule.id in waived_rules else "matched" if matched else "did not match"
         lines.append(f"Rule {rule.id} ({', '.join(rule.clauses)}, {rule.severity.value}): {state}")
         if matched:

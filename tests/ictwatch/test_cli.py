@@ -56,7 +56,10 @@ def test_report_html_for_one_person(replayed, tmp_path):
     html = out.read_text()
     assert "Sam Okafor" in html and "Deepa Patel" in html
     assert "review &lt;b&gt;" in html
-    assert html.count("personal-use-restricted-hours") == 2
+    # each of the two breaches names its rule, and its explanation says why it matched (P18's reading)
+    assert html.count("personal-use-restricted-hours") == 4
+    assert html.count("Rule personal-use-restricted-hours (P18, caution): matched") == 2
+    assert "yes personal use allowed is false (personal use allowed: False)" in html
     # the phone by its registered MAC, the laptop by the proxy login
     assert "registered device (MAC), high confidence" in html and "proxy login, high confidence" in html
     assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html

@@ -26,6 +26,20 @@ HOSTILE_URL = 'http://x.example/"><img/src=x/onerror=window.pwned=1><script>wind
 HOSTILE = f"1781600000.000 10 10.20.10.21 TCP_MISS/200 10 GET {HOSTILE_URL} jcarter HIER_DIRECT/192.0.2.1 text/html\n"
 
 
+def hostile_capture(path: Path) -> Path:
+    """James Carter's laptop at 10:00 BST fetching a page whose Host, path and User-Agent carry markup."""
+    from fixtures.make_school_day import Writer
+
+    w = Writer(path, seed=1)
+    w.at("10:00:00")
+    request = (b'GET /"><svg/onload=window.pwned=7> HTTP/1.1\r\nHost: x"><img src=x onerror=window.pwned=6>.example'
+               b"\r\nUser-Agent: <script>window.pwned=5</script>\r\n\r\n")
+    w.tcp("00:1b:21:aa:00:01", "10.20.10.21", "192.0.2.80", 80,
+          [(True, request), (False, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nhello")])
+    w.out.close()
+    return path
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     if CHROMIUM is None:
@@ -38,9 +52,10 @@ def site(tmp_path_factory):
     policy.write_text(policy.read_text().replace("url_days: 90", "url_days: 400"))  # keep June's URLs
     hostile = tmp / "hostile.log"
     hostile.write_text(HOSTILE)
+    capture = hostile_capture(tmp / "hostile.pcap")
     store = tmp / "store"
     run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", SCHOOL_DAY / "squid-access.log", hostile,
-            store=store, check=True)
+            capture, store=store, check=True)
     for user in ("dpatel", "jcarter", "hmorgan", "afinch", "gwilliams", "tevans"):
         subprocess.run([sys.executable, "-m", "ictwatch.cli", "account", "--config", str(config), "--user", user],
                        input=PASSWORD + "\n", text=True, check=True, capture_output=True, cwd=ROOT)
@@ -136,9 +151,13 @@ def test_hostile_traffic_renders_inert_in_chromium(browser, site):
         page.click("#open")
     report = popup.value
     report.wait_for_load_state()
-    assert report.evaluate("window.pwned") is None  # neither the onerror nor the script ran
+    assert report.evaluate("window.pwned") is None  # no onerror, onload or script ran
     assert report.locator("img").count() == 0 and report.locator("script").count() == 0
-    assert HOSTILE_URL in report.inner_text("body")  # shown as text
+    assert report.locator("svg").count() == 2 and report.locator("svg[onload]").count() == 0  # only the charts
+    body = report.inner_text("body")
+    assert HOSTILE_URL in body  # the proxy log's URL, shown as text
+    assert 'x"><img src=x onerror=window.pwned=6>.example' in body  # the captured Host
+    assert "<script>window.pwned=5</script>" in body  # the captured User-Agent
 
 
 def test_the_headteacher_reads_the_audit_and_others_cannot(browser, site):

@@ -64,3 +64,15 @@ def test_the_ipad_check_follows_the_calendar_and_the_clock_change(week):
 
 def test_clause_ids_cited_in_the_expectation_are_the_policys():
     assert {c for r in expected_breaches(WEEK) for c in r["clause"].split(",")} <= CLAUSE_IDS
+
+
+def test_the_report_shows_the_waiver_and_explains_it(week, tmp_path):
+    store, _ = week
+    out = tmp_path / "jcarter.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-10-28", "--to", "2026-10-28",
+            "--requested-by", "dpatel", "--reason", "waiver check", "-o", out, store=store, check=True)
+    html = out.read_text()
+    waived = html.split("<h2>Covered by a waiver</h2>")[1].split("<h2>")[0]
+    assert "www.amazon.co.uk" in waived and "w-jcarter-residential" in waived
+    assert "Rule personal-use-restricted-hours (P18, caution): waived" in waived
+    assert "w-jcarter-residential: applied (granted by dpatel" in waived

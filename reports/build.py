@@ -38,19 +38,20 @@ def local_bounds(start: dt.date, end: dt.date, tz: str) -> tuple[dt.datetime, dt
 def build(
     store: Store, directory: Directory, school: str, tz: str, username: str, start: dt.date, end: dt.date,
     requested_by: str, reason: str, now: dt.datetime, grounds: str = "", audit_seq: int = 0,
-    explainer: Callable[[pl.DataFrame], str] | None = None,
+    explainer: Callable[[pl.DataFrame], list[str]] | None = None,
 ) -> UserReport:
-    """Read the period's activity for `username` and summarise it; `explainer` (one stored row → text)
-    explains each breach and waived activity."""
+    """Read the period's activity for `username` and summarise it; `explainer` (stored rows → a text
+    each) explains each breach and waived activity."""
     lo, hi = local_bounds(start, end, tz)
     df = store.activity(username, lo, hi).with_columns(
         local=pl.col("ts").dt.convert_time_zone(tz),
         total_bytes=pl.col("bytes_in").fill_null(0) + pl.col("bytes_out").fill_null(0),
     ).with_columns(minute=pl.col("local").dt.truncate("1m"))
-    stored = df.drop("local", "total_bytes", "minute")
-    rows = tuple(
-        _row(r, explainer(stored[i : i + 1]) if explainer and r["verdict"] in ("breach", "waived") else "")
-        for i, r in enumerate(df.iter_rows(named=True)))
+    judged = df.with_row_index("_i").filter(pl.col("verdict").is_in(["breach", "waived"]))
+    texts = dict(zip(judged.get_column("_i").to_list(),
+                     explainer(judged.drop("_i", "local", "total_bytes", "minute")) if explainer and judged.height
+                     else [], strict=False))
+    rows = tuple(_row(r, texts.get(i, "")) for i, r in enumerate(df.iter_rows(named=True)))
     return UserReport(
         school=school, sha256=f"sha256:{PLACEHOLDER}", subject=person(directory, username), start=start, end=end,
         timezone=tz, requested_by=person(directory, requested_by), reason=reason, grounds=grounds,
@@ -111,11 +112,11 @@ def _identified_by(r: dict) -> str:
     return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source
 
 
-def explainer(loaded: Any) -> Callable[[pl.DataFrame], str]:
-    """Explains one stored activity with the configuration's policy, naming people from its directory:
+def explainer(loaded: Any) -> Callable[[pl.DataFrame], list[str]]:
+    """Explains stored activities with the configuration's policy, naming people from its directory:
     only the rules that matched (the whole reading is `ictwatch explain`)."""
-    from rules.explain import explain
+    from rules.explain import explain_many
 
     engine = loaded.engine()
     names = {p.username: p.name for p in loaded.directory.people}
-    return lambda one: explain(engine, one, names, only_matched=True)
+    return lambda rows: explain_many(engine, rows, names, only_matched=True)

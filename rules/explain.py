@@ -57,16 +57,30 @@ def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None
             only_matched: bool = False) -> str:
     """The explanation of one stored activity (a one-row frame from the `activity` table); with
     `only_matched`, only the rules that matched (or were waived) are gone through."""
+    return explain_many(engine, activity, names, only_matched)[0]
+
+
+def explain_many(engine: Engine, activities: pl.DataFrame, names: dict[str, str] | None = None,
+                 only_matched: bool = False) -> list[str]:
+    """`explain` for every row of `activities`, with every condition evaluated once over all of them."""
     policy = engine.policy
-    row = activity.row(0, named=True)
-    df = with_local_time(activity, policy.calendar.timezone).with_columns(window_columns(policy))
+    df = with_local_time(activities, policy.calendar.timezone).with_columns(window_columns(policy))
     df = df.with_columns(waiver_columns(policy, engine.groups))
     checks: dict[str, pl.Expr] = {}
     for i, rule in enumerate(policy.rules):
         for path, node, _key in _nodes(rule.when, f"r{i}"):
             checks[path] = compile_condition(node)
-    values = df.select(**checks).row(0, named=True) if checks else {}
-    windows = df.select("school_day", "restricted_hours", "break", "personal_use_allowed").row(0, named=True)
+    values = df.select(**checks) if checks else pl.DataFrame({"_": [None] * df.height})
+    windows = df.select("school_day", "restricted_hours", "break", "personal_use_allowed")
+    covered = df.select([f"_waiver_{j}" for j in range(len(policy.waivers))])
+    return [_explain_row(engine, activities.row(k, named=True), values.row(k, named=True) if checks else {},
+                         windows.row(k, named=True), covered.row(k) if policy.waivers else (), names, only_matched)
+            for k in range(df.height)]
+
+
+def _explain_row(engine: Engine, row: dict, values: dict[str, bool], windows: dict[str, bool], covered: tuple,
+                 names: dict[str, str] | None, only_matched: bool) -> str:
+    policy = engine.policy
     zone = zoneinfo.ZoneInfo(policy.calendar.timezone)
     local = row["ts"].astimezone(zone)
     who = row["user"] or "unknown person"
@@ -100,7 +114,7 @@ def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None
         if matched:
             lines.append(f"  \"{rule.message}\"")
         lines += _condition_lines(rule.when, f"r{i}", values, row | windows, "    ")
-    lines += _waiver_lines(engine, df, row)
+    lines += _waiver_lines(engine, covered, row)
     return "\n".join(lines)
 
 
@@ -126,12 +140,11 @@ def _condition_lines(cond: Condition, path: str, values: dict[str, bool], row: d
     return out
 
 
-def _waiver_lines(engine: Engine, df: pl.DataFrame, row: dict) -> list[str]:
+def _waiver_lines(engine: Engine, covered: tuple, row: dict) -> list[str]:
     waivers = engine.policy.waivers
     if not waivers:
         return ["Waivers: the policy has none"]
     out = ["Waivers:"]
-    covered = df.select([f"_waiver_{j}" for j in range(len(waivers))]).row(0)
     for j, w in enumerate(waivers):
         if w.id in (row["waiver_ids"] or []):
             why = f"applied (granted by {w.granted_by}: {w.reason})"

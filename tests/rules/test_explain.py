@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ictwatch import settings
-from rules.explain import explain
+from rules.explain import explain, explain_many
 from tests.conftest import SCHOOL_DAY, run_cli, school_config, stored_activity
 from tests.rules.test_waivers import LESSON, config_with
 
@@ -29,6 +29,15 @@ def test_every_activity_is_explained_as_the_engine_judged_it(day):
         text = explain(engine, rows[i : i + 1])
         matched = re.findall(r"^Rule (\S+) \([^)]*\): matched$", text, re.M)
         assert matched == rows["rule_ids"][i].to_list(), text
+
+
+def test_explaining_many_at_once_says_the_same_as_one_by_one(day):
+    """Reports explain their breaches in one pass (`explain_many`): each text is the one-row text."""
+    engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
+    rows = stored_activity(day)
+    together = explain_many(engine, rows, only_matched=True)
+    assert together == [explain(engine, rows[i : i + 1], only_matched=True) for i in range(rows.height)]
+    assert sum("): matched" in t for t in together) == 8  # the eight breaches, and nothing else matched
 
 
 def test_explain_command_names_rule_clause_value_and_evidence(day):

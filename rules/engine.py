@@ -61,7 +61,7 @@ def window_columns(policy: Policy) -> list[pl.Expr]:
 
 LEAF_COLUMNS: dict[str, str | None] = {
     "kind": "kind", "category": "categories", "host": "host", "port": "dst_port", "device_type": "device_type",
-    "device_owner": "device_owner", "device_registered": "device_registered", "role": "role",
+    "device_owner": "device_owner", "device_registered": "device_registered", "role": "role", "group": "groups",
     "location_kind": "location_kind", "window": None, "personal_use_allowed": "personal_use_allowed",
     "proxy_denied": "denied", "cleartext_credentials": "cleartext_credentials", "file_ext": "file_ext",
     "bytes_out_min": "bytes_out", "bytes_in_min": "bytes_in", "device_status": "device_status",
@@ -83,6 +83,8 @@ def compile_condition(cond: Condition) -> pl.Expr:
         leaf(pl.col("kind").is_in(list(cond.kind)))
     if cond.category is not None:
         leaf(pl.any_horizontal([pl.col("categories").list.contains(c) for c in cond.category]))
+    if cond.group is not None:
+        leaf(pl.any_horizontal([pl.col("groups").list.contains(g) for g in cond.group]))
     if cond.host is not None:
         host = pl.col("host")
         leaf(pl.any_horizontal([(host == d) | host.str.ends_with("." + d) for d in cond.host]))

@@ -34,6 +34,7 @@ class Identity:
                  timezone: str = "Europe/London") -> None:
         """`timezone` is the school's: a device's status and an owner's leaving date change at local midnight."""
         self._roles = {p.username: p.role.value for p in directory.people}
+        self._groups = {p.username: list(p.groups) for p in directory.people}
         self._leave = {p.username: p.leave for p in directory.people if p.leave is not None}
         self._timezone = timezone
         self._by_mac = {mac: d for d in devices for mac in d.macs}
@@ -119,7 +120,7 @@ class Identity:
         return {"location": None, "location_kind": None}
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Add the Subject columns to an observation frame: user, role, device, device_type, device_owner,
+        """Add the Subject columns to an observation frame: user, role, groups, device, device_type, device_owner,
         device_registered, device_status, owner_left, location, location_kind, identity_source (null where
         unknown)."""
         leased = self._lease_macs(df)
@@ -173,6 +174,8 @@ class Identity:
         )
         return (
             out.with_columns(user=user, identity_source=source)
-            .with_columns(role=roles, identity_confidence=confidence)
+            .with_columns(role=roles, identity_confidence=confidence,
+                          groups=pl.col("user").replace_strict(self._groups, default=[],
+                                                               return_dtype=pl.List(pl.String)))
             .drop("owner", "device_source")
         )

@@ -131,6 +131,7 @@ class Condition(Strict):
     device_owner: Literal["school", "personal"] | None = None
     device_registered: bool | None = None
     role: tuple[Role, ...] | None = None
+    group: tuple[str, ...] | None = Field(None, description="The user is in any of these directory groups.")
     location_kind: tuple[LocationKind, ...] | None = None
     window: tuple[Literal["school_day", "restricted_hours", "break"], ...] | None = Field(
         None, description="Holds when the activity falls in any of these named windows."

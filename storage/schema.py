@@ -34,6 +34,7 @@ ACTIVITY: tuple[Column, ...] = (
     Column("school", LC, _S, "the school whose policy judged it (a trust's schools share one cluster)"),
     Column("user", LC, _S, "username, from proxy authentication or the device owner; empty if unknown"),
     Column("role", LC, _S, "the user's role in the staff directory at the time"),
+    Column("groups", "Array(LowCardinality(String))", _LS, "the user's directory groups at the time"),
     Column("device", "String", _S, "device register id; empty for an unregistered device"),
     Column("device_type", LC, _S, "school_laptop, school_ipad, personal_phone, ..."),
     Column("device_owner", LC, _S, "school or personal"),

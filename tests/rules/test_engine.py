@@ -122,3 +122,26 @@ def test_every_condition_leaf_reads_a_stored_column():
     read = {c for c in LEAF_COLUMNS.values() if c is not None} - {
         "personal_use_allowed"}  # computed from the calendar when explaining, not stored
     assert read <= {c.name for c in ACTIVITY}
+
+
+def test_a_group_condition_reads_the_directory_groups_at_the_time(tmp_path):
+    """A rule for one directory group: Sam Okafor (year6) on Instagram matches it, James Carter (year5)
+    does not; the activity stores the groups it was judged with."""
+    from collector.observation import Observation, to_table
+    from ictwatch import settings
+    from tests.conftest import school_config
+
+    config = school_config(tmp_path / "school")
+    policy = config.parent / "policy.yaml"
+    rule = ("  - id: year6-social\n    clauses: [P18]\n    severity: advisory\n"
+            "    message: year 6 staff on social media\n    when: {all: [{kind: [tls]}, {group: [year6]}]}\n")
+    policy.write_text(policy.read_text().replace("waivers:\n", rule + "waivers:\n", 1))
+    engine = settings.load(config).engine()
+    at = 1781600000_000000
+    obs = [Observation(at, "tls", "pcap", "t#1", "10.20.10.131", 5000, "157.240.1.174", 443, "tcp", "3c:22:fb:30:00:01",
+                       host="www.instagram.com"),
+           Observation(at, "tls", "pcap", "t#2", "10.20.10.134", 5000, "157.240.1.174", 443, "tcp", "3c:22:fb:30:00:04",
+                       host="www.instagram.com")]
+    rows = engine.evaluate(to_table(obs)).select("user", "groups", "rule_ids").to_dicts()
+    assert [(r["user"], r["groups"], "year6-social" in r["rule_ids"]) for r in rows] == [
+        ("sokafor", ["year6"], True), ("jcarter", ["year5"], False)]

@@ -54,6 +54,8 @@ CASES = [
      ["peer-to-peer"]),
     ("a VPN", obs("tls", "12:30", "10.20.1.40", PHONE_LN, host="nordvpn.com", sni="nordvpn.com"),
      ["filter-circumvention"]),
+    ("an open web proxy", obs("tls", "12:31", "10.20.1.40", PHONE_LN, host="www.croxyproxy.com",
+                              sni="www.croxyproxy.com"), ["filter-circumvention"]),
     ("looking up a DoH resolver's name", obs("dns", "10:09", "10.20.10.21", LAPTOP, dst_port=53, host="dns.google",
                                              qtype="A"), []),
     ("social media on a school iPad in the staff room at lunch", obs(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from collector.metrics import SKIPPED
+
 log = logging.getLogger("ictwatch.collector")
 
 
@@ -23,6 +25,7 @@ class SkipCounter:
 
     def skip(self, reason: str, ref: str) -> None:
         """Record that the record at `ref` was skipped for `reason`."""
+        SKIPPED.labels(reason).inc()
         self.by_reason[reason] += 1
         n = self.by_reason[reason]
         if n == 1 or n % self._every == 0:

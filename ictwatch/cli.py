@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from ictwatch import settings
     from reports.audit import AuditLog
+    from rules.engine import Engine
     from storage.store import Store
 
 # The policy engine, storage and reports (polars, pyarrow, chDB) are imported by the commands that use
@@ -275,12 +276,18 @@ def _say_spooled(batches: int, loaded: settings.Loaded) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Capture live until SIGTERM or SIGINT, then store what is pending and print a summary."""
+    """The daemon: live capture through the policy into the store, with the report web page and the
+    metrics and health endpoint beside it, until SIGTERM or SIGINT (then what is pending is stored or
+    spooled). SIGHUP reloads the configuration, policy, directory, register and lists between two batches;
+    if they fail to load, the ones in force stay and the failure is logged and shown in the metrics."""
     import signal
+    import threading
+    import time
 
     from collector.live import CaptureToolError, LiveCaptureSource
-    from ictwatch import settings
+    from ictwatch import settings, status
     from ictwatch.pipeline import run_live
+    from rules import metrics as rule_metrics
 
     loaded = settings.load(args.config)
     cfg = loaded.settings.collector
@@ -288,27 +295,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not interface:
         raise ConfigError(args.config, "collector.interface", None, "no interface to capture on")
     source = LiveCaptureSource(interface, cfg.capture_filter, cfg.capture_tool)
+    hangup = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: source.stop())
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+
+    def reload(current: Engine) -> Engine | None:
+        if not hangup.is_set():
+            return None
+        hangup.clear()
+        try:
+            fresh = settings.load(args.config).engine()
+        except (ConfigError, OSError) as exc:
+            rule_metrics.RELOAD_SUCCESS.set(0)
+            logging.getLogger("ictwatch").error("reload refused, the configuration in force stays: %s", exc)
+            return None
+        rule_metrics.RELOAD_SUCCESS.set(1)
+        rule_metrics.RELOAD_TIME.set(time.time())
+        rule_metrics.POLICY_INFO.clear()
+        rule_metrics.POLICY_INFO.labels(fresh.version).set(1)
+        logging.getLogger("ictwatch").warning("reloaded: policy %s (was %s)", fresh.version, current.version)
+        return fresh
+
+    engine = loaded.engine()
+    rule_metrics.POLICY_INFO.labels(engine.version).set(1)
+    rule_metrics.RELOAD_SUCCESS.set(1)  # the first load took
+    rule_metrics.RELOAD_TIME.set(time.time())
     store, spool = loaded.open_store(), loaded.open_spool()
-    web = None
+    servers: list[tuple[Any, Any]] = []
     try:
         _migrate_or_spool(store)
+        servers.append((status.serve(loaded.settings.metrics.listen), None))
+        print(f"metrics and health on http://{loaded.settings.metrics.listen}/", file=sys.stderr, flush=True)
         if not args.no_web:
-            import threading
-
-            web = _web(loaded)
-            threading.Thread(target=web[0].serve_forever, name="web", daemon=True).start()
+            servers.append(_web(loaded))
+        for server, _ in servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
-        summary = run_live(source, loaded.engine(), store, spool=spool)
+        summary = run_live(source, engine, store, spool=spool, reload=reload)
     except CaptureToolError as exc:
         print(f"ictwatch: {exc}", file=sys.stderr)
         return 1
     finally:
-        if web is not None:
-            web[0].shutdown()
-            web[0].server_close()
-            web[1].close()
+        for server, app in servers:
+            server.shutdown()
+            server.server_close()
+            if app is not None:
+                app.close()
         store.close()
         spool.close()
     print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "

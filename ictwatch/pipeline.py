@@ -13,8 +13,10 @@ import pyarrow as pa
 
 from collector.config import CollectorSettings
 from collector.live import LiveCaptureSource
+from collector.metrics import CAPTURE_RUNNING, PACKETS
 from collector.observation import BatchBuilder
 from collector.sources import Source, SquidLogSource, open_source
+from rules import metrics
 from rules.engine import Engine
 from storage.spool import Spool
 from storage.store import Store, retryable
@@ -79,6 +81,7 @@ def replay(
                 builder.flush()
             summary.inputs.append(str(source.path))
             summary.packets += getattr(source, "packets", 0)
+            PACKETS.inc(getattr(source, "packets", 0))
             summary.skipped.update(source.skips.by_reason)
     finally:
         writer.close()  # what was judged is stored (or spooled), even when reading stopped early
@@ -89,16 +92,40 @@ def replay(
     return summary
 
 
+Reloader = Callable[[Engine], Engine | None]
+"""Called about once a second while capturing: a new engine to judge with from now on, or None."""
+
+
 def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0,
-             spool: Spool | None = None) -> ReplaySummary:
-    """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old."""
+             spool: Spool | None = None, reload: Reloader | None = None) -> ReplaySummary:
+    """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old. `reload`
+    may swap the engine between batches (SIGHUP): the lease history learnt so far goes with it."""
     summary = ReplaySummary(inputs=[source.interface])
     load_history(engine, store)
     writer = Writer(store, spool=spool)
+    current = [engine]
     try:
-        builder = BatchBuilder(_sink(engine, writer, summary), max_age_s=max_age_s)
-        source.run(builder.add, on_tick=builder.tick)
+        builder = BatchBuilder(_sink(lambda: current[0], writer, summary), max_age_s=max_age_s)
+        counted = 0
+
+        def tick() -> None:
+            nonlocal counted
+            PACKETS.inc(source.packets - counted)
+            counted = source.packets
+            fresh = reload(current[0]) if reload is not None else None
+            if fresh is not None:
+                builder.flush()  # what was gathered is judged by the policy in force when it was seen
+                fresh.identity.add(current[0].identity.leases)
+                current[0] = fresh
+            builder.tick()
+
+        CAPTURE_RUNNING.set(1)
+        try:
+            source.run(builder.add, on_tick=tick)
+        finally:
+            CAPTURE_RUNNING.set(0)
         builder.flush()
+        PACKETS.inc(source.packets - counted)
     finally:
         writer.close()
         summary.stored, summary.spooled = writer.stored, writer.spooled
@@ -108,11 +135,16 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
     return summary
 
 
-def _sink(engine: Engine, writer: Writer, summary: ReplaySummary) -> Callable[[pa.Table | pl.DataFrame], None]:
+def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
+          summary: ReplaySummary) -> Callable[[pa.Table | pl.DataFrame], None]:
+    current = (lambda: engine) if isinstance(engine, Engine) else engine
+
     def on_batch(table: pa.Table | pl.DataFrame) -> None:
-        df = engine.evaluate(table)
+        judge = current()
+        df = judge.evaluate(table)
+        metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules})
         summary.verdicts.update(dict(df.get_column("verdict").value_counts().iter_rows()))
         summary.denied += int(df.get_column("denied").sum())
-        writer.put(df, engine.new_leases)
+        writer.put(df, judge.new_leases)
 
     return on_batch

@@ -47,6 +47,12 @@ class WebSettings(Strict):
     session_idle_minutes: int = Field(30, gt=0, le=480)
 
 
+class MetricsSettings(Strict):
+    """The daemon's metrics and health endpoint."""
+
+    listen: str = Field("127.0.0.1:9750", pattern=r"^[^:]+:\d+$", description="host:port for /metrics and /health.")
+
+
 class Settings(Strict):
     """The root file: paths of the other files and the storage settings."""
 
@@ -57,6 +63,7 @@ class Settings(Strict):
     storage: StorageSettings = StorageSettings()
     collector: CollectorSettings = CollectorSettings()
     web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,11 @@ with what the safeguarding lead records about it (status, actions, outcome) as r
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 import polars as pl
 
+from rules.metrics import incident_id
 from storage.store import Store
-
-
-def incident_id(ts: dt.datetime, source_ref: str, rule_id: str) -> str:
-    """A short, stable id for one (activity, rule): the same breach always has the same id."""
-    key = f"{ts.astimezone(dt.UTC).isoformat()}|{source_ref}|{rule_id}"
-    return "INC-" + hashlib.sha256(key.encode()).hexdigest()[:10].upper()
 
 
 def incidents(store: Store, since: dt.datetime, until: dt.datetime) -> list[dict]:

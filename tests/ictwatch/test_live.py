@@ -6,6 +6,7 @@ Needs root and iproute2 (`ip netns`); skipped otherwise. Only the namespaces' ow
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -213,3 +214,76 @@ def test_the_daemon_holds_no_capture_privilege(namespaces, tmp_path, dumpcap_wit
                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert refused.returncode == 1 and "needs root or CAP_NET_RAW" in refused.stderr
 
+
+
+FETCH = textwrap.dedent('''
+    import sys, urllib.error, urllib.request
+    try:
+        r = urllib.request.urlopen(sys.argv[1], timeout=5); print(r.status); print(r.read().decode())
+    except urllib.error.HTTPError as e:
+        print(e.code); print(e.read().decode())
+''')
+
+
+def test_the_daemon_serves_metrics_and_health_and_reloads_on_sighup(namespaces, tmp_path):
+    """`ictwatch run`'s /metrics and /health in its namespace; SIGHUP with a broken policy keeps the one in
+    force and says so in both; SIGHUP with a good one swaps it, and traffic after is judged by it."""
+    client_ns, server_ns, interface = namespaces
+    config = school_config(tmp_path / "school", "collector:\n  capture_tool: dumpcap\n")
+    for domains in (config.parent / "categories").glob("*/domains"):
+        domains.touch()  # lists just installed: their age does not make the health degraded
+    policy = config.parent / "policy.yaml"
+    good = policy.read_text()
+    env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp_path / 'store'}", "PYTHONPATH": str(ROOT)}
+
+    def fetch(path: str) -> tuple[int, str]:
+        out = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", FETCH,
+                              f"http://127.0.0.1:9750{path}"], capture_output=True, text=True, timeout=30).stdout
+        code, _, body = out.partition("\n")
+        return int(code), body
+
+    servers = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVERS, str(tmp_path)],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    daemon = subprocess.Popen(["ip", "netns", "exec", client_ns, sys.executable, "-m", "ictwatch.cli", "run",
+                               "--config", str(config), "--interface", interface, "--no-web"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert servers.stdout.readline().strip() == "ready"
+        assert any("capturing on" in line for line in iter(daemon.stderr.readline, ""))
+        time.sleep(1)
+        code, body = fetch("/health")
+        assert code == 200 and json.loads(body)["status"] == "ok", body
+        code, metrics = fetch("/metrics")
+        first = next(ln for ln in metrics.splitlines() if ln.startswith("ictwatch_policy_info{"))
+        assert code == 200 and "ictwatch_capture_running 1.0" in metrics and first.endswith(" 1.0")
+        policy.write_text(good.replace("severity: danger", "severity: dire", 1))
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(2.5)  # the reload is taken between batches, at the next tick (every second)
+        code, body = fetch("/health")
+        assert code == 503 and "last reload failed" in body
+        assert "ictwatch_last_reload_success 0.0" in fetch("/metrics")[1]
+        policy.write_text(good.replace("message: reached content", "message: opened content", 1))
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(2.5)
+        code, metrics = fetch("/metrics")
+        assert code == 200 and "ictwatch_last_reload_success 1.0" in metrics
+        second = next(ln for ln in metrics.splitlines() if ln.startswith("ictwatch_policy_info{"))
+        assert second != first and fetch("/health")[0] == 200
+        clients = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENTS],
+                                 capture_output=True, text=True, env=env, timeout=60)
+        assert clients.stdout.strip() == "done", clients.stderr
+        time.sleep(1.5)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, err
+        assert "reload refused" in err and "dire" in err  # the failure is logged with its field and value
+    finally:
+        servers.kill()
+        if daemon.poll() is None:
+            daemon.kill()
+    store = Store(f"chdb://{tmp_path / 'store'}")
+    try:
+        versions = set(store.activity(None, None, None).get_column("policy_version").to_list())
+    finally:
+        store.close()
+    assert versions == {second.split('"')[1]}  # everything seen after the reload, judged by the new policy

@@ -4,11 +4,12 @@ with what the safeguarding lead records about it (status, actions, outcome) as r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import polars as pl
 
-from rules.metrics import incident_id
+from rules.metrics import INCIDENT_OPEN, incident_id
 from storage.store import Store
 
 
@@ -31,8 +32,12 @@ def incidents(store: Store, since: dt.datetime, until: dt.datetime) -> list[dict
 
 
 def record(store: Store, incident: dict, status: str, actions: str, outcome: str, by: str, now: dt.datetime) -> int:
-    """Store a new revision of `incident` (one of `incidents()`); returns its version number."""
+    """Store a new revision of `incident` (one of `incidents()`); returns its version number. Closing it
+    ends its alert (the `ictwatch_incident_open` series) when the daemon serving the page raised it."""
     version = int(incident["version"]) + 1
+    if status == "closed":
+        with contextlib.suppress(KeyError):
+            INCIDENT_OPEN.remove(incident["incident_id"], incident["rule_id"], incident["location"] or "unknown")
     store.insert_incident({
         "incident_id": incident["incident_id"], "version": version, "opened": incident["opened"],
         "rule_id": incident["rule_id"], "clauses": list(incident["clauses"]), "severity": incident["severity"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,9 +23,12 @@ class CollectorSettings(BaseModel):
     )
     interface: str | None = Field(None, description="Interface `ictwatch run` captures on (the LAN side).")
     capture_filter: str | None = Field(None, description="BPF filter for the capture, e.g. `not port 22`.")
-    capture_tool: Literal["auto", "dumpcap", "tcpdump", "scapy"] = Field(
-        "auto", description="auto: dumpcap, else tcpdump, else scapy's in-process sniffer (needs root)."
+    capture_tool: Literal["auto", "dumpcap", "tcpdump", "scapy", "pipe"] = Field(
+        "auto", description="auto: dumpcap, else tcpdump, else scapy's in-process sniffer (needs root). pipe: "
+        "read `capture_pipe`, a FIFO that a capture service of its own writes pcap or pcapng into (the "
+        "hardened systemd layout: deploy/systemd/)."
     )
+    capture_pipe: Path | None = Field(None, description="The FIFO `capture_tool: pipe` reads.")
     log_timezone: str = Field(
         "Europe/London", description="IANA zone of the local times in e2guardian and squidGuard logs (the "
         "gateway's clock); Squid's own formats carry epoch seconds or an offset and need none.",

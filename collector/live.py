@@ -2,9 +2,11 @@
 
 `LiveCaptureSource` starts dumpcap (Wireshark's capture tool, which Debian can give the capture
 capabilities to the `wireshark` group), or tcpdump, writing pcap to a pipe; ictwatch only reads the
-pipe. When neither is installed, scapy's sniffer captures in-process (that needs root or CAP_NET_RAW).
-A reader thread turns the stream into packets; `run` decodes them and, whenever the wire is quiet for
-`tick_s`, lets flows expire and calls `on_tick` (the pipeline flushes its batch then).
+pipe. Or it reads a FIFO that a capture service of its own writes (`capture_tool: pipe`): then the
+daemon never starts a privileged program at all and can run with NoNewPrivileges. When neither is
+installed (neither dumpcap nor tcpdump), scapy's sniffer captures in-process (that needs root or
+CAP_NET_RAW). A reader thread turns the stream into packets; `run` decodes them and, whenever the wire
+is quiet for `tick_s`, lets flows expire and calls `on_tick` (the pipeline flushes its batch then).
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ class LiveCaptureSource:
     """Packets from a network interface, until `stop()`."""
 
     def __init__(self, interface: str, capture_filter: str | None = None, tool: str = "auto",
-                 tick_s: float = 0.5, now: Callable[[], float] = time.time) -> None:
+                 tick_s: float = 0.5, now: Callable[[], float] = time.time, pipe: str | None = None) -> None:
         self.interface = interface
+        self._pipe = pipe
         self.path = None
         self.skips = SkipCounter()
         self.packets = 0
@@ -113,6 +116,12 @@ class LiveCaptureSource:
     def _start(self) -> None:
         if self.tool == "scapy":
             return self._start_scapy()
+        if self.tool == "pipe":
+            if not self._pipe:
+                raise CaptureToolError("capture_tool pipe needs collector.capture_pipe")
+            threading.Thread(target=self._read_fifo, args=(self._pipe,), name="capture-reader", daemon=True).start()
+            log.info("reading captured packets from %s", self._pipe)
+            return None
         cmd = capture_command(self.tool, self.interface, self._filter)
         try:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -134,6 +143,22 @@ class LiveCaptureSource:
             log.error("capture on %s failed: %s %s", self.interface, exc, err.strip()[-300:])
         finally:
             self._queue.put(None)
+
+    def _read_fifo(self, path: str) -> None:
+        """Packets from the FIFO a capture service writes, reopened whenever that service restarts."""
+        while not self._stopped.is_set():
+            try:
+                with open(path, "rb") as stream:  # waits for the writer
+                    for packet in read_packets(stream):
+                        self._queue.put(packet)
+            except TruncatedCapture:
+                pass  # the writer stopped mid-record
+            except (CaptureError, OSError) as exc:
+                log.error("capture pipe %s: %s", path, exc)
+                time.sleep(1)
+            if not self._stopped.is_set():
+                log.warning("capture pipe %s closed; waiting for the capture service", path)
+        self._queue.put(None)
 
     def _start_scapy(self) -> None:
         try:  # the sniffer would fail in its own thread; find out here, where the caller hears of it

@@ -291,10 +291,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     loaded = settings.load(args.config)
     cfg = loaded.settings.collector
-    interface = args.interface or cfg.interface
+    interface = args.interface or cfg.interface or ("pipe" if cfg.capture_tool == "pipe" else None)
     if not interface:
         raise ConfigError(args.config, "collector.interface", None, "no interface to capture on")
-    source = LiveCaptureSource(interface, cfg.capture_filter, cfg.capture_tool)
+    if cfg.capture_tool == "pipe" and cfg.capture_pipe is None:
+        raise ConfigError(args.config, "collector.capture_pipe", None, "capture_tool pipe needs the FIFO's path")
+    pipe = str(loaded.path.parent / cfg.capture_pipe) if cfg.capture_pipe else None
+    source = LiveCaptureSource(interface, cfg.capture_filter, cfg.capture_tool, pipe=pipe)
     hangup = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: source.stop())

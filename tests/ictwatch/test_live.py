@@ -109,21 +109,37 @@ def namespaces():
         subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
-@pytest.mark.parametrize("tool", ["dumpcap", "scapy"])
+NO_PRIVILEGES = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs",
+                 "--securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked", "--"]
+"""No capability at all and none to be had (NoNewPrivileges): the daemon as deploy/systemd runs it."""
+
+
+@pytest.mark.parametrize("tool", ["dumpcap", "scapy", "pipe"])
 def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
-    if tool == "dumpcap" and shutil.which("dumpcap") is None:
+    """dumpcap or scapy started by the daemon; or (`pipe`) a capture service of its own writing into a FIFO
+    that the daemon, holding no capability at all, reads, as deploy/systemd lays it out."""
+    if tool in ("dumpcap", "pipe") and shutil.which("dumpcap") is None:
         pytest.skip("dumpcap is not installed")
+    if tool == "pipe" and shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
     client_ns, server_ns, interface = namespaces
-    config = school_config(tmp_path / "school", f"collector:\n  capture_tool: {tool}\n")
+    fifo = tmp_path / "capture.fifo"
+    extra = f"collector:\n  capture_tool: {tool}\n" + (f"  capture_pipe: {fifo}\n" if tool == "pipe" else "")
+    config = school_config(tmp_path / "school", extra)
     env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp_path / 'store'}", "PYTHONPATH": str(ROOT)}
     servers = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVERS, str(tmp_path)],
                                stdout=subprocess.PIPE, text=True, env=env)
-    daemon = None
+    daemon = capture = None
     try:
         assert servers.stdout.readline().strip() == "ready"
+        if tool == "pipe":
+            os.mkfifo(fifo, 0o600)
+            capture = subprocess.Popen(["ip", "netns", "exec", client_ns, "dumpcap", "-q", "-i", interface, "-P",
+                                        "-w", str(fifo)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         daemon = subprocess.Popen(
-            ["ip", "netns", "exec", client_ns, sys.executable, "-m", "ictwatch.cli", "run", "--config", str(config),
-             "--interface", interface], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            ["ip", "netns", "exec", client_ns, *(NO_PRIVILEGES if tool == "pipe" else []), sys.executable, "-m",
+             "ictwatch.cli", "run", "--config", str(config), "--interface", interface],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         # (chDB may first complain on stderr about cgroups: `ip netns exec` mounts a /sys of its own)
         started = []
         for line in iter(daemon.stderr.readline, ""):
@@ -147,6 +163,8 @@ def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
         assert "stored" in out
     finally:
         servers.kill()
+        if capture is not None:
+            capture.kill()
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
     store = Store(f"chdb://{tmp_path / 'store'}")

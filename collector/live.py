@@ -150,6 +150,8 @@ class LiveCaptureSource:
             try:
                 with open(path, "rb") as stream:  # waits for the writer
                     for packet in read_packets(stream):
+                        if self._stopped.is_set():  # SIGTERM: what was read is judged, the rest left unread
+                            break
                         self._queue.put(packet)
             except TruncatedCapture:
                 pass  # the writer stopped mid-record

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from collector import tune_gc
 from collector.observation import Observation
 from collector.sources import InputError, open_source
+from ictwatch import logs
 from rules.config import ConfigError
 
 if TYPE_CHECKING:
@@ -38,9 +39,7 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    logging.basicConfig(level=logging.WARNING, format="ictwatch: %(message)s")
-    for handler in logging.getLogger().handlers:  # the driver's retries are ours to report, once, without URLs
-        handler.addFilter(lambda record: not record.name.startswith(("urllib3", "clickhouse_connect")))
+    logs.setup()
     args = _parser().parse_args(argv)
     tune_gc()
     try:

@@ -189,3 +189,17 @@ def test_decode_into_a_closed_pipe_is_quiet():
                           capture_output=True, text=True, env={**os.environ})
     assert proc.stdout.count("\n") == 1
     assert "Traceback" not in proc.stderr and "decoder_error" not in proc.stderr
+
+
+def test_json_logs_name_where_and_why_never_what(tmp_path):
+    """With ICTWATCH_LOG_FORMAT=json (as the systemd unit sets) each log line is one JSON object; the bad
+    proxy-log line is named by place and reason, and nothing from its content appears."""
+    bad = tmp_path / "access.log"
+    bad.write_text(SQUID.read_text() + "this line has jcarter and www.secret-site.example in it\n")
+    proc = run_cli("replay", "--config", CONFIG, bad, store=tmp_path / "store", env={"ICTWATCH_LOG_FORMAT": "json"},
+                   check=True)
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert {"ts", "level", "logger", "msg"} <= set(lines[0])
+    skipped = [ln["msg"] for ln in lines if ln["level"] == "warning"]
+    assert "skipped access.log:7 (bad_squid_line, 1 so far)" in skipped
+    assert "secret-site" not in proc.stderr and "jcarter" not in proc.stderr

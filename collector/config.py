@@ -11,6 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from collector.squid_logformat import LogFormat
 
 
+class FollowedLog(BaseModel):
+    """A log `ictwatch run` follows as it is written (like `tail -F`, across rotations)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: Path = Field(description="The log, e.g. /var/log/squid/access.log.")
+    format: Literal["squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard"] = Field(
+        description="squid: Squid's native format; squid-common: common/combined; e2guardian: formats 1 "
+        "(native) and e2guardian-csv: 2; squidguard: squidGuard's request log.")
+
+
 class CollectorSettings(BaseModel):
     """How captures are decoded."""
 
@@ -29,6 +39,7 @@ class CollectorSettings(BaseModel):
         "hardened systemd layout: deploy/systemd/)."
     )
     capture_pipe: Path | None = Field(None, description="The FIFO `capture_tool: pipe` reads.")
+    follow: tuple[FollowedLog, ...] = Field((), description="Proxy and web-filter logs `ictwatch run` follows.")
     log_timezone: str = Field(
         "Europe/London", description="IANA zone of the local times in e2guardian and squidGuard logs (the "
         "gateway's clock); Squid's own formats carry epoch seconds or an offset and need none.",

@@ -131,6 +131,11 @@ class LogFollower:
     def commit(self, position: Position) -> None:
         """Record that every line up to `position` (one returned by the latest poll) is safely stored.
         Written to a temporary file, fsynced, renamed over the checkpoint, and the directory fsynced."""
+        self.save(self.mark(position))
+
+    def mark(self, position: Position) -> dict[str, object]:
+        """What the checkpoint for `position` (one returned by the latest poll) says: take it right after
+        the poll and `save` it later (from any thread), once the lines up to it are stored."""
         if position in self._recent:
             inode, line = self._recent[position]
             digest = _digest(line)
@@ -139,7 +144,10 @@ class LogFollower:
             digest = self._last_digest if self._last is None else (_digest(self._last) if self._offset else "")
         else:
             raise ValueError(f"{position} was not returned by the latest poll")
-        saved = {"inode": inode, "generation": position.generation, "offset": position.offset, "last_line": digest}
+        return {"inode": inode, "generation": position.generation, "offset": position.offset, "last_line": digest}
+
+    def save(self, saved: dict[str, object]) -> None:
+        """Write a checkpoint made by `mark` (it touches only the checkpoint file)."""
         tmp = self.checkpoint.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(saved, f)

@@ -171,6 +171,19 @@ class SquidLogSource(LogLineSource):
             self._stream.close()
 
 
+def line_parser(fmt: str, settings: CollectorSettings) -> tuple[LineParser, str]:
+    """(parser, skip reason) of a log format: `squid`, `squid-common`, `e2guardian`, `e2guardian_csv` (or
+    `e2guardian-csv`) or `squidguard`; web-filter times are read in `settings.log_timezone`."""
+    if fmt == "squid":
+        return parse_line, "bad_squid_line"
+    if fmt == "squid-common":
+        return parse_common_line, "bad_squid_line"
+    zone = ZoneInfo(settings.log_timezone)
+    parse = {"e2guardian": parse_e2guardian, "e2guardian_csv": parse_e2guardian_csv,
+             "e2guardian-csv": parse_e2guardian_csv, "squidguard": parse_squidguard}[fmt]
+    return (lambda line, ref: parse(line, ref, zone)), "bad_filter_line"
+
+
 Source = CaptureSource | LogLineSource | TsharkCaptureSource | EveSource | LeaseFileSource
 """What `open_source` returns: each has `run(emit)`, `stop()`, `skips` and `path`."""
 
@@ -214,10 +227,8 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
             pass
     filter_format = detect_filter_format(first)
     if filter_format is not None:
-        zone = ZoneInfo(settings.log_timezone)
-        parse = {"e2guardian": parse_e2guardian, "e2guardian_csv": parse_e2guardian_csv,
-                 "squidguard": parse_squidguard}[filter_format]
-        return LogLineSource(path, filter_format, lambda line, ref: parse(line, ref, zone), "bad_filter_line")
+        parse, reason = line_parser(filter_format, settings)
+        return LogLineSource(path, filter_format, parse, reason)
     raise InputError(f"{path}: not a pcap, pcapng, Suricata EVE, DHCP lease file, Squid, e2guardian or squidGuard "
                      "log" + ("" if settings.squid_logformat else " (for a Squid custom logformat, set "
                               "collector.squid_logformat)"))

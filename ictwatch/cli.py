@@ -334,7 +334,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for server, _ in servers:
             threading.Thread(target=server.serve_forever, daemon=True).start()
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
-        summary = run_live(source, engine, store, spool=spool, reload=reload)
+        summary = run_live(source, engine, store, spool=spool, reload=reload, follow=_followed(loaded))
     except CaptureToolError as exc:
         print(f"ictwatch: {exc}", file=sys.stderr)
         return 1
@@ -350,6 +350,24 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"activities ({summary.verdicts['breach']} breaches)")
     _say_spooled(summary.spooled, loaded)
     return 0
+
+
+def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
+    """The configured logs to follow, each with its checkpoint beside the spool."""
+    from collector.follow import LogFollower
+    from collector.sources import line_parser
+    from ictwatch.pipeline import Followed
+
+    out = []
+    for log in loaded.settings.collector.follow:
+        path = loaded.path.parent / log.path
+        checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
+                                                                  + ".json")
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        parse, reason = line_parser(log.format, loaded.settings.collector)
+        out.append(Followed(LogFollower(path, checkpoint), parse, reason))
+        print(f"following {path} ({log.format})", file=sys.stderr, flush=True)
+    return tuple(out)
 
 
 def cmd_ddl(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,9 +13,11 @@ import polars as pl
 import pyarrow as pa
 
 from collector.config import CollectorSettings
+from collector.follow import LogFollower, Position
 from collector.live import LiveCaptureSource
 from collector.metrics import CAPTURE_RUNNING, PACKETS
-from collector.observation import BatchBuilder
+from collector.observation import BatchBuilder, Observation, to_table
+from collector.skips import SkipCounter
 from collector.sources import Source, SquidLogSource, open_source
 from rules import metrics
 from rules.engine import Engine
@@ -96,16 +99,69 @@ Reloader = Callable[[Engine], Engine | None]
 """Called about once a second while capturing: a new engine to judge with from now on, or None."""
 
 
+@dataclass(frozen=True)
+class Followed:
+    """A log to follow while capturing: its follower (with its checkpoint), parser and skip reason."""
+
+    follower: LogFollower
+    parse: Callable[[str, str], Observation]
+    skip_reason: str
+    _saved: list[Position] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keep(self, mark: dict[str, object]) -> None:
+        """Save the checkpoint `mark` (called on the writer's thread once the lines up to it are safe), unless
+        a later one is saved already."""
+        at = Position(int(mark["generation"]), int(mark["offset"]))  # type: ignore[call-overload]
+        with self._lock:
+            if self._saved and self._saved[0] >= at:
+                return
+            self.follower.save(mark)
+            self._saved[:] = [at]
+
+
+def _follow(log: Followed, submit: Callable[..., None], stop: threading.Event, skips: SkipCounter) -> None:
+    """Read new lines as they are written, judge and store them; the checkpoint advances as soon as the
+    writer has them safe (stored, or fsynced in the spool), so a crash re-reads rather than loses."""
+    name = log.follower.path.name
+    while not stop.is_set():
+        lines = log.follower.poll()
+        if not lines:
+            stop.wait(0.5)
+            continue
+        found = []
+        for position, raw in lines:
+            ref = f"{name}@{position.generation}:{position.offset}"  # where the line ends, as positions grow
+            try:
+                found.append(log.parse(raw.decode("utf-8", "replace"), ref))
+            except ValueError:
+                skips.skip(log.skip_reason, ref)
+        mark = log.follower.mark(lines[-1][0])
+        if found:
+            submit(to_table(found), lambda m=mark: log.keep(m))
+        else:
+            log.keep(mark)
+
+
 def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0,
-             spool: Spool | None = None, reload: Reloader | None = None) -> ReplaySummary:
+             spool: Spool | None = None, reload: Reloader | None = None,
+             follow: tuple[Followed, ...] = ()) -> ReplaySummary:
     """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old. `reload`
-    may swap the engine between batches (SIGHUP): the lease history learnt so far goes with it."""
+    may swap the engine between batches (SIGHUP): the lease history learnt so far goes with it. Each log
+    in `follow` is read on a thread of its own as it is written, through the same engine and writer."""
     summary = ReplaySummary(inputs=[source.interface])
     load_history(engine, store)
     writer = Writer(store, spool=spool)
     current = [engine]
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
     try:
-        builder = BatchBuilder(_sink(lambda: current[0], writer, summary), max_age_s=max_age_s)
+        sink = _sink(lambda: current[0], writer, summary)
+        for log in follow:
+            threads.append(threading.Thread(target=_follow, args=(log, sink, stop, source.skips), daemon=True,
+                                            name=f"follow-{log.follower.path.name}"))
+            threads[-1].start()
+        builder = BatchBuilder(sink, max_age_s=max_age_s)
         counted = 0
 
         def tick() -> None:
@@ -127,24 +183,34 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
         builder.flush()
         PACKETS.inc(source.packets - counted)
     finally:
-        writer.close()
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        writer.close()  # every batch written or spooled, and each follower's checkpoint saved with it
+        for log in follow:
+            log.follower.close()
         summary.stored, summary.spooled = writer.stored, writer.spooled
     summary.packets = source.packets
     summary.skipped.update(source.skips.by_reason)
-    summary.observations = builder.rows_emitted
+    summary.observations += builder.rows_emitted
     return summary
 
 
 def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
-          summary: ReplaySummary) -> Callable[[pa.Table | pl.DataFrame], None]:
+          summary: ReplaySummary) -> Callable[..., None]:
+    """Judge a batch and hand it to the writer (`kept` is called when it is safe); one batch at a time,
+    whichever thread (capture, a log follower) brings it."""
     current = (lambda: engine) if isinstance(engine, Engine) else engine
+    lock = threading.Lock()
 
-    def on_batch(table: pa.Table | pl.DataFrame) -> None:
-        judge = current()
-        df = judge.evaluate(table)
-        metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules})
-        summary.verdicts.update(dict(df.get_column("verdict").value_counts().iter_rows()))
-        summary.denied += int(df.get_column("denied").sum())
-        writer.put(df, judge.new_leases)
+    def on_batch(table: pa.Table | pl.DataFrame, kept: Callable[[], None] | None = None) -> None:
+        with lock:
+            judge = current()
+            df = judge.evaluate(table)
+            metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules})
+            summary.verdicts.update(dict(df.get_column("verdict").value_counts().iter_rows()))
+            summary.denied += int(df.get_column("denied").sum())
+            summary.observations += 0 if kept is None else df.height
+            writer.put(df, judge.new_leases, kept)
 
     return on_batch

@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import polars as pl
 
@@ -44,7 +45,7 @@ class Writer:
         self._spool = spool
         self._retry_s = retry_s
         self._next_try = 0.0
-        self._queue: queue.Queue[Record | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[tuple[Record, Callable[[], None] | None] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self.stored = 0
         """Activity rows the store has acknowledged so far (directly or from the spool)."""
@@ -56,12 +57,14 @@ class Writer:
         """Batches waiting in the spool."""
         return self._spool.records if self._spool is not None else 0
 
-    def put(self, activity: pl.DataFrame, leases: pl.DataFrame | None = None) -> None:
+    def put(self, activity: pl.DataFrame, leases: pl.DataFrame | None = None,
+            kept: Callable[[], None] | None = None) -> None:
         """Queue one engine batch (and the leases learnt from it, written first); waits while the queue is
         full. Raises the writer's failure, if it has failed. The batch is put in its insert layout here, on
         the producer's thread, so that the writer's thread does nothing but insert: on two cores the two
-        halves overlap."""
-        self._enqueue(to_record(activity, leases))
+        halves overlap. `kept` is called (on the writer's thread) once the batch is safe: acknowledged by
+        ClickHouse or fsynced in the spool; a log follower commits its checkpoint then."""
+        self._enqueue((to_record(activity, leases), kept))
 
     def close(self) -> None:
         """Write what is queued (what cannot be written stays in the spool), stop the thread, and raise its
@@ -71,7 +74,7 @@ class Writer:
             self._thread.join()
         self._raise_failure()
 
-    def _enqueue(self, item: Record | None) -> None:
+    def _enqueue(self, item: tuple[Record, Callable[[], None] | None] | None) -> None:
         while True:
             self._raise_failure()
             try:
@@ -89,14 +92,16 @@ class Writer:
             while True:
                 waiting = self._spool is not None and self._spool.records > 0
                 try:
-                    record = self._queue.get(timeout=self._retry_s if waiting else None)
+                    item = self._queue.get(timeout=self._retry_s if waiting else None)
                 except queue.Empty:
                     self._drain()
                     continue
-                if record is None:
+                if item is None:
                     self._drain(final=True)
                     return
-                self._write(record)
+                self._write(item[0])
+                if item[1] is not None:
+                    item[1]()
         except BaseException as exc:  # handed to the producer; the thread stops here
             self._error = exc
 

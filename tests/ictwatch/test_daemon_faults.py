@@ -33,7 +33,9 @@ def mix(tmp_path_factory) -> Path:
 
 
 class Daemon:
-    """`ictwatch run` reading a FIFO, with its metrics on a port of its own."""
+    """`ictwatch run` reading a FIFO, with its metrics on a port of its own (and `extra` collector lines)."""
+
+    extra = ""
 
     def __init__(self, tmp: Path) -> None:
         self.fifo, self.port = tmp / "capture.fifo", free_port()
@@ -41,7 +43,8 @@ class Daemon:
             os.mkfifo(self.fifo)
         self.config = tmp / "school" / "ictwatch.yaml"
         if not self.config.exists():
-            school_config(tmp / "school", f"collector:\n  capture_tool: pipe\n  capture_pipe: {self.fifo}\n")
+            school_config(tmp / "school", f"collector:\n  capture_tool: pipe\n  capture_pipe: {self.fifo}\n"
+                          + self.extra)
         text = re.sub(r"\nmetrics:.*", "", self.config.read_text(), flags=re.S)
         self.config.write_text(text + f"\nmetrics:\n  listen: 127.0.0.1:{self.port}\n")
         env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}"}
@@ -50,7 +53,11 @@ class Daemon:
                                      env=env, cwd=ROOT)
 
     def metric(self, name: str) -> float:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read().decode()
+        """A metric's value now (0 while the endpoint is not up yet)."""
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read().decode()
+        except OSError:
+            return 0.0
         found = re.search(rf"^{name} (\S+)$", text, re.M)
         return float(found.group(1)) if found else 0.0
 

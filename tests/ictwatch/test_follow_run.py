@@ -1,0 +1,65 @@
+"""`ictwatch run` following the proxy log while it is written: lines appear, the log is rotated
+(rename-and-create, as logrotate does), the daemon is killed with SIGKILL and restarted; every good line
+is stored exactly once, and the bad one is skipped. The capture is an idle FIFO: this is about the log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import polars as pl
+
+from storage.store import Store
+from tests.conftest import SCHOOL_DAY
+from tests.ictwatch.test_daemon_faults import Daemon
+
+LINES = SCHOOL_DAY.joinpath("squid-access.log").read_text().splitlines(keepends=True)  # 8 good, line 7 bad
+
+
+def later(line: str, seconds: int) -> str:
+    """The same request `seconds` later (another line, not a repeat of this one)."""
+    ts, rest = line.split(" ", 1)
+    return f"{float(ts) + seconds:.3f} {rest}"
+
+
+def wait_for(daemon: Daemon, rows: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and daemon.metric("ictwatch_store_rows_total") < rows:
+        time.sleep(0.3)
+    assert daemon.metric("ictwatch_store_rows_total") >= rows
+
+
+def test_follow_rotate_kill_restart_keeps_every_line_once(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text("")
+    Daemon.extra = f"  follow:\n    - {{path: {log}, format: squid}}\n"
+    try:
+        daemon = Daemon(tmp_path)
+        with log.open("a") as out:
+            out.writelines(LINES)
+        wait_for(daemon, 8)
+        os.rename(log, tmp_path / "access.log.1")  # logrotate's rename-and-create
+        log.write_text("".join(later(line, 1000) for line in LINES[:2]))
+        wait_for(daemon, 10)
+        daemon.proc.kill()
+        daemon.proc.communicate(timeout=60)
+        with log.open("a") as out:
+            out.write(later(LINES[2], 2000))  # written while the daemon was down
+        again = Daemon(tmp_path)
+        wait_for(again, 1)
+        again.proc.send_signal(signal.SIGTERM)
+        _, err = again.proc.communicate(timeout=60)
+        assert again.proc.returncode == 0, err
+    finally:
+        Daemon.extra = ""
+    store = Store(f"chdb://{tmp_path / 'store'}")
+    try:
+        rows = store.activity(None, None, None).filter(pl.col("source") == "squid")
+    finally:
+        store.close()
+    assert rows.height == 11 and rows.select("source_ref", "ts").n_unique() == 11  # 8 + 2 + 1, none twice
+    assert rows.get_column("user").value_counts().sort("user").rows() == [
+        ("dpatel", 2), ("jcarter", 5), ("mshah", 2), ("sokafor", 1), ("tevans", 1)]
+    refs = set(rows.get_column("source_ref").to_list())
+    assert {"access.log@1:136", "access.log@1:245", "access.log@1:356"} <= refs  # after the rotation: generation 1

@@ -83,6 +83,7 @@ class LiveCaptureSource:
             raise failed.cause from None
 
     def _decode(self, decoder: PacketDecoder, on_tick: Callable[[], None] | None) -> None:
+        last_tick = time.monotonic()
         try:
             while True:
                 try:
@@ -93,10 +94,15 @@ class LiveCaptureSource:
                     break
                 if item:
                     decode_frame(decoder, *item, self.skips, self.interface)
-                else:
-                    decoder.tick(int(self._now() * 1_000_000))
-                    if on_tick:
-                        on_tick()
+                    # a busy wire is never quiet: tick every `tick_s` anyway (checked every 256 packets), so
+                    # flows expire, the packet count is published and a reload is taken under load too
+                    if decoder.packets & 255 or time.monotonic() - last_tick < self._tick_s:
+                        continue
+                decoder.tick(int(self._now() * 1_000_000))
+                self.packets = decoder.packets  # while running too: the packets metric reads it
+                last_tick = time.monotonic()
+                if on_tick:
+                    on_tick()
         finally:
             self.stop()
             self.packets = decoder.packets

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+
+import pytest
 
 from tests.bench import bench_decode
 
@@ -63,3 +66,19 @@ def test_store_benchmark_quick_mode(capsys):
     assert len(rates) == 3 and "report query: one person, 30 days, 200,000 rows" in out
     assert "bytes per row" in out and "30-day HTML report, end to end" in out
     assert ("SARG 2.4: the same person's report" in out) == bool(shutil.which("sarg"))
+
+
+def test_soak_quick_mode(capsys):
+    """Twenty seconds of live capture on a veth pair (root only): every packet sent is captured, the
+    daemon's memory stays flat."""
+    import os
+
+    from tests.bench import soak
+
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("dumpcap"):
+        pytest.skip("the soak needs root, iproute2 and dumpcap")
+    assert soak.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    sent, got = (int(n.replace(",", "")) for n in re.search(r"sent ([\d,]+), captured ([\d,]+)", out).groups())
+    assert sent == 20_000 and got >= sent  # the interface's own neighbour discovery may add a few
+    assert float(re.search(r"varied ([\d.]+)%", out).group(1)) < 10

@@ -1,0 +1,153 @@
+"""Soak: `ictwatch run` capturing live on a veth pair for ten minutes of steady generated traffic.
+
+    ./dev soak                                   # 10 minutes at 5,000 packets/s (needs root and iproute2)
+    python -m tests.bench.soak --quick           # 20 seconds at 1,000 packets/s: checks it still runs
+
+Two network namespaces joined by a veth pair: in one, the daemon (dumpcap capture, the demo school's
+policy, the embedded store, metrics on its loopback); in the other, a sender that replays the frames of
+the generated school mix (the decoder benchmark's) through a raw packet socket at a steady rate. Every
+30 seconds (5 in quick mode) it prints packets sent and captured, the difference (drops anywhere between
+the socket and the decoder), the daemon's resident memory, and its CPU time per 10,000 packets; at the
+end, whether memory stayed flat over the second half (it must: every table is bounded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from tests.bench.bench_decode import write_capture
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SENDER = textwrap.dedent('''
+    import socket, sys, time
+    from collector.pcap import read_packets
+    iface, capture, rate, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    with open(capture, "rb") as f:
+        frames = [bytes(p[3]) for p in read_packets(f)]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    start, sent, step = time.monotonic(), 0, max(1, rate // 100)
+    while time.monotonic() - start < seconds:
+        for _ in range(step):
+            s.send(frames[sent % len(frames)])
+            sent += 1
+        ahead = sent / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+        if sent % (rate * 5) < step:
+            print(sent, flush=True)
+    print(sent, flush=True)
+''')
+
+FETCH = ("import sys, urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9750/metrics', timeout=5)"
+         ".read().decode())")
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(resident MB, CPU seconds) of a process."""
+    found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    rss = int(found.group(1)) / 1024 if found else 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def captured(ns: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", FETCH], capture_output=True, text=True,
+                         timeout=30).stdout
+    found = re.search(r"^ictwatch_packets_total (\S+)$", out, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def run(seconds: float, rate: int, every: float) -> dict[str, float]:
+    """The soak; returns its figures."""
+    tag = f"soak{os.getpid() % 10000}"
+    daemon_ns, sender_ns = f"{tag}d", f"{tag}s"
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        write_capture(tmp / "mix.pcap", 20_000)
+        sh("ip", "netns", "add", daemon_ns)
+        sh("ip", "netns", "add", sender_ns)
+        try:
+            sh("ip", "link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
+            sh("ip", "link", "set", f"{tag}a", "netns", daemon_ns)
+            sh("ip", "link", "set", f"{tag}b", "netns", sender_ns)
+            for ns, dev in ((daemon_ns, f"{tag}a"), (sender_ns, f"{tag}b")):
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+            from tests.conftest import school_config
+
+            config = school_config(tmp / "school", "collector:\n  capture_tool: dumpcap\n")
+            env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}", "PYTHONPATH": str(ROOT)}
+            daemon = subprocess.Popen(["ip", "netns", "exec", daemon_ns, sys.executable, "-m", "ictwatch.cli", "run",
+                                       "--config", str(config), "--interface", f"{tag}a", "--no-web"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            for line in iter(daemon.stderr.readline, ""):
+                if "capturing on" in line:
+                    break
+            time.sleep(2)
+            sender = subprocess.Popen(["ip", "netns", "exec", sender_ns, sys.executable, "-c", SENDER, f"{tag}b",
+                                       str(tmp / "mix.pcap"), str(rate), str(seconds)],
+                                      stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            print(f"soak: {seconds:.0f} s at {rate:,} packets/s; the daemon is pid {daemon.pid}")
+            print(f"{'time':>6} {'sent':>10} {'captured':>10} {'missing':>8} {'RSS MB':>8} {'CPU s/10k pkts':>15}")
+            start, samples, sent = time.monotonic(), [], 0
+            cpu0 = proc_stats(daemon.pid)[1]
+            while sender.poll() is None:
+                time.sleep(every)
+                got = captured(daemon_ns)
+                sent = max(sent, rate * int(time.monotonic() - start))  # the sender paces itself to the clock
+                rss, cpu = proc_stats(daemon.pid)
+                per = (cpu - cpu0) / got * 10_000 if got else 0.0
+                samples.append((time.monotonic() - start, rss))
+                print(f"{time.monotonic() - start:>6.0f} {min(sent, rate * seconds):>10,.0f} {got:>10,} "
+                      f"{max(0, min(sent, rate * seconds) - got):>8,.0f} {rss:>8.1f} {per:>15.3f}")
+            total_sent = int(sender.stdout.read().split()[-1]) if sender.stdout else 0
+            time.sleep(2)
+            got = captured(daemon_ns)
+            rss, cpu = proc_stats(daemon.pid)
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=120)
+        finally:
+            subprocess.run(["ip", "netns", "del", daemon_ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", sender_ns], capture_output=True)
+    half = [r for t, r in samples if t >= seconds / 2] or [rss]
+    growth = (max(half) - min(half)) / min(half) * 100
+    peak = max(r for _, r in samples) if samples else rss
+    print(f"sent {total_sent:,}, captured {got:,} ({total_sent - got:,} missing), peak RSS {peak:.1f} MB; RSS over "
+          f"the second half varied {growth:.1f}%; CPU {(cpu - cpu0) / max(got, 1) * 10_000:.3f} s per 10k packets")
+    return {"sent": total_sent, "captured": got, "rss_growth_pct": growth}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="20 s at 1,000 packets/s: checks that it runs")
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--rate", type=int, default=5000)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("dumpcap") is None:
+        print("soak: needs root, iproute2 and dumpcap")
+        return 0
+    if args.quick:
+        run(20, 1000, 5)
+    else:
+        run(args.minutes * 60, args.rate, 30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -236,8 +236,9 @@ class CategoryIndex:
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
         """Add a `categories` list column, looking each distinct host, and each distinct (host, URL) pair
-        that has a URL, up once. A URL list's categories add to the host's; a white match in either
-        clears them all."""
+        that has a URL, up once. A URL list's categories add to the host's; so do those of the server's
+        address (`dst_ip`) where a list names it (UT1's lists hold bare addresses; a list of Tor relays is
+        nothing else); a white match in any clears them all."""
         keys = ["host", "url"] if "url" in df.columns else ["host"]
         pairs = df.select(keys).unique()
         hosts = pairs.get_column("host").unique()
@@ -250,8 +251,16 @@ class CategoryIndex:
         if self.expressions:
             bits = bits | self._expression_bits(pairs.get_column("host"),
                                                 pairs.get_column("url") if "url" in keys else None)
-        table = pairs.select(*keys, categories=self._names(bits))
-        return df.join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        out = df.join(pairs.select(*keys, _b=pl.Series(bits, dtype=pl.UInt64)), on=keys, how="left",
+                      nulls_equal=True, maintain_order="left")
+        if "dst_ip" in df.columns and len(self._keys):
+            addresses = df.get_column("dst_ip").drop_nulls().unique()
+            at = _Sorted(_hashes(addresses)).find(self._keys)  # an address is listed as itself: no parents
+            found = pl.DataFrame({"dst_ip": addresses, "_ab": np.where(at >= 0, self._bits[at], 0)},
+                                 schema={"dst_ip": pl.String, "_ab": pl.UInt64})
+            out = out.join(found, on="dst_ip", how="left", maintain_order="left").with_columns(
+                _b=pl.col("_b") | pl.col("_ab").fill_null(0)).drop("_ab")
+        return out.with_columns(categories=self._names(out.get_column("_b").to_numpy())).drop("_b")
 
 
 def _expressions(path: Path) -> str:

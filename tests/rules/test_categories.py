@@ -201,3 +201,14 @@ def test_uk_sic_categories_from_the_table(tmp_path):
     assert idx.lookup("hate-front.example") == ["discrimination", "violence"]
     assert idx.lookup("bomb-howto.example") == ["violence"]
     assert idx.lookup("pills.example") == ["drugs"] and idx.lookup("weed-shop.example") == []
+
+
+def test_bare_addresses_in_a_list_match_the_server_address(tmp_path):
+    """A list of bare addresses (UT1 lists hold some; a Tor relay list is only that) categorises traffic to
+    them whatever name it carries; an address is matched as itself, never as a 'parent' of another."""
+    root = _tree(tmp_path, {"tor": "192.0.2.201\n", "adult": "hot-videos.example\n"})
+    idx = CategoryIndex.load(root, {"circumvention": ("tor",), "pornography": ("adult",)})
+    df = pl.DataFrame({"host": ["www.q7xkz2mvd4.com", "hot-videos.example", None, "www.example.org"],
+                       "dst_ip": ["192.0.2.201", "192.0.2.201", "192.0.2.201", "10.192.0.2.201"]})
+    assert idx.annotate(df).get_column("categories").to_list() == [
+        ["circumvention"], ["circumvention", "pornography"], ["circumvention"], []]

@@ -87,7 +87,8 @@ def test_the_bundled_config_loads():
         "insecure-credentials", "installer-download", "unregistered-device-joined", "peer-to-peer",
         "filter-circumvention", "ipad-personal-use", "ipad-photo-upload", "lost-device-seen",
         "returned-or-leaver-device-seen", "mis-from-personal-device", "ipad-not-seen",
-        "ipad-unsuitable-for-pupils", "heavy-personal-streaming", "upload-to-blocked-content"}
+        "ipad-unsuitable-for-pupils", "heavy-personal-streaming", "upload-to-blocked-content",
+        "unapproved-file-sharing-upload", "app-store-from-school-device"}
     # every clause that shared/policy-clauses.md gives a rule family is cited by some rule (P10's family is
     # the reports, P17's the product's own governance: no rule can show them)
     cited = {c for r in loaded.policy.rules for c in r.clauses}

@@ -56,6 +56,12 @@ CASES = [
      ["filter-circumvention"]),
     ("an open web proxy", obs("tls", "12:31", "10.20.1.40", PHONE_LN, host="www.croxyproxy.com",
                               sni="www.croxyproxy.com"), ["filter-circumvention"]),
+    ("Tor: a relay's address, under a made-up name", Observation(
+        at("12:32"), "tls", "pcap", "t.pcap#tor", "10.20.1.40", 50000, "192.0.2.201", 443, "tcp", PHONE_LN,
+        host="www.q7xkz2mvd4.com", sni="www.q7xkz2mvd4.com"), ["filter-circumvention"]),
+    ("HTTPS to an address next to a relay's", Observation(
+        at("12:33"), "tls", "pcap", "t.pcap#near", "10.20.1.40", 50000, "192.0.2.20", 443, "tcp", PHONE_LN,
+        host="www.example.org", sni="www.example.org"), []),
     ("looking up a DoH resolver's name", obs("dns", "10:09", "10.20.10.21", LAPTOP, dst_port=53, host="dns.google",
                                              qtype="A"), []),
     ("social media on a school iPad in the staff room at lunch", obs(
@@ -79,6 +85,15 @@ CASES = [
      ["mis-from-personal-device"]),
     ("the MIS from a school laptop", obs("tls", "10:15", "10.20.10.21", LAPTOP, host="mis.valleyschool.example",
                                          sni="mis.valleyschool.example"), []),
+    ("30 MB to a file-sharing site", obs("flow", "10:17", "10.20.10.21", LAPTOP, host="www.wetransfer.com",
+                                         bytes_out=30_000_000, bytes_in=90_000), ["unapproved-file-sharing-upload"]),
+    ("30 MB to the school's own cloud storage", obs("flow", "10:18", "10.20.10.21", LAPTOP,
+                                                    host="valleyschool.sharepoint.com", bytes_out=30_000_000,
+                                                    bytes_in=90_000), []),
+    ("an app store from a school laptop", obs("tls", "10:19", "10.20.10.21", LAPTOP, host="apps.apple.com",
+                                              sni="apps.apple.com"), ["app-store-from-school-device"]),
+    ("an app store from a personal phone", obs("tls", "12:34", "10.20.1.40", PHONE_LN, host="play.google.com",
+                                               sni="play.google.com"), []),
 ]
 
 

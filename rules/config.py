@@ -35,7 +35,30 @@ class ConfigError(Exception):
             shown = "(value withheld: personal data)"
         else:
             shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-        super().__init__(f"{file}: {field or '(file)'}: {shown}: {problem}")
+        self.line = yaml_line(Path(file), field) if str(file).endswith((".yaml", ".yml")) else None
+        where = f"{file}:{self.line}" if self.line else str(file)
+        super().__init__(f"{where}: {field or '(file)'}: {shown}: {problem}")
+
+
+def yaml_line(path: Path, field: str) -> int | None:
+    """The line of `field` (`rules[3].when.all[0].kind`) in the YAML file `path`, where it can be found."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
+            index = int(part[1:-1])
+            node = node.value[index] if index < len(node.value) else None
+        elif isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        else:
+            node = None
+    return node.start_mark.line + 1 if node is not None else line
 
 
 class Strict(BaseModel):

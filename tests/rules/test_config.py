@@ -137,3 +137,20 @@ def test_device_status_is_validated(school):
     with pytest.raises(ConfigError) as err:
         settings.load(school / "ictwatch.yaml")
     assert (err.value.field, err.value.value) == ("devices[8].status", "stolen")
+
+
+def test_errors_name_the_line_in_yaml_files(school):
+    """The line of the offending value, found in the file's own YAML nodes: here the first rule's
+    severity, and a device's type in the register."""
+    edit(school / "policy.yaml", "severity: danger", "severity: dire")
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    lines = (school / "policy.yaml").read_text().splitlines()
+    assert err.value.line == lines.index("    severity: dire") + 1
+    assert f"policy.yaml:{err.value.line}: rules[0].severity: 'dire'" in str(err.value)
+    edit(school / "policy.yaml", "severity: dire", "severity: danger")
+    edit(school / "devices.yaml", "type: personal_phone, owner: rbaker", "type: pager, owner: rbaker")
+    with pytest.raises(ConfigError) as err:
+        settings.load(school / "ictwatch.yaml")
+    lines = (school / "devices.yaml").read_text().splitlines()
+    assert err.value.line == next(i for i, line in enumerate(lines, 1) if "type: pager" in line)

@@ -16,9 +16,10 @@ class FollowedLog(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: Path = Field(description="The log, e.g. /var/log/squid/access.log.")
-    format: Literal["squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard"] = Field(
+    format: Literal["squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard", "suricata-eve"] = Field(
         description="squid: Squid's native format; squid-common: common/combined; e2guardian: formats 1 "
-        "(native) and e2guardian-csv: 2; squidguard: squidGuard's request log.")
+        "(native) and e2guardian-csv: 2; squidguard: squidGuard's request log; suricata-eve: Suricata's "
+        "eve.json (with `line_rate`, where flows come from).")
 
 
 class CollectorSettings(BaseModel):
@@ -40,6 +41,9 @@ class CollectorSettings(BaseModel):
     )
     capture_pipe: Path | None = Field(None, description="The FIFO `capture_tool: pipe` reads.")
     follow: tuple[FollowedLog, ...] = Field((), description="Proxy and web-filter logs `ictwatch run` follows.")
+    line_rate: bool = Field(False, description=(
+        "Capture only the packets that carry names and policy signals (collector/linerate.py) and take "
+        "flows from Suricata's flow events (a followed suricata-eve log) instead of counting every packet."))
     log_timezone: str = Field(
         "Europe/London", description="IANA zone of the local times in e2guardian and squidGuard logs (the "
         "gateway's clock); Squid's own formats carry epoch seconds or an offset and need none.",

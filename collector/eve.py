@@ -24,6 +24,7 @@ from collector.observation import Observation
 from collector.skips import SkipCounter
 
 Emit = Callable[[Observation], None]
+_NAMES_KEPT = 200_000
 _TLS_VERSIONS = {"TLS 1.3": "TLSv13", "TLS 1.2": "TLSv12", "TLS 1.1": "TLSv11", "TLS 1.0": "TLSv10",
                  "TLSv1": "TLSv10", "SSLv3": "SSLv3"}
 
@@ -48,6 +49,8 @@ class EveSource:
         self.packets = 0
         self._stopped = False
         self._queries: dict[tuple[Any, Any], Observation] = {}
+        self._flow_names: dict[Any, str] = {}  # flow_id → the name its TLS, QUIC or HTTP event gave
+        self._address_names: dict[str, str] = {}  # address → the name a DNS answer gave it
 
     def run(self, emit: Emit) -> None:
         """Emit observations for every event this version understands; count and skip bad lines."""
@@ -70,14 +73,31 @@ class EveSource:
         """Stop before the next line."""
         self._stopped = True
 
+    def parse_line(self, line: str, ref: str) -> list[Observation]:
+        """The observations of one eve.json line as it is written (a followed log); ValueError when it
+        is not an event. A DNS query waits for its answer, as in `run`."""
+        found: list[Observation] = []
+        try:
+            self._event(json.loads(line), ref, found.append)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not an EVE event ({type(exc).__name__})") from None
+        return found
+
     def _event(self, e: dict[str, Any], ref: str, emit: Emit) -> None:
         kind = e["event_type"]
+        if len(self._flow_names) > _NAMES_KEPT or len(self._address_names) > _NAMES_KEPT:
+            self._flow_names.clear()  # bounded, as the native decoder's name cache is
+            self._address_names.clear()
         if kind == "dns":
             self._dns(e, ref, emit)
         elif kind == "tls" or (kind == "quic" and e.get("quic", {}).get("sni")):
-            emit(self._hello(e, ref, kind))  # a quic record without a name is the server's side: no news
+            hello = self._hello(e, ref, kind)  # a quic record without a name is the server's side: no news
+            self._name_flow(e, hello.host)
+            emit(hello)
         elif kind == "http":
-            emit(self._http(e, ref))
+            request = self._http(e, ref)
+            self._name_flow(e, request.host)
+            emit(request)
         elif kind == "smtp":
             obs = self._base(e, ref, "email")
             smtp = e.get("smtp", {})
@@ -119,7 +139,14 @@ class EveSource:
             pair.host, pair.qtype, pair.service = (d.get("rrname") or "").lower() or None, d.get("rrtype"), "dns"
         pair.rcode = d.get("rcode")
         pair.answers = [str(a.get("rdata", "")).lower() for a in d.get("answers", []) if "rdata" in a]
+        for answer in d.get("answers", []):
+            if answer.get("rrtype") in ("A", "AAAA") and answer.get("rdata") and pair.host:
+                self._address_names[str(answer["rdata"]).lower()] = pair.host
         emit(pair)
+
+    def _name_flow(self, e: dict[str, Any], name: str | None) -> None:
+        if name and e.get("flow_id") is not None:
+            self._flow_names[e["flow_id"]] = name
 
     def _hello(self, e: dict[str, Any], ref: str, kind: str) -> Observation:
         obs = self._base(e, ref, kind)
@@ -169,6 +196,8 @@ class EveSource:
         end = dt.datetime.strptime(f["end"], "%Y-%m-%dT%H:%M:%S.%f%z")
         obs.duration_s = (end - start).total_seconds()
         obs.service = e.get("app_proto") if e.get("app_proto") not in (None, "failed") else None
+        # named as the native decoder names flows: the connection's own TLS or HTTP name, else DNS's
+        obs.host = self._flow_names.pop(e.get("flow_id"), None) or self._address_names.get(str(obs.dst_ip))
         self.packets += f["pkts_toserver"] + f["pkts_toclient"]
         return obs
 

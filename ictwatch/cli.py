@@ -296,7 +296,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.capture_tool == "pipe" and cfg.capture_pipe is None:
         raise ConfigError(args.config, "collector.capture_pipe", None, "capture_tool pipe needs the FIFO's path")
     pipe = str(loaded.path.parent / cfg.capture_pipe) if cfg.capture_pipe else None
-    source = LiveCaptureSource(interface, cfg.capture_filter, cfg.capture_tool, pipe=pipe)
+    capture_filter = cfg.capture_filter
+    if cfg.line_rate:
+        from collector.linerate import capture_filter as line_rate_filter
+
+        capture_filter = line_rate_filter(cfg.capture_filter)
+    source = LiveCaptureSource(interface, capture_filter, cfg.capture_tool, pipe=pipe)
     hangup = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: source.stop())
@@ -334,7 +339,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for server, _ in servers:
             threading.Thread(target=server.serve_forever, daemon=True).start()
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
-        summary = run_live(source, engine, store, spool=spool, reload=reload, follow=_followed(loaded))
+        summary = run_live(source, engine, store, spool=spool, reload=reload, follow=_followed(loaded),
+                           capture_flows=not cfg.line_rate)
     except CaptureToolError as exc:
         print(f"ictwatch: {exc}", file=sys.stderr)
         return 1
@@ -354,6 +360,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     """The configured logs to follow, each with its checkpoint beside the spool."""
+    from collector.eve import EveSource
     from collector.follow import LogFollower
     from collector.sources import line_parser
     from ictwatch.pipeline import Followed
@@ -364,7 +371,16 @@ def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
         checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
                                                                   + ".json")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        parse, reason = line_parser(log.format, loaded.settings.collector)
+        if log.format == "suricata-eve":
+            events = EveSource(path).parse_line
+            reason = "bad_eve_record"
+            if loaded.settings.collector.line_rate:  # names come from the capture; only flows from Suricata
+                parse = (lambda every: lambda line, ref: [o for o in every(line, ref) if o.kind == "flow"])(events)
+            else:
+                parse = events
+        else:
+            one, reason = line_parser(log.format, loaded.settings.collector)
+            parse = (lambda parse_one: lambda line, ref: [parse_one(line, ref)])(one)
         out.append(Followed(LogFollower(path, checkpoint), parse, reason))
         print(f"following {path} ({log.format})", file=sys.stderr, flush=True)
     return tuple(out)

@@ -104,7 +104,7 @@ class Followed:
     """A log to follow while capturing: its follower (with its checkpoint), parser and skip reason."""
 
     follower: LogFollower
-    parse: Callable[[str, str], Observation]
+    parse: Callable[[str, str], list[Observation]]
     skip_reason: str
     _saved: list[Position] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -133,7 +133,7 @@ def _follow(log: Followed, submit: Callable[..., None], stop: threading.Event, s
         for position, raw in lines:
             ref = f"{name}@{position.generation}:{position.offset}"  # where the line ends, as positions grow
             try:
-                found.append(log.parse(raw.decode("utf-8", "replace"), ref))
+                found.extend(log.parse(raw.decode("utf-8", "replace"), ref))
             except ValueError:
                 skips.skip(log.skip_reason, ref)
         mark = log.follower.mark(lines[-1][0])
@@ -145,10 +145,12 @@ def _follow(log: Followed, submit: Callable[..., None], stop: threading.Event, s
 
 def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0,
              spool: Spool | None = None, reload: Reloader | None = None,
-             follow: tuple[Followed, ...] = ()) -> ReplaySummary:
+             follow: tuple[Followed, ...] = (), capture_flows: bool = True) -> ReplaySummary:
     """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old. `reload`
     may swap the engine between batches (SIGHUP): the lease history learnt so far goes with it. Each log
-    in `follow` is read on a thread of its own as it is written, through the same engine and writer."""
+    in `follow` is read on a thread of its own as it is written, through the same engine and writer.
+    Without `capture_flows` (line-rate mode: the capture is filtered) the capture's flow records are
+    dropped; Suricata's, from a followed EVE log, count the bytes instead."""
     summary = ReplaySummary(inputs=[source.interface])
     load_history(engine, store)
     writer = Writer(store, spool=spool)
@@ -177,7 +179,8 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
 
         CAPTURE_RUNNING.set(1)
         try:
-            source.run(builder.add, on_tick=tick)
+            add = builder.add if capture_flows else (lambda obs: None if obs.kind == "flow" else builder.add(obs))
+            source.run(add, on_tick=tick)
         finally:
             CAPTURE_RUNNING.set(0)
         builder.flush()

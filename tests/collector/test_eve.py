@@ -96,3 +96,12 @@ def test_detection_and_bad_lines(tmp_path):
     source.run(out.append)
     assert [(o.kind, o.host, o.rcode) for o in out] == [("dns", "a.example", None)]
     assert source.skips.by_reason == {"bad_eve_record": 2}
+
+
+def test_suricata_flows_are_named_like_the_native_decoders(tmp_path):
+    """A flow from Suricata takes the name of its own TLS or HTTP event, else of the DNS answer for its
+    server's address, as the native decoder names flows: the school day's mail flows, by hand."""
+    from tests.conftest import SCHOOL_DAY
+
+    flows = {(o.dst_port, o.host) for o in eve_for(SCHOOL_DAY / "school-day.pcap", tmp_path) if o.kind == "flow"}
+    assert {(587, "smtp.gmail.com"), (587, "smtp.office365.com"), (443, "hot-videos.example")} <= flows

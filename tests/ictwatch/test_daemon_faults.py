@@ -52,6 +52,11 @@ class Daemon:
                                       "--no-web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=env, cwd=ROOT)
 
+    @staticmethod
+    def config_of(tmp: Path) -> Path:
+        """The configuration a Daemon in `tmp` runs with."""
+        return tmp / "school" / "ictwatch.yaml"
+
     def metric(self, name: str) -> float:
         """A metric's value now (0 while the endpoint is not up yet)."""
         try:
@@ -131,3 +136,42 @@ def test_sigkill_then_restart_loses_nothing_acknowledged_and_doubles_nothing(tmp
     # report interval; the week's DHCP broadcasts do, and give interim records that look alike)
     week = int(re.search(r"stored (\d+) activities", out).group(1))
     assert rows.height - first.height == week > 150  # the week after the restart, all stored
+
+
+def test_line_rate_mode_names_from_the_filtered_capture_flows_from_suricata(tmp_path):
+    """`collector.line_rate`: the capture service hands over only what the filter keeps (here tcpdump
+    applies it to the school day), flows come from Suricata's eve.json followed as it is written, and the
+    day's breaches are still exactly the hand-written ones that the capture gives."""
+    import shutil
+
+    from collector.linerate import CAPTURE_FILTER
+    from tests.conftest import SCHOOL_DAY, expected_breaches, stored_breaches
+
+    if not (shutil.which("suricata") and shutil.which("tcpdump")):
+        pytest.skip("needs suricata and tcpdump")
+    day = SCHOOL_DAY / "school-day.pcap"
+    subprocess.run(["tcpdump", "-r", str(day), "-w", str(tmp_path / "kept.pcap"), CAPTURE_FILTER], check=True,
+                   capture_output=True)
+    (tmp_path / "eve").mkdir()
+    eve = tmp_path / "eve" / "eve.json"
+    eve.write_text("")
+    Daemon.extra = f"  line_rate: true\n  follow:\n    - {{path: {eve}, format: suricata-eve}}\n"
+    try:
+        daemon = Daemon(tmp_path)
+        subprocess.run(["suricata", "-c", str(ROOT / "tests" / "collector" / "suricata-eve.yaml"), "-r", str(day),
+                        "--runmode", "single", "-k", "none", "-S", "/dev/null", "-l", str(tmp_path / "eve")],
+                       check=True, capture_output=True, timeout=120)
+        daemon.feed((tmp_path / "kept.pcap").read_bytes())
+        time.sleep(3)
+        daemon.proc.send_signal(signal.SIGTERM)
+        _, err = daemon.proc.communicate(timeout=120)
+        assert daemon.proc.returncode == 0, err
+    finally:
+        Daemon.extra = ""
+    rows = stored(tmp_path)
+    flows = rows.filter(pl.col("kind") == "flow")
+    assert flows.height > 0 and set(flows.get_column("source").to_list()) == {"suricata"}
+    assert rows.filter(pl.col("kind") == "tls").get_column("source").unique().to_list() == ["pcap"]
+    from_capture = [b for b in expected_breaches(SCHOOL_DAY) if b["host"] != "" and not b["time"].startswith(
+        "2026-06-16 11:15") and b["host"] not in ("mail.yahoo.com", "www.amazon.co.uk")]  # those are the proxy log's
+    assert stored_breaches(Daemon.config_of(tmp_path), tmp_path / "store") == from_capture

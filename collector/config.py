@@ -41,6 +41,9 @@ class CollectorSettings(BaseModel):
     )
     capture_pipe: Path | None = Field(None, description="The FIFO `capture_tool: pipe` reads.")
     follow: tuple[FollowedLog, ...] = Field((), description="Proxy and web-filter logs `ictwatch run` follows.")
+    flow_source: Literal["suricata", "conntrack"] = Field("suricata", description=(
+        "Where line-rate mode takes flows from: a followed suricata-eve log, or the kernel's connection "
+        "tracking (`conntrack -E`, on a gateway that routes the traffic, with nf_conntrack_acct on)."))
     line_rate: bool = Field(False, description=(
         "Capture only the packets that carry names and policy signals (collector/linerate.py) and take "
         "flows from Suricata's flow events (a followed suricata-eve log) instead of counting every packet."))

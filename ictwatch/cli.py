@@ -339,8 +339,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for server, _ in servers:
             threading.Thread(target=server.serve_forever, daemon=True).start()
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
+        flows = None
+        if cfg.line_rate and cfg.flow_source == "conntrack":
+            from collector.conntrack import ConntrackFlows
+
+            flows = ConntrackFlows()
         summary = run_live(source, engine, store, spool=spool, reload=reload, follow=_followed(loaded),
-                           capture_flows=not cfg.line_rate)
+                           capture_flows=not cfg.line_rate, flows=flows)
     except CaptureToolError as exc:
         print(f"ictwatch: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from collector.config import CollectorSettings
+from collector.conntrack import ConntrackFlows
 from collector.follow import LogFollower, Position
 from collector.live import LiveCaptureSource
 from collector.metrics import CAPTURE_RUNNING, PACKETS
@@ -145,12 +146,13 @@ def _follow(log: Followed, submit: Callable[..., None], stop: threading.Event, s
 
 def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0,
              spool: Spool | None = None, reload: Reloader | None = None,
-             follow: tuple[Followed, ...] = (), capture_flows: bool = True) -> ReplaySummary:
+             follow: tuple[Followed, ...] = (), capture_flows: bool = True,
+             flows: ConntrackFlows | None = None) -> ReplaySummary:
     """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old. `reload`
     may swap the engine between batches (SIGHUP): the lease history learnt so far goes with it. Each log
     in `follow` is read on a thread of its own as it is written, through the same engine and writer.
     Without `capture_flows` (line-rate mode: the capture is filtered) the capture's flow records are
-    dropped; Suricata's, from a followed EVE log, count the bytes instead."""
+    dropped; Suricata's (a followed EVE log) or the kernel's (`flows`, conntrack) count the bytes instead."""
     summary = ReplaySummary(inputs=[source.interface])
     load_history(engine, store)
     writer = Writer(store, spool=spool)
@@ -162,6 +164,10 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
         for log in follow:
             threads.append(threading.Thread(target=_follow, args=(log, sink, stop, source.skips), daemon=True,
                                             name=f"follow-{log.follower.path.name}"))
+            threads[-1].start()
+        if flows is not None:
+            threads.append(threading.Thread(target=flows.run, args=(lambda found: sink(to_table(found)), stop),
+                                            daemon=True, name="conntrack"))
             threads[-1].start()
         builder = BatchBuilder(sink, max_age_s=max_age_s)
         counted = 0
@@ -187,6 +193,8 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
         PACKETS.inc(source.packets - counted)
     finally:
         stop.set()
+        if flows is not None:
+            flows.stop()
         for thread in threads:
             thread.join(30)
         writer.close()  # every batch written or spooled, and each follower's checkpoint saved with it
@@ -205,11 +213,15 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
     whichever thread (capture, a log follower) brings it."""
     current = (lambda: engine) if isinstance(engine, Engine) else engine
     lock = threading.Lock()
+    names: dict[str, str] = {}  # address → the name a DNS answer gave it, for flows that come unnamed
 
     def on_batch(table: pa.Table | pl.DataFrame, kept: Callable[[], None] | None = None) -> None:
         with lock:
             judge = current()
-            df = judge.evaluate(table)
+            df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
+            assert isinstance(df, pl.DataFrame)
+            df = _name_flows(df, names)
+            df = judge.evaluate(df)
             metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules})
             summary.verdicts.update(dict(df.get_column("verdict").value_counts().iter_rows()))
             summary.denied += int(df.get_column("denied").sum())
@@ -217,3 +229,22 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             writer.put(df, judge.new_leases, kept)
 
     return on_batch
+
+
+_NAMES_KEPT = 200_000
+
+
+def _name_flows(df: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """Learn address → name from the batch's DNS answers, and name the flows that come without one
+    (Suricata's and the kernel's: the native decoder names its own)."""
+    answers = df.filter((pl.col("kind") == "dns") & pl.col("host").is_not_null()).select("host", "answers")
+    if answers.height:
+        if len(names) > _NAMES_KEPT:
+            names.clear()
+        for host, address in answers.explode("answers").drop_nulls().iter_rows():
+            names[address] = host
+    unnamed = (pl.col("kind") == "flow") & pl.col("host").is_null() & pl.col("source").is_in(["conntrack", "suricata"])
+    if not names or df.filter(unnamed).height == 0:
+        return df
+    return df.with_columns(host=pl.when(unnamed).then(
+        pl.col("dst_ip").replace_strict(names, default=None, return_dtype=pl.String)).otherwise(pl.col("host")))

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benchmarks drive for real: tshark, Squid, squidGuard,
 # e2guardian, GoAccess, SARG, Prometheus (promtool), Alertmanager (amtool), 7-Zip, Chromium, tcpdump,
-# and Suricata 7 (from <codename>-backports, enabled from the machine's own Debian source by
-# enable-backports.sh). Services the packages would start are not started (policy-rc.d).
+# nftables, conntrack, and Suricata 7 (from <codename>-backports, enabled from the machine's own Debian
+# source by enable-backports.sh). Services the packages would start are not started (policy-rc.d).
 # Runs apt only as root and only for what is missing; otherwise says what the tests will skip.
 set -euo pipefail
-packages=(tshark suricata goaccess squid squidguard e2guardian openssl prometheus prometheus-alertmanager p7zip-full chromium sarg tcpdump)
+packages=(tshark suricata goaccess squid squidguard e2guardian openssl prometheus prometheus-alertmanager p7zip-full chromium sarg tcpdump nftables conntrack)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

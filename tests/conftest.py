@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import http.server
 import json
@@ -10,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -103,3 +105,27 @@ def stored_breaches(config: Path, store: Path) -> list[dict]:
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     return [{"time": r["time"][:19].replace("T", " "), "user": r["user"], "device": r["device"],
              "location": r["location"], "rule": r["rule"], "clause": r["clause"], "host": r["host"]} for r in rows]
+
+
+@contextlib.contextmanager
+def veth_namespaces(tag: str, addresses: tuple[str, str] | None = None) -> Iterator[tuple[str, str, str, str]]:
+    """Two network namespaces joined by a veth pair (with `addresses`/24 on the ends, if given), removed
+    afterwards: yields (namespace A, namespace B, A's end, B's end). Needs root and iproute2."""
+    def sh(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True)
+
+    a, b = f"{tag}a", f"{tag}b"
+    sh("ip", "netns", "add", a)
+    sh("ip", "netns", "add", b)
+    try:
+        sh("ip", "link", "add", f"{tag}va", "type", "veth", "peer", "name", f"{tag}vb")
+        for i, (ns, dev) in enumerate(((a, f"{tag}va"), (b, f"{tag}vb"))):
+            sh("ip", "link", "set", dev, "netns", ns)
+            if addresses:
+                sh("ip", "-n", ns, "addr", "add", f"{addresses[i]}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield a, b, f"{tag}va", f"{tag}vb"
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from tests.bench.bench_decode import write_capture
+from tests.conftest import school_config, veth_namespaces
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,10 +55,6 @@ FETCH = ("import sys, urllib.request; print(urllib.request.urlopen('http://127.0
          ".read().decode())")
 
 
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
-
-
 def proc_stats(pid: int) -> tuple[float, float]:
     """(resident MB, CPU seconds) of a process."""
     found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
@@ -75,56 +72,41 @@ def captured(ns: str) -> int:
 
 def run(seconds: float, rate: int, every: float) -> dict[str, float]:
     """The soak; returns its figures."""
-    tag = f"soak{os.getpid() % 10000}"
-    daemon_ns, sender_ns = f"{tag}d", f"{tag}s"
-    with tempfile.TemporaryDirectory() as tmpdir:
+    with tempfile.TemporaryDirectory() as tmpdir, veth_namespaces(f"soak{os.getpid() % 10000}") as (
+            daemon_ns, sender_ns, daemon_end, sender_end):
         tmp = Path(tmpdir)
         write_capture(tmp / "mix.pcap", 20_000)
-        sh("ip", "netns", "add", daemon_ns)
-        sh("ip", "netns", "add", sender_ns)
-        try:
-            sh("ip", "link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
-            sh("ip", "link", "set", f"{tag}a", "netns", daemon_ns)
-            sh("ip", "link", "set", f"{tag}b", "netns", sender_ns)
-            for ns, dev in ((daemon_ns, f"{tag}a"), (sender_ns, f"{tag}b")):
-                sh("ip", "-n", ns, "link", "set", dev, "up")
-                sh("ip", "-n", ns, "link", "set", "lo", "up")
-            from tests.conftest import school_config
-
-            config = school_config(tmp / "school", "collector:\n  capture_tool: dumpcap\n")
-            env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}", "PYTHONPATH": str(ROOT)}
-            daemon = subprocess.Popen(["ip", "netns", "exec", daemon_ns, sys.executable, "-m", "ictwatch.cli", "run",
-                                       "--config", str(config), "--interface", f"{tag}a", "--no-web"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-            for line in iter(daemon.stderr.readline, ""):
-                if "capturing on" in line:
-                    break
-            time.sleep(2)
-            sender = subprocess.Popen(["ip", "netns", "exec", sender_ns, sys.executable, "-c", SENDER, f"{tag}b",
-                                       str(tmp / "mix.pcap"), str(rate), str(seconds)],
-                                      stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-            print(f"soak: {seconds:.0f} s at {rate:,} packets/s; the daemon is pid {daemon.pid}")
-            print(f"{'time':>6} {'sent':>10} {'captured':>10} {'missing':>8} {'RSS MB':>8} {'CPU s/10k pkts':>15}")
-            start, samples, sent = time.monotonic(), [], 0
-            cpu0 = proc_stats(daemon.pid)[1]
-            while sender.poll() is None:
-                time.sleep(every)
-                got = captured(daemon_ns)
-                sent = max(sent, rate * int(time.monotonic() - start))  # the sender paces itself to the clock
-                rss, cpu = proc_stats(daemon.pid)
-                per = (cpu - cpu0) / got * 10_000 if got else 0.0
-                samples.append((time.monotonic() - start, rss))
-                print(f"{time.monotonic() - start:>6.0f} {min(sent, rate * seconds):>10,.0f} {got:>10,} "
-                      f"{max(0, min(sent, rate * seconds) - got):>8,.0f} {rss:>8.1f} {per:>15.3f}")
-            total_sent = int(sender.stdout.read().split()[-1]) if sender.stdout else 0
-            time.sleep(2)
+        config = school_config(tmp / "school", "collector:\n  capture_tool: dumpcap\n")
+        env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}", "PYTHONPATH": str(ROOT)}
+        daemon = subprocess.Popen(["ip", "netns", "exec", daemon_ns, sys.executable, "-m", "ictwatch.cli", "run",
+                                   "--config", str(config), "--interface", daemon_end, "--no-web"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        for line in iter(daemon.stderr.readline, ""):
+            if "capturing on" in line:
+                break
+        time.sleep(2)
+        sender = subprocess.Popen(["ip", "netns", "exec", sender_ns, sys.executable, "-c", SENDER, sender_end,
+                                   str(tmp / "mix.pcap"), str(rate), str(seconds)],
+                                  stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        print(f"soak: {seconds:.0f} s at {rate:,} packets/s; the daemon is pid {daemon.pid}")
+        print(f"{'time':>6} {'sent':>10} {'captured':>10} {'missing':>8} {'RSS MB':>8} {'CPU s/10k pkts':>15}")
+        start, samples, sent = time.monotonic(), [], 0
+        cpu0 = proc_stats(daemon.pid)[1]
+        while sender.poll() is None:
+            time.sleep(every)
             got = captured(daemon_ns)
+            sent = max(sent, rate * int(time.monotonic() - start))  # the sender paces itself to the clock
             rss, cpu = proc_stats(daemon.pid)
-            daemon.send_signal(signal.SIGTERM)
-            daemon.communicate(timeout=120)
-        finally:
-            subprocess.run(["ip", "netns", "del", daemon_ns], capture_output=True)
-            subprocess.run(["ip", "netns", "del", sender_ns], capture_output=True)
+            per = (cpu - cpu0) / got * 10_000 if got else 0.0
+            samples.append((time.monotonic() - start, rss))
+            print(f"{time.monotonic() - start:>6.0f} {min(sent, rate * seconds):>10,.0f} {got:>10,} "
+                  f"{max(0, min(sent, rate * seconds) - got):>8,.0f} {rss:>8.1f} {per:>15.3f}")
+        total_sent = int(sender.stdout.read().split()[-1]) if sender.stdout else 0
+        time.sleep(2)
+        got = captured(daemon_ns)
+        rss, cpu = proc_stats(daemon.pid)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=120)
     half = [r for t, r in samples if t >= seconds / 2] or [rss]
     growth = (max(half) - min(half)) / min(half) * 100
     peak = max(r for _, r in samples) if samples else rss

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,11 +22,16 @@ from tests.conftest import ROOT
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 
 
-def promtool(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("promtool")
+def tool(name: str, package: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run one of Prometheus's or Alertmanager's own checkers (skipped where Debian's package is absent)."""
+    exe = shutil.which(name)
     if exe is None:
-        pytest.skip("promtool is not installed (./dev test installs Debian's prometheus package as root)")
-    return subprocess.run([exe, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120)
+        pytest.skip(f"{name} is not installed (./dev test installs Debian's {package} package as root)")
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    return tool("promtool", "prometheus", PROMETHEUS, *args)
 
 
 def test_promtool_checks_the_rules():
@@ -54,10 +60,7 @@ ALERTMANAGER = ROOT / "deploy" / "alertmanager"
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("amtool")
-    if exe is None:
-        pytest.skip("amtool is not installed (./dev test installs Debian's prometheus-alertmanager as root)")
-    return subprocess.run([exe, *args], cwd=ALERTMANAGER, capture_output=True, text=True, timeout=60)
+    return tool("amtool", "prometheus-alertmanager", ALERTMANAGER, *args)
 
 
 def test_amtool_checks_the_alertmanager_config():

@@ -18,9 +18,8 @@ import polars as pl
 import pytest
 
 from fixtures import make_school_week
-from storage.store import Store
 from tests.bench.bench_decode import write_capture
-from tests.conftest import ROOT, free_port, school_config
+from tests.conftest import ROOT, free_port, school_config, stored_activity
 
 CHUNK = 1 << 20
 
@@ -82,11 +81,7 @@ class Daemon:
 
 
 def stored(tmp: Path) -> pl.DataFrame:
-    store = Store(f"chdb://{tmp / 'store'}")
-    try:
-        return store.activity(None, None, None)
-    finally:
-        store.close()
+    return stored_activity(tmp / "store")
 
 
 def test_sigterm_while_busy_stores_everything_read(tmp_path, mix):

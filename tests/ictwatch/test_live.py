@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from storage.store import Store
-from tests.conftest import ROOT, school_config
+from tests.conftest import ROOT, school_config, veth_namespaces
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                                 reason="needs root and iproute2 to make network namespaces")
@@ -89,24 +89,22 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
+def traffic_then_stop(client_ns: str, env: dict, daemon: subprocess.Popen) -> tuple[str, str]:
+    """The clients' DNS, HTTP and TLS through the daemon's interface, then SIGTERM: (stdout, stderr)."""
+    clients = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENTS],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert clients.stdout.strip() == "done", clients.stderr
+    time.sleep(1.5)
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err
+    return out, err
+
+
 @pytest.fixture
 def namespaces():
-    tag = f"icw{os.getpid() % 100000}"
-    a, b = f"{tag}a", f"{tag}b"
-    sh("ip", "netns", "add", a)
-    sh("ip", "netns", "add", b)
-    try:
-        sh("ip", "link", "add", f"{tag}va", "type", "veth", "peer", "name", f"{tag}vb")
-        sh("ip", "link", "set", f"{tag}va", "netns", a)
-        sh("ip", "link", "set", f"{tag}vb", "netns", b)
-        for ns, dev, ip in ((a, f"{tag}va", CLIENT_IP), (b, f"{tag}vb", SERVER_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        yield a, b, f"{tag}va"
-    finally:
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+    with veth_namespaces(f"icw{os.getpid() % 100000}", (CLIENT_IP, SERVER_IP)) as (a, b, a_end, _):
+        yield a, b, a_end
 
 
 NO_PRIVILEGES = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs",
@@ -153,13 +151,7 @@ def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
                                capture_output=True, text=True, timeout=30)
         assert login.stdout.strip() == "200", login.stderr
         time.sleep(1.5)  # the capture tool opens the interface after it starts
-        clients = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENTS],
-                                 capture_output=True, text=True, env=env, timeout=60)
-        assert clients.stdout.strip() == "done", clients.stderr
-        time.sleep(1.5)
-        daemon.send_signal(signal.SIGTERM)
-        out, err = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, err
+        out, err = traffic_then_stop(client_ns, env, daemon)
         assert "stored" in out
     finally:
         servers.kill()
@@ -287,13 +279,7 @@ def test_the_daemon_serves_metrics_and_health_and_reloads_on_sighup(namespaces, 
         assert code == 200 and "ictwatch_last_reload_success 1.0" in metrics
         second = next(ln for ln in metrics.splitlines() if ln.startswith("ictwatch_policy_info{"))
         assert second != first and fetch("/health")[0] == 200
-        clients = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENTS],
-                                 capture_output=True, text=True, env=env, timeout=60)
-        assert clients.stdout.strip() == "done", clients.stderr
-        time.sleep(1.5)
-        daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, err
+        _, err = traffic_then_stop(client_ns, env, daemon)
         assert "reload refused" in err and "dire" in err  # the failure is logged with its field and value
     finally:
         servers.kill()

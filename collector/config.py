@@ -16,10 +16,12 @@ class FollowedLog(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: Path = Field(description="The log, e.g. /var/log/squid/access.log.")
-    format: Literal["squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard", "suricata-eve"] = Field(
+    format: Literal["squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard", "suricata-eve",
+                    "dhcpd-leases", "dnsmasq-leases"] = Field(
         description="squid: Squid's native format; squid-common: common/combined; e2guardian: formats 1 "
         "(native) and e2guardian-csv: 2; squidguard: squidGuard's request log; suricata-eve: Suricata's "
-        "eve.json (with `line_rate`, where flows come from).")
+        "eve.json (with `line_rate`, where flows come from); dhcpd-leases, dnsmasq-leases: the DHCP "
+        "server's lease file, for identity.")
 
 
 class CollectorSettings(BaseModel):

@@ -124,3 +124,33 @@ class LeaseFileSource:
 
     def stop(self) -> None:
         """Lease files are read whole; nothing to stop."""
+
+
+def lease_follower(kind: str) -> Callable[[str, str], list[Observation]]:
+    """A parser for following a lease file line by line as the DHCP server writes it (`dhcpd`: records
+    of several lines, gathered until their closing brace; `dnsmasq`: a line each). A lease seen before
+    is not handed out again: dnsmasq rewrites its whole file at each change, and dhcpd rewrites its own
+    from time to time."""
+    seen: set[tuple[str | None, str | None, int]] = set()
+    block: list[str] = []
+
+    def fresh(found: list[Observation]) -> list[Observation]:
+        new = [o for o in found if (o.assigned_ip, o.src_mac, o.ts_us) not in seen]
+        seen.update((o.assigned_ip, o.src_mac, o.ts_us) for o in new)
+        return new
+
+    def dnsmasq(line: str, ref: str) -> list[Observation]:
+        return fresh([dnsmasq_lease(line, ref)]) if line.strip() else []
+
+    def dhcpd(line: str, ref: str) -> list[Observation]:
+        if line.lstrip().startswith("lease "):
+            block[:] = [line]
+        elif block:
+            block.append(line)
+        if not block or "}" not in line:
+            return []
+        text, block[:] = "\n".join(block), []
+        found = [obs for m in _BLOCK.finditer(text) if (obs := isc_lease(m.group(1), m.group(2), ref)) is not None]
+        return fresh(found)
+
+    return dhcpd if kind == "dhcpd" else dnsmasq

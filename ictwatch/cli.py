@@ -367,6 +367,7 @@ def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     """The configured logs to follow, each with its checkpoint beside the spool."""
     from collector.eve import EveSource
     from collector.follow import LogFollower
+    from collector.leasefiles import lease_follower
     from collector.sources import line_parser
     from ictwatch.pipeline import Followed
 
@@ -376,7 +377,9 @@ def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
         checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
                                                                   + ".json")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        if log.format == "suricata-eve":
+        if log.format in ("dhcpd-leases", "dnsmasq-leases"):
+            parse, reason = lease_follower(log.format.split("-")[0]), "bad_lease_record"
+        elif log.format == "suricata-eve":
             events = EveSource(path).parse_line
             reason = "bad_eve_record"
             if loaded.settings.collector.line_rate:  # names come from the capture; only flows from Suricata

@@ -84,3 +84,30 @@ def test_a_lease_file_names_the_device_behind_proxy_lines(tmp_path):
     assert "1 breaches" in proc.stdout
     rows = run_cli("breaches", "--config", SCHOOL_DAY / "ictwatch.yaml", "--json", store=store, check=True).stdout
     assert '"device": "PH-RBAKER"' in rows and '"user": "rbaker"' in rows
+
+
+def test_following_a_dhcpd_file_line_by_line():
+    """Followed as dhcpd writes it: a record is handed out when its closing brace arrives, a free one is
+    not, a bad one is refused, and the same lease read again (dhcpd rewrites its file) is not repeated."""
+    from collector.leasefiles import lease_follower
+
+    parse = lease_follower("dhcpd")
+    handed: list = []
+    refused = 0
+    for number, line in enumerate(DHCPD.splitlines() * 2, 1):  # the whole file, then again as if rewritten
+        try:
+            handed += parse(line, f"dhcpd.leases@0:{number}")
+        except ValueError:
+            refused += 1
+    assert [(o.assigned_ip, o.src_mac) for o in handed] == [("10.20.10.50", "00:1b:21:aa:00:02")]
+    assert refused == 2  # the record with a bad MAC, each time it was read
+
+
+def test_following_a_dnsmasq_file_that_is_rewritten():
+    from collector.leasefiles import lease_follower
+
+    parse = lease_follower("dnsmasq")
+    first = "1781600000 3c:22:fb:30:00:01 10.20.1.31 sokafor-phone 01:3c:22:fb:30:00:01"
+    second = "1781603600 f0:99:bf:10:00:01 10.20.10.150 iPad *"
+    assert len(parse(first, "l@0:1")) == 1
+    assert parse(first, "l@1:1") == [] and len(parse(second, "l@1:2")) == 1  # rewritten with one more lease

@@ -63,3 +63,33 @@ def test_follow_rotate_kill_restart_keeps_every_line_once(tmp_path):
         ("dpatel", 2), ("jcarter", 5), ("mshah", 2), ("sokafor", 1), ("tevans", 1)]
     refs = set(rows.get_column("source_ref").to_list())
     assert {"access.log@1:136", "access.log@1:245", "access.log@1:356"} <= refs  # after the rotation: generation 1
+
+
+def test_a_followed_lease_file_gives_identity_once_per_lease(tmp_path):
+    """dnsmasq rewrites its lease file at every change; the daemon follows it and stores each lease once,
+    in the lease history too (identity as it was)."""
+    leases = tmp_path / "dnsmasq.leases"
+    lines = ["1781600000 3c:22:fb:30:00:01 10.20.1.31 sokafor-phone *\n",
+             "1781600100 3c:22:fb:30:00:02 10.20.1.32 lnguyen-phone *\n",
+             "1781603600 f0:99:bf:10:00:01 10.20.10.150 iPad *\n"]
+    leases.write_text("".join(lines[:2]))
+    Daemon.extra = f"  follow:\n    - {{path: {leases}, format: dnsmasq-leases}}\n"
+    try:
+        daemon = Daemon(tmp_path)
+        wait_for(daemon, 2)
+        leases.write_text("".join(lines))  # rewritten whole, one lease more
+        wait_for(daemon, 3)
+        daemon.proc.send_signal(signal.SIGTERM)
+        _, err = daemon.proc.communicate(timeout=60)
+        assert daemon.proc.returncode == 0, err
+    finally:
+        Daemon.extra = ""
+    store = Store(f"chdb://{tmp_path / 'store'}")
+    try:
+        rows = store.activity(None, None, None).filter(pl.col("kind") == "dhcp")
+        history = store.leases()
+    finally:
+        store.close()
+    assert sorted(rows.get_column("dst_ip").to_list()) == ["10.20.1.31", "10.20.1.32", "10.20.10.150"]  # the leased
+    assert sorted(history.get_column("ip").to_list()) == ["10.20.1.31", "10.20.1.32", "10.20.10.150"]
+    assert sorted(rows.get_column("user").to_list()) == ["jcarter", "lnguyen", "sokafor"]  # the iPad is jcarter's

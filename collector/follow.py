@@ -164,6 +164,15 @@ class LogFollower:
         """Release the file."""
         self._close()
 
+    def lag(self) -> int:
+        """Bytes written to the log that have not been handed out yet (the whole of a new file after a
+        rotation not yet reached; 0 when the log does not exist)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return 0
+        return max(0, st.st_size - self._offset - len(self._partial)) if st.st_ino == self._inode else st.st_size
+
     # -- reading ------------------------------------------------------------------------------------
 
     def _read_available(self, out: list[tuple[Position, bytes]]) -> None:

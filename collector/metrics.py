@@ -11,3 +11,7 @@ PACKETS = Counter("ictwatch_packets_total", "Packets read from captures (live or
 SKIPPED = Counter("ictwatch_input_skipped_total",
                   "Records of any input that could not be decoded and were skipped, by reason.", ["reason"])
 CAPTURE_RUNNING = Gauge("ictwatch_capture_running", "1 while live capture is running, else 0.")
+FOLLOW_LAG = Gauge("ictwatch_follow_lag_bytes", "Bytes written to a followed log that ictwatch has not read yet.",
+                   ["log"])
+FOLLOW_READ = Gauge("ictwatch_follow_last_read_timestamp_seconds", "When a followed log last gave new lines.",
+                    ["log"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from collector.config import CollectorSettings
 from collector.conntrack import ConntrackFlows
 from collector.follow import LogFollower, Position
 from collector.live import LiveCaptureSource
-from collector.metrics import CAPTURE_RUNNING, PACKETS
+from collector.metrics import CAPTURE_RUNNING, FOLLOW_LAG, FOLLOW_READ, PACKETS
 from collector.observation import BatchBuilder, Observation, to_table
 from collector.skips import SkipCounter
 from collector.sources import Source, SquidLogSource, open_source
@@ -127,9 +128,11 @@ def _follow(log: Followed, submit: Callable[..., None], stop: threading.Event, s
     name = log.follower.path.name
     while not stop.is_set():
         lines = log.follower.poll()
+        FOLLOW_LAG.labels(name).set(log.follower.lag())
         if not lines:
             stop.wait(0.5)
             continue
+        FOLLOW_READ.labels(name).set(time.time())
         found = []
         for position, raw in lines:
             ref = f"{name}@{position.generation}:{position.offset}"  # where the line ends, as positions grow

@@ -184,3 +184,23 @@ def test_kill_9_neither_loses_nor_repeats_a_line(tmp_path):
     expected = [f"line {i:05d} " + "x" * (i % 50) for i in range(4000)]
     assert len(got) == len(set(got)), "a line was stored twice"
     assert got == expected
+
+
+def test_lag_counts_what_is_written_but_not_read(tmp_path):
+    """The follower-lag metric's source: 0 when caught up, the bytes appended since the last poll, and
+    after a rename-and-create the whole new file until it is reached."""
+    log, checkpoint = tmp_path / "access.log", tmp_path / "cp.json"
+    log.write_bytes(b"one\ntwo\n")
+    follower = LogFollower(log, checkpoint)
+    follower.poll()
+    assert follower.lag() == 0
+    with log.open("ab") as out:
+        out.write(b"three\n")  # 6 bytes
+    assert follower.lag() == 6
+    follower.poll()
+    log.rename(tmp_path / "access.log.1")
+    log.write_bytes(b"four\n")  # 5 bytes in the new file
+    assert follower.lag() == 5
+    follower.poll()
+    assert follower.lag() == 0
+    follower.close()

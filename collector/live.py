@@ -11,16 +11,20 @@ is quiet for `tick_s`, lets flows expire and calls `on_tick` (the pipeline flush
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import re
 import shutil
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from collector.metrics import CAPTURE_DROPPED, INTERFACE_DROPPED
 from collector.observation import Observation
 from collector.packets import ConsumerFailed, PacketDecoder, decode_frame
 from collector.pcap import CaptureError, TruncatedCapture, read_packets
@@ -61,6 +65,9 @@ class LiveCaptureSource:
                  tick_s: float = 0.5, now: Callable[[], float] = time.time, pipe: str | None = None) -> None:
         self.interface = interface
         self._pipe = pipe
+        self.dropped = 0
+        """Packets the capture tool reported dropped when it stopped."""
+        self._reader: threading.Thread | None = None
         self.path = None
         self.skips = SkipCounter()
         self.packets = 0
@@ -100,13 +107,20 @@ class LiveCaptureSource:
                         continue
                 decoder.tick(int(self._now() * 1_000_000))
                 self.packets = decoder.packets  # while running too: the packets metric reads it
+                self._interface_drops()
                 last_tick = time.monotonic()
                 if on_tick:
                     on_tick()
         finally:
             self.stop()
+            if self._reader is not None:
+                self._reader.join(15)  # until the tool has said what it dropped
             self.packets = decoder.packets
             decoder.finish()
+
+    def _interface_drops(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # not a local interface (a FIFO), or no such statistic
+            INTERFACE_DROPPED.set(int(Path(f"/sys/class/net/{self.interface}/statistics/rx_dropped").read_text()))
 
     def _sniffer_died(self) -> bool:
         return self._sniffer is not None and not self._sniffer.running
@@ -133,7 +147,8 @@ class LiveCaptureSource:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
             raise CaptureToolError(f"cannot start {self.tool}: {exc.strerror}") from None
-        threading.Thread(target=self._read_pipe, name="capture-reader", daemon=True).start()
+        self._reader = threading.Thread(target=self._read_pipe, name="capture-reader", daemon=True)
+        self._reader.start()
         log.info("capturing on %s with %s", self.interface, self.tool)
         return None
 
@@ -147,8 +162,23 @@ class LiveCaptureSource:
         except CaptureError as exc:
             err = self._proc.stderr.read().decode("utf-8", "replace") if self._proc.stderr else ""
             log.error("capture on %s failed: %s %s", self.interface, exc, err.strip()[-300:])
+        else:
+            self._count_drops()
         finally:
             self._queue.put(None)
+
+    def _count_drops(self) -> None:
+        """dumpcap says, as it stops, how many packets it received and dropped on the interface."""
+        assert self._proc is not None
+        try:
+            self._proc.wait(timeout=10)
+            err = self._proc.stderr.read().decode("utf-8", "replace") if self._proc.stderr else ""
+        except (subprocess.TimeoutExpired, OSError, ValueError):
+            return
+        found = re.search(r"Packets received/dropped on interface .*?: \d+/(\d+)", err)
+        if found:
+            self.dropped = int(found.group(1))
+            CAPTURE_DROPPED.inc(self.dropped)
 
     def _read_fifo(self, path: str) -> None:
         """Packets from the FIFO a capture service writes, reopened whenever that service restarts."""

@@ -15,3 +15,7 @@ FOLLOW_LAG = Gauge("ictwatch_follow_lag_bytes", "Bytes written to a followed log
                    ["log"])
 FOLLOW_READ = Gauge("ictwatch_follow_last_read_timestamp_seconds", "When a followed log last gave new lines.",
                     ["log"])
+CAPTURE_DROPPED = Counter("ictwatch_capture_dropped_total",
+                          "Packets the capture tool reported dropped (dumpcap's count, read when it stops).")
+INTERFACE_DROPPED = Gauge("ictwatch_interface_dropped_packets",
+                          "The capture interface's receive drops as the kernel counts them (rx_dropped).")

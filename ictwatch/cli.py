@@ -358,7 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
         spool.close()
     print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "
-          f"activities ({summary.verdicts['breach']} breaches)")
+          f"activities ({summary.verdicts['breach']} breaches); the capture tool dropped {summary.dropped}")
     _say_spooled(summary.spooled, loaded)
     return 0
 

@@ -43,6 +43,8 @@ class ReplaySummary:
     denied: int = 0
     """Requests the proxy refused, whether or not they also broke a rule."""
     stored: int = 0
+    dropped: int = 0
+    """Packets the capture tool reported dropped (live capture)."""
     spooled: int = 0
     """Batches left waiting in the spool (ClickHouse could not be reached for them)."""
     skipped: Counter[str] = field(default_factory=Counter)
@@ -204,7 +206,7 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
         for log in follow:
             log.follower.close()
         summary.stored, summary.spooled = writer.stored, writer.spooled
-    summary.packets = source.packets
+    summary.packets, summary.dropped = source.packets, source.dropped
     summary.skipped.update(source.skips.by_reason)
     summary.observations += builder.rows_emitted
     return summary

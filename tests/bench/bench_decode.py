@@ -209,6 +209,17 @@ def run(packets: int, rounds: int) -> dict[str, float]:
             print("  tshark: not installed (./dev test installs it when run as root)")
         if not have_suricata:
             print("  suricata: not installed (./dev test installs it from backports when run as root)")
+        filtered = None
+        if shutil.which("tcpdump"):  # line-rate mode: the capture keeps only names and policy signals
+            from collector.linerate import CAPTURE_FILTER
+
+            filtered = tmp / "line-rate.pcap"
+            subprocess.run(["tcpdump", "-r", str(path), "-w", str(filtered), CAPTURE_FILTER], check=True,
+                           capture_output=True)
+            probe = CaptureSource(filtered)
+            probe.run(lambda obs: None)
+            print(f"  line-rate filter (collector/linerate.py, applied by tcpdump): keeps {probe.packets} packets "
+                  f"({probe.packets / count:.1%}) and {filtered.stat().st_size / path.stat().st_size:.1%} of the bytes")
         kinds: dict[str, int] = {}
 
         def emit(obs: object) -> None:
@@ -220,6 +231,10 @@ def run(packets: int, rounds: int) -> dict[str, float]:
             start = time.perf_counter()
             source.run(emit)
             record("ictwatch decoder (in process)", count / (time.perf_counter() - start))
+            if filtered is not None:  # the same traffic through line-rate mode, per packet of the whole
+                start = time.perf_counter()
+                CaptureSource(filtered).run(lambda obs: None)
+                record("ictwatch line-rate (of all packets)", count / (time.perf_counter() - start))
             wall, peak, _ = _timed([sys.executable, "-m", "ictwatch.cli", "decode", "--json", str(path)])
             record("ictwatch decode --json", count / wall)
             if n == 0:  # the counts of the first round

@@ -84,3 +84,48 @@ def test_unnamed_flows_are_named_from_the_dns_answers_seen():
     names: dict[str, str] = {}
     df = _name_flows(pl.from_arrow(to_table([dns, kernel, native])), names)
     assert df.get_column("host").to_list() == ["www.example.org", "www.example.org", None]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "conntrack")),
+                    reason="needs root, iproute2, nftables and conntrack")
+def test_the_daemon_stores_the_kernels_flows(tmp_path):
+    """`ictwatch run` in line-rate mode with `flow_source: conntrack`, in a namespace of its own: the UDP
+    exchange ends (its entry deleted, as its timeout would) and is stored as a flow with the kernel's
+    counts, while the capture itself (an idle FIFO here) gives no flow of its own."""
+    import signal
+    import sys
+
+    from tests.conftest import ROOT, school_config, stored_activity
+
+    ns = f"cd{os.getpid() % 100000}"
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    config = school_config(tmp_path / "school", f"collector:\n  capture_tool: pipe\n  capture_pipe: {fifo}\n"
+                           "  line_rate: true\n  flow_source: conntrack\n")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    run = ["ip", "netns", "exec", ns]
+    try:
+        subprocess.run([*run, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run([*run, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1"], check=True)
+        subprocess.run([*run, "nft", "-f", "-"], input="table ip t {\n chain c { type filter hook output "
+                       "priority 0; ct state new accept; }\n}\n", text=True, check=True)
+        env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp_path / 'store'}", "PYTHONPATH": str(ROOT)}
+        daemon = subprocess.Popen([*run, sys.executable, "-m", "ictwatch.cli", "run", "--config", str(config),
+                                   "--no-web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                  cwd=ROOT)
+        for line in iter(daemon.stderr.readline, ""):
+            if "capturing on" in line:
+                break
+        time.sleep(1)
+        subprocess.run([*run, "python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+                        ".sendto(b'x' * 100, ('127.0.0.1', 9999))"], check=True)
+        subprocess.run([*run, "conntrack", "-D", "-p", "udp"], capture_output=True)
+        time.sleep(2.5)  # the event, then the next second's batch
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, err
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    flows = stored_activity(tmp_path / "store").filter(kind="flow").to_dicts()
+    assert [(f["source"], f["dst_port"], f["bytes_out"], f["bytes_in"]) for f in flows] == [
+        ("conntrack", 9999, 128, 0)]

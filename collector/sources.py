@@ -24,7 +24,7 @@ from collector import squid_batch
 from collector.config import CollectorSettings
 from collector.eve import EveSource, looks_like_eve
 from collector.filterlogs import detect_filter_format, parse_e2guardian, parse_e2guardian_csv, parse_squidguard
-from collector.leasefiles import LeaseFileSource, looks_like_lease_file
+from collector.leasefiles import LeaseFileSource, lease_follower, looks_like_lease_file
 from collector.observation import Observation
 from collector.packets import BYPASS_HEAD, ConsumerFailed, PacketDecoder, Stop, decode_frames
 from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
@@ -182,6 +182,33 @@ def line_parser(fmt: str, settings: CollectorSettings) -> tuple[LineParser, str]
     parse = {"e2guardian": parse_e2guardian, "e2guardian_csv": parse_e2guardian_csv,
              "e2guardian-csv": parse_e2guardian_csv, "squidguard": parse_squidguard}[fmt]
     return (lambda line, ref: parse(line, ref, zone)), "bad_filter_line"
+
+
+FollowParser = Callable[[str, str], list[Observation]]
+"""One line of a followed log (and its reference) → the observations it gives (a lease record may take
+several lines and give its observation on the last)."""
+
+
+def follow_parser(fmt: str, path: Path, settings: CollectorSettings) -> tuple[FollowParser, str]:
+    """(parser of one line into its observations, skip reason) for a log `ictwatch run` follows. With
+    `settings.line_rate`, a Suricata log gives only its flows: the capture gives the names."""
+    if fmt in ("dhcpd-leases", "dnsmasq-leases"):
+        return lease_follower(fmt.split("-")[0]), "bad_lease_record"
+    if fmt == "suricata-eve":
+        events = EveSource(path).parse_line
+        if not settings.line_rate:
+            return events, "bad_eve_record"
+
+        def flows_only(line: str, ref: str) -> list[Observation]:
+            return [obs for obs in events(line, ref) if obs.kind == "flow"]
+
+        return flows_only, "bad_eve_record"
+    one, reason = line_parser(fmt, settings)
+
+    def as_list(line: str, ref: str) -> list[Observation]:
+        return [one(line, ref)]
+
+    return as_list, reason
 
 
 Source = CaptureSource | LogLineSource | TsharkCaptureSource | EveSource | LeaseFileSource

@@ -365,10 +365,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     """The configured logs to follow, each with its checkpoint beside the spool."""
-    from collector.eve import EveSource
     from collector.follow import LogFollower
-    from collector.leasefiles import lease_follower
-    from collector.sources import line_parser
+    from collector.sources import follow_parser
     from ictwatch.pipeline import Followed
 
     out = []
@@ -377,18 +375,7 @@ def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
         checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
                                                                   + ".json")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        if log.format in ("dhcpd-leases", "dnsmasq-leases"):
-            parse, reason = lease_follower(log.format.split("-")[0]), "bad_lease_record"
-        elif log.format == "suricata-eve":
-            events = EveSource(path).parse_line
-            reason = "bad_eve_record"
-            if loaded.settings.collector.line_rate:  # names come from the capture; only flows from Suricata
-                parse = (lambda every: lambda line, ref: [o for o in every(line, ref) if o.kind == "flow"])(events)
-            else:
-                parse = events
-        else:
-            one, reason = line_parser(log.format, loaded.settings.collector)
-            parse = (lambda parse_one: lambda line, ref: [parse_one(line, ref)])(one)
+        parse, reason = follow_parser(log.format, path, loaded.settings.collector)
         out.append(Followed(LogFollower(path, checkpoint), parse, reason))
         print(f"following {path} ({log.format})", file=sys.stderr, flush=True)
     return tuple(out)

@@ -25,7 +25,6 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from storage.schema import (
     ACTIVITY,
     ACTIVITY_ARROW,
-    DEDUP_WINDOW,
     INCIDENTS,
     LEASES_ARROW,
     MINIMISED,
@@ -88,11 +87,8 @@ class Store:
                 parameters={"db": self.database, "t": table.name})
             self._add_missing_projections(table, str(create))
             self._apply_retention(table, str(create))
-        if f"non_replicated_deduplication_window = {DEDUP_WINDOW}" not in str(self._client.command(
-                "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'activity'",
-                parameters={"db": self.database})):  # stores made before the deduplication window existed
-            self._client.command(f"ALTER TABLE {self.database}.activity MODIFY SETTING "
-                                 f"non_replicated_deduplication_window = {DEDUP_WINDOW}")
+            if table.settings and table.settings not in str(create):  # e.g. a store made before the dedup window
+                self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {table.settings}")
 
     def _add_missing_projections(self, table: Table, create: str) -> None:
         for projection in table.projections:

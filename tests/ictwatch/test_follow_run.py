@@ -5,13 +5,12 @@ is stored exactly once, and the bad one is skipped. The capture is an idle FIFO:
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import polars as pl
 
 from storage.store import Store
-from tests.conftest import SCHOOL_DAY
+from tests.conftest import SCHOOL_DAY, stored_activity
 from tests.ictwatch.test_daemon_faults import Daemon
 
 LINES = SCHOOL_DAY.joinpath("squid-access.log").read_text().splitlines(keepends=True)  # 8 good, line 7 bad
@@ -33,31 +32,21 @@ def wait_for(daemon: Daemon, rows: int, timeout: float = 30) -> None:
 def test_follow_rotate_kill_restart_keeps_every_line_once(tmp_path):
     log = tmp_path / "access.log"
     log.write_text("")
-    Daemon.extra = f"  follow:\n    - {{path: {log}, format: squid}}\n"
-    try:
-        daemon = Daemon(tmp_path)
-        with log.open("a") as out:
-            out.writelines(LINES)
-        wait_for(daemon, 8)
-        os.rename(log, tmp_path / "access.log.1")  # logrotate's rename-and-create
-        log.write_text("".join(later(line, 1000) for line in LINES[:2]))
-        wait_for(daemon, 10)
-        daemon.proc.kill()
-        daemon.proc.communicate(timeout=60)
-        with log.open("a") as out:
-            out.write(later(LINES[2], 2000))  # written while the daemon was down
-        again = Daemon(tmp_path)
-        wait_for(again, 1)
-        again.proc.send_signal(signal.SIGTERM)
-        _, err = again.proc.communicate(timeout=60)
-        assert again.proc.returncode == 0, err
-    finally:
-        Daemon.extra = ""
-    store = Store(f"chdb://{tmp_path / 'store'}")
-    try:
-        rows = store.activity(None, None, None).filter(pl.col("source") == "squid")
-    finally:
-        store.close()
+    daemon = Daemon(tmp_path, f"  follow:\n    - {{path: {log}, format: squid}}\n")
+    with log.open("a") as out:
+        out.writelines(LINES)
+    wait_for(daemon, 8)
+    os.rename(log, tmp_path / "access.log.1")  # logrotate's rename-and-create
+    log.write_text("".join(later(line, 1000) for line in LINES[:2]))
+    wait_for(daemon, 10)
+    daemon.proc.kill()
+    daemon.proc.communicate(timeout=60)
+    with log.open("a") as out:
+        out.write(later(LINES[2], 2000))  # written while the daemon was down
+    again = Daemon(tmp_path)
+    wait_for(again, 1)
+    again.stop()
+    rows = stored_activity(tmp_path / "store").filter(pl.col("source") == "squid")
     assert rows.height == 11 and rows.select("source_ref", "ts").n_unique() == 11  # 8 + 2 + 1, none twice
     assert rows.get_column("user").value_counts().sort("user").rows() == [
         ("dpatel", 2), ("jcarter", 5), ("mshah", 2), ("sokafor", 1), ("tevans", 1)]
@@ -73,17 +62,11 @@ def test_a_followed_lease_file_gives_identity_once_per_lease(tmp_path):
              "1781600100 3c:22:fb:30:00:02 10.20.1.32 lnguyen-phone *\n",
              "1781603600 f0:99:bf:10:00:01 10.20.10.150 iPad *\n"]
     leases.write_text("".join(lines[:2]))
-    Daemon.extra = f"  follow:\n    - {{path: {leases}, format: dnsmasq-leases}}\n"
-    try:
-        daemon = Daemon(tmp_path)
-        wait_for(daemon, 2)
-        leases.write_text("".join(lines))  # rewritten whole, one lease more
-        wait_for(daemon, 3)
-        daemon.proc.send_signal(signal.SIGTERM)
-        _, err = daemon.proc.communicate(timeout=60)
-        assert daemon.proc.returncode == 0, err
-    finally:
-        Daemon.extra = ""
+    daemon = Daemon(tmp_path, f"  follow:\n    - {{path: {leases}, format: dnsmasq-leases}}\n")
+    wait_for(daemon, 2)
+    leases.write_text("".join(lines))  # rewritten whole, one lease more
+    wait_for(daemon, 3)
+    daemon.stop()
     store = Store(f"chdb://{tmp_path / 'store'}")
     try:
         rows = store.activity(None, None, None).filter(pl.col("kind") == "dhcp")

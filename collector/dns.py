@@ -8,7 +8,8 @@ authority and additional sections do not name what the client asked for.
 from __future__ import annotations
 
 import socket
-import struct
+
+from collector.wire import ipv4_text, u16, u32
 
 QTYPE_NAMES = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT", 28: "AAAA",
@@ -30,8 +31,8 @@ class DnsMessage:
     def __init__(self, txid: int, is_response: bool, rcode: str, qname: str | None, qtype: str | None) -> None:
         self.txid, self.is_response, self.rcode, self.qname, self.qtype = txid, is_response, rcode, qname, qtype
         self.answers: list[str] = []
-        self.addresses: list[tuple[str, int]] = []
-        """(address, TTL seconds) from A and AAAA answers, for the address → name cache."""
+        self.addresses: list[tuple[bytes, int]] = []
+        """(address as 4 or 16 bytes, TTL seconds) from A and AAAA answers, for the address → name cache."""
 
 
 def type_name(code: int) -> str:
@@ -43,7 +44,7 @@ def parse_message(buf: bytes, netbios: bool = False) -> DnsMessage:
     """Parse one DNS message (without the TCP length prefix); `netbios` decodes NBNS names."""
     if len(buf) < 12:
         raise ValueError(f"dns header needs 12 bytes, got {len(buf)}")
-    txid, flags, qdcount, ancount = struct.unpack_from("!HHHH", buf, 0)
+    txid, flags, qdcount, ancount = u16(buf, 0), u16(buf, 2), u16(buf, 4), u16(buf, 6)
     rcode = flags & 0x0F
     msg = DnsMessage(txid, bool(flags & 0x8000), RCODE_NAMES.get(rcode, f"RCODE{rcode}"), None, None)
     pos = 12
@@ -53,7 +54,7 @@ def parse_message(buf: bytes, netbios: bool = False) -> DnsMessage:
             raise ValueError("dns question cut short")
         if i == 0:
             msg.qname = netbios_name(name) if netbios else name
-            msg.qtype = type_name(struct.unpack_from("!H", buf, pos)[0])
+            msg.qtype = type_name(u16(buf, pos))
         pos += 4
     for _ in range(ancount):
         pos = _read_answer(buf, pos, msg)
@@ -67,19 +68,19 @@ def _read_answer(buf: bytes, pos: int, msg: DnsMessage) -> int:
         msg.qname = owner
     if pos + 10 > len(buf):
         raise ValueError("dns answer header cut short")
-    rtype, _rclass, ttl, rdlen = struct.unpack_from("!HHIH", buf, pos)
+    rtype, ttl, rdlen = u16(buf, pos), u32(buf, pos + 4), u16(buf, pos + 8)
     pos += 10
     end = pos + rdlen
     if end > len(buf):
         raise ValueError("dns answer data cut short")
     if rtype == 1 and rdlen == 4:
-        addr = socket.inet_ntop(socket.AF_INET, buf[pos:end])
-        msg.answers.append(addr)
-        msg.addresses.append((addr, ttl))
+        raw = buf[pos:end]
+        msg.answers.append(ipv4_text(raw))
+        msg.addresses.append((raw, ttl))
     elif rtype == 28 and rdlen == 16:
-        addr = socket.inet_ntop(socket.AF_INET6, buf[pos:end])
-        msg.answers.append(addr)
-        msg.addresses.append((addr, ttl))
+        raw = buf[pos:end]
+        msg.answers.append(socket.inet_ntop(socket.AF_INET6, raw))
+        msg.addresses.append((raw, ttl))
     elif rtype in _NAME_TYPES:
         msg.answers.append(read_name(buf, pos)[0])
     elif rtype == 15 and rdlen > 2:  # MX: preference, exchange
@@ -89,7 +90,7 @@ def _read_answer(buf: bytes, pos: int, msg: DnsMessage) -> int:
     elif rtype == 44 and rdlen > 2:  # SSHFP: algorithm, fingerprint type, fingerprint (Zeek's rendering)
         msg.answers.append(f"SSHFP: {buf[pos + 2 : end].hex()}")
     elif rtype == 46 and rdlen > 18:  # RRSIG: type covered ... signer name (Zeek's rendering)
-        covered = struct.unpack_from("!H", buf, pos)[0]
+        covered = u16(buf, pos)
         msg.answers.append(f"RRSIG {covered} {read_name(buf, pos + 18)[0]}")
     return end
 
@@ -106,7 +107,7 @@ def netbios_name(name: str) -> str:
 
 def read_name(buf: bytes, pos: int) -> tuple[str, int]:
     """Read a possibly compressed name at `pos`; return it (lower case, no final dot) and the next offset."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = -1
     jumps = 0
     while True:
@@ -131,6 +132,6 @@ def read_name(buf: bytes, pos: int) -> tuple[str, int]:
         label = buf[pos + 1 : pos + 1 + length]
         if len(label) < length:
             raise ValueError("dns label cut short")
-        labels.append(label.decode("ascii", "backslashreplace").lower())
+        labels.append(label)
         pos += 1 + length
-    return ".".join(labels), (end if end >= 0 else pos)
+    return b".".join(labels).decode("ascii", "backslashreplace").lower(), (end if end >= 0 else pos)

@@ -12,17 +12,21 @@ Byte convention for flows: IP bytes (IP header and payload, link header excluded
 
 from __future__ import annotations
 
+import heapq
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from functools import lru_cache
-from typing import Final, Protocol
+from typing import Final
+
+from mypy_extensions import mypyc_attr
 
 from collector import apps, dhcp, dns
 from collector.frag import FragmentReassembler
 from collector.observation import Observation
+from collector.pcap import PcapChunks, u32
 from collector.skips import SkipCounter
 from collector.tcp import Reassembler
+from collector.wire import ipv4_text
 
 TCP: Final = 6
 UDP: Final = 17
@@ -56,7 +60,6 @@ _U16: Final = struct.Struct("!H")
 _U32: Final = struct.Struct("!I")
 _TCP_SEQ: Final = struct.Struct("!I")
 _PORTS: Final = struct.Struct("!HH")
-BYPASS_HEAD: Final = 58  # the bytes `bypass` needs: Ethernet, one VLAN tag, IPv4 and TCP headers without options
 
 
 # TCP endpoint states, after Zeek's (TCP_INACTIVE, TCP_SYN_SENT, ...): `conn_state` reads them.
@@ -98,10 +101,19 @@ def conn_state(flow: Flow) -> str:
     return "OTH"
 
 
-@lru_cache(maxsize=65536)
+_IP_TEXT: Final[dict[bytes, str]] = {}
+_IP_TEXT_MAX: Final = 65536
+
+
 def ip_text(raw: bytes) -> str:
-    """Printable form of a 4- or 16-byte address."""
-    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    """Printable form of a 4- or 16-byte address, remembered for the next 65,536 addresses: a plain dict
+    the compiled build reads natively, where `functools.lru_cache` is a call into the interpreter."""
+    text = _IP_TEXT.get(raw)
+    if text is None:
+        if len(_IP_TEXT) >= _IP_TEXT_MAX:
+            _IP_TEXT.clear()
+        text = _IP_TEXT[raw] = ipv4_text(raw) if len(raw) == 4 else socket.inet_ntop(socket.AF_INET6, raw)
+    return text
 
 
 def mac_text(raw: bytes) -> str:
@@ -115,7 +127,7 @@ class Flow:
     __slots__ = (
         "key", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
         "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "ostate", "rstate", "closed", "handler",
-        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported", "want",
+        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported", "want", "wake",
     )
 
     def __init__(
@@ -140,6 +152,7 @@ class Flow:
         self.service = ""
         self.cstream: Reassembler | None = None  # made when a TCP direction's bytes are first needed
         self.sstream: Reassembler | None = None
+        self.wake = -1  # the second of capture time the sweep looks at this flow next; -1 once forgotten
 
 
 def _count(flow: Flow, outbound: bool, data: bytes, mac: bool, ts: int, ip_len: int) -> None:
@@ -155,6 +168,21 @@ def _count(flow: Flow, outbound: bool, data: bytes, mac: bool, ts: int, ip_len: 
         flow.pkts_in += 1
 
 
+def _count_bulk(flow: Flow, outbound: bool, ts: int, ip_len: int) -> bool:
+    """`_count` for `bypass`, which has no MAC to offer: False, counting nothing, while the client's
+    MAC is still to be taken from a frame."""
+    if outbound:
+        if flow.mac is None:
+            return False
+        flow.bytes_out += ip_len
+        flow.pkts_out += 1
+    else:
+        flow.bytes_in += ip_len
+        flow.pkts_in += 1
+    flow.last = ts
+    return True
+
+
 def _stream(flow: Flow, outbound: bool) -> Reassembler:
     """The reassembler of one direction of a TCP flow, made on first use."""
     if outbound:
@@ -166,19 +194,31 @@ def _stream(flow: Flow, outbound: bool) -> Reassembler:
     return flow.sstream
 
 
+def _deadline(flow: Flow) -> int:
+    """The capture time (us) from which the sweep has something to do with `flow`: end it (idle past its
+    timeout) or report it (a minute since its last report)."""
+    idle = TCP_CLOSE_DELAY if flow.closed else TCP_IDLE if flow.proto == TCP else UDP_IDLE
+    since = flow.reported[0] if flow.reported else flow.first
+    return min(flow.last + idle + 1, since + ACTIVE_TIMEOUT)
+
+
+def _frame_of(flow: Flow) -> int:
+    return flow.frame
+
+
+def _header_keys(flow: Flow) -> tuple[bytes, bytes]:
+    """An IPv4 flow's keys as its packets' headers hold them (addresses, then ports): client to server,
+    then server to client."""
+    return (flow.orig + flow.resp + _PORTS.pack(flow.oport, flow.rport),
+            flow.resp + flow.orig + _PORTS.pack(flow.rport, flow.oport))
+
+
 class ConsumerFailed(Exception):
     """The consumer of observations failed (a closed pipe, a full disk...); `cause` is its exception."""
 
     def __init__(self, cause: BaseException) -> None:
         super().__init__("the consumer of observations failed")
         self.cause = cause
-
-
-class FrameDecoder(Protocol):
-    """What `decode_frame` drives: `PacketDecoder`, or a test's wrapper around one."""
-
-    def packet(self, frame: int, ts: int, linktype: int, data: bytes) -> None:
-        """Decode one captured frame."""
 
 
 class Stop:
@@ -190,7 +230,7 @@ class Stop:
         self.set = False
 
 
-def decode_frame(decoder: FrameDecoder, frame: int, ts: int, linktype: int, data: bytes, skips: SkipCounter,
+def decode_frame(decoder: PacketDecoder, frame: int, ts: int, linktype: int, data: bytes, skips: SkipCounter,
                  name: str) -> None:
     """`decoder.packet(...)`, where a failure the decoder did not foresee on this frame is counted as
     `decoder_error` and the input goes on: one frame must not end a capture. The consumer's failure
@@ -203,7 +243,7 @@ def decode_frame(decoder: FrameDecoder, frame: int, ts: int, linktype: int, data
         skips.skip("decoder_error", f"{name}#{frame}")
 
 
-def decode_frames(decoder: FrameDecoder, frames: Iterator[tuple[int, int, int, bytes]], skips: SkipCounter,
+def decode_frames(decoder: PacketDecoder, frames: Iterator[tuple[int, int, int, bytes]], skips: SkipCounter,
                   name: str, stop: Stop) -> None:
     """Every frame through `decode_frame`, until the frames run out or `stop` is set. Compiled with the
     decoder, so the loop costs nothing next to it."""
@@ -213,6 +253,7 @@ def decode_frames(decoder: FrameDecoder, frames: Iterator[tuple[int, int, int, b
             return
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # a test injects a fault by overriding `packet`
 class PacketDecoder:
     """Turns frames into Observations. One instance per input stream; `finish()` at its end."""
 
@@ -222,67 +263,100 @@ class PacketDecoder:
         self._name = name
         self._flows: dict[tuple, Flow] = {}  # by client-to-server key, for expiry
         self._lookup: dict[tuple, tuple[Flow, bool]] = {}  # by either direction's key: (flow, outbound)
-        # IPv4 TCP flows again, by the 12 bytes a header holds (source, destination, ports): `bypass` reads them.
+        # IPv4 flows again, by the 12 bytes a header holds (source, destination, ports), for `bypass`:
+        # every TCP flow, and the UDP flows nothing reads any more.
         self._by_header: dict[bytes, tuple[Flow, bool]] = {}
+        self._udp_by_header: dict[bytes, tuple[Flow, bool]] = {}
         self._dns_pending: dict[tuple, Observation] = {}
         self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
         self._next_sweep = 0
+        # Flows by the second (of capture time) when they may next end or be due a report, so that a
+        # sweep looks only at those: second → flows, and a heap of the seconds.
+        self._wheel: dict[int, list[Flow]] = {}
+        self._wheel_seconds: list[int] = []
         self.packets = 0
         self.max_flows = MAX_FLOWS
         self._fragments = FragmentReassembler(lambda reason: self._skips.skip(reason, f"{self._name}#{self.packets}"))
+
+    def decode_pcap(self, chunks: PcapChunks, skips: SkipCounter, name: str, stop: Stop) -> None:
+        """Every record of a classic pcap, walked where `chunks` read them: an Ethernet frame is offered
+        to `bypass` in place and copied out for `packet()` only when that declines, so most packets cost
+        no copy and no call into the interpreter. Failures as in `decode_frame`."""
+        little, ts_div, linktype = chunks.little, chunks.ts_div, chunks.linktype
+        ether = linktype == 1
+        buf, pos, frame = b"", 0, 0
+        while True:
+            chunk = chunks.more(buf, pos, frame)
+            if chunk is None:
+                return
+            buf, pos, size = chunk, 0, len(chunk)
+            while size - pos >= 16:
+                end = pos + 16 + u32(buf, pos + 8, little)
+                if end > size:
+                    break
+                frame += 1
+                ts = u32(buf, pos, little) * _US + u32(buf, pos + 4, little) // ts_div
+                if not (ether and self.bypass(ts, buf, pos + 16, end - pos - 16)):
+                    decode_frame(self, frame, ts, linktype, buf[pos + 16 : end], skips, name)
+                pos = end
+                if stop.set:
+                    return
 
     # -- link and network layers -------------------------------------------------------------------
 
     def bypass(self, ts: int, data: bytes, base: int, caplen: int) -> bool:
         """Count one Ethernet frame in its flow from its headers, when that is all `packet()` would do with
-        it; True when done, False to hand the whole frame to `packet()`. The frame starts at `data[base]`,
-        `caplen` bytes of it were captured, and at least `min(caplen, BYPASS_HEAD)` of them are in `data`.
+        it; True when done, False to hand the whole frame to `packet()`. The frame is `caplen` bytes at
+        `data[base]`; nothing past them is read (in a chunk of a capture, the next record follows).
 
-        Most packets at a gateway are the bulk of a TCP flow whose names and policy signals were read at
-        its start: an IPv4 TCP segment (untagged or one 802.1Q tag, no IP options, not a fragment)
-        without SYN, FIN or RST, in an open flow whose endpoint has been seen, carrying no payload or a
-        payload no handler reads. Everything else, and the once-a-second expiry, takes the full path.
-        The reader calls this before it copies the frame, so bulk data is never copied."""
-        if ts >= self._next_sweep or caplen < 54:
+        Most packets at a gateway are the bulk of a flow whose names and policy signals were read at its
+        start. Taken here: an IPv4 packet (untagged or one 802.1Q tag, no IP options, not a fragment)
+        that is either a TCP segment without SYN, in an open flow whose endpoint has been seen, carrying
+        no payload or a payload its flow's handler does not read (a FIN or RST moves the endpoint's state
+        as `packet()` would); or a UDP datagram of a flow nothing reads any more (QUIC after its hello).
+        Everything else, and the once-a-second expiry, takes the full path."""
+        if ts >= self._next_sweep or caplen < 42:
             return False
         off = base + 14
         if data[base + 12] == 0x81 and data[base + 13] == 0:
             off += 4
-            if caplen < 58:
-                return False
-        if data[off - 2] != 8 or data[off - 1] != 0 or data[off] != 0x45 or data[off + 9] != TCP:
+        head = off - base  # the link header's length
+        if caplen < head + 28 or data[off - 2] != 8 or data[off - 1] != 0 or data[off] != 0x45:
             return False
         if data[off + 6] & 0x3F or data[off + 7]:  # more fragments, or an offset: a fragment
             return False
-        tcp = off + 20
-        if data[tcp + 13] & 0x07:  # SYN, FIN or RST
-            return False
-        entry = self._by_header.get(data[off + 12 : off + 24])
-        if entry is None:
-            return False
-        flow, outbound = entry
         ip_len = (data[off + 2] << 8) | data[off + 3]
-        end = off - base + ip_len  # where the IP packet ends, from the frame's start
-        cap_end = end if end <= caplen else caplen
-        payload_off = tcp - base + (data[tcp + 12] >> 4) * 4
-        if payload_off < tcp - base + 20 or payload_off > cap_end:
-            return False  # a bad or cut header: the full path counts it as such
-        payload = payload_off < cap_end
-        if payload and not flow.done:
-            return False
-        if outbound:
-            if flow.ostate == INACTIVE or flow.mac is None:
+        cap_end = head + ip_len if head + ip_len <= caplen else caplen  # where the captured IP packet ends
+        proto = data[off + 9]
+        if proto == TCP:
+            if caplen < head + 40:
                 return False
-            flow.bytes_out += ip_len
-            flow.pkts_out += 1
+            tcp = off + 20
+            flags = data[tcp + 13]
+            if flags & _SYN:
+                return False
+            entry = self._by_header.get(data[off + 12 : off + 24])
+            if entry is None:
+                return False
+            flow, outbound = entry
+            payload_off = head + 20 + (data[tcp + 12] >> 4) * 4
+            if payload_off < head + 40 or payload_off > cap_end:
+                return False  # a bad or cut header: the full path counts it as such
+            payload = payload_off < cap_end
+            if payload and not flow.done and flow.want & (1 if outbound else 2):
+                return False
+            if (flow.ostate if outbound else flow.rstate) == INACTIVE or not _count_bulk(flow, outbound, ts, ip_len):
+                return False
+            if payload:
+                flow.payload = True
+            if flags & (_FIN | _RST):
+                self._tcp_state(flow, outbound, flags)
+        elif proto == UDP:
+            entry = self._udp_by_header.get(data[off + 12 : off + 24])
+            if entry is None or cap_end < head + 28 or not _count_bulk(entry[0], entry[1], ts, ip_len):
+                return False
         else:
-            if flow.rstate == INACTIVE:
-                return False
-            flow.bytes_in += ip_len
-            flow.pkts_in += 1
-        flow.last = ts
-        if payload:
-            flow.payload = True
+            return False
         self.packets += 1
         return True
 
@@ -500,20 +574,23 @@ class PacketDecoder:
         self._lookup[flow.key] = (flow, True)
         self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, proto)] = (flow, False)
         if proto == TCP and len(src) == 4:
-            self._by_header[flow.orig + flow.resp + _PORTS.pack(flow.oport, flow.rport)] = (flow, True)
-            self._by_header[flow.resp + flow.orig + _PORTS.pack(flow.rport, flow.oport)] = (flow, False)
+            out, back = _header_keys(flow)
+            self._by_header[out] = (flow, True)
+            self._by_header[back] = (flow, False)
         return self._lookup[key]
 
     def _forget(self, flow: Flow) -> None:
+        flow.wake = -1
         del self._flows[flow.key]
         del self._lookup[flow.key]
         del self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, flow.proto)]
-        if flow.proto == TCP and len(flow.orig) == 4:
-            del self._by_header[flow.orig + flow.resp + _PORTS.pack(flow.oport, flow.rport)]
-            del self._by_header[flow.resp + flow.orig + _PORTS.pack(flow.rport, flow.oport)]
+        if len(flow.orig) == 4:
+            out, back = _header_keys(flow)
+            table = self._by_header if flow.proto == TCP else self._udp_by_header
+            table.pop(out, None)
+            table.pop(back, None)
 
-    @staticmethod
-    def _tcp_state(flow: Flow, outbound: bool, flags: int) -> None:
+    def _tcp_state(self, flow: Flow, outbound: bool, flags: int) -> None:
         """Move the sending endpoint's state on SYN, FIN, RST, or its first packet."""
         state = flow.ostate if outbound else flow.rstate
         if flags & _RST:
@@ -539,7 +616,9 @@ class PacketDecoder:
             flow.ostate = state
         else:
             flow.rstate = state
-        flow.closed = RESET in (flow.ostate, flow.rstate) or flow.ostate == flow.rstate == CLOSED
+        if not flow.closed and (RESET in (flow.ostate, flow.rstate) or flow.ostate == flow.rstate == CLOSED):
+            flow.closed = True
+            self._schedule(flow, flow.last + TCP_CLOSE_DELAY + 1)
 
     def _new_flow(
         self, key: tuple, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
@@ -560,6 +639,7 @@ class PacketDecoder:
             flow = Flow(key, src, sport, dst, dport, proto, ts, frame)
         flow.vlan = vlan
         self._flows[flow.key] = flow
+        self._schedule(flow, _deadline(flow))
         return flow
 
     def _tcp_data(self, flow: Flow, outbound: bool, seq: int, payload: bytes, frame: int, ts: int) -> None:
@@ -615,8 +695,7 @@ class PacketDecoder:
         if handler is None:
             handler = flow.handler = apps.choose_udp(outbound, payload)
             if handler is None:
-                flow.done = True
-                return
+                return self._stop_reading(flow)
             flow.service = handler.service
         if not (handler.client if outbound else handler.server)(self, flow, payload, 0, frame, ts):
             self._stop_reading(flow)
@@ -624,6 +703,10 @@ class PacketDecoder:
     def _stop_reading(self, flow: Flow) -> None:
         flow.done = True
         flow.cstream = flow.sstream = None
+        if flow.proto == UDP and len(flow.orig) == 4:  # from now on its datagrams are only counted: `bypass`
+            out, back = _header_keys(flow)
+            self._udp_by_header[out] = (flow, True)
+            self._udp_by_header[back] = (flow, False)
         if flow.handler is not None:
             flow.handler.finish(self, flow)
             flow.handler = None
@@ -659,8 +742,7 @@ class PacketDecoder:
             )
         pair.rcode, pair.answers = msg.rcode, msg.answers
         if msg.qname and service == "dns":
-            for addr, ttl in msg.addresses:
-                raw = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+            for raw, ttl in msg.addresses:
                 self._names[raw] = (msg.qname, ts + ttl * _US + DNS_NAME_GRACE)
         self.emit(pair)
 
@@ -703,14 +785,40 @@ class PacketDecoder:
         flow.reported = (flow.last, flow.bytes_out, flow.bytes_in, flow.pkts_out, flow.pkts_in)
         self.emit(obs)
 
+    def _schedule(self, flow: Flow, when: int) -> None:
+        """Have the sweep look at `flow` at capture time `when` (us), or at the next sweep if that is
+        past; an earlier booking of the flow is then ignored."""
+        second = max(when // SWEEP_EVERY, self._next_sweep // SWEEP_EVERY)
+        if flow.wake == second:
+            return
+        flow.wake = second
+        booked = self._wheel.get(second)
+        if booked is None:
+            self._wheel[second] = [flow]
+            heapq.heappush(self._wheel_seconds, second)
+        else:
+            booked.append(flow)
+
     def _sweep(self, now: int) -> None:
+        """Once a second of capture time: end the flows idle past their timeout, report the ones open a
+        minute since their last report, and expire fragments and unanswered queries. Only the flows
+        booked for a second up to `now` are looked at (in the order they began), each then booked again
+        for its next deadline; a flow not yet due keeps its counts as they are."""
+        now_second = now // SWEEP_EVERY
         self._next_sweep = now + SWEEP_EVERY
+        due: list[Flow] = []
+        while self._wheel_seconds and self._wheel_seconds[0] <= now_second:
+            second = heapq.heappop(self._wheel_seconds)
+            due.extend(f for f in self._wheel.pop(second) if f.wake == second)
+        due.sort(key=_frame_of)
         done = []
-        for f in self._flows.values():
+        for f in due:
             if now - f.last > (TCP_CLOSE_DELAY if f.closed else TCP_IDLE if f.proto == TCP else UDP_IDLE):
                 done.append(f)
-            elif now - (f.reported[0] if f.reported else f.first) >= ACTIVE_TIMEOUT:
+                continue
+            if now - (f.reported[0] if f.reported else f.first) >= ACTIVE_TIMEOUT:
                 self._report_flow(f, interim=True)
+            self._schedule(f, _deadline(f))
         for flow in done:
             self._forget(flow)
             self._end_flow(flow)
@@ -735,6 +843,9 @@ class PacketDecoder:
         self._flows.clear()
         self._lookup.clear()
         self._by_header.clear()
+        self._udp_by_header.clear()
+        self._wheel.clear()
+        self._wheel_seconds.clear()
 
     def skip(self, reason: str, frame: int) -> None:
         """Count frame `frame` as skipped for `reason`."""

@@ -1,18 +1,21 @@
 """Streaming readers for pcap and pcapng captures.
 
-Both yield `(frame_number, ts_us, linktype, data)` one packet at a time, reading from a binary stream
-(a file, a gzip stream or a pipe from dumpcap), so memory stays flat whatever the capture's size.
+`read_packets` yields `(frame_number, ts_us, linktype, data)` one packet at a time, reading from a
+binary stream (a file, a gzip stream or a pipe from dumpcap), so memory stays flat whatever the
+capture's size. For a classic pcap, `pcap_chunks` hands out whole records in chunks instead, to a
+decoder that walks them itself (`PacketDecoder.decode_pcap`) and copies out only the frames it reads.
 Supported: pcap in both byte orders with micro- or nanosecond stamps; pcapng with several interfaces,
 each with its own link type and timestamp resolution, Enhanced and Simple Packet Blocks, and sections
-in either byte order. A capture cut off in the middle of a record ends the stream with `TruncatedCapture`.
+in either byte order. A capture cut off in the middle of a record ends with `TruncatedCapture`.
 """
 
 from __future__ import annotations
 
 import io
-import mmap
+import os
+import stat
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import BinaryIO
 
 PCAP_MAGICS = {
@@ -39,125 +42,129 @@ class TruncatedCapture(Exception):
         self.frame = frame
 
 
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 MAX_RECORD = 0x4000000
-_RELEASE = 32 << 20  # hand back mapped pages every 32 MB read, so memory stays flat on any capture size
 
 
-Bypass = Callable[[int, bytes, int, int], bool]
-"""`bypass(ts_us, buf, off, caplen)`: offered each Ethernet frame of a pcap before the frame is copied
-out, as `buf[off:]` (which holds at least its first `head` bytes, or all of it when shorter); when it
-returns True the frame is taken care of and not yielded (its frame number is still used up)."""
-
-
-def read_packets(stream: BinaryIO, bypass: Bypass | None = None, head: int = 0) -> Iterator[Packet]:
+def read_packets(stream: BinaryIO) -> Iterator[Packet]:
     """Packets from a pcap or pcapng stream, chosen by its first four bytes."""
     magic = stream.read(4)
     if magic == PCAPNG_MAGIC:
         return _read_pcapng(stream, magic)
     if magic in PCAP_MAGICS:
-        endian, ts_div = PCAP_MAGICS[magic]
-        return _read_pcap(stream, endian == "<", ts_div, bypass, head)
+        chunks = _pcap_chunks(stream, magic)
+        return _read_pcap(chunks)
     raise CaptureError(f"not a pcap or pcapng capture (magic {magic.hex() or 'empty'})")
 
 
-def _offer(bypass: Bypass, ts: int, buf: bytes, off: int, caplen: int) -> bool:
-    """Whether `bypass` took the frame; if it fails, the frame takes the ordinary path (which counts it)."""
-    try:
-        return bypass(ts, buf, off, caplen)
-    except Exception:
-        return False
-
-
-def _u32(buf: bytes, pos: int, little: bool) -> int:
+def u32(buf: bytes, pos: int, little: bool) -> int:
     """An unsigned 32-bit field: indexing is compiled to native code, where `struct` would be a call."""
     if little:
         return buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
     return buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
 
 
-def _read_pcap(stream: BinaryIO, little: bool, ts_div: int, bypass: Bypass | None, head: int) -> Iterator[Packet]:
-    # Records are cut out of 1 MB chunks rather than read one by one: two read calls per packet cost
-    # more than the decoding of most packets. `read1` returns what is there, so a pipe is not waited on.
+class PcapChunks:
+    """A classic pcap's records, handed out in chunks of about 1 MB that each begin with a record and hold
+    at least one whole record. Whoever walks the records (`PacketDecoder.decode_pcap`, `_read_pcap`) asks
+    for the next chunk with `more(buf, pos, frame)`: the bytes from `buf[pos]` on, followed by what comes
+    next. A plain file on disk is read with `pread` at the offset of `buf[pos]`, so nothing is copied
+    twice and the file's pages never count in this process's memory; a pipe or a gzip stream is read
+    forward and the unread tail carried over."""
+
+    def __init__(self, stream: BinaryIO, little: bool, ts_div: int, linktype: int) -> None:
+        self.little, self.ts_div, self.linktype = little, ts_div, linktype
+        self._stream = stream
+        self._fd = _plain_file(stream)
+        self._offset = stream.tell() if self._fd >= 0 else 0  # file offset of the current chunk's first byte
+        self._read = getattr(stream, "read1", stream.read)  # what is there: a pipe is not waited on
+
+    def more(self, buf: bytes, pos: int, frame: int) -> bytes | None:
+        """The chunk that starts at `buf[pos]`; None at the clean end of the capture. `frame` records have
+        been read so far (it numbers the record a cut or impossible header is reported against)."""
+        if self._fd >= 0:
+            self._offset += pos
+            chunk = os.pread(self._fd, CHUNK, self._offset)
+            need = self._need(chunk, frame)
+            if need > len(chunk):
+                chunk = os.pread(self._fd, need, self._offset)
+            self._stream.seek(self._offset + len(chunk))  # progress follows the file's position
+        else:
+            chunk = buf[pos:]
+            need = self._need(chunk, frame)
+            while need > len(chunk):
+                got = self._read(max(CHUNK, need - len(chunk)))
+                if not got:
+                    break
+                chunk += got
+                need = self._need(chunk, frame)
+        if not chunk:
+            return None
+        if need > len(chunk):
+            raise TruncatedCapture(frame + 1)
+        return chunk
+
+    def _need(self, chunk: bytes, frame: int) -> int:
+        """How many bytes from the chunk's start its first record needs (header and frame)."""
+        if len(chunk) < 16:
+            return 16 if chunk else 1
+        incl = u32(chunk, 8, self.little)
+        if incl > MAX_RECORD:
+            raise CaptureError(f"record {frame + 1} claims {incl} bytes")
+        return 16 + incl
+
+
+def _pcap_chunks(stream: BinaryIO, magic: bytes) -> PcapChunks:
+    """The chunk reader for a classic pcap whose 4-byte magic was just read."""
+    endian, ts_div = PCAP_MAGICS[magic]
     rest = stream.read(20)
     if len(rest) < 20:
         raise CaptureError("pcap file header cut short")
-    linktype = _u32(rest, 16, little) & 0x0FFFFFFF
-    if linktype != 1:
-        bypass = None
-    mapped = _map(stream)
-    if mapped is not None:
-        yield from _records_in_map(mapped, stream, little, ts_div, linktype, bypass, head)
-        return
-    read = getattr(stream, "read1", stream.read)
+    little = endian == "<"
+    return PcapChunks(stream, little, ts_div, u32(rest, 16, little) & 0x0FFFFFFF)
+
+
+def pcap_chunks(stream: BinaryIO) -> PcapChunks | None:
+    """A chunk reader when `stream` (which must offer `peek`) holds a classic pcap; None, with nothing
+    consumed, for anything else (pcapng goes to `read_packets`)."""
+    magic = stream.peek(4)[:4]  # type: ignore[attr-defined]
+    if magic not in PCAP_MAGICS:
+        return None
+    return _pcap_chunks(stream, stream.read(4))
+
+
+def _read_pcap(chunks: PcapChunks) -> Iterator[Packet]:
+    little, ts_div, linktype = chunks.little, chunks.ts_div, chunks.linktype
     buf, pos, frame = b"", 0, 0
     while True:
-        size = len(buf)
-        if size - pos >= 16:
-            incl = _u32(buf, pos + 8, little)
-            end = pos + 16 + incl
-            if end <= size:
-                frame += 1
-                ts = _u32(buf, pos, little) * 1_000_000 + _u32(buf, pos + 4, little) // ts_div
-                if bypass is None or not _offer(bypass, ts, buf, pos + 16, incl):
-                    yield frame, ts, linktype, buf[pos + 16 : end]
-                pos = end
-                continue
-            if incl > MAX_RECORD:
-                raise CaptureError(f"record {frame + 1} claims {incl} bytes")
-        more = read(max(CHUNK, end - size) if size - pos >= 16 else CHUNK)
-        if not more:
-            if size > pos:
-                raise TruncatedCapture(frame + 1)
+        chunk = chunks.more(buf, pos, frame)
+        if chunk is None:
             return
-        buf, pos = buf[pos:] + more, 0
+        buf, pos = chunk, 0
+        size = len(buf)
+        while size - pos >= 16:
+            end = pos + 16 + u32(buf, pos + 8, little)
+            if end > size:
+                break
+            frame += 1
+            yield frame, u32(buf, pos, little) * 1_000_000 + u32(buf, pos + 4, little) // ts_div, linktype, buf[
+                pos + 16 : end]
+            pos = end
 
 
-def _map(stream: BinaryIO) -> mmap.mmap | None:
-    """The whole file, memory-mapped, when the stream is a plain file on disk (not gzip, not a pipe)."""
+def _plain_file(stream: BinaryIO) -> int:
+    """The descriptor of a plain file on disk under `stream` (not gzip, not a pipe), or -1."""
     raw = getattr(stream, "raw", None)
     while raw is not None and not isinstance(raw, io.FileIO):  # buffered readers may be stacked
         raw = getattr(raw, "raw", None)
     if raw is None:
-        return None
+        return -1
     try:
-        return mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            return -1
     except (OSError, ValueError):
-        return None
-
-
-def _records_in_map(
-    buf: mmap.mmap, stream: BinaryIO, little: bool, ts_div: int, linktype: int, bypass: Bypass | None, head: int,
-) -> Iterator[Packet]:
-    """Records sliced straight out of the mapped file; the stream's position follows for progress. Each
-    record's header and first `head` bytes are taken in one slice; the rest only if `bypass` declines."""
-    size, pos, frame, released = len(buf), 24, 0, 0
-    buf.madvise(mmap.MADV_SEQUENTIAL)
-    try:
-        while pos + 16 <= size:
-            rec = buf[pos : pos + 16 + head]
-            incl = _u32(rec, 8, little)
-            end = pos + 16 + incl
-            if end > size:
-                if incl > MAX_RECORD:
-                    raise CaptureError(f"record {frame + 1} claims {incl} bytes")
-                raise TruncatedCapture(frame + 1)
-            frame += 1
-            ts = _u32(rec, 0, little) * 1_000_000 + _u32(rec, 4, little) // ts_div
-            if bypass is None or not _offer(bypass, ts, rec, 16, incl):
-                yield frame, ts, linktype, rec[16 : 16 + incl] if incl <= head else buf[pos + 16 : end]
-            pos = end
-            if not frame & 0xFFF:
-                stream.seek(pos)
-                if pos - released >= _RELEASE:  # pages already read leave this process's memory
-                    upto = pos - pos % mmap.PAGESIZE
-                    buf.madvise(mmap.MADV_DONTNEED, released, upto - released)
-                    released = upto
-        if pos < size:
-            raise TruncatedCapture(frame + 1)
-    finally:
-        stream.seek(pos)
-        buf.close()
+        return -1
+    return raw.fileno()
 
 
 def _read_pcapng(stream: BinaryIO, magic: bytes) -> Iterator[Packet]:

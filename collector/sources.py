@@ -26,8 +26,8 @@ from collector.eve import EveSource, looks_like_eve
 from collector.filterlogs import detect_filter_format, parse_e2guardian, parse_e2guardian_csv, parse_squidguard
 from collector.leasefiles import LeaseFileSource, lease_follower, looks_like_lease_file
 from collector.observation import Observation
-from collector.packets import BYPASS_HEAD, ConsumerFailed, PacketDecoder, Stop, decode_frames
-from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, read_packets
+from collector.packets import ConsumerFailed, PacketDecoder, Stop, decode_frames
+from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
 from collector.skips import SkipCounter
 from collector.squid import detect_format, parse_common_line, parse_line
 from collector.squid_logformat import LogFormat
@@ -97,8 +97,11 @@ class CaptureSource(_FileSource):
         consumer_ok = True
         try:
             try:
-                decode_frames(decoder, read_packets(self._stream, decoder.bypass, BYPASS_HEAD), self.skips, name,
-                              self._stop)
+                chunks = pcap_chunks(self._stream)
+                if chunks is not None:  # a classic pcap: the decoder walks its records in place
+                    decoder.decode_pcap(chunks, self.skips, name, self._stop)
+                else:
+                    decode_frames(decoder, read_packets(self._stream), self.skips, name, self._stop)
             except ConsumerFailed:
                 consumer_ok = False
                 raise

@@ -8,7 +8,7 @@ message (QUIC carries the hello in CRYPTO frames, without TLS records).
 
 from __future__ import annotations
 
-import struct
+from collector.wire import u16
 
 _VERSIONS = {0x0300: "SSLv3", 0x0301: "TLSv10", 0x0302: "TLSv11", 0x0303: "TLSv12", 0x0304: "TLSv13"}
 
@@ -72,7 +72,7 @@ def hello_from_stream(buf: bytes) -> ClientHello | None:
     while len(buf) >= pos + 5:
         if buf[pos] != 0x16 or buf[pos + 1] != 3:
             raise ValueError("tls hello interrupted by a non-handshake record")
-        end = pos + 5 + struct.unpack_from("!H", buf, pos + 3)[0]
+        end = pos + 5 + u16(buf, pos + 3)
         handshake += buf[pos + 5 : end]
         if len(handshake) >= 4:
             need = 4 + int.from_bytes(handshake[1:4], "big")
@@ -90,25 +90,25 @@ def parse_handshake(msg: bytes) -> ClientHello:
         raise ValueError("not a client hello handshake message")
     try:
         return _parse_body(msg[4:])
-    except (IndexError, struct.error) as exc:
+    except IndexError as exc:
         raise ValueError("tls client hello cut short") from exc
 
 
 def _parse_body(b: bytes) -> ClientHello:
-    legacy_version = struct.unpack_from("!H", b, 0)[0]
+    legacy_version = u16(b, 0)
     pos = 2 + 32
     pos += 1 + b[pos]  # session id
-    pos += 2 + struct.unpack_from("!H", b, pos)[0]  # cipher suites
+    pos += 2 + u16(b, pos)  # cipher suites
     pos += 1 + b[pos]  # compression methods
     hello = ClientHello(None, version_name(legacy_version))
     if pos == len(b):
         return hello  # no extensions (SSLv3 / early TLS)
-    ext_end = pos + 2 + struct.unpack_from("!H", b, pos)[0]
+    ext_end = pos + 2 + u16(b, pos)
     if ext_end > len(b):
         raise ValueError("tls client hello cut short")
     pos += 2
     while pos + 4 <= ext_end:
-        etype, elen = struct.unpack_from("!HH", b, pos)
+        etype, elen = u16(b, pos), u16(b, pos + 2)
         _read_extension(hello, etype, b[pos + 4 : pos + 4 + elen])
         pos += 4 + elen
     return hello
@@ -116,7 +116,7 @@ def _parse_body(b: bytes) -> ClientHello:
 
 def _read_extension(hello: ClientHello, etype: int, data: bytes) -> None:
     if etype == 0 and len(data) > 5 and data[2] == 0:  # server_name, host_name entry
-        n = struct.unpack_from("!H", data, 3)[0]
+        n = u16(data, 3)
         hello.sni = data[5 : 5 + n].decode("ascii", "backslashreplace").lower().rstrip(".")
     elif etype == 16 and len(data) > 2:  # ALPN
         pos = 2
@@ -127,7 +127,7 @@ def _read_extension(hello: ClientHello, etype: int, data: bytes) -> None:
     elif etype == _ECH:
         hello.ech = True
     elif etype == 43 and data:  # supported_versions
-        offered = [struct.unpack_from("!H", data, 1 + i)[0] for i in range(0, data[0] - 1, 2)]
+        offered = [u16(data, 1 + i) for i in range(0, data[0] - 1, 2)]
         real = [v for v in offered if not _is_grease(v)]
         if real:
             hello.version = version_name(max(real, key=version_rank))

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON_BIN:-.venv/bin/python}
-modules=(packets pcap tcp dns tls frag apps handler tls_handler mail http p2p quic dhcp logins observation skips)
+modules=(packets pcap wire tcp dns tls frag apps handler tls_handler mail http p2p quic dhcp logins observation skips)
 sources=("${modules[@]/#/collector/}"); sources=("${sources[@]/%/.py}")
 site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 installed="$site/ictwatch-accel.txt"  # names the shared library this script put there, and nothing else

@@ -19,7 +19,7 @@ def test_cname_chain_then_address_in_answer_order():
     assert (parsed.txid, parsed.is_response, parsed.rcode) == (7, True, "NOERROR")
     assert (parsed.qname, parsed.qtype) == ("meta.wikimedia.org", "A")  # lower-cased
     assert parsed.answers == ["text.wikimedia.org", "text.pmtpa.wikimedia.org", "208.80.152.2"]
-    assert parsed.addresses == [("208.80.152.2", 3600)]
+    assert parsed.addresses == [(bytes([208, 80, 152, 2]), 3600)]
 
 
 def test_nxdomain_aaaa_and_unknown_type():

@@ -99,28 +99,18 @@ def test_snap_length_cut_payload_still_counts_ip_bytes():
 
 def test_injected_decoder_bug_is_counted_and_the_capture_goes_on(tmp_path):
     """Fault injection: the real decoder survives the fuzz tests, so a decoder failing on frame 7 is faked
-    by wrapping the real one."""
+    by a subclass of the real one that overrides `packet`."""
     from collector.sources import CaptureSource
     from tests.conftest import SCHOOL_DAY
 
-    class FailsOnFrame7:
-        def __init__(self, emit, skips, name):
-            self.real = PacketDecoder(emit, skips, name)
-
+    class FailsOnFrame7(PacketDecoder):
         def packet(self, frame, ts, linktype, data):
             if frame == 7:
                 raise RuntimeError("injected")
-            self.real.packet(frame, ts, linktype, data)
+            super().packet(frame, ts, linktype, data)
 
         def bypass(self, ts, data, base, caplen):
             return False  # every frame goes through packet(), frame 7 included
-
-        def finish(self):
-            self.real.finish()
-
-        @property
-        def packets(self):
-            return self.real.packets
 
     source = CaptureSource(SCHOOL_DAY / "school-day.pcap", decoder=FailsOnFrame7)
     out: list = []
@@ -164,16 +154,27 @@ def test_flow_table_is_bounded():
 
 
 def _decode_file(path, bypass: bool) -> tuple[list, int, int]:
-    """(observations, packets decoded, frames that took the full path)."""
-    from collector.packets import BYPASS_HEAD
+    """(observations, packets decoded, frames that took the full path): through `CaptureSource`, which
+    offers frames to `bypass` in place, or every frame to `packet()` as `read_packets` yields it."""
     from collector.pcap import read_packets
+    from collector.sources import CaptureSource
 
     out: list = []
-    dec = PacketDecoder(out.append, SkipCounter(), path.name)
     full_path = 0
-    with path.open("rb") as f:
-        for frame, ts, linktype, data in read_packets(f, dec.bypass if bypass else None, BYPASS_HEAD):
+
+    class Counting(PacketDecoder):
+        def packet(self, frame, ts, linktype, data):
+            nonlocal full_path
             full_path += 1
+            super().packet(frame, ts, linktype, data)
+
+    if bypass:
+        source = CaptureSource(path, decoder=Counting)
+        source.run(out.append)
+        return out, source.packets, full_path
+    dec = Counting(out.append, SkipCounter(), path.name)
+    with path.open("rb") as f:
+        for frame, ts, linktype, data in read_packets(f):
             dec.packet(frame, ts, linktype, data)
     dec.finish()
     return out, dec.packets, full_path
@@ -193,5 +194,6 @@ def test_bypass_changes_nothing_but_the_work_done(tmp_path):
         fast, fast_packets, fast_full_path = _decode_file(path, bypass=True)
         assert fast == full
         assert fast_packets == packets
-        # the bulk did take the fast path: about half the mix's packets, most of the school day's
-        assert 0.3 < 1 - fast_full_path / packets < 0.8
+        # the bulk did take the fast path: TCP data, FIN and RST, QUIC after its hello (78% of the mix
+        # and 64% of the school day when this was written)
+        assert 0.6 < 1 - fast_full_path / packets < 0.9

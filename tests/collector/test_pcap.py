@@ -116,3 +116,41 @@ def test_broken_record_after_good_ones_keeps_the_good_ones(tmp_path):
     source.run(lambda obs: None)
     assert source.packets == 2
     assert source.skips.by_reason == {"bad_capture_record": 1}
+
+
+def _records_across_chunks() -> list[tuple[int, int, bytes]]:
+    """Records of many sizes, one larger than a whole chunk, so that records straddle chunk ends."""
+    from collector.pcap import CHUNK
+
+    sizes = [60, 1514, 3, 0, CHUNK + 4321, 70, *range(1000, 9000, 7)]
+    return [(1_700_000_000 + i, i, bytes([i % 251]) * size) for i, size in enumerate(sizes)]
+
+
+@pytest.mark.parametrize("how", ["file", "gzip", "stream"])
+def test_pcap_records_straddling_chunks_come_out_whole(tmp_path, how):
+    """The three ways a classic pcap is read in chunks (a plain file by `pread`, a gzip stream and a pipe
+    read forward) give every record as written, and a cut in the last record is reported against it."""
+    records = _records_across_chunks()
+    data = pcap("<", 0xA1B2C3D4, records)
+    for body, cut in ((data, False), (data[:-5], True)):
+        path = tmp_path / f"c-{cut}.pcap"
+        if how == "gzip":
+            path.write_bytes(gzip.compress(body))
+            stream = io.BufferedReader(gzip.GzipFile(path))
+        elif how == "file":
+            path.write_bytes(body)
+            stream = path.open("rb")
+        else:
+            stream = io.BufferedReader(io.BytesIO(body))
+        got = []
+        with stream:
+            try:
+                got.extend(read_packets(stream))
+            except TruncatedCapture as exc:
+                assert cut and exc.frame == len(records)
+            else:
+                assert not cut
+        expect = records[:-1] if cut else records
+        assert [d for _n, _ts, _lt, d in got] == [d for _s, _f, d in expect]
+        assert [n for n, _ts, _lt, _d in got] == list(range(1, len(expect) + 1))
+        assert got[4][1] == (1_700_000_000 + 4) * 1_000_000 + 4

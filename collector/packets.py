@@ -26,7 +26,8 @@ from collector.observation import Observation
 from collector.pcap import PcapChunks, u32
 from collector.skips import SkipCounter
 from collector.tcp import Reassembler
-from collector.wire import ipv4_text
+from collector.wire import ipv4_text, u16
+from collector.wire import u32 as wire_u32
 
 TCP: Final = 6
 UDP: Final = 17
@@ -56,9 +57,6 @@ DNS_WAIT: Final = 30 * _US  # an unanswered query is reported after this
 DNS_NAME_GRACE: Final = 3600 * _US  # a name is kept past its TTL: clients connect after the TTL runs out
 SWEEP_EVERY: Final = _US  # expire flows once per second of capture time
 
-_U16: Final = struct.Struct("!H")
-_U32: Final = struct.Struct("!I")
-_TCP_SEQ: Final = struct.Struct("!I")
 _PORTS: Final = struct.Struct("!HH")
 
 
@@ -442,7 +440,7 @@ class PacketDecoder:
             if pos + 8 > min(end, len(data)):
                 return self.skip("truncated_ip", frame)
             if nxt == 44:
-                field = _U16.unpack_from(data, pos + 2)[0]
+                field = u16(data, pos + 2)
                 if field & 0xFFF9:
                     return self._ipv6_fragment(frame, ts, data, off, pos, end, field, vlan)
                 nxt, pos = data[pos], pos + 8
@@ -474,7 +472,7 @@ class PacketDecoder:
         if end > len(data) or pos + 8 > end:
             return self.skip("truncated_ip", frame)
         src, dst, proto = data[off + 8 : off + 24], data[off + 24 : off + 40], data[pos]
-        key = (src, dst, _U32.unpack_from(data, pos + 4)[0])
+        key = (src, dst, wire_u32(data, pos + 4))
         whole = self._fragments.add(key, field & 0xFFF8, data[pos + 8 : end], bool(field & 1), ts)
         if whole is not None:
             self._transport(frame, ts, whole, 0, len(whole), proto, src, dst, 40 + len(whole), False, vlan)
@@ -549,7 +547,7 @@ class PacketDecoder:
             flow.payload = True
         if flow.done:
             return None
-        seq = _TCP_SEQ.unpack_from(data, off + 4)[0]
+        seq = wire_u32(data, off + 4)
         if flags & 0x02:
             _stream(flow, outbound).syn(seq)
         if payload_off < cap_end and flow.want & (1 if outbound else 2):
@@ -659,7 +657,10 @@ class PacketDecoder:
                 if handler is None:
                     return self._stop_reading(flow)
                 flow.service = handler.service
-        wanted = (handler.client if outbound else handler.server)(self, flow, data, seq, frame, ts)
+        if outbound:
+            wanted = handler.client(self, flow, data, seq, frame, ts)
+        else:
+            wanted = handler.server(self, flow, data, seq, frame, ts)
         if wanted:
             flow.want = handler.want
         elif handler.successor is not None:  # e.g. STARTTLS: the TLS hello comes next
@@ -697,7 +698,8 @@ class PacketDecoder:
             if handler is None:
                 return self._stop_reading(flow)
             flow.service = handler.service
-        if not (handler.client if outbound else handler.server)(self, flow, payload, 0, frame, ts):
+        if not (handler.client(self, flow, payload, 0, frame, ts) if outbound else
+                handler.server(self, flow, payload, 0, frame, ts)):
             self._stop_reading(flow)
 
     def _stop_reading(self, flow: Flow) -> None:

@@ -9,7 +9,6 @@ ClientHello. Pure: bytes in, values out, `ValueError` for anything malformed or 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 from functools import lru_cache
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from collector import tls
+from collector.wire import u32
 
 V1, V2 = 0x00000001, 0x6B3343CF
 # RFC 9001 §5.2 and RFC 9369 §3.3.1: initial salts; §5.1 / §3.3.2: key derivation labels.
@@ -46,7 +46,7 @@ def is_long_header_initial(datagram: bytes) -> bool:
     """Cheap test for the start of a v1 or v2 Initial packet (no decryption)."""
     if len(datagram) < 7 or datagram[0] & 0xC0 != 0xC0:
         return False
-    version = int.from_bytes(datagram[1:5], "big")
+    version = u32(datagram, 1)
     return version in _SALT and (datagram[0] >> 4) & 0x03 == _INITIAL_TYPE[version]
 
 
@@ -55,20 +55,38 @@ def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     info = struct.pack("!HB", length, len(full)) + full + b"\x00"
     out, block, counter = b"", b"", 1
     while len(out) < length:
-        block = hmac.new(secret, block + info + bytes([counter]), hashlib.sha256).digest()
+        block = hmac.digest(secret, block + info + bytes([counter]), "sha256")  # one-shot: OpenSSL's HMAC
         out += block
         counter += 1
     return out[:length]
 
 
-@lru_cache(maxsize=4096)
 def client_keys(version: int, dcid: bytes) -> tuple[bytes, bytes, bytes]:
     """(key, iv, header-protection key) for the client's Initial packets on connection `dcid`."""
-    initial = hmac.new(_SALT[version], dcid, hashlib.sha256).digest()
+    initial = hmac.digest(_SALT[version], dcid, "sha256")
     secret = _hkdf_expand_label(initial, b"client in", 32)
     key_label, iv_label, hp_label = _LABELS[version]
     return (_hkdf_expand_label(secret, key_label, 16), _hkdf_expand_label(secret, iv_label, 12),
             _hkdf_expand_label(secret, hp_label, 16))
+
+
+class _Ciphers:
+    """One connection's Initial decryption: the AEAD, its IV, and the header-protection cipher."""
+
+    __slots__ = ("aead", "iv", "mask")
+
+    def __init__(self, version: int, dcid: bytes) -> None:
+        key, iv, hp = client_keys(version, dcid)
+        self.aead = AESGCM(key)
+        self.iv = int.from_bytes(iv, "big")
+        self.mask = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()  # ECB: each block on its own
+
+
+@lru_cache(maxsize=64)
+def _ciphers(version: int, dcid: bytes) -> _Ciphers:
+    """The ciphers of a recent connection: a hello spread over several Initials, or a retransmitted one,
+    costs the key derivation and the cipher set-up once."""
+    return _Ciphers(version, dcid)
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -94,7 +112,7 @@ def client_initials(datagram: bytes) -> list[Initial]:
 
 
 def _one_initial(buf: bytes, start: int) -> tuple[Initial, int]:
-    version = int.from_bytes(buf[start + 1 : start + 5], "big")
+    version = u32(buf, start + 1)
     pos = start + 5
     dcid_len = buf[pos]
     dcid = buf[pos + 1 : pos + 1 + dcid_len]
@@ -107,16 +125,18 @@ def _one_initial(buf: bytes, start: int) -> tuple[Initial, int]:
     end = pn_offset + length
     if end > len(buf) or length < 20:
         raise ValueError("quic initial packet longer than its datagram")
-    key, iv, hp = client_keys(version, dcid)
-    sample = buf[pn_offset + 4 : pn_offset + 20]
-    mask = Cipher(algorithms.AES(hp), modes.ECB()).encryptor().update(sample)
+    ciphers = _ciphers(version, dcid)
+    mask = ciphers.mask.update(buf[pn_offset + 4 : pn_offset + 20])
     first = buf[start] ^ (mask[0] & 0x0F)
     pn_len = (first & 0x03) + 1
-    pn_bytes = bytes(b ^ m for b, m in zip(buf[pn_offset : pn_offset + pn_len], mask[1 : 1 + pn_len], strict=True))
+    pn = 0
+    for i in range(pn_len):
+        pn = (pn << 8) | (buf[pn_offset + i] ^ mask[1 + i])
+    pn_bytes = pn.to_bytes(pn_len, "big")
     header = bytes([first]) + buf[start + 1 : pn_offset] + pn_bytes
-    nonce = (int.from_bytes(iv, "big") ^ int.from_bytes(pn_bytes, "big")).to_bytes(12, "big")
+    nonce = (ciphers.iv ^ pn).to_bytes(12, "big")
     try:
-        plain = AESGCM(key).decrypt(nonce, buf[pn_offset + pn_len : end], header)
+        plain = ciphers.aead.decrypt(nonce, buf[pn_offset + pn_len : end], header)
     except Exception as exc:  # cryptography raises InvalidTag: not a packet for these keys
         raise ValueError("quic initial does not decrypt") from exc
     return Initial(version, dcid, tuple(_crypto_frames(plain))), end

@@ -127,7 +127,10 @@ def _read_extension(hello: ClientHello, etype: int, data: bytes) -> None:
     elif etype == _ECH:
         hello.ech = True
     elif etype == 43 and data:  # supported_versions
-        offered = [u16(data, 1 + i) for i in range(0, data[0] - 1, 2)]
-        real = [v for v in offered if not _is_grease(v)]
-        if real:
-            hello.version = version_name(max(real, key=version_rank))
+        best = -1
+        for i in range(0, data[0] - 1, 2):
+            code = u16(data, 1 + i)
+            if not _is_grease(code) and (best < 0 or version_rank(code) > version_rank(best)):
+                best = code
+        if best >= 0:
+            hello.version = version_name(best)

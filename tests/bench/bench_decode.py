@@ -89,6 +89,9 @@ def _sessions() -> list[list[bytes]]:
     return [https, https, https, http, smtp, quic, dhcp]
 
 
+_QUIC = 5  # the QUIC conversation's place in `_sessions()`; its third frame is the client's Initial
+
+
 def _quic_initial() -> bytes:
     """A real QUIC v1 client Initial (aioquic), or random bytes of the right size without it."""
     try:
@@ -120,9 +123,16 @@ def _patch(frame: bytes, client: bytes, server: bytes, port_shift: int) -> bytes
 _CLIENT_RAW, _SERVER_RAW = bytes([10, 20, 10, 5]), bytes([192, 0, 2, 10])
 
 
+QUIC_CONNECTIONS = 256
+"""Distinct QUIC Initials the clones take in turn: more than the decoder keeps ciphers for (64), so
+that every QUIC session costs its key derivation, as connections with random IDs do."""
+
+
 def write_capture(path: Path, packets: int) -> int:
     """Write a pcap of about `packets` packets: thousands of concurrent clients and servers."""
     templates = _sessions()
+    quic_frame = templates[_QUIC][2]
+    initials = [_quic_initial() for _ in range(min(QUIC_CONNECTIONS, packets // 170 + 1))]
     written, n = 0, 0
     ts = 1_781_596_200.0
     with path.open("wb") as f:
@@ -132,6 +142,8 @@ def write_capture(path: Path, packets: int) -> int:
             client = bytes([10, 20, 10 + (n >> 14) % 2, (n >> 6) % 250 + 2])
             server = bytes([198, 51, 100 + (n >> 8) % 3, n % 250 + 1])
             for frame in template:
+                if frame is quic_frame:  # this clone's own connection
+                    frame = frame[:42] + initials[(n // len(templates)) % len(initials)]
                 data = _patch(frame, client, server, n * 10)
                 sec = int(ts)
                 f.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(data), len(data)) + data)

@@ -4,12 +4,11 @@ with what the safeguarding lead records about it (status, actions, outcome) as r
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
 import polars as pl
 
-from rules.metrics import INCIDENT_OPEN, incident_id
+from rules.metrics import close_incident, incident_id
 from storage.store import Store
 
 
@@ -36,8 +35,7 @@ def record(store: Store, incident: dict, status: str, actions: str, outcome: str
     ends its alert (the `ictwatch_incident_open` series) when the daemon serving the page raised it."""
     version = int(incident["version"]) + 1
     if status == "closed":
-        with contextlib.suppress(KeyError):
-            INCIDENT_OPEN.remove(incident["incident_id"], incident["rule_id"], incident["location"] or "unknown")
+        close_incident(incident["incident_id"], incident["rule_id"], incident["location"] or "unknown")
     store.insert_incident({
         "incident_id": incident["incident_id"], "version": version, "opened": incident["opened"],
         "rule_id": incident["rule_id"], "clauses": list(incident["clauses"]), "severity": incident["severity"],

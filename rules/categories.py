@@ -239,7 +239,10 @@ class CategoryIndex:
         that has a URL, up once. A URL list's categories add to the host's; so do those of the server's
         address (`dst_ip`) where a list names it (UT1's lists hold bare addresses; a list of Tor relays is
         nothing else); a white match in any clears them all."""
-        keys = ["host", "url"] if "url" in df.columns else ["host"]
+        # URLs only count where a URL list names their host or an expression may match them: without
+        # either, each distinct host is looked up once (URLs are nearly all distinct; hosts are few).
+        by_url = "url" in df.columns and (len(self._url_hosts) > 0 or bool(self.expressions))
+        keys = ["host", "url"] if by_url else ["host"]
         pairs = df.select(keys).unique()
         hosts = pairs.get_column("host").unique()
         by_host = pl.DataFrame({"host": hosts, "_hb": self._host_bits(hosts)},

@@ -78,18 +78,20 @@ class Identity:
     def _lease_macs(self, df: pl.DataFrame) -> pl.DataFrame:
         """`lease_mac`, `lease_ref` and `lease_place` for each row: who held its client address at its time,
         and where the DHCP relay put them."""
-        rows = df.select("ts", "src_ip").with_row_index("_row").sort("ts")
+        rows = df.select("ts", "src_ip").with_row_index("_row")
         if self.leases.height == 0:
-            return rows.with_columns(lease_mac=pl.lit(None, pl.String), lease_ref=pl.lit(None, pl.String),
-                                     lease_place=pl.lit(None, pl.String)).sort("_row")
-        found = rows.join_asof(self.leases.sort("lease_start"), left_on="ts", right_on="lease_start",
-                               by_left="src_ip", by_right="ip", strategy="backward",
-                               check_sortedness=False)  # both sorted on the time just above
+            return rows.select("_row", lease_mac=pl.lit(None, pl.String), lease_ref=pl.lit(None, pl.String),
+                               lease_place=pl.lit(None, pl.String))
+        in_order = rows.get_column("ts").is_sorted()  # a proxy log's lines are: no sorting there and back
+        found = (rows if in_order else rows.sort("ts")).join_asof(
+            self.leases.sort("lease_start"), left_on="ts", right_on="lease_start", by_left="src_ip", by_right="ip",
+            strategy="backward", check_sortedness=False)  # both sorted on the time
         live = pl.col("lease_end") >= pl.col("ts")
-        return found.select(
+        found = found.select(
             "_row", lease_mac=pl.when(live).then(pl.col("lease_mac")),
             lease_ref=pl.when(live).then(pl.col("lease_ref")), lease_place=pl.when(live).then(pl.col("lease_place")),
-        ).sort("_row")
+        )
+        return found if in_order else found.sort("_row")
 
     def _device_row(self, mac: str | None, ip: str | None, leased: bool) -> dict:
         device = self._by_mac.get(mac or "") or self._by_ip.get(ip or "")

@@ -100,7 +100,7 @@ def run(count: int, rounds: int) -> dict[str, float]:
                 record("goaccess 1.7 (HTML report)", count, start)
     print(f"best of {rounds} round(s), the readers taking turns:")
     for name, rate in results.items():
-        print(f"{name:36} {rate:12,.0f} lines/s")
+        print(f"{name:40} {rate:12,.0f} lines/s")
     if "goaccess 1.7 (HTML report)" in results:
         ratio = results["ictwatch replay (full import)"] / results["goaccess 1.7 (HTML report)"]
         print(f"ratio ictwatch replay / goaccess: {ratio:.2f}")

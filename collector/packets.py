@@ -125,7 +125,7 @@ class Flow:
     __slots__ = (
         "key", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
         "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "ostate", "rstate", "closed", "handler",
-        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported", "want", "wake",
+        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported", "want", "wake", "cisn", "sisn",
     )
 
     def __init__(
@@ -150,6 +150,7 @@ class Flow:
         self.service = ""
         self.cstream: Reassembler | None = None  # made when a TCP direction's bytes are first needed
         self.sstream: Reassembler | None = None
+        self.cisn = self.sisn = -1  # each side's SYN sequence number, until its reassembler is made
         self.wake = -1  # the second of capture time the sweep looks at this flow next; -1 once forgotten
 
 
@@ -182,14 +183,19 @@ def _count_bulk(flow: Flow, outbound: bool, ts: int, ip_len: int) -> bool:
 
 
 def _stream(flow: Flow, outbound: bool) -> Reassembler:
-    """The reassembler of one direction of a TCP flow, made on first use."""
-    if outbound:
-        if flow.cstream is None:
-            flow.cstream = Reassembler()
-        return flow.cstream
-    if flow.sstream is None:
-        flow.sstream = Reassembler()
-    return flow.sstream
+    """The reassembler of one direction of a TCP flow, made when its first bytes are wanted (most flows'
+    server side never is), starting after that side's SYN if one was seen."""
+    stream = flow.cstream if outbound else flow.sstream
+    if stream is None:
+        stream = Reassembler()
+        isn = flow.cisn if outbound else flow.sisn
+        if isn >= 0:
+            stream.syn(isn)
+        if outbound:
+            flow.cstream = stream
+        else:
+            flow.sstream = stream
+    return stream
 
 
 def _deadline(flow: Flow) -> int:
@@ -549,7 +555,13 @@ class PacketDecoder:
             return None
         seq = wire_u32(data, off + 4)
         if flags & 0x02:
-            _stream(flow, outbound).syn(seq)
+            stream = flow.cstream if outbound else flow.sstream
+            if stream is not None:
+                stream.syn(seq)
+            elif outbound:
+                flow.cisn = flow.cisn if flow.cisn >= 0 else seq
+            else:
+                flow.sisn = flow.sisn if flow.sisn >= 0 else seq
         if payload_off < cap_end and flow.want & (1 if outbound else 2):
             self._tcp_data(flow, outbound, seq, data[payload_off:cap_end], frame, ts)
         return None

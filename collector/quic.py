@@ -9,7 +9,7 @@ ClientHello. Pure: bytes in, values out, `ValueError` for anything malformed or 
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import struct
 from functools import lru_cache
 
@@ -50,21 +50,43 @@ def is_long_header_initial(datagram: bytes) -> bool:
     return version in _SALT and (datagram[0] >> 4) & 0x03 == _INITIAL_TYPE[version]
 
 
-def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
+class _Hmac:
+    """HMAC-SHA256 (RFC 2104) under one key, for the messages HKDF signs with it: the key's inner and
+    outer pads are hashed once, and each message then costs two copies of those states, half the time of
+    a one-shot `hmac.digest` (which sets up OpenSSL's HMAC anew each call; measured with `perf`). Keys
+    here (the salts, then 32-byte secrets) are shorter than SHA-256's 64-byte block."""
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\x00")
+        self.inner = hashlib.sha256(block.translate(_IPAD))
+        self.outer = hashlib.sha256(block.translate(_OPAD))
+
+    def digest(self, msg: bytes) -> bytes:
+        """HMAC(key, msg)."""
+        inner = self.inner.copy()
+        inner.update(msg)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # translation tables: each key byte XOR the pad byte
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_SALT_HMAC = {version: _Hmac(salt) for version, salt in _SALT.items()}
+
+
+def _hkdf_expand_label(mac: _Hmac, label: bytes, length: int) -> bytes:
+    """HKDF-Expand-Label (RFC 8446 §7.1) with an empty context, for lengths up to one SHA-256 block."""
     full = b"tls13 " + label
-    info = struct.pack("!HB", length, len(full)) + full + b"\x00"
-    out, block, counter = b"", b"", 1
-    while len(out) < length:
-        block = hmac.digest(secret, block + info + bytes([counter]), "sha256")  # one-shot: OpenSSL's HMAC
-        out += block
-        counter += 1
-    return out[:length]
+    return mac.digest(struct.pack("!HB", length, len(full)) + full + b"\x00\x01")[:length]
 
 
 def client_keys(version: int, dcid: bytes) -> tuple[bytes, bytes, bytes]:
     """(key, iv, header-protection key) for the client's Initial packets on connection `dcid`."""
-    initial = hmac.digest(_SALT[version], dcid, "sha256")
-    secret = _hkdf_expand_label(initial, b"client in", 32)
+    initial = _SALT_HMAC[version].digest(dcid)  # HKDF-Extract(salt, dcid)
+    secret = _Hmac(_hkdf_expand_label(_Hmac(initial), b"client in", 32))
     key_label, iv_label, hp_label = _LABELS[version]
     return (_hkdf_expand_label(secret, key_label, 16), _hkdf_expand_label(secret, iv_label, 12),
             _hkdf_expand_label(secret, hp_label, 16))

@@ -86,10 +86,7 @@ def test_hostile_input_is_escaped_in_the_report(tmp_path):
     log.write_text('1781600000.000 10 10.20.10.21 TCP_MISS/200 10 GET http://x.example/"><script>alert(1)</script> '
                    "jcarter HIER_DIRECT/192.0.2.1 text/html\n")
     store = tmp_path / "store"
-    # the June day is older than the shipped policy keeps full URLs (90 days): keep them for this test
     config = school_config(tmp_path / "school")
-    policy = config.parent / "policy.yaml"
-    policy.write_text(policy.read_text().replace("url_days: 90", "url_days: 400"))
     run_cli("replay", "--config", config, log, store=store, check=True)
     out = tmp_path / "r.html"
     run_cli("report", "--config", config, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",

@@ -48,8 +48,6 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     port = free_port()
     config = school_config(tmp / "school", f"web:\n  listen: 127.0.0.1:{port}\n  accounts: accounts.json\n")
-    policy = config.parent / "policy.yaml"
-    policy.write_text(policy.read_text().replace("url_days: 90", "url_days: 400"))  # keep June's URLs
     hostile = tmp / "hostile.log"
     hostile.write_text(HOSTILE)
     capture = hostile_capture(tmp / "hostile.pcap")

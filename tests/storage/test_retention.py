@@ -12,7 +12,7 @@ from storage.schema import ACTIVITY, TABLES, Retention, cluster_ddl, sql_string
 from storage.store import Store
 from tests.storage.test_store import activities
 
-SHIPPED = Retention(activity_days=400, url_days=90, leases_days=400, audit_days=2190)  # the demo policy's
+SHIPPED = Retention(activity_days=400, url_days=90, leases_days=400, audit_days=2190)  # the Valley School's
 
 
 @pytest.fixture

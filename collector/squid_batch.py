@@ -2,10 +2,11 @@
 
 The per-line parser in `collector.squid` is the reference: for every line this module gives the same
 Observation fields (tested on the real logs and on generated ones), or counts it as `bad_squid_line`
-where the reference would raise. Lines are split at spaces after their whitespace runs are made single
-(a regular expression per line cost three times as much), each field's shape is checked as the
-reference checks it, and the URL's host and port are taken apart by a regular expression, as
-`urllib.parse.urlsplit` does for the URLs Squid logs.
+where the reference would raise. Lines are split into fields at runs of whitespace (a regular
+expression per line cost three times as much), each field's shape is checked as the reference checks
+it, and host and port are taken from the URL by a regular expression, as `urllib.parse.urlsplit` does
+for the URLs Squid logs, once for each distinct scheme and authority. `parsed_chunks` parses several
+chunks at once on threads of their own.
 """
 
 from __future__ import annotations

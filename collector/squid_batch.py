@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from collector.observation import OBSERVATION_SCHEMA, Observation
 
-CHUNK = 16 << 20
+CHUNK = 8 << 20
 
 _LINE = (r"^\s*(?P<ts>\d+(?:\.\d*)?|\.\d+)\s+(?P<elapsed>-?\d+)\s+(?P<client>[0-9A-Fa-f:.]+)\s+"
          r"(?P<action>[^/\s]*)/(?P<status>\d+)\s+(?P<size>\d+)\s+(?P<method>\S+)\s+(?P<url>\S+)\s+"

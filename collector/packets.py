@@ -27,7 +27,7 @@ from collector.pcap import PcapChunks, u32
 from collector.skips import SkipCounter
 from collector.tcp import Reassembler
 from collector.wire import ipv4_text, u16
-from collector.wire import u32 as wire_u32
+from collector.wire import u32 as u32be
 
 TCP: Final = 6
 UDP: Final = 17
@@ -156,30 +156,20 @@ class Flow:
 
 def _count(flow: Flow, outbound: bool, data: bytes, mac: bool, ts: int, ip_len: int) -> None:
     """One packet's share of its flow: time, bytes, packets, and the client's MAC when first seen."""
+    if outbound and flow.mac is None and mac:
+        flow.mac = data[6:12]
+    _add(flow, outbound, ts, ip_len)
+
+
+def _add(flow: Flow, outbound: bool, ts: int, ip_len: int) -> None:
+    """One packet's time, bytes and packet count in its flow."""
     flow.last = ts
     if outbound:
-        if flow.mac is None and mac:
-            flow.mac = data[6:12]
         flow.bytes_out += ip_len
         flow.pkts_out += 1
     else:
         flow.bytes_in += ip_len
         flow.pkts_in += 1
-
-
-def _count_bulk(flow: Flow, outbound: bool, ts: int, ip_len: int) -> bool:
-    """`_count` for `bypass`, which has no MAC to offer: False, counting nothing, while the client's
-    MAC is still to be taken from a frame."""
-    if outbound:
-        if flow.mac is None:
-            return False
-        flow.bytes_out += ip_len
-        flow.pkts_out += 1
-    else:
-        flow.bytes_in += ip_len
-        flow.pkts_in += 1
-    flow.last = ts
-    return True
 
 
 def _stream(flow: Flow, outbound: bool) -> Reassembler:
@@ -349,16 +339,18 @@ class PacketDecoder:
             payload = payload_off < cap_end
             if payload and not flow.done and flow.want & (1 if outbound else 2):
                 return False
-            if (flow.ostate if outbound else flow.rstate) == INACTIVE or not _count_bulk(flow, outbound, ts, ip_len):
-                return False
+            if (flow.ostate if outbound else flow.rstate) == INACTIVE or (outbound and flow.mac is None):
+                return False  # a first packet, or the client's MAC still to be taken from a frame
+            _add(flow, outbound, ts, ip_len)
             if payload:
                 flow.payload = True
             if flags & (_FIN | _RST):
                 self._tcp_state(flow, outbound, flags)
         elif proto == UDP:
             entry = self._udp_by_header.get(data[off + 12 : off + 24])
-            if entry is None or cap_end < head + 28 or not _count_bulk(entry[0], entry[1], ts, ip_len):
+            if entry is None or cap_end < head + 28 or (entry[1] and entry[0].mac is None):
                 return False
+            _add(entry[0], entry[1], ts, ip_len)
         else:
             return False
         self.packets += 1
@@ -478,7 +470,7 @@ class PacketDecoder:
         if end > len(data) or pos + 8 > end:
             return self.skip("truncated_ip", frame)
         src, dst, proto = data[off + 8 : off + 24], data[off + 24 : off + 40], data[pos]
-        key = (src, dst, wire_u32(data, pos + 4))
+        key = (src, dst, u32be(data, pos + 4))
         whole = self._fragments.add(key, field & 0xFFF8, data[pos + 8 : end], bool(field & 1), ts)
         if whole is not None:
             self._transport(frame, ts, whole, 0, len(whole), proto, src, dst, 40 + len(whole), False, vlan)
@@ -553,7 +545,7 @@ class PacketDecoder:
             flow.payload = True
         if flow.done:
             return None
-        seq = wire_u32(data, off + 4)
+        seq = u32be(data, off + 4)
         if flags & 0x02:
             stream = flow.cstream if outbound else flow.sstream
             if stream is not None:

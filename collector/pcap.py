@@ -18,6 +18,9 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from collector import wire
+from collector.wire import u32le
+
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1),  # little-endian, microseconds
     b"\xa1\xb2\xc3\xd4": (">", 1),
@@ -58,14 +61,13 @@ def read_packets(stream: BinaryIO) -> Iterator[Packet]:
 
 
 def u32(buf: bytes, pos: int, little: bool) -> int:
-    """An unsigned 32-bit field: indexing is compiled to native code, where `struct` would be a call."""
-    if little:
-        return buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
-    return buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
+    """An unsigned 32-bit field of a record header, in the capture's byte order."""
+    return u32le(buf, pos) if little else wire.u32(buf, pos)
 
 
 class PcapChunks:
-    """A classic pcap's records, handed out in chunks of about 1 MB that each begin with a record and hold
+    """A classic pcap's records, handed out in chunks of `CHUNK` bytes (256 KB: one stays in the core's cache
+    while it is decoded) or of a whole record where one is larger; each begins with a record and holds
     at least one whole record. Whoever walks the records (`PacketDecoder.decode_pcap`, `_read_pcap`) asks
     for the next chunk with `more(buf, pos, frame)`: the bytes from `buf[pos]` on, followed by what comes
     next. A plain file on disk is read with `pread` at the offset of `buf[pos]`, so nothing is copied

@@ -196,10 +196,6 @@ def _deadline(flow: Flow) -> int:
     return min(flow.last + idle + 1, since + ACTIVE_TIMEOUT)
 
 
-def _frame_of(flow: Flow) -> int:
-    return flow.frame
-
-
 def _header_keys(flow: Flow) -> tuple[bytes, bytes]:
     """An IPv4 flow's keys as its packets' headers hold them (addresses, then ports): client to server,
     then server to client."""
@@ -816,7 +812,7 @@ class PacketDecoder:
         while self._wheel_seconds and self._wheel_seconds[0] <= now_second:
             second = heapq.heappop(self._wheel_seconds)
             due.extend(f for f in self._wheel.pop(second) if f.wake == second)
-        due.sort(key=_frame_of)
+        due.sort(key=lambda f: f.frame)
         done = []
         for f in due:
             if now - f.last > (TCP_CLOSE_DELAY if f.closed else TCP_IDLE if f.proto == TCP else UDP_IDLE):

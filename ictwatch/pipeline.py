@@ -227,8 +227,7 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             assert isinstance(df, pl.DataFrame)
             df = _name_flows(df, names)
             df = judge.evaluate(df)
-            metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules})
-            summary.verdicts.update(dict(df.get_column("verdict").value_counts().iter_rows()))
+            summary.verdicts.update(metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules}))
             summary.denied += int(df.get_column("denied").sum())
             summary.observations += 0 if kept is None else df.height
             writer.put(df, judge.new_leases, kept)

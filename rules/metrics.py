@@ -45,16 +45,17 @@ def incident_id(ts: dt.datetime, source_ref: str, rule_id: str) -> str:
     return "INC-" + hashlib.sha256(key.encode()).hexdigest()[:10].upper()
 
 
-def count(df: pl.DataFrame, severities: dict[str, str]) -> None:
+def count(df: pl.DataFrame, severities: dict[str, str]) -> dict[str, int]:
     """Add a judged batch to the counters: observations, verdicts, breaches (each rule with its own
-    severity), and an open-incident series for each danger breach."""
+    severity), and an open-incident series for each danger breach. Returns the batch's verdict counts."""
     for source, kind, n in df.group_by("source", "kind").len().iter_rows():
         OBSERVATIONS.labels(source or _UNKNOWN, kind or _UNKNOWN).inc(n)
-    for verdict, n in df.group_by("verdict").len().iter_rows():
+    verdicts = dict(df.group_by("verdict").len().iter_rows())
+    for verdict, n in verdicts.items():
         ACTIVITIES.labels(verdict).inc(n)
     breaches = df.filter(pl.col("verdict") == "breach")
     if breaches.height == 0:
-        return
+        return verdicts
     rows = breaches.select("ts", "source_ref", "location", "role", "rule_ids").explode("rule_ids")
     for rule, location, role, n in rows.group_by("rule_ids", "location", "role").len().iter_rows():
         BREACHES.labels(rule, severities.get(rule, _UNKNOWN), location or _UNKNOWN, role or _UNKNOWN).inc(n)
@@ -66,6 +67,7 @@ def count(df: pl.DataFrame, severities: dict[str, str]) -> None:
         INCIDENT_OPEN.labels(*labels).set(1)
     for rule, location, n in danger.slice(room).group_by("rule_ids", "location").len().iter_rows():
         INCIDENTS_UNLABELLED.labels(rule, location or _UNKNOWN).inc(n)
+    return verdicts
 POLICY_INFO = Gauge("ictwatch_policy_info", "The policy in force (value 1).", ["version"])
 RELOAD_SUCCESS = Gauge("ictwatch_last_reload_success",
                        "1 if the last reload (SIGHUP) took, 0 if the old configuration stayed.")

@@ -20,7 +20,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from collector.observation import OBSERVATION_SCHEMA, Observation
@@ -156,7 +155,7 @@ def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
     out = keyed.select(exprs)
     # milliseconds until here: divided in Arrow, whose division is correctly rounded as Python's `/` is
     # (polars multiplies by the reciprocal, one unit in the last place off on about one value in eight)
-    seconds = pc.divide(out.get_column("duration_s").to_arrow(), pa.scalar(1000.0))
+    seconds = pc.divide(out.get_column("duration_s").to_arrow(), _THOUSAND)
     return out.with_columns(pl.Series("duration_s", seconds))
 
 
@@ -189,8 +188,9 @@ def _peer(hierarchy: pl.Expr) -> pl.Expr:
     return pl.when(peer.str.contains(_IP)).then(peer).otherwise(None)
 
 
-OBSERVATION_POLARS: dict[str, pl.DataType] = dict(pl.from_arrow(OBSERVATION_SCHEMA.empty_table()).schema)
+OBSERVATION_POLARS: dict[str, pl.DataType] = dict(pl.Schema(OBSERVATION_SCHEMA))
 """The observation schema as polars reads it: the batches made here have these types, as if from Arrow."""
+_THOUSAND = pl.Series([1000.0]).to_arrow()[0]  # not pa.scalar(1000.0): a Python value makes pyarrow import pandas
 _DEFAULTS = {f.name: [] if f.default_factory is list else None if f.default is dataclasses.MISSING else f.default
              for f in dataclasses.fields(Observation)}
 

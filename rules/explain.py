@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from rules.engine import LEAF_COLUMNS, Engine, compile_condition, waiver_columns, window_columns, with_local_time
+from rules.engine import LEAF_COLUMNS, Engine, compile_condition, waiver_columns, with_windows
 from rules.policy import Condition
 
 
@@ -64,7 +64,7 @@ def explain_many(engine: Engine, activities: pl.DataFrame, names: dict[str, str]
                  only_matched: bool = False) -> list[str]:
     """`explain` for every row of `activities`, with every condition evaluated once over all of them."""
     policy = engine.policy
-    df = with_local_time(activities, policy.calendar.timezone).with_columns(window_columns(policy))
+    df = with_windows(activities, policy)
     df = df.with_columns(waiver_columns(policy, engine.groups))
     checks: dict[str, pl.Expr] = {}
     for i, rule in enumerate(policy.rules):

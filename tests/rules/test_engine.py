@@ -10,7 +10,7 @@ import pytest
 
 from collector.observation import Observation, to_table
 from ictwatch import settings
-from rules.engine import Engine, compile_condition, with_local_time
+from rules.engine import Engine, compile_condition, with_local_time, with_windows
 from rules.policy import Condition, Policy
 from tests.conftest import SCHOOL_DAY
 
@@ -59,6 +59,45 @@ def verdicts(eng: Engine, *obs: Observation) -> list[tuple[str, list[str]]]:
 def test_restricted_hours_follow_local_time_and_the_calendar(day, clock, expect):
     ((verdict, _),) = verdicts(engine(), observe(at(day, clock)))
     assert verdict == expect
+
+
+def _windows_by_hand(policy: Policy, ts_us: int, location_kind: str) -> tuple[bool, bool, bool, bool]:
+    """The four window columns for one instant, worked out with the zone database and plain comparisons."""
+    cal = policy.calendar
+    local = dt.datetime.fromtimestamp(ts_us / 1_000_000, dt.UTC).astimezone(ZoneInfo(cal.timezone))
+    day, clock = local.date(), local.time().replace(tzinfo=None)
+    school_day = cal.is_school_day(day)
+    restricted = school_day and cal.restricted_hours.start <= clock < cal.restricted_hours.end
+    in_break = school_day and any(b.start <= clock < b.end for b in cal.breaks)
+    place = location_kind in {k.value for k in policy.personal_use.allowed_locations}
+    return school_day, restricted, in_break, not restricted or (place and in_break)
+
+
+@pytest.mark.parametrize("lunch_end", [None, dt.time(13, 0, 30), dt.time(13, 0, 0, 250_000)])
+def test_windows_per_second_agree_with_each_row_by_hand(lunch_end):
+    """Just either side of every boundary (a microsecond before, on it, a microsecond after), on a school
+    day in BST and in GMT, a Saturday and an INSET day, in the staff room and a classroom; with the
+    fixture's calendar, a lunch that ends half a minute past the hour (whole seconds: worked out per
+    second), and one that ends a quarter second past it (worked out per row)."""
+    policy = engine().policy
+    if lunch_end is not None:
+        data = policy.model_dump(by_alias=True, exclude_none=True)
+        data["calendar"]["breaks"][1]["end"] = lunch_end
+        policy = Policy.model_validate(data)
+    cal = policy.calendar
+    edges = [t for r in (cal.restricted_hours, *cal.breaks) for t in (r.start, r.end)]
+    rows = []
+    for day in (dt.date(2026, 6, 16), dt.date(2026, 3, 17), dt.date(2026, 6, 20), dt.date(2026, 6, 26)):
+        for edge in edges:
+            base = int(dt.datetime.combine(day, edge, ZoneInfo(cal.timezone)).timestamp() * 1_000_000)
+            for delta in (-1_000_001, -1, 0, 1, 999_999):
+                for kind in ("staff_room", "classroom"):
+                    rows.append((base + delta, kind))
+    frame = pl.DataFrame({"ts": [ts for ts, _ in rows], "location_kind": [k for _, k in rows]}).with_columns(
+        pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    got = with_windows(frame, policy).select("school_day", "restricted_hours", "break", "personal_use_allowed")
+    assert got.rows() == [_windows_by_hand(policy, ts, kind) for ts, kind in rows]
+    assert sum(r[2] for r in got.rows()) > 0 and sum(not r[3] for r in got.rows()) > 0  # both ways, both columns
 
 
 def test_p18_reading_switch():

@@ -158,11 +158,14 @@ class Identity:
         ).drop("_place")
         # The register's status holds from its date on (before it the device was in use); an owner who
         # has left makes any sighting of the device after the leaving day worth a look (A1).
-        day = pl.col("ts").dt.convert_time_zone(self._timezone).dt.date()
-        status = pl.when(pl.col("_status_since").is_null() | (day >= pl.col("_status_since"))).then(
-            pl.col("_status")).otherwise(pl.when(pl.col("_status").is_not_null()).then(pl.lit("issued")))
-        out = out.with_columns(device_status=status, owner_left=(day > pl.col("_owner_leave")).fill_null(False)
-                               ).drop("_status", "_status_since", "_owner_leave")
+        if lookup.select(pl.any_horizontal(pl.col("_status_since", "_owner_leave").is_not_null().any())).item():
+            day = pl.col("ts").dt.convert_time_zone(self._timezone).dt.date()
+            status = pl.when(pl.col("_status_since").is_null() | (day >= pl.col("_status_since"))).then(
+                pl.col("_status")).otherwise(pl.when(pl.col("_status").is_not_null()).then(pl.lit("issued")))
+            left = (day > pl.col("_owner_leave")).fill_null(False)
+        else:  # no dated status or leaver among the batch's devices: no local day needed
+            status, left = pl.col("_status"), pl.lit(False)
+        out = out.with_columns(device_status=status, owner_left=left).drop("_status", "_status_since", "_owner_leave")
         user = pl.coalesce("proxy_user", "owner")
         source = pl.when(pl.col("proxy_user").is_not_null()).then(pl.lit("proxy_auth")).otherwise(
             pl.col("device_source")

@@ -87,8 +87,10 @@ class Store:
                 parameters={"db": self.database, "t": table.name})
             self._add_missing_projections(table, str(create))
             self._apply_retention(table, str(create))
-            if table.settings and table.settings not in str(create):  # e.g. a store made before the dedup window
-                self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {table.settings}")
+            # each setting on its own: one added to an older store is listed after ClickHouse's own
+            missing = [s for s in table.settings.split(", ") if s and s not in str(create)]
+            if missing:  # e.g. a store made before the dedup window
+                self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {', '.join(missing)}")
 
     def _add_missing_projections(self, table: Table, create: str) -> None:
         for projection in table.projections:

@@ -123,7 +123,13 @@ def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added
                                                    "table = 'activity' ORDER BY position").result_rows]
         assert added not in before  # the fixture really is the older schema
         old.migrate()
-        old.migrate()  # a second run finds nothing to do
+        sent: list[str] = []
+        command = old._client.command
+        old._client.command = lambda sql, *a, **k: (sent.append(sql), command(sql, *a, **k))[1]  # type: ignore[method-assign]
+        old.migrate()
+        assert [s for s in sent if s.startswith("ALTER")] == []  # a second run finds nothing to do
+        create = str(command("SELECT create_table_query FROM system.tables WHERE database = 't' AND name = 'activity'"))
+        assert "min_bytes_for_wide_part = 33554432" in create  # table settings added since are set
         rows = old._client.query("SELECT name, comment FROM system.columns WHERE database = 't' AND "
                                  "table = 'activity' ORDER BY position").result_rows
         assert [r[0] for r in rows] == [c.name for c in ACTIVITY]

@@ -28,16 +28,14 @@ def with_local_time(df: pl.DataFrame, timezone: str) -> pl.DataFrame:
     Converting every timestamp through the zone database cost more than all the rules together. Zone
     offsets change only at quarter-hour boundaries (every transition in the tz database since 1970 falls
     on one), so each quarter hour that occurs in the batch is converted once and its offset added to
-    the rows in it; a batch that all lies on one side of a clock change takes one offset, with no join."""
+    the rows in it."""
     quarter = pl.col("ts").dt.truncate("15m")
     offsets = df.select(_q=quarter.unique()).with_columns(
         _offset=pl.col("_q").dt.convert_time_zone(timezone).dt.replace_time_zone(None)
         - pl.col("_q").dt.replace_time_zone(None))
-    naive = pl.col("ts").dt.replace_time_zone(None)
-    if offsets.get_column("_offset").n_unique() == 1:  # no clock change in the batch: one offset for all
-        return df.with_columns(_local=naive + pl.lit(offsets.item(0, "_offset")))
     joined = df.with_columns(_q=quarter).join(offsets, on="_q", how="left", maintain_order="left")
-    return joined.with_columns(_local=naive + pl.col("_offset")).drop("_q", "_offset")
+    return joined.with_columns(_local=pl.col("ts").dt.replace_time_zone(None) + pl.col("_offset")).drop(
+        "_q", "_offset")
 
 
 def _clock_windows(cal: Calendar) -> list[pl.Expr]:

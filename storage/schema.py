@@ -180,8 +180,8 @@ TABLES = (
     Table("activity", ACTIVITY, "MergeTree", "(user, ts)",
           "one row per observation, with who, where and the policy verdict", partition_by="toYYYYMM(ts)",
           # A part under 32 MB (an insert of up to about 100,000 rows) is written compact: a dozen files, not
-          # two hundred and fifty (a file or more per column); on a small gateway's disk, creating and deleting
-          # those files cost more than the insert itself. Merges make the larger parts wide again.
+          # two hundred and fifty (a file or more per column), whose making and unmaking cost more than the
+          # insert on some disks (README, "Squid logs"). Merges make the larger parts wide again.
           settings=f"non_replicated_deduplication_window = {DEDUP_WINDOW}, min_bytes_for_wide_part = {32 << 20}",
           # dashboards ask for one school's breaches over time; the sort key serves one person's reports
           projections=("breaches_by_school (SELECT school, verdict, ts, severity, location, rule_ids "

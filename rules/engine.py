@@ -64,8 +64,7 @@ def with_windows(df: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     bounds = [cal.restricted_hours, *cal.breaks]
     if all(t.microsecond == 0 for r in bounds for t in (r.start, r.end)):
         df = df.with_columns(_second=pl.col("_local").dt.truncate("1s"))
-        seconds = df.select(pl.col("_second").unique()).with_columns(_local=pl.col("_second")).with_columns(
-            clock).drop("_local")
+        seconds = df.select(_local=pl.col("_second").unique()).with_columns(clock).rename({"_local": "_second"})
         df = df.join(seconds, on="_second", how="left", maintain_order="left").drop("_second")
     else:
         df = df.with_columns(clock)

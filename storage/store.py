@@ -82,13 +82,13 @@ class Store:
         for table in TABLES:
             self._client.command(table_ddl(table, self.database))
             self._add_missing_columns(table)
-            create = self._client.command(
+            create = str(self._client.command(
                 "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                parameters={"db": self.database, "t": table.name})
-            self._add_missing_projections(table, str(create))
-            self._apply_retention(table, str(create))
+                parameters={"db": self.database, "t": table.name}))
+            self._add_missing_projections(table, create)
+            self._apply_retention(table, create)
             # each setting on its own: one added to an older store is listed after ClickHouse's own
-            missing = [s for s in table.settings.split(", ") if s and s not in str(create)]
+            missing = [s for s in table.settings.split(", ") if s and s not in create]
             if missing:  # e.g. a store made before the dedup window
                 self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {', '.join(missing)}")
 

@@ -10,7 +10,7 @@ import pytest
 
 from storage.schema import ACTIVITY, TABLES, Retention, cluster_ddl, sql_string
 from storage.store import Store
-from tests.storage.test_store import activities
+from tests.storage.test_store import activities, migration_alters
 
 SHIPPED = Retention(activity_days=400, url_days=90, leases_days=400, audit_days=2190)  # the Valley School's
 
@@ -25,20 +25,8 @@ def store(store_url):
 
 def alters(store: Store, retention: Retention) -> list[str]:
     """The ALTER statements a migration to `retention` issues."""
-    sent: list[str] = []
-    command = store._client.command
-
-    def spy(sql, *args, **kwargs):
-        sent.append(sql)
-        return command(sql, *args, **kwargs)
-
-    store._client.command = spy  # type: ignore[method-assign]
-    try:
-        store.retention = retention
-        store.migrate()
-    finally:
-        store._client.command = command  # type: ignore[method-assign]
-    return [s for s in sent if s.startswith("ALTER")]
+    store.retention = retention
+    return migration_alters(store)
 
 
 def test_migrations_change_only_what_differs(store):

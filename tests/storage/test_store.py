@@ -104,6 +104,23 @@ def test_replaying_the_school_day_twice_does_not_double_it(tmp_path):
     assert f"stored {stored} activities" in first.stdout
 
 
+def migration_alters(store: Store) -> list[str]:
+    """The ALTER statements one `store.migrate()` sends."""
+    sent: list[str] = []
+    command = store._client.command
+
+    def spy(sql, *args, **kwargs):
+        sent.append(sql)
+        return command(sql, *args, **kwargs)
+
+    store._client.command = spy  # type: ignore[method-assign]
+    try:
+        store.migrate()
+    finally:
+        store._client.command = command  # type: ignore[method-assign]
+    return [s for s in sent if s.startswith("ALTER")]
+
+
 @pytest.mark.parametrize(("version", "added"), [("v1", "filter_category"), ("v2", "dhcp_type")])
 def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added):
     """tests/storage/schemas/ holds the DDL of every earlier released schema (v1: the first, before the
@@ -123,13 +140,10 @@ def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added
                                                    "table = 'activity' ORDER BY position").result_rows]
         assert added not in before  # the fixture really is the older schema
         old.migrate()
-        sent: list[str] = []
-        command = old._client.command
-        old._client.command = lambda sql, *a, **k: (sent.append(sql), command(sql, *a, **k))[1]  # type: ignore[method-assign]
-        old.migrate()
-        assert [s for s in sent if s.startswith("ALTER")] == []  # a second run finds nothing to do
-        create = str(command("SELECT create_table_query FROM system.tables WHERE database = 't' AND name = 'activity'"))
-        assert "min_bytes_for_wide_part = 33554432" in create  # table settings added since are set
+        assert migration_alters(old) == []  # a second run finds nothing to do
+        create = old._client.command("SELECT create_table_query FROM system.tables WHERE database = 't' AND "
+                                     "name = 'activity'")
+        assert "min_bytes_for_wide_part = 33554432" in str(create)  # table settings added since are set
         rows = old._client.query("SELECT name, comment FROM system.columns WHERE database = 't' AND "
                                  "table = 'activity' ORDER BY position").result_rows
         assert [r[0] for r in rows] == [c.name for c in ACTIVITY]

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import i64, mypyc_attr
 
 from collector import apps, dhcp, dns
 from collector.frag import FragmentReassembler
@@ -123,15 +123,18 @@ class Flow:
     """One transport conversation, oriented client (orig) → server (resp)."""
 
     __slots__ = (
-        "key", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
+        "key", "rkey", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
         "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "ostate", "rstate", "closed", "handler",
         "service", "cstream", "sstream", "payload", "syn_then_rst", "reported", "want", "wake", "cisn", "sisn",
     )
 
     def __init__(
-        self, key: tuple, orig: bytes, oport: int, resp: bytes, rport: int, proto: int, ts: int, frame: int
+        self, key: bytes, rkey: bytes, orig: bytes, oport: int, resp: bytes, rport: int, proto: int, ts: int,
+        frame: int,
     ) -> None:
         self.key = key
+        """Client to server as a packet's headers hold them: addresses, then ports (`flow_key`)."""
+        self.rkey = rkey  # server to client, the same way
         self.orig, self.oport, self.resp, self.rport, self.proto = orig, oport, resp, rport, proto
         self.first = self.last = ts
         self.frame = frame
@@ -196,11 +199,11 @@ def _deadline(flow: Flow) -> int:
     return min(flow.last + idle + 1, since + ACTIVE_TIMEOUT)
 
 
-def _header_keys(flow: Flow) -> tuple[bytes, bytes]:
-    """An IPv4 flow's keys as its packets' headers hold them (addresses, then ports): client to server,
-    then server to client."""
-    return (flow.orig + flow.resp + _PORTS.pack(flow.oport, flow.rport),
-            flow.resp + flow.orig + _PORTS.pack(flow.rport, flow.oport))
+def flow_key(src: bytes, dst: bytes, ports: bytes) -> bytes:
+    """A flow's key in one direction: source and destination address, then the transport header's first
+    four bytes (source and destination port). An IPv4 header without options holds the first twelve in a
+    row, so `bypass` looks a packet up by one slice of it."""
+    return src + dst + ports
 
 
 class ConsumerFailed(Exception):
@@ -251,12 +254,12 @@ class PacketDecoder:
         self._emit = emit
         self._skips = skips
         self._name = name
-        self._flows: dict[tuple, Flow] = {}  # by client-to-server key, for expiry
-        self._lookup: dict[tuple, tuple[Flow, bool]] = {}  # by either direction's key: (flow, outbound)
-        # IPv4 flows again, by the 12 bytes a header holds (source, destination, ports), for `bypass`:
-        # every TCP flow, and the UDP flows nothing reads any more.
-        self._by_header: dict[bytes, tuple[Flow, bool]] = {}
-        self._udp_by_header: dict[bytes, tuple[Flow, bool]] = {}
+        self._flows: dict[Flow, None] = {}  # every open flow, oldest first, for the table's limit
+        # Flows by either direction's key (`flow_key`); a packet is outbound when its key is the flow's.
+        # Keys are bytes and values the flows themselves: nothing here is a container the cyclic garbage
+        # collector must scan, which it otherwise did for every flow that outlived a collection.
+        self._tcp_flows: dict[bytes, Flow] = {}
+        self._udp_flows: dict[bytes, Flow] = {}
         self._dns_pending: dict[tuple, Observation] = {}
         self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
         self._next_sweep = 0
@@ -272,14 +275,17 @@ class PacketDecoder:
         """Every record of a classic pcap, walked where `chunks` read them: an Ethernet frame is offered
         to `bypass` in place and copied out for `packet()` only when that declines, so most packets cost
         no copy and no call into the interpreter. Failures as in `decode_frame`."""
-        little, ts_div, linktype = chunks.little, chunks.ts_div, chunks.linktype
+        little, linktype = chunks.little, chunks.linktype
+        ts_div: i64 = chunks.ts_div
         ether = linktype == 1
-        buf, pos, frame = b"", 0, 0
+        buf, frame = b"", 0
+        pos: i64 = 0
         while True:
             chunk = chunks.more(buf, pos, frame)
             if chunk is None:
                 return
-            buf, pos, size = chunk, 0, len(chunk)
+            buf, pos = chunk, 0
+            size: i64 = len(chunk)
             while size - pos >= 16:
                 end = pos + 16 + u32(buf, pos + 8, little)
                 if end > size:
@@ -325,10 +331,11 @@ class PacketDecoder:
             flags = data[tcp + 13]
             if flags & _SYN:
                 return False
-            entry = self._by_header.get(data[off + 12 : off + 24])
-            if entry is None:
+            key = data[off + 12 : off + 24]
+            flow = self._tcp_flows.get(key)
+            if flow is None:
                 return False
-            flow, outbound = entry
+            outbound = key == flow.key
             payload_off = head + 20 + (data[tcp + 12] >> 4) * 4
             if payload_off < head + 40 or payload_off > cap_end:
                 return False  # a bad or cut header: the full path counts it as such
@@ -343,10 +350,14 @@ class PacketDecoder:
             if flags & (_FIN | _RST):
                 self._tcp_state(flow, outbound, flags)
         elif proto == UDP:
-            entry = self._udp_by_header.get(data[off + 12 : off + 24])
-            if entry is None or cap_end < head + 28 or (entry[1] and entry[0].mac is None):
+            key = data[off + 12 : off + 24]
+            flow = self._udp_flows.get(key)
+            if flow is None or not flow.done or cap_end < head + 28:
                 return False
-            _add(entry[0], entry[1], ts, ip_len)
+            outbound = key == flow.key
+            if outbound and flow.mac is None:
+                return False
+            _add(flow, outbound, ts, ip_len)
         else:
             return False
         self.packets += 1
@@ -490,11 +501,11 @@ class PacketDecoder:
             return self.skip("truncated_udp", frame)
         sport = (data[off] << 8) | data[off + 1]
         dport = (data[off + 2] << 8) | data[off + 3]
-        key = (src, sport, dst, dport, 17)
-        entry = self._lookup.get(key)
-        if entry is None:
-            entry = self._open(key, frame, ts, 0, vlan)
-        flow, outbound = entry
+        key = flow_key(src, dst, data[off : off + 4])
+        flow = self._udp_flows.get(key)
+        if flow is None:
+            flow = self._open(self._udp_flows, key, None, frame, ts, src, sport, dst, dport, UDP, 0, vlan)
+        outbound = key == flow.key
         _count(flow, outbound, data, mac, ts, ip_len)
         if off + 8 >= cap_end:
             return None
@@ -528,11 +539,11 @@ class PacketDecoder:
         flags = data[off + 13]
         sport = (data[off] << 8) | data[off + 1]
         dport = (data[off + 2] << 8) | data[off + 3]
-        key = (src, sport, dst, dport, 6)
-        entry = self._lookup.get(key)
-        if entry is None or (flags & 0x12 == 0x02 and entry[0].closed):  # new, or a SYN on a closed 4-tuple
-            entry = self._open(key, frame, ts, flags, vlan)
-        flow, outbound = entry
+        key = flow_key(src, dst, data[off : off + 4])
+        flow = self._tcp_flows.get(key)
+        if flow is None or (flags & 0x12 == 0x02 and flow.closed):  # new, or a SYN on a closed 4-tuple
+            flow = self._open(self._tcp_flows, key, flow, frame, ts, src, sport, dst, dport, TCP, flags, vlan)
+        outbound = key == flow.key
         _count(flow, outbound, data, mac, ts, ip_len)
         if flags & 0x07 or (flow.ostate if outbound else flow.rstate) == INACTIVE:  # SYN/FIN/RST, or a first packet
             self._tcp_state(flow, outbound, flags)
@@ -554,39 +565,31 @@ class PacketDecoder:
             self._tcp_data(flow, outbound, seq, data[payload_off:cap_end], frame, ts)
         return None
 
-    def _open(self, key: tuple, frame: int, ts: int, flags: int, vlan: int | None) -> tuple[Flow, bool]:
-        """The flow for a packet whose key has none (or a closed one it replaces): a new flow, or the
-        flow seen from the other direction. Every flow is indexed under both directions' keys, with
-        whether that direction is client to server, so each packet costs one lookup."""
-        old = self._lookup.get(key)
+    def _open(
+        self, table: dict[bytes, Flow], key: bytes, old: Flow | None, frame: int, ts: int, src: bytes, sport: int,
+        dst: bytes, dport: int, proto: int, flags: int, vlan: int | None,
+    ) -> Flow:
+        """The flow for a packet whose `key` has none in `table` (`old` is None) or a closed one it
+        replaces: a new flow, indexed under both directions' keys so that each packet costs one lookup."""
         if old is not None:  # the 4-tuple is reused after a close: a new connection, as Zeek counts it
-            self._forget(old[0])
-            self._end_flow(old[0])
+            self._forget(old)
+            self._end_flow(old)
         if len(self._flows) >= self.max_flows:  # the oldest flow makes room (dicts keep creation order)
-            oldest = next(iter(self._flows.values()))
+            oldest = next(iter(self._flows))
             self._forget(oldest)
             self._end_flow(oldest)
             self.skip("flow_table_full", frame)
-        src, sport, dst, dport, proto = key
         flow = self._new_flow(key, frame, ts, src, sport, dst, dport, proto, flags, vlan)
-        self._lookup[flow.key] = (flow, True)
-        self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, proto)] = (flow, False)
-        if proto == TCP and len(src) == 4:
-            out, back = _header_keys(flow)
-            self._by_header[out] = (flow, True)
-            self._by_header[back] = (flow, False)
-        return self._lookup[key]
+        table[flow.key] = flow
+        table[flow.rkey] = flow
+        return flow
 
     def _forget(self, flow: Flow) -> None:
         flow.wake = -1
-        del self._flows[flow.key]
-        del self._lookup[flow.key]
-        del self._lookup[(flow.resp, flow.rport, flow.orig, flow.oport, flow.proto)]
-        if len(flow.orig) == 4:
-            out, back = _header_keys(flow)
-            table = self._by_header if flow.proto == TCP else self._udp_by_header
-            table.pop(out, None)
-            table.pop(back, None)
+        del self._flows[flow]
+        table = self._tcp_flows if flow.proto == TCP else self._udp_flows
+        del table[flow.key]
+        table.pop(flow.rkey, None)  # the same key when a host talks to itself on one port
 
     def _tcp_state(self, flow: Flow, outbound: bool, flags: int) -> None:
         """Move the sending endpoint's state on SYN, FIN, RST, or its first packet."""
@@ -619,7 +622,7 @@ class PacketDecoder:
             self._schedule(flow, flow.last + TCP_CLOSE_DELAY + 1)
 
     def _new_flow(
-        self, key: tuple, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
+        self, key: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
         flags: int, vlan: int | None,
     ) -> Flow:
         # The opener is the client: a bare SYN says so. A SYN-ACK, or (no SYN) a packet from a server
@@ -631,12 +634,13 @@ class PacketDecoder:
             and (sport < 1024 <= dport or (sport in _SERVER_PORTS and dport not in _SERVER_PORTS))
             and not _group_address(dst)
         )
+        back = flow_key(dst, src, _PORTS.pack(dport, sport))
         if from_server:
-            flow = Flow((dst, dport, src, sport, proto), dst, dport, src, sport, proto, ts, frame)
+            flow = Flow(back, key, dst, dport, src, sport, proto, ts, frame)
         else:
-            flow = Flow(key, src, sport, dst, dport, proto, ts, frame)
+            flow = Flow(key, back, src, sport, dst, dport, proto, ts, frame)
         flow.vlan = vlan
-        self._flows[flow.key] = flow
+        self._flows[flow] = None
         self._schedule(flow, _deadline(flow))
         return flow
 
@@ -704,11 +708,7 @@ class PacketDecoder:
 
     def _stop_reading(self, flow: Flow) -> None:
         flow.done = True
-        flow.cstream = flow.sstream = None
-        if flow.proto == UDP and len(flow.orig) == 4:  # from now on its datagrams are only counted: `bypass`
-            out, back = _header_keys(flow)
-            self._udp_by_header[out] = (flow, True)
-            self._udp_by_header[back] = (flow, False)
+        flow.cstream = flow.sstream = None  # from now on its packets are only counted (`bypass`)
         if flow.handler is not None:
             flow.handler.finish(self, flow)
             flow.handler = None
@@ -840,12 +840,11 @@ class PacketDecoder:
         for obs in self._dns_pending.values():
             self.emit(obs)
         self._dns_pending.clear()
-        for flow in sorted(self._flows.values(), key=lambda f: f.first):
+        for flow in sorted(self._flows, key=lambda f: f.first):
             self._end_flow(flow)
         self._flows.clear()
-        self._lookup.clear()
-        self._by_header.clear()
-        self._udp_by_header.clear()
+        self._tcp_flows.clear()
+        self._udp_flows.clear()
         self._wheel.clear()
         self._wheel_seconds.clear()
 

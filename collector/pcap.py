@@ -18,8 +18,7 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from collector import wire
-from collector.wire import u32le
+from mypy_extensions import i64
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1),  # little-endian, microseconds
@@ -60,9 +59,14 @@ def read_packets(stream: BinaryIO) -> Iterator[Packet]:
     raise CaptureError(f"not a pcap or pcapng capture (magic {magic.hex() or 'empty'})")
 
 
-def u32(buf: bytes, pos: int, little: bool) -> int:
-    """An unsigned 32-bit field of a record header, in the capture's byte order."""
-    return u32le(buf, pos) if little else wire.u32(buf, pos)
+def u32(buf: bytes, pos: i64, little: bool) -> i64:
+    """An unsigned 32-bit field of a record header, in the capture's byte order. A native 64-bit integer
+    in the compiled build: a record's time in microseconds (seconds times a million) does not fit the
+    range in which the compiled build multiplies its ordinary integers inline, so with `int` each record
+    paid for two boxed integers and a call into the interpreter's long multiplication (callgrind)."""
+    if little:
+        return i64(buf[pos]) | (i64(buf[pos + 1]) << 8) | (i64(buf[pos + 2]) << 16) | (i64(buf[pos + 3]) << 24)
+    return (i64(buf[pos]) << 24) | (i64(buf[pos + 1]) << 16) | (i64(buf[pos + 2]) << 8) | i64(buf[pos + 3])
 
 
 class PcapChunks:

@@ -18,11 +18,6 @@ def u32(buf: bytes, pos: int) -> int:
     return (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
 
 
-def u32le(buf: bytes, pos: int) -> int:
-    """The unsigned 32-bit field at `pos`, least significant byte first (a little-endian pcap's)."""
-    return buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16) | (buf[pos + 3] << 24)
-
-
 def ipv4_text(raw: bytes) -> str:
     """Dotted-quad form of a 4-byte address."""
     return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"

@@ -153,6 +153,27 @@ def test_flow_table_is_bounded():
 
 
 
+def test_a_host_talking_to_itself_on_one_port_is_one_flow_that_expires():
+    """Both directions of such a flow have the same key (a LAND-style packet does this): it is one flow,
+    and the sweep that ends it after the UDP idle timeout (60 s) must not trip over its second key."""
+    out: list = []
+    skips = SkipCounter()
+    dec = PacketDecoder(out.append, skips, "t.pcap")
+    me = ETH / IP(src="10.20.10.5", dst="10.20.10.5")
+    dec.packet(1, T0, 1, bytes(me / UDP(sport=7000, dport=7000) / b"ping"))
+    dec.packet(2, T0 + 1_000_000, 1, bytes(me / UDP(sport=7000, dport=7000) / b"pong"))
+    later = ETH / IP(src="10.20.10.9", dst="192.0.2.1") / UDP(sport=5000, dport=9999) / b"x"
+    dec.packet(3, T0 + 70_000_000, 1, bytes(later))  # 69 s after the last: the sweep ends the flow
+    flows = [o for o in out if o.kind == "flow"]
+    assert [(f.src_ip, f.src_port, f.dst_ip, f.dst_port) for f in flows] == [("10.20.10.5", 7000, "10.20.10.5", 7000)]
+    assert flows[0].packets_out + flows[0].packets_in == 2
+    assert flows[0].bytes_out + flows[0].bytes_in == 2 * (20 + 8 + 4)
+    assert skips.total == 0
+    dec.finish()
+    assert len([o for o in out if o.kind == "flow"]) == 2
+
+
+
 def _decode_file(path, bypass: bool) -> tuple[list, int, int]:
     """(observations, packets decoded, frames that took the full path): through `CaptureSource`, which
     offers frames to `bypass` in place, or every frame to `packet()` as `read_packets` yields it."""

@@ -300,7 +300,7 @@ class PacketDecoder:
 
     # -- link and network layers -------------------------------------------------------------------
 
-    def bypass(self, ts: int, data: bytes, base: int, caplen: int) -> bool:
+    def bypass(self, ts: int, data: bytes, base: i64, caplen: i64) -> bool:
         """Count one Ethernet frame in its flow from its headers, when that is all `packet()` would do with
         it; True when done, False to hand the whole frame to `packet()`. The frame is `caplen` bytes at
         `data[base]`; nothing past them is read (in a chunk of a capture, the next record follows).
@@ -310,10 +310,11 @@ class PacketDecoder:
         that is either a TCP segment without SYN, in an open flow whose endpoint has been seen, carrying
         no payload or a payload its flow's handler does not read (a FIN or RST moves the endpoint's state
         as `packet()` would); or a UDP datagram of a flow nothing reads any more (QUIC after its hello).
-        Everything else, and the once-a-second expiry, takes the full path."""
+        Everything else, and the once-a-second expiry, takes the full path. Offsets are native 64-bit
+        integers: the compiled build then adds them without checking for its boxed-integer range."""
         if ts >= self._next_sweep or caplen < 42:
             return False
-        off = base + 14
+        off: i64 = base + 14
         if data[base + 12] == 0x81 and data[base + 13] == 0:
             off += 4
         head = off - base  # the link header's length
@@ -321,7 +322,7 @@ class PacketDecoder:
             return False
         if data[off + 6] & 0x3F or data[off + 7]:  # more fragments, or an offset: a fragment
             return False
-        ip_len = (data[off + 2] << 8) | data[off + 3]
+        ip_len: i64 = (i64(data[off + 2]) << 8) | i64(data[off + 3])
         cap_end = head + ip_len if head + ip_len <= caplen else caplen  # where the captured IP packet ends
         proto = data[off + 9]
         if proto == TCP:
@@ -336,7 +337,7 @@ class PacketDecoder:
             if flow is None:
                 return False
             outbound = key == flow.key
-            payload_off = head + 20 + (data[tcp + 12] >> 4) * 4
+            payload_off = head + 20 + (i64(data[tcp + 12]) >> 4) * 4
             if payload_off < head + 40 or payload_off > cap_end:
                 return False  # a bad or cut header: the full path counts it as such
             payload = payload_off < cap_end

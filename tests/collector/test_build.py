@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli, school_config
+
 COMPILED = ["packets", "pcap", "wire", "tcp", "dns", "tls", "frag", "apps", "handler", "tls_handler", "mail",
             "http", "p2p", "quic", "dhcp", "logins", "observation", "skips"]
 
@@ -36,3 +38,10 @@ def test_collector_module_is_compiled(name):
     module = __import__(f"collector.{name}", fromlist=["_"])
     assert module.__file__ is not None and module.__file__.endswith(".so"), (
         f"collector.{name} runs as pure Python: see build/mypyc.log")
+
+
+@pytest.mark.skipif(os.environ.get("ICTWATCH_PURE_PYTHON") == "1", reason="pure Python asked for")
+@pytest.mark.skipif(not _can_compile(), reason="no C compiler or Python headers: pure Python is expected")
+def test_check_tells_the_network_manager_the_decoder_is_compiled(tmp_path):
+    out = run_cli("check", "--config", school_config(tmp_path / "school"), check=True).stdout
+    assert "packet decoder: compiled (mypyc)" in out.splitlines()

@@ -35,6 +35,17 @@ def test_compose_mounts_and_builds_from_files_that_exist():
                 assert (DEPLOY / source).exists() or source == "./ictwatch", (name, source)  # ./ictwatch: the school's
 
 
+def test_the_image_compiles_the_decoder_in_a_build_stage_and_ships_no_compiler():
+    stages = re.split(r"^FROM ", (DEPLOY / "Dockerfile").read_text(), flags=re.M)[1:]
+    assert len(stages) == 2
+    build, image = stages
+    assert "gcc" in build and "build-accel.sh" in build
+    assert "endswith('.so')" in build  # a decoder that fell back to pure Python fails the build
+    assert "gcc" not in image and "COPY --from=build /opt/ictwatch /opt/ictwatch" in image
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv/", "*.so", "build/"} <= set(ignored)  # a working tree's own build never reaches the image
+
+
 def test_promtool_checks_the_prometheus_config():
     exe = shutil.which("promtool")
     if exe is None:

@@ -5,8 +5,10 @@
 
 Printed, in lines/s: the vectorised parse alone (chunks of the file into Arrow batches), the per-line
 reference parser (on a tenth of the file), the full import (`ictwatch replay`: parse, identity,
-categories, rules, insert into chDB; start-up included), and GoAccess 1.7 producing its HTML report
-from the same file (its Squid native format); then the import's ratio to GoAccess.
+categories, rules, insert into chDB; start-up included), a floor for any import into chDB (ClickHouse
+reading the log with its own Regexp format straight into `activity`, with no identity, categories or
+rules; start-up included), and GoAccess 1.7 producing its HTML report from the same file (its Squid
+native format); then the import's ratio to GoAccess.
 """
 
 from __future__ import annotations
@@ -47,6 +49,42 @@ def write_log(path: Path, count: int) -> None:
                      f"{action} {rng.randrange(200, 500_000)} {method} {url} {rng.choice(users)} "
                      f"HIER_DIRECT/198.51.100.{rng.randrange(1, 250)} {rng.choice(['-', 'text/html', 'image/png'])}")
     path.write_text("\n".join(lines) + "\n")
+
+
+_CLICKHOUSE_ONLY = r"""
+INSERT INTO ictwatch.activity (ts, school, user, kind, source, source_ref, src_ip, dst_ip, dst_port, proto, host,
+  url, method, status, content_type, bytes_in, duration_s, proxy_action, denied, verdict)
+SELECT toDateTime64(ts, 6, 'UTC'), 'bench', if(user = '-', '', user), 'proxy', 'squid',
+  concat('access.log:', toString(rowNumberInAllBlocks() + 1)), client, extract(hier, '/(.*)$'),
+  if(method = 'CONNECT', toUInt16OrNull(extract(url, ':(\\d+)$')), 80), 'tcp',
+  if(method = 'CONNECT', extract(url, '^([^:]*)'), domain(url)), url, method, status, if(ctype = '-', '', ctype),
+  size, elapsed / 1000, action, position(action, 'DENIED') > 0, 'allowed'
+FROM file({log}, 'Regexp', 'ts Float64, elapsed Int64, client String, action String, status UInt16, size UInt64,
+  method String, url String, user String, hier String, ctype String')
+SETTINGS format_regexp = {regexp},
+  format_regexp_escaping_rule = 'Raw', format_regexp_skip_unmatched = 1
+"""
+
+
+# Squid's native format, ten fields (the elapsed time padded with spaces), the status after the action's slash
+_SQUID_REGEXP = r"^\s*(\S+)\s+(-?\d+)\s+(\S+)\s+([^/\s]*)/(\d+)\s+(\d+)" + r"\s+(\S+)" * 5 + ".*$"
+
+
+def clickhouse_only(store: str, log: str) -> None:
+    """The floor for an import into chDB: ClickHouse itself parses the log into `activity` (proxy columns
+    only; no identity, categories or rules). Run in a process of its own: chDB opens one store per
+    process."""
+    from storage.schema import sql_string
+    from storage.store import Store
+
+    db = Store(f"chdb://{store}")
+    db.migrate()
+    db._client.command(_CLICKHOUSE_ONLY.format(log=sql_string(log), regexp=sql_string(_SQUID_REGEXP)))
+    rows = int(db._client.command("SELECT count() FROM ictwatch.activity"))
+    with open(log, "rb") as f:
+        lines = sum(1 for _ in f)
+    if rows != lines:
+        raise SystemExit(f"ClickHouse's own reader stored {rows} rows")
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -90,6 +128,12 @@ def run(count: int, rounds: int) -> dict[str, float]:
                            check=True, capture_output=True, env=env, cwd=ROOT)
             record("ictwatch replay (full import)", count, start)
 
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import sys; from tests.bench.bench_squid import clickhouse_only; "
+                            "clickhouse_only(*sys.argv[1:])", str(tmp / f"floor-{n}"), str(log)],
+                           check=True, capture_output=True, cwd=ROOT)
+            record("chDB alone, its own reader (floor)", count, start)
+
             if goaccess:
                 start = time.perf_counter()
                 # GoAccess's own Squid native format, spelled out: the predefined name does not set the
@@ -102,8 +146,8 @@ def run(count: int, rounds: int) -> dict[str, float]:
     for name, rate in results.items():
         print(f"{name:40} {rate:12,.0f} lines/s")
     if "goaccess 1.7 (HTML report)" in results:
-        ratio = results["ictwatch replay (full import)"] / results["goaccess 1.7 (HTML report)"]
-        print(f"ratio ictwatch replay / goaccess: {ratio:.2f}")
+        for name in ("ictwatch replay (full import)", "chDB alone, its own reader (floor)"):
+            print(f"ratio {name} / goaccess: {results[name] / results['goaccess 1.7 (HTML report)']:.2f}")
     return results
 
 

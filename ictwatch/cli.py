@@ -174,11 +174,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"storage: {loaded.storage_url} (database {loaded.settings.storage.database})")
     print(f"directory: {len(loaded.directory.people)} people; devices: {len(loaded.devices.devices)}; "
           f"locations: {len(loaded.network.locations)}")
-    import collector.packets
+    import collector
 
-    compiled = (collector.packets.__file__ or "").endswith(".so")
-    print("packet decoder: " + ("compiled (mypyc)" if compiled else "pure Python, about 7x slower: install gcc and "
-                                "python3.11-dev, then run ./dev demo again (deploy/README.md)"))
+    print("packet decoder: " + ("compiled (mypyc)" if collector.compiled() else
+                                "pure Python, about 7x slower: install gcc and python3.11-dev, then run ./dev "
+                                "demo again (deploy/README.md)"))
     from rules.listupdate import installed
 
     stamp = installed(loaded.lists_path)

@@ -32,7 +32,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from collector import tune_gc
+from collector import compiled, tune_gc
 from collector.sources import CaptureSource
 from fixtures.make_school_day import client_hello, tcp_conversation
 
@@ -211,10 +211,7 @@ def run(packets: int, rounds: int) -> dict[str, float]:
         count = write_capture(path, packets)
         print(f"capture: {count} packets, {path.stat().st_size / 1e6:.1f} MB (DNS, HTTPS, HTTP, SMTP+STARTTLS, "
               "QUIC, DHCP; mostly TCP data)")
-        import collector.packets
-
-        compiled = collector.packets.__file__.endswith(".so")
-        print(f"  ictwatch collector: {'compiled with mypyc' if compiled else 'pure Python'}")
+        print(f"  ictwatch collector: {'compiled with mypyc' if compiled() else 'pure Python'}")
         tune_gc()  # as the ictwatch command does
         tshark, have_suricata = shutil.which("tshark"), shutil.which("suricata") is not None
         if not tshark:

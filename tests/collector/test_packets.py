@@ -152,7 +152,6 @@ def test_flow_table_is_bounded():
     assert len([o for o in out if o.kind == "flow"]) == 5
 
 
-
 def test_a_host_talking_to_itself_on_one_port_is_one_flow_that_expires():
     """Both directions of such a flow have the same key (a LAND-style packet does this): it is one flow,
     and the sweep that ends it after the UDP idle timeout (60 s) must not trip over its second key."""
@@ -171,7 +170,6 @@ def test_a_host_talking_to_itself_on_one_port_is_one_flow_that_expires():
     assert skips.total == 0
     dec.finish()
     assert len([o for o in out if o.kind == "flow"]) == 2
-
 
 
 def _decode_file(path, bypass: bool) -> tuple[list, int, int]:

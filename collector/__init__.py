@@ -7,8 +7,10 @@ Two process-wide settings live here because every entry point imports this packa
 - `tune_gc()`, for commands that decode: see its docstring.
 """
 
+import ast
 import gc
 import os
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -16,9 +18,24 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 def compiled() -> bool:
     """Whether the packet decoder runs compiled by mypyc (`scripts/build-accel.sh`), about 7x the pure
     Python one's packets per second, rather than as pure Python."""
-    from collector import packets
+    from collector.packet import packets
 
     return (packets.__file__ or "").endswith(".so")
+
+
+def compiled_sources() -> list[Path]:
+    """The source files mypyc compiles: every module of `collector/packet/`, and the `collector` modules
+    outside it that those import (the observation type and the skip counter, used per packet)."""
+    here = Path(__file__).parent
+    packet = sorted(p for p in (here / "packet").glob("*.py") if p.name != "__init__.py")
+    outside: set[str] = set()
+    for path in packet:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").count(".") == 1:
+                package, name = (node.module or "").split(".")
+                if package == "collector" and (here / f"{name}.py").exists():
+                    outside.add(name)
+    return packet + [here / f"{name}.py" for name in sorted(outside)]
 
 
 def tune_gc() -> None:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from collector.squid_logformat import LogFormat
+from collector.logs.squid_logformat import LogFormat
 
 
 class FollowedLog(BaseModel):
@@ -47,7 +47,7 @@ class CollectorSettings(BaseModel):
         "Where line-rate mode takes flows from: a followed suricata-eve log, or the kernel's connection "
         "tracking (`conntrack -E`, on a gateway that routes the traffic, with nf_conntrack_acct on)."))
     line_rate: bool = Field(False, description=(
-        "Capture only the packets that carry names and policy signals (collector/linerate.py) and take "
+        "Capture only the packets that carry names and policy signals (collector/capture/linerate.py) and take "
         "flows from Suricata's flow events (a followed suricata-eve log) instead of counting every packet."))
     log_timezone: str = Field(
         "Europe/London", description="IANA zone of the local times in e2guardian and squidGuard logs (the "

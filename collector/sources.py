@@ -20,18 +20,18 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from collector import squid_batch
+from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
-from collector.eve import EveSource, looks_like_eve
-from collector.filterlogs import detect_filter_format, parse_e2guardian, parse_e2guardian_csv, parse_squidguard
-from collector.leasefiles import LeaseFileSource, lease_follower, looks_like_lease_file
+from collector.logs import squid_batch
+from collector.logs.eve import EveSource, looks_like_eve
+from collector.logs.filterlogs import detect_filter_format, parse_e2guardian, parse_e2guardian_csv, parse_squidguard
+from collector.logs.leasefiles import LeaseFileSource, lease_follower, looks_like_lease_file
+from collector.logs.squid import detect_format, parse_common_line, parse_line
+from collector.logs.squid_logformat import LogFormat
 from collector.observation import Observation
-from collector.packets import ConsumerFailed, PacketDecoder, Stop, decode_frames
-from collector.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
+from collector.packet.packets import ConsumerFailed, PacketDecoder, Stop, decode_frames
+from collector.packet.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
 from collector.skips import SkipCounter
-from collector.squid import detect_format, parse_common_line, parse_line
-from collector.squid_logformat import LogFormat
-from collector.tshark import TsharkCaptureSource, TsharkUnavailable
 
 Emit = Callable[[Observation], None]
 LineParser = Callable[[str, str], Observation]

@@ -299,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from collector.live import CaptureToolError, LiveCaptureSource
+    from collector.capture.live import CaptureToolError, LiveCaptureSource
     from ictwatch import settings, status
     from ictwatch.pipeline import run_live
     from rules import metrics as rule_metrics
@@ -314,7 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipe = str(loaded.path.parent / cfg.capture_pipe) if cfg.capture_pipe else None
     capture_filter = cfg.capture_filter
     if cfg.line_rate:
-        from collector.linerate import capture_filter as line_rate_filter
+        from collector.capture.linerate import capture_filter as line_rate_filter
 
         capture_filter = line_rate_filter(cfg.capture_filter)
     source = LiveCaptureSource(interface, capture_filter, cfg.capture_tool, pipe=pipe)
@@ -357,7 +357,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
         flows = None
         if cfg.line_rate and cfg.flow_source == "conntrack":
-            from collector.conntrack import ConntrackFlows
+            from collector.logs.conntrack import ConntrackFlows
 
             flows = ConntrackFlows()
         summary = run_live(source, engine, store, spool=spool, reload=reload, follow=_followed(loaded),
@@ -381,7 +381,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     """The configured logs to follow, each with its checkpoint beside the spool."""
-    from collector.follow import LogFollower
+    from collector.logs.follow import LogFollower
     from collector.sources import follow_parser
     from ictwatch.pipeline import Followed
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from collector.capture.live import LiveCaptureSource
 from collector.config import CollectorSettings
-from collector.conntrack import ConntrackFlows
-from collector.follow import LogFollower, Position
-from collector.live import LiveCaptureSource
+from collector.logs.conntrack import ConntrackFlows
+from collector.logs.follow import LogFollower, Position
 from collector.metrics import CAPTURE_RUNNING, FOLLOW_LAG, FOLLOW_READ, PACKETS
 from collector.observation import BatchBuilder, Observation, to_table
 from collector.skips import SkipCounter

@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from collector.dhcp import MESSAGE_TYPES, V6_MESSAGE_TYPES
 from collector.observation import KINDS
+from collector.packet.dhcp import MESSAGE_TYPES, V6_MESSAGE_TYPES
 from rules.config import DeviceType, LocationKind, Role, Strict
 from rules.uksic import UK_SIC
 

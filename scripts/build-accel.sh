@@ -6,12 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON_BIN:-.venv/bin/python}
-modules=(packets pcap wire tcp dns tls frag apps handler tls_handler mail http p2p quic dhcp logins observation skips)
-sources=("${modules[@]/#/collector/}"); sources=("${sources[@]/%/.py}")
+# What is compiled is the folder collector/packet/ and the collector modules it imports (compiled_sources).
+mapfile -t sources < <("$py" -c 'import os, collector
+print("\n".join(os.path.relpath(p) for p in collector.compiled_sources()))')
 site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 installed="$site/ictwatch-accel.txt"  # names the shared library this script put there, and nothing else
 clean() {
-  rm -f collector/*.so ./*__mypyc*.so
+  rm -f collector/*.so collector/*/*.so ./*__mypyc*.so
   if [ -f "$installed" ]; then rm -f "$site/$(cat "$installed")" "$installed"; fi
 }
 if [ "${ICTWATCH_PURE_PYTHON:-}" = 1 ]; then clean; exit 0; fi
@@ -21,9 +22,9 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
   clean; exit 0
 fi
 stale=0
-for m in "${modules[@]}"; do
-  so=$(ls collector/"$m".cpython-*.so 2>/dev/null | head -1 || true)
-  if [ -z "$so" ] || [ "collector/$m.py" -nt "$so" ]; then stale=1; fi
+for src in "${sources[@]}"; do
+  so=$(ls "${src%.py}".cpython-*.so 2>/dev/null | head -1 || true)
+  if [ -z "$so" ] || [ "$src" -nt "$so" ]; then stale=1; fi
 done
 [ $stale = 0 ] && exit 0
 clean

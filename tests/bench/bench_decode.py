@@ -220,15 +220,16 @@ def run(packets: int, rounds: int) -> dict[str, float]:
             print("  suricata: not installed (./dev test installs it from backports when run as root)")
         filtered = None
         if shutil.which("tcpdump"):  # line-rate mode: the capture keeps only names and policy signals
-            from collector.linerate import CAPTURE_FILTER
+            from collector.capture.linerate import CAPTURE_FILTER
 
             filtered = tmp / "line-rate.pcap"
             subprocess.run(["tcpdump", "-r", str(path), "-w", str(filtered), CAPTURE_FILTER], check=True,
                            capture_output=True)
             probe = CaptureSource(filtered)
             probe.run(lambda obs: None)
-            print(f"  line-rate filter (collector/linerate.py, applied by tcpdump): keeps {probe.packets} packets "
-                  f"({probe.packets / count:.1%}) and {filtered.stat().st_size / path.stat().st_size:.1%} of the bytes")
+            print(f"  line-rate filter (collector/capture/linerate.py, applied by tcpdump): keeps "
+                  f"{probe.packets} packets ({probe.packets / count:.1%}) and "
+                  f"{filtered.stat().st_size / path.stat().st_size:.1%} of the bytes")
         kinds: dict[str, int] = {}
 
         def emit(obs: object) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from collector import squid_batch
+from collector.logs import squid_batch
 from ictwatch import settings
 from rules.categories import CategoryIndex
 from tests.bench.bench_categories import squidguard, write_lists

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from collector.squid import parse_line
-from collector.squid_batch import WORKERS, parsed_chunks
+from collector.logs.squid import parse_line
+from collector.logs.squid_batch import WORKERS, parsed_chunks
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "fixtures" / "school-day" / "ictwatch.yaml"

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SENDER = textwrap.dedent('''
     import socket, sys, time
-    from collector.pcap import read_packets
+    from collector.packet.pcap import read_packets
     iface, capture, rate, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     with open(capture, "rb") as f:
         frames = [bytes(p[3]) for p in read_packets(f)]

@@ -20,7 +20,7 @@ def test_benchmark_quick_mode_prints_every_decoder(capsys):
     expected = {"ictwatch decoder (in process)", "ictwatch decode --json"}
     if shutil.which("tcpdump"):
         expected.add("ictwatch line-rate (of all packets)")
-        assert "line-rate filter (collector/linerate.py, applied by tcpdump): keeps" in out
+        assert "line-rate filter (collector/capture/linerate.py, applied by tcpdump): keeps" in out
     if shutil.which("tshark"):
         expected.add("tshark -T fields")
         assert "ratio ictwatch in process / tshark -T fields" in out

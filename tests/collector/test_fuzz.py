@@ -16,8 +16,8 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.packets import PacketDecoder
-from collector.pcap import CaptureError, TruncatedCapture, read_packets
+from collector.packet.packets import PacketDecoder
+from collector.packet.pcap import CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
 from collector.sources import CaptureSource, InputError, SquidLogSource
 from tests.conftest import ROOT, SCHOOL_DAY, ZEEK
@@ -38,7 +38,7 @@ def _seed_frames() -> list[tuple[int, bytes]]:
                 frames += [(lt, data) for _n, _ts, lt, data in read_packets(f)]
         except (CaptureError, TruncatedCapture):
             pass
-    from tests.collector.test_dhcp6 import frames as dhcp6_frames  # no capture here has DHCPv6
+    from tests.collector.packet.test_dhcp6 import frames as dhcp6_frames  # no capture here has DHCPv6
 
     return frames + [(1, bytes(frame)) for frame in dhcp6_frames()]
 
@@ -139,8 +139,8 @@ def test_mutated_filter_and_logformat_lines_parse_or_are_refused(seed, data):
     """A mutated e2guardian, squidGuard or custom-logformat line gives an observation or a ValueError."""
     from zoneinfo import ZoneInfo
 
-    from collector.filterlogs import parse_e2guardian, parse_e2guardian_csv, parse_squidguard
-    from collector.squid_logformat import LogFormat
+    from collector.logs.filterlogs import parse_e2guardian, parse_e2guardian_csv, parse_squidguard
+    from collector.logs.squid_logformat import LogFormat
 
     kind, line = seed
     chars = list(line)

@@ -138,7 +138,7 @@ def test_line_rate_mode_names_from_the_filtered_capture_flows_from_suricata(tmp_
     day's breaches are still exactly the hand-written ones that the capture gives."""
     import shutil
 
-    from collector.linerate import CAPTURE_FILTER
+    from collector.capture.linerate import CAPTURE_FILTER
     from tests.conftest import SCHOOL_DAY, expected_breaches, stored_breaches
 
     if not (shutil.which("suricata") and shutil.which("tcpdump")):

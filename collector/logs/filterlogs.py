@@ -1,0 +1,142 @@
+"""Web-filter logs: e2guardian (and DansGuardian before it) and squidGuard, one line at a time.
+
+e2guardian writes one line per request in the format its `logfileformat` option names; the layouts
+below follow its log writer (`log_listener` in e2guardian's FatController.cpp):
+- format 1, "DansGuardian format": fields separated by single spaces, in the order
+  when who from where what how size weight category group code mimetype clienthost groupname
+  useragent params logid1 logid2 postdata. `when` is local time `YYYY.M.D H:MM:SS` (month, day and
+  hour not zero-padded), followed by ` SECONDS.MILLIS` when `logtimestamp` is on. `what`, the
+  category and the user agent may hold spaces, so the line is read around the fields that cannot:
+  the method, size and weight after `what`; group number, HTTP code, MIME type, client host and group
+  name after the category; the four last fields after the user agent.
+- format 2, CSV: the same fields, each in double quotes, separated by commas.
+An empty field is written as `-`. A refused request's `what` starts with `*DENIED` (`*DENIED* Banned
+site: ...`; `*DENIED-POST*`, `*DENIED-PARAMS*`), an exception with `*EXCEPTION*`.
+
+squidGuard's request log (its `sgLogRequest`) writes
+`YYYY-MM-DD HH:MM:SS [pid] Request(sourceclass/destclass/rewrite) URL ip/fqdn ident method action`,
+local time, where action is REDIRECT (refused, sent to the block page), DENY, REWRITE or PASS (only
+with `verbose`).
+
+Pure: a line in, a `proxy` Observation out, `ValueError` for a line not in the format. Local times are
+read in the zone given (the gateway's).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+from collector.logs.squid import host_port, is_address
+from collector.observation import Observation
+
+_WHEN = r"(?P<date>\d{4}\.\d{1,2}\.\d{1,2}) (?P<clock>\d{1,2}:\d{2}:\d{2})(?: (?P<stamp>\d+\.\d{3}))?"
+_E2G_NATIVE = re.compile(
+    _WHEN + r" (?P<who>\S+) (?P<from>\S+) (?P<where>\S+) (?P<what>.*?) (?P<how>[A-Z]+) (?P<size>-?\d+) "
+    r"(?P<weight>-?\d+) (?P<cat>.*?) (?P<group>\d+) (?P<code>\d{3}) (?P<mime>\S+) (?P<clienthost>\S+) "
+    r"(?P<groupname>\S+)(?: (?P<rest>.*))?$"
+)
+_E2G_CSV_START = re.compile(r'^"\d{4}\.\d{1,2}\.\d{1,2} \d{1,2}:\d{2}:\d{2}(?: \d+\.\d{3})?","')
+_E2G_CSV_FIELDS = ("when", "who", "from", "where", "what", "how", "size", "weight", "cat", "group", "code", "mime",
+                   "clienthost", "groupname", "useragent")
+_SQUIDGUARD = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2}) (?P<clock>\d{2}:\d{2}:\d{2}) \[\d+\] Request\((?P<src>[^/]*)/(?P<dest>[^/]*)/"
+    r"(?P<rewrite>[^)]*)\) (?P<url>\S+) (?P<ip>[^/\s]+)/(?P<fqdn>\S+) (?P<ident>\S+) (?P<method>\S+) "
+    r"(?P<action>[A-Z?-]+)$"
+)
+_SQUIDGUARD_REFUSED = ("REDIRECT", "DENY")
+_SQUIDGUARD_NO_CLASS = ("none", "unknown", "in-addr")  # written when no named destination class matched
+
+
+def _local(date: str, clock: str, tz: ZoneInfo) -> int:
+    """Microseconds since the epoch of a local `Y.M.D` or `Y-M-D` date and `H:MM:SS` time in `tz`."""
+    year, month, day = (int(p) for p in re.split(r"[.-]", date))
+    hour, minute, second = (int(p) for p in clock.split(":"))
+    try:
+        when = dt.datetime(year, month, day, hour, minute, second, tzinfo=tz)
+    except ValueError:
+        raise ValueError(f"bad time: {date} {clock}") from None
+    return int(when.timestamp()) * 1_000_000
+
+
+def _value(text: str | None) -> str | None:
+    return None if text in (None, "", "-") else text
+
+
+def _e2guardian(f: dict[str, str | None], source_ref: str, tz: ZoneInfo) -> Observation:
+    """The observation for one e2guardian request, from its fields by name."""
+    when = f["when"] or ""
+    m = re.fullmatch(_WHEN, when)
+    if m is None:
+        raise ValueError(f"bad time: {when[:40]!r}")
+    ts_us = (round(float(m["stamp"]) * 1_000_000) if m["stamp"] else _local(m["date"], m["clock"], tz))
+    client, method, url = f["from"] or "", f["how"] or "", f["where"] or ""
+    if not is_address(client):
+        raise ValueError(f"bad client address: {client[:40]!r}")
+    code, size = f["code"] or "", f["size"] or ""
+    if not code.isdigit() or not size.lstrip("-").isdigit():
+        raise ValueError(f"bad code or size: {code[:10]!r} {size[:20]!r}")
+    what = _value(f["what"])
+    denied = what is not None and what.startswith("*DENIED")
+    host, port = host_port(url)
+    return Observation(
+        ts_us, "proxy", "e2guardian", source_ref, client, None, None, port, "tcp", host=host, url=url,
+        method=method, status=int(code) or None, content_type=(_value(f["mime"]) or "").lower() or None,
+        user_agent=_value(f["useragent"]), bytes_in=max(int(size), 0), proxy_user=_value(f["who"]),
+        proxy_action="DENIED" if denied else "EXCEPTION" if what and what.startswith("*EXCEPTION*") else None,
+        denied=denied, filter_category=_value(f["cat"]), filter_reason=what,
+    )
+
+
+def parse_e2guardian(line: str, source_ref: str, tz: ZoneInfo) -> Observation:
+    """Parse one e2guardian format-1 (space-separated) line."""
+    m = _E2G_NATIVE.match(line.rstrip("\r\n"))
+    if m is None:
+        raise ValueError(f"not an e2guardian format 1 line: {line[:60]!r}")
+    fields: dict[str, str | None] = m.groupdict()
+    rest = (m["rest"] or "").rsplit(" ", 4)  # useragent params logid1 logid2 postdata
+    fields["useragent"] = rest[0] if len(rest) == 5 else None
+    fields["when"] = line[: m.end("stamp") if m["stamp"] else m.end("clock")]
+    return _e2guardian(fields, source_ref, tz)
+
+
+def parse_e2guardian_csv(line: str, source_ref: str, tz: ZoneInfo) -> Observation:
+    """Parse one e2guardian format-2 (CSV) line."""
+    try:
+        row = next(csv.reader([line.rstrip("\r\n")]), [])
+    except csv.Error as exc:  # a stray line break or quote inside the line
+        raise ValueError(f"not an e2guardian CSV line: {exc}") from None
+    if len(row) < len(_E2G_CSV_FIELDS):
+        raise ValueError(f"e2guardian CSV line has {len(row)} fields, format 2 has 19")
+    return _e2guardian(dict(zip(_E2G_CSV_FIELDS, row, strict=False)), source_ref, tz)
+
+
+def parse_squidguard(line: str, source_ref: str, tz: ZoneInfo) -> Observation:
+    """Parse one line of squidGuard's request log."""
+    m = _SQUIDGUARD.match(line.rstrip("\r\n"))
+    if m is None:
+        raise ValueError(f"not a squidGuard request line: {line[:60]!r}")
+    if not is_address(m["ip"]):
+        raise ValueError(f"bad client address: {m['ip'][:40]!r}")
+    host, port = host_port(m["url"])
+    action, dest = m["action"], m["dest"]
+    return Observation(
+        _local(m["date"], m["clock"], tz), "proxy", "squidguard", source_ref, m["ip"], None, None, port, "tcp",
+        host=host, url=m["url"], method=_value(m["method"]), proxy_user=_value(m["ident"]), proxy_action=action,
+        denied=action in _SQUIDGUARD_REFUSED,
+        filter_category=None if dest in _SQUIDGUARD_NO_CLASS else dest,
+        filter_reason=f"{action} (source group {m['src']})",
+    )
+
+
+def detect_filter_format(line: str) -> str | None:
+    """`e2guardian`, `e2guardian_csv` or `squidguard` for the first line of such a log; None otherwise."""
+    if _E2G_CSV_START.match(line):
+        return "e2guardian_csv"
+    if _E2G_NATIVE.match(line.rstrip("\r\n")):
+        return "e2guardian"
+    if _SQUIDGUARD.match(line.rstrip("\r\n")):
+        return "squidguard"
+    return None

@@ -1,0 +1,69 @@
+"""Custom Squid `logformat`s: a SPEC compiled into a parser, checked against the fixed-format parsers on
+real logs, on hand-written lines, and refused at start-up when it cannot attribute a line."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.logs.squid import parse_common_line, parse_line
+from collector.logs.squid_logformat import LogFormat, LogFormatError
+from tests.conftest import SQUID_PEER, need, run_cli, school_config
+
+
+@pytest.mark.parametrize("name", ["filebeat_access1.log", "filebeat_access2.log"])
+def test_squid_spec_reads_real_logs_as_the_native_parser_does(name):
+    """Squid's own definition of its native format, compiled, agrees field for field with the native parser
+    (itself checked against Filebeat's expectations) on 100 real lines each."""
+    spec = LogFormat("squid")
+    for number, line in enumerate((need(SQUID_PEER) / name).read_text().splitlines(), 1):
+        ours, native = spec.parse(line, f"a:{number}"), parse_line(line, f"a:{number}")
+        assert ours == native, line
+
+
+def test_combined_spec_matches_the_common_parser():
+    line = ('10.20.10.50 - jcarter [16/Jun/2026:09:05:01 +0100] "GET http://www.bbc.co.uk/news HTTP/1.1" 200 5120 '
+            '"-" "Mozilla/5.0 (Windows NT 10.0; Win64; x64)" TCP_MISS:HIER_DIRECT')
+    assert LogFormat("combined").parse(line, "a:1") == parse_common_line(line, "a:1")
+
+
+def test_a_school_format_with_port_agent_sni_and_local_time():
+    spec = LogFormat('%tl %>a:%>p %un %rm %ru %>Hs %<st %>st %tr %Ss "%{User-Agent}>h" %ssl::>sni')
+    line = ('16/Jun/2026:09:05:01 +0100 10.20.10.50:51234 rbaker CONNECT www.tiktok.com:443 200 8123 517 1520 '
+            'TCP_TUNNEL "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)" www.tiktok.com')
+    o = spec.parse(line, "access.log:7")
+    assert (o.ts_us, o.src_ip, o.src_port, o.proxy_user) == (1_781_597_101_000_000, "10.20.10.50", 51234, "rbaker")
+    assert (o.method, o.host, o.dst_port, o.status, o.bytes_in, o.bytes_out) == (
+        "CONNECT", "www.tiktok.com", 443, 200, 8123, 517)
+    assert (o.duration_s, o.proxy_action, o.denied, o.sni) == (1.52, "TCP_TUNNEL", False, "www.tiktok.com")
+    assert o.user_agent == "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"
+    with pytest.raises(ValueError, match="client address"):
+        spec.parse(line.replace("10.20.10.50:", "somewhere:"), "access.log:8")
+
+
+def test_a_literal_percent_sign():
+    spec = LogFormat("%ts %>a 100%% %rm %ru")
+    o = spec.parse("1781597101 10.20.1.40 100% GET http://a.test/x", "a:1")
+    assert (o.ts_us, o.src_ip, o.method, o.host) == (1_781_597_101_000_000, "10.20.1.40", "GET", "a.test")
+    with pytest.raises(ValueError):
+        spec.parse("1781597101 10.20.1.40 100 GET http://a.test/x", "a:2")
+
+
+def test_padding_widths_and_missing_values():
+    spec = LogFormat("%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %un %Sh/%<a %mt")
+    o = spec.parse("1781597101.007      0 10.20.1.40 TCP_DENIED/403 3900 GET http://casino.test/ - HIER_NONE/- "
+                   "text/html", "a:1")
+    assert (o.ts_us, o.duration_s, o.status, o.proxy_user, o.dst_ip, o.denied) == (
+        1_781_597_101_007_000, 0.0, 403, None, None, True)
+
+
+@pytest.mark.parametrize(("spec", "missing"), [("%ts %rm %ru", "%>a"), ("%>a %rm %ru %>Hs", "%ts")])
+def test_a_spec_that_cannot_attribute_a_line_is_refused(spec, missing):
+    with pytest.raises(LogFormatError, match=missing):
+        LogFormat(spec)
+
+
+def test_config_with_a_bad_logformat_stops_start_up(tmp_path):
+    config = school_config(tmp_path / "school", "collector:\n  squid_logformat: '%ts %rm %ru'\n")
+    proc = run_cli("check", "--config", config)
+    assert proc.returncode == 2
+    assert "collector.squid_logformat" in proc.stderr and "%>a" in proc.stderr

@@ -200,3 +200,14 @@ def test_json_logs_name_where_and_why_never_what(tmp_path):
     skipped = [ln["msg"] for ln in lines if ln["level"] == "warning"]
     assert "skipped access.log:7 (bad_squid_line, 1 so far)" in skipped
     assert "secret-site" not in proc.stderr and "jcarter" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["decode", "--log-timezone", "Mars/Olympus", str(SQUID)], "--log-timezone: 'Mars/Olympus'"),
+    (["ddl", "--database", "a b"], "--database: 'a b'"),
+    (["ddl", "--cluster", "x;DROP"], "--cluster: 'x;DROP'"),
+])
+def test_a_usage_error_names_the_option_and_exits_2_without_a_traceback(args, named):
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"ictwatch: {named}") and "Traceback" not in proc.stderr

@@ -1,0 +1,53 @@
+"""What several commands share: opening the store, saying what waits in the spool, the audit log."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ictwatch.settings import Loaded
+    from reports.audit import AuditLog
+    from storage.store import Store
+
+
+def migrate_or_spool(store: Store) -> None:
+    """Make sure the schema is there; when ClickHouse cannot be reached, say so and go on (the writer
+    keeps batches in the spool until it can)."""
+    from storage.store import retryable
+
+    try:
+        store.migrate()
+    except Exception as exc:
+        if not retryable(exc):
+            raise
+        store.reset()
+        print(f"ictwatch: ClickHouse cannot be reached ({type(exc).__name__}); batches go to the spool",
+              file=sys.stderr)
+
+
+def say_spooled(batches: int, loaded: Loaded) -> None:
+    """Tell the operator how many batches wait in the spool, and how to write them."""
+    if batches:
+        print(f"{batches} batch(es) wait in the spool at {loaded.spool_path}; they are written when ClickHouse "
+              f"is back (`ictwatch spool flush --config {loaded.path}`)")
+
+
+def report_skips(path: Path, summary: str) -> None:
+    """One line on stderr for the bad records skipped in one input, if any."""
+    if summary:
+        print(f"ictwatch: {path.name}: {summary}", file=sys.stderr)
+
+
+def audit_log(loaded: Loaded, store: Store) -> AuditLog:
+    """The audit chain in `store`, appended under the lock file beside the spool."""
+    from reports.audit import AuditLog
+
+    return AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock")
+
+
+def role(loaded: Loaded, username: str) -> str:
+    """The directory role of `username`, or "unknown"."""
+    person = loaded.directory.by_username().get(username)
+    return person.role.value if person else "unknown"

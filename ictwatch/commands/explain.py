@@ -1,0 +1,38 @@
+"""`ictwatch explain`: why the activities from one frame or log line got their verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `explain`."""
+    x = sub.add_parser("explain", help="why the activities from one frame or log line got their verdicts")
+    x.add_argument("--config", required=True, type=Path)
+    x.add_argument("activity", metavar="SOURCE_REF",
+                   help="where it was seen, as stored: file.pcap#FRAME or file.log:LINE")
+    x.add_argument("--kind", help="only the activity of this kind (a frame can give a DNS query and its flow)")
+    x.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Explain the verdict of each activity recorded from one frame or log line."""
+    from ictwatch import settings
+    from rules.explain import explain
+
+    loaded = settings.load(args.config)
+    store = loaded.open_store()
+    try:
+        store.migrate()
+        rows = store.activity_at(args.activity, args.kind)
+    finally:
+        store.close()
+    if rows.height == 0:
+        print(f"ictwatch: no activity was recorded from {args.activity}", file=sys.stderr)
+        return 1
+    engine = loaded.engine()
+    names = {p.username: p.name for p in loaded.directory.people}
+    print("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)))
+    return 0

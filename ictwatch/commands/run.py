@@ -1,0 +1,135 @@
+"""`ictwatch run`: the daemon (live capture, followed logs, the report web page, metrics and health)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ictwatch.commands.common import migrate_or_spool, say_spooled
+from rules.config import ConfigError
+
+if TYPE_CHECKING:
+    from ictwatch import settings
+    from rules.engine import Engine
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `run`."""
+    live = sub.add_parser("run", help="capture live on an interface through the policy into the store")
+    live.add_argument("--config", required=True, type=Path)
+    live.add_argument("--interface", help="overrides collector.interface")
+    live.add_argument("--no-web", action="store_true", help="do not start the report web page")
+    live.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon: live capture through the policy into the store, with the report web page and the
+    metrics and health endpoint beside it, until SIGTERM or SIGINT (then what is pending is stored or
+    spooled). SIGHUP reloads the configuration, policy, directory, register and lists between two batches;
+    if they fail to load, the ones in force stay and the failure is logged and shown in the metrics."""
+    import signal
+    import threading
+    import time
+
+    from collector.capture.live import CaptureToolError, LiveCaptureSource
+    from ictwatch import settings, status
+    from ictwatch.commands.web import web_server
+    from ictwatch.pipeline import run_live
+    from rules import metrics as rule_metrics
+
+    loaded = settings.load(args.config)
+    cfg = loaded.settings.collector
+    interface = args.interface or cfg.interface or ("pipe" if cfg.capture_tool == "pipe" else None)
+    if not interface:
+        raise ConfigError(args.config, "collector.interface", None, "no interface to capture on")
+    if cfg.capture_tool == "pipe" and cfg.capture_pipe is None:
+        raise ConfigError(args.config, "collector.capture_pipe", None, "capture_tool pipe needs the FIFO's path")
+    pipe = str(loaded.path.parent / cfg.capture_pipe) if cfg.capture_pipe else None
+    capture_filter = cfg.capture_filter
+    if cfg.line_rate:
+        from collector.capture.linerate import capture_filter as line_rate_filter
+
+        capture_filter = line_rate_filter(cfg.capture_filter)
+    source = LiveCaptureSource(interface, capture_filter, cfg.capture_tool, pipe=pipe)
+    hangup = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: source.stop())
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+
+    def reload(current: Engine) -> Engine | None:
+        if not hangup.is_set():
+            return None
+        hangup.clear()
+        try:
+            fresh = settings.load(args.config).engine()
+        except (ConfigError, OSError) as exc:
+            rule_metrics.RELOAD_SUCCESS.set(0)
+            logging.getLogger("ictwatch").error("reload refused, the configuration in force stays: %s", exc)
+            return None
+        rule_metrics.RELOAD_SUCCESS.set(1)
+        rule_metrics.RELOAD_TIME.set(time.time())
+        rule_metrics.POLICY_INFO.clear()
+        rule_metrics.POLICY_INFO.labels(fresh.version).set(1)
+        logging.getLogger("ictwatch").warning("reloaded: policy %s (was %s)", fresh.version, current.version)
+        return fresh
+
+    engine = loaded.engine()
+    rule_metrics.POLICY_INFO.labels(engine.version).set(1)
+    rule_metrics.RELOAD_SUCCESS.set(1)  # the first load took
+    rule_metrics.RELOAD_TIME.set(time.time())
+    store, spool = loaded.open_store(), loaded.open_spool()
+    servers: list[tuple[Any, Any]] = []
+    try:
+        migrate_or_spool(store)
+        servers.append((status.serve(loaded.settings.metrics.listen), None))
+        print(f"metrics and health on http://{loaded.settings.metrics.listen}/", file=sys.stderr, flush=True)
+        if not args.no_web:
+            servers.append(web_server(loaded))
+        for server, _ in servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
+        flows = None
+        if cfg.line_rate and cfg.flow_source == "conntrack":
+            from collector.logs.conntrack import ConntrackFlows
+
+            flows = ConntrackFlows()
+        summary = run_live(source, engine, store, spool=spool, reload=reload, follow=_followed(loaded),
+                           capture_flows=not cfg.line_rate, flows=flows)
+    except CaptureToolError as exc:
+        print(f"ictwatch: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for server, app in servers:
+            server.shutdown()
+            server.server_close()
+            if app is not None:
+                app.close()
+        store.close()
+        spool.close()
+    print(f"captured {summary.packets} packets, {summary.observations} observations, stored {summary.stored} "
+          f"activities ({summary.verdicts['breach']} breaches); the capture tool dropped {summary.dropped}")
+    say_spooled(summary.spooled, loaded)
+    return 0
+
+
+
+def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
+    """The configured logs to follow, each with its checkpoint beside the spool."""
+    from collector.logs.follow import LogFollower
+    from collector.sources import follow_parser
+    from ictwatch.pipeline import Followed
+
+    out = []
+    for log in loaded.settings.collector.follow:
+        path = loaded.path.parent / log.path
+        checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
+                                                                  + ".json")
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        parse, reason = follow_parser(log.format, path, loaded.settings.collector)
+        out.append(Followed(LogFollower(path, checkpoint), parse, reason))
+        print(f"following {path} ({log.format})", file=sys.stderr, flush=True)
+    return tuple(out)
+

@@ -1,0 +1,61 @@
+"""`ictwatch spool` and `ictwatch ddl`: the disk spool, and the schema as SQL for a ClickHouse server."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ictwatch.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `spool` and `ddl`."""
+    sp = sub.add_parser("spool", help="batches waiting on disk for ClickHouse: status, or flush them now")
+    sp.add_argument("action", choices=("status", "flush"))
+    sp.add_argument("--config", required=True, type=Path)
+    sp.set_defaults(func=cmd_spool)
+
+    dd = sub.add_parser("ddl", help="print the schema's SQL: for one server, or ON CLUSTER for a trust's cluster")
+    dd.add_argument("--cluster", metavar="NAME", help="a cluster from ClickHouse's remote_servers")
+    dd.add_argument("--database", default="ictwatch")
+    dd.set_defaults(func=cmd_ddl)
+
+
+def cmd_spool(args: argparse.Namespace) -> int:
+    """`spool status`: what waits in the spool; `spool flush`: write it to ClickHouse now."""
+    from ictwatch import settings
+    from storage.writer import Writer
+
+    loaded = settings.load(args.config)
+    spool = loaded.open_spool()
+    try:
+        if args.action == "flush":
+            store = loaded.open_store()
+            before = spool.records
+            try:
+                writer = Writer(store, spool=spool)
+                writer.close()  # a writer with nothing new: closing replays the spool once
+            finally:
+                store.close()
+            print(f"flushed {before - spool.records} of {before} batch(es) ({writer.stored} activity rows stored)")
+        status = spool.status()
+    finally:
+        spool.close()
+    for key, value in status.items():
+        print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+    return 1 if args.action == "flush" and status["records"] else 0
+
+
+def cmd_ddl(args: argparse.Namespace) -> int:
+    """Print the CREATE statements, for one server or for a cluster (see deploy/clickhouse/)."""
+    from storage.schema import TABLES, cluster_ddl, table_ddl
+
+    if not args.database.isidentifier():
+        raise UsageError(f"--database: {args.database!r}: not a plain identifier")
+    if args.cluster is not None and not args.cluster.isidentifier():
+        raise UsageError(f"--cluster: {args.cluster!r}: not a plain identifier")
+    statements = (cluster_ddl(args.database, args.cluster) if args.cluster else
+                  [f"CREATE DATABASE IF NOT EXISTS {args.database}"]
+                  + [table_ddl(t, args.database) for t in TABLES])
+    print(";\n\n".join(statements) + ";")
+    return 0

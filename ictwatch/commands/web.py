@@ -1,0 +1,58 @@
+"""`ictwatch serve`: the report web page on its own (the daemon serves it too)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rules.config import ConfigError
+
+if TYPE_CHECKING:
+    from ictwatch import settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `serve`."""
+    sv = sub.add_parser("serve", help="the report web page (web.listen; TLS unless on loopback)")
+    sv.add_argument("--config", required=True, type=Path)
+    sv.set_defaults(func=cmd_serve)
+
+
+def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
+    """(server, app) for the report web page as configured; TLS unless it listens on loopback only."""
+    import ipaddress
+
+    from reports.web import WebApp, serve
+
+    web = loaded.settings.web
+    host, port = web.listen.rsplit(":", 1)
+    loopback = host == "localhost" or (host.replace(".", "").isdigit() and ipaddress.ip_address(host).is_loopback)
+    tls = None
+    if web.tls_cert and web.tls_key:
+        tls = (str(loaded.path.parent / web.tls_cert), str(loaded.path.parent / web.tls_key))
+    elif not loopback:
+        raise ConfigError(loaded.path, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
+    app = WebApp(loaded)
+    print(f"report web page on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
+    return serve(app, host, int(port), tls), app
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the report web page until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from ictwatch import settings
+
+    server, app = web_server(settings.load(args.config))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        app.close()
+    return 0
+

@@ -29,7 +29,8 @@ from collector.logs.leasefiles import LeaseFileSource, lease_follower, looks_lik
 from collector.logs.squid import detect_format, parse_common_line, parse_line
 from collector.logs.squid_logformat import LogFormat
 from collector.observation import Observation
-from collector.packet.packets import ConsumerFailed, PacketDecoder, Stop, decode_frames
+from collector.packet.flows import ConsumerFailed
+from collector.packet.packets import PacketDecoder, Stop, decode_frames
 from collector.packet.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
 from collector.skips import SkipCounter
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from collector.metrics import CAPTURE_DROPPED, INTERFACE_DROPPED
 from collector.observation import Observation
-from collector.packet.packets import ConsumerFailed, PacketDecoder, decode_frame
+from collector.packet.flows import ConsumerFailed
+from collector.packet.packets import PacketDecoder, decode_frame
 from collector.packet.pcap import CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
 

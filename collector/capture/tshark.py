@@ -16,7 +16,7 @@ from pathlib import Path
 
 from collector.observation import Observation
 from collector.packet import tls
-from collector.packet.apps import DNS_PORTS
+from collector.packet.dns import PORTS as DNS_PORTS
 from collector.packet.dns import RCODE_NAMES, type_name
 from collector.packet.quic import VERSION_NAMES
 from collector.skips import SkipCounter

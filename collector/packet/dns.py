@@ -3,13 +3,20 @@
 Pure: bytes in, a `DnsMessage` out, `ValueError` for anything malformed (a name pointer that loops or
 points outside the message, a record that runs past the end). Only the answer section is read; the
 authority and additional sections do not name what the client asked for.
+
+`DnsTcp`, at the end, is the flow handler for DNS over TCP; UDP datagrams on `PORTS` the decoder reads itself.
 """
 
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
+from collector.packet.flows import MAX_STREAM, Handler
 from collector.packet.wire import ipv4_text, u16, u32
+
+if TYPE_CHECKING:
+    from collector.packet.flows import Flow, FlowTable
 
 QTYPE_NAMES = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT", 28: "AAAA",
@@ -135,3 +142,45 @@ def read_name(buf: bytes, pos: int) -> tuple[str, int]:
         labels.append(label)
         pos += 1 + length
     return b".".join(labels).decode("ascii", "backslashreplace").lower(), (end if end >= 0 else pos)
+
+
+# -- the handler: what the decoder reads of a flow with this protocol ------------------------------
+
+
+PORTS: dict[int, str] = {53: "dns", 5353: "mdns", 5355: "llmnr", 137: "nbns"}
+"""UDP ports of the DNS family, and which member each carries (the decoder reads these datagrams itself)."""
+
+
+class DnsTcp(Handler):
+    """DNS over TCP: two-byte length-prefixed messages, several per segment or one over several."""
+
+    service = "dns"
+
+    def __init__(self) -> None:
+        self.bufs = [b"", b""]
+        self.read = 0
+
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return self._feed(0, dec, flow, data, frame, ts)
+
+    def server(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return self._feed(1, dec, flow, data, frame, ts)
+
+    def _feed(self, side: int, dec: FlowTable, flow: Flow, data: bytes, frame: int, ts: int) -> bool:
+        self.read += len(data)
+        buf = self.bufs[side] + data
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + size:
+                break
+            msg, buf = buf[2 : 2 + size], buf[2 + size :]
+            src, sport, dst, dport = (flow.orig, flow.oport, flow.resp, flow.rport) if side == 0 else (
+                flow.resp, flow.rport, flow.orig, flow.oport)
+            dec.dns_message(msg, frame, ts, src, sport, dst, dport, flow.mac, flow.vlan, "tcp")
+        self.bufs[side] = buf
+        return self.read <= MAX_STREAM
+
+
+def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+    """A `DnsTcp` handler for a TCP flow to port 53."""
+    return DnsTcp() if flow.rport == 53 else None

@@ -3,13 +3,24 @@
 Pure: the bytes at the start of a request or response in, the fields the policy needs out; `ValueError`
 for bytes that are not one. Header names are matched case-insensitively; values are kept as sent
 (decoded as Latin-1, which never fails) and are hostile input to whatever displays them.
+
+`Http`, at the end, is the flow handler that feeds these parsers a flow's request and response heads.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections import deque
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from collector.observation import Observation
+from collector.packet import p2p
+from collector.packet.flows import Handler
+
+if TYPE_CHECKING:
+    from collector.packet.flows import Flow, FlowTable
 
 METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
 
@@ -115,3 +126,67 @@ def _strip_port(host: str) -> str:
         return host[1 : host.find("]")] if "]" in host else host
     name, sep, port = host.rpartition(":")
     return name if sep and port.isdigit() else host
+
+
+# -- the handler: what the decoder reads of a flow with this protocol ------------------------------
+
+
+class Http(Handler):
+    """Every request head at the start of a client segment; the status of the response to each."""
+
+    reassemble = False
+    service = "http"
+    want = 1  # the server's bytes only while a request waits for its response head
+
+    def __init__(self) -> None:
+        self.pending: deque[Observation] = deque()
+        self.last_seq = -1
+
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        if seq == self.last_seq or not is_request(data):  # a retransmitted request is not a second one
+            return True
+        self.last_seq = seq
+        try:
+            req = parse_request(data)
+        except ValueError:
+            dec.skip("bad_http_request", frame)
+            return True
+        flow.host = req.host or flow.host
+        obs = dec.flow_observation("http", flow, frame, ts)
+        obs.host, obs.url, obs.method, obs.user_agent = req.host or obs.host, req.url, req.method, req.user_agent
+        obs.file_ext, obs.auth_mechanism = req.file_ext, req.auth_scheme
+        if req.auth_scheme and req.auth_scheme.lower() == "basic":
+            obs.auth_user, obs.cleartext_credentials = req.basic_user, True
+        self.pending.append(obs)
+        self.want = 3
+        info_hash = p2p.tracker_announce(req.url)
+        if info_hash is not None:
+            flow.service = "http,bittorrent"
+            announce = dec.flow_observation("p2p", flow, frame, ts)
+            announce.service, announce.url, announce.info_hash = "bittorrent-tracker", req.url, info_hash
+            dec.emit(announce)
+        return True
+
+    def server(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        if self.pending and data.startswith(b"HTTP/"):
+            obs = self.pending.popleft()
+            try:
+                resp = parse_response(data)
+            except ValueError:
+                dec.skip("bad_http_response", frame)
+            else:
+                obs.status, obs.content_type = resp.status, resp.content_type
+            dec.emit(obs)
+            if not self.pending:
+                self.want = 1
+        return True
+
+    def finish(self, dec: FlowTable, flow: Flow) -> None:
+        for obs in self.pending:
+            dec.emit(obs)
+        self.pending.clear()
+
+
+def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+    """An `Http` handler for a flow whose client opens with a request line."""
+    return Http() if outbound and is_request(data) else None

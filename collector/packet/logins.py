@@ -12,10 +12,10 @@ import re
 from typing import TYPE_CHECKING
 
 from collector.observation import Observation
-from collector.packet.handler import MAX_STREAM, Handler
+from collector.packet.flows import MAX_STREAM, Handler
 
 if TYPE_CHECKING:
-    from collector.packet.packets import Flow, PacketDecoder
+    from collector.packet.flows import Flow, FlowTable
 
 PORTS = {21: "ftp", 23: "telnet"}
 _IAC = re.compile(rb"\xff[\xfb-\xfe].|\xff\xfa.*?\xff\xf0|\xff[\xf0-\xfa]", re.S)
@@ -31,18 +31,18 @@ class ClearLogin(Handler):
         self.expect = "user"  # Telnet: what the client's next line is
         self.obs: Observation | None = None
 
-    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
         return self._feed(0, dec, flow, data, frame, ts)
 
-    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+    def server(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
         return self._feed(1, dec, flow, data, frame, ts)
 
-    def finish(self, dec: PacketDecoder, flow: Flow) -> None:
+    def finish(self, dec: FlowTable, flow: Flow) -> None:
         if self.obs is not None and self.obs.cleartext_credentials:
             dec.emit(self.obs)
             self.obs = None
 
-    def _feed(self, side: int, dec: PacketDecoder, flow: Flow, data: bytes, frame: int, ts: int) -> bool:
+    def _feed(self, side: int, dec: FlowTable, flow: Flow, data: bytes, frame: int, ts: int) -> bool:
         self.read += len(data)
         buf = self.line[side] + _IAC.sub(b"", data)
         if side == 1 and self.service == "telnet" and self._telnet_prompt(buf.decode("latin-1").lower()):
@@ -55,13 +55,13 @@ class ClearLogin(Handler):
         self.line[side] = buf[-1024:]
         return self.read <= MAX_STREAM
 
-    def _observation(self, dec: PacketDecoder, flow: Flow, frame: int, ts: int) -> Observation:
+    def _observation(self, dec: FlowTable, flow: Flow, frame: int, ts: int) -> Observation:
         if self.obs is None:
             self.obs = dec.flow_observation("login", flow, frame, ts)
             self.obs.service = self.service
         return self.obs
 
-    def _line(self, side: int, dec: PacketDecoder, flow: Flow, text: str, frame: int, ts: int) -> bool:
+    def _line(self, side: int, dec: FlowTable, flow: Flow, text: str, frame: int, ts: int) -> bool:
         if self.service == "ftp":
             return self._ftp(side, dec, flow, text, frame, ts)
         if side == 0 and self.expect == "user":
@@ -85,7 +85,7 @@ class ClearLogin(Handler):
             return True
         return False
 
-    def _ftp(self, side: int, dec: PacketDecoder, flow: Flow, text: str, frame: int, ts: int) -> bool:
+    def _ftp(self, side: int, dec: FlowTable, flow: Flow, text: str, frame: int, ts: int) -> bool:
         verb, _, arg = text.partition(" ")
         if side == 0 and verb.upper() == "USER":
             self._observation(dec, flow, frame, ts).auth_user = arg.strip()
@@ -97,9 +97,14 @@ class ClearLogin(Handler):
             return self._answer(dec, text.startswith("2"))
         return True
 
-    def _answer(self, dec: PacketDecoder, ok: bool) -> bool:
+    def _answer(self, dec: FlowTable, ok: bool) -> bool:
         if self.obs is not None:
             self.obs.auth_success = ok
             dec.emit(self.obs)
             self.obs = None
         return False
+
+
+def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+    """A `ClearLogin` handler for a TCP flow to one of `PORTS`."""
+    return ClearLogin(PORTS[flow.rport]) if flow.rport in PORTS else None

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from collector.observation import Observation
-from collector.packet.handler import MAX_STREAM, Handler
-from collector.packet.tls_handler import TlsHello
+from collector.packet.flows import MAX_STREAM, Handler
+from collector.packet.tls import TlsHello
 
 if TYPE_CHECKING:
-    from collector.packet.packets import Flow, PacketDecoder
+    from collector.packet.flows import Flow, FlowTable
 
 PORTS = {25: "smtp", 587: "smtp", 2525: "smtp", 143: "imap", 110: "pop3"}
 MAX_LINE = 4096
@@ -67,7 +67,7 @@ class Mail(Handler):
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def client(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
         if self.in_data:
             data = self._skip_body(data)
             if self.in_data:
@@ -75,10 +75,10 @@ class Mail(Handler):
             self._report(dec)
         return self._lines(0, dec, flow, data, frame, ts)
 
-    def server(self, dec: PacketDecoder, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+    def server(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
         return self._lines(1, dec, flow, data, frame, ts)
 
-    def _lines(self, side: int, dec: PacketDecoder, flow: Flow, data: bytes, frame: int, ts: int) -> bool:
+    def _lines(self, side: int, dec: FlowTable, flow: Flow, data: bytes, frame: int, ts: int) -> bool:
         self.read += len(data)
         buf = self.bufs[side] + data
         while b"\n" in buf:
@@ -106,14 +106,14 @@ class Mail(Handler):
         self.data_tail = b""
         return seen[end + len(_END_OF_DATA) :]
 
-    def _current(self, dec: PacketDecoder, flow: Flow, frame: int, ts: int) -> Observation:
+    def _current(self, dec: FlowTable, flow: Flow, frame: int, ts: int) -> Observation:
         if self.obs is None:
             self.obs = dec.flow_observation("email", flow, frame, ts)
             self.obs.service, self.obs.helo = self.service, self.helo
             self.reported = False
         return self.obs
 
-    def _report(self, dec: PacketDecoder) -> None:
+    def _report(self, dec: FlowTable) -> None:
         obs = self.obs
         if obs is not None and not self.reported and (
             self.service != "smtp" or obs.mail_from or obs.starttls or obs.cleartext_credentials
@@ -123,12 +123,12 @@ class Mail(Handler):
         if self.service == "smtp":
             self.obs = None  # the next transaction on this connection is a row of its own
 
-    def finish(self, dec: PacketDecoder, flow: Flow) -> None:
+    def finish(self, dec: FlowTable, flow: Flow) -> None:
         self._report(dec)
 
     # -- client commands ----------------------------------------------------------------------------
 
-    def _client_line(self, dec: PacketDecoder, flow: Flow, line: str, frame: int, ts: int) -> bool:
+    def _client_line(self, dec: FlowTable, flow: Flow, line: str, frame: int, ts: int) -> bool:
         obs = self._current(dec, flow, frame, ts)
         if self.sasl_step:
             self._sasl_continue(obs, line)
@@ -198,7 +198,7 @@ class Mail(Handler):
 
     # -- server replies -----------------------------------------------------------------------------
 
-    def _server_line(self, dec: PacketDecoder, line: str) -> bool:
+    def _server_line(self, dec: FlowTable, line: str) -> bool:
         if self.awaiting is None or not line or self.obs is None:
             return True
         if line.startswith("+ ") or line == "+" or line.startswith("334"):
@@ -226,3 +226,8 @@ _COMMANDS: dict[str, Callable[[Mail, Observation, str], None]] = {
     "AUTHENTICATE": Mail._cmd_auth, "LOGIN": Mail._cmd_login, "USER": Mail._cmd_user, "PASS": Mail._cmd_pass,
 }
 """Client commands of SMTP, IMAP (tag dropped) and POP3 that say something the policy needs."""
+
+
+def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+    """A `Mail` handler for a TCP flow to one of `PORTS`."""
+    return Mail(PORTS[flow.rport]) if flow.rport in PORTS else None

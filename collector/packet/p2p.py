@@ -3,13 +3,21 @@
 Pure functions over one payload: the peer-wire handshake (BEP 3), an HTTP tracker announce (BEP 3),
 a UDP tracker request (BEP 15), and a DHT message (BEP 5, bencoded KRPC). Each returns what it found
 (kind and info-hash) or None.
+
+`PeerWire` and `UdpP2p`, at the end, are the flow handlers that report what these functions find.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes, urlsplit
+
+from collector.packet.flows import Handler
+
+if TYPE_CHECKING:
+    from collector.packet.flows import Flow, FlowTable
 
 _HANDSHAKE = b"\x13BitTorrent protocol"
 _UDP_MAGIC = 0x41727101980
@@ -61,3 +69,50 @@ def dht_message(data: bytes) -> tuple[str, str | None] | None:
         method = "response" if y == b"r" else "error"
     h = data.find(b"9:info_hash20:")
     return method, (data[h + 14 : h + 34].hex() if h >= 0 and len(data) >= h + 34 else None)
+
+
+# -- the handler: what the decoder reads of a flow with this protocol ------------------------------
+
+
+class PeerWire(Handler):
+    """A BitTorrent peer-wire handshake opens the stream: report the torrent, read nothing more."""
+
+    service = "bittorrent"
+
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        obs = dec.flow_observation("p2p", flow, frame, ts)
+        obs.service, obs.info_hash = "bittorrent", peer_handshake(data)
+        dec.emit(obs)
+        return False
+
+
+class UdpP2p(Handler):
+    """The first datagram of a UDP tracker or DHT conversation: one observation, nothing more read."""
+
+    def __init__(self, service: str, detail: str, info_hash: str | None) -> None:
+        self.service, self.detail, self.info_hash = service, detail, info_hash
+
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        obs = dec.flow_observation("p2p", flow, frame, ts)
+        obs.service, obs.method, obs.info_hash = self.service, self.detail, self.info_hash
+        dec.emit(obs)
+        return False
+
+    def server(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return self.client(dec, flow, data, seq, frame, ts)
+
+
+def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+    """A `PeerWire` handler for a flow whose client opens with the peer-wire handshake."""
+    return PeerWire() if outbound and data.startswith(_HANDSHAKE) and len(data) >= 48 else None
+
+
+def udp_handler(outbound: bool, data: bytes) -> Handler | None:
+    """A `UdpP2p` handler for a UDP flow that opens with a DHT message or a UDP tracker request."""
+    found = dht_message(data)
+    if found is not None:
+        return UdpP2p("dht", *found)
+    found = udp_tracker(data)
+    if found is not None:
+        return UdpP2p("bittorrent-udp-tracker", *found)
+    return None

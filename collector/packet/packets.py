@@ -1,217 +1,51 @@
-"""Packet decoding: link and IP headers by hand, a flow table, and the application extractors.
+"""Packet decoding: link, IP and transport headers by hand, on top of the flow table (`flows`).
 
 `PacketDecoder.packet()` takes one captured frame and, through the flow table, emits Observations for
-DNS transactions (UDP/53), TLS ClientHellos, HTTP requests (with the response status when seen) and,
-when a flow ends, the flow itself. Headers are read with slicing and `struct` on the raw bytes; no
-per-packet objects are built. Malformed frames are counted by reason and skipped.
-
-Byte convention for flows: IP bytes (IP header and payload, link header excluded), the same as Zeek's
-`orig_ip_bytes`/`resp_ip_bytes`, taken from the IP length field, so a capture with a short snap length
-(headers only) still counts every byte; only a frame whose IP or transport header was cut is skipped.
+DNS transactions (UDP/53), DHCP messages, and whatever the flow's application handler reads (`apps`
+chooses it from the flow's first bytes and ports); when a flow ends, the flow itself. Headers are read
+with slicing and `struct` on the raw bytes; no per-packet objects are built. Malformed frames are
+counted by reason and skipped.
 """
 
 from __future__ import annotations
 
-import heapq
-import socket
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Final
 
 from mypy_extensions import i64, mypyc_attr
 
 from collector.observation import Observation
 from collector.packet import apps, dhcp, dns
-from collector.packet.frag import FragmentReassembler
+from collector.packet.flows import (
+    DNS_NAME_GRACE,
+    FIN,
+    INACTIVE,
+    RST,
+    SYN,
+    TCP,
+    UDP,
+    US,
+    ConsumerFailed,
+    Flow,
+    FlowTable,
+    add_packet,
+    count_packet,
+    flow_key,
+    ip_text,
+    mac_text,
+    stream_of,
+)
 from collector.packet.pcap import PcapChunks, u32
-from collector.packet.tcp import Reassembler
-from collector.packet.wire import ipv4_text, u16
+from collector.packet.wire import u16
 from collector.packet.wire import u32 as u32be
 from collector.skips import SkipCounter
 
-TCP: Final = 6
-UDP: Final = 17
-_FIN: Final = 0x01
-_SYN: Final = 0x02
-_RST: Final = 0x04
-_ACK: Final = 0x10
 # Final: the compiled build (mypyc) inlines these instead of looking them up for every packet.
 _VLAN_TYPES: Final = (0x8100, 0x88A8, 0x9100)
 _DHCP_PORTS: Final = (67, 68)
 _DHCP6_PORTS: Final = (546, 547)
-_DNS_PORTS: Final[dict[int, str]] = apps.DNS_PORTS
-_SERVER_PORTS: Final = frozenset({53, 67, 123, 137, 138, 161, 443, 514, 1900, 3478, 5353, 5355})
-
-
-def _group_address(addr: bytes) -> bool:
-    """Broadcast or multicast: IPv4 224/4 and 255.255.255.255, IPv6 ff00::/8."""
-    return addr[0] >= 224 if len(addr) == 4 else addr[0] == 0xFF
+_DNS_PORTS: Final[dict[int, str]] = dns.PORTS
 _IPV6_EXT: Final = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
-_US: Final = 1_000_000
-MAX_FLOWS: Final = 200_000  # beyond this the oldest flow is reported and forgotten: memory stays bounded
-ACTIVE_TIMEOUT: Final = 60 * _US  # a flow still open is reported every minute, with the counts since its last report
-TCP_CLOSE_DELAY: Final = 5 * _US  # Zeek's tcp_close_delay: a closed flow lingers for late ACKs
-TCP_IDLE: Final = 300 * _US  # Zeek's tcp_inactivity_timeout
-UDP_IDLE: Final = 60 * _US  # Zeek's udp_inactivity_timeout
-DNS_WAIT: Final = 30 * _US  # an unanswered query is reported after this
-DNS_NAME_GRACE: Final = 3600 * _US  # a name is kept past its TTL: clients connect after the TTL runs out
-SWEEP_EVERY: Final = _US  # expire flows once per second of capture time
-
-_PORTS: Final = struct.Struct("!HH")
-
-
-# TCP endpoint states, after Zeek's (TCP_INACTIVE, TCP_SYN_SENT, ...): `conn_state` reads them.
-INACTIVE: Final = 0
-SYN_SENT: Final = 1
-SYN_ACK_SENT: Final = 2
-ESTABLISHED: Final = 3
-PARTIAL: Final = 4
-CLOSED: Final = 5
-RESET: Final = 6
-
-
-def conn_state(flow: Flow) -> str:
-    """Zeek's conn.log `conn_state` (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)."""
-    os_, rs = flow.ostate, flow.rstate
-    if flow.proto != TCP:
-        if flow.pkts_out:
-            return "SF" if flow.pkts_in else "S0"
-        return "SHR" if flow.pkts_in else "OTH"
-    o_inactive, r_inactive = os_ in (INACTIVE, PARTIAL), rs in (INACTIVE, PARTIAL)
-    if rs == RESET:
-        if os_ in (SYN_SENT, SYN_ACK_SENT) or (os_ == RESET and not flow.payload):
-            return "REJ"
-        return "RSTRH" if o_inactive else "RSTR"
-    if os_ == RESET:
-        if r_inactive:
-            return "RSTOS0" if flow.syn_then_rst else "OTH"
-        return "RSTO"
-    if os_ == CLOSED and rs == CLOSED:
-        return "SF"
-    if os_ == CLOSED:
-        return "SH" if r_inactive else "S2"
-    if rs == CLOSED:
-        return "SHR" if o_inactive else "S3"
-    if os_ == SYN_SENT and rs == INACTIVE:
-        return "S0"
-    if os_ == ESTABLISHED and rs == ESTABLISHED:
-        return "S1"
-    return "OTH"
-
-
-_IP_TEXT: Final[dict[bytes, str]] = {}
-_IP_TEXT_MAX: Final = 65536
-
-
-def ip_text(raw: bytes) -> str:
-    """Printable form of a 4- or 16-byte address, remembered for the next 65,536 addresses: a plain dict
-    the compiled build reads natively, where `functools.lru_cache` is a call into the interpreter."""
-    text = _IP_TEXT.get(raw)
-    if text is None:
-        if len(_IP_TEXT) >= _IP_TEXT_MAX:
-            _IP_TEXT.clear()
-        text = _IP_TEXT[raw] = ipv4_text(raw) if len(raw) == 4 else socket.inet_ntop(socket.AF_INET6, raw)
-    return text
-
-
-def mac_text(raw: bytes) -> str:
-    """`aa:bb:cc:dd:ee:ff` form of a 6-byte MAC."""
-    return raw.hex(":")
-
-
-class Flow:
-    """One transport conversation, oriented client (orig) → server (resp)."""
-
-    __slots__ = (
-        "key", "rkey", "orig", "oport", "resp", "rport", "proto", "first", "last", "frame", "mac", "vlan",
-        "bytes_out", "bytes_in", "pkts_out", "pkts_in", "host", "done", "ostate", "rstate", "closed", "handler",
-        "service", "cstream", "sstream", "payload", "syn_then_rst", "reported", "want", "wake", "cisn", "sisn",
-    )
-
-    def __init__(
-        self, key: bytes, rkey: bytes, orig: bytes, oport: int, resp: bytes, rport: int, proto: int, ts: int,
-        frame: int,
-    ) -> None:
-        self.key = key
-        """Client to server as a packet's headers hold them: addresses, then ports (`flow_key`)."""
-        self.rkey = rkey  # server to client, the same way
-        self.orig, self.oport, self.resp, self.rport, self.proto = orig, oport, resp, rport, proto
-        self.first = self.last = ts
-        self.frame = frame
-        self.mac: bytes | None = None
-        self.vlan: int | None = None
-        self.bytes_out = self.bytes_in = self.pkts_out = self.pkts_in = 0
-        self.host: str | None = None
-        self.done = False  # no handler wants this flow's bytes any more: count them, nothing else
-        self.want = 3  # directions whose payload is read now (1 client, 2 server): the handler's `want`
-        self.ostate = self.rstate = INACTIVE
-        self.closed = False  # both sides closed, or one reset: the flow ends after TCP_CLOSE_DELAY
-        self.payload = False  # any payload either way (Zeek's "size" of an endpoint, as a yes/no)
-        self.syn_then_rst = False
-        self.reported: tuple[int, int, int, int, int] | None = None  # (ts, bytes/packets out/in) last reported
-        self.handler: apps.Handler | None = None
-        self.service = ""
-        self.cstream: Reassembler | None = None  # made when a TCP direction's bytes are first needed
-        self.sstream: Reassembler | None = None
-        self.cisn = self.sisn = -1  # each side's SYN sequence number, until its reassembler is made
-        self.wake = -1  # the second of capture time the sweep looks at this flow next; -1 once forgotten
-
-
-def _count(flow: Flow, outbound: bool, data: bytes, mac: bool, ts: int, ip_len: int) -> None:
-    """One packet's share of its flow: time, bytes, packets, and the client's MAC when first seen."""
-    if outbound and flow.mac is None and mac:
-        flow.mac = data[6:12]
-    _add(flow, outbound, ts, ip_len)
-
-
-def _add(flow: Flow, outbound: bool, ts: int, ip_len: int) -> None:
-    """One packet's time, bytes and packet count in its flow."""
-    flow.last = ts
-    if outbound:
-        flow.bytes_out += ip_len
-        flow.pkts_out += 1
-    else:
-        flow.bytes_in += ip_len
-        flow.pkts_in += 1
-
-
-def _stream(flow: Flow, outbound: bool) -> Reassembler:
-    """The reassembler of one direction of a TCP flow, made when its first bytes are wanted (most flows'
-    server side never is), starting after that side's SYN if one was seen."""
-    stream = flow.cstream if outbound else flow.sstream
-    if stream is None:
-        stream = Reassembler()
-        isn = flow.cisn if outbound else flow.sisn
-        if isn >= 0:
-            stream.syn(isn)
-        if outbound:
-            flow.cstream = stream
-        else:
-            flow.sstream = stream
-    return stream
-
-
-def _deadline(flow: Flow) -> int:
-    """The capture time (us) from which the sweep has something to do with `flow`: end it (idle past its
-    timeout) or report it (a minute since its last report)."""
-    idle = TCP_CLOSE_DELAY if flow.closed else TCP_IDLE if flow.proto == TCP else UDP_IDLE
-    since = flow.reported[0] if flow.reported else flow.first
-    return min(flow.last + idle + 1, since + ACTIVE_TIMEOUT)
-
-
-def flow_key(src: bytes, dst: bytes, ports: bytes) -> bytes:
-    """A flow's key in one direction: source and destination address, then the transport header's first
-    four bytes (source and destination port). An IPv4 header without options holds the first twelve in a
-    row, so `bypass` looks a packet up by one slice of it."""
-    return src + dst + ports
-
-
-class ConsumerFailed(Exception):
-    """The consumer of observations failed (a closed pipe, a full disk...); `cause` is its exception."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__("the consumer of observations failed")
-        self.cause = cause
 
 
 class Stop:
@@ -246,30 +80,10 @@ def decode_frames(decoder: PacketDecoder, frames: Iterator[tuple[int, int, int, 
             return
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # a test injects a fault by overriding `packet`
-class PacketDecoder:
-    """Turns frames into Observations. One instance per input stream; `finish()` at its end."""
 
-    def __init__(self, emit: Callable[[Observation], None], skips: SkipCounter, name: str) -> None:
-        self._emit = emit
-        self._skips = skips
-        self._name = name
-        self._flows: dict[Flow, None] = {}  # every open flow, oldest first, for the table's limit
-        # Flows by either direction's key (`flow_key`); a packet is outbound when its key is the flow's.
-        # Keys are bytes and values the flows themselves: nothing here is a container the cyclic garbage
-        # collector must scan, which it otherwise did for every flow that outlived a collection.
-        self._tcp_flows: dict[bytes, Flow] = {}
-        self._udp_flows: dict[bytes, Flow] = {}
-        self._dns_pending: dict[tuple, Observation] = {}
-        self._names: dict[bytes, tuple[str, int]] = {}  # address → (name, expiry us)
-        self._next_sweep = 0
-        # Flows by the second (of capture time) when they may next end or be due a report, so that a
-        # sweep looks only at those: second → flows, and a heap of the seconds.
-        self._wheel: dict[int, list[Flow]] = {}
-        self._wheel_seconds: list[int] = []
-        self.packets = 0
-        self.max_flows = MAX_FLOWS
-        self._fragments = FragmentReassembler(lambda reason: self._skips.skip(reason, f"{self._name}#{self.packets}"))
+@mypyc_attr(allow_interpreted_subclasses=True)  # a test injects a fault by overriding `packet`
+class PacketDecoder(FlowTable):
+    """Turns frames into Observations. One instance per input stream; `finish()` at its end."""
 
     def decode_pcap(self, chunks: PcapChunks, skips: SkipCounter, name: str, stop: Stop) -> None:
         """Every record of a classic pcap, walked where `chunks` read them: an Ethernet frame is offered
@@ -291,7 +105,7 @@ class PacketDecoder:
                 if end > size:
                     break
                 frame += 1
-                ts = u32(buf, pos, little) * _US + u32(buf, pos + 4, little) // ts_div
+                ts = u32(buf, pos, little) * US + u32(buf, pos + 4, little) // ts_div
                 if not (ether and self.bypass(ts, buf, pos + 16, end - pos - 16)):
                     decode_frame(self, frame, ts, linktype, buf[pos + 16 : end], skips, name)
                 pos = end
@@ -330,7 +144,7 @@ class PacketDecoder:
                 return False
             tcp = off + 20
             flags = data[tcp + 13]
-            if flags & _SYN:
+            if flags & SYN:
                 return False
             key = data[off + 12 : off + 24]
             flow = self._tcp_flows.get(key)
@@ -345,10 +159,10 @@ class PacketDecoder:
                 return False
             if (flow.ostate if outbound else flow.rstate) == INACTIVE or (outbound and flow.mac is None):
                 return False  # a first packet, or the client's MAC still to be taken from a frame
-            _add(flow, outbound, ts, ip_len)
+            add_packet(flow, outbound, ts, ip_len)
             if payload:
                 flow.payload = True
-            if flags & (_FIN | _RST):
+            if flags & (FIN | RST):
                 self._tcp_state(flow, outbound, flags)
         elif proto == UDP:
             key = data[off + 12 : off + 24]
@@ -358,7 +172,7 @@ class PacketDecoder:
             outbound = key == flow.key
             if outbound and flow.mac is None:
                 return False
-            _add(flow, outbound, ts, ip_len)
+            add_packet(flow, outbound, ts, ip_len)
         else:
             return False
         self.packets += 1
@@ -507,7 +321,7 @@ class PacketDecoder:
         if flow is None:
             flow = self._open(self._udp_flows, key, None, frame, ts, src, sport, dst, dport, UDP, 0, vlan)
         outbound = key == flow.key
-        _count(flow, outbound, data, mac, ts, ip_len)
+        count_packet(flow, outbound, data, mac, ts, ip_len)
         if off + 8 >= cap_end:
             return None
         payload = data[off + 8 : cap_end]
@@ -545,7 +359,7 @@ class PacketDecoder:
         if flow is None or (flags & 0x12 == 0x02 and flow.closed):  # new, or a SYN on a closed 4-tuple
             flow = self._open(self._tcp_flows, key, flow, frame, ts, src, sport, dst, dport, TCP, flags, vlan)
         outbound = key == flow.key
-        _count(flow, outbound, data, mac, ts, ip_len)
+        count_packet(flow, outbound, data, mac, ts, ip_len)
         if flags & 0x07 or (flow.ostate if outbound else flow.rstate) == INACTIVE:  # SYN/FIN/RST, or a first packet
             self._tcp_state(flow, outbound, flags)
         payload_off = off + doff
@@ -566,91 +380,12 @@ class PacketDecoder:
             self._tcp_data(flow, outbound, seq, data[payload_off:cap_end], frame, ts)
         return None
 
-    def _open(
-        self, table: dict[bytes, Flow], key: bytes, old: Flow | None, frame: int, ts: int, src: bytes, sport: int,
-        dst: bytes, dport: int, proto: int, flags: int, vlan: int | None,
-    ) -> Flow:
-        """The flow for a packet whose `key` has none in `table` (`old` is None) or a closed one it
-        replaces: a new flow, indexed under both directions' keys so that each packet costs one lookup."""
-        if old is not None:  # the 4-tuple is reused after a close: a new connection, as Zeek counts it
-            self._forget(old)
-            self._end_flow(old)
-        if len(self._flows) >= self.max_flows:  # the oldest flow makes room (dicts keep creation order)
-            oldest = next(iter(self._flows))
-            self._forget(oldest)
-            self._end_flow(oldest)
-            self.skip("flow_table_full", frame)
-        flow = self._new_flow(key, frame, ts, src, sport, dst, dport, proto, flags, vlan)
-        table[flow.key] = flow
-        table[flow.rkey] = flow
-        return flow
-
-    def _forget(self, flow: Flow) -> None:
-        flow.wake = -1
-        del self._flows[flow]
-        table = self._tcp_flows if flow.proto == TCP else self._udp_flows
-        del table[flow.key]
-        table.pop(flow.rkey, None)  # the same key when a host talks to itself on one port
-
-    def _tcp_state(self, flow: Flow, outbound: bool, flags: int) -> None:
-        """Move the sending endpoint's state on SYN, FIN, RST, or its first packet."""
-        state = flow.ostate if outbound else flow.rstate
-        if flags & _RST:
-            if state != CLOSED:
-                flow.syn_then_rst = flow.syn_then_rst or (outbound and state == SYN_SENT)
-                state = RESET
-        elif flags & _FIN:
-            if state != RESET:
-                state = CLOSED
-        elif flags & _SYN:
-            if state == INACTIVE:
-                state = SYN_ACK_SENT if flags & _ACK else SYN_SENT
-            other = flow.rstate if outbound else flow.ostate
-            if flags & _ACK and other == SYN_SENT:  # the handshake's reply: both sides are established
-                state = ESTABLISHED
-                if outbound:
-                    flow.rstate = ESTABLISHED
-                else:
-                    flow.ostate = ESTABLISHED
-        elif state == INACTIVE:
-            state = PARTIAL  # first seen mid-conversation
-        if outbound:
-            flow.ostate = state
-        else:
-            flow.rstate = state
-        if not flow.closed and (RESET in (flow.ostate, flow.rstate) or flow.ostate == flow.rstate == CLOSED):
-            flow.closed = True
-            self._schedule(flow, flow.last + TCP_CLOSE_DELAY + 1)
-
-    def _new_flow(
-        self, key: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int, proto: int,
-        flags: int, vlan: int | None,
-    ) -> Flow:
-        # The opener is the client: a bare SYN says so. A SYN-ACK, or (no SYN) a packet from a server
-        # port to a port that is not one, means the sender is the server, unless it was sent to a
-        # broadcast or multicast address, which no client has (Zeek's likely_server_ports rule).
-        syn_ack = proto == TCP and flags & (_SYN | _ACK) == (_SYN | _ACK)
-        from_server = syn_ack or (
-            not flags & _SYN
-            and (sport < 1024 <= dport or (sport in _SERVER_PORTS and dport not in _SERVER_PORTS))
-            and not _group_address(dst)
-        )
-        back = flow_key(dst, src, _PORTS.pack(dport, sport))
-        if from_server:
-            flow = Flow(back, key, dst, dport, src, sport, proto, ts, frame)
-        else:
-            flow = Flow(key, back, src, sport, dst, dport, proto, ts, frame)
-        flow.vlan = vlan
-        self._flows[flow] = None
-        self._schedule(flow, _deadline(flow))
-        return flow
-
     def _tcp_data(self, flow: Flow, outbound: bool, seq: int, payload: bytes, frame: int, ts: int) -> None:
         handler = flow.handler
         if handler is not None and not handler.reassemble:
             data = payload
         else:
-            stream = _stream(flow, outbound)
+            stream = stream_of(flow, outbound)
             data = stream.feed(seq, payload)
             if stream.failed:
                 self.skip("tcp_reassembly_overflow", frame)
@@ -714,7 +449,7 @@ class PacketDecoder:
             flow.handler.finish(self, flow)
             flow.handler = None
 
-    # -- DNS ---------------------------------------------------------------------------------------
+    # -- DNS, read here for the flow table and for `dns.DnsTcp` -------------------------------------------
 
     def dns_message(
         self, payload: bytes, frame: int, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
@@ -746,109 +481,5 @@ class PacketDecoder:
         pair.rcode, pair.answers = msg.rcode, msg.answers
         if msg.qname and service == "dns":
             for raw, ttl in msg.addresses:
-                self._names[raw] = (msg.qname, ts + ttl * _US + DNS_NAME_GRACE)
+                self._names[raw] = (msg.qname, ts + ttl * US + DNS_NAME_GRACE)
         self.emit(pair)
-
-    def name_for(self, addr: bytes, ts: int) -> str | None:
-        """The name a client looked up to reach `addr`, if an answer naming it is still fresh."""
-        entry = self._names.get(addr)
-        return entry[0] if entry is not None and entry[1] >= ts else None
-
-    # -- expiry and output -------------------------------------------------------------------------
-
-    def emit(self, obs: Observation) -> None:
-        """Hand an observation to the source's sink. The sink's failure is not the frame's: it goes up as
-        `ConsumerFailed`, which `decode_frame` lets through."""
-        try:
-            self._emit(obs)
-        except BaseException as exc:
-            raise ConsumerFailed(exc) from exc
-
-    def flow_observation(self, kind: str, flow: Flow, frame: int, ts: int) -> Observation:
-        """A new observation carrying the flow's addresses, ports, MAC, VLAN and name."""
-        return Observation(
-            ts, kind, "pcap", f"{self._name}#{frame}", ip_text(flow.orig), flow.oport, ip_text(flow.resp),
-            flow.rport, "tcp" if flow.proto == TCP else "udp", mac_text(flow.mac) if flow.mac else None,
-            flow.vlan, host=flow.host or self.name_for(flow.resp, ts),
-        )
-
-    def _end_flow(self, flow: Flow) -> None:
-        if flow.handler is not None:
-            flow.handler.finish(self, flow)
-        self._report_flow(flow, interim=False)
-
-    def _report_flow(self, flow: Flow, interim: bool) -> None:
-        """A flow record: the counts since the flow's previous report (all of them, for most flows)."""
-        since, b_out, b_in, p_out, p_in = flow.reported or (flow.first, 0, 0, 0, 0)
-        obs = self.flow_observation("flow", flow, flow.frame, since)
-        obs.service, obs.conn_state, obs.interim = flow.service or None, conn_state(flow), interim
-        obs.bytes_out, obs.bytes_in = flow.bytes_out - b_out, flow.bytes_in - b_in
-        obs.packets_out, obs.packets_in = flow.pkts_out - p_out, flow.pkts_in - p_in
-        obs.duration_s = (flow.last - since) / _US
-        flow.reported = (flow.last, flow.bytes_out, flow.bytes_in, flow.pkts_out, flow.pkts_in)
-        self.emit(obs)
-
-    def _schedule(self, flow: Flow, when: int) -> None:
-        """Have the sweep look at `flow` at capture time `when` (us), or at the next sweep if that is
-        past; an earlier booking of the flow is then ignored."""
-        second = max(when // SWEEP_EVERY, self._next_sweep // SWEEP_EVERY)
-        if flow.wake == second:
-            return
-        flow.wake = second
-        booked = self._wheel.get(second)
-        if booked is None:
-            self._wheel[second] = [flow]
-            heapq.heappush(self._wheel_seconds, second)
-        else:
-            booked.append(flow)
-
-    def _sweep(self, now: int) -> None:
-        """Once a second of capture time: end the flows idle past their timeout, report the ones open a
-        minute since their last report, and expire fragments and unanswered queries. Only the flows
-        booked for a second up to `now` are looked at (in the order they began), each then booked again
-        for its next deadline; a flow not yet due keeps its counts as they are."""
-        now_second = now // SWEEP_EVERY
-        self._next_sweep = now + SWEEP_EVERY
-        due: list[Flow] = []
-        while self._wheel_seconds and self._wheel_seconds[0] <= now_second:
-            second = heapq.heappop(self._wheel_seconds)
-            due.extend(f for f in self._wheel.pop(second) if f.wake == second)
-        due.sort(key=lambda f: f.frame)
-        done = []
-        for f in due:
-            if now - f.last > (TCP_CLOSE_DELAY if f.closed else TCP_IDLE if f.proto == TCP else UDP_IDLE):
-                done.append(f)
-                continue
-            if now - (f.reported[0] if f.reported else f.first) >= ACTIVE_TIMEOUT:
-                self._report_flow(f, interim=True)
-            self._schedule(f, _deadline(f))
-        for flow in done:
-            self._forget(flow)
-            self._end_flow(flow)
-        self._fragments.expire(now)
-        stale = [k for k, o in self._dns_pending.items() if now - o.ts_us > DNS_WAIT]
-        for k in stale:
-            self.emit(self._dns_pending.pop(k))
-
-    def tick(self, now: int) -> None:
-        """Time passes with no packet (live capture): let flows and queries expire as they would."""
-        if now >= self._next_sweep:
-            self._sweep(now)
-
-    def finish(self) -> None:
-        """End of input: report every open flow and unanswered query; count unjoined fragments."""
-        self._fragments.flush()
-        for obs in self._dns_pending.values():
-            self.emit(obs)
-        self._dns_pending.clear()
-        for flow in sorted(self._flows, key=lambda f: f.first):
-            self._end_flow(flow)
-        self._flows.clear()
-        self._tcp_flows.clear()
-        self._udp_flows.clear()
-        self._wheel.clear()
-        self._wheel_seconds.clear()
-
-    def skip(self, reason: str, frame: int) -> None:
-        """Count frame `frame` as skipped for `reason`."""
-        self._skips.skip(reason, f"{self._name}#{frame}")

@@ -5,6 +5,8 @@ published in the RFC, so anyone on the path can decrypt them (RFC 9001 §5.2; QU
 `client_initials` decrypts every Initial packet in a client datagram (coalesced packets included) and
 returns its CRYPTO frames; `CryptoStream` joins frames, from one or several packets, into the TLS
 ClientHello. Pure: bytes in, values out, `ValueError` for anything malformed or that fails to decrypt.
+
+`QuicHello`, at the end, is the flow handler that feeds a UDP flow's Initial packets to these functions.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from __future__ import annotations
 import hashlib
 import struct
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from collector.packet import tls
+from collector.packet.flows import Handler
 from collector.packet.wire import u32
+
+if TYPE_CHECKING:
+    from collector.packet.flows import Flow, FlowTable
 
 V1, V2 = 0x00000001, 0x6B3343CF
 # RFC 9001 §5.2 and RFC 9369 §3.3.1: initial salts; §5.1 / §3.3.2: key derivation labels.
@@ -223,3 +230,52 @@ class CryptoStream:
             return None
         need = 4 + int.from_bytes(stream[1:4], "big")
         return tls.parse_handshake(bytes(stream[:need])) if len(stream) >= need else None
+
+
+# -- the handler: what the decoder reads of a flow with this protocol ------------------------------
+
+
+class QuicHello(Handler):
+    """Decrypts the client's Initial packets until their CRYPTO frames hold the whole ClientHello."""
+
+    service = "quic"
+    want = 1
+    MAX_PACKETS = 8
+
+    def __init__(self) -> None:
+        self.stream = CryptoStream()
+        self.first: tuple[int, int] | None = None
+        self.datagrams = 0
+
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        if not is_long_header_initial(data):
+            return True  # a later packet type: the hello may still be coming in another Initial
+        self.first = self.first or (frame, ts)
+        self.datagrams += 1
+        try:
+            for initial in client_initials(data):
+                hello = self.stream.add(initial.crypto)
+                if hello is not None:
+                    self._report(dec, flow, hello, initial.version)
+                    return False
+        except ValueError:
+            dec.skip("bad_quic_initial", frame)
+            return False
+        return self.datagrams < self.MAX_PACKETS
+
+    def server(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return True
+
+    def _report(self, dec: FlowTable, flow: Flow, hello: tls.ClientHello, version: int) -> None:
+        first_frame, first_ts = self.first or (flow.frame, flow.first)
+        flow.host = hello.sni or flow.host
+        obs = dec.flow_observation("quic", flow, first_frame, first_ts)
+        obs.host = hello.sni or obs.host
+        obs.sni, obs.alpn, obs.tls_version, obs.ech = hello.sni, hello.alpn, hello.version, hello.ech
+        obs.quic_version = VERSION_NAMES[version]
+        dec.emit(obs)
+
+
+def udp_handler(outbound: bool, data: bytes) -> Handler | None:
+    """A `QuicHello` handler for a UDP flow whose client opens with a long-header Initial packet."""
+    return QuicHello() if outbound and is_long_header_initial(data) else None

@@ -4,11 +4,19 @@ Pure. `hello_from_stream` takes the start of the client's reassembled byte strea
 fragments of as many records as the hello spans, and returns a `ClientHello`, or None while more bytes
 are needed; `ValueError` when the bytes are not a ClientHello. `parse_handshake` reads a bare handshake
 message (QUIC carries the hello in CRYPTO frames, without TLS records).
+
+`TlsHello`, at the end, is the flow handler that gathers a client's records until its hello is whole.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from collector.packet.flows import Handler
 from collector.packet.wire import u16
+
+if TYPE_CHECKING:
+    from collector.packet.flows import Flow, FlowTable
 
 _VERSIONS = {0x0300: "SSLv3", 0x0301: "TLSv10", 0x0302: "TLSv11", 0x0303: "TLSv12", 0x0304: "TLSv13"}
 
@@ -134,3 +142,53 @@ def _read_extension(hello: ClientHello, etype: int, data: bytes) -> None:
                 best = code
         if best >= 0:
             hello.version = version_name(best)
+
+
+# -- the handler: what the decoder reads of a flow with this protocol ------------------------------
+
+
+class TlsHello(Handler):
+    """Collects the client's first records until the ClientHello is whole, then reports it."""
+
+    service = "ssl"
+    want = 1
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.first: tuple[int, int] | None = None  # (frame, ts) of the hello's first segment
+
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        self.first = self.first or (frame, ts)
+        self.buf += data
+        try:
+            hello = hello_from_stream(self.buf)
+        except ValueError:
+            dec.skip("bad_tls_hello", frame)
+            return False
+        if hello is None:
+            if len(self.buf) <= MAX_HELLO:
+                return True
+            dec.skip("tls_hello_incomplete", frame)
+            return False
+        self.buf = b""
+        first_frame, first_ts = self.first
+        flow.host = hello.sni or flow.host
+        obs = dec.flow_observation("tls", flow, first_frame, first_ts)
+        obs.host = hello.sni or obs.host
+        obs.sni, obs.alpn, obs.tls_version, obs.ech = hello.sni, hello.alpn, hello.version, hello.ech
+        dec.emit(obs)
+        return False
+
+    def server(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        return True  # the server's reply is not read, but the client's hello may not be whole yet
+
+    def finish(self, dec: FlowTable, flow: Flow) -> None:
+        if self.buf:
+            dec.skip("tls_hello_incomplete", self.first[0] if self.first else flow.frame)
+
+
+def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+    """A `TlsHello` handler for a flow whose client opens with a TLS handshake record (or its first bytes)."""
+    if outbound and (looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16")):
+        return TlsHello()
+    return None

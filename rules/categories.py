@@ -85,7 +85,9 @@ def _public_suffixes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             wild.append(rule[2:])
         else:
             exact.append(rule)
-    return tuple(np.unique(_hashes(pl.Series(rules, dtype=pl.String))) for rules in (exact, wild, exceptions))
+    exact_h, wild_h, exception_h = (np.unique(_hashes(pl.Series(r, dtype=pl.String)))
+                                    for r in (exact, wild, exceptions))
+    return exact_h, wild_h, exception_h
 
 
 class CategoryIndex:

@@ -23,8 +23,8 @@ KEEP_ENDED = dt.timedelta(days=7)
 """Leases that ended longer ago than this (in observed time) are dropped from memory: inputs arrive
 somewhat out of order (a capture, then the day's proxy log), never a week late."""
 
-_LEASES = {"ip": pl.String, "lease_mac": pl.String, "lease_start": pl.Datetime("us", "UTC"),
-           "lease_end": pl.Datetime("us", "UTC"), "lease_ref": pl.String, "lease_place": pl.String}
+_LEASES = pl.Schema({"ip": pl.String(), "lease_mac": pl.String(), "lease_start": pl.Datetime("us", "UTC"),
+           "lease_end": pl.Datetime("us", "UTC"), "lease_ref": pl.String(), "lease_place": pl.String()})
 
 
 class Identity:
@@ -116,9 +116,9 @@ class Identity:
         for net, loc in self._nets:
             if addr is not None and addr.version == net.version and addr in net:
                 return {"location": loc.name, "location_kind": loc.kind.value}
-        loc = self._vlans.get(vlan) if vlan is not None else None
-        if loc is not None:
-            return {"location": loc.name, "location_kind": loc.kind.value}
+        tagged = self._vlans.get(vlan) if vlan is not None else None
+        if tagged is not None:
+            return {"location": tagged.name, "location_kind": tagged.kind.value}
         return {"location": None, "location_kind": None}
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:

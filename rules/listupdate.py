@@ -65,8 +65,8 @@ def _unpack(source: str, work: Path) -> Path:
     """The UT1 root (the folder holding one folder per category) of `source`, unpacked under `work`."""
     if source.startswith(("http://", "https://")):
         archive = work / "download.tar.gz"
-        with urllib.request.urlopen(source, timeout=300) as response, archive.open("wb") as out:  # noqa: S310
-            shutil.copyfileobj(response, out)
+        with urllib.request.urlopen(source, timeout=300) as response, archive.open("wb") as download:  # noqa: S310
+            shutil.copyfileobj(response, download)
         source_path = archive
     else:
         source_path = Path(source)

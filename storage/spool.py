@@ -23,6 +23,7 @@ writer meets by waiting (backpressure up to the capture) rather than by dropping
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -191,7 +192,7 @@ class Spool:
         return records
 
     @staticmethod
-    def _scan(f: BinaryIO, segment: int, start: int) -> Iterator[tuple[Position, bytes]]:
+    def _scan(f: BinaryIO, segment: int, start: int) -> Iterator[tuple[Position, builtins.bytes]]:
         """(position after the record, payload) for each whole, checked record from `start`."""
         f.seek(start)
         at = start

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import re
+from typing import Any
 
 import clickhouse_connect
 import polars as pl
@@ -61,7 +62,7 @@ class Store:
     @property
     def _client(self) -> Client:
         if self._connection is None:
-            timeouts = {} if self.url.startswith("chdb:") else {
+            timeouts: dict[str, Any] = {} if self.url.startswith("chdb:") else {
                 "connect_timeout": self.timeout_s, "send_receive_timeout": self.timeout_s}
             self._connection = clickhouse_connect.get_client(dsn=self.url, **timeouts)
         return self._connection
@@ -126,9 +127,9 @@ class Store:
         """Columns added to the schema since the table was made are added to it, each after the column
         before it in the schema; a column whose comment has changed gets the new one. Nothing else is
         touched, so running it again finds nothing to do."""
-        present = dict(self._client.query(
+        present: dict[str, str] = {name: comment for name, comment in self._client.query(
             "SELECT name, comment FROM system.columns WHERE database = {db:String} AND table = {t:String}",
-            parameters={"db": self.database, "t": table.name}).result_rows)
+            parameters={"db": self.database, "t": table.name}).result_rows}
         for before, column in zip((None, *table.columns), table.columns, strict=False):
             if column.name not in present:
                 after = f" AFTER `{before.name}`" if before else " FIRST"
@@ -251,7 +252,7 @@ class Store:
 
     def count(self) -> int:
         """Rows in `activity`."""
-        return int(self._client.command(f"SELECT count() FROM {self.database}.activity"))
+        return int(str(self._client.command(f"SELECT count() FROM {self.database}.activity")))
 
     def close(self) -> None:
         """Release the connection (and, for chDB, the engine's hold on its folder)."""

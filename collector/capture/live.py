@@ -95,13 +95,14 @@ class LiveCaptureSource:
         try:
             while True:
                 try:
-                    item = self._queue.get(timeout=self._tick_s)
+                    item, quiet = self._queue.get(timeout=self._tick_s), False
                 except queue.Empty:
-                    item = False
-                if item is None or (item is False and (self._stopped.is_set() or self._sniffer_died())):
+                    item, quiet = None, True
+                if (item is None and not quiet) or (quiet and (self._stopped.is_set() or self._sniffer_died())):
                     break
-                if item:
-                    decode_frame(decoder, *item, self.skips, self.interface)
+                if item is not None:
+                    frame, ts, linktype, data = item
+                    decode_frame(decoder, frame, ts, linktype, data, self.skips, self.interface)
                     # a busy wire is never quiet: tick every `tick_s` anyway (checked every 256 packets), so
                     # flows expire, the packet count is published and a reload is taken under load too
                     if decoder.packets & 255 or time.monotonic() - last_tick < self._tick_s:

@@ -57,11 +57,12 @@ def host_port(url: str) -> tuple[str | None, int | None]:
     if url.startswith("error:"):  # Squid's pseudo-URL for a transaction that never became a request
         return None, None
     if "://" not in url:  # authority form (a CONNECT's host:port) or a bare host
-        host, _, port = url.rpartition(":")
+        host, _, digits = url.rpartition(":")
         if not host:
             return url.lower() or None, None
-        return host.strip("[]").lower(), int(port) if port.isdigit() else None
+        return host.strip("[]").lower(), int(digits) if digits.isdigit() else None
     parts = urlsplit(url)
+    port: int | None
     try:
         port = parts.port
     except ValueError:

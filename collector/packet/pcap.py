@@ -16,7 +16,7 @@ import os
 import stat
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO
 
 from mypy_extensions import i64
 
@@ -48,7 +48,7 @@ CHUNK = 1 << 18
 MAX_RECORD = 0x4000000
 
 
-def read_packets(stream: BinaryIO) -> Iterator[Packet]:
+def read_packets(stream: IO[bytes]) -> Iterator[Packet]:
     """Packets from a pcap or pcapng stream, chosen by its first four bytes."""
     magic = stream.read(4)
     if magic == PCAPNG_MAGIC:
@@ -78,7 +78,7 @@ class PcapChunks:
     twice and the file's pages never count in this process's memory; a pipe or a gzip stream is read
     forward and the unread tail carried over."""
 
-    def __init__(self, stream: BinaryIO, little: bool, ts_div: int, linktype: int) -> None:
+    def __init__(self, stream: IO[bytes], little: bool, ts_div: int, linktype: int) -> None:
         self.little, self.ts_div, self.linktype = little, ts_div, linktype
         self._stream = stream
         self._fd = _plain_file(stream)
@@ -120,7 +120,7 @@ class PcapChunks:
         return 16 + incl
 
 
-def _pcap_chunks(stream: BinaryIO, magic: bytes) -> PcapChunks:
+def _pcap_chunks(stream: IO[bytes], magic: bytes) -> PcapChunks:
     """The chunk reader for a classic pcap whose 4-byte magic was just read."""
     endian, ts_div = PCAP_MAGICS[magic]
     rest = stream.read(20)
@@ -130,7 +130,7 @@ def _pcap_chunks(stream: BinaryIO, magic: bytes) -> PcapChunks:
     return PcapChunks(stream, little, ts_div, u32(rest, 16, little) & 0x0FFFFFFF)
 
 
-def pcap_chunks(stream: BinaryIO) -> PcapChunks | None:
+def pcap_chunks(stream: IO[bytes]) -> PcapChunks | None:
     """A chunk reader when `stream` (which must offer `peek`) holds a classic pcap; None, with nothing
     consumed, for anything else (pcapng goes to `read_packets`)."""
     magic = stream.peek(4)[:4]  # type: ignore[attr-defined]
@@ -158,7 +158,7 @@ def _read_pcap(chunks: PcapChunks) -> Iterator[Packet]:
             pos = end
 
 
-def _plain_file(stream: BinaryIO) -> int:
+def _plain_file(stream: IO[bytes]) -> int:
     """The descriptor of a plain file on disk under `stream` (not gzip, not a pipe), or -1."""
     raw = getattr(stream, "raw", None)
     while raw is not None and not isinstance(raw, io.FileIO):  # buffered readers may be stacked
@@ -173,7 +173,7 @@ def _plain_file(stream: BinaryIO) -> int:
     return raw.fileno()
 
 
-def _read_pcapng(stream: BinaryIO, magic: bytes) -> Iterator[Packet]:
+def _read_pcapng(stream: IO[bytes], magic: bytes) -> Iterator[Packet]:
     interfaces: list[tuple[int, int, int]] = []  # (linktype, units per second, offset seconds)
     endian = "<"
     frame = 0
@@ -212,7 +212,7 @@ def _read_pcapng(stream: BinaryIO, magic: bytes) -> Iterator[Packet]:
             raise CaptureError(f"pcapng block of type {block_type} too short for its fields") from None
 
 
-def _section_endian(stream: BinaryIO) -> str:
+def _section_endian(stream: IO[bytes]) -> str:
     bom = stream.read(4)
     if bom == b"\x4d\x3c\x2b\x1a":
         return "<"

@@ -5,6 +5,7 @@
 # ICTWATCH_PURE_PYTHON=1 removes the compiled modules and builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+who=${DEV_SAY:-build-accel}  # ./dev sets DEV_SAY=dev so that its phase lines share one name
 py=${PYTHON_BIN:-.venv/bin/python}
 # What is compiled is the folder collector/packet/ and the collector modules it imports (compiled_sources).
 mapfile -t sources < <("$py" -c 'import os, collector
@@ -18,7 +19,7 @@ clean() {
 if [ "${ICTWATCH_PURE_PYTHON:-}" = 1 ]; then clean; exit 0; fi
 if ! command -v gcc >/dev/null || ! "$py" -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
-  echo "build-accel: no C compiler or Python headers: the collector runs as pure Python" >&2
+  echo "$who: no C compiler or Python headers: the collector runs as pure Python" >&2
   clean; exit 0
 fi
 stale=0
@@ -27,10 +28,11 @@ for src in "${sources[@]}"; do
   if [ -z "$so" ] || [ "$src" -nt "$so" ]; then stale=1; fi
 done
 [ $stale = 0 ] && exit 0
+echo "$who: compiling the packet decoder with mypyc (about a minute)…" >&2
 clean
 mkdir -p build
 if ! "$py" -m mypyc "${sources[@]}" > build/mypyc.log 2>&1; then
-  echo "build-accel: mypyc failed (build/mypyc.log); the collector runs as pure Python" >&2
+  echo "$who: mypyc failed (build/mypyc.log); the collector runs as pure Python" >&2
   tail -5 build/mypyc.log >&2
   clean; exit 0
 fi
@@ -38,4 +40,3 @@ fi
 lib=$(basename ./*__mypyc*.so)
 mv "./$lib" "$site/$lib"
 echo "$lib" > "$installed"
-echo "build-accel: collector compiled with mypyc" >&2

@@ -1,6 +1,7 @@
-"""Application handlers for TCP flows: what to read from a conversation, and when to stop reading.
+"""Application handlers for TCP and UDP flows: what to read from a conversation, and when to stop reading.
 
-The decoder picks a handler from the first bytes of a flow (in order, after reassembly) and its ports.
+The decoder picks a handler from the first bytes of a flow (in order, after reassembly) and its ports
+(`choose`; `choose_udp` for a UDP flow's first datagram: QUIC Initials, BitTorrent's DHT and trackers).
 A handler's `client`/`server` methods take the next bytes of that direction and return whether the
 handler still wants bytes; once it does not, the flow costs only its byte counts. Handlers with
 `reassemble = False` see raw segments (HTTP reads heads at segment starts, as they are in practice,

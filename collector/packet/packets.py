@@ -1,9 +1,13 @@
-"""Packet decoding: link and IP headers by hand, a flow table, and the application extractors.
+"""Packet decoding: link and IP headers by hand, and the flow table that hands each flow to its handler.
 
-`PacketDecoder.packet()` takes one captured frame and, through the flow table, emits Observations for
-DNS transactions (UDP/53), TLS ClientHellos, HTTP requests (with the response status when seen) and,
-when a flow ends, the flow itself. Headers are read with slicing and `struct` on the raw bytes; no
-per-packet objects are built. Malformed frames are counted by reason and skipped.
+`PacketDecoder.packet()` takes one captured frame (`decode_pcap` walks a classic pcap's records in place,
+counting in `bypass` the frames whose headers are all that is needed). Through the flow table it emits
+Observations for DNS transactions (DNS, mDNS, LLMNR, NetBIOS-NS), DHCP and DHCPv6 messages, whatever the
+application handler chosen for a flow finds (`collector.packet.apps`: TLS and QUIC hellos, HTTP requests
+with their response status, mail dialogues, logins in clear, BitTorrent), and the flow itself when it
+ends and every minute while it stays open. Headers are read by indexing the raw bytes
+(`collector.packet.wire`); no per-packet objects are built. Malformed frames are counted by reason and
+skipped.
 
 Byte convention for flows: IP bytes (IP header and payload, link header excluded), the same as Zeek's
 `orig_ip_bytes`/`resp_ip_bytes`, taken from the IP length field, so a capture with a short snap length

@@ -1,7 +1,11 @@
-"""The `ictwatch` command: check, decode, replay, breaches, report.
+"""The `ictwatch` command: its argument parser and a function per command (check, decode, schema, replay,
+run, spool, ddl, breaches, categories update, check-ipads, explain, report, grant, serve, account, audit).
 
 Exit status: 0 on success (a replay that skipped bad records included), 2 for a bad config or policy or
-an input that cannot be read at all, naming the file (and for config the field and value).
+an input that cannot be read at all, naming the file (and for config the field and value), 3 for a
+refused request (a report, a grant, a reading of the audit), 1 when the work could not be done (the
+capture tool failed, batches remain after `spool flush`, the audit chain does not verify, `explain`
+found no activity).
 """
 
 from __future__ import annotations

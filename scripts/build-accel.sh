@@ -23,6 +23,7 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
   clean; exit 0
 fi
 stale=0
+[ -f "$installed" ] || stale=1  # a new venv lacks mypyc's shared library, whatever .so files the tree holds
 for src in "${sources[@]}"; do
   so=$(ls "${src%.py}".cpython-*.so 2>/dev/null | head -1 || true)
   if [ -z "$so" ] || [ "$src" -nt "$so" ]; then stale=1; fi

@@ -22,16 +22,20 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
   echo "$who: no C compiler or Python headers: the collector runs as pure Python" >&2
   clean; exit 0
 fi
+# Stale when a module has no compiled form, or is newer than the last build. The build is dated by
+# `$installed` (in the venv, so a new venv always builds), not by the modules' .so files: those are small
+# shims into mypyc's shared library that setuptools copies out of build/ with their old times whenever
+# their C code did not change, which is after most edits.
 stale=0
-[ -f "$installed" ] || stale=1  # a new venv lacks mypyc's shared library, whatever .so files the tree holds
 for src in "${sources[@]}"; do
   so=$(ls "${src%.py}".cpython-*.so 2>/dev/null | head -1 || true)
-  if [ -z "$so" ] || [ "$src" -nt "$so" ]; then stale=1; fi
+  if [ -z "$so" ] || [ "$src" -nt "$installed" ]; then stale=1; fi
 done
 [ $stale = 0 ] && exit 0
 echo "$who: compiling the packet decoder with mypyc (about a minute)…" >&2
 clean
 mkdir -p build
+started=build/mypyc.started; touch "$started"  # a module edited while mypyc runs is stale afterwards
 if ! "$py" -m mypyc "${sources[@]}" > build/mypyc.log 2>&1; then
   echo "$who: mypyc failed (build/mypyc.log); the collector runs as pure Python" >&2
   tail -5 build/mypyc.log >&2
@@ -41,3 +45,4 @@ fi
 lib=$(basename ./*__mypyc*.so)
 mv "./$lib" "$site/$lib"
 echo "$lib" > "$installed"
+touch -r "$started" "$installed"

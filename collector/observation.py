@@ -31,9 +31,11 @@ class Observation:
     """One of KINDS."""
     source: str
     """The input type: `pcap`, `squid`, `e2guardian`, `squidguard`, `suricata` (EVE JSON), `dhcpd` or
-    `dnsmasq` (lease files); `check` for an absence found by a daily check."""
+    `dnsmasq` (lease files), `conntrack` (the kernel's flows, line-rate mode); `check` for an absence found
+    by a daily check."""
     source_ref: str
-    """Where it came from: `file.pcap#N` (1-based frame number, as Wireshark counts) or `file.log:N`."""
+    """Where it came from: `file.pcap#N` (1-based frame number, as Wireshark counts) or `file.log:N`; for a
+    log `ictwatch run` follows, `file.log@GENERATION:OFFSET` (rotations seen, byte offset after the line)."""
     src_ip: str | None = None
     """Client address (the side that opened the conversation)."""
     src_port: int | None = None

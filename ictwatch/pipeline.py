@@ -1,4 +1,10 @@
-"""Replay: inputs → observations → policy engine → store, batch by batch."""
+"""The pipeline: inputs → observations → policy engine → store, batch by batch.
+
+`replay` runs captures and log files to their end; `run_live` is the daemon's: a live capture, the
+followed logs (each on a thread of its own, its checkpoint advanced only once the writer has its lines
+safe) and, in line-rate mode, conntrack's flows named from the DNS answers seen, through one engine
+(swapped on reload) and one writer.
+"""
 
 from __future__ import annotations
 

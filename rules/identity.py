@@ -1,11 +1,13 @@
 """Who and where for each observation, as it was at that moment: device, person and place.
 
 The device is found by MAC in the register: the client MAC the frame carried, else the MAC that held
-the client address at that time according to the DHCP leases seen so far (an as-of join: the latest
-lease of that address that began before the observation and had not expired), else a static address
-reservation. The person is the proxy's authenticated user (a shared device is used by whoever logged
-in), else the device's owner; the place comes from the network map (client address → subnet). Unknown
-is a value: rows without a match keep null device, user or location.
+the client address at that time according to the lease history (DHCP seen on the wire, lease files, and
+what earlier runs stored; an as-of join: the latest lease of that address that began before the
+observation and had not expired), else a static address reservation. The person is the proxy's
+authenticated user (a shared device is used by whoever logged in), else the device's owner. The place is
+where a DHCP relay's option 82 (an access point, an SSID) put the client while its lease lasts, else the
+network map's subnet of the client address, else the VLAN its frames carried. Unknown is a value: rows
+without a match keep null device, user or location.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
 # ICTWATCH_PURE_PYTHON=1 removes the compiled modules and builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+who=${DEV_SAY:-build-accel}  # ./dev sets DEV_SAY=dev so that its phase lines share one name
 py=${PYTHON_BIN:-.venv/bin/python}
 # What is compiled is the folder collector/packet/ and the collector modules it imports (compiled_sources).
 mapfile -t sources < <("$py" -c 'import os, collector
@@ -18,19 +19,25 @@ clean() {
 if [ "${ICTWATCH_PURE_PYTHON:-}" = 1 ]; then clean; exit 0; fi
 if ! command -v gcc >/dev/null || ! "$py" -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
-  echo "build-accel: no C compiler or Python headers: the collector runs as pure Python" >&2
+  echo "$who: no C compiler or Python headers: the collector runs as pure Python" >&2
   clean; exit 0
 fi
+# Stale when a module has no compiled form, or is newer than the last build. The build is dated by
+# `$installed` (in the venv, so a new venv always builds), not by the modules' .so files: those are small
+# shims into mypyc's shared library that setuptools copies out of build/ with their old times whenever
+# their C code did not change, which is after most edits.
 stale=0
 for src in "${sources[@]}"; do
   so=$(ls "${src%.py}".cpython-*.so 2>/dev/null | head -1 || true)
-  if [ -z "$so" ] || [ "$src" -nt "$so" ]; then stale=1; fi
+  if [ -z "$so" ] || [ "$src" -nt "$installed" ]; then stale=1; fi
 done
 [ $stale = 0 ] && exit 0
+echo "$who: compiling the packet decoder with mypyc (about a minute)…" >&2
 clean
 mkdir -p build
+started=build/mypyc.started; touch "$started"  # a module edited while mypyc runs is stale afterwards
 if ! "$py" -m mypyc "${sources[@]}" > build/mypyc.log 2>&1; then
-  echo "build-accel: mypyc failed (build/mypyc.log); the collector runs as pure Python" >&2
+  echo "$who: mypyc failed (build/mypyc.log); the collector runs as pure Python" >&2
   tail -5 build/mypyc.log >&2
   clean; exit 0
 fi
@@ -38,4 +45,4 @@ fi
 lib=$(basename ./*__mypyc*.so)
 mv "./$lib" "$site/$lib"
 echo "$lib" > "$installed"
-echo "build-accel: collector compiled with mypyc" >&2
+touch -r "$started" "$installed"

@@ -5,6 +5,7 @@
 # source by enable-backports.sh). Services the packages would start are not started (policy-rc.d).
 # Runs apt only as root and only for what is missing; otherwise says what the tests will skip.
 set -euo pipefail
+who=${DEV_SAY:-install-test-deps}  # ./dev sets DEV_SAY=dev so that its phase lines share one name
 packages=(tshark suricata goaccess squid squidguard e2guardian openssl prometheus prometheus-alertmanager p7zip-full chromium sarg tcpdump nftables conntrack)
 missing=()
 for p in "${packages[@]}"; do
@@ -12,9 +13,10 @@ for p in "${packages[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-test-deps: not root; tests that need ${missing[*]} will be skipped" >&2
+  echo "$who: not root; tests that need ${missing[*]} will be skipped" >&2
   exit 0
 fi
+echo "$who: installing the Debian packages the tests need with apt (${missing[*]})…" >&2
 export DEBIAN_FRONTEND=noninteractive
 if [ ! -e /usr/sbin/policy-rc.d ]; then  # the tests start e2guardian and Squid themselves, on loopback
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d

@@ -1,1 +1,1 @@
-"""Storage: the ClickHouse schema, inserts and the named queries."""
+"""Storage: the ClickHouse schema, the store (migrations, inserts, the named queries), the writer and its spool."""

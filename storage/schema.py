@@ -1,9 +1,11 @@
-"""The one definition of the `activity` table: DDL, insert column order and Arrow types come from here.
+"""The one definition of the tables (`activity`, `leases`, `report_audit`, `incidents`): their DDL, for one
+server or a cluster, insert column order, Arrow types, column comments and retention come from here.
 
-Layout: `ORDER BY (user, ts)` because the query that matters most is one person's activity over a
-period (a report); partitions by month so retention drops whole parts. Text that repeats (kinds, roles,
-places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs. Unknown user, device or
-place is stored as an empty string (ClickHouse sort keys cannot be nullable) and shown as "unknown".
+`activity`'s layout: `ORDER BY (user, ts)` because the query that matters most is one person's activity
+over a period (a report); partitions by month so retention drops whole parts. Text that repeats (kinds,
+roles, places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs. Unknown user,
+device or place is stored as an empty string (ClickHouse sort keys cannot be nullable) and shown as
+"unknown".
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ ACTIVITY: tuple[Column, ...] = (
     Column("device_status", LC, _S, "the register's status of the device that day: issued, lost or returned"),
     Column("owner_left", "Bool", pa.bool_(), "the device's owner had left the school by that day"),
     Column("kind", LC, _S, "observation kind: dns, tls, http, flow, proxy, ..."),
-    Column("source", LC, _S, "input type: pcap or squid"),
-    Column("source_ref", "String", _S, "input and record: file.pcap#frame or file.log:line"),
+    Column("source", LC, _S,
+           "input type: pcap, squid, e2guardian, squidguard, suricata, dhcpd, dnsmasq, conntrack, or check"),
+    Column("source_ref", "String", _S,
+           "input and record: file.pcap#frame, file.log:line, or file.log@rotations:offset for a followed log"),
     Column("src_ip", "String", _S, "client address"),
     Column("src_port", "Nullable(UInt16)", _U16, "client port"),
     Column("dst_ip", "String", _S, "server address, when known"),
@@ -103,7 +107,8 @@ LEASES: tuple[Column, ...] = (
     Column("lease_start", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when the lease was granted (ACK)",
            "CODEC(Delta, ZSTD(1))"),
     Column("lease_end", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when it ran out"),
-    Column("evidence", "String", _S, "where it was seen: capture#frame"),
+    Column("evidence", "String", _S,
+           "where it was seen: the source_ref of the DHCP ACK (capture#frame) or the lease file's entry"),
     Column("place", "String", _S, "the place the DHCP relay's circuit or remote id named (option 82), if any"),
 )
 LEASES_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in LEASES])
@@ -181,7 +186,9 @@ TABLES = (
           "one row per observation, with who, where and the policy verdict", partition_by="toYYYYMM(ts)",
           # A part under 32 MB (an insert of up to about 100,000 rows) is written compact: a dozen files, not
           # two hundred and fifty (a file or more per column), whose making and unmaking cost more than the
-          # insert on some disks (README, "Squid logs"). Merges make the larger parts wide again.
+          # insert on some disks (ext4 without a journal scans the inodes freed in the last minute or so for
+          # each new file, and merges free parts all the time). Merges make the larger parts wide again:
+          # merging compact parts into a compact one cost twice the CPU, so the limit is not higher.
           settings=f"non_replicated_deduplication_window = {DEDUP_WINDOW}, min_bytes_for_wide_part = {32 << 20}",
           # dashboards ask for one school's breaches over time; the sort key serves one person's reports
           projections=("breaches_by_school (SELECT school, verdict, ts, severity, location, rule_ids "

@@ -3,7 +3,7 @@
 With `nf_conntrack_acct` on, the kernel counts packets and bytes of every tracked connection both ways
 (IP bytes, the convention ictwatch's flows use), and `conntrack -E -o timestamp,extended -e DESTROY`
 reports each connection as it ends. In line-rate mode these replace counting every packet in Python
-(`collector.flows_from: conntrack`); the packets ictwatch still captures give the names, and the
+(`collector.flow_source: conntrack`); the packets ictwatch still captures give the names, and the
 pipeline names these flows from the DNS answers it has seen (ictwatch/pipeline.py).
 
 A line looks like

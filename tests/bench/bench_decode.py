@@ -1,4 +1,4 @@
-"""Decoder speed, side by side with tshark, on the same generated capture in the same run.
+"""Decoder speed, side by side with tshark and Suricata, on the same generated capture in the same run.
 
     ./dev bench                     # ~300k packets (BENCH_PACKETS to change), best of 3 rounds (BENCH_ROUNDS)
     python -m tests.bench.bench_decode --quick    # a few thousand: checks it still runs (CI)
@@ -11,8 +11,10 @@ templates with fresh addresses, ports and times patched into the bytes, so 300k 
 write. Printed: packets/s for the in-process decoder, for `ictwatch decode --json` as a command (JSON out
 and start-up included), for `tshark -T fields` (equivalent fields), and for Suricata 7 in single-thread
 mode with EVE flow/dns/tls/http output and no rules (wall time, and its own engine time); the ratios;
-and the peak memory of the ictwatch command and of Suricata. Each figure is the best of the rounds, in
-which the decoders take turns.
+and the peak memory of the ictwatch command and of Suricata. With tcpdump installed, the mix is also
+passed through line-rate mode's capture filter and decoded again (packets/s of the whole traffic). Each
+figure is the best of the rounds, in which the decoders take turns. The current figures:
+docs/performance.md.
 """
 
 from __future__ import annotations

@@ -382,7 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     """The configured logs to follow, each with its checkpoint beside the spool."""
     from collector.logs.follow import LogFollower
-    from collector.sources import follow_parser
+    from collector.logs.formats import followed
     from ictwatch.pipeline import Followed
 
     out = []
@@ -391,8 +391,9 @@ def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
         checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
                                                                   + ".json")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        parse, reason = follow_parser(log.format, path, loaded.settings.collector)
-        out.append(Followed(LogFollower(path, checkpoint), parse, reason))
+        fmt = followed(log.format)
+        out.append(Followed(LogFollower(path, checkpoint), fmt.follower(path, loaded.settings.collector),
+                            fmt.skip_reason))
         print(f"following {path} ({log.format})", file=sys.stderr, flush=True)
     return tuple(out)
 

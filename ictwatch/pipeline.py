@@ -20,7 +20,7 @@ from collector.logs.follow import LogFollower, Position
 from collector.metrics import CAPTURE_RUNNING, FOLLOW_LAG, FOLLOW_READ, PACKETS
 from collector.observation import BatchBuilder, Observation, to_table
 from collector.skips import SkipCounter
-from collector.sources import Source, SquidLogSource, open_source
+from collector.sources import Source, open_source
 from rules import metrics
 from rules.engine import Engine
 from storage.spool import Spool
@@ -81,14 +81,14 @@ def replay(
         for source in sources:
             if on_source:
                 on_source(source)
-            if isinstance(source, SquidLogSource) and source.batched:  # a chunk at a time, straight into batches
+            if source.run_batches is not None:  # a chunk at a time, straight into batches
                 batch_rows_in += source.run_batches(sink)
             else:
                 source.run(builder.add)
                 builder.flush()
             summary.inputs.append(str(source.path))
-            summary.packets += getattr(source, "packets", 0)
-            PACKETS.inc(getattr(source, "packets", 0))
+            summary.packets += source.packets
+            PACKETS.inc(source.packets)
             summary.skipped.update(source.skips.by_reason)
     finally:
         writer.close()  # what was judged is stored (or spooled), even when reading stopped early

@@ -381,21 +381,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     """The configured logs to follow, each with its checkpoint beside the spool."""
-    from collector.logs.follow import LogFollower
-    from collector.logs.formats import followed
-    from ictwatch.pipeline import Followed
+    from collector.logs.followed import followed_logs
 
-    out = []
-    for log in loaded.settings.collector.follow:
-        path = loaded.path.parent / log.path
-        checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
-                                                                  + ".json")
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        fmt = followed(log.format)
-        out.append(Followed(LogFollower(path, checkpoint), fmt.follower(path, loaded.settings.collector),
-                            fmt.skip_reason))
-        print(f"following {path} ({log.format})", file=sys.stderr, flush=True)
-    return tuple(out)
+    cfg = loaded.settings.collector
+    logs = followed_logs(cfg, loaded.path.parent, loaded.spool_path.parent / "checkpoints")
+    for log, configured in zip(logs, cfg.follow, strict=True):
+        print(f"following {log.follower.path} ({configured.format})", file=sys.stderr, flush=True)
+    return logs
 
 
 def cmd_ddl(args: argparse.Namespace) -> int:

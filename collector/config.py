@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from collector.logs import formats
 from collector.logs.squid_logformat import LogFormat
 
 
@@ -16,12 +17,14 @@ class FollowedLog(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: Path = Field(description="The log, e.g. /var/log/squid/access.log.")
-    format: Literal["squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard", "suricata-eve",
-                    "dhcpd-leases", "dnsmasq-leases"] = Field(
-        description="squid: Squid's native format; squid-common: common/combined; e2guardian: formats 1 "
-        "(native) and e2guardian-csv: 2; squidguard: squidGuard's request log; suricata-eve: Suricata's "
-        "eve.json (with `line_rate`, where flows come from); dhcpd-leases, dnsmasq-leases: the DHCP "
-        "server's lease file, for identity.")
+    format: str = Field(description="Its format, one of " + "; ".join(
+        f"{fmt.name}: {fmt.summary}" for fmt in formats.FORMATS if fmt.followable) + " (docs/log-formats.md).")
+
+    @field_validator("format")
+    @classmethod
+    def _followable(cls, name: str) -> str:
+        formats.followed(name)  # a ValueError names the formats that can be followed
+        return name
 
 
 class CollectorSettings(BaseModel):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ import pyarrow as pa
 from collector.capture.live import LiveCaptureSource
 from collector.config import CollectorSettings
 from collector.logs.conntrack import ConntrackFlows
-from collector.logs.follow import LogFollower, Position
-from collector.metrics import CAPTURE_RUNNING, FOLLOW_LAG, FOLLOW_READ, PACKETS
-from collector.observation import BatchBuilder, Observation, to_table
-from collector.skips import SkipCounter
-from collector.sources import Source, SquidLogSource, open_source
+from collector.logs.followed import Followed
+from collector.metrics import CAPTURE_RUNNING, PACKETS
+from collector.naming import name_flows
+from collector.observation import BatchBuilder, to_table
+from collector.sources import Source, open_source
 from rules import metrics
 from rules.engine import Engine
 from storage.spool import Spool
@@ -87,14 +86,14 @@ def replay(
         for source in sources:
             if on_source:
                 on_source(source)
-            if isinstance(source, SquidLogSource) and source.batched:  # a chunk at a time, straight into batches
+            if source.run_batches is not None:  # a chunk at a time, straight into batches
                 batch_rows_in += source.run_batches(sink)
             else:
                 source.run(builder.add)
                 builder.flush()
             summary.inputs.append(str(source.path))
-            summary.packets += getattr(source, "packets", 0)
-            PACKETS.inc(getattr(source, "packets", 0))
+            summary.packets += source.packets
+            PACKETS.inc(source.packets)
             summary.skipped.update(source.skips.by_reason)
     finally:
         writer.close()  # what was judged is stored (or spooled), even when reading stopped early
@@ -107,52 +106,6 @@ def replay(
 
 Reloader = Callable[[Engine], Engine | None]
 """Called about once a second while capturing: a new engine to judge with from now on, or None."""
-
-
-@dataclass(frozen=True)
-class Followed:
-    """A log to follow while capturing: its follower (with its checkpoint), parser and skip reason."""
-
-    follower: LogFollower
-    parse: Callable[[str, str], list[Observation]]
-    skip_reason: str
-    _saved: list[Position] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def keep(self, mark: dict[str, object]) -> None:
-        """Save the checkpoint `mark` (called on the writer's thread once the lines up to it are safe), unless
-        a later one is saved already."""
-        at = Position(int(mark["generation"]), int(mark["offset"]))  # type: ignore[call-overload]
-        with self._lock:
-            if self._saved and self._saved[0] >= at:
-                return
-            self.follower.save(mark)
-            self._saved[:] = [at]
-
-
-def _follow(log: Followed, submit: Callable[..., None], stop: threading.Event, skips: SkipCounter) -> None:
-    """Read new lines as they are written, judge and store them; the checkpoint advances as soon as the
-    writer has them safe (stored, or fsynced in the spool), so a crash re-reads rather than loses."""
-    name = log.follower.path.name
-    while not stop.is_set():
-        lines = log.follower.poll()
-        FOLLOW_LAG.labels(name).set(log.follower.lag())
-        if not lines:
-            stop.wait(0.5)
-            continue
-        FOLLOW_READ.labels(name).set(time.time())
-        found = []
-        for position, raw in lines:
-            ref = f"{name}@{position.generation}:{position.offset}"  # where the line ends, as positions grow
-            try:
-                found.extend(log.parse(raw.decode("utf-8", "replace"), ref))
-            except ValueError:
-                skips.skip(log.skip_reason, ref)
-        mark = log.follower.mark(lines[-1][0])
-        if found:
-            submit(to_table(found), lambda m=mark: log.keep(m))
-        else:
-            log.keep(mark)
 
 
 def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0,
@@ -173,7 +126,7 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
     try:
         sink = _sink(lambda: current[0], writer, summary)
         for log in follow:
-            threads.append(threading.Thread(target=_follow, args=(log, sink, stop, source.skips), daemon=True,
+            threads.append(threading.Thread(target=log.run, args=(sink, stop, source.skips), daemon=True,
                                             name=f"follow-{log.follower.path.name}"))
             threads[-1].start()
         if flows is not None:
@@ -231,7 +184,7 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             judge = current()
             df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
             assert isinstance(df, pl.DataFrame)
-            df = _name_flows(df, names)
+            df = name_flows(df, names)
             df = judge.evaluate(df)
             summary.verdicts.update(metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules}))
             summary.denied += int(df.get_column("denied").sum())
@@ -239,22 +192,3 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             writer.put(df, judge.new_leases, kept)
 
     return on_batch
-
-
-_NAMES_KEPT = 200_000
-
-
-def _name_flows(df: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
-    """Learn address → name from the batch's DNS answers, and name the flows that come without one
-    (Suricata's and the kernel's: the native decoder names its own)."""
-    answers = df.filter((pl.col("kind") == "dns") & pl.col("host").is_not_null()).select("host", "answers")
-    if answers.height:
-        if len(names) > _NAMES_KEPT:
-            names.clear()
-        for host, address in answers.explode("answers").drop_nulls().iter_rows():
-            names[address] = host
-    unnamed = (pl.col("kind") == "flow") & pl.col("host").is_null() & pl.col("source").is_in(["conntrack", "suricata"])
-    if not names or df.filter(unnamed).height == 0:
-        return df
-    return df.with_columns(host=pl.when(unnamed).then(
-        pl.col("dst_ip").replace_strict(names, default=None, return_dtype=pl.String)).otherwise(pl.col("host")))

@@ -36,7 +36,7 @@ class ProgressBar:
     def _draw_loop(self) -> None:
         while not self._done.wait(self._interval):
             src = self._source
-            progress = getattr(src, "progress", None)
+            progress = src.progress if src is not None else None
             if progress is None or not progress.total:
                 continue
             share = min(progress.done / progress.total, 1.0)

@@ -62,6 +62,9 @@ def choose_tool(preferred: str = "auto") -> str:
 class LiveCaptureSource:
     """Packets from a network interface, until `stop()`."""
 
+    progress = None  # a `collector.sources.Source` with no end to measure progress to, not read in batches
+    run_batches = None
+
     def __init__(self, interface: str, capture_filter: str | None = None, tool: str = "auto",
                  tick_s: float = 0.5, now: Callable[[], float] = time.time, pipe: str | None = None) -> None:
         self.interface = interface

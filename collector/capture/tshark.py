@@ -46,6 +46,9 @@ class TsharkUnavailable(Exception):
 class TsharkCaptureSource:
     """A capture decoded by tshark; `run(emit)` / `stop()` like every source."""
 
+    progress = None  # a `collector.sources.Source` that shows no progress and is not read in batches
+    run_batches = None
+
     def __init__(self, path: Path, tshark: str | None = None) -> None:
         self.path = path
         self.skips = SkipCounter()

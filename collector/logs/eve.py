@@ -24,6 +24,8 @@ from collector.observation import Observation
 from collector.skips import SkipCounter
 
 Emit = Callable[[Observation], None]
+BAD_EVE_RECORD = "bad_eve_record"
+"""The skip reason of a line that is not an EVE event this reader can use."""
 _NAMES_KEPT = 200_000
 _TLS_VERSIONS = {"TLS 1.3": "TLSv13", "TLS 1.2": "TLSv12", "TLS 1.1": "TLSv11", "TLS 1.0": "TLSv10",
                  "TLSv1": "TLSv10", "SSLv3": "SSLv3"}
@@ -42,6 +44,9 @@ def looks_like_eve(line: str) -> bool:
 
 class EveSource:
     """An eve.json file read line by line; `run(emit)` / `stop()` like every source."""
+
+    progress = None  # a `collector.sources.Source` that shows no progress and is not read in batches
+    run_batches = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -64,7 +69,7 @@ class EveSource:
                 try:
                     self._event(json.loads(line), ref, emit)
                 except (ValueError, KeyError, TypeError, AttributeError):
-                    self.skips.skip("bad_eve_record", ref)
+                    self.skips.skip(BAD_EVE_RECORD, ref)
         for obs in self._queries.values():
             emit(obs)
         self._queries.clear()

@@ -131,12 +131,16 @@ def parse_squidguard(line: str, source_ref: str, tz: ZoneInfo) -> Observation:
     )
 
 
-def detect_filter_format(line: str) -> str | None:
-    """`e2guardian`, `e2guardian_csv` or `squidguard` for the first line of such a log; None otherwise."""
-    if _E2G_CSV_START.match(line):
-        return "e2guardian_csv"
-    if _E2G_NATIVE.match(line.rstrip("\r\n")):
-        return "e2guardian"
-    if _SQUIDGUARD.match(line.rstrip("\r\n")):
-        return "squidguard"
-    return None
+def looks_like_e2guardian_csv(line: str) -> bool:
+    """Whether `line` starts as an e2guardian format-2 line does: a quoted e2guardian time and a comma."""
+    return _E2G_CSV_START.match(line) is not None
+
+
+def looks_like_e2guardian(line: str) -> bool:
+    """Whether `line` is laid out as an e2guardian format-1 line."""
+    return _E2G_NATIVE.match(line.rstrip("\r\n")) is not None
+
+
+def looks_like_squidguard(line: str) -> bool:
+    """Whether `line` is laid out as a line of squidGuard's request log."""
+    return _SQUIDGUARD.match(line.rstrip("\r\n")) is not None

@@ -21,6 +21,8 @@ from pathlib import Path
 from collector.observation import Observation
 from collector.skips import SkipCounter
 
+BAD_LEASE = "bad_lease"
+"""The skip reason of a lease record that cannot be read."""
 _UTC = dt.UTC
 _BLOCK = re.compile(r"lease\s+(\S+)\s*\{(.*?)\}", re.S)
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -96,6 +98,10 @@ def looks_like_lease_file(text: str) -> str | None:
 class LeaseFileSource:
     """A dhcpd or dnsmasq lease file; `run(emit)` / `stop()` like every source."""
 
+    packets = 0  # a `collector.sources.Source` with no packets, no progress shown and no batches
+    progress = None
+    run_batches = None
+
     def __init__(self, path: Path, kind: str) -> None:
         self.path = path
         self.kind = kind
@@ -110,7 +116,7 @@ class LeaseFileSource:
                 try:
                     obs = isc_lease(match.group(1), match.group(2), ref)
                 except ValueError:
-                    self.skips.skip("bad_lease", ref)
+                    self.skips.skip(BAD_LEASE, ref)
                     continue
                 if obs is not None:
                     emit(obs)
@@ -120,7 +126,7 @@ class LeaseFileSource:
                 try:
                     emit(dnsmasq_lease(line, f"{self.path.name}:{number}"))
                 except ValueError:
-                    self.skips.skip("bad_lease", f"{self.path.name}:{number}")
+                    self.skips.skip(BAD_LEASE, f"{self.path.name}:{number}")
 
     def stop(self) -> None:
         """Lease files are read whole; nothing to stop."""

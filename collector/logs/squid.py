@@ -99,15 +99,3 @@ def parse_common_line(line: str, source_ref: str) -> Observation:
         bytes_in=int(m["size"]) if m["size"] != "-" else None, proxy_user=None if m["user"] == "-" else m["user"],
         proxy_action=action, denied=bool(action and "DENIED" in action),
     )
-
-
-def detect_format(line: str) -> str | None:
-    """`native` or `common` (common and combined) for a line of a Squid log; None for neither."""
-    for fmt, parse in (("native", parse_line), ("common", parse_common_line)):
-        try:
-            parse(line, "")
-        except ValueError:
-            continue
-        return fmt
-    return None
-

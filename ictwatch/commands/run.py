@@ -118,18 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     """The configured logs to follow, each with its checkpoint beside the spool."""
-    from collector.logs.follow import LogFollower
-    from collector.sources import follow_parser
-    from ictwatch.pipeline import Followed
+    from collector.logs.followed import followed_logs
 
-    out = []
-    for log in loaded.settings.collector.follow:
-        path = loaded.path.parent / log.path
-        checkpoint = loaded.spool_path.parent / "checkpoints" / (str(path.resolve()).strip("/").replace("/", "_")
-                                                                  + ".json")
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        parse, reason = follow_parser(log.format, path, loaded.settings.collector)
-        out.append(Followed(LogFollower(path, checkpoint), parse, reason))
-        print(f"following {path} ({log.format})", file=sys.stderr, flush=True)
-    return tuple(out)
-
+    cfg = loaded.settings.collector
+    logs = followed_logs(cfg, loaded.path.parent, loaded.spool_path.parent / "checkpoints")
+    for log, configured in zip(logs, cfg.follow, strict=True):
+        print(f"following {log.follower.path} ({configured.format})", file=sys.stderr, flush=True)
+    return logs

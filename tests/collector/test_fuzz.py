@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from collector.packet.packets import PacketDecoder
 from collector.packet.pcap import CaptureError, TruncatedCapture, read_packets
 from collector.skips import SkipCounter
-from collector.sources import CaptureSource, InputError, SquidLogSource
+from collector.sources import CaptureSource, InputError, open_source
 from tests.conftest import ROOT, SCHOOL_DAY, ZEEK
 
 settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None,
@@ -104,7 +104,7 @@ def test_garbage_log_lines_are_counted(tmp_path, lines):
     path = tmp_path / "access.log"
     path.write_text("\n".join([good, *lines, good]) + "\n", encoding="utf-8", errors="surrogatepass")
     out: list = []
-    source = SquidLogSource(path)
+    source = open_source(path)  # read as Squid's native format: its first line is one
     source.run(out.append)
     nonblank = sum(1 for line in "\n".join(lines).split("\n") if line.strip())
     assert len(out) >= 2 and len(out) + source.skips.total == 2 + nonblank

@@ -150,7 +150,7 @@ def test_line_rate_mode_names_from_the_filtered_capture_flows_from_suricata(tmp_
     eve = tmp_path / "eve" / "eve.json"
     eve.write_text("")
     daemon = Daemon(tmp_path, f"  line_rate: true\n  follow:\n    - {{path: {eve}, format: suricata-eve}}\n")
-    subprocess.run(["suricata", "-c", str(ROOT / "tests" / "collector" / "suricata-eve.yaml"), "-r", str(day),
+    subprocess.run(["suricata", "-c", str(ROOT / "tests" / "collector" / "logs" / "suricata-eve.yaml"), "-r", str(day),
                     "--runmode", "single", "-k", "none", "-S", "/dev/null", "-l", str(tmp_path / "eve")],
                    check=True, capture_output=True, timeout=120)
     daemon.feed((tmp_path / "kept.pcap").read_bytes())

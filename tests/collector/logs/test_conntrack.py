@@ -69,23 +69,6 @@ def test_the_kernel_reports_a_udp_exchange(tmp_path):
     assert (flow.proto, flow.packets_out, flow.bytes_out, flow.bytes_in) == ("udp", 1, 128, 0)
 
 
-def test_unnamed_flows_are_named_from_the_dns_answers_seen():
-    """The kernel's and Suricata's flows carry no name; the pipeline gives them the one the DNS answers
-    it has seen gave their server's address. The native decoder's flows are left as they are."""
-    import polars as pl
-
-    from collector.observation import Observation, to_table
-    from ictwatch.pipeline import _name_flows
-
-    dns = Observation(1, "dns", "pcap", "a#1", "10.20.10.21", 5353, "10.20.0.2", 53, "udp", host="www.example.org",
-                      answers=["203.0.113.9"])
-    kernel = parse_event(TCP, "conntrack#1")
-    native = Observation(2, "flow", "pcap", "a#2", "10.20.10.21", 50124, "203.0.113.9", 443, "tcp")
-    names: dict[str, str] = {}
-    df = _name_flows(pl.from_arrow(to_table([dns, kernel, native])), names)
-    assert df.get_column("host").to_list() == ["www.example.org", "www.example.org", None]
-
-
 @pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "conntrack")),
                     reason="needs root, iproute2, nftables and conntrack")
 def test_the_daemon_stores_the_kernels_flows(tmp_path):

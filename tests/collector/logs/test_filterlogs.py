@@ -12,7 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from collector.config import CollectorSettings
-from collector.logs.filterlogs import detect_filter_format, parse_e2guardian, parse_e2guardian_csv, parse_squidguard
+from collector.logs.filterlogs import (
+    looks_like_e2guardian_csv,
+    parse_e2guardian,
+    parse_e2guardian_csv,
+    parse_squidguard,
+)
 from collector.sources import open_source
 
 LONDON = ZoneInfo("Europe/London")
@@ -57,7 +62,7 @@ def test_e2guardian_csv_line():
               "10.20.10.50", "staff",
               'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)', "-", "-", "-", "-"]
     line = ",".join(f'"{f}"' for f in fields)
-    assert detect_filter_format(line) == "e2guardian_csv"
+    assert looks_like_e2guardian_csv(line)
     o = parse_e2guardian_csv(line, "access.log:1", LONDON)
     assert (o.ts_us, o.proxy_user, o.src_ip, o.host, o.method, o.dst_port) == (
         utc_us(2026, 6, 16, 8, 5, 1), "rbaker", "10.20.10.50", "www.casino.test", "CONNECT", 443)

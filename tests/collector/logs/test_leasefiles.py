@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from collector.logs.leasefiles import dnsmasq_lease, isc_leases, looks_like_lease_file
-from collector.sources import LeaseFileSource, open_source
+from collector.logs.leasefiles import LeaseFileSource, dnsmasq_lease, isc_leases, looks_like_lease_file
+from collector.sources import open_source
 from tests.conftest import SCHOOL_DAY, run_cli
 
 # Written in dhcpd.leases(5)'s format: times are UTC, "W YYYY/MM/DD HH:MM:SS".

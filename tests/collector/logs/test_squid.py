@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from collector.logs.squid import parse_line
-from collector.sources import SquidLogSource, open_source
+from collector.sources import LogLineSource, open_source
 from tests.conftest import SQUID_PEER, need
 
 
@@ -26,7 +26,7 @@ def test_first_line_matches_filebeats_expected_parse():
 @pytest.mark.parametrize("name", ["filebeat_access1.log", "filebeat_access2.log"])
 def test_real_logs_parse_without_a_skip(name):
     source = open_source(need(SQUID_PEER) / name)
-    assert isinstance(source, SquidLogSource)
+    assert isinstance(source, LogLineSource) and source.format == "squid"
     out: list = []
     source.run(out.append)
     assert (len(out), source.skips.total) == (100, 0)
@@ -82,18 +82,13 @@ def test_transaction_that_never_became_a_request_names_no_host():
     ],
 )
 def test_common_and_combined_lines(line, user, agent):
-    from collector.logs.squid import detect_format, parse_common_line
+    from collector.config import CollectorSettings
+    from collector.logs.formats import Head, detect
+    from collector.logs.squid import parse_common_line
 
-    assert detect_format(line) == "common"
+    assert detect(Head.of(line.encode()), CollectorSettings()).name == "squid-common"
     o = parse_common_line(line, "c:1")
     assert o.ts == dt.datetime(2026, 6, 16, 8, 15, tzinfo=dt.UTC)  # 09:15 BST
     assert (o.proxy_user, o.user_agent, o.src_ip) == (user, agent, "10.20.10.21")
     assert o.denied == ("DENIED" in line) and o.host in ("www.bbc.co.uk", "www.bet365.com")
 
-
-def test_native_is_not_mistaken_for_common():
-    from collector.logs.squid import detect_format
-
-    assert detect_format("1157689312.049 5006 10.105.21.199 TCP_MISS/200 19763 CONNECT a:443 u DIRECT/1.2.3.4 -") \
-        == "native"
-    assert detect_format("hello world") is None

@@ -1,0 +1,262 @@
+"""The log formats ictwatch reads: one `Format` entry each in `FORMATS`, which every consumer reads.
+
+`open_source` tries the entries in order on the start of an input that is not a capture, and reads it
+with the first that recognises it; `ictwatch run` follows a log with its entry's follower; the config
+accepts the names of the entries that can be followed; docs/log-formats.md is `markdown()`.
+A new format is a module with its parser and an entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from collector.logs import squid_batch
+from collector.logs.eve import BAD_EVE_RECORD, EveSource, looks_like_eve
+from collector.logs.filterlogs import (
+    looks_like_e2guardian,
+    looks_like_e2guardian_csv,
+    looks_like_squidguard,
+    parse_e2guardian,
+    parse_e2guardian_csv,
+    parse_squidguard,
+)
+from collector.logs.leasefiles import BAD_LEASE, LeaseFileSource, lease_follower, looks_like_lease_file
+from collector.logs.squid import parse_common_line, parse_line
+from collector.logs.squid_logformat import LogFormat
+from collector.observation import Observation
+
+if TYPE_CHECKING:
+    from collector.config import CollectorSettings
+    from collector.sources import Source
+
+LineParser = Callable[[str, str], Observation]
+"""`parse(line, source_ref)`: one log line's observation, or `ValueError`."""
+FollowParser = Callable[[str, str], list[Observation]]
+"""One line of a followed log (and its reference) → the observations it gives (a lease record may take
+several lines and give its observation on the last)."""
+BatchSink = Callable[[pl.DataFrame], None]
+"""Takes one frame of observations (the columns of `collector.observation.to_table`)."""
+BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[int], None], Callable[[], bool]], int]
+"""`read(stream, name, sink, bad, stopped)`: the whole log parsed a chunk at a time into observation frames
+handed to `sink`, each refused line's number to `bad`, until `stopped()`; returns the rows."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """The start of an input as detection sees it: its first 4 KB as text, and their first non-blank line."""
+
+    text: str
+    first: str
+
+    @classmethod
+    def of(cls, data: bytes) -> Head:
+        """The head of an input whose first bytes (gzip unwrapped) are `data`."""
+        text = data.decode("utf-8", "replace")
+        return cls(text, next((line for line in text.splitlines() if line.strip()), ""))
+
+
+@dataclass(frozen=True)
+class Format:
+    """One log format: how its content is recognised, how it is read whole, followed and documented.
+
+    A format of one record a line gives `line` (a `LogLineSource` reads the file, and follows it a line
+    at a time unless `follow` says otherwise); one whose records span or pair lines gives `source`, a
+    reader of its own, and `follow`."""
+
+    name: str
+    """Its name in `collector.follow`, in messages and in docs/log-formats.md."""
+    summary: str
+    """A few words saying what it is, for the config's description and the docs' table."""
+    description: str
+    """For the docs: what writes it, what it gives and how it is recognised."""
+    recognise: Callable[[Head, CollectorSettings], bool]
+    """Whether an input that starts with this head is in the format. Tried in the order of `FORMATS`."""
+    skip_reason: str
+    """The reason a record its parser refuses is counted under."""
+    line: Callable[[CollectorSettings], LineParser] | None = None
+    """The parser of one line into one observation (given the settings: time zone, custom logformat)."""
+    source: Callable[[Path], Source] | None = None
+    """A reader of its own, instead of `line`."""
+    follow: Callable[[Path, CollectorSettings], FollowParser] | None = None
+    """How `ictwatch run` reads the log as it is written; None: each line through `line`."""
+    batch: BatchReader | None = None
+    """A faster reader of a whole file a chunk at a time (replay); None: `line` reads it line by line."""
+    followable: bool = True
+    """Whether `collector.follow` may name it."""
+
+    def __post_init__(self) -> None:
+        if (self.line is None) == (self.source is None):
+            raise ValueError(f"log format {self.name}: give it either a line parser or a source of its own")
+        if self.line is None and (self.batch is not None or (self.followable and self.follow is None)):
+            raise ValueError(f"log format {self.name}: a batch reader or a default follower needs a line parser")
+
+    def follower(self, path: Path, settings: CollectorSettings) -> FollowParser:
+        """The parser of one line of the log at `path` as `ictwatch run` follows it."""
+        if self.follow is not None:
+            return self.follow(path, settings)
+        assert self.line is not None  # __post_init__: a followable format without `follow` has one
+        one = self.line(settings)
+        return lambda line, ref: [one(line, ref)]
+
+
+def _reads(parse: LineParser, line: str) -> bool:
+    try:
+        parse(line, "")
+    except ValueError:
+        return False
+    return True
+
+
+def _parses(parse: LineParser) -> Callable[[Head, CollectorSettings], bool]:
+    """A recogniser: the first line is one `parse` reads."""
+    return lambda head, settings: _reads(parse, head.first)
+
+
+def _same(parse: LineParser) -> Callable[[CollectorSettings], LineParser]:
+    """A line parser the settings do not change."""
+    return lambda settings: parse
+
+
+def _local_time(parse: Callable[[str, str, ZoneInfo], Observation]) -> Callable[[CollectorSettings], LineParser]:
+    """A line parser of a log in local time, read in `collector.log_timezone`."""
+    def make(settings: CollectorSettings) -> LineParser:
+        zone = ZoneInfo(settings.log_timezone)
+        return lambda line, ref: parse(line, ref, zone)
+
+    return make
+
+
+def _custom_logformat(settings: CollectorSettings) -> LineParser:
+    if settings.squid_logformat is None:
+        raise ValueError("no collector.squid_logformat to read a Squid custom logformat with")
+    return LogFormat(settings.squid_logformat).parse
+
+
+def _in_custom_logformat(head: Head, settings: CollectorSettings) -> bool:
+    return settings.squid_logformat is not None and _reads(_custom_logformat(settings), head.first)
+
+
+def _follow_eve(path: Path, settings: CollectorSettings) -> FollowParser:
+    """Each eve.json line's observations; with `line_rate`, only its flows (the capture gives the names)."""
+    events = EveSource(path).parse_line
+    if not settings.line_rate:
+        return events
+    return lambda line, ref: [obs for obs in events(line, ref) if obs.kind == "flow"]
+
+
+_LOCAL = "Its times are local, read in `collector.log_timezone`."
+
+FORMATS: tuple[Format, ...] = (
+    Format(
+        "suricata-eve", "Suricata's eve.json",
+        "Suricata's EVE JSON, for a gateway where Suricata reads the packets: its dns, tls, quic, http, smtp, "
+        "dhcp and flow events become the observations the native decoder makes of the same traffic. "
+        "Recognised by a first line that is a JSON object with `event_type` and `timestamp`. Followed with "
+        "`collector.line_rate`, only its flows are taken (the capture gives the names).",
+        lambda head, settings: looks_like_eve(head.first), BAD_EVE_RECORD,
+        source=EveSource, follow=_follow_eve),
+    Format(
+        "dhcpd-leases", "ISC dhcpd's lease file",
+        "ISC dhcpd's `dhcpd.leases`, for identity: a `dhcp` ACK for each lease held (free, released and "
+        "abandoned ones are not evidence). Recognised by a start (after comments) of `lease`, "
+        "`authoring-byte-order` or `server-duid`, with a `{`. Followed, a record is taken when its closing "
+        "brace is written, and a lease taken before is not taken again when dhcpd rewrites its file.",
+        lambda head, settings: looks_like_lease_file(head.text) == "dhcpd", BAD_LEASE,
+        source=lambda path: LeaseFileSource(path, "dhcpd"), follow=lambda path, settings: lease_follower("dhcpd")),
+    Format(
+        "dnsmasq-leases", "dnsmasq's lease file",
+        "dnsmasq's `dnsmasq.leases`, for identity: `EXPIRY MAC ADDRESS NAME CLIENT-ID` a line, a `dhcp` ACK "
+        "each, starting an hour (dnsmasq's default lease) before its expiry. Recognised by a first line (comments "
+        "aside) that starts with a number and a MAC address. Followed, a lease taken before is not taken again when "
+        "dnsmasq rewrites its file.",
+        lambda head, settings: looks_like_lease_file(head.text) == "dnsmasq", BAD_LEASE,
+        source=lambda path: LeaseFileSource(path, "dnsmasq"),
+        follow=lambda path, settings: lease_follower("dnsmasq")),
+    Format(
+        "squid", "Squid's native access log",
+        "Squid's native access log (`logformat squid`). Recognised by a first line in that format. Replayed a "
+        "chunk at a time in polars (`collector/logs/squid_batch.py`), with the same fields as the line parser.",
+        _parses(parse_line), "bad_squid_line", line=_same(parse_line), batch=squid_batch.run_chunks),
+    Format(
+        "squid-common", "Squid's common or combined log",
+        "Squid's `common` and `combined` formats (the web server layout, with Squid's action and hierarchy "
+        "after it; combined adds the referer and the User-Agent). Recognised by a first line in either.",
+        _parses(parse_common_line), "bad_squid_line", line=_same(parse_common_line)),
+    Format(
+        "squid-logformat", "a Squid log in a custom logformat",
+        "A Squid access log written with a `logformat` of the school's own, read with the SPEC given as "
+        "`collector.squid_logformat` (or `ictwatch decode --squid-logformat`). Recognised, when that is "
+        "set, by a first line the SPEC reads. Replayed and decoded; not followed.",
+        _in_custom_logformat, "bad_squid_line", line=_custom_logformat, followable=False),
+    Format(
+        "e2guardian-csv", "e2guardian's log, format 2 (CSV)",
+        "e2guardian's (or DansGuardian's) `logfileformat 2`: format 1's fields, each quoted, separated by "
+        "commas. Recognised by a first line that starts with a quoted e2guardian time and a comma. " + _LOCAL,
+        lambda head, settings: looks_like_e2guardian_csv(head.first), "bad_filter_line",
+        line=_local_time(parse_e2guardian_csv)),
+    Format(
+        "e2guardian", "e2guardian's log, format 1",
+        "e2guardian's (or DansGuardian's) `logfileformat 1`, fields separated by spaces: a denial is a "
+        "blocked attempt with the filter's category and reason. Recognised by a first line in that "
+        "layout. " + _LOCAL,
+        lambda head, settings: looks_like_e2guardian(head.first), "bad_filter_line",
+        line=_local_time(parse_e2guardian)),
+    Format(
+        "squidguard", "squidGuard's request log",
+        "squidGuard's request log (`Request(source/destination/rewrite) URL ip/fqdn ident method action`): "
+        "a REDIRECT or DENY is a blocked attempt in the destination class. Recognised by a first line in "
+        "that layout. " + _LOCAL,
+        lambda head, settings: looks_like_squidguard(head.first), "bad_filter_line",
+        line=_local_time(parse_squidguard)),
+)
+"""Every log format, in the order detection tries them."""
+
+FOLLOWED: tuple[str, ...] = tuple(fmt.name for fmt in FORMATS if fmt.followable)
+"""The names `collector.follow` accepts."""
+
+
+def detect(head: Head, settings: CollectorSettings) -> Format | None:
+    """The first format that recognises an input starting with `head`; None when none does."""
+    return next((fmt for fmt in FORMATS if fmt.recognise(head, settings)), None)
+
+
+def followed(name: str) -> Format:
+    """The format `collector.follow` calls `name`; `ValueError` naming those it can call one."""
+    for fmt in FORMATS:
+        if fmt.name == name and fmt.followable:
+            return fmt
+    raise ValueError(f"not a log format ictwatch can follow (those are {', '.join(FOLLOWED)})")
+
+
+def markdown() -> str:
+    """docs/log-formats.md: the table of formats in detection order, then each one's description."""
+    lines = [
+        "# Log formats",
+        "",
+        "<!-- Generated from collector/logs/formats.py by `python -m collector.logs.formats > docs/log-formats.md`;",
+        "     tests/collector/logs/test_formats.py fails when this file and the code differ. -->",
+        "",
+        "An input that is not a pcap or pcapng capture is read as the first of these formats that recognises",
+        "its start (its first non-blank line, or for lease files its first 4 KB). `collector.follow` in the",
+        "configuration names a log `ictwatch run` follows as it is written, by one of the names marked",
+        "followed. A record the format's parser refuses is skipped and counted under its reason.",
+        "",
+        "| name | what it is | followed | replayed in batches | bad record counted as |",
+        "|---|---|---|---|---|",
+    ]
+    for fmt in FORMATS:
+        lines.append(f"| `{fmt.name}` | {fmt.summary} | {'yes' if fmt.followable else 'no'} | "
+                     f"{'yes' if fmt.batch else 'no'} | `{fmt.skip_reason}` |")
+    for fmt in FORMATS:
+        lines += ["", f"## `{fmt.name}`", "", fmt.description]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

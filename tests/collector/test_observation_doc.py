@@ -20,7 +20,7 @@ def test_every_field_is_documented_and_nothing_else():
 
 def test_every_skip_reason_in_the_code_is_documented():
     doc = (ROOT / "docs" / "observation-fields.md").read_text()
-    code = "".join(p.read_text() for p in (ROOT / "collector").glob("*.py"))
+    code = "".join(p.read_text() for p in (ROOT / "collector").rglob("*.py"))
     reasons = set(re.findall(r'_skip\("([a-z_]+)"', code)) | set(re.findall(r'skip\("([a-z_]+)", f', code))
     assert reasons and all(f"`{r}`" in doc for r in reasons)
 

@@ -1,12 +1,10 @@
-"""The collector's Prometheus metrics, declared once. Labels are words from closed sets (a source type, an
-observation kind, a skip reason), never an address, a name or a host."""
+"""The collector's Prometheus metrics, declared once. Labels are words from closed sets (a skip reason) or a
+followed log's file name, never an address, a person's name or a host."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-OBSERVATIONS = Counter("ictwatch_observations_total", "Observations decoded, by input type and kind.",
-                       ["source", "kind"])
 PACKETS = Counter("ictwatch_packets_total", "Packets read from captures (live or files).")
 SKIPPED = Counter("ictwatch_input_skipped_total",
                   "Records of any input that could not be decoded and were skipped, by reason.", ["reason"])

@@ -21,6 +21,7 @@ from collector.metrics import CAPTURE_RUNNING, FOLLOW_LAG, FOLLOW_READ, PACKETS
 from collector.observation import BatchBuilder, Observation, to_table
 from collector.skips import SkipCounter
 from collector.sources import Source, SquidLogSource, open_source
+from ictwatch.metrics import count_observations
 from rules import metrics
 from rules.engine import Engine
 from storage.spool import Spool
@@ -227,6 +228,7 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             assert isinstance(df, pl.DataFrame)
             df = _name_flows(df, names)
             df = judge.evaluate(df)
+            count_observations(df)
             summary.verdicts.update(metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules}))
             summary.denied += int(df.get_column("denied").sum())
             summary.observations += 0 if kept is None else df.height

@@ -4,9 +4,8 @@ never a person or a device. The open-incident series, labelled by an opaque id, 
 from __future__ import annotations
 
 import polars as pl
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
-from collector.metrics import OBSERVATIONS
 from rules.incidents import open_incidents
 
 ACTIVITIES = Counter("ictwatch_activities_total", "Activities judged, by verdict.", ["verdict"])
@@ -17,10 +16,8 @@ _UNKNOWN = "unknown"
 
 
 def count(df: pl.DataFrame, severities: dict[str, str]) -> dict[str, int]:
-    """Add a judged batch to the counters: observations, verdicts, breaches (each rule with its own
-    severity), and an open-incident series for each danger breach. Returns the batch's verdict counts."""
-    for source, kind, n in df.group_by("source", "kind").len().iter_rows():
-        OBSERVATIONS.labels(source or _UNKNOWN, kind or _UNKNOWN).inc(n)
+    """Add a judged batch to the counters: verdicts, breaches (each rule with its own severity), and an
+    open-incident series for each danger breach. Returns the batch's verdict counts."""
     verdicts = dict(df.group_by("verdict").len().iter_rows())
     for verdict, n in verdicts.items():
         ACTIVITIES.labels(verdict).inc(n)
@@ -33,8 +30,3 @@ def count(df: pl.DataFrame, severities: dict[str, str]) -> dict[str, int]:
     open_incidents(rows.filter(pl.col("rule_ids").is_in([r for r, s in severities.items() if s == "danger"])))
     return verdicts
 
-
-POLICY_INFO = Gauge("ictwatch_policy_info", "The policy in force (value 1).", ["version"])
-RELOAD_SUCCESS = Gauge("ictwatch_last_reload_success",
-                       "1 if the last reload (SIGHUP) took, 0 if the old configuration stayed.")
-RELOAD_TIME = Gauge("ictwatch_last_reload_timestamp_seconds", "When the configuration was last (re)loaded.")

@@ -1,7 +1,8 @@
-"""ictwatch's Prometheus metrics, each declared once here.
+"""ictwatch's Prometheus metrics, each declared once here: what the pipeline takes in (packets, observations,
+followed logs, whether capture runs), the configuration in force, and the category lists' age.
 
-No label ever carries a person, a device or an address: labels hold rule ids, kinds, reasons and other
-words from a closed set, so a dashboard or an alert can be shared without sharing anyone's activity.
+No label ever carries a person, a device or an address: labels hold input types, kinds, policy versions and
+followed logs' file names, so a dashboard or an alert can be shared without sharing anyone's activity.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from prometheus_client import Counter, Gauge
 if TYPE_CHECKING:
     import polars as pl
 
+PACKETS = Counter("ictwatch_packets_total", "Packets read from captures (live or files).")
+CAPTURE_RUNNING = Gauge("ictwatch_capture_running", "1 while live capture is running, else 0.")
+FOLLOW_LAG = Gauge("ictwatch_follow_lag_bytes", "Bytes written to a followed log that ictwatch has not read yet.",
+                   ["log"])
+FOLLOW_READ = Gauge("ictwatch_follow_last_read_timestamp_seconds", "When a followed log last gave new lines.",
+                    ["log"])
 OBSERVATIONS = Counter("ictwatch_observations_total", "Observations decoded, by input type and kind.",
                        ["source", "kind"])
 POLICY_INFO = Gauge("ictwatch_policy_info", "The policy in force (value 1).", ["version"])

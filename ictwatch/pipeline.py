@@ -17,11 +17,10 @@ from collector.capture.live import LiveCaptureSource
 from collector.config import CollectorSettings
 from collector.logs.conntrack import ConntrackFlows
 from collector.logs.follow import LogFollower, Position
-from collector.metrics import CAPTURE_RUNNING, FOLLOW_LAG, FOLLOW_READ, PACKETS
 from collector.observation import BatchBuilder, Observation, to_table
 from collector.skips import SkipCounter
 from collector.sources import Source, SquidLogSource, open_source
-from ictwatch.metrics import count_observations
+from ictwatch.metrics import CAPTURE_RUNNING, FOLLOW_LAG, FOLLOW_READ, PACKETS, count_observations
 from rules import metrics
 from rules.engine import Engine
 from storage.spool import Spool

@@ -1,5 +1,5 @@
 """ictwatch's Prometheus metrics, each declared once here: what the pipeline takes in (packets, observations,
-followed logs, whether capture runs), the configuration in force, and the category lists' age.
+followed logs, whether capture runs), and the configuration in force.
 
 No label ever carries a person, a device or an address: labels hold input types, kinds, policy versions and
 followed logs' file names, so a dashboard or an alert can be shared without sharing anyone's activity.
@@ -7,12 +7,12 @@ followed logs' file names, so a dashboard or an alert can be shared without shar
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
+
+from rules.listupdate import lists_installed_at  # noqa: F401 - reports/web.py reads it here until its imports are redone
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,29 +29,6 @@ POLICY_INFO = Gauge("ictwatch_policy_info", "The policy in force (value 1).", ["
 RELOAD_SUCCESS = Gauge("ictwatch_last_reload_success",
                        "1 if the last reload (SIGHUP) took, 0 if the old configuration stayed.")
 RELOAD_TIME = Gauge("ictwatch_last_reload_timestamp_seconds", "When the configuration was last (re)loaded.")
-CATEGORY_LISTS_AGE = Gauge(
-    "ictwatch_category_lists_age_seconds",
-    "Seconds since the category lists in use were installed (`ictwatch categories update`), or since "
-    "their newest file changed when they were put in place by hand.",
-)
-
-
-def lists_installed_at(lists: Path) -> float | None:
-    """When the category lists at `lists` were installed (a Unix time): the time `categories update`
-    recorded, else the newest change to a `domains` file; None when there are none."""
-    from rules.listupdate import installed
-
-    stamp = installed(lists)
-    if stamp is not None:
-        return dt.datetime.fromisoformat(stamp["installed"]).timestamp()
-    times = [p.stat().st_mtime for p in lists.glob("*/domains")]
-    return max(times) if times else None
-
-
-def watch_lists(lists: Path) -> None:
-    """Make the list-age gauge report the lists at `lists` (read once now; the age grows at each scrape)."""
-    at = lists_installed_at(lists)
-    CATEGORY_LISTS_AGE.set_function(lambda: float("nan") if at is None else time.time() - at)
 
 
 def count_observations(batch: pl.DataFrame) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 from pydantic import Field
 
 from collector.config import CollectorSettings
-from ictwatch import metrics
 from rules.categories import CategoryIndex
 from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model, read_directory_csv
 from rules.engine import Engine
 from rules.identity import Identity
+from rules.listupdate import load_in_use
 from rules.policy import Policy
 from storage.schema import Retention
 from storage.spool import Spool
@@ -135,8 +135,7 @@ def load(path: str | Path) -> Loaded:
                     raise ConfigError(policy_path, f"waivers[{i}].{field}", name,
                                       "not in the staff directory" if field != "groups" else "no one is in this group")
     lists = policy_path.parent / policy.categories.lists
-    categories = CategoryIndex.load(lists, policy.categories.map, policy.categories.defaults())
-    metrics.watch_lists(lists)
+    categories = load_in_use(lists, policy.categories)
     url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
     url = resolve_url(url, base)
     spool = os.environ.get("ICTWATCH_SPOOL") or settings.storage.spool

@@ -40,6 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ictwatch.pipeline import run_live
 
     loaded = settings.load(args.config)
+    engine = loaded.engine()  # the category lists are read here: lists that cannot be read stop start-up
     cfg = loaded.settings.collector
     interface = args.interface or cfg.interface or ("pipe" if cfg.capture_tool == "pipe" else None)
     if not interface:
@@ -72,7 +73,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("ictwatch").warning("reloaded: policy %s (was %s)", fresh.version, current.version)
         return fresh
 
-    engine = loaded.engine()
     policy_in_force(engine.version)  # the first load took
     store, spool = loaded.open_store(), loaded.open_spool()
     servers: list[tuple[Any, Any]] = []

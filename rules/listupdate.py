@@ -7,6 +7,9 @@ stays), writes where it came from and when into `.ictwatch-lists.json`, and then
 by renaming a symbolic link over the old one, which is atomic. The first update turns a plain `lists`
 folder into such a link (the old folder is kept beside it). Older sets are left for the network manager
 to remove.
+
+`load_in_use` reads the set the link points at for an engine, and from then on the list-age gauge counts
+from when that set was installed.
 """
 
 from __future__ import annotations

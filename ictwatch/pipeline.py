@@ -22,10 +22,10 @@ from collector.capture.live import LiveCaptureSource
 from collector.config import CollectorSettings
 from collector.logs.conntrack import ConntrackFlows
 from collector.logs.followed import Followed
-from collector.metrics import CAPTURE_RUNNING, PACKETS
 from collector.naming import name_flows
 from collector.observation import BatchBuilder, to_table
 from collector.sources import Source, open_source
+from ictwatch.metrics import CAPTURE_RUNNING, PACKETS, count_observations
 from rules import metrics
 from rules.engine import Engine
 from storage.spool import Spool
@@ -186,6 +186,7 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             assert isinstance(df, pl.DataFrame)
             df = name_flows(df, names)
             df = judge.evaluate(df)
+            count_observations(df)
             summary.verdicts.update(metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules}))
             summary.denied += int(df.get_column("denied").sum())
             summary.observations += 0 if kept is None else df.height

@@ -8,7 +8,7 @@ import datetime as dt
 
 import polars as pl
 
-from rules.metrics import close_incident, incident_id
+from rules.incidents import close_incident, incident_id
 from storage.store import Store
 
 

@@ -7,6 +7,9 @@ stays), writes where it came from and when into `.ictwatch-lists.json`, and then
 by renaming a symbolic link over the old one, which is atomic. The first update turns a plain `lists`
 folder into such a link (the old folder is kept beside it). Older sets are left for the network manager
 to remove.
+
+`load_in_use` reads the set the link points at for an engine, and from then on the list-age gauge counts
+from when that set was installed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from rules import metrics
 from rules.categories import CategoryIndex
 from rules.config import ConfigError
 from rules.policy import Categories
@@ -59,6 +63,24 @@ def installed(lists: Path) -> dict | None:
     """What `update` recorded about the lists in use, or None for lists it did not install."""
     stamp = lists / STAMP
     return json.loads(stamp.read_text()) if stamp.is_file() else None
+
+
+def lists_installed_at(lists: Path) -> float | None:
+    """When the category lists at `lists` were installed (a Unix time): the time `update` recorded, else the
+    newest change to a `domains` file; None when there are none."""
+    stamp = installed(lists)
+    if stamp is not None:
+        return dt.datetime.fromisoformat(stamp["installed"]).timestamp()
+    times = [p.stat().st_mtime for p in lists.glob("*/domains")]
+    return max(times) if times else None
+
+
+def load_in_use(lists: Path, categories: Categories) -> CategoryIndex:
+    """The policy's category lists at `lists`, loaded to judge traffic with; the list-age gauge reports
+    them from now on. `ConfigError` when a list the policy maps is not there."""
+    index = CategoryIndex.load(lists, categories.map, categories.defaults())
+    metrics.lists_in_use(lists_installed_at(lists))
+    return index
 
 
 def _unpack(source: str, work: Path) -> Path:

@@ -32,15 +32,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if they fail to load, the ones in force stay and the failure is logged and shown in the metrics."""
     import signal
     import threading
-    import time
 
     from collector.capture.live import CaptureToolError, LiveCaptureSource
     from ictwatch import settings, status
     from ictwatch.commands.web import web_server
+    from ictwatch.metrics import RELOAD_SUCCESS, policy_in_force
     from ictwatch.pipeline import run_live
-    from rules import metrics as rule_metrics
 
     loaded = settings.load(args.config)
+    engine = loaded.engine()  # the category lists are read here: lists that cannot be read stop start-up
     cfg = loaded.settings.collector
     interface = args.interface or cfg.interface or ("pipe" if cfg.capture_tool == "pipe" else None)
     if not interface:
@@ -66,20 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             fresh = settings.load(args.config).engine()
         except (ConfigError, OSError) as exc:
-            rule_metrics.RELOAD_SUCCESS.set(0)
+            RELOAD_SUCCESS.set(0)
             logging.getLogger("ictwatch").error("reload refused, the configuration in force stays: %s", exc)
             return None
-        rule_metrics.RELOAD_SUCCESS.set(1)
-        rule_metrics.RELOAD_TIME.set(time.time())
-        rule_metrics.POLICY_INFO.clear()
-        rule_metrics.POLICY_INFO.labels(fresh.version).set(1)
+        policy_in_force(fresh.version)
         logging.getLogger("ictwatch").warning("reloaded: policy %s (was %s)", fresh.version, current.version)
         return fresh
 
-    engine = loaded.engine()
-    rule_metrics.POLICY_INFO.labels(engine.version).set(1)
-    rule_metrics.RELOAD_SUCCESS.set(1)  # the first load took
-    rule_metrics.RELOAD_TIME.set(time.time())
+    policy_in_force(engine.version)  # the first load took
     store, spool = loaded.open_store(), loaded.open_spool()
     servers: list[tuple[Any, Any]] = []
     try:

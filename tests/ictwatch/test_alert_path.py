@@ -18,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from rules.metrics import incident_id
+from rules.incidents import incident_id
 from storage.store import Store
 from tests.conftest import ROOT, SCHOOL_DAY, free_port, school_config
 

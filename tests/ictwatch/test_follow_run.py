@@ -36,6 +36,7 @@ def test_follow_rotate_kill_restart_keeps_every_line_once(tmp_path):
     with log.open("a") as out:
         out.writelines(LINES)
     wait_for(daemon, 8)
+    assert daemon.metric('ictwatch_observations_total{kind="proxy",source="squid"}') == 8  # a followed log counts
     os.rename(log, tmp_path / "access.log.1")  # logrotate's rename-and-create
     log.write_text("".join(later(line, 1000) for line in LINES[:2]))
     wait_for(daemon, 10)

@@ -11,6 +11,7 @@ from collector.observation import Observation, to_table
 from ictwatch import settings
 from reports import incidents
 from rules import metrics
+from rules.incidents import incident_id
 from storage.store import Store
 from tests.conftest import SCHOOL_DAY
 
@@ -22,7 +23,7 @@ def test_a_danger_breach_raises_and_closing_ends_its_alert(tmp_path):
                       "203.0.113.50", 443, "tcp", "00:1b:21:aa:00:04", host="hot-videos.example")
     judged = engine.evaluate(to_table([obs]))
     metrics.count(judged, {r.id: r.severity.value for r in engine.policy.rules})
-    incident = metrics.incident_id(seen, "day.pcap#200", "blocked-content")
+    incident = incident_id(seen, "day.pcap#200", "blocked-content")
     labels = {"incident": incident, "rule": "blocked-content", "location": "School office"}
     assert REGISTRY.get_sample_value("ictwatch_incident_open", labels) == 1
     store = Store(f"chdb://{tmp_path / 'store'}", "t")
@@ -37,27 +38,3 @@ def test_a_danger_breach_raises_and_closing_ends_its_alert(tmp_path):
     finally:
         store.close()
     assert REGISTRY.get_sample_value("ictwatch_incident_open", labels) is None
-
-
-def test_a_flood_of_danger_breaches_keeps_the_series_bounded():
-    """Past `MAX_OPEN_SERIES` open incidents, further danger breaches are counted by rule and place (an
-    alert reads the counter) instead of each becoming a series of its own."""
-    engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
-    seen = dt.datetime(2026, 6, 16, 13, 5, 12, tzinfo=dt.UTC)
-    extra = 50
-    room = metrics.MAX_OPEN_SERIES - len(metrics._open)
-    flood = [Observation(int(seen.timestamp() * 1e6) + i, "tls", "pcap", f"flood.pcap#{i}", "10.20.2.21", 50000,
-                         "203.0.113.50", 443, "tcp", "00:1b:21:aa:00:04", host="hot-videos.example")
-             for i in range(room + extra)]
-    labels = {"rule": "blocked-content", "location": "School office"}
-    before = REGISTRY.get_sample_value("ictwatch_incidents_unlabelled_total", labels) or 0
-    opened_before = set(metrics._open)
-    try:
-        metrics.count(engine.evaluate(to_table(flood)), {r.id: r.severity.value for r in engine.policy.rules})
-        assert len(metrics._open) == metrics.MAX_OPEN_SERIES
-        assert REGISTRY.get_sample_value("ictwatch_incidents_unlabelled_total", labels) == before + extra
-        first = {"incident": metrics.incident_id(seen, "flood.pcap#0", "blocked-content"), **labels}
-        assert REGISTRY.get_sample_value("ictwatch_incident_open", first) == 1
-    finally:  # the other tests in this process need room for their own incidents
-        for incident in set(metrics._open) - opened_before:
-            metrics.close_incident(*incident)

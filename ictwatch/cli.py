@@ -193,6 +193,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name}{sic}: " + (", ".join(used) if used else "no list: nothing is found in this category"))
     print(f"policy version {loaded.policy.version()}:")
     print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
+    from rules.fields import never_filled
+
+    for warning in never_filled(loaded.policy, loaded.path.parent / loaded.settings.policy):
+        print(f"ictwatch: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -19,7 +19,7 @@ from rules.engine import compile_condition, with_windows
 from rules.fields import FIELDS, Window, never_filled
 from rules.policy import Condition, Policy
 from storage.schema import ACTIVITY
-from tests.conftest import ROOT, SCHOOL_DAY
+from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,16 @@ def test_a_bad_condition_names_file_line_field_and_value(tmp_path, condition, me
         load_model(path, Policy)
     assert str(err.value) == f"{tmp_path}/{message}"
 
+
+def test_the_check_command_prints_the_warning_with_the_policy_line(tmp_path):
+    config = school_config(tmp_path / "school")
+    policy = config.parent / "policy.yaml"
+    text = policy.read_text()
+    rule = ("  - id: dns-installers\n    clauses: [P7]\n    severity: advisory\n"
+            "    message: an installer named in a DNS lookup\n    when: {all: [{kind: [dns]}, {file_ext: [exe]}]}\n")
+    policy.write_text(text.replace("waivers:\n", rule + "waivers:\n", 1))
+    when = text[: text.index("waivers:\n")].count("\n") + 5  # the rule's fifth line, where `waivers:` was + 4
+    proc = run_cli("check", "--config", config, check=True)
+    assert proc.stderr.splitlines() == [f"ictwatch: warning: {policy}:{when}: rule dns-installers: field file_ext is "
+                                        f"never filled for kind dns{NEVER}"]
+    assert run_cli("check", "--config", SCHOOL_DAY / "ictwatch.yaml", check=True).stderr == ""

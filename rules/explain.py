@@ -14,43 +14,21 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from rules.engine import LEAF_COLUMNS, Engine, compile_condition, waiver_columns, with_windows
+from rules.engine import Engine, compile_condition, waiver_columns, with_windows
+from rules.fields import leaves, shown
 from rules.policy import Condition
 
 
-def _nodes(cond: Condition, path: str) -> Iterator[tuple[str, Condition, str | None]]:
-    """(path, node, leaf key) for the node itself, each single-key leaf in it, then its children."""
-    yield path, cond, None
-    for key in LEAF_COLUMNS:
-        if getattr(cond, key) is not None:
-            yield f"{path}.{key}", Condition.model_validate({key: getattr(cond, key)}), key
+def _checks(cond: Condition, path: str) -> Iterator[tuple[str, pl.Expr]]:
+    """(path, expression) for the node itself, each key it sets on its own, then its children."""
+    yield path, compile_condition(cond)
+    for field, value in leaves(cond):
+        yield f"{path}.{field.key}", field.holds(value)
     for name in ("all", "any"):
         for i, child in enumerate(getattr(cond, name) or ()):
-            yield from _nodes(child, f"{path}.{name}{i}")
+            yield from _checks(child, f"{path}.{name}{i}")
     if cond.not_ is not None:
-        yield from _nodes(cond.not_, f"{path}.not")
-
-
-def _shown(value: object) -> str:
-    if value is None or value == "" or value == []:
-        return "none"
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def _describe(key: str, wanted: object) -> str:
-    if key == "window":
-        return f"falls in {' or '.join(str(w) for w in wanted)}"  # type: ignore[attr-defined]
-    if key == "host":
-        return f"host is one of {_shown(wanted)} or under one"
-    if key == "bytes_out_min":
-        return f"the client sent at least {wanted:,} bytes"
-    if key == "bytes_in_min":
-        return f"the client received at least {wanted:,} bytes"
-    if isinstance(wanted, tuple):
-        return f"{key.replace('_', ' ')} is one of {_shown([getattr(w, 'value', w) for w in wanted])}"
-    return f"{key.replace('_', ' ')} is {str(wanted).lower()}"
+        yield from _checks(cond.not_, f"{path}.not")
 
 
 def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None,
@@ -66,10 +44,7 @@ def explain_many(engine: Engine, activities: pl.DataFrame, names: dict[str, str]
     policy = engine.policy
     df = with_windows(activities, policy)
     df = df.with_columns(waiver_columns(policy, engine.groups))
-    checks: dict[str, pl.Expr] = {}
-    for i, rule in enumerate(policy.rules):
-        for path, node, _key in _nodes(rule.when, f"r{i}"):
-            checks[path] = compile_condition(node)
+    checks = {path: check for i, rule in enumerate(policy.rules) for path, check in _checks(rule.when, f"r{i}")}
     values = df.select(**checks) if checks else pl.DataFrame({"_": [None] * df.height})
     windows = df.select("school_day", "restricted_hours", "break", "personal_use_allowed")
     covered = df.select([f"_waiver_{j}" for j in range(len(policy.waivers))])
@@ -88,12 +63,12 @@ def _explain_row(engine: Engine, row: dict, values: dict[str, bool], windows: di
         who = f"{names[row['user']]} ({row['user']})"
     lines = [
         f"Activity {row['source_ref']} ({row['kind']}) at {local:%Y-%m-%d %H:%M:%S %Z}",
-        f"  who: {who}; role {_shown(row['role'])}; identity evidence: {_shown(row['identity_source'])} "
-        f"(confidence {_shown(row['identity_confidence'])})",
-        f"  device: {row['device'] or 'unregistered'} ({_shown(row['device_type'])}, {_shown(row['device_owner'])}"
+        f"  who: {who}; role {shown(row['role'])}; identity evidence: {shown(row['identity_source'])} "
+        f"(confidence {shown(row['identity_confidence'])})",
+        f"  device: {row['device'] or 'unregistered'} ({shown(row['device_type'])}, {shown(row['device_owner'])}"
         f"{', private Wi-Fi address' if row['mac_randomised'] else ''}); place: {row['location'] or 'unknown'} "
-        f"({_shown(row['location_kind'])})",
-        f"  host: {_shown(row['host'])}; categories: {_shown(row['categories'])}; port {_shown(row['dst_port'])}"
+        f"({shown(row['location_kind'])})",
+        f"  host: {shown(row['host'])}; categories: {shown(row['categories'])}; port {shown(row['dst_port'])}"
         f"{'; refused by the proxy' if row['denied'] else ''}",
         f"  time: school day {'yes' if windows['school_day'] else 'no'}, restricted hours "
         f"{'yes' if windows['restricted_hours'] else 'no'}, break {'yes' if windows['break'] else 'no'}; "
@@ -120,13 +95,11 @@ def _explain_row(engine: Engine, row: dict, values: dict[str, bool], windows: di
 
 def _condition_lines(cond: Condition, path: str, values: dict[str, bool], row: dict, indent: str) -> list[str]:
     out = []
-    for key, field in LEAF_COLUMNS.items():
-        wanted = getattr(cond, key)
-        if wanted is None:
-            continue
-        ok = values[f"{path}.{key}"]
-        seen = "" if field is None else f" ({field.replace('_', ' ')}: {_shown(row.get(field))})"
-        out.append(f"{indent}{'yes' if ok else 'no '} {_describe(key, wanted)}{seen}")
+    for field, wanted in leaves(cond):
+        ok = values[f"{path}.{field.key}"]
+        column = field.column
+        seen = "" if column is None else f" ({column.replace('_', ' ')}: {shown(row.get(column))})"
+        out.append(f"{indent}{'yes' if ok else 'no '} {field.says(wanted)}{seen}")
     for name in ("all", "any"):
         children = getattr(cond, name) or ()
         if children:

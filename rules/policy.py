@@ -1,8 +1,8 @@
 """The policy file: school calendar, category lists, the personal-use reading, and rules as data.
 
 A rule names the policy clauses it enforces, a severity, a message in the school's own words, and a
-condition over fixed fields of an activity. Conditions are plain data (keys below, combined with
-`all`/`any`/`not`); there is no way to put code in a policy.
+condition over fixed fields of an activity. Conditions are plain data (the keys of rules/fields.py,
+combined with `all`/`any`/`not`); there is no way to put code in a policy.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import zoneinfo
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
-from collector.observation import KINDS
-from collector.packet.dhcp import MESSAGE_TYPES, V6_MESSAGE_TYPES
-from rules.config import DeviceType, LocationKind, Role, Strict
+from rules.config import LocationKind, Strict
+from rules.fields import FIELDS
 from rules.uksic import UK_SIC
 
 CLAUSE_IDS = {f"P{i}" for i in range(1, 20)} | {"I1", "I2", "I3", "I4", "A1"}
@@ -117,54 +116,23 @@ class Categories(Strict):
         return set(self.map) | set(self.defaults())
 
 
-DhcpType = Literal[tuple(sorted({*MESSAGE_TYPES.values(), *V6_MESSAGE_TYPES.values()}))]  # type: ignore[valid-type]
+def _not_empty(cond: Strict) -> Strict:
+    if not cond.model_fields_set:
+        raise ValueError("empty condition")
+    return cond
 
 
-class Condition(Strict):
-    """A test over one activity. Several keys in one condition must all hold."""
-
-    kind: tuple[str, ...] | None = None
-    category: tuple[str, ...] | None = None
-    host: tuple[str, ...] | None = Field(None, description="Domains; a host matches a domain or its subdomains.")
-    port: tuple[int, ...] | None = None
-    device_type: tuple[DeviceType, ...] | None = None
-    device_owner: Literal["school", "personal"] | None = None
-    device_registered: bool | None = None
-    role: tuple[Role, ...] | None = None
-    group: tuple[str, ...] | None = Field(None, description="The user is in any of these directory groups.")
-    location_kind: tuple[LocationKind, ...] | None = None
-    window: tuple[Literal["school_day", "restricted_hours", "break"], ...] | None = Field(
-        None, description="Holds when the activity falls in any of these named windows."
-    )
-    personal_use_allowed: bool | None = Field(None, description="Place and time allow personal use (P18).")
-    proxy_denied: bool | None = None
-    cleartext_credentials: bool | None = Field(None, description="A password crossed the network readable.")
-    file_ext: tuple[str, ...] | None = Field(None, description="Extension of a downloaded file (lower case).")
-    bytes_out_min: int | None = Field(None, ge=0, description="The client sent at least this many bytes.")
-    bytes_in_min: int | None = Field(None, ge=0, description="The client received at least this many bytes.")
-    device_status: tuple[Literal["issued", "lost", "returned"], ...] | None = Field(
-        None, description="The register's status of the device on that day.")
-    owner_left: bool | None = Field(None, description="The device's owner had left the school by then.")
-    mac_randomised: bool | None = Field(None, description="The client used a private (randomised) Wi-Fi address.")
-    dhcp_type: tuple[DhcpType, ...] | None = Field(
-        None, description="DHCP message type (ACK, or REPLY for DHCPv6: the network gave the device an address).")
-    all: tuple[Condition, ...] | None = None
-    any: tuple[Condition, ...] | None = None
-    not_: Condition | None = Field(None, alias="not")
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kinds(cls, kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        for k in kinds or ():
-            if k not in KINDS:
-                raise ValueError(f"unknown activity kind {k!r}; kinds are {', '.join(KINDS)}")
-        return kinds
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> Condition:
-        if not self.model_fields_set:
-            raise ValueError("empty condition")
-        return self
+Condition = create_model(
+    "Condition", __base__=Strict, __module__=__name__,
+    __doc__="A test over one activity. Several keys in one condition must all hold. The keys and what they "
+    "match are rules/fields.py's FIELDS; `all`, `any` and `not` combine conditions.",
+    __validators__={"_not_empty": model_validator(mode="after")(_not_empty)},
+    **{f.key: (f.annotation | None, Field(None, description=f.description)) for f in FIELDS},
+    all=("tuple[Condition, ...] | None", Field(None, description="Every one of these conditions holds.")),
+    any=("tuple[Condition, ...] | None", Field(None, description="At least one of these conditions holds.")),
+    not_=("Condition | None", Field(None, alias="not", description="This condition does not hold.")),
+)
+Condition.model_rebuild()  # it names itself: `all`, `any` and `not` hold conditions
 
 
 class Rule(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -18,6 +19,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything and print the effective configuration and policy."""
     import collector
     from ictwatch import settings
+    from rules.fields import never_filled
     from rules.listupdate import installed
     from rules.uksic import UK_SIC
 
@@ -39,4 +41,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name}{sic}: " + (", ".join(used) if used else "no list: nothing is found in this category"))
     print(f"policy version {loaded.policy.version()}:")
     print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
+    for warning in never_filled(loaded.policy, loaded.path.parent / loaded.settings.policy):
+        print(f"ictwatch: warning: {warning}", file=sys.stderr)
     return 0

@@ -1,0 +1,180 @@
+"""The condition field table: its docs, its columns, the kinds it says fill them, and `check`'s warnings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from typing import get_args
+
+import polars as pl
+import pytest
+
+from collector.observation import to_table
+from collector.sources import open_source
+from ictwatch import settings
+from rules.absence import absences, deadline, expected
+from rules.config import ConfigError, Role, load_model
+from rules.engine import compile_condition, with_windows
+from rules.fields import FIELDS, Window, never_filled
+from rules.policy import Condition, Policy
+from storage.schema import ACTIVITY
+from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
+
+
+@pytest.fixture(scope="module")
+def day():
+    """The school day's observations (capture and proxy log) and one iPad absence, and their activities."""
+    loaded = settings.load(SCHOOL_DAY / "ictwatch.yaml")
+    observations = []
+    for name in ("school-day.pcap", "squid-access.log"):
+        open_source(SCHOOL_DAY / name).run(observations.append)
+    date = dt.date(2026, 6, 16)
+    _, by = deadline(loaded.policy, date)
+    observations += absences(expected(loaded.devices.devices, date)[:1], set(), by, date)
+    table = to_table(observations)
+    return pl.from_arrow(table), loaded.engine().evaluate(table)
+
+
+def test_the_committed_docs_are_what_the_table_writes():
+    written = subprocess.run([sys.executable, "-m", "rules.fields"], capture_output=True, text=True, cwd=ROOT,
+                             check=True).stdout
+    assert (ROOT / "docs" / "policy-fields.md").read_text() == written, (
+        "docs/policy-fields.md is stale: python -m rules.fields > docs/policy-fields.md")
+
+
+def test_every_field_reads_a_column_of_the_activity_table():
+    """`explain` evaluates conditions again over stored rows: each column is stored, or worked out from
+    the calendar by `with_windows` as explain does."""
+    policy = settings.load(SCHOOL_DAY / "ictwatch.yaml").policy
+    one = pl.DataFrame({"ts": [dt.datetime(2026, 6, 16, 9, tzinfo=dt.UTC)], "location_kind": ["office"]})
+    worked_out = set(with_windows(one, policy).columns) - set(one.columns)
+    read = {f.column for f in FIELDS if f.column is not None}
+    assert read - {c.name for c in ACTIVITY} == {"personal_use_allowed"}
+    assert {"personal_use_allowed", *get_args(Window)} <= worked_out
+
+
+def test_the_policy_model_has_each_field_with_its_description():
+    assert list(Condition.model_fields) == [f.key for f in FIELDS] + ["all", "any", "not_"]
+    assert all(Condition.model_fields[f.key].description == f.description for f in FIELDS)
+
+
+def test_no_kind_outside_a_fields_list_fills_its_column(day):
+    """What the table says against what the decoders made of the school day: a column the observation
+    carries is unset on every row of a kind the field does not list."""
+    observations, _ = day
+    assert set(observations["kind"]) == {"dns", "tls", "http", "email", "flow", "proxy", "absence"}
+    checked, strays = 0, {}
+    for field in FIELDS:
+        if field.column not in observations.columns:
+            continue
+        column = pl.col(field.column)
+        unset = column.is_null() if field.unset is None else column == field.unset
+        others = observations.filter(~pl.col("kind").is_in(field.kinds) & ~unset)
+        strays[field.key] = sorted(set(others["kind"]))
+        checked += 1
+    assert checked == 9  # kind, host, port, proxy_denied, cleartext_credentials, file_ext, bytes_*, dhcp_type
+    assert strays == {key: [] for key in strays}
+
+
+EXAMPLES = {
+    "kind": ["dns"], "category": ["gambling"], "host": ["example.com"], "port": [443],
+    "device_type": ["school_ipad"], "device_owner": "school", "device_registered": True, "role": ["teacher"],
+    "group": ["year6"], "location_kind": ["classroom"], "window": ["break"], "personal_use_allowed": False,
+    "proxy_denied": True, "cleartext_credentials": True, "file_ext": ["exe"], "bytes_out_min": 1000,
+    "bytes_in_min": 1000, "device_status": ["lost"], "owner_left": True, "mac_randomised": True, "dhcp_type": ["ACK"],
+}
+
+
+def test_each_field_compiles_to_a_test_of_every_activity(day):
+    """Over the engine's own output, as the rules are evaluated: a true or false for every row."""
+    _, activities = day
+    assert set(EXAMPLES) == {f.key for f in FIELDS}
+    frame = with_windows(activities, settings.load(SCHOOL_DAY / "ictwatch.yaml").policy)
+    for key, value in EXAMPLES.items():
+        result = frame.select(compile_condition(Condition.model_validate({key: value}))).to_series()
+        assert (result.dtype, result.len(), result.null_count()) == (pl.Boolean, activities.height, 0), key
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("window", ("break", "restricted_hours"), "falls in break or restricted_hours"),
+    ("host", ("example.com", "example.org"), "host is one of example.com, example.org or under one"),
+    ("bytes_in_min", 25_000_000, "the client received at least 25,000,000 bytes"),
+    ("role", (Role.teacher, Role.office), "role is one of teacher, office"),
+    ("proxy_denied", True, "proxy denied is true"),
+    ("device_owner", "personal", "device owner is personal"),
+])
+def test_explain_words(key, value, words):
+    (field,) = [f for f in FIELDS if f.key == key]
+    assert field.says(value) == words
+
+
+POLICY = """\
+school: Test School
+calendar:
+  terms: [{start: 2026-09-01, end: 2026-12-18}]
+categories: {lists: categories}
+rules:
+  - id: the-rule
+    clauses: [P7]
+    severity: advisory
+    message: a test
+    when:
+"""  # the condition starts on line 11
+
+NEVER = ", so this condition never holds"
+
+
+@pytest.mark.parametrize(("condition", "warnings"), [
+    ("all:\n  - kind: [dns]\n  - file_ext: [exe]", ["13: rule the-rule: field file_ext is never filled for kind dns"]),
+    ("kind: [dns, flow]\nfile_ext: [exe]", ["12: rule the-rule: field file_ext is never filled for kinds dns, flow"]),
+    ("kind: [dns, http]\nfile_ext: [exe]", []),
+    ("kind: [dns]\ncleartext_credentials: true",
+     ["12: rule the-rule: field cleartext_credentials is never filled for kind dns"]),
+    ("kind: [dns]\ncleartext_credentials: false", []),  # false on every DNS lookup: it holds
+    ("kind: [dns]\nnot: {file_ext: [exe]}", []),  # the `not` always holds for DNS, so the rule does
+    ("file_ext: [exe]", []),  # no kind named
+    ("not: {kind: [dns], file_ext: [exe]}", ["11: rule the-rule: field file_ext is never filled for kind dns"]),
+    ("all:\n  - any: [{kind: [dns]}, {kind: [proxy]}]\n  - dhcp_type: [ACK]",
+     ["13: rule the-rule: field dhcp_type is never filled for kinds dns, proxy"]),
+    ("any: [{kind: [dns]}, {dhcp_type: [ACK]}]", []),  # the second branch names no kind
+    ("kind: [absence]\nport: [80]\nhost: [example.com]",  # in the table's order: host, then port
+     ["13: rule the-rule: field host is never filled for kind absence",
+      "12: rule the-rule: field port is never filled for kind absence"]),
+])
+def test_check_warns_of_a_field_no_named_kind_fills(tmp_path, condition, warnings):
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY + "".join(f"      {line}\n" for line in condition.splitlines()))
+    assert never_filled(load_model(path, Policy), path) == [f"{path}:{w}{NEVER}" for w in warnings]
+
+
+@pytest.mark.parametrize(("condition", "message"), [
+    ("colour: [red]", "policy.yaml:11: rules[0].when.colour: ['red']: Extra inputs are not permitted"),
+    ("bytes_out_min: -1",
+     "policy.yaml:11: rules[0].when.bytes_out_min: -1: Input should be greater than or equal to 0"),
+    ("kind: [dns, tlss]", "policy.yaml:11: rules[0].when.kind: ['dns', 'tlss']: unknown activity kind 'tlss'; kinds "
+     "are dns, tls, quic, http, email, dhcp, p2p, flow, proxy, login, absence"),
+    ("all: [{dhcp_type: [ack]}]", "policy.yaml:11: rules[0].when.all[0].dhcp_type[0]: 'ack': Input should be 'ACK', "
+     "'ADVERTISE', 'CONFIRM', 'DECLINE', 'DISCOVER', 'INFORM', 'INFORMATION-REQUEST', 'NAK', 'OFFER', 'REBIND', "
+     "'RECONFIGURE', 'RELEASE', 'RENEW', 'REPLY', 'REQUEST' or 'SOLICIT'"),
+])
+def test_a_bad_condition_names_file_line_field_and_value(tmp_path, condition, message):
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY + f"      {condition}\n")
+    with pytest.raises(ConfigError) as err:
+        load_model(path, Policy)
+    assert str(err.value) == f"{tmp_path}/{message}"
+
+
+def test_the_check_command_prints_the_warning_with_the_policy_line(tmp_path):
+    config = school_config(tmp_path / "school")
+    policy = config.parent / "policy.yaml"
+    text = policy.read_text()
+    rule = ("  - id: dns-installers\n    clauses: [P7]\n    severity: advisory\n"
+            "    message: an installer named in a DNS lookup\n    when: {all: [{kind: [dns]}, {file_ext: [exe]}]}\n")
+    policy.write_text(text.replace("waivers:\n", rule + "waivers:\n", 1))
+    when = text[: text.index("waivers:\n")].count("\n") + 5  # the rule's fifth line, where `waivers:` was + 4
+    proc = run_cli("check", "--config", config, check=True)
+    assert proc.stderr.splitlines() == [f"ictwatch: warning: {policy}:{when}: rule dns-installers: field file_ext is "
+                                        f"never filled for kind dns{NEVER}"]
+    assert run_cli("check", "--config", SCHOOL_DAY / "ictwatch.yaml", check=True).stderr == ""

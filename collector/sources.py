@@ -47,7 +47,7 @@ class Progress:
         return self._raw.tell()
 
 
-def _open_binary(path: Path) -> tuple[BinaryIO, BinaryIO]:
+def _open_binary(path: Path) -> tuple[io.BufferedReader, BinaryIO]:
     """(stream to decode, underlying file for progress); gzip is unwrapped."""
     raw = open(path, "rb")  # noqa: SIM115 - the source owns and closes it
     if raw.read(2) == b"\x1f\x8b":

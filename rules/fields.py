@@ -197,7 +197,7 @@ FIELDS: tuple[ConditionField, ...] = (
                    _EVERY),
     ConditionField("mac_randomised", "mac_randomised", bool, EQUALS,
                    "The client used a private (randomised) Wi-Fi address.", _EVERY),
-    ConditionField("dhcp_type", "dhcp_type", tuple[DhcpType, ...], ONE_OF,
+    ConditionField("dhcp_type", "dhcp_type", tuple[DhcpType, ...], ONE_OF,  # type: ignore[valid-type]
                    "DHCP message type (ACK, or REPLY for DHCPv6: the network gave the device an address).", ("dhcp",)),
 )
 """Every condition key, in the order the policy model, `explain` and the docs give them."""
@@ -206,7 +206,7 @@ FIELDS: tuple[ConditionField, ...] = (
 def leaves(cond: Condition) -> Iterator[tuple[ConditionField, Any]]:
     """(field, value) for each key `cond` itself sets, in FIELDS order (its `all`, `any` and `not` aside)."""
     for field in FIELDS:
-        value = getattr(cond, field.key)
+        value = cond.leaf(field.key)
         if value is not None:
             yield field, value
 
@@ -227,7 +227,8 @@ def never_filled(policy: Policy, path: Path) -> list[str]:
 def _named(cond: Condition) -> frozenset[str]:
     """The kinds `cond` can hold for, as far as its `kind` keys (its own and those of its `all` and
     `any` members) say; the other keys are not looked at."""
-    kinds = frozenset(cond.kind) if cond.kind is not None else frozenset(KINDS)
+    named = cond.leaf("kind")
+    kinds = frozenset(named) if named is not None else frozenset(KINDS)
     for child in cond.all or ():
         kinds &= _named(child)
     if cond.any is not None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import zoneinfo
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, create_model, field_validator, model_validator
 
@@ -116,23 +116,28 @@ class Categories(Strict):
         return set(self.map) | set(self.defaults())
 
 
-def _not_empty(cond: Strict) -> Strict:
-    if not cond.model_fields_set:
-        raise ValueError("empty condition")
-    return cond
+_LEAF_FIELDS: dict[str, Any] = {f.key: (f.annotation | None, Field(None, description=f.description)) for f in FIELDS}
+_Leaves: Any = create_model("_Leaves", __base__=Strict, __module__=__name__, **_LEAF_FIELDS)
+"""The leaf keys of a condition, one per entry of FIELDS (Any: a type checker cannot list them)."""
 
 
-Condition = create_model(
-    "Condition", __base__=Strict, __module__=__name__,
-    __doc__="A test over one activity. Several keys in one condition must all hold. The keys and what they "
-    "match are rules/fields.py's FIELDS; `all`, `any` and `not` combine conditions.",
-    __validators__={"_not_empty": model_validator(mode="after")(_not_empty)},
-    **{f.key: (f.annotation | None, Field(None, description=f.description)) for f in FIELDS},
-    all=("tuple[Condition, ...] | None", Field(None, description="Every one of these conditions holds.")),
-    any=("tuple[Condition, ...] | None", Field(None, description="At least one of these conditions holds.")),
-    not_=("Condition | None", Field(None, alias="not", description="This condition does not hold.")),
-)
-Condition.model_rebuild()  # it names itself: `all`, `any` and `not` hold conditions
+class Condition(_Leaves):
+    """A test over one activity. Several keys in one condition must all hold. The keys and what they match
+    are rules/fields.py's FIELDS; `all`, `any` and `not` combine conditions."""
+
+    all: tuple[Condition, ...] | None = Field(None, description="Every one of these conditions holds.")
+    any: tuple[Condition, ...] | None = Field(None, description="At least one of these conditions holds.")
+    not_: Condition | None = Field(None, alias="not", description="This condition does not hold.")
+
+    def leaf(self, key: str) -> Any:
+        """The value of the leaf `key` (a key of FIELDS), None when the condition does not set it."""
+        return getattr(self, key)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if not self.model_fields_set:
+            raise ValueError("empty condition")
+        return self
 
 
 class Rule(Strict):
@@ -250,7 +255,7 @@ class Policy(Strict):
 
 
 def _categories_in(cond: Condition) -> set[str]:
-    found = set(cond.category or ())
+    found = set(cond.leaf("category") or ())
     for child in (*(cond.all or ()), *(cond.any or ()), *([cond.not_] if cond.not_ else [])):
         found |= _categories_in(child)
     return found

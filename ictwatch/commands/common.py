@@ -34,10 +34,10 @@ def say_spooled(batches: int, loaded: Loaded) -> None:
               f"is back (`ictwatch spool flush --config {loaded.path}`)")
 
 
-def report_skips(path: Path, summary: str) -> None:
-    """One line on stderr for the bad records skipped in one input, if any."""
+def report_skips(path: Path | None, summary: str) -> None:
+    """One line on stderr for the bad records skipped in one input (a file, or the capture), if any."""
     if summary:
-        print(f"ictwatch: {path.name}: {summary}", file=sys.stderr)
+        print(f"ictwatch: {path.name if path else 'capture'}: {summary}", file=sys.stderr)
 
 
 def audit_log(loaded: Loaded, store: Store) -> AuditLog:

@@ -191,8 +191,9 @@ def _peer(hierarchy: pl.Expr) -> pl.Expr:
 OBSERVATION_POLARS: dict[str, pl.DataType] = dict(pl.Schema(OBSERVATION_SCHEMA))
 """The observation schema as polars reads it: the batches made here have these types, as if from Arrow."""
 _THOUSAND = pl.Series([1000.0]).to_arrow()[0]  # not pa.scalar(1000.0): a Python value makes pyarrow import pandas
-_DEFAULTS: dict[str, object] = {f.name: [] if f.default_factory is list else None if f.default is dataclasses.MISSING else f.default
-             for f in dataclasses.fields(Observation)}
+_DEFAULTS: dict[str, object] = {
+    f.name: [] if f.default_factory is list else None if f.default is dataclasses.MISSING else f.default
+    for f in dataclasses.fields(Observation)}
 
 
 WORKERS = min(4, os.cpu_count() or 1)

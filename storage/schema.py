@@ -84,6 +84,10 @@ ACTIVITY: tuple[Column, ...] = (
     Column("clauses", "Array(LowCardinality(String))", _LS, "policy clause ids those rules enforce"),
     Column("severity", LC, _S, "highest severity among the rules broken"),
     Column("reasons", "Array(String)", _LS, "each broken rule's message"),
+    Column("rule_clauses", "Array(Array(LowCardinality(String)))", pa.list_(_LS),
+           "each broken rule's own clause ids, in the order of rule_ids (empty on rows stored before it existed)"),
+    Column("rule_severities", "Array(LowCardinality(String))", _LS,
+           "each broken rule's own severity, in the order of rule_ids (empty on rows stored before it existed)"),
     Column("policy_version", LC, _S, "hash of the policy that gave the verdict"),
     Column("waiver_ids", "Array(LowCardinality(String))", _LS, "waivers that lifted a rule this activity matched"),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -13,6 +13,9 @@ from reports.model import ActivityRow, CountRow, PersonRef, UserReport
 from reports.seal import PLACEHOLDER
 from rules.config import Directory
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from rules.engine import Engine
 
 UNKNOWN = "unknown"
 
@@ -112,11 +115,10 @@ def _identified_by(r: dict) -> str:
     return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source
 
 
-def explainer(loaded: Any) -> Callable[[pl.DataFrame], list[str]]:
-    """Explains stored activities with the configuration's policy, naming people from its directory:
-    only the rules that matched (the whole reading is `ictwatch explain`)."""
+def explainer(engine: Engine, directory: Directory) -> Callable[[pl.DataFrame], list[str]]:
+    """Explains stored activities with `engine`'s policy, naming people from `directory`: only the rules
+    that matched (the whole reading is `ictwatch explain`)."""
     from rules.explain import explain_many
 
-    engine = loaded.engine()
-    names = {p.username: p.name for p in loaded.directory.people}
+    names = {p.username: p.name for p in directory.people}
     return lambda rows: explain_many(engine, rows, names, only_matched=True)

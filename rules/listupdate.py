@@ -61,6 +61,16 @@ def installed(lists: Path) -> dict | None:
     return json.loads(stamp.read_text()) if stamp.is_file() else None
 
 
+def installed_at(lists: Path) -> float | None:
+    """When the category lists at `lists` were installed (a Unix time): the time `update` recorded, else the
+    newest change to a `domains` file; None when there are none."""
+    stamp = installed(lists)
+    if stamp is not None:
+        return dt.datetime.fromisoformat(stamp["installed"]).timestamp()
+    times = [p.stat().st_mtime for p in lists.glob("*/domains")]
+    return max(times) if times else None
+
+
 def _unpack(source: str, work: Path) -> Path:
     """The UT1 root (the folder holding one folder per category) of `source`, unpacked under `work`."""
     if source.startswith(("http://", "https://")):

@@ -2,8 +2,13 @@
 
 Layout: `ORDER BY (user, ts)` because the query that matters most is one person's activity over a
 period (a report); partitions by month so retention drops whole parts. Text that repeats (kinds, roles,
-places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs. Unknown user, device or
-place is stored as an empty string (ClickHouse sort keys cannot be nullable) and shown as "unknown".
+places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs.
+
+Unknown is one thing with two spellings: an unknown user, device, place (or any text column with nothing
+in it) is stored as an empty string, because `user` leads the sort key and ClickHouse keys are not nullable
+(making them so needs the `allow_nullable_key` setting and every store's table rebuilt); readers turn it into
+null, which every JSON output shows (`breaches --json`, a report's JSON, as `decode --json` does), and only
+human views put it in words ("unknown", "unregistered").
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
-from rules.listupdate import lists_installed_at  # noqa: F401 - reports/web.py reads it here until its imports are redone
-
 if TYPE_CHECKING:
     import polars as pl
 

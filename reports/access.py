@@ -76,6 +76,10 @@ def decide(directory: Directory, requester: str, subject: str, reason: str, toda
     return Decision(False, "not the subject's line manager or the headteacher")
 
 
+GRANT_REFUSED = "only the headteacher gives one-off grants, with a reason"
+AUDIT_REFUSED = "only the headteacher reads the audit log"
+
+
 def may_grant(directory: Directory, granter: str) -> bool:
     """Only the headteacher gives one-off grants."""
     person = directory.by_username().get(granter)

@@ -5,7 +5,8 @@ Append-only and tamper-evident: each row carries `prev_hash`, the `row_hash` of 
 own `row_hash`, the SHA-256 of its fields (canonical JSON) and `prev_hash`. Changing, removing or
 reordering any stored row breaks the chain from that row on, and `verify` names the first row where it
 breaks. Appends from several processes on one machine are serialised with a lock file, so two rows never
-take the same sequence number.
+take the same sequence number; a use case that must read the chain and then append on what it read (a
+report request spending a one-off grant) holds that lock throughout (`AuditLog.held`).
 """
 
 from __future__ import annotations
@@ -61,32 +62,52 @@ class Entry:
 
 
 class AuditLog:
-    """The chain in `store`, appended under a lock file."""
+    """The chain in `store`, written under a lock file (`flock`: it holds between processes on this machine,
+    and between two AuditLogs of one process, each of which opens the file for itself)."""
 
     def __init__(self, store: Store, lock: Path) -> None:
         self._store = store
         self._lock = lock
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def held(self) -> Iterator[Chain]:
+        """The chain, held for one use case: until the block ends nothing else appends, so what is read from
+        it (the open grants, the next row number) stays true while the use case acts on it."""
         self._lock.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                yield
+                yield Chain(self._store)
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def append(self, entry: Entry, now: dt.datetime | None = None) -> int:
+        """Add `entry` at the end of the chain on its own; returns its sequence number."""
+        with self.held() as chain:
+            return chain.append(entry, now)
+
+
+class Chain:
+    """The audit chain while its lock is held (`AuditLog.held`)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._seq, self._prev = store.audit_tail()
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next row appended will take."""
+        return self._seq + 1
+
+    def append(self, entry: Entry, now: dt.datetime | None = None) -> int:
         """Add `entry` at the end of the chain; returns its sequence number."""
         ts = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-        with self._locked():
-            seq, prev = self._store.audit_tail()
-            row: dict[str, object] = {"seq": seq + 1, "ts": ts, **dataclasses.asdict(entry), "prev_hash": prev}
-            row["policy_versions"] = list(entry.policy_versions)
-            row["row_hash"] = row_hash(row)
-            self._store.insert_audit(row)
-        return seq + 1
+        row: dict[str, object] = {"seq": self.next_seq, "ts": ts, **dataclasses.asdict(entry), "prev_hash": self._prev}
+        row["policy_versions"] = list(entry.policy_versions)
+        row["row_hash"] = row_hash(row)
+        self._store.insert_audit(row)
+        self._seq, self._prev = self.next_seq, str(row["row_hash"])
+        return self._seq
 
     def open_grants(self, grantee: str, subject: str) -> list[int]:
         """Sequence numbers of the one-off grants to `grantee` for `subject` not yet used by a report."""

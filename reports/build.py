@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -14,15 +14,15 @@ from reports.seal import PLACEHOLDER
 from rules.config import Directory
 from storage.store import Store
 
-UNKNOWN = "unknown"
-
+if TYPE_CHECKING:
+    from rules.engine import Engine
 
 def person(directory: Directory, username: str) -> PersonRef:
-    """The directory's view of `username`, or a reference marked unknown."""
+    """The directory's view of `username`; name, role and line manager None when it has no entry."""
     people = directory.by_username()
     p = people.get(username)
     if p is None:
-        return PersonRef(username, UNKNOWN)
+        return PersonRef(username, None, None, None)
     manager = people.get(p.line_manager or "")
     return PersonRef(p.username, p.name, p.role.value, manager.name if manager else "")
 
@@ -87,13 +87,13 @@ def _heatmap(df: pl.DataFrame) -> tuple[tuple[int, ...], ...]:
 def _counts(df: pl.DataFrame, column: str, by_label: bool = False) -> tuple[CountRow, ...]:
     grouped = df.group_by(column).agg(n=pl.len(), b=pl.col("total_bytes").sum(), m=pl.col("minute").n_unique())
     grouped = grouped.sort(column) if by_label else grouped.sort(["n", column], descending=[True, False])
-    return tuple(CountRow(label or UNKNOWN, int(n), int(b), int(m)) for label, n, b, m in grouped.iter_rows())
+    return tuple(CountRow(label or None, int(n), int(b), int(m)) for label, n, b, m in grouped.iter_rows())
 
 
 def _row(r: dict, explanation: str = "") -> ActivityRow:
     return ActivityRow(
-        time=r["local"], kind=r["kind"], device=r["device"] or UNKNOWN, device_type=r["device_type"],
-        location=r["location"] or UNKNOWN, host=r["host"] or r["dst_ip"], url=r["url"] or r["sni"],
+        time=r["local"], kind=r["kind"], device=r["device"] or None, device_type=r["device_type"] or None,
+        location=r["location"] or None, host=r["host"] or r["dst_ip"], url=r["url"] or r["sni"],
         categories=tuple(r["categories"]), verdict=r["verdict"], rule_ids=tuple(r["rule_ids"]),
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
         source_ref=r["source_ref"], denied=r["denied"], identified_by=_identified_by(r),
@@ -112,11 +112,10 @@ def _identified_by(r: dict) -> str:
     return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source
 
 
-def explainer(loaded: Any) -> Callable[[pl.DataFrame], list[str]]:
-    """Explains stored activities with the configuration's policy, naming people from its directory:
-    only the rules that matched (the whole reading is `ictwatch explain`)."""
+def explainer(engine: Engine, directory: Directory) -> Callable[[pl.DataFrame], list[str]]:
+    """Explains stored activities with `engine`'s policy, naming people from `directory`: only the rules
+    that matched (the whole reading is `ictwatch explain`)."""
     from rules.explain import explain_many
 
-    engine = loaded.engine()
-    names = {p.username: p.name for p in loaded.directory.people}
+    names = {p.username: p.name for p in directory.people}
     return lambda rows: explain_many(engine, rows, names, only_matched=True)

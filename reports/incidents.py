@@ -8,20 +8,22 @@ import datetime as dt
 
 import polars as pl
 
+from reports.breaches import per_rule
 from rules.incidents import close_incident, incident_id
 from storage.store import Store
 
 
 def incidents(store: Store, since: dt.datetime, until: dt.datetime) -> list[dict]:
-    """Danger breaches in `since <= ts < until`, newest first, each with its latest recorded revision."""
-    breaches = store.activity(None, since, until, breaches_only=True).filter(pl.col("severity") == "danger")
+    """Breaches of a danger-severity rule in `since <= ts < until`, newest first, each with its latest
+    recorded revision (a rule of lower severity broken by the same activity opens none)."""
+    stored = per_rule(store.activity(None, since, until, breaches_only=True))
     recorded = {r["incident_id"]: r for r in store.incidents().to_dicts()}
     out = []
-    for row in breaches.explode("rule_ids").iter_rows(named=True):
-        iid = incident_id(row["ts"], row["source_ref"], row["rule_ids"])
+    for row in stored.filter(pl.col("severity") == "danger").iter_rows(named=True):
+        iid = incident_id(row["ts"], row["source_ref"], row["rule"])
         latest = recorded.get(iid, {})
         out.append({
-            "incident_id": iid, "opened": row["ts"], "rule_id": row["rule_ids"], "clauses": row["clauses"],
+            "incident_id": iid, "opened": row["ts"], "rule_id": row["rule"], "clauses": row["clauses"],
             "severity": row["severity"], "user": row["user"], "device": row["device"], "location": row["location"],
             "activity_ref": row["source_ref"], "status": latest.get("status", "open"),
             "actions": latest.get("actions", ""), "outcome": latest.get("outcome", ""),

@@ -1,4 +1,9 @@
-"""The typed per-person report handed to templates and writers (no SQL, no frames in templates)."""
+"""The typed per-person report handed to templates and writers (no SQL, no frames in templates).
+
+What is not known (a person the directory lacks, an unregistered device, a place no subnet names) is None
+here and null in the JSON; only the HTML puts it in words ("unknown", "unregistered"), and the CSV leaves
+the cell empty.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,21 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class PersonRef:
-    """A person as the report names them; `name` is "unknown" when the directory has no entry."""
+    """A person as the report names them; name, role and line manager are None when the directory has no
+    entry (a known person without a line manager has "")."""
 
     username: str
-    name: str
-    role: str = ""
-    line_manager: str = ""
+    name: str | None
+    role: str | None = ""
+    line_manager: str | None = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CountRow:
     """One line of a summary table."""
 
-    label: str
+    label: str | None
+    """None for the activity whose device or place is not known."""
     activities: int
     bytes: int = 0
     minutes: int = 0
@@ -33,9 +40,9 @@ class ActivityRow:
 
     time: dt.datetime
     kind: str
-    device: str
-    device_type: str
-    location: str
+    device: str | None
+    device_type: str | None
+    location: str | None
     host: str
     url: str
     categories: tuple[str, ...]

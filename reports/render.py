@@ -25,6 +25,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters["bytes"] = lambda n: _human_bytes(int(n or 0))
 _ENV.filters["label"] = lambda name: str(name).replace("_", " ").capitalize()
+_ENV.filters["unknown"] = lambda value: "unknown" if value is None else value  # the model's None, in words
 
 
 def _human_bytes(n: int) -> str:

@@ -20,9 +20,7 @@ network manager's view is `/health`: the store, the spool, the lists' age; no on
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import hashlib
 import hmac
 import http.server
 import logging
@@ -32,15 +30,21 @@ import threading
 import time
 import urllib.parse
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from reports import access, build, incidents, render
+from reports import build, incidents, render
+from reports.access import AUDIT_REFUSED
 from reports.accounts import Accounts
-from reports.audit import AuditLog, Entry, verify
+from reports.audit import verify
+from reports.formats import FORMATS
 from reports.model import UserReport
-from reports.seal import seal
+from reports.requests import Ask, Desk
 from rules.config import Directory, Person
+from rules.listupdate import lists_installed_at
+from storage.spool import Spool
 
 _log = logging.getLogger(__name__)
 COOKIE = "__Host-ictwatch"
@@ -52,7 +56,9 @@ HEADERS = {
 }
 _MAX_BODY = 16 * 1024
 _FAILURES, _WINDOW_S = 5, 15 * 60
-_ROUTE = re.compile(r"^/reports/([A-Za-z0-9_-]{22})/(html|csv|json)$")
+_DOWNLOADS = [(name, f.inline) for name, f in FORMATS.items() if f.on_web]
+"""The formats the page offers, and whether each is shown in the browser rather than saved."""
+_ROUTE = re.compile(rf"^/reports/([A-Za-z0-9_-]{{22}})/({'|'.join(name for name, _ in _DOWNLOADS)})$")
 
 
 @dataclass
@@ -94,21 +100,24 @@ class RateLimiter:
 
 
 class WebApp:
-    """The page's state: configuration, the store (one connection, used under a lock), sessions."""
+    """The page's state: the report use cases (their store, one connection, used under `db_lock`, the
+    use cases' own store lock), the accounts, the sessions; and for the health view, the spool and the
+    category lists."""
 
-    def __init__(self, loaded: Any, now: Any = None) -> None:
-        self.loaded = loaded
-        self.directory: Directory = loaded.directory
-        self.accounts = Accounts(loaded.path.parent / loaded.settings.web.accounts)
-        self.idle_s = loaded.settings.web.session_idle_minutes * 60
-        self.store = loaded.open_store()
-        self.store.migrate()
-        self.audit = AuditLog(self.store, loaded.spool_path.parent / ".ictwatch-audit.lock")
-        self.db_lock = threading.Lock()
+    def __init__(self, desk: Desk, accounts: Accounts, session_idle_minutes: int, open_spool: Callable[[], Spool],
+                 lists: Path, list_entries: int) -> None:
+        self.desk = desk
+        self.directory: Directory = desk.directory
+        self.policy = desk.policy
+        self.store = desk.store
+        self.accounts = accounts
+        self.idle_s = session_idle_minutes * 60
+        self.open_spool = open_spool
+        self.lists, self.list_entries = lists, list_entries
+        self.db_lock = desk.store_lock
         self.sessions: dict[str, Session] = {}
         self.limiter = RateLimiter()
-        self.now = now or (lambda: dt.datetime.now(dt.UTC))
-        self.explainer = build.explainer(loaded)
+        self.now = desk.now
 
     def person(self, username: str | None) -> Person | None:
         """The directory entry of a logged-in user."""
@@ -135,13 +144,11 @@ class WebApp:
         """Render one of the web templates, with the header's user and CSRF token."""
         me = self.person(session.user) if session else None
         me_ctx = {"name": me.name, "role": me.role.value, "username": me.username} if me else None
-        return render.page(f"web/{template}", school=self.loaded.policy.school, me=me_ctx,
+        return render.page(f"web/{template}", school=self.policy.school, me=me_ctx,
                            csrf=session.csrf if session else "", **context)
 
     def request_report(self, session: Session, form: dict[str, str]) -> tuple[int, str, str | None]:
         """(status, page, report id) for a report request: decided, recorded, built if granted."""
-        who = session.user or ""
-        subject, reason = form.get("subject", ""), form.get("reason", "")
         try:
             start, end = dt.date.fromisoformat(form.get("start", "")), dt.date.fromisoformat(form.get("end", ""))
         except ValueError:
@@ -150,28 +157,12 @@ class WebApp:
         if end < start or (end - start).days > 366:
             return 400, self.page("refused.html.j2", session, title="Not a period",
                                   grounds="the period must run forwards and be at most a year", seq="none"), None
-        tz = self.loaded.policy.calendar.timezone
-        lo, hi = build.local_bounds(start, end, tz)
-        with self.db_lock:
-            decision = access.decide(self.directory, who, subject, reason, self.now().date(),
-                                     self.loaded.policy.reports.line_manager_chain,
-                                     self.audit.open_grants(who, subject))
-            person = self.person(who)
-            entry = Entry(who, person.role.value if person else "unknown", "report",
-                          "granted" if decision.granted else "refused", decision.grounds, reason, subject, lo, hi,
-                          uses_grant=decision.grant_seq or 0, report_format="html")
-            if not decision.granted:
-                seq = self.audit.append(entry, self.now())
-                return 403, self.page("refused.html.j2", session, title="Report refused", grounds=decision.grounds,
-                                      seq=seq), None
-            report = build.build(self.store, self.directory, self.loaded.policy.school, tz, subject, start, end,
-                                 who, reason, self.now(), decision.grounds, self.store.audit_tail()[0] + 1,
-                                 self.explainer)
-            _, digest = seal(render.to_html(report))
-            self.audit.append(dataclasses.replace(entry, report_sha256=digest,
-                                                  policy_versions=report.policy_versions), self.now())
+        got = self.desk.request(Ask(session.user or "", form.get("subject", ""), start, end, form.get("reason", "")))
+        if got.report is None:
+            return 403, self.page("refused.html.j2", session, title="Report refused", grounds=got.grounds,
+                                  seq=got.seq), None
         rid = secrets.token_urlsafe(16)
-        session.reports[rid] = report
+        session.reports[rid] = got.report
         return 303, "", rid
 
     def download(self, session: Session, rid: str, fmt: str, page: int = 1) -> tuple[str, bytes] | None:
@@ -180,40 +171,16 @@ class WebApp:
         report = session.reports.get(rid)
         if report is None:
             return None
-        if fmt == "html":
-            text = render.to_html(report, page, page_link=f"/reports/{rid}/html?page=")
-        else:
-            text = render.to_csv(report) if fmt == "csv" else render.to_json(report)
-        digest = None
-        if fmt != "csv":
-            text, digest = seal(text)
-        body = text.encode()
-        person = self.person(session.user)
-        with self.db_lock:
-            self.audit.append(Entry(session.user or "", person.role.value if person else "unknown", "report_download",
-                                    "granted", f"report of audit row #{report.audit_seq}", report.reason,
-                                    report.subject.username, report_format=fmt,
-                                    report_sha256=digest or _sha256(body)), self.now())
-        kind = {"html": "text/html; charset=utf-8", "csv": "text/csv; charset=utf-8",
-                "json": "application/json"}[fmt]
-        return kind, body
-
+        body = self.desk.download(session.user or "", report, fmt, page, page_link=f"/reports/{rid}/{fmt}?page=")
+        return FORMATS[fmt].content_type, body
 
     def audit_page(self, session: Session) -> tuple[int, str]:
         """The audit log for the headteacher; anyone else is refused. Both are recorded."""
-        who = session.user or ""
-        person = self.person(who)
-        allowed = access.may_read_audit(self.directory, who)
+        seq, table = self.desk.read_audit(session.user or "")
+        if table is None:
+            return 403, self.page("refused.html.j2", session, title="Audit log", seq=seq, grounds=AUDIT_REFUSED)
         with self.db_lock:
-            seq = self.audit.append(Entry(who, person.role.value if person else "unknown", "audit_view",
-                                          "granted" if allowed else "refused",
-                                          "headteacher" if allowed else "only the headteacher reads the audit log"),
-                                    self.now())
-            if not allowed:
-                return 403, self.page("refused.html.j2", session, title="Audit log", seq=seq,
-                                      grounds="only the headteacher reads the audit log")
             rows, broken, problem = verify(self.store)
-            table = self.store.audit()
         chain = (f"The chain of {rows} rows is intact." if broken is None
                  else f"The chain is BROKEN at row #{broken}: {problem}.")
         return 200, self.page("audit.html.j2", session, title="Audit log", chain=chain, rows=table.to_dicts())
@@ -232,7 +199,7 @@ class WebApp:
             first = dt.date.fromisoformat(asked["from"]) if "from" in asked else last - dt.timedelta(days=29)
         except ValueError:
             first, last = now.date() - dt.timedelta(days=29), now.date()
-        lo, hi = build.local_bounds(first, last, self.loaded.policy.calendar.timezone)
+        lo, hi = build.local_bounds(first, last, self.policy.calendar.timezone)
         days = (last - first).days + 1
         with self.db_lock:
             found = incidents.incidents(self.store, lo, hi)
@@ -254,38 +221,32 @@ class WebApp:
         if person is None or person.role.value not in ("network_manager", "headteacher"):
             return 403, self.page("refused.html.j2", session, title="System health", seq="none",
                                   grounds="the health view is for the network manager")
-        from ictwatch.metrics import lists_installed_at
-
         with self.db_lock:
             try:
                 stored, latest = self.store.count(), self.store.latest()
                 reachable = "yes"
             except Exception as exc:  # noqa: BLE001 - the page reports the store's state, whatever it is
                 stored, latest, reachable = 0, None, f"no ({type(exc).__name__})"
-        spool = self.loaded.open_spool()
+        spool = self.open_spool()
         try:
             waiting = spool.status()
         finally:
             spool.close()
-        installed = lists_installed_at(self.loaded.lists_path)
+        installed = lists_installed_at(self.lists)
         age = "unknown" if installed is None else f"{(time.time() - installed) / 86400:.1f} days"
         items = [
             ("ClickHouse reachable", reachable), ("Activity rows stored", f"{stored:,}"),
             ("Latest activity", latest.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if latest else "none"),
             ("Spool", f"{waiting['records']} batch(es), {waiting['bytes']:,} of {waiting['max_bytes']:,} bytes; "
                       f"{waiting['torn_kept']} torn and {waiting['rejected']} rejected set aside"),
-            ("Category lists", f"{len(self.loaded.categories):,} entries, {age} old"),
-            ("Policy version", self.loaded.policy.version()),
+            ("Category lists", f"{self.list_entries:,} entries, {age} old"),
+            ("Policy version", self.policy.version()),
         ]
         return 200, self.page("health.html.j2", session, title="System health", items=items)
 
     def close(self) -> None:
         """Release the store."""
         self.store.close()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -354,7 +315,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, page.encode())
         elif path.startswith("/view/") and path[6:] in session.reports:
             report = session.reports[path[6:]]
-            self._send(200, app.page("view.html.j2", session, title="Report", report=report, rid=path[6:]).encode())
+            self._send(200, app.page("view.html.j2", session, title="Report", report=report, rid=path[6:],
+                                     downloads=_DOWNLOADS).encode())
         elif (m := _ROUTE.match(path)) is not None:
             asked = urllib.parse.parse_qs(query).get("page", ["1"])[0]
             got = app.download(session, m.group(1), m.group(2), int(asked) if asked.isdigit() else 1)
@@ -362,7 +324,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(404, b"not found", "text/plain")
                 return
             kind, body = got
-            attach = m.group(2) != "html" or "download=1" in query
+            attach = not FORMATS[m.group(2)].inline or "download=1" in query
             name = f"ictwatch-report-{m.group(1)[:8]}.{m.group(2)}"
             self._send(200, body, kind, {"Content-Disposition": f'attachment; filename="{name}"'} if attach else None)
         elif path == "/audit":

@@ -163,8 +163,11 @@ class Engine:
             "clauses": [list(dict.fromkeys(c for r in b for c in r.clauses)) for b in broken],
             "reasons": [[r.message for r in b] for b in broken],
             "severity": [names[max(SEVERITY_RANK[r.severity] for r in b)] if b else None for b in broken],
+            "rule_clauses": [[list(r.clauses) for r in b] for b in broken],
+            "rule_severities": [[r.severity.value for r in b] for b in broken],
         }, schema={"_rules": pl.UInt64, "rule_ids": pl.List(pl.String), "clauses": pl.List(pl.String),
-                   "reasons": pl.List(pl.String), "severity": pl.String})
+                   "reasons": pl.List(pl.String), "severity": pl.String,
+                   "rule_clauses": pl.List(pl.List(pl.String)), "rule_severities": pl.List(pl.String)})
         out = df.join(lists, on="_rules", how="left", maintain_order="left").with_columns(
             policy_version=pl.lit(self.version), school=pl.lit(self.policy.school))
         verdict = (

@@ -1,11 +1,15 @@
 """The one definition of the tables (`activity`, `leases`, `report_audit`, `incidents`): their DDL, for one
 server or a cluster, insert column order, Arrow types, column comments and retention come from here.
 
-`activity`'s layout: `ORDER BY (user, ts)` because the query that matters most is one person's activity
-over a period (a report); partitions by month so retention drops whole parts. Text that repeats (kinds,
-roles, places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs. Unknown user,
-device or place is stored as an empty string (ClickHouse sort keys cannot be nullable) and shown as
-"unknown".
+`activity`'s layout: `ORDER BY (user, ts)` because the query that matters most is one person's activity over a
+period (a report); partitions by month so retention drops whole parts. Text that repeats (kinds, roles,
+places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs.
+
+Unknown is one thing with two spellings: an unknown user, device, place (or any text column with nothing
+in it) is stored as an empty string, because `user` leads the sort key and ClickHouse keys are not nullable
+(making them so needs the `allow_nullable_key` setting and every store's table rebuilt); readers turn it into
+null, which every JSON output shows (`breaches --json`, a report's JSON, as `decode --json` does), and only
+human views put it in words ("unknown", "unregistered").
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ ACTIVITY: tuple[Column, ...] = (
     Column("clauses", "Array(LowCardinality(String))", _LS, "policy clause ids those rules enforce"),
     Column("severity", LC, _S, "highest severity among the rules broken"),
     Column("reasons", "Array(String)", _LS, "each broken rule's message"),
+    Column("rule_clauses", "Array(Array(LowCardinality(String)))", pa.list_(_LS),
+           "each broken rule's own clause ids, in the order of rule_ids (empty on rows stored before it existed)"),
+    Column("rule_severities", "Array(LowCardinality(String))", _LS,
+           "each broken rule's own severity, in the order of rule_ids (empty on rows stored before it existed)"),
     Column("policy_version", LC, _S, "hash of the policy that gave the verdict"),
     Column("waiver_ids", "Array(LowCardinality(String))", _LS, "waivers that lifted a rule this activity matched"),
 )

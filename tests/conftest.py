@@ -100,11 +100,12 @@ def expected_breaches(folder: Path) -> list[dict]:
 
 
 def stored_breaches(config: Path, store: Path) -> list[dict]:
-    """`ictwatch breaches --json` over a store, in the columns of `expected-breaches.csv` (local time)."""
+    """`ictwatch breaches --json` over a store, in the columns of `expected-breaches.csv` (local time). The
+    JSON says null for an unknown person, device, place or host; the CSV leaves that cell empty."""
     proc = run_cli("breaches", "--config", config, "--json", store=store, check=True)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    return [{"time": r["time"][:19].replace("T", " "), "user": r["user"], "device": r["device"],
-             "location": r["location"], "rule": r["rule"], "clause": r["clause"], "host": r["host"]} for r in rows]
+    cells = ("user", "device", "location", "rule", "clause", "host")
+    return [{"time": r["time"][:19].replace("T", " "), **{c: r[c] or "" for c in cells}} for r in rows]
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ictwatch.commands.common import audit_log, role
+from ictwatch.commands.common import desk
 from ictwatch.errors import Refused
 
 
@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     """`audit verify`: check the chain; `audit show`: print it, for the headteacher (recorded too)."""
     from ictwatch import settings
-    from reports import access
-    from reports.audit import Entry, verify
+    from reports.access import AUDIT_REFUSED
+    from reports.audit import verify
 
     loaded = settings.load(args.config)
     store = loaded.open_store()
@@ -35,18 +35,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 return 1
             print(f"audit chain intact: {rows} rows")
             return 0
-        who = args.requested_by or ""
-        allowed = access.may_read_audit(loaded.directory, who)
-        seq = audit_log(loaded, store).append(Entry(
-            who, role(loaded, who), "audit_view", "granted" if allowed else "refused",
-            "headteacher" if allowed else "only the headteacher reads the audit log"))
-        if not allowed:
-            raise Refused(f"refused: only the headteacher reads the audit log (audit row #{seq})")
-        rows = store.audit()
+        seq, chain = desk(loaded, store).read_audit(args.requested_by or "")
     finally:
         store.close()
+    if chain is None:
+        raise Refused(f"refused: {AUDIT_REFUSED} (audit row #{seq})")
     tz = loaded.policy.calendar.timezone
-    for r in rows.with_columns(ts=rows.get_column("ts").dt.convert_time_zone(tz)).iter_rows(named=True):
+    for r in chain.with_columns(ts=chain.get_column("ts").dt.convert_time_zone(tz)).iter_rows(named=True):
         print(f"#{r['seq']:<5} {r['ts']:%Y-%m-%d %H:%M:%S}  {r['actor']:<12} {r['action']:<11} {r['decision']:<8} "
               f"{r['subject'] or '-':<12} {r['grounds']}; reason: {r['reason'] or '-'}")
     return 0

@@ -1,4 +1,4 @@
-"""What several commands share: opening the store, saying what waits in the spool, the audit log."""
+"""What several commands share: opening the store, saying what waits in the spool, the report use cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ictwatch.settings import Loaded
-    from reports.audit import AuditLog
+    from reports.requests import Desk
     from storage.store import Store
 
 
@@ -40,14 +40,13 @@ def report_skips(path: Path | None, summary: str) -> None:
         print(f"ictwatch: {path.name if path else 'capture'}: {summary}", file=sys.stderr)
 
 
-def audit_log(loaded: Loaded, store: Store) -> AuditLog:
-    """The audit chain in `store`, appended under the lock file beside the spool."""
+def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
+    """The report use cases over `store`, its audit chain appended under the lock file beside the spool;
+    `explained`: each breach in a report explained (which loads the policy engine)."""
+    from reports import build
     from reports.audit import AuditLog
+    from reports.requests import Desk
 
-    return AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock")
-
-
-def role(loaded: Loaded, username: str) -> str:
-    """The directory role of `username`, or "unknown"."""
-    person = loaded.directory.by_username().get(username)
-    return person.role.value if person else "unknown"
+    explainer = build.explainer(loaded.engine(), loaded.directory) if explained else None
+    return Desk(store, AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock"), loaded.directory,
+                loaded.policy, explainer)

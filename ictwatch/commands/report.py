@@ -1,18 +1,34 @@
 """`ictwatch report` and `ictwatch grant`: one person's activity report, and the headteacher's one-off
-grants of one."""
+grants of one. Deciding, recording and writing are reports/requests.py's; these parse and print."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
-import hashlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from ictwatch.commands.common import audit_log, role
+from ictwatch.commands.common import desk
 from ictwatch.errors import Refused
 from rules.config import ConfigError
+
+
+class _Formats:
+    """The report formats (reports/formats.py) as `--format` choices, looked up only when the option is
+    given or the help shown, so that other commands start without loading the renderers."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from reports.formats import FORMATS
+
+        return tuple(FORMATS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--to", dest="end", required=True, type=dt.date.fromisoformat)
     rep.add_argument("--requested-by", required=True)
     rep.add_argument("--reason", required=True)
-    rep.add_argument("--format", choices=("html", "csv", "json", "pdf"), default="html",
+    rep.add_argument("--format", choices=_Formats(), default="html",
                      help="pdf: the HTML printed by headless Chromium")
     rep.add_argument("-o", "--output", type=Path)
     rep.add_argument("--encrypt", action="store_true",
@@ -42,62 +58,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Decide whether the requester may have the report, record the request, and write the report."""
+    """Request the report (decided and recorded in the audit chain), and write it."""
     from ictwatch import settings
-    from reports import access, build, render
-    from reports.audit import Entry
-    from reports.seal import seal
+    from reports.formats import FORMATS
+    from reports.requests import Ask
 
     loaded = settings.load(args.config)
     passphrase = _export_passphrase() if args.encrypt else ""  # before anything is decided or recorded
-    if args.format == "pdf":
-        from reports.pdf import chromium
-
-        if chromium() is None:
-            raise ConfigError("--format", "format", "pdf", "PDF needs Chromium (Debian package `chromium`)")
-    tz = loaded.policy.calendar.timezone
-    lo, hi = build.local_bounds(args.start, args.end, tz)
+    missing = FORMATS[args.format].missing()
+    if missing:
+        raise ConfigError("--format", "format", args.format, missing)
     store = loaded.open_store()
     try:
         store.migrate()
-        log = audit_log(loaded, store)
-        who = args.requested_by
-        decision = access.decide(loaded.directory, who, args.user, args.reason, dt.date.today(),
-                                 loaded.policy.reports.line_manager_chain, log.open_grants(who, args.user))
-        entry = Entry(who, role(loaded, who), "report", "granted" if decision.granted else "refused",
-                      decision.grounds, args.reason, args.user, lo, hi, uses_grant=decision.grant_seq or 0,
-                      report_format="zip" if args.encrypt else args.format)
-        if not decision.granted:
-            seq = log.append(entry)
-            raise Refused(f"refused: {decision.grounds} (recorded as audit row #{seq})")
-        report = build.build(store, loaded.directory, loaded.policy.school, tz, args.user, args.start, args.end,
-                             args.requested_by, args.reason, dt.datetime.now(dt.UTC), decision.grounds,
-                             store.audit_tail()[0] + 1, build.explainer(loaded))
-        text = {"csv": render.to_csv, "json": render.to_json}.get(args.format, render.to_html)(report)
-        if args.format == "csv":
-            digest = hashlib.sha256(text.encode()).hexdigest()
-        else:
-            text, digest = seal(text)
-        data = text.encode()
-        if args.format == "pdf":
-            from reports.pdf import to_pdf
-
-            data = to_pdf(text)
-            digest = hashlib.sha256(data).hexdigest()
-        if args.encrypt:
-            data = _encrypted(data, f"report-{args.user}-{args.start}-{args.end}.{args.format}", passphrase)
-            digest = hashlib.sha256(data).hexdigest()
-        seq = log.append(dataclasses.replace(entry, report_sha256=digest, policy_versions=report.policy_versions))
+        got = desk(loaded, store, explained=True).request(
+            Ask(args.requested_by, args.user, args.start, args.end, args.reason, args.format, passphrase))
     finally:
         store.close()
+    if got.report is None:
+        raise Refused(f"refused: {got.grounds} (recorded as audit row #{got.seq})")
     if args.output is None:
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(got.data)
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(data)
-    print(f"report for {args.user}: {len(report.breaches)} breaches, {report.total_activities} activities")
+    args.output.write_bytes(got.data)
+    print(f"report for {args.user}: {len(got.report.breaches)} breaches, {got.report.total_activities} activities")
     print(f"written to {args.output.resolve()}")
-    print(f"sha256 {digest}; audit row #{seq}")
+    print(f"sha256 {got.sha256}; audit row #{got.seq}")
     return 0
 
 
@@ -111,35 +98,15 @@ def _export_passphrase() -> str:
     return passphrase
 
 
-def _encrypted(data: bytes, name: str, passphrase: str) -> bytes:
-    """`data` as the one file of an AES-256 encrypted ZIP (WinZip AES, which 7-Zip opens)."""
-    import io
-
-    import pyzipper
-
-    out = io.BytesIO()
-    with pyzipper.AESZipFile(out, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as z:
-        z.setpassword(passphrase.encode())
-        z.setencryption(pyzipper.WZ_AES, nbits=256)
-        z.writestr(name, data)
-    return out.getvalue()
-
-
 def cmd_grant(args: argparse.Namespace) -> int:
     """Record the headteacher's one-off grant of one person's report to someone else (refused otherwise)."""
     from ictwatch import settings
-    from reports import access
-    from reports.audit import Entry
 
     loaded = settings.load(args.config)
-    allowed = access.may_grant(loaded.directory, args.by) and bool(args.reason.strip())
     store = loaded.open_store()
     try:
         store.migrate()
-        seq = audit_log(loaded, store).append(Entry(
-            args.by, role(loaded, args.by), "grant", "granted" if allowed else "refused",
-            "headteacher" if allowed else "only the headteacher gives one-off grants, with a reason",
-            args.reason, args.subject, grantee=args.to))
+        allowed, seq = desk(loaded, store).grant(args.by, args.to, args.subject, args.reason)
     finally:
         store.close()
     if not allowed:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ictwatch.commands.common import desk
 from rules.config import ConfigError
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
     """(server, app) for the report web page as configured; TLS unless it listens on loopback only."""
     import ipaddress
 
+    from reports.accounts import Accounts
     from reports.web import WebApp, serve
 
     web = loaded.settings.web
@@ -34,7 +36,10 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
         tls = (str(loaded.path.parent / web.tls_cert), str(loaded.path.parent / web.tls_key))
     elif not loopback:
         raise ConfigError(loaded.path, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
-    app = WebApp(loaded)
+    store = loaded.open_store()
+    store.migrate()
+    app = WebApp(desk(loaded, store, explained=True), Accounts(loaded.path.parent / web.accounts),
+                 web.session_idle_minutes, loaded.open_spool, loaded.lists_path, len(loaded.categories))
     print(f"report web page on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
     return serve(app, host, int(port), tls), app
 

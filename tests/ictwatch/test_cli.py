@@ -73,6 +73,20 @@ def test_commands_that_judge_no_traffic_never_load_the_lists(replayed, listless,
     assert without.stdout == with_lists.stdout and without.stdout
 
 
+def test_an_unknown_person_is_null_in_json_and_a_word_in_the_table(replayed):
+    """The phone nobody registered, in the hall at 11:05 (fixtures/school-day/expected-breaches.csv)."""
+    store, _ = replayed
+    rows = [json.loads(line) for line in run_cli("breaches", "--config", CONFIG, "--json", store=store,
+                                                 check=True).stdout.splitlines()]
+    (hall,) = [r for r in rows if r["time"].startswith("2026-06-16T11:05:00")]
+    assert {k: hall[k] for k in ("user", "name", "device", "device_type", "location", "host")} == {
+        "user": None, "name": None, "device": None, "device_type": None, "location": "Hall",
+        "host": "www.facebook.com"}
+    table = run_cli("breaches", "--config", CONFIG, store=store, check=True).stdout.splitlines()
+    (line,) = [ln for ln in table if ln.startswith("2026-06-16 11:05:00")]
+    assert line.split()[2:5] == ["unknown", "unregistered", "Hall"]
+
+
 def test_report_html_for_one_person(replayed, tmp_path):
     store, _ = replayed
     out = tmp_path / "r.html"

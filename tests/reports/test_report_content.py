@@ -1,12 +1,17 @@
 """What a report shows, checked against activity whose times are chosen by hand: the hour-by-weekday
-heatmap, active minutes by category, the SVG charts, and the paging of the activity log."""
+heatmap, active minutes by category, the SVG charts, the paging of the activity log, and how each format
+says that something is not known."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import json
 import re
 import xml.etree.ElementTree as ET
 
+import polars as pl
 import pytest
 
 from ictwatch import settings
@@ -57,3 +62,33 @@ def test_the_activity_log_is_paged_in_html_and_whole_in_csv(report_of):
     assert "Rows 2001 to 2500 of 2500" in " ".join(second.split()) and second.count("<td>tls</td>") == 500
     assert 'href="/reports/x/html?page=1"' in second
     assert len(render.to_csv(report).splitlines()) == 2501
+
+
+def test_what_is_not_known_is_null_in_json_and_a_word_in_html(tmp_path):
+    """Sam Okafor's activity from a device and place nobody registered, reported to the headteacher along
+    with a subject the directory lacks: null in the JSON, an empty cell in the CSV, "unknown" in the HTML."""
+    store = Store(f"chdb://{tmp_path / 'store'}", "t")
+    try:
+        store.migrate()
+        store.insert_activity(activities(2).with_columns(device=pl.lit(None, pl.String),
+                                                         device_type=pl.lit(None, pl.String),
+                                                         location=pl.lit(None, pl.String)))
+        report = build.build(store, LOADED.directory, "The Valley School", "Europe/London", "sokafor",
+                             dt.date(2026, 6, 16), dt.date(2026, 6, 16), "hmorgan", "review",
+                             dt.datetime(2026, 11, 29, tzinfo=dt.UTC), "headteacher", 1)
+        stranger = build.build(store, LOADED.directory, "The Valley School", "Europe/London", "visitor1",
+                               dt.date(2026, 6, 16), dt.date(2026, 6, 16), "hmorgan", "review",
+                               dt.datetime(2026, 11, 29, tzinfo=dt.UTC), "headteacher", 2)
+    finally:
+        store.close()
+    data = json.loads(render.to_json(report))
+    assert {(b["device"], b["device_type"], b["location"]) for b in data["breaches"]} == {(None, None, None)}
+    assert [(c["label"], c["activities"]) for c in data["devices"] + data["locations"]] == [(None, 2), (None, 2)]
+    assert json.loads(render.to_json(stranger))["subject"] == {"username": "visitor1", "name": None, "role": None,
+                                                              "line_manager": None}
+    rows = list(csv.DictReader(io.StringIO(render.to_csv(report))))
+    assert [(r["device"], r["location"]) for r in rows] == [("", ""), ("", "")]
+    html = render.to_html(report)
+    assert html.count("<td>unknown (unregistered)</td>\n<td>unknown</td>") == 2  # the two breaches
+    assert "<td>unknown</td><td>2</td>" in html  # the devices and places tables
+    assert "<title>Activity report: unknown (visitor1)" in render.to_html(stranger)

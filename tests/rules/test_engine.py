@@ -174,3 +174,18 @@ def test_a_group_condition_reads_the_directory_groups_at_the_time(tmp_path):
     rows = engine.evaluate(to_table(obs)).select("user", "groups", "rule_ids").to_dicts()
     assert [(r["user"], r["groups"], "year6-social" in r["rule_ids"]) for r in rows] == [
         ("sokafor", ["year6"], True), ("jcarter", ["year5"], False)]
+
+
+def test_each_broken_rule_keeps_its_own_clauses_and_severity():
+    """An installer fetched from a gambling site on James Carter's school laptop breaks blocked-content (P8,
+    danger) and installer-download (P7, advisory): the row's summary columns hold the union of clauses and
+    the highest severity, and each rule keeps its own beside it, in the order of `rule_ids`."""
+    download = Observation(at(dt.date(2026, 6, 16), "10:00"), "http", "pcap", "t#1", "10.20.10.21", 40000,
+                           "192.0.2.1", 80, "tcp", "00:1b:21:aa:00:01", host="www.bet365.com",
+                           url="http://www.bet365.com/setup.exe", file_ext="exe")
+    row = engine().evaluate(to_table([download])).row(0, named=True)
+    assert (row["rule_ids"], row["clauses"], row["severity"]) == (
+        ["blocked-content", "installer-download"], ["P8", "P7"], "danger")
+    assert (row["rule_clauses"], row["rule_severities"]) == ([["P8"], ["P7"]], ["danger", "advisory"])
+    allowed = engine().evaluate(to_table([observe(at(dt.date(2026, 6, 20), "11:00"))])).row(0, named=True)
+    assert (allowed["rule_ids"], allowed["rule_clauses"], allowed["rule_severities"]) == ([], [], [])

@@ -121,12 +121,14 @@ def migration_alters(store: Store) -> list[str]:
     return [s for s in sent if s.startswith("ALTER")]
 
 
-@pytest.mark.parametrize(("version", "added"), [("v1", "filter_category"), ("v2", "dhcp_type")])
-def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added):
+@pytest.mark.parametrize(("version", "added", "default"), [
+    ("v1", "filter_category", ""), ("v2", "dhcp_type", ""), ("v3", "rule_severities", [])])
+def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added, default):
     """tests/storage/schemas/ holds the DDL of every earlier released schema (v1: the first, before the
-    web-filter columns; v2: 2026-11-28, before `dhcp_type`). A store made with one, holding a row, is brought
-    to the current schema by `migrate()`: the new columns appear in schema order with their comments, the
-    old row keeps its values, and new rows go in."""
+    web-filter columns; v2: 2026-11-28, before `dhcp_type`; v3: 2026-12-07, every table, before each rule's
+    own clauses and severity). A store made with one, holding a row, is brought to the current schema by
+    `migrate()`: the new columns appear in schema order with their comments, the old row keeps its values
+    (a new column reads as its empty default), and new rows go in."""
     path = ROOT / "tests" / "storage" / "schemas" / f"{version}.sql"
     old = Store(store_url, "t")
     try:
@@ -150,7 +152,7 @@ def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added
         assert [r[1] for r in rows] == [c.comment for c in ACTIVITY]
         assert old.insert_activity(activities(3)) == 3
         got = old._client.query(f"SELECT user, host, {added} FROM t.activity WHERE kind = 'dns'").result_rows
-        assert got == [("jcarter", "a.test", "")]
+        assert got == [("jcarter", "a.test", default)]
     finally:
         old.close()
 

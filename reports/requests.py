@@ -1,0 +1,138 @@
+"""The use cases every front end shares (the `ictwatch` commands and the web page), each written once:
+requesting a person's report, downloading one again, reading the audit log, giving a one-off grant.
+Front ends parse what they are given and show what comes back; deciding and recording happen here.
+
+A report request holds the audit chain (`AuditLog.held`) from its first read to its last write: the open
+one-off grants are read, the request is decided (reports/access.py), and when granted the report is built
+under the number its audit row will take, written and fingerprinted in its format (reports/formats.py),
+and its row appended with that fingerprint and the grant it spends. A refusal is appended at once. Nothing
+else appends meanwhile, so two requests cannot spend one grant, and the row number a report states is its
+own. The price is that other audit writes wait while a report is built: seconds for a month of activity,
+longer for a PDF, a few times a day.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from reports import access, build, formats
+from reports.audit import AuditLog, Entry
+from reports.model import UserReport
+from rules.config import Directory
+from rules.policy import Policy
+from storage.store import Store
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One request for a person's report, as a front end took it in."""
+
+    requester: str
+    subject: str
+    first: dt.date
+    last: dt.date
+    """The period: local days `first` to `last`, both included."""
+    reason: str
+    format: str = "html"
+    """A key of `reports.formats.FORMATS`."""
+    passphrase: str = ""
+    """When given, the report leaves as an AES-256 ZIP with this passphrase (recorded as format `zip`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a request: the audit row recording it and its grounds; for a granted one, the report
+    and the bytes handed out with their fingerprint."""
+
+    seq: int
+    grounds: str
+    report: UserReport | None = None
+    data: bytes = b""
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Desk:
+    """What the use cases need: the store and its audit chain, the staff directory, the policy (school,
+    calendar, reporting chain), how a breach is explained, and the clock."""
+
+    store: Store
+    audit: AuditLog
+    directory: Directory
+    policy: Policy
+    explainer: Callable[[pl.DataFrame], list[str]] | None = None
+    now: Callable[[], dt.datetime] = _utc_now
+    store_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Taken around every use of `store`, whose one connection threads (the web page's) must not share at
+    once; always before the audit chain's lock, never inside it."""
+
+    def role(self, username: str) -> str:
+        """The directory role of `username`, or "unknown"."""
+        person = self.directory.by_username().get(username)
+        return person.role.value if person else "unknown"
+
+    def request(self, ask: Ask) -> Outcome:
+        """Decide, record and (when granted) build and write one report request, atomically with respect to
+        every other writer of the audit chain."""
+        tz = self.policy.calendar.timezone
+        lo, hi = build.local_bounds(ask.first, ask.last, tz)
+        today = self.now().astimezone(zoneinfo.ZoneInfo(tz)).date()
+        with self.store_lock, self.audit.held() as chain:
+            decision = access.decide(self.directory, ask.requester, ask.subject, ask.reason, today,
+                                     self.policy.reports.line_manager_chain,
+                                     chain.open_grants(ask.requester, ask.subject))
+            entry = Entry(ask.requester, self.role(ask.requester), "report",
+                          "granted" if decision.granted else "refused", decision.grounds, ask.reason, ask.subject, lo,
+                          hi, uses_grant=decision.grant_seq or 0, report_format="zip" if ask.passphrase else ask.format)
+            if not decision.granted:
+                return Outcome(chain.append(entry, self.now()), decision.grounds)
+            report = build.build(self.store, self.directory, self.policy.school, tz, ask.subject, ask.first, ask.last,
+                                 ask.requester, ask.reason, self.now(), decision.grounds, chain.next_seq,
+                                 self.explainer)
+            data, digest = formats.write(report, ask.format)
+            if ask.passphrase:
+                data = formats.encrypted(data, f"report-{ask.subject}-{ask.first}-{ask.last}.{ask.format}",
+                                         ask.passphrase)
+                digest = formats.sha256(data)
+            seq = chain.append(dataclasses.replace(entry, report_sha256=digest,
+                                                   policy_versions=report.policy_versions), self.now())
+        return Outcome(seq, decision.grounds, report, data, digest)
+
+    def download(self, who: str, report: UserReport, fmt: str, page: int = 1, page_link: str = "") -> bytes:
+        """`report` (granted to `who` before) written again in format `fmt`, recorded as a download."""
+        data, digest = formats.write(report, fmt, page, page_link)
+        with self.store_lock:
+            self.audit.append(Entry(who, self.role(who), "report_download", "granted",
+                                    f"report of audit row #{report.audit_seq}", report.reason,
+                                    report.subject.username, report_format=fmt, report_sha256=digest), self.now())
+        return data
+
+    def read_audit(self, who: str) -> tuple[int, pl.DataFrame | None]:
+        """(the audit row recording this look, the whole chain) for the headteacher; for anyone else the
+        refusal is recorded and the chain is None."""
+        allowed = access.may_read_audit(self.directory, who)
+        with self.store_lock:
+            seq = self.audit.append(Entry(who, self.role(who), "audit_view", "granted" if allowed else "refused",
+                                          "headteacher" if allowed else access.AUDIT_REFUSED), self.now())
+            return seq, self.store.audit() if allowed else None
+
+    def grant(self, by: str, grantee: str, subject: str, reason: str) -> tuple[bool, int]:
+        """(given, its audit row) for a one-off grant of `subject`'s report to `grantee`: only the headteacher
+        gives one, with a reason; a refusal is recorded too."""
+        allowed = access.may_grant(self.directory, by) and bool(reason.strip())
+        with self.store_lock:
+            seq = self.audit.append(Entry(by, self.role(by), "grant", "granted" if allowed else "refused",
+                                          "headteacher" if allowed else access.GRANT_REFUSED, reason, subject,
+                                          grantee=grantee), self.now())
+        return allowed, seq

@@ -239,6 +239,10 @@ class Observation:
         return out
 
 
+Emit = Callable[[Observation], None]
+"""Where a source hands each observation it reads."""
+
+
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Observation))
 
 _STR = pa.string()

@@ -15,36 +15,24 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
-from collector.logs.formats import FORMATS, BatchReader, BatchSink, Format, Head, LineParser, detect
-from collector.observation import Observation
+from collector.logs.formats import FORMATS, BatchReader, Format, Head, LineParser, detect
+from collector.observation import Emit
 from collector.packet.flows import ConsumerFailed
 from collector.packet.packets import PacketDecoder, Stop, decode_frames
 from collector.packet.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
 from collector.skips import SkipCounter
+from collector.source import BatchSink, Progress, Source
 
-Emit = Callable[[Observation], None]
 HEAD_BYTES = 4096
 """How much of an input detection looks at."""
 
 
 class InputError(Exception):
     """An input that cannot be read at all: missing, unreadable, or of no format ictwatch knows."""
-
-
-class Progress:
-    """Bytes consumed so far of how many, read by the CLI's progress bar."""
-
-    def __init__(self, raw: BinaryIO, total: int) -> None:
-        self._raw = raw
-        self.total = total
-
-    @property
-    def done(self) -> int:
-        return self._raw.tell()
 
 
 def _open_binary(path: Path) -> tuple[io.BufferedReader, BinaryIO]:
@@ -55,37 +43,6 @@ def _open_binary(path: Path) -> tuple[io.BufferedReader, BinaryIO]:
         return io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20), raw  # type: ignore[arg-type]
     raw.seek(0)
     return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type]
-
-
-class Source(Protocol):
-    """What every input is to the pipeline: `run(emit)` until its end or `stop()`, and what it read."""
-
-    @property
-    def path(self) -> Path | None:
-        """The file read; None for a live capture."""
-
-    @property
-    def skips(self) -> SkipCounter:
-        """The records skipped so far, by reason."""
-
-    @property
-    def packets(self) -> int:
-        """Packets read so far (0 for a log; for Suricata's EVE, the packets of its flow records)."""
-
-    @property
-    def progress(self) -> Progress | None:
-        """How far through the input reading is; None where that is not known."""
-
-    @property
-    def run_batches(self) -> Callable[[BatchSink], int] | None:
-        """For an input that can be read a chunk at a time straight into frames: that reader, which hands
-        `sink` each frame and returns the rows; None for one read only with `run`."""
-
-    def run(self, emit: Emit) -> None:
-        """Read the input, handing each observation to `emit`."""
-
-    def stop(self) -> None:
-        """Stop reading at the next record."""
 
 
 class _FileSource:

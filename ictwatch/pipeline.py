@@ -24,7 +24,8 @@ from collector.logs.conntrack import ConntrackFlows
 from collector.logs.followed import Followed
 from collector.naming import name_flows
 from collector.observation import BatchBuilder, to_table
-from collector.sources import Source, open_source
+from collector.source import Source
+from collector.sources import open_source
 from ictwatch.metrics import CAPTURE_RUNNING, PACKETS, count_observations
 from rules import metrics
 from rules.engine import Engine

@@ -14,7 +14,6 @@ import polars as pl
 import pyarrow as pa
 
 from rules.categories import CategoryIndex
-from rules.fields import leaves
 from rules.identity import Identity
 from rules.policy import SEVERITY_RANK, Calendar, Condition, Policy, TimeRange
 
@@ -77,7 +76,7 @@ def with_windows(df: pl.DataFrame, policy: Policy) -> pl.DataFrame:
 
 def compile_condition(cond: Condition) -> pl.Expr:
     """A boolean expression that is true exactly where `cond` holds (never null)."""
-    parts = [field.holds(value) for field, value in leaves(cond)]
+    parts = [field.holds(value) for field, value in cond.leaves()]
     if cond.all is not None:
         parts.append(pl.all_horizontal([compile_condition(c) for c in cond.all]))
     if cond.any is not None:

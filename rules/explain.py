@@ -15,14 +15,14 @@ from collections.abc import Iterator
 import polars as pl
 
 from rules.engine import Engine, compile_condition, waiver_columns, with_windows
-from rules.fields import leaves, shown
+from rules.fields import shown
 from rules.policy import Condition
 
 
 def _checks(cond: Condition, path: str) -> Iterator[tuple[str, pl.Expr]]:
     """(path, expression) for the node itself, each key it sets on its own, then its children."""
     yield path, compile_condition(cond)
-    for field, value in leaves(cond):
+    for field, value in cond.leaves():
         yield f"{path}.{field.key}", field.holds(value)
     for name in ("all", "any"):
         for i, child in enumerate(getattr(cond, name) or ()):
@@ -95,7 +95,7 @@ def _explain_row(engine: Engine, row: dict, values: dict[str, bool], windows: di
 
 def _condition_lines(cond: Condition, path: str, values: dict[str, bool], row: dict, indent: str) -> list[str]:
     out = []
-    for field, wanted in leaves(cond):
+    for field, wanted in cond.leaves():
         ok = values[f"{path}.{field.key}"]
         column = field.column
         seen = "" if column is None else f" ({column.replace('_', ' ')}: {shown(row.get(column))})"

@@ -15,21 +15,17 @@ into storage/schema.py and whichever step fills it (rules/identity.py, rules/eng
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import polars as pl
 from pydantic import AfterValidator, NonNegativeInt
 
 from collector.observation import KINDS
 from collector.packet.dhcp import MESSAGE_TYPES, V6_MESSAGE_TYPES
-from rules.config import DeviceType, LocationKind, Role, yaml_line
-
-if TYPE_CHECKING:
-    from rules.policy import Condition, Policy
+from rules.config import DeviceType, LocationKind, Role
 
 
 def shown(value: object) -> str:
@@ -201,54 +197,6 @@ FIELDS: tuple[ConditionField, ...] = (
                    "DHCP message type (ACK, or REPLY for DHCPv6: the network gave the device an address).", ("dhcp",)),
 )
 """Every condition key, in the order the policy model, `explain` and the docs give them."""
-
-
-def leaves(cond: Condition) -> Iterator[tuple[ConditionField, Any]]:
-    """(field, value) for each key `cond` itself sets, in FIELDS order (its `all`, `any` and `not` aside)."""
-    for field in FIELDS:
-        value = cond.leaf(field.key)
-        if value is not None:
-            yield field, value
-
-
-def never_filled(policy: Policy, path: Path) -> list[str]:
-    """A warning for each condition key that none of the kinds its rule names there ever fills, so that
-    the condition holding it never holds; each names the policy file's line, as config errors do."""
-    out = []
-    for i, rule in enumerate(policy.rules):
-        for where, field, kinds in _unfillable(rule.when, f"rules[{i}].when", frozenset(KINDS)):
-            line = yaml_line(path, where)
-            named = [k for k in KINDS if k in kinds]
-            out.append(f"{f'{path}:{line}' if line else path}: rule {rule.id}: field {field.key} is never filled "
-                       f"for kind{'s' if len(named) > 1 else ''} {', '.join(named)}, so this condition never holds")
-    return out
-
-
-def _named(cond: Condition) -> frozenset[str]:
-    """The kinds `cond` can hold for, as far as its `kind` keys (its own and those of its `all` and
-    `any` members) say; the other keys are not looked at."""
-    named = cond.leaf("kind")
-    kinds = frozenset(named) if named is not None else frozenset(KINDS)
-    for child in cond.all or ():
-        kinds &= _named(child)
-    if cond.any is not None:
-        kinds &= frozenset().union(*(_named(c) for c in cond.any))
-    return kinds
-
-
-def _unfillable(cond: Condition, where: str, scope: frozenset[str]
-                ) -> Iterator[tuple[str, ConditionField, frozenset[str]]]:
-    """(field path, field, kinds) for each key under `cond` that none of the kinds in force there fills.
-    The kinds in force are those named around it; a `not` starts afresh (what it negates need not hold)."""
-    scope &= _named(cond)
-    for field, value in leaves(cond):
-        if scope and not scope & field.can_hold(value):
-            yield f"{where}.{field.key}", field, scope
-    for name in ("all", "any"):
-        for j, child in enumerate(getattr(cond, name) or ()):
-            yield from _unfillable(child, f"{where}.{name}[{j}]", scope)
-    if cond.not_ is not None:
-        yield from _unfillable(cond.not_, f"{where}.not", frozenset(KINDS))
 
 
 def _choices(annotation: Any) -> list[str] | None:

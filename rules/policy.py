@@ -11,13 +11,16 @@ import datetime as dt
 import hashlib
 import json
 import zoneinfo
+from collections.abc import Iterator
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from rules.config import LocationKind, Strict
-from rules.fields import FIELDS
+from collector.observation import KINDS
+from rules.config import LocationKind, Strict, yaml_line
+from rules.fields import FIELDS, ConditionField
 from rules.uksic import UK_SIC
 
 CLAUSE_IDS = {f"P{i}" for i in range(1, 20)} | {"I1", "I2", "I3", "I4", "A1"}
@@ -132,6 +135,14 @@ class Condition(_Leaves):
     def leaf(self, key: str) -> Any:
         """The value of the leaf `key` (a key of FIELDS), None when the condition does not set it."""
         return getattr(self, key)
+
+    def leaves(self) -> Iterator[tuple[ConditionField, Any]]:
+        """(field, value) for each key this condition itself sets, in FIELDS order (`all`, `any` and `not`
+        aside)."""
+        for field in FIELDS:
+            value = self.leaf(field.key)
+            if value is not None:
+                yield field, value
 
     @model_validator(mode="after")
     def _not_empty(self) -> Condition:
@@ -259,3 +270,43 @@ def _categories_in(cond: Condition) -> set[str]:
     for child in (*(cond.all or ()), *(cond.any or ()), *([cond.not_] if cond.not_ else [])):
         found |= _categories_in(child)
     return found
+
+
+def never_filled(policy: Policy, path: Path) -> list[str]:
+    """A warning for each condition key that none of the kinds its rule names there ever fills, so that
+    the condition holding it never holds; each names the policy file's line, as config errors do."""
+    out = []
+    for i, rule in enumerate(policy.rules):
+        for where, field, kinds in _unfillable(rule.when, f"rules[{i}].when", frozenset(KINDS)):
+            line = yaml_line(path, where)
+            named = [k for k in KINDS if k in kinds]
+            out.append(f"{f'{path}:{line}' if line else path}: rule {rule.id}: field {field.key} is never filled "
+                       f"for kind{'s' if len(named) > 1 else ''} {', '.join(named)}, so this condition never holds")
+    return out
+
+
+def _named(cond: Condition) -> frozenset[str]:
+    """The kinds `cond` can hold for, as far as its `kind` keys (its own and those of its `all` and
+    `any` members) say; the other keys are not looked at."""
+    named = cond.leaf("kind")
+    kinds = frozenset(named) if named is not None else frozenset(KINDS)
+    for child in cond.all or ():
+        kinds &= _named(child)
+    if cond.any is not None:
+        kinds &= frozenset().union(*(_named(c) for c in cond.any))
+    return kinds
+
+
+def _unfillable(cond: Condition, where: str, scope: frozenset[str]
+                ) -> Iterator[tuple[str, ConditionField, frozenset[str]]]:
+    """(field path, field, kinds) for each key under `cond` that none of the kinds in force there fills.
+    The kinds in force are those named around it; a `not` starts afresh (what it negates need not hold)."""
+    scope &= _named(cond)
+    for field, value in cond.leaves():
+        if scope and not scope & field.can_hold(value):
+            yield f"{where}.{field.key}", field, scope
+    for name in ("all", "any"):
+        for j, child in enumerate(getattr(cond, name) or ()):
+            yield from _unfillable(child, f"{where}.{name}[{j}]", scope)
+    if cond.not_ is not None:
+        yield from _unfillable(cond.not_, f"{where}.not", frozenset(KINDS))

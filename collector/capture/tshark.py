@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
-from collector.observation import Observation
+from collector.observation import Emit, Observation
 from collector.packet import tls
 from collector.packet.dns import PORTS as DNS_PORTS
 from collector.packet.dns import RCODE_NAMES, type_name
 from collector.packet.quic import VERSION_NAMES
 from collector.skips import SkipCounter
 
-Emit = Callable[[Observation], None]
 AGG = "\x1f"  # separates the occurrences of a field: a byte no dissected text contains
 
 FIELDS = (

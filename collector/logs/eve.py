@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from collector.observation import Observation
+from collector.observation import Emit, Observation
 from collector.skips import SkipCounter
 
-Emit = Callable[[Observation], None]
 BAD_EVE_RECORD = "bad_eve_record"
 """The skip reason of a line that is not an EVE event this reader can use."""
 _NAMES_KEPT = 200_000

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Protocol
 from zoneinfo import ZoneInfo
-
-import polars as pl
 
 from collector.logs import squid_batch
 from collector.logs.eve import BAD_EVE_RECORD, EveSource, looks_like_eve
@@ -30,18 +28,29 @@ from collector.logs.leasefiles import BAD_LEASE, LeaseFileSource, lease_follower
 from collector.logs.squid import parse_common_line, parse_line
 from collector.logs.squid_logformat import LogFormat
 from collector.observation import Observation
+from collector.source import BatchSink, Source
 
-if TYPE_CHECKING:
-    from collector.config import CollectorSettings
-    from collector.sources import Source
+
+class Options(Protocol):
+    """What a format reads of the collector's settings (`collector.config.Options` has them)."""
+
+    @property
+    def log_timezone(self) -> str:
+        """The zone a log's local times are read in."""
+
+    @property
+    def squid_logformat(self) -> str | None:
+        """The SPEC of a Squid custom logformat, if the school has one."""
+
+    @property
+    def line_rate(self) -> bool:
+        """Whether the capture is filtered, so that flows come from Suricata's log."""
 
 LineParser = Callable[[str, str], Observation]
 """`parse(line, source_ref)`: one log line's observation, or `ValueError`."""
 FollowParser = Callable[[str, str], list[Observation]]
 """One line of a followed log (and its reference) → the observations it gives (a lease record may take
 several lines and give its observation on the last)."""
-BatchSink = Callable[[pl.DataFrame], None]
-"""Takes one frame of observations (the columns of `collector.observation.to_table`)."""
 BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[int], None], Callable[[], bool]], int]
 """`read(stream, name, sink, bad, stopped)`: the whole log parsed a chunk at a time into observation frames
 handed to `sink`, each refused line's number to `bad`, until `stopped()`; returns the rows."""
@@ -75,15 +84,15 @@ class Format:
     """A few words saying what it is, for the config's description and the docs' table."""
     description: str
     """For the docs: what writes it, what it gives and how it is recognised."""
-    recognise: Callable[[Head, CollectorSettings], bool]
+    recognise: Callable[[Head, Options], bool]
     """Whether an input that starts with this head is in the format. Tried in the order of `FORMATS`."""
     skip_reason: str
     """The reason a record its parser refuses is counted under."""
-    line: Callable[[CollectorSettings], LineParser] | None = None
+    line: Callable[[Options], LineParser] | None = None
     """The parser of one line into one observation (given the settings: time zone, custom logformat)."""
     source: Callable[[Path], Source] | None = None
     """A reader of its own, instead of `line`."""
-    follow: Callable[[Path, CollectorSettings], FollowParser] | None = None
+    follow: Callable[[Path, Options], FollowParser] | None = None
     """How `ictwatch run` reads the log as it is written; None: each line through `line`."""
     batch: BatchReader | None = None
     """A faster reader of a whole file a chunk at a time (replay); None: `line` reads it line by line."""
@@ -96,7 +105,7 @@ class Format:
         if self.line is None and (self.batch is not None or (self.followable and self.follow is None)):
             raise ValueError(f"log format {self.name}: a batch reader or a default follower needs a line parser")
 
-    def follower(self, path: Path, settings: CollectorSettings) -> FollowParser:
+    def follower(self, path: Path, settings: Options) -> FollowParser:
         """The parser of one line of the log at `path` as `ictwatch run` follows it."""
         if self.follow is not None:
             return self.follow(path, settings)
@@ -113,36 +122,36 @@ def _reads(parse: LineParser, line: str) -> bool:
     return True
 
 
-def _parses(parse: LineParser) -> Callable[[Head, CollectorSettings], bool]:
+def _parses(parse: LineParser) -> Callable[[Head, Options], bool]:
     """A recogniser: the first line is one `parse` reads."""
     return lambda head, settings: _reads(parse, head.first)
 
 
-def _same(parse: LineParser) -> Callable[[CollectorSettings], LineParser]:
+def _same(parse: LineParser) -> Callable[[Options], LineParser]:
     """A line parser the settings do not change."""
     return lambda settings: parse
 
 
-def _local_time(parse: Callable[[str, str, ZoneInfo], Observation]) -> Callable[[CollectorSettings], LineParser]:
+def _local_time(parse: Callable[[str, str, ZoneInfo], Observation]) -> Callable[[Options], LineParser]:
     """A line parser of a log in local time, read in `collector.log_timezone`."""
-    def make(settings: CollectorSettings) -> LineParser:
+    def make(settings: Options) -> LineParser:
         zone = ZoneInfo(settings.log_timezone)
         return lambda line, ref: parse(line, ref, zone)
 
     return make
 
 
-def _custom_logformat(settings: CollectorSettings) -> LineParser:
+def _custom_logformat(settings: Options) -> LineParser:
     if settings.squid_logformat is None:
         raise ValueError("no collector.squid_logformat to read a Squid custom logformat with")
     return LogFormat(settings.squid_logformat).parse
 
 
-def _in_custom_logformat(head: Head, settings: CollectorSettings) -> bool:
+def _in_custom_logformat(head: Head, settings: Options) -> bool:
     return settings.squid_logformat is not None and _reads(_custom_logformat(settings), head.first)
 
 
-def _follow_eve(path: Path, settings: CollectorSettings) -> FollowParser:
+def _follow_eve(path: Path, settings: Options) -> FollowParser:
     """Each eve.json line's observations; with `line_rate`, only its flows (the capture gives the names)."""
     events = EveSource(path).parse_line
     if not settings.line_rate:
@@ -221,7 +230,7 @@ FOLLOWED: tuple[str, ...] = tuple(fmt.name for fmt in FORMATS if fmt.followable)
 """The names `collector.follow` accepts."""
 
 
-def detect(head: Head, settings: CollectorSettings) -> Format | None:
+def detect(head: Head, settings: Options) -> Format | None:
     """The first format that recognises an input starting with `head`; None when none does."""
     return next((fmt for fmt in FORMATS if fmt.recognise(head, settings)), None)
 

@@ -19,8 +19,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything and print the effective configuration and policy."""
     import collector
     from ictwatch import settings
-    from rules.fields import never_filled
     from rules.listupdate import installed
+    from rules.policy import never_filled
     from rules.uksic import UK_SIC
 
     loaded = settings.load(args.config)

@@ -16,8 +16,8 @@ from ictwatch import settings
 from rules.absence import absences, deadline, expected
 from rules.config import ConfigError, Role, load_model
 from rules.engine import compile_condition, with_windows
-from rules.fields import FIELDS, Window, never_filled
-from rules.policy import Condition, Policy
+from rules.fields import FIELDS, Window
+from rules.policy import Condition, Policy, never_filled
 from storage.schema import ACTIVITY
 from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
 

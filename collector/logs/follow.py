@@ -6,15 +6,17 @@ followed both ways logrotate does it: rename-and-create (the old file is read to
 the new one from its start) and copytruncate (the file shrinks under us: start again at 0). Each
 rotation starts a new generation, so positions only ever grow.
 
-`commit(position)` records how far the consumer has safely stored: inode, generation, offset and a hash
-of the line that ends there, written to a temporary file, fsynced and renamed over the checkpoint, so a
-crash leaves the old checkpoint or the new one, never a torn one. On start the follower resumes there:
+`mark(position)` says how far the consumer has got: inode, generation, offset and a hash of the line that
+ends there; `save(mark)`, once the lines up to it are safely stored (from any thread), writes it to a
+temporary file, fsynced and renamed over the checkpoint, so a crash leaves the old checkpoint or the new
+one, never a torn one. On start the follower resumes there:
 - same file, same line at the offset: carry on after it;
 - the file was rotated while we were down: the old file is found by its inode among its neighbours
   (`access.log.1` ...), read to its end, then the new file from the start;
 - the line at the offset is not the one we stored (truncated and rewritten): start the file again.
-A consumer that stores lines and commits separately may see the lines after its last commit twice after
-a crash; positions let it drop those (the storage layer's deduplication does exactly that).
+A consumer that stores lines and saves its checkpoint separately may see the lines after its last
+checkpoint twice after a crash; positions let it drop those (the storage layer's deduplication does
+exactly that).
 Known limit (logrotate's own): with copytruncate, lines written between the copy and the truncate are
 in the copy only and are not read.
 """
@@ -128,11 +130,6 @@ class LogFollower:
             finally:
                 os.close(fd)
 
-    def commit(self, position: Position) -> None:
-        """Record that every line up to `position` (one returned by the latest poll) is safely stored.
-        Written to a temporary file, fsynced, renamed over the checkpoint, and the directory fsynced."""
-        self.save(self.mark(position))
-
     def mark(self, position: Position) -> dict[str, object]:
         """What the checkpoint for `position` (one returned by the latest poll) says: take it right after
         the poll and `save` it later (from any thread), once the lines up to it are stored."""
@@ -147,7 +144,8 @@ class LogFollower:
         return {"inode": inode, "generation": position.generation, "offset": position.offset, "last_line": digest}
 
     def save(self, saved: dict[str, object]) -> None:
-        """Write a checkpoint made by `mark` (it touches only the checkpoint file)."""
+        """Write a checkpoint made by `mark` (it touches only the checkpoint file): to a temporary file,
+        fsynced, renamed over the checkpoint, and the directory fsynced."""
         tmp = self.checkpoint.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(saved, f)

@@ -67,7 +67,7 @@ def test_restart_resumes_after_the_committed_line(tmp_path):
     log.write_text("a\nb\n")
     f = LogFollower(log, cp)
     polled = f.poll()
-    f.commit(polled[0][0])  # only "a" is safely stored
+    f.save(f.mark(polled[0][0]))  # only "a" is safely stored
     f.close()
     append(log, "c\n")
     again = LogFollower(log, cp)
@@ -79,7 +79,7 @@ def test_rotated_twice_while_down(tmp_path):
     log.write_text("a\nb\n")
     f = LogFollower(log, cp)
     polled = f.poll()
-    f.commit(polled[0][0])
+    f.save(f.mark(polled[0][0]))
     f.close()
     log.rename(tmp_path / "access.log.1")
     log.write_text("c\n")
@@ -96,7 +96,7 @@ def test_truncated_and_rewritten_while_down_starts_over(tmp_path):
     log, cp = tmp_path / "access.log", tmp_path / "cp"
     log.write_text("first line\n")
     f = LogFollower(log, cp)
-    f.commit(f.poll()[-1][0])
+    f.save(f.mark(f.poll()[-1][0]))
     f.close()
     log.write_text("other text!\nmore\n")  # same inode, longer, but not the line we stored
     assert lines_of(LogFollower(log, cp).poll()) == [b"other text!", b"more"]
@@ -121,7 +121,7 @@ CONSUMER = textwrap.dedent('''
                 out.write(f"{p.generation} {p.offset} {line.decode()}\\n")
             if polled:
                 out.flush(); os.fsync(out.fileno())
-                follower.commit(polled[-1][0])
+                follower.save(follower.mark(polled[-1][0]))
                 if fresh:
                     last = fresh[-1][0]
             time.sleep(0.005)

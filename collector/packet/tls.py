@@ -63,14 +63,6 @@ def looks_like_client_hello(payload: bytes) -> bool:
     return len(payload) > 5 and payload[0] == 0x16 and payload[1] == 3 and payload[5] == 1
 
 
-def parse_client_hello(payload: bytes) -> ClientHello:
-    """Parse a ClientHello that is complete in `payload` (record header included)."""
-    hello = hello_from_stream(payload)
-    if hello is None:
-        raise ValueError("tls client hello cut short")
-    return hello
-
-
 def hello_from_stream(buf: bytes) -> ClientHello | None:
     """The ClientHello at the start of a client stream, or None until enough records have arrived."""
     if not looks_like_client_hello(buf[:6]) and len(buf) >= 6:

@@ -211,7 +211,6 @@ class CryptoStream:
 
     def __init__(self) -> None:
         self.parts: dict[int, bytes] = {}
-        self.held = 0
 
     def add(self, frames: tuple[tuple[int, bytes], ...]) -> tls.ClientHello | None:
         """Add frames; the ClientHello once it is complete, None until then."""
@@ -219,7 +218,6 @@ class CryptoStream:
             if offset + len(data) > tls.MAX_HELLO:
                 raise ValueError("quic crypto data beyond any client hello")
             if len(data) > len(self.parts.get(offset, b"")):
-                self.held += len(data) - len(self.parts.get(offset, b""))
                 self.parts[offset] = data
         stream = bytearray()
         for offset in sorted(self.parts):

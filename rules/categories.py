@@ -160,10 +160,6 @@ class CategoryIndex:
         index.expressions = tuple(expressions)
         return index
 
-    def lookup(self, host: str | None) -> list[str]:
-        """Our categories for one `host` (sorted), from the host and each parent domain."""
-        return self.lookup_many(pl.Series([host], dtype=pl.String)).item(0).to_list()
-
     def lookup_many(self, hosts: pl.Series) -> pl.Series:
         """Our categories (a sorted list, empty when none) for each host, in order; one pass for all."""
         return self._names(self._host_bits(hosts))

@@ -316,8 +316,3 @@ def cluster_ddl(database: str, cluster: str) -> list[str]:
                    f"AS {database}.{table.name}_local\n"
                    f"ENGINE = Distributed({cluster}, {database}, {table.name}_local, {table.shard_by})")
     return out
-
-
-def activity_ddl(database: str) -> str:
-    """CREATE TABLE statement for `activity` (idempotent)."""
-    return table_ddl(TABLES[0], database)

@@ -239,10 +239,6 @@ class Spool:
                 for position, payload in self._scan(f, segment, start):
                     yield position, decode(payload)
 
-    def has_pending(self) -> bool:
-        """Whether any record waits to be stored."""
-        return next(self.pending(), None) is not None
-
     def ack(self, position: Position) -> None:
         """Everything before `position` is stored: remember that, and delete finished segments."""
         self._write_acked(position)

@@ -139,14 +139,6 @@ class Store:
                 self._client.command(f"ALTER TABLE {self.database}.{table.name} COMMENT COLUMN `{column.name}` "
                                      f"{sql_string(column.comment)}")
 
-    def insert_leases(self, leases: pl.DataFrame) -> int:
-        """Store leases learnt from DHCP (columns ip, lease_mac, lease_start, lease_end, lease_ref)."""
-        table = leases_arrow(leases)
-        if table is None:
-            return 0
-        self._client.insert_arrow(f"{self.database}.leases", table)
-        return table.num_rows
-
     def insert_record(self, record: Record) -> int:
         """Insert a prepared batch (leases first, then activity under its deduplication token); returns the
         activity rows handed over. A batch inserted before with the same token is dropped by ClickHouse."""

@@ -5,6 +5,18 @@ ClientHellos and HTTP requests (with their response status) into Observations wi
 native decoder gives them, so either can feed the pipeline (`collector.decoder: tshark` in the config).
 Flows, mail, DHCP and P2P are the native decoder's: this backend is for cross-checking and for
 protocols where Wireshark's dissectors know more. Frames tshark calls malformed are counted and skipped.
+
+Why not pyshark (issue 17): it is no longer a dependency. A prototype with pyshark's `FileCapture(use_ek=True)`
+behind `--decoder tshark` (this module's row logic; the same observations on all 23 traces) against today's
+`ictwatch decode --decoder tshark --json FILE`, median of 5 fresh runs per file, over the 22 Zeek peer
+traces and the school day: 26.2 s today, 37.4 s with pyshark (1.43x; the school day 1.03 s and 1.40 s); the
+decoding alone, start-up left out, 6.9 s and 12.6 s (1.82x; the school day 0.28 s and 0.52 s). That is
+within 2x only because these captures are tiny and start-up dominates: on a generated 30,000-packet mix
+(`tests/bench/bench_decode.write_capture`) 3.1 s and 8.9 s (2.8x), decoding alone 1.9 s and 6.8 s (3.6x),
+and about 10x in pyshark's default PDML mode. It brings nothing to set against that: it runs the same tshark
+with the same dissectors for the same fields, and adds a second tshark launch per file (`tshark -v`), a
+10 MB field map written to the user's cache on first use, three packages (lxml, termcolor, appdirs), and an
+EK layer API that failed on QUIC's nested TLS fields and puts mDNS fields under other layer names.
 """
 
 from __future__ import annotations

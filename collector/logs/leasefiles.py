@@ -8,7 +8,7 @@ observations out; a malformed lease raises `ValueError` naming the field, and th
   client-hostname "NAME"; ... }` blocks, times in UTC (dhcpd's default `db-time-format`). Free or
   released leases (`binding state free`) are not evidence of anyone holding the address and are skipped.
 - dnsmasq: `EXPIRY MAC ADDR NAME CLIENT-ID` per line; the file gives the expiry only, so the start is the
-  expiry less the configured lease length (`lease_s`, one hour by default, as dnsmasq's own default).
+  expiry less dnsmasq's default lease length (`DNSMASQ_LEASE_S`, one hour).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BAD_LEASE = "bad_lease"
 _UTC = dt.UTC
 _BLOCK = re.compile(r"lease\s+(\S+)\s*\{(.*?)\}", re.S)
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+DNSMASQ_LEASE_S = 3600
 
 
 def _isc_time(value: str) -> dt.datetime:
@@ -33,13 +34,6 @@ def _isc_time(value: str) -> dt.datetime:
     if len(parts) != 3:
         raise ValueError(f"bad lease time: {value!r}")
     return dt.datetime.strptime(f"{parts[1]} {parts[2]}", "%Y/%m/%d %H:%M:%S").replace(tzinfo=_UTC)
-
-
-def isc_leases(text: str, name: str) -> list[Observation]:
-    """Observations for the held leases of a dhcpd.leases file. dhcpd appends a new record each time a
-    lease changes; every record is kept, since each is evidence for its own period."""
-    found = (isc_lease(m.group(1), m.group(2), f"{name}#lease{n}") for n, m in enumerate(_BLOCK.finditer(text), 1))
-    return [obs for obs in found if obs is not None]
 
 
 def isc_lease(ip: str, body: str, ref: str) -> Observation | None:
@@ -62,7 +56,7 @@ def isc_lease(ip: str, body: str, ref: str) -> Observation | None:
     return _ack(_isc_time(fields["starts"]), _isc_time(fields["ends"]), ip, mac, host, ref, "dhcpd")
 
 
-def dnsmasq_lease(line: str, ref: str, lease_s: int = 3600) -> Observation:
+def dnsmasq_lease(line: str, ref: str) -> Observation:
     """One line of a dnsmasq.leases file."""
     parts = line.split()
     if len(parts) < 4 or not parts[0].isdigit():
@@ -72,7 +66,7 @@ def dnsmasq_lease(line: str, ref: str, lease_s: int = 3600) -> Observation:
         raise ValueError(f"bad MAC: {mac[:30]!r}")
     end = dt.datetime.fromtimestamp(int(parts[0]), _UTC)
     host = None if parts[3] == "*" else parts[3]
-    return _ack(end - dt.timedelta(seconds=lease_s), end, parts[2], mac, host, ref, "dnsmasq")
+    return _ack(end - dt.timedelta(seconds=DNSMASQ_LEASE_S), end, parts[2], mac, host, ref, "dnsmasq")
 
 
 def _ack(start: dt.datetime, end: dt.datetime, ip: str, mac: str, host: str | None, ref: str,
@@ -108,7 +102,8 @@ class LeaseFileSource:
         self.skips = SkipCounter()
 
     def run(self, emit: Callable[[Observation], None]) -> None:
-        """Emit one ACK observation per lease; count and skip malformed ones."""
+        """Emit one ACK observation per held lease; count and skip malformed ones. dhcpd appends a new
+        record each time a lease changes; every record is kept, since each is evidence for its own period."""
         text = self.path.read_text(encoding="utf-8", errors="replace")
         if self.kind == "dhcpd":
             for number, match in enumerate(_BLOCK.finditer(text), 1):

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from collector.logs.leasefiles import LeaseFileSource, dnsmasq_lease, isc_leases, looks_like_lease_file
+from collector.logs.leasefiles import LeaseFileSource, dnsmasq_lease, looks_like_lease_file
 from collector.sources import open_source
 from tests.conftest import SCHOOL_DAY, run_cli
 
@@ -39,8 +39,12 @@ lease 10.20.10.52 {
 """
 
 
-def test_isc_held_leases_only():
-    (obs,) = isc_leases(DHCPD.split("lease 10.20.10.52")[0], "dhcpd.leases")
+def test_isc_held_leases_only(tmp_path):
+    path = tmp_path / "dhcpd.leases"
+    path.write_text(DHCPD.split("lease 10.20.10.52")[0])
+    out: list = []
+    LeaseFileSource(path, "dhcpd").run(out.append)
+    (obs,) = out
     assert (obs.assigned_ip, obs.src_mac, obs.hostname, obs.lease_s, obs.dhcp_type, obs.source) == (
         "10.20.10.50", "00:1b:21:aa:00:02", "sokafor-laptop", 3600, "ACK", "dhcpd")
     assert obs.ts == dt.datetime(2026, 6, 16, 7, 0, tzinfo=dt.UTC)
@@ -58,7 +62,7 @@ def test_isc_file_counts_a_bad_lease(tmp_path):
 
 
 def test_dnsmasq_line():
-    obs = dnsmasq_lease("1781600400 3c:22:fb:30:00:03 10.20.10.50 Ruths-iPhone 01:3c:22:fb:30:00:03", "l:1", 3600)
+    obs = dnsmasq_lease("1781600400 3c:22:fb:30:00:03 10.20.10.50 Ruths-iPhone 01:3c:22:fb:30:00:03", "l:1")
     assert (obs.assigned_ip, obs.src_mac, obs.hostname, obs.lease_s) == ("10.20.10.50", "3c:22:fb:30:00:03",
                                                                          "Ruths-iPhone", 3600)
     assert obs.ts == dt.datetime.fromtimestamp(1781600400 - 3600, dt.UTC)

@@ -37,6 +37,11 @@ _log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[Source | None], None]
 
+BATCH_ROWS = 65536
+"""Rows in a batch of observations judged and stored together."""
+MAX_AGE_S = 1.0
+"""While capturing, a batch is judged and stored once its oldest row has waited this long."""
+
 
 @dataclass
 class ReplaySummary:
@@ -70,7 +75,7 @@ def load_history(engine: Engine, store: Store) -> None:
 
 def replay(
     inputs: list[Path], engine: Engine, store: Store, on_source: ProgressHook | None = None,
-    batch_rows: int = 65536, collector: CollectorSettings | None = None, spool: Spool | None = None,
+    collector: CollectorSettings | None = None, spool: Spool | None = None,
 ) -> ReplaySummary:
     """Run every input through the engine into `store` (batches it cannot take wait in `spool`); bad
     records are skipped and counted. `collector` says how inputs are read (decoder, log time zone, Squid
@@ -82,7 +87,7 @@ def replay(
     writer = Writer(store, spool=spool)
     try:
         sink = _sink(engine, writer, summary)
-        builder = BatchBuilder(sink, batch_rows)
+        builder = BatchBuilder(sink, BATCH_ROWS)
         batch_rows_in = 0
         for source in sources:
             if on_source:
@@ -109,11 +114,11 @@ Reloader = Callable[[Engine], Engine | None]
 """Called about once a second while capturing: a new engine to judge with from now on, or None."""
 
 
-def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s: float = 1.0,
+def run_live(source: LiveCaptureSource, engine: Engine, store: Store,
              spool: Spool | None = None, reload: Reloader | None = None,
              follow: tuple[Followed, ...] = (), capture_flows: bool = True,
              flows: ConntrackFlows | None = None) -> ReplaySummary:
-    """Capture until the source is stopped; batches are stored at 65,536 rows or `max_age_s` old. `reload`
+    """Capture until the source is stopped; batches are stored at `BATCH_ROWS` rows or `MAX_AGE_S` old. `reload`
     may swap the engine between batches (SIGHUP): the lease history learnt so far goes with it. Each log
     in `follow` is read on a thread of its own as it is written, through the same engine and writer.
     Without `capture_flows` (line-rate mode: the capture is filtered) the capture's flow records are
@@ -134,7 +139,7 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store, max_age_s:
             threads.append(threading.Thread(target=flows.run, args=(lambda found: sink(to_table(found)), stop),
                                             daemon=True, name="conntrack"))
             threads[-1].start()
-        builder = BatchBuilder(sink, max_age_s=max_age_s)
+        builder = BatchBuilder(sink, max_age_s=MAX_AGE_S)
         counted = 0
 
         def tick() -> None:

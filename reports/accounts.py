@@ -19,9 +19,9 @@ _N, _R, _P = 1 << 15, 8, 1
 MIN_LENGTH = 12
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """`scrypt$n$r$p$salt$hash` (base64 parts) for `password`."""
-    salt = salt or secrets.token_bytes(16)
+def hash_password(password: str) -> str:
+    """`scrypt$n$r$p$salt$hash` (base64 parts) for `password`, with a fresh random salt."""
+    salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=64 << 20, dklen=32)
     b64 = base64.b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"

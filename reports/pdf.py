@@ -21,7 +21,11 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def to_pdf(html: str, timeout_s: float = 120) -> bytes:
+TIMEOUT_S = 120
+"""How long Chromium may take to print a report."""
+
+
+def to_pdf(html: str) -> bytes:
     """The PDF of an HTML page, printed by headless Chromium."""
     exe = chromium()
     if exe is None:
@@ -33,7 +37,7 @@ def to_pdf(html: str, timeout_s: float = 120) -> bytes:
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
              "--disable-background-networking", "--proxy-server=127.0.0.1:9", f"--user-data-dir={tmp}/profile",
              f"--print-to-pdf={out}", page.as_uri()],
-            capture_output=True, timeout=timeout_s)
+            capture_output=True, timeout=TIMEOUT_S)
         if proc.returncode != 0 or not out.is_file():
             raise PdfError(f"Chromium could not print the report (exit {proc.returncode})")
         return out.read_bytes()

@@ -55,7 +55,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 _MAX_BODY = 16 * 1024
-_FAILURES, _WINDOW_S = 5, 15 * 60
+_FAILURES, _ADDRESS_FAILURES, _WINDOW_S = 5, 50, 15 * 60  # per username, per client address; seconds
 _DOWNLOADS = [(name, f.inline) for name, f in FORMATS.items() if f.on_web]
 """The formats the page offers, and whether each is shown in the browser rather than saved."""
 _ROUTE = re.compile(rf"^/reports/([A-Za-z0-9_-]{{22}})/({'|'.join(name for name, _ in _DOWNLOADS)})$")
@@ -75,8 +75,7 @@ class RateLimiter:
     """Failed logins per key in a sliding window: a few per username (guessing one person's password), more
     per client address (trying many usernames), since a whole school may reach the page from one address."""
 
-    def __init__(self, limit: int = _FAILURES, window_s: float = _WINDOW_S, address_limit: int = 50) -> None:
-        self._limit, self._window, self._address_limit = limit, window_s, address_limit
+    def __init__(self) -> None:
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
@@ -86,9 +85,9 @@ class RateLimiter:
         with self._lock:
             for key in keys:
                 q = self._failures[key]
-                while q and now - q[0] > self._window:
+                while q and now - q[0] > _WINDOW_S:
                     q.popleft()
-                if len(q) >= (self._address_limit if key.startswith("addr:") else self._limit):
+                if len(q) >= (_ADDRESS_FAILURES if key.startswith("addr:") else _FAILURES):
                     return True
         return False
 

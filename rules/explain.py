@@ -31,11 +31,10 @@ def _checks(cond: Condition, path: str) -> Iterator[tuple[str, pl.Expr]]:
         yield from _checks(cond.not_, f"{path}.not")
 
 
-def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None,
-            only_matched: bool = False) -> str:
-    """The explanation of one stored activity (a one-row frame from the `activity` table); with
-    `only_matched`, only the rules that matched (or were waived) are gone through."""
-    return explain_many(engine, activity, names, only_matched)[0]
+def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None) -> str:
+    """The explanation of one stored activity (a one-row frame from the `activity` table), every rule gone
+    through."""
+    return explain_many(engine, activity, names)[0]
 
 
 def explain_many(engine: Engine, activities: pl.DataFrame, names: dict[str, str] | None = None,

@@ -35,8 +35,8 @@ def test_explaining_many_at_once_says_the_same_as_one_by_one(day):
     """Reports explain their breaches in one pass (`explain_many`): each text is the one-row text."""
     engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
     rows = stored_activity(day)
-    together = explain_many(engine, rows, only_matched=True)
-    assert together == [explain(engine, rows[i : i + 1], only_matched=True) for i in range(rows.height)]
+    together = explain_many(engine, rows)
+    assert together == [explain(engine, rows[i : i + 1]) for i in range(rows.height)]
     assert sum("): matched" in t for t in together) == 8  # the eight breaches, and nothing else matched
 
 

@@ -63,9 +63,10 @@ class TsharkCaptureSource:
         self.path = path
         self.skips = SkipCounter()
         self.packets = 0
-        self._exe = tshark or shutil.which("tshark")
-        if self._exe is None:
+        exe = tshark or shutil.which("tshark")
+        if exe is None:
             raise TsharkUnavailable("tshark is not installed (Debian package tshark)")
+        self._exe = exe
         self._proc: subprocess.Popen[str] | None = None
         self._dns: dict[str, Observation] = {}
         self._http: dict[str, Observation] = {}
@@ -112,12 +113,13 @@ class TsharkCaptureSource:
             obs.url = _first(row, "http.request.full_uri") or None
             self._http[row["frame.number"]] = obs
         elif row.get("http.response.code"):
-            obs = self._http.pop(_first(row, "http.request_in"), None)
-            if obs is not None:
-                obs.status = int(_first(row, "http.response.code"))
+            request = _first(row, "http.request_in")
+            asked = self._http.pop(request) if request in self._http else None
+            if asked is not None:
+                asked.status = int(_first(row, "http.response.code"))
                 ctype = _first(row, "http.content_type")
-                obs.content_type = ctype.split(";")[0].strip().lower() if ctype else None
-                emit(obs)
+                asked.content_type = ctype.split(";")[0].strip().lower() if ctype else None
+                emit(asked)
 
     def _base(self, row: dict[str, str], kind: str, reverse: bool = False) -> Observation:
         src = row.get("ip.src") or row.get("ipv6.src") or None
@@ -157,8 +159,11 @@ class TsharkCaptureSource:
             obs.qtype, obs.service = _qtype(row), service
             self._dns[row["frame.number"]] = obs
             return
-        obs = self._dns.pop(_first(row, "dns.response_to"), None)
-        if obs is None:
+        query = _first(row, "dns.response_to")
+        pending = self._dns.pop(query) if query in self._dns else None
+        if pending is not None:
+            obs = pending
+        else:
             obs = self._base(row, "dns", reverse=True)
             obs.host = (_first(row, "dns.qry.name") or _first(row, "dns.resp.name")).lower() or None
             obs.qtype, obs.service = _qtype(row), service

@@ -131,3 +131,10 @@ def verify(store: Store) -> tuple[int, int | None, str]:
             return len(rows), row["seq"], "its contents do not match its hash (changed after it was written)"
         prev, expected = row["row_hash"], expected + 1
     return len(rows), None, ""
+
+
+def handed_out(store: Store, digest: str) -> list[dict]:
+    """The granted audit rows (a report, or a download of one) that recorded a file with fingerprint
+    `digest`, oldest first."""
+    return [r for r in store.audit().to_dicts()
+            if r["report_sha256"] == digest and r["decision"] == "granted"]

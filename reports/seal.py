@@ -2,7 +2,8 @@
 
 A file cannot contain the hash of its own final bytes, so the fingerprint is taken with the fingerprint's
 place holding 64 zeros: to check a report, put the zeros back in that place (the first `sha256:` value in
-the file, which the templates put before any recorded traffic) and hash the result. `check` does that.
+the file, which the templates put before any recorded traffic) and hash the result. `check` does that;
+`fingerprint` gives what the audit chain records for any file handed out (`ictwatch audit check`).
 """
 
 from __future__ import annotations
@@ -29,3 +30,13 @@ def check(text: str) -> str | None:
         return None
     blank = text[: found.start(1)] + PLACEHOLDER + text[found.end(1):]
     return found.group(1) if hashlib.sha256(blank.encode()).hexdigest() == found.group(1) else None
+
+
+def fingerprint(data: bytes) -> str | None:
+    """What the audit chain records for a file that was handed out: for an HTML or JSON report, the
+    fingerprint it states, when that matches its contents (None when it does not: the file was changed);
+    for any other file (CSV, PDF, an encrypted ZIP), the SHA-256 of its bytes."""
+    head = data[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"{")):
+        return check(data.decode("utf-8", "replace"))
+    return hashlib.sha256(data).hexdigest()

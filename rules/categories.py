@@ -111,6 +111,12 @@ class CategoryIndex:
         return len(self._keys)
 
     @classmethod
+    def empty(cls) -> CategoryIndex:
+        """An index of no lists, for an engine that only explains stored activity: a stored row carries the
+        categories it was judged with, so explaining it never reads the lists."""
+        return cls((), np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+
+    @classmethod
     def load(cls, root: Path, mapping: Mapping[str, tuple[str, ...]],
              defaults: Mapping[str, tuple[str, ...]] | None = None) -> CategoryIndex:
         """Read the UT1 folders named in `mapping` under `root` (a missing one is a config error) and

@@ -10,9 +10,9 @@ authority and additional sections do not name what the client asked for.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from collector.packet.flows import MAX_STREAM, Handler
+from collector.packet.flows import MAX_STREAM, Handler, Offer
 from collector.packet.wire import ipv4_text, u16, u32
 
 if TYPE_CHECKING:
@@ -181,6 +181,12 @@ class DnsTcp(Handler):
         return self.read <= MAX_STREAM
 
 
-def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
-    """A `DnsTcp` handler for a TCP flow to port 53."""
-    return DnsTcp() if flow.rport == 53 else None
+class DnsOffer(Offer):
+    """Offers this module's handler for DNS over TCP."""
+
+    def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+        """A `DnsTcp` handler for a TCP flow to port 53."""
+        return DnsTcp() if flow.rport == 53 else None
+
+
+OFFER: Final[Offer] = DnsOffer()

@@ -238,6 +238,20 @@ class Handler:
         """The flow ended: report anything still held."""
 
 
+class Offer:
+    """One protocol's entry in `apps`' tables: from a flow's ports and first bytes (in order, after
+    reassembly), its handler for the flow, or None. A native class rather than a function, so that the
+    compiled decoder asks each entry with a direct call."""
+
+    def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+        """The handler for a TCP flow whose client (`outbound`) or server sent `data` first."""
+        return None
+
+    def udp(self, outbound: bool, data: bytes) -> Handler | None:
+        """The handler for a UDP flow whose first datagram is `data`."""
+        return None
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)  # PacketDecoder is subclassed by a test
 class FlowTable:
     """The packet path's state between packets, and what handlers call to report what they read."""

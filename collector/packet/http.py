@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from collector.observation import Observation
 from collector.packet import p2p
-from collector.packet.flows import Handler
+from collector.packet.flows import Handler, Offer
 
 if TYPE_CHECKING:
     from collector.packet.flows import Flow, FlowTable
@@ -187,6 +187,12 @@ class Http(Handler):
         self.pending.clear()
 
 
-def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
-    """An `Http` handler for a flow whose client opens with a request line."""
-    return Http() if outbound and is_request(data) else None
+class HttpOffer(Offer):
+    """Offers this module's handler for HTTP."""
+
+    def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+        """An `Http` handler for a flow whose client opens with a request line."""
+        return Http() if outbound and is_request(data) else None
+
+
+OFFER: Final[Offer] = HttpOffer()

@@ -9,10 +9,10 @@ password itself is never kept. Reading stops after the first answered attempt.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from collector.observation import Observation
-from collector.packet.flows import MAX_STREAM, Handler
+from collector.packet.flows import MAX_STREAM, Handler, Offer
 
 if TYPE_CHECKING:
     from collector.packet.flows import Flow, FlowTable
@@ -105,6 +105,12 @@ class ClearLogin(Handler):
         return False
 
 
-def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
-    """A `ClearLogin` handler for a TCP flow to one of `PORTS`."""
-    return ClearLogin(PORTS[flow.rport]) if flow.rport in PORTS else None
+class LoginOffer(Offer):
+    """Offers this module's handler for FTP and Telnet logins."""
+
+    def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+        """A `ClearLogin` handler for a TCP flow to one of `PORTS`."""
+        return ClearLogin(PORTS[flow.rport]) if flow.rport in PORTS else None
+
+
+OFFER: Final[Offer] = LoginOffer()

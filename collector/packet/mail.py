@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from collector.observation import Observation
-from collector.packet.flows import MAX_STREAM, Handler
+from collector.packet.flows import MAX_STREAM, Handler, Offer
 from collector.packet.tls import TlsHello
 
 if TYPE_CHECKING:
@@ -228,6 +228,12 @@ _COMMANDS: dict[str, Callable[[Mail, Observation, str], None]] = {
 """Client commands of SMTP, IMAP (tag dropped) and POP3 that say something the policy needs."""
 
 
-def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
-    """A `Mail` handler for a TCP flow to one of `PORTS`."""
-    return Mail(PORTS[flow.rport]) if flow.rport in PORTS else None
+class MailOffer(Offer):
+    """Offers this module's handler for SMTP, IMAP and POP3."""
+
+    def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+        """A `Mail` handler for a TCP flow to one of `PORTS`."""
+        return Mail(PORTS[flow.rport]) if flow.rport in PORTS else None
+
+
+OFFER: Final[Offer] = MailOffer()

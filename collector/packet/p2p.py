@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from collector.packet.flows import Handler
+from collector.packet.flows import Handler, Offer
 
 if TYPE_CHECKING:
     from collector.packet.flows import Flow, FlowTable
@@ -102,17 +102,22 @@ class UdpP2p(Handler):
         return self.client(dec, flow, data, seq, frame, ts)
 
 
-def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
-    """A `PeerWire` handler for a flow whose client opens with the peer-wire handshake."""
-    return PeerWire() if outbound and data.startswith(_HANDSHAKE) and len(data) >= 48 else None
+class P2pOffer(Offer):
+    """Offers this module's handler for BitTorrent's peer wire, UDP trackers and the DHT."""
+
+    def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+        """A `PeerWire` handler for a flow whose client opens with the peer-wire handshake."""
+        return PeerWire() if outbound and data.startswith(_HANDSHAKE) and len(data) >= 48 else None
+
+    def udp(self, outbound: bool, data: bytes) -> Handler | None:
+        """A `UdpP2p` handler for a UDP flow that opens with a DHT message or a UDP tracker request."""
+        found = dht_message(data)
+        if found is not None:
+            return UdpP2p("dht", *found)
+        found = udp_tracker(data)
+        if found is not None:
+            return UdpP2p("bittorrent-udp-tracker", *found)
+        return None
 
 
-def udp_handler(outbound: bool, data: bytes) -> Handler | None:
-    """A `UdpP2p` handler for a UDP flow that opens with a DHT message or a UDP tracker request."""
-    found = dht_message(data)
-    if found is not None:
-        return UdpP2p("dht", *found)
-    found = udp_tracker(data)
-    if found is not None:
-        return UdpP2p("bittorrent-udp-tracker", *found)
-    return None
+OFFER: Final[Offer] = P2pOffer()

@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import struct
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from collector.packet import tls
-from collector.packet.flows import Handler
+from collector.packet.flows import Handler, Offer
 from collector.packet.wire import u32
 
 if TYPE_CHECKING:
@@ -274,6 +274,12 @@ class QuicHello(Handler):
         dec.emit(obs)
 
 
-def udp_handler(outbound: bool, data: bytes) -> Handler | None:
-    """A `QuicHello` handler for a UDP flow whose client opens with a long-header Initial packet."""
-    return QuicHello() if outbound and is_long_header_initial(data) else None
+class QuicOffer(Offer):
+    """Offers this module's handler for QUIC."""
+
+    def udp(self, outbound: bool, data: bytes) -> Handler | None:
+        """A `QuicHello` handler for a UDP flow whose client opens with a long-header Initial packet."""
+        return QuicHello() if outbound and is_long_header_initial(data) else None
+
+
+OFFER: Final[Offer] = QuicOffer()

@@ -10,9 +10,9 @@ message (QUIC carries the hello in CRYPTO frames, without TLS records).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from collector.packet.flows import Handler
+from collector.packet.flows import Handler, Offer
 from collector.packet.wire import u16
 
 if TYPE_CHECKING:
@@ -179,8 +179,14 @@ class TlsHello(Handler):
             dec.skip("tls_hello_incomplete", self.first[0] if self.first else flow.frame)
 
 
-def tcp_handler(flow: Flow, outbound: bool, data: bytes) -> Handler | None:
-    """A `TlsHello` handler for a flow whose client opens with a TLS handshake record (or its first bytes)."""
-    if outbound and (looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16")):
-        return TlsHello()
-    return None
+class TlsOffer(Offer):
+    """Offers this module's handler for TLS."""
+
+    def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
+        """A `TlsHello` handler for a flow whose client opens with a TLS handshake record (or its first bytes)."""
+        if outbound and (looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16")):
+            return TlsHello()
+        return None
+
+
+OFFER: Final[Offer] = TlsOffer()

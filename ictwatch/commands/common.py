@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ictwatch.settings import Loaded
     from reports.requests import Desk
+    from rules.categories import CategoryIndex
     from storage.store import Store
 
 
@@ -42,11 +43,12 @@ def report_skips(path: Path | None, summary: str) -> None:
 
 def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
     """The report use cases over `store`, its audit chain appended under the lock file beside the spool;
-    `explained`: each breach in a report explained (which loads the policy engine)."""
+    `explained`: each breach in a report explained (by the policy, from what the stored rows carry: the
+    category lists are not read)."""
     from reports import build
     from reports.audit import AuditLog
     from reports.requests import Desk
 
-    explainer = build.explainer(loaded.engine(), loaded.directory) if explained else None
+    explainer = build.explainer(loaded.engine(CategoryIndex.empty()), loaded.directory) if explained else None
     return Desk(store, AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock"), loaded.directory,
                 loaded.policy, explainer)

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Explain the verdict of each activity recorded from one frame or log line."""
     from ictwatch import settings
+    from rules.categories import CategoryIndex
     from rules.explain import explain
 
     loaded = settings.load(args.config)
@@ -32,7 +33,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if rows.height == 0:
         print(f"ictwatch: no activity was recorded from {args.activity}", file=sys.stderr)
         return 1
-    engine = loaded.engine()
+    engine = loaded.engine(CategoryIndex.empty())  # a stored row carries its categories: no lists are read
     names = {p.username: p.name for p in loaded.directory.people}
     print("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)))
     return 0

@@ -164,3 +164,33 @@ def test_pdf_by_chromium_is_recorded_with_its_own_hash(tmp_path):
     import hashlib
 
     assert f"sha256 {hashlib.sha256(data).hexdigest()}" in proc.stdout
+
+
+def test_audit_check_tells_a_handed_out_report_from_a_changed_one(tmp_path):
+    """`audit check` finds a report file in the chain by its fingerprint: the stated one for JSON (and
+    HTML), the file's own SHA-256 for CSV; one changed byte, or a file never handed out, is exit 1."""
+    store = tmp_path / "store"
+    config = SCHOOL_DAY / "ictwatch.yaml"
+    run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", store=store, check=True)
+    ask = ["report", "--config", config, "--user", "sokafor", "--from", "2026-06-16", "--to", "2026-06-16",
+           "--requested-by", "dpatel", "--reason", "line manager review"]
+    files = {fmt: tmp_path / f"r.{fmt}" for fmt in ("json", "csv")}
+    for fmt, path in files.items():
+        run_cli(*ask, "--format", fmt, "-o", path, store=store, check=True)
+
+    def audit_check(path):
+        return run_cli("audit", "check", "--config", config, "--report", path, store=store)
+
+    for row, (fmt, path) in enumerate(files.items(), 1):
+        ok = audit_check(path)
+        assert ok.returncode == 0
+        assert ok.stdout.startswith(f"{path.name}: unchanged; handed out as audit row #{row} (report, {fmt}) on ")
+    changed = tmp_path / "changed.json"
+    changed.write_text(files["json"].read_text().replace("Sam Okafor", "Sam Okafor ", 1))
+    assert (audit_check(changed).returncode, "CHANGED since it was made" in audit_check(changed).stdout) == (1, True)
+    changed_csv = tmp_path / "changed.csv"
+    changed_csv.write_bytes(files["csv"].read_bytes() + b"\n")
+    stranger = audit_check(changed_csv)
+    assert stranger.returncode == 1 and "is in no granted row of the audit log" in stranger.stdout
+    missing = run_cli("audit", "check", "--config", config, store=store)
+    assert missing.returncode == 2 and "--report FILE" in missing.stderr

@@ -110,7 +110,7 @@ class Loaded:
         for person in self.directory.people:
             for group in person.groups:
                 members.setdefault(group, set()).add(person.username)
-        return Engine(self.policy, categories or self.categories, identity,
+        return Engine(self.policy, self.categories if categories is None else categories, identity,
                       {g: frozenset(u) for g, u in members.items()})
 
 

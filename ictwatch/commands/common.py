@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ictwatch.settings import Loaded
     from reports.requests import Desk
-    from rules.categories import CategoryIndex
     from storage.store import Store
 
 
@@ -48,6 +47,7 @@ def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
     from reports import build
     from reports.audit import AuditLog
     from reports.requests import Desk
+    from rules.categories import CategoryIndex
 
     explainer = build.explainer(loaded.engine(CategoryIndex.empty()), loaded.directory) if explained else None
     return Desk(store, AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock"), loaded.directory,

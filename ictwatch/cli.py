@@ -30,18 +30,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `ictwatch decode ... | head`: the reader has all it wanted
         sys.stderr.close()
         return 0
-    except ConfigError as exc:
-        print(f"ictwatch: config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except InputError as exc:
-        print(f"ictwatch: cannot read input: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"ictwatch: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Refused as exc:
-        print(f"ictwatch: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+    except (ConfigError, InputError, UsageError, Refused) as exc:
+        prefix, status = next(said for kind, said in _FAILURES.items() if isinstance(exc, kind))
+        print(f"ictwatch: {prefix}{exc}", file=sys.stderr)
+        return status
+
+
+_FAILURES: dict[type[Exception], tuple[str, int]] = {
+    ConfigError: ("config error: ", EXIT_USAGE),
+    InputError: ("cannot read input: ", EXIT_USAGE),
+    UsageError: ("", EXIT_USAGE),
+    Refused: ("", EXIT_REFUSED),
+}
+"""What a command's failure is called on stderr, and the exit status it ends with."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -62,25 +62,27 @@ def test_copytruncate_takes_the_unread_tail_from_the_copy(tmp_path):
     assert lines_of(f.poll()) == [b"c", b"d"]
 
 
-def test_restart_resumes_after_the_committed_line(tmp_path):
-    log, cp = tmp_path / "access.log", tmp_path / "cp"
-    log.write_text("a\nb\n")
-    f = LogFollower(log, cp)
-    polled = f.poll()
-    f.save(f.mark(polled[0][0]))  # only "a" is safely stored
-    f.close()
-    append(log, "c\n")
-    again = LogFollower(log, cp)
-    assert lines_of(again.poll()) == [b"b", b"c"]
-
-
-def test_rotated_twice_while_down(tmp_path):
+def _stopped_after_a(tmp_path):
+    """A follower that read "a" and "b", saved its checkpoint after "a" only (what was safely stored), and
+    stopped; returns the log and the checkpoint."""
     log, cp = tmp_path / "access.log", tmp_path / "cp"
     log.write_text("a\nb\n")
     f = LogFollower(log, cp)
     polled = f.poll()
     f.save(f.mark(polled[0][0]))
     f.close()
+    return log, cp
+
+
+def test_restart_resumes_after_the_committed_line(tmp_path):
+    log, cp = _stopped_after_a(tmp_path)
+    append(log, "c\n")
+    again = LogFollower(log, cp)
+    assert lines_of(again.poll()) == [b"b", b"c"]
+
+
+def test_rotated_twice_while_down(tmp_path):
+    log, cp = _stopped_after_a(tmp_path)
     log.rename(tmp_path / "access.log.1")
     log.write_text("c\n")
     (tmp_path / "access.log.1").rename(tmp_path / "access.log.2")

@@ -179,10 +179,37 @@ class Location(Strict):
         "Such a place beats the subnet's while the lease lasts.")
 
 
+class Service(Strict):
+    """One of the school's own network services (resolver, DHCP server, gateway, proxy) and its addresses.
+    Reports count the traffic to these apart, as the network's upkeep rather than anyone's browsing."""
+
+    name: str = Field(min_length=1, description="What the service is, in the school's words: \"DNS resolver\".")
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = Field(
+        min_length=1, description="The addresses it answers on, each a single address (no subnets).")
+
+
 class NetworkMap(Strict):
-    """Subnets and VLANs → places in the school."""
+    """Subnets and VLANs → places in the school, and the addresses of the school's own network services."""
 
     locations: tuple[Location, ...]
+    services: tuple[Service, ...] = Field(
+        (), description="The school's own resolvers, DHCP servers, gateway and proxy. A flow or lookup to one "
+        "of them that names no site is the network's own traffic: a report counts it apart, not as browsing.")
+
+    @field_validator("services")
+    @classmethod
+    def _one_service_an_address(cls, services: tuple[Service, ...]) -> tuple[Service, ...]:
+        seen: dict[object, str] = {}
+        for s in services:
+            for a in s.addresses:
+                if a in seen:
+                    raise ValueError(f"address {a} is given to both {seen[a]!r} and {s.name!r}")
+                seen[a] = s.name
+        return services
+
+    def service_names(self) -> dict[str, str]:
+        """Each service address, as text, → the name of its service."""
+        return {str(a): s.name for s in self.services for a in s.addresses}
 
 
 M = TypeVar("M", bound=BaseModel)

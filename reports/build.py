@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from reports.model import ActivityRow, CountRow, PersonRef, UserReport
+from reports import visits
+from reports.model import ActivityRow, CountRow, HeatCell, Heatmap, HeatRow, PersonRef, UserReport, Visit
 from reports.seal import PLACEHOLDER
 from rules.config import Directory
 from storage.store import Store
@@ -38,20 +40,25 @@ def local_bounds(start: dt.date, end: dt.date, tz: str) -> tuple[dt.datetime, dt
 def build(
     store: Store, directory: Directory, school: str, tz: str, username: str, start: dt.date, end: dt.date,
     requested_by: str, reason: str, now: dt.datetime, grounds: str = "", audit_seq: int = 0,
-    explainer: Callable[[pl.DataFrame], list[str]] | None = None,
+    explainer: Callable[[pl.DataFrame], list[str]] | None = None, services: Mapping[str, str] | None = None,
 ) -> UserReport:
-    """Read the period's activity for `username` and summarise it; `explainer` (stored rows → a text
-    each) explains each breach and waived activity."""
+    """Read the period's activity for `username`, join it into visits and summarise them; `explainer`
+    (stored rows → a text each) explains each breach and waived activity; `services` (address → name, the
+    network map's `service_names()`) are the school's own network services, counted apart."""
     lo, hi = local_bounds(start, end, tz)
-    df = store.activity(username, lo, hi).with_columns(
-        local=pl.col("ts").dt.convert_time_zone(tz),
-        total_bytes=pl.col("bytes_in").fill_null(0) + pl.col("bytes_out").fill_null(0),
-    ).with_columns(minute=pl.col("local").dt.truncate("1m"))
+    df = visits.assign(store.activity(username, lo, hi), services or {}).with_columns(
+        local=pl.col("ts").dt.convert_time_zone(tz))
     judged = df.with_row_index("_i").filter(pl.col("verdict").is_in(["breach", "waived"]))
     texts = dict(zip(judged.get_column("_i").to_list(),
-                     explainer(judged.drop("_i", "local", "total_bytes", "minute")) if explainer and judged.height
-                     else [], strict=False))
+                     explainer(judged.drop(_DERIVED)) if explainer and judged.height else [], strict=False))
     rows = tuple(_row(r, texts.get(i, "")) for i, r in enumerate(df.iter_rows(named=True)))
+    seen = visits.summarise(df, tz)
+    online = visits.minutes(seen).with_columns(day=pl.col("minute").dt.date(), hour=pl.col("minute").dt.hour())
+    seen = seen.join(online.group_by("visit").agg(minutes=pl.col("minute").n_unique()), on="visit", how="left")
+    ways: dict[str | None, dict[str, None]] = {}
+    for row in rows:
+        if row.visit is not None:
+            ways.setdefault(row.device, {})[row.identified_by] = None
     return UserReport(
         school=school, sha256=f"sha256:{PLACEHOLDER}", subject=person(directory, username), start=start, end=end,
         timezone=tz, requested_by=person(directory, requested_by), reason=reason, grounds=grounds,
@@ -60,34 +67,83 @@ def build(
         total_activities=df.height,
         bytes_out=int(df.get_column("bytes_out").fill_null(0).sum()),
         bytes_in=int(df.get_column("bytes_in").fill_null(0).sum()),
-        by_category=_counts(df.with_columns(categories=pl.when(pl.col("categories").list.len() > 0)
-                                            .then(pl.col("categories"))
-                                            .otherwise(pl.lit(["uncategorised"], dtype=pl.List(pl.String))))
-                            .explode("categories"), "categories"),
-        by_day=_counts(df.with_columns(day=pl.col("local").dt.strftime("%Y-%m-%d (%a)")), "day", by_label=True),
-        devices=_counts(df, "device"),
-        locations=_counts(df, "location"),
+        by_category=_counts(seen.with_columns(category=pl.when(pl.col("categories").list.len() > 0)
+                                              .then(pl.col("categories"))
+                                              .otherwise(pl.lit(["uncategorised"], dtype=pl.List(pl.String))))
+                            .explode("category"), online, "category"),
+        by_day=_counts(seen.with_columns(day=pl.col("start").dt.date()), online, "day", by_label=True),
+        devices=tuple(dataclasses.replace(c, identified_by="; ".join(ways.get(c.label, {})))
+                      for c in _counts(seen, online, "device")),
+        locations=_counts(seen, online, "location"),
         breaches=tuple(r for r in rows if r.verdict == "breach"),
         blocked=tuple(r for r in rows if r.denied),
         waived=tuple(r for r in rows if r.verdict == "waived"),
         activity=rows,
-        heatmap=_heatmap(df),
-        active_minutes=int(df.get_column("minute").n_unique()) if df.height else 0,
+        visits=tuple(_visit(v) for v in seen.iter_rows(named=True)),
+        services=tuple(CountRow(name, 0, int(n), int(b)) for name, n, b in df.filter(pl.col("service").is_not_null())
+                       .group_by("service").agg(pl.len(), (pl.col("bytes_in").fill_null(0)
+                                                           + pl.col("bytes_out").fill_null(0)).sum())
+                       .sort("len", "service", descending=[True, False]).iter_rows()),
+        heatmap=_heatmap(online, start, end),
+        minutes_online=int(online.get_column("minute").n_unique()),
     )
 
 
-def _heatmap(df: pl.DataFrame) -> tuple[tuple[int, ...], ...]:
-    grid = [[0] * 24 for _ in range(7)]
-    counts = df.group_by(pl.col("local").dt.weekday().alias("d"), pl.col("local").dt.hour().alias("h")).len()
-    for day, hour, n in counts.iter_rows():
-        grid[day - 1][hour] = int(n)
-    return tuple(tuple(row) for row in grid)
+_DERIVED = ("_i", "local", "who", "name", "site", "service", "end", "visit")
+"""Columns `build` adds to the stored rows (taken off again before the explainer reads them)."""
 
 
-def _counts(df: pl.DataFrame, column: str, by_label: bool = False) -> tuple[CountRow, ...]:
-    grouped = df.group_by(column).agg(n=pl.len(), b=pl.col("total_bytes").sum(), m=pl.col("minute").n_unique())
-    grouped = grouped.sort(column) if by_label else grouped.sort(["n", column], descending=[True, False])
-    return tuple(CountRow(label or None, int(n), int(b), int(m)) for label, n, b, m in grouped.iter_rows())
+def _visit(v: dict) -> Visit:
+    return Visit(
+        number=v["visit"], site=v["site"], start=v["start"], end=v["end"], device=v["device"] or None,
+        device_type=v["device_type"] or None, location=v["location"] or None, activities=v["activities"],
+        bytes=int(v["bytes"]), minutes=v["minutes"], kinds=tuple(v["kinds"]), categories=tuple(v["categories"]),
+        verdict=v["verdict"], rule_ids=tuple(v["rule_ids"]), clauses=tuple(v["clauses"]), severity=v["severity"],
+        evidence=tuple(v["evidence"]))
+
+
+HOURS_UP_TO_DAYS = 14
+"""A period of up to this many days is drawn as days by hours; a longer one as a calendar of days."""
+
+
+def _heatmap(online: pl.DataFrame, start: dt.date, end: dt.date) -> Heatmap:
+    """Time online by hour (one day), by day and hour (up to `HOURS_UP_TO_DAYS`), or by day on a calendar."""
+    distinct = pl.col("minute").n_unique()
+    per_hour = {(d, h): int(n) for d, h, n in online.group_by("day", "hour").agg(distinct).iter_rows()}
+    per_day = {d: int(n) for d, n in online.group_by("day").agg(distinct).iter_rows()}
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    if len(days) <= HOURS_UP_TO_DAYS:
+        rows = tuple(HeatRow(f"{d:%a %d %b}", tuple(
+            HeatCell(f"{d:%Y-%m-%d} {h:02d}:00–{h + 1:02d}:00", per_hour.get((d, h), 0)) for h in range(24)))
+            for d in days)
+        return Heatmap("hours" if len(days) == 1 else "days", tuple(f"{h:02d}" for h in range(24)), rows,
+                       max(per_hour.values(), default=0))
+    monday = start - dt.timedelta(days=start.weekday())
+    weeks = []
+    while monday <= end:
+        week = [monday + dt.timedelta(days=i) for i in range(7)]
+        weeks.append(HeatRow(f"w/c {monday:%d %b %Y}", tuple(
+            HeatCell(f"{d:%a %Y-%m-%d}", per_day.get(d, 0) if start <= d <= end else None) for d in week)))
+        monday += dt.timedelta(days=7)
+    return Heatmap("calendar", ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), tuple(weeks),
+                   max(per_day.values(), default=0))
+
+
+def _counts(seen: pl.DataFrame, online: pl.DataFrame, column: str, by_label: bool = False) -> tuple[CountRow, ...]:
+    """Visits, their activities, data and time online, by `column` of the visits (`seen`); time online by the
+    minutes' own `column` where they have one (a day)."""
+    by_minute = online if column in online.columns else online.join(seen.select("visit", column), on="visit")
+    grouped = seen.group_by(column).agg(v=pl.len(), n=pl.col("activities").sum(), b=pl.col("bytes").sum()).join(
+        by_minute.group_by(column).agg(m=pl.col("minute").n_unique()), on=column, how="left", nulls_equal=True)
+    grouped = grouped.sort(column) if by_label else grouped.sort(["v", column], descending=[True, False])
+    return tuple(CountRow(_label(label), int(v), int(n), int(b), int(m or 0))
+                 for label, v, n, b, m in grouped.iter_rows())
+
+
+def _label(value: object) -> str | None:
+    if isinstance(value, dt.date):
+        return f"{value:%Y-%m-%d (%a)}"
+    return str(value) if value else None
 
 
 def _row(r: dict, explanation: str = "") -> ActivityRow:
@@ -98,6 +154,7 @@ def _row(r: dict, explanation: str = "") -> ActivityRow:
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
         source_ref=r["source_ref"], denied=r["denied"], identified_by=_identified_by(r),
         user_agent=r["user_agent"] or "", waiver_ids=tuple(r["waiver_ids"] or ()), explanation=explanation,
+        visit=r["visit"],
     )
 
 

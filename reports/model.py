@@ -24,14 +24,18 @@ class PersonRef:
 
 @dataclass(frozen=True, slots=True)
 class CountRow:
-    """One line of a summary table."""
+    """One line of a summary table: the visits of one day, category, device or place."""
 
     label: str | None
-    """None for the activity whose device or place is not known."""
+    """None for the visits whose device or place is not known."""
+    visits: int
     activities: int
+    """The recorded activities (lookups, hellos, requests, flows) those visits are made of."""
     bytes: int = 0
     minutes: int = 0
-    """Active minutes: the minutes of the period with at least one such activity (an estimate of time online)."""
+    """Time online: the minutes of the clock in which one of those visits was under way (see `Visit`)."""
+    identified_by: str = ""
+    """Devices only: each way the person was known on that device ("; " between them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,71 @@ class ActivityRow:
     waiver_ids: tuple[str, ...] = ()
     explanation: str = ""
     """For a breach or a waived activity: each rule that matched, the values that made it, the waivers."""
+    visit: int | None = None
+    """The number of the visit it belongs to; None for the school's own network services (`UserReport.services`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """A device's activities to one site (lookups, hellos, requests, flows) joined while each starts within
+    `reports.visits.VISIT_GAP` of the end of the ones before: what a person would call one visit."""
+
+    number: int
+    """1 for the earliest visit of the report, and so on; `ActivityRow.visit` refers to it."""
+    site: str
+    """The host name visited (DNS question, TLS server name, HTTP host, proxy URL host, or the name the device's
+    DNS lookup gave the address), else the server's address."""
+    start: dt.datetime
+    end: dt.datetime
+    """When its last activity ended (a flow's or proxied request's duration included); school time zone."""
+    device: str | None
+    device_type: str | None
+    location: str | None
+    activities: int
+    bytes: int
+    minutes: int
+    """The minutes of the clock it was under way in: at least 1."""
+    kinds: tuple[str, ...]
+    categories: tuple[str, ...]
+    verdict: str
+    """Its worst activity's: breach, else blocked, else waived, else allowed."""
+    rule_ids: tuple[str, ...] = ()
+    clauses: tuple[str, ...] = ()
+    severity: str = ""
+    """The highest severity among the rules its activities broke."""
+    evidence: tuple[str, ...] = ()
+    """Each activity's kind and source reference (`file.pcap#frame`, `file.log:line`), in time order."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeatCell:
+    """One square of the heatmap: an hour or a day."""
+
+    label: str
+    """Its date (and hours), as the tooltip says it."""
+    minutes: int | None
+    """Time online in it; None for a calendar day outside the period."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeatRow:
+    """One row of the heatmap: a day (of hours) or a week (of days)."""
+
+    label: str
+    cells: tuple[HeatCell, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heatmap:
+    """Time online over the period, in the shape that fits its length: one day by hour, up to two weeks as
+    days by hour, longer as a calendar of days."""
+
+    shape: str
+    """"hours", "days" (a row a day, a column an hour) or "calendar" (a row a week, a column a weekday)."""
+    columns: tuple[str, ...]
+    rows: tuple[HeatRow, ...]
+    peak: int
+    """The most minutes in one cell (the darkest colour)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +157,16 @@ class UserReport:
     devices: tuple[CountRow, ...]
     locations: tuple[CountRow, ...]
     breaches: tuple[ActivityRow, ...]
+    """The activities that broke a rule (each visit of `visits` with verdict breach holds at least one)."""
     blocked: tuple[ActivityRow, ...]
     activity: tuple[ActivityRow, ...] = field(default=())
+    """Every activity of the period, in time order, each naming its visit."""
     waived: tuple[ActivityRow, ...] = field(default=())
     """Activities a rule matched but a waiver (the policy's "specific permission") covered."""
-    heatmap: tuple[tuple[int, ...], ...] = field(default=())
-    """Activities by weekday (Monday first) and local hour: 7 rows of 24 counts."""
-    active_minutes: int = 0
+    visits: tuple[Visit, ...] = field(default=())
+    services: tuple[CountRow, ...] = field(default=())
+    """Activities to the school's own network services (the network map's `services`; DHCP), by service: the
+    network's upkeep, counted apart and in no visit."""
+    heatmap: Heatmap | None = None
+    minutes_online: int = 0
+    """Estimated time online: the minutes of the clock in which any visit was under way."""

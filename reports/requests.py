@@ -17,7 +17,7 @@ import dataclasses
 import datetime as dt
 import threading
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -65,7 +65,7 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class Desk:
     """What the use cases need: the store and its audit chain, the staff directory, the policy (school,
-    calendar, reporting chain), how a breach is explained, and the clock."""
+    calendar, reporting chain), how a breach is explained, the clock, and the network services."""
 
     store: Store
     audit: AuditLog
@@ -73,6 +73,8 @@ class Desk:
     policy: Policy
     explainer: Callable[[pl.DataFrame], list[str]] | None = None
     now: Callable[[], dt.datetime] = _utc_now
+    services: Mapping[str, str] = field(default_factory=dict)
+    """The school's network service addresses → their names (`NetworkMap.service_names()`), counted apart."""
     store_lock: threading.Lock = field(default_factory=threading.Lock)
     """Taken around every use of `store`, whose one connection threads (the web page's) must not share at
     once; always before the audit chain's lock, never inside it."""
@@ -99,7 +101,7 @@ class Desk:
                 return Outcome(chain.append(entry, self.now()), decision.grounds)
             report = build.build(self.store, self.directory, self.policy.school, tz, ask.subject, ask.first, ask.last,
                                  ask.requester, ask.reason, self.now(), decision.grounds, chain.next_seq,
-                                 self.explainer)
+                                 self.explainer, self.services)
             data, digest = formats.write(report, ask.format)
             if ask.passphrase:
                 data = formats.encrypted(data, f"report-{ask.subject}-{ask.first}-{ask.last}.{ask.format}",

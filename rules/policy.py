@@ -36,6 +36,13 @@ class Severity(StrEnum):
 
 SEVERITY_RANK = {Severity.advisory: 1, Severity.caution: 2, Severity.danger: 3}
 
+SEVERITY_MEANING = {
+    Severity.danger: "serious: the safeguarding lead is alerted at once and it is recorded as an incident",
+    Severity.caution: "a breach of the policy for the line manager to look into and raise with the person",
+    Severity.advisory: "worth knowing, often innocent: to act on only if it keeps happening",
+}
+"""What each severity asks of the school, as reports' legends and docs/policy.md say it."""
+
 
 class Period(Strict):
     """A span of whole days, inclusive."""

@@ -51,4 +51,4 @@ def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
 
     explainer = build.explainer(loaded.engine(CategoryIndex.empty()), loaded.directory) if explained else None
     return Desk(store, AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock"), loaded.directory,
-                loaded.policy, explainer)
+                loaded.policy, explainer, services=loaded.network.service_names())

@@ -122,10 +122,13 @@ def test_report_html_for_one_person(replayed, tmp_path):
     # the phone by its registered MAC, the laptop by the proxy login
     assert "registered device (MAC), high confidence" in html and "proxy login, high confidence" in html
     assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html
-    # 13 activities: 9 social networks (3 lookups, 3 flows, 3 hellos), 1 shopping (proxy), and the 3
-    # lookups' own UDP flows to the school's resolver, which are uncategorised and named by address.
-    assert "<td>Social networks</td><td>9</td>" in html and "<td>Uncategorised</td><td>3</td>" in html
-    assert html.count("<td>10.20.0.2</td>") == 3
+    # 13 activities: 3 visits to Instagram on the phone (a lookup, a flow and a hello each, at 08:10, 09:42
+    # and 10:40), 1 to Amazon through the proxy; the 3 lookups' own UDP flows to the school's resolver are
+    # the network's upkeep, in no visit, and nothing is uncategorised.
+    assert "4 visits to 2 sites, about 5 minutes online" in html
+    assert '<td>Social networks</td><td class="n">3</td>' in html and '<td>Shopping</td><td class="n">1</td>' in html
+    assert "Uncategorised" not in html and "10.20.0.2" not in html
+    assert '<td>DNS resolver and DHCP server</td><td class="n">3</td>' in html
 
 
 def test_report_csv_and_json(replayed):
@@ -151,8 +154,12 @@ def test_hostile_input_is_escaped_in_the_report(tmp_path):
     run_cli("report", "--config", config, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",
             "--requested-by", "dpatel", "--reason", "r", "-o", out, store=store, check=True)
     html = out.read_text()
-    assert "<script>alert" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # the HTML's visit names the site (the host), escaped; the JSON keeps the whole hostile URL
+    assert "<script>alert" not in html and "x.<wbr>example" in html
+    run_cli("report", "--config", config, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",
+            "--requested-by", "dpatel", "--reason", "r", "--format", "json", "-o", out, store=store, check=True)
+    (row,) = json.loads(out.read_text())["activity"]
+    assert row["url"] == 'http://x.example/"><script>alert(1)</script>'
 
 
 def test_decode_json_fields():

@@ -25,10 +25,10 @@ def store(store_url):
     s.close()
 
 
-def activities(n: int) -> pl.DataFrame:
+def activities(n: int, every_s: int = 60) -> pl.DataFrame:
     eng = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
     base = int(dt.datetime(2026, 6, 16, 9, 0, tzinfo=UTC).timestamp() * 1e6)
-    obs = [Observation(base + i * 60_000_000, "tls", "pcap", f"t.pcap#{i}", "10.20.10.131", 40000 + i,
+    obs = [Observation(base + i * every_s * 1_000_000, "tls", "pcap", f"t.pcap#{i}", "10.20.10.131", 40000 + i,
                        "157.240.1.174", 443, "tcp", "3c:22:fb:30:00:01", host="www.instagram.com",
                        sni="www.instagram.com") for i in range(n)]
     return eng.evaluate(to_table(obs))

@@ -99,7 +99,7 @@ def _visit(v: dict) -> Visit:
         device_type=v["device_type"] or None, location=v["location"] or None, activities=v["activities"],
         bytes=int(v["bytes"]), minutes=v["minutes"], kinds=tuple(v["kinds"]), categories=tuple(v["categories"]),
         verdict=v["verdict"], rule_ids=tuple(v["rule_ids"]), clauses=tuple(v["clauses"]), severity=v["severity"],
-        evidence=tuple(v["evidence"]))
+        evidence=tuple(v["evidence"]), urls=tuple(v["urls"]))
 
 
 HOURS_UP_TO_DAYS = 14

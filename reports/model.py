@@ -97,6 +97,8 @@ class Visit:
     """The highest severity among the rules its activities broke."""
     evidence: tuple[str, ...] = ()
     """Each activity's kind and source reference (`file.pcap#frame`, `file.log:line`), in time order."""
+    urls: tuple[str, ...] = ()
+    """The full URLs requested, where the visit shows them (plain HTTP, proxied requests), first seen first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ _ENV.globals["KIND_WORDS"] = {
     "login": "login", "absence": "not seen on the network",
 }
 """Each observation kind as a reader would say it."""
+_ENV.globals["URLS_SHOWN"] = 3  # a visit's URLs shown under its site; the CSV and JSON hold them all
 _ENV.globals["VISIT_GAP_S"] = int(VISIT_GAP.total_seconds())
 
 

@@ -85,7 +85,8 @@ def assign(df: pl.DataFrame, services: Mapping[str, str]) -> pl.DataFrame:
 
 def summarise(rows: pl.DataFrame, tz: str) -> pl.DataFrame:
     """One row per visit of `assign`'s rows (those with a visit number), in number order: start, end (in
-    `tz`), device, place, counts, kinds, categories, worst verdict, rules, clauses, severity, evidence."""
+    `tz`), device, place, counts, kinds, categories, worst verdict, rules, clauses, severity, evidence, and
+    the full URLs seen (plain HTTP, proxied requests; a CONNECT's host and port is not one)."""
     rank = {v: i for i, v in enumerate(VERDICTS)}
     sev = {v: i for i, v in enumerate(SEVERITIES)}
     ordered = rows.filter(pl.col("visit").is_not_null()).sort("visit", "ts", maintain_order=True)
@@ -104,6 +105,8 @@ def summarise(rows: pl.DataFrame, tz: str) -> pl.DataFrame:
         clauses=pl.col("clauses").explode().drop_nulls().unique().sort(),
         severity=pl.col("severity").fill_null("").replace_strict(sev, default=0).max(),
         evidence=pl.format("{} {}", "kind", "source_ref"),
+        urls=pl.col("url").filter(pl.col("url").fill_null("").str.contains("://", literal=True))
+        .unique(maintain_order=True),
     )
     return visits.with_columns(
         verdict=pl.col("verdict").replace_strict(dict(enumerate(VERDICTS)), return_dtype=pl.String),

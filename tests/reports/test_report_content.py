@@ -102,6 +102,7 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
     assert (first.verdict, first.rule_ids, first.clauses, first.severity) == (
         "breach", ("personal-use-restricted-hours",), ("P18",), "caution")
     assert report.visits[2].verdict == "allowed" and report.visits[2].categories == ()
+    assert report.visits[2].urls == ("http://www.bbc.co.uk/news",) and report.visits[0].urls == ()
     # the lookup's own flow to the resolver and the DHCP broadcast: the network's upkeep, in no visit
     assert [(c.label, c.activities, c.bytes) for c in report.services] == [
         ("DHCP (joining the network)", 1, 0), ("DNS resolver and DHCP server", 1, 140)]
@@ -117,6 +118,7 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
     assert "3 visits to 2 sites, about 3 minutes online" in html
     assert "2 lookups and connections went to the school" in html and "10.20.0.2" not in html
     assert "<td>2026-06-16 10:00:00–10:01:20</td>" in html  # a time always with its date
+    assert "<small>http:/<wbr>/<wbr>www.<wbr>bbc.<wbr>co.<wbr>uk/<wbr>news</small>" in html
     data = json.loads(render.to_json(report))
     assert len(data["visits"]) == 3 and len(data["activity"]) == 8 and data["activity"][1]["visit"] is None
     rows = list(csv.DictReader(io.StringIO(render.to_csv(report))))

@@ -6,9 +6,9 @@ A visit is one device's activities to one site that follow each other with no ga
 between the end of the ones so far and the start of the next. The site is the host name the activity
 carries (DNS question, TLS server name, HTTP host, proxy URL host); a flow that carries only an address
 takes the name from the device's latest DNS answer for that address in the period, else it is the
-address. An activity to a network service address (the network map's `services`) that names no site, and
-every DHCP message, is the network's upkeep: counted by service, in no visit. A judged activity (a breach,
-a waiver, a refusal) is always in a visit, whatever its address.
+address. An activity to a network service address (the network map's `services`) that names no site, every
+DHCP message or flow, and nameless broadcasts and multicast, are the network's upkeep: counted by service, in
+no visit. A judged activity (a breach, a waiver, a refusal) is always in a visit, whatever its address.
 
 Everything here works on whole frames (polars), so a month of a busy person's rows costs milliseconds.
 """
@@ -31,7 +31,18 @@ SEVERITIES = ("", "advisory", "caution", "danger")
 """Severities from none to the highest."""
 
 DHCP_SERVICE = "DHCP (joining the network)"
-"""How the services summary names DHCP messages sent to no listed service address (broadcasts)."""
+"""How the services summary names DHCP messages and flows sent to no listed service address (broadcasts)."""
+DHCP_PORTS = (67, 68, 546, 547)
+"""DHCP's and DHCPv6's UDP ports: a nameless flow to one is a device asking for its address."""
+LOCAL_SERVICE = "Broadcasts and multicast on the school network (devices finding each other)"
+"""How the services summary names nameless traffic to a broadcast or multicast address, which leaves no site."""
+
+
+def _local_only(dst: pl.Expr) -> pl.Expr:
+    """The address is the limited broadcast or multicast (224.0.0.0/4, ff00::/8): it reaches the local network,
+    never a site."""
+    first = dst.str.split(".").list.first().cast(pl.Int32, strict=False)
+    return (dst == "255.255.255.255") | first.is_between(224, 239) | dst.str.to_lowercase().str.starts_with("ff")
 
 _NO_SITE = {"absence": "(not seen on the network)", "dhcp": "(joining the network)"}
 
@@ -65,10 +76,13 @@ def assign(df: pl.DataFrame, services: Mapping[str, str]) -> pl.DataFrame:
     number, 1 for the earliest; null for a service's traffic), in the original row order."""
     df = sites(df).with_row_index("_r")
     dst = pl.col("dst_ip").fill_null("")
-    upkeep = (pl.col("verdict") == "allowed") & (
-        (pl.col("kind") == "dhcp") | ((pl.col("name") == "") & dst.is_in(list(services))))
+    nameless, allowed = pl.col("name") == "", pl.col("verdict") == "allowed"
+    dhcp = (pl.col("kind") == "dhcp") | (nameless & (pl.col("proto") == "udp") & pl.col("dst_port").is_in(DHCP_PORTS))
     df = df.with_columns(
-        service=pl.when(upkeep).then(dst.replace_strict(dict(services), default=DHCP_SERVICE)),
+        service=pl.when(allowed & nameless & dst.is_in(list(services)))
+        .then(dst.replace_strict(dict(services), default=None, return_dtype=pl.String))
+        .when(allowed & dhcp).then(pl.lit(DHCP_SERVICE))
+        .when(allowed & nameless & _local_only(dst)).then(pl.lit(LOCAL_SERVICE)),
         site=pl.when(pl.col("name") != "").then("name").when(dst != "").then(dst)
         .otherwise(pl.col("kind").replace_strict(_NO_SITE, default="(no server named)")),
         end=pl.col("ts") + pl.duration(microseconds=(pl.col("duration_s").fill_null(0) * 1e6).cast(pl.Int64)),

@@ -63,7 +63,8 @@ def _day() -> list[Observation]:
     """Sam Okafor's phone in the classroom block, by hand: a lookup of Instagram at 10:00:00 (and its UDP flow
     to the school's resolver), a flow to Instagram's address that carries no name (30 s, 1,000 + 9,000
     bytes), the TLS hello, a second nameless flow 50 s after the first ended, then Instagram again 100 s
-    after that (a new visit), the BBC 10 s later (another site), and the phone's DHCP request."""
+    after that (a new visit), the BBC 10 s later (another site), and the phone's DHCP request, its UDP flow
+    to the broadcast address, and a multicast DNS flow (devices finding each other)."""
     def flow(t: str, ref: str, dst: str, port: int, out: int, back: int, secs: float) -> Observation:
         return Observation(_at(t), "flow", "pcap", ref, PHONE, 40000, dst, port, "tcp" if port != 53 else "udp",
                            MAC, bytes_out=out, bytes_in=back, duration_s=secs)
@@ -82,13 +83,17 @@ def _day() -> list[Observation]:
                     host="www.bbc.co.uk", url="http://www.bbc.co.uk/news"),
         Observation(_at("10:05:00"), "dhcp", "pcap", "d.pcap#50", "0.0.0.0", 68, "255.255.255.255", 67, "udp",
                     MAC, dhcp_type="REQUEST"),
+        Observation(_at("10:05:00"), "flow", "pcap", "d.pcap#51", "0.0.0.0", 68, "255.255.255.255", 67, "udp",
+                    MAC, bytes_out=300, bytes_in=0),
+        Observation(_at("10:06:00"), "flow", "pcap", "d.pcap#60", PHONE, 5353, "224.0.0.251", 5353, "udp",
+                    MAC, bytes_out=100, bytes_in=0),
     ]
 
 
 def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(store):
     store.insert_activity(LOADED.engine().evaluate(to_table(_day())))
     report = _report(store)
-    assert report.total_activities == 8
+    assert report.total_activities == 10
     # visit 1: the lookup, both nameless flows (named by the lookup's answer) and the hello, 10:00:00 to
     # 10:01:20; visit 2: Instagram at 10:03:00, 100 s after visit 1 ended; visit 3: the BBC.
     assert [(v.number, v.site, v.activities, f"{v.start:%H:%M:%S}", f"{v.end:%H:%M:%S}") for v in report.visits] == [
@@ -103,10 +108,13 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
         "breach", ("personal-use-restricted-hours",), ("P18",), "caution")
     assert report.visits[2].verdict == "allowed" and report.visits[2].categories == ()
     assert report.visits[2].urls == ("http://www.bbc.co.uk/news",) and report.visits[0].urls == ()
-    # the lookup's own flow to the resolver and the DHCP broadcast: the network's upkeep, in no visit
+    # the lookup's own flow to the resolver, the DHCP request and its flow, the multicast: the network's
+    # upkeep, in no visit
     assert [(c.label, c.activities, c.bytes) for c in report.services] == [
-        ("DHCP (joining the network)", 1, 0), ("DNS resolver and DHCP server", 1, 140)]
-    assert [a.visit for a in report.activity] == [1, None, 1, 1, 1, 2, 3, None]
+        ("DHCP (joining the network)", 2, 300),
+        ("Broadcasts and multicast on the school network (devices finding each other)", 1, 100),
+        ("DNS resolver and DHCP server", 1, 140)]
+    assert [a.visit for a in report.activity] == [1, None, 1, 1, 1, 2, 3, None, None, None]
     # minutes under way: 10:00 and 10:01 (visit 1), 10:03 (visits 2 and 3, counted once)
     assert report.minutes_online == 3 and [v.minutes for v in report.visits] == [2, 1, 1]
     assert [(c.label, c.visits, c.activities, c.minutes) for c in report.by_category] == [
@@ -116,13 +124,13 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
     html = render.to_html(report)
     assert "<strong>2 policy breaches</strong> in 2 visits" in html
     assert "3 visits to 2 sites, about 3 minutes online" in html
-    assert "2 lookups and connections went to the school" in html and "10.20.0.2" not in html
+    assert "4 lookups and connections went to the school" in html and "10.20.0.2" not in html
     assert "<td>2026-06-16 10:00:00–10:01:20</td>" in html  # a time always with its date
     assert "<small>http:/<wbr>/<wbr>www.<wbr>bbc.<wbr>co.<wbr>uk/<wbr>news</small>" in html
     data = json.loads(render.to_json(report))
-    assert len(data["visits"]) == 3 and len(data["activity"]) == 8 and data["activity"][1]["visit"] is None
+    assert len(data["visits"]) == 3 and len(data["activity"]) == 10 and data["activity"][1]["visit"] is None
     rows = list(csv.DictReader(io.StringIO(render.to_csv(report))))
-    assert [r["visit"] for r in rows] == ["1", "", "1", "1", "1", "2", "3", ""]
+    assert [r["visit"] for r in rows] == ["1", "", "1", "1", "1", "2", "3", "", "", ""]
 
 
 def test_a_day_is_drawn_by_hour_with_a_legend(report_of):

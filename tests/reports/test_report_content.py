@@ -18,8 +18,9 @@ import pytest
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from reports import build, render
+from rules.policy import SEVERITY_MEANING
 from storage.store import Store
-from tests.conftest import SCHOOL_DAY
+from tests.conftest import ROOT, SCHOOL_DAY
 from tests.storage.test_store import activities
 
 LOADED = settings.load(SCHOOL_DAY / "ictwatch.yaml")
@@ -164,6 +165,14 @@ def test_a_few_days_are_drawn_as_days_by_hour_and_a_month_as_a_calendar(report_o
     assert cal.rows[0].label == "w/c 15 Jun 2026" and [c.minutes for c in cal.rows[0].cells] == [None, 1, 1, 1, 0, 0, 0]
     assert [c.minutes for c in cal.rows[5].cells] == [0, 0, 0, 0, 0, 0, None]
     assert cal.rows[5].cells[5].label == "Sat 2026-07-25"
+
+
+def test_the_severity_legend_is_the_one_docs_policy_gives(report_of):
+    html = render.to_html(report_of(1))
+    docs = (ROOT / "docs" / "policy.md").read_text()
+    for severity, meaning in SEVERITY_MEANING.items():
+        assert f"- `{severity.value}`: {meaning}." in docs
+        assert f'<dt class="{severity.value}">{severity.value}</dt><dd>{meaning}</dd>' in html
 
 
 def test_plurals_and_durations():

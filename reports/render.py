@@ -106,8 +106,11 @@ def to_html(report: UserReport, page: int = 1, page_link: str = "") -> str:
     of the visits; `page_link` + a number links to the other pages, where there are links."""
     pages = max(1, -(-len(report.visits) // PAGE_ROWS))
     page = min(max(page, 1), pages)
+    breaches: dict[int | None, list[ActivityRow]] = {}
+    for row in report.breaches:
+        breaches.setdefault(row.visit, []).append(row)
     return _ENV.get_template("report.html.j2").render(r=report, page=page, pages=pages, page_rows=PAGE_ROWS,
-                                                      page_link=page_link)
+                                                      page_link=page_link, breaches_of=breaches)
 
 
 def to_csv(report: UserReport) -> str:

@@ -126,6 +126,8 @@ DROPPED: dict[str, str] = {
     "vendor_class": _UNREAD,
     "dhcp_circuit_id": _RELAY,
     "dhcp_remote_id": _RELAY,
+    "dhcp_relay_ip": "read to place a DHCP message where its client is: kept as `location`",
+    "dhcp_client_ip": "read to place a DHCP message where its client is: kept as `location`",
     "alpn": _UNREAD,
     "tls_version": _UNREAD,
     "quic_version": _UNREAD,

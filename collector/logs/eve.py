@@ -183,7 +183,8 @@ class EveSource:
         obs.dhcp_type, obs.dhcp_xid = (d.get("dhcp_type") or "").upper() or None, d.get("id")
         obs.src_mac, obs.hostname, obs.host = d.get("client_mac"), d.get("hostname"), d.get("hostname")
         obs.requested_ip, obs.lease_s = d.get("requested_ip"), d.get("lease_time")
-        obs.assigned_ip = None if d.get("assigned_ip") in (None, "0.0.0.0") else d.get("assigned_ip")
+        obs.assigned_ip, obs.dhcp_client_ip, obs.dhcp_relay_ip = (
+            None if d.get(k) in (None, "0.0.0.0") else d.get(k) for k in ("assigned_ip", "client_ip", "relay_ip"))
         obs.vendor_class, obs.service = d.get("vendor_class_identifier"), "dhcp"
         obs.dhcp_params = [str(p) for p in d.get("params", [])]
         return obs

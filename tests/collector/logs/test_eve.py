@@ -105,3 +105,19 @@ def test_suricata_flows_are_named_like_the_native_decoders(tmp_path):
 
     flows = {(o.dst_port, o.host) for o in eve_for(SCHOOL_DAY / "school-day.pcap", tmp_path) if o.kind == "flow"}
     assert {(587, "smtp.gmail.com"), (587, "smtp.office365.com"), (443, "hot-videos.example")} <= flows
+
+
+def test_relayed_dhcp_replies_keep_the_relay(tmp_path):
+    """Suricata's extended DHCP log gives a reply's giaddr (`relay_ip`) and ciaddr (`client_ip`, 0.0.0.0
+    when empty), which the EVE reader keeps as the native decoder does; it logs no giaddr for requests."""
+    from scapy.utils import wrpcap
+
+    from tests.dhcp_relay import v4_frames
+
+    path = tmp_path / "relayed.pcap"
+    wrpcap(str(path), v4_frames())
+    theirs = [o for o in eve_for(path, tmp_path) if o.kind == "dhcp"]
+    ours = [o for o in native(path) if o.kind == "dhcp"]
+    assert [(o.dhcp_type, o.dhcp_relay_ip, o.dhcp_client_ip) for o in theirs] == [
+        (o.dhcp_type, o.dhcp_relay_ip if o.dhcp_type in ("OFFER", "ACK") else None, o.dhcp_client_ip) for o in ours]
+    assert [o.dhcp_relay_ip for o in theirs if o.dhcp_type == "ACK"] == ["10.20.40.1", "10.20.40.1"]

@@ -170,7 +170,9 @@ FIELDS: tuple[ConditionField, ...] = (
                    "The user is in any of these directory groups, as they were at the time (stored with the "
                    "activity).", _EVERY),
     ConditionField("location_kind", "location_kind", tuple[LocationKind, ...], ONE_OF,
-                   "The kind of place the device was in, from the network map.", _ADDRESSED),
+                   "The kind of place the device was in, from the network map; for a DHCP message, where its "
+                   "client is (its relay ids, the relay agent's subnet, the client's own address), never the "
+                   "DHCP server's place.", _ADDRESSED),
     ConditionField("window", None, tuple[Window, ...], IN_WINDOW,
                    "Holds when the activity falls in any of these named windows.", _EVERY),
     ConditionField("personal_use_allowed", "personal_use_allowed", bool, EQUALS,

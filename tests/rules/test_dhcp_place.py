@@ -136,3 +136,23 @@ def test_a_renewal_is_placed_by_its_own_lease_only(tmp_path):
     other = _dhcp("REQUEST", "0.0.0.0", 68, "255.255.255.255", 67, mac="3c:22:fb:30:00:51", requested_ip="10.20.10.66")
     rows = settings.load(config).engine().evaluate(to_table([ack, renew, other])).to_dicts()
     assert [r["location"] for r in rows] == ["Staff room", "Staff room", "Classroom block"]
+
+
+def test_a_lost_ipad_is_reported_where_it_is(tmp_path):
+    """IPAD-BANK-3B (lost since 1 June) gets an address in the hall, relayed from the server room: the I4
+    alert and its explanation say the hall, not the server room."""
+    import polars as pl
+
+    from rules.explain import explain
+    from storage.store import to_activity_arrow
+
+    engine = settings.load(school_config(tmp_path / "school")).engine()
+    ack = _dhcp("ACK", "10.20.0.2", 67, "10.20.30.1", 67, mac="f0:99:bf:10:00:0a", vlan=10,
+                dhcp_relay_ip="10.20.30.1", assigned_ip="10.20.30.60")
+    out = engine.evaluate(to_table([ack]))
+    row = out.to_dicts()[0]
+    assert (row["device"], row["rule_ids"], row["location"]) == ("IPAD-BANK-3B", ["lost-device-seen"], "Hall")
+    stored = pl.from_arrow(to_activity_arrow(out))
+    assert isinstance(stored, pl.DataFrame)
+    text = explain(engine, stored)
+    assert "place: Hall (hall)" in text and "Servers" not in text

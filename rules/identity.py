@@ -25,7 +25,7 @@ import ipaddress
 
 import polars as pl
 
-from rules.config import Device, Directory, NetworkMap
+from rules.config import Device, Directory, Location, NetworkMap
 
 DEFAULT_LEASE_S = 24 * 3600
 """Lease length assumed when an ACK gives none."""
@@ -132,23 +132,23 @@ class Identity:
             else "register_address",
         }
 
-    def _subnet_place(self, ip: str | None) -> str | None:
-        """The name of the place whose subnet holds an address."""
+    def _subnet_place(self, ip: str | None) -> Location | None:
+        """The place whose subnet holds an address."""
         if not ip:
             return None
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return None
-        return next((loc.name for net, loc in self._nets if addr.version == net.version and addr in net), None)
+        return next((loc for net, loc in self._nets if addr.version == net.version and addr in net), None)
 
     def _location_row(self, ip: str | None, relay: str | None, vlan: int | None) -> dict:
         """The place of a DHCP relay agent's address (`_relay_place`), and that of a client address (its
         subnet), else of the VLAN its frames were tagged with."""
-        tagged = self._vlans.get(vlan) if vlan is not None else None
-        place = self._subnet_place(ip) or (tagged.name if tagged is not None else None)
-        return {"_relay_place": self._subnet_place(relay), "location": place,
-                "location_kind": None if place is None else self._kinds[place]}
+        place = self._subnet_place(ip) or (self._vlans.get(vlan) if vlan is not None else None)
+        relay_place = self._subnet_place(relay)
+        return {"_relay_place": relay_place.name if relay_place else None, "location": place.name if place else None,
+                "location_kind": place.kind.value if place else None}
 
     @staticmethod
     def _client_address() -> pl.Expr:

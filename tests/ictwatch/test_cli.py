@@ -117,8 +117,9 @@ def test_report_html_for_one_person(replayed, tmp_path):
     assert "review &lt;b&gt;" in html
     # each of the two breaches names its rule, and its explanation says why it matched (P18's reading)
     assert html.count("personal-use-restricted-hours") == 4
-    assert html.count("Rule personal-use-restricted-hours (P18, caution): matched") == 2
-    assert "yes personal use allowed is false (personal use allowed: False)" in html
+    assert html.count("P18 (caution), rule personal-use-restricted-hours: Personal use of a device") == 2
+    assert ("Personal use is not allowed here at this time: 09:42 is in restricted hours, 08:30–15:30, and "
+            "Classroom block is not a staff room or office.") in html
     # the phone by its registered MAC, the laptop by the proxy login
     assert "registered device (MAC), high confidence" in html and "proxy login, high confidence" in html
     assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html

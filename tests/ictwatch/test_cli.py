@@ -129,6 +129,18 @@ def test_report_html_for_one_person(replayed, tmp_path):
     assert html.count("<td>10.20.0.2</td>") == 3
 
 
+def test_a_refused_request_reads_as_an_attempt_in_the_report(replayed, tmp_path):
+    """bet365 through the proxy at 11:15, refused (squid-access.log:3): the breach's "why" says it was tried."""
+    store, _ = replayed
+    out = tmp_path / "jcarter.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",
+            "--requested-by", "dpatel", "--reason", "review", "-o", out, store=store, check=True)
+    breaches = out.read_text().split("<h2>Breaches</h2>")[1].split("<h2>")[0]
+    assert ("Tried, and refused by the school's filter: content in a category the school blocks as offensive, "
+            "illegal or harmful") in breaches
+    assert "Tried to open www.bet365.com at 11:15; the school&#39;s filter refused it." in breaches
+
+
 def test_report_csv_and_json(replayed):
     store, _ = replayed
     common = ["report", "--config", CONFIG, "--user", "dpatel", "--from", "2026-06-16", "--to", "2026-06-16",

@@ -49,6 +49,7 @@ def test_explain_command_names_rule_clause_value_and_evidence(day):
     out = proc.stdout
     assert "Activity squid-access.log:3 (proxy) at 2026-06-16 11:15:31 BST" in out
     assert "who: James Carter (jcarter); role teacher; identity evidence: proxy_auth (confidence high)" in out
+    assert "Tried to open www.bet365.com at 11:15; the school's filter refused it." in out
     assert ("time: Tuesday 16 June 2026 is a school day; 11:15 is in restricted hours, 08:30–15:30; 11:15 is not in "
             "a break (morning break 10:30–10:50 and lunch 12:15–13:00)") in out
     assert "Rule blocked-content (P8, danger): matched" in out
@@ -81,6 +82,15 @@ def test_a_report_says_why_in_sentences(day):
     (webmail,) = [t for t in texts.values() if "mail.yahoo.com" in t]  # a `not` reads as what was so instead
     assert webmail.endswith("The device, LT-DPATEL, is a school device. The server's port is 443, not 25, 465, 587, "
                             "110, 995, 143 or 993.")
+
+
+def test_a_refused_request_is_an_attempt(day):
+    """The proxy refused bet365: the report says it was tried and refused, whatever the rule's message says."""
+    texts = _report_texts(day)
+    assert texts["squid-access.log:3"].startswith(
+        "Tried to open www.bet365.com at 11:15; the school's filter refused it.\n"
+        "P8 (danger), rule blocked-content: Content in a category the school blocks")
+    assert sum(t.startswith("Tried") for t in texts.values()) == 1  # the other breaches got through
 
 
 def test_a_reports_explanations_are_no_field_dumps(day):

@@ -17,7 +17,7 @@ from rules.absence import absences, deadline, expected
 from rules.config import ConfigError, Role, load_model
 from rules.engine import compile_condition, with_windows
 from rules.fields import FIELDS, Seen, Window
-from rules.policy import Condition, Policy, never_filled
+from rules.policy import Condition, Policy, names_people, never_filled
 from storage.schema import ACTIVITY
 from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
 
@@ -221,6 +221,23 @@ def test_check_warns_of_a_field_no_named_kind_fills(tmp_path, condition, warning
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY + "".join(f"      {line}\n" for line in condition.splitlines()))
     assert never_filled(load_model(path, Policy), path) == [f"{path}:{w}{NEVER}" for w in warnings]
+
+
+def test_check_warns_of_a_message_or_reason_that_names_someone(tmp_path):
+    """A report shows its subject's breaches' messages and their own waivers' reasons: naming anyone else there
+    would put that person in the report. The warning points at the directory entry, not the name."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY.replace("message: a test", "message: against what Helen Morgan agreed with the white list")
+                    + "      kind: [dns]\n"
+                    + "waivers:\n"
+                    + "  - {id: w-a, users: [jcarter], rules: [the-rule], start: 2026-10-28T13:00, "
+                      "end: 2026-10-28T15:30, granted_by: dpatel, reason: booking from jcarter's phone}\n"
+                    + "  - {id: w-b, groups: [year6], rules: [the-rule], start: 2026-10-28T13:00, "
+                      "end: 2026-10-28T15:30, granted_by: dpatel, reason: as RBAKER asked}\n")
+    directory = settings.load(SCHOOL_DAY / "ictwatch.yaml").directory  # Helen Morgan is people[0], rbaker [7]
+    said = "of the staff directory; reports show it to people who may not see that person's data"
+    assert names_people(load_model(path, Policy), directory, path) == [
+        f"{path}:9: rules[0].message names people[0] {said}", f"{path}:14: waivers[1].reason names people[7] {said}"]
 
 
 @pytest.mark.parametrize(("condition", "message"), [

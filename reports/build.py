@@ -112,10 +112,9 @@ def _identified_by(r: dict) -> str:
     return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source
 
 
-def explainer(engine: Engine, directory: Directory) -> Callable[[pl.DataFrame], list[str]]:
-    """Explains stored activities with `engine`'s policy, naming people from `directory`: only the rules
-    that matched (the whole reading is `ictwatch explain`)."""
-    from rules.explain import explain_many
+def explainer(engine: Engine) -> Callable[[pl.DataFrame], list[str]]:
+    """Explains a report's stored activities with `engine`'s policy, in sentences: the rules that matched
+    and why, and only the subject's own waivers (the whole reading is `ictwatch explain`)."""
+    from rules.explain import for_report
 
-    names = {p.username: p.name for p in directory.people}
-    return lambda rows: explain_many(engine, rows, names, only_matched=True)
+    return lambda rows: for_report(engine, rows)

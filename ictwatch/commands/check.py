@@ -20,7 +20,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import collector
     from ictwatch import settings
     from rules.listupdate import installed
-    from rules.policy import never_filled
+    from rules.policy import names_people, never_filled
     from rules.uksic import UK_SIC
 
     loaded = settings.load(args.config)
@@ -41,6 +41,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name}{sic}: " + (", ".join(used) if used else "no list: nothing is found in this category"))
     print(f"policy version {loaded.policy.version()}:")
     print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
-    for warning in never_filled(loaded.policy, loaded.path.parent / loaded.settings.policy):
+    policy_path = loaded.path.parent / loaded.settings.policy
+    for warning in never_filled(loaded.policy, policy_path) + names_people(loaded.policy, loaded.directory,
+                                                                             policy_path):
         print(f"ictwatch: warning: {warning}", file=sys.stderr)
     return 0

@@ -49,6 +49,6 @@ def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
     from reports.requests import Desk
     from rules.categories import CategoryIndex
 
-    explainer = build.explainer(loaded.engine(CategoryIndex.empty()), loaded.directory) if explained else None
+    explainer = build.explainer(loaded.engine(CategoryIndex.empty())) if explained else None
     return Desk(store, AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock"), loaded.directory,
                 loaded.policy, explainer)

@@ -117,8 +117,9 @@ def test_report_html_for_one_person(replayed, tmp_path):
     assert "review &lt;b&gt;" in html
     # each of the two breaches names its rule, and its explanation says why it matched (P18's reading)
     assert html.count("personal-use-restricted-hours") == 4
-    assert html.count("Rule personal-use-restricted-hours (P18, caution): matched") == 2
-    assert "yes personal use allowed is false (personal use allowed: False)" in html
+    assert html.count("P18 (caution), rule personal-use-restricted-hours: Personal use of a device") == 2
+    assert ("Personal use is not allowed here at this time: 09:42 is in restricted hours, 08:30–15:30, and "
+            "Classroom block is not a staff room or office.") in html
     # the phone by its registered MAC, the laptop by the proxy login
     assert "registered device (MAC), high confidence" in html and "proxy login, high confidence" in html
     assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html
@@ -126,6 +127,18 @@ def test_report_html_for_one_person(replayed, tmp_path):
     # lookups' own UDP flows to the school's resolver, which are uncategorised and named by address.
     assert "<td>Social networks</td><td>9</td>" in html and "<td>Uncategorised</td><td>3</td>" in html
     assert html.count("<td>10.20.0.2</td>") == 3
+
+
+def test_a_refused_request_reads_as_an_attempt_in_the_report(replayed, tmp_path):
+    """bet365 through the proxy at 11:15, refused (squid-access.log:3): the breach's "why" says it was tried."""
+    store, _ = replayed
+    out = tmp_path / "jcarter.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",
+            "--requested-by", "dpatel", "--reason", "review", "-o", out, store=store, check=True)
+    breaches = out.read_text().split("<h2>Breaches</h2>")[1].split("<h2>")[0]
+    assert ("Tried, and refused by the school's filter: content in a category the school blocks as offensive, "
+            "illegal or harmful") in breaches
+    assert "Tried to open www.bet365.com at 11:15; the school&#39;s filter refused it." in breaches
 
 
 def test_report_csv_and_json(replayed):

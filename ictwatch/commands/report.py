@@ -4,12 +4,11 @@ grants of one. Deciding, recording and writing are reports/requests.py's; these 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ictwatch.commands.common import desk
+from ictwatch.commands.common import check_period, date_option, desk
 from ictwatch.errors import Refused
 from rules.config import ConfigError
 
@@ -36,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="one person's activity report for a period")
     rep.add_argument("--config", required=True, type=Path)
     rep.add_argument("--user", required=True)
-    rep.add_argument("--from", dest="start", required=True, type=dt.date.fromisoformat)
-    rep.add_argument("--to", dest="end", required=True, type=dt.date.fromisoformat)
+    rep.add_argument("--from", dest="start", required=True, type=date_option, metavar="YYYY-MM-DD")
+    rep.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
     rep.add_argument("--requested-by", required=True)
     rep.add_argument("--reason", required=True)
     rep.add_argument("--format", choices=_Formats(), default="html",
@@ -63,6 +62,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.formats import FORMATS
     from reports.requests import Ask
 
+    check_period(args.start, args.end)
     loaded = settings.load(args.config)
     passphrase = _export_passphrase() if args.encrypt else ""  # before anything is decided or recorded
     missing = FORMATS[args.format].missing()

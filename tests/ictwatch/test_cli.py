@@ -270,3 +270,42 @@ def test_a_usage_error_names_the_option_and_exits_2_without_a_traceback(args, na
     proc = run_cli(*args)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"ictwatch: {named}") and "Traceback" not in proc.stderr
+
+
+ASK_SOKAFOR = ["--user", "sokafor", "--requested-by", "dpatel", "--reason", "review"]
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["breaches", "--from", "2026-13-01"], "argument --from: expected YYYY-MM-DD, got '2026-13-01'"),
+    (["breaches", "--to", "16/06/2026"], "argument --to: expected YYYY-MM-DD, got '16/06/2026'"),
+    (["breaches", "--from", "20260616"], "argument --from: expected YYYY-MM-DD, got '20260616'"),
+    (["breaches", "--from", "0001-01-01"], "argument --from: 0001-01-01 is out of range: dates run from 1900-01-01"),
+    (["breaches", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out of range: dates run from 1900-01-01"),
+    (["check-ipads", "--date", "9999-12-31"], "argument --date: 9999-12-31 is out of range"),
+    (["report", *ASK_SOKAFOR, "--from", "0001-01-01", "--to", "2026-06-16"], "argument --from: 0001-01-01 is out"),
+    (["report", *ASK_SOKAFOR, "--from", "2026-06-16", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out"),
+])
+def test_a_date_that_cannot_be_used_exits_2_saying_what_was_expected(args, said, tmp_path):
+    proc = run_cli(args[0], "--config", CONFIG, *args[1:], store=tmp_path / "store")
+    assert proc.returncode == 2
+    assert f"error: {said}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "fromisoformat" not in proc.stderr
+
+
+def test_the_first_and_last_dates_the_store_holds_are_accepted(replayed):
+    store, _ = replayed
+    proc = run_cli("breaches", "--config", CONFIG, "--from", "1900-01-01", "--to", "2299-12-31", store=store,
+                   check=True)
+    assert proc.stdout.splitlines()[-1] == "8 breach(es)"
+
+
+@pytest.mark.parametrize("command", [["breaches"], ["report", *ASK_SOKAFOR]])
+def test_a_period_that_ends_before_it_starts_exits_2_and_records_nothing(replayed, command):
+    store, _ = replayed
+    before = run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout
+    proc = run_cli(command[0], "--config", CONFIG, *command[1:], "--from", "2026-06-17", "--to", "2026-06-16",
+                   store=store)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("ictwatch: --from 2026-06-17 --to 2026-06-16: the period is empty: it starts on "
+                           "2026-06-17 and ends before that, on 2026-06-16\n")
+    assert run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout == before

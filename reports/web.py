@@ -159,8 +159,8 @@ class WebApp:
                                   grounds="the period must be at most a year", seq="none"), None
         got = self.desk.request(Ask(session.user or "", form.get("subject", ""), start, end, form.get("reason", "")))
         if got.report is None:
-            return 403, self.page("refused.html.j2", session, title="Report refused", grounds=got.grounds,
-                                  seq=got.seq), None
+            status, title = (400, "No such person") if got.no_such_person else (403, "Report refused")
+            return status, self.page("refused.html.j2", session, title=title, grounds=got.grounds, seq=got.seq), None
         rid = secrets.token_urlsafe(16)
         session.reports[rid] = got.report
         return 303, "", rid

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ictwatch.commands.common import check_period, date_option, desk
-from ictwatch.errors import Refused
+from ictwatch.errors import Refused, UsageError
 from rules.config import ConfigError
 
 
@@ -75,6 +75,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             Ask(args.requested_by, args.user, args.start, args.end, args.reason, args.format, passphrase))
     finally:
         store.close()
+    if got.no_such_person:
+        raise UsageError(f"--user: {got.grounds}: check the spelling (recorded as audit row #{got.seq})")
     if got.report is None:
         raise Refused(f"refused: {got.grounds} (recorded as audit row #{got.seq})")
     if args.output is None:

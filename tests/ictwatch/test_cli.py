@@ -309,3 +309,38 @@ def test_a_period_that_ends_before_it_starts_exits_2_and_records_nothing(replaye
     assert proc.stderr == ("ictwatch: --from 2026-06-17 --to 2026-06-16: the period is empty: it starts on "
                            "2026-06-17 and ends before that, on 2026-06-16\n")
     assert run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout == before
+
+
+def test_a_report_of_a_username_nobody_has_exits_2_and_is_recorded(replayed):
+    """A mistyped username (in neither the directory nor the store) gets no sealed, empty report: the
+    headteacher is told, exit 2, and the attempt is in the audit chain; a line manager, who may not have
+    that report whoever it is, is refused on those grounds first (exit 3), learning nothing of the store."""
+    store, _ = replayed
+    ask = ["--user", "sokafr", "--from", "2026-06-16", "--to", "2026-06-16", "--reason", "review"]
+    head = run_cli("report", "--config", CONFIG, *ask, "--requested-by", "hmorgan", store=store)
+    assert head.returncode == 2 and head.stdout == ""
+    assert head.stderr.startswith("ictwatch: --user: no such person in the directory, and no activity stored under "
+                                  "that username: check the spelling (recorded as audit row #")
+    manager = run_cli("report", "--config", CONFIG, *ask, "--requested-by", "dpatel", store=store)
+    assert manager.returncode == 3 and "not the subject's line manager or the headteacher" in manager.stderr
+    shown = run_cli("audit", "show", "--config", CONFIG, "--requested-by", "hmorgan", store=store, check=True)
+    rows = [line.split(None, 7)[3:] for line in shown.stdout.splitlines() if " sokafr " in line]
+    assert rows == [["hmorgan", "report", "refused", "sokafr", "no such person in the directory, and no activity "
+                     "stored under that username; reason: review"],
+                    ["dpatel", "report", "refused", "sokafr", "not the subject's line manager or the headteacher; "
+                     "reason: review"]]
+
+
+def test_a_report_of_someone_the_directory_lacks_but_the_store_holds_is_made(tmp_path):
+    """A supply teacher's proxy login that the directory never listed (as a leaver removed from it): the
+    headteacher still gets the report, naming the login without a name."""
+    log = tmp_path / "access.log"
+    log.write_text("1781600000.000 10 10.20.10.21 TCP_MISS/200 10 GET http://www.bbc.co.uk/news supply7 "
+                   "HIER_DIRECT/192.0.2.1 text/html\n")
+    store = tmp_path / "store"
+    run_cli("replay", "--config", CONFIG, log, store=store, check=True)
+    proc = run_cli("report", "--config", CONFIG, "--user", "supply7", "--from", "2026-06-16", "--to", "2026-06-16",
+                   "--requested-by", "hmorgan", "--reason", "review", "--format", "json", store=store, check=True)
+    report = json.loads(proc.stdout)
+    assert report["subject"] == {"username": "supply7", "name": None, "role": None, "line_manager": None}
+    assert [a["url"] for a in report["activity"]] == ["http://www.bbc.co.uk/news"]

@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--reason", required=True)
     rep.add_argument("--format", choices=_Formats(), default="html",
                      help="pdf: the HTML printed by headless Chromium")
-    rep.add_argument("-o", "--output", type=Path)
+    rep.add_argument("-o", "--output", type=Path, metavar="FILE",
+                     help="where to write it; `-` for standard output. Without -o it goes to standard output "
+                          "only when that is not a terminal (a pipe or a file): a report is confidential")
     rep.add_argument("--encrypt", action="store_true",
                      help="write an AES-256 ZIP for leaving the school network (clause P6); the passphrase "
                           "comes from ICTWATCH_EXPORT_PASSPHRASE")
@@ -63,6 +65,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.requests import Ask
 
     check_period(args.start, args.end)
+    to_stdout = args.output is None or str(args.output) == "-"
+    if args.output is None and sys.stdout.isatty():  # before anything is decided or recorded
+        raise UsageError("-o FILE: a report is confidential and is not printed into a terminal; write it to a "
+                         "file (or give `-o -` to print it all the same)")
     loaded = settings.load(args.config)
     passphrase = _export_passphrase() if args.encrypt else ""  # before anything is decided or recorded
     missing = FORMATS[args.format].missing()
@@ -79,7 +85,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--user: {got.grounds}: check the spelling (recorded as audit row #{got.seq})")
     if got.report is None:
         raise Refused(f"refused: {got.grounds} (recorded as audit row #{got.seq})")
-    if args.output is None:
+    if to_stdout:
         sys.stdout.buffer.write(got.data)
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)

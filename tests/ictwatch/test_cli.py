@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -344,3 +345,53 @@ def test_a_report_of_someone_the_directory_lacks_but_the_store_holds_is_made(tmp
     report = json.loads(proc.stdout)
     assert report["subject"] == {"username": "supply7", "name": None, "role": None, "line_manager": None}
     assert [a["url"] for a in report["activity"]] == ["http://www.bbc.co.uk/news"]
+
+
+def in_terminal(*args: str | Path, store: Path) -> tuple[int, str, str]:
+    """(exit status, what reached the terminal, stderr) of `ictwatch` run with its standard output on a
+    pseudo-terminal, as a person at a shell runs it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    from tests.conftest import ROOT
+
+    primary, secondary = pty.openpty()
+    shown = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's last writer has gone
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc = subprocess.run([sys.executable, "-m", "ictwatch.cli", *map(str, args)], stdout=secondary,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{store}"})
+    os.close(secondary)
+    reader.join(timeout=30)
+    os.close(primary)
+    return proc.returncode, shown.decode(), proc.stderr
+
+
+def test_a_report_is_not_printed_into_a_terminal_unless_asked_for(replayed):
+    """Without -o, a report goes to standard output only when that is a pipe or a file (as every test
+    above reads it); into a terminal it is refused before anything is recorded, and `-o -` prints it."""
+    store, _ = replayed
+    ask = ["report", "--config", CONFIG, *ASK_SOKAFOR, "--from", "2026-06-16", "--to", "2026-06-16"]
+    before = run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout
+    status, shown, stderr = in_terminal(*ask, store=store)
+    assert (status, shown) == (2, "")
+    assert stderr == ("ictwatch: -o FILE: a report is confidential and is not printed into a terminal; write it to "
+                      "a file (or give `-o -` to print it all the same)\n")
+    assert run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout == before
+    status, shown, _ = in_terminal(*ask, "-o", "-", store=store)
+    assert status == 0 and shown.startswith("<!doctype html>") and "Sam Okafor" in shown

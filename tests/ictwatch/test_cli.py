@@ -42,9 +42,17 @@ def test_breaches_table_and_filters(replayed):
     proc = run_cli("breaches", "--config", CONFIG, "--user", "sokafor", "--from", "2026-06-16", "--to",
                    "2026-06-16", store=store, check=True)
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["time", "person", "device", "location", "rule", "clause", "host"]
+    assert lines[0].split() == ["time", "person", "device", "location", "rule", "clause", "severity", "host",
+                                "server", "source"]
     assert len(lines) == 4 and lines[-1] == "2 breach(es)"
-    assert "Sam Okafor (sokafor)" in lines[1] and "www.instagram.com" in lines[1]
+    # 09:42:10, his phone's TLS hello to Instagram's 157.240.1.174:443 (fixtures/make_school_day.py); P18 is a
+    # caution rule (policy.yaml)
+    assert lines[1].split()[:4] == ["2026-06-16", "09:42:10", "Sam", "Okafor"]
+    assert lines[1].split()[-5:-1] == ["P18", "caution", "www.instagram.com", "157.240.1.174:443"]
+    source = lines[1].split()[-1]
+    assert source.startswith("school-day.pcap#")
+    explained = run_cli("explain", "--config", CONFIG, source, "--kind", "tls", store=store, check=True)
+    assert "personal-use-restricted-hours" in explained.stdout  # the source column is what explain takes
     other_day = run_cli("breaches", "--config", CONFIG, "--from", "2026-06-17", store=store, check=True)
     assert other_day.stdout.strip().endswith("0 breach(es)")
 
@@ -395,3 +403,19 @@ def test_a_report_is_not_printed_into_a_terminal_unless_asked_for(replayed):
     assert run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout == before
     status, shown, _ = in_terminal(*ask, "-o", "-", store=store)
     assert status == 0 and shown.startswith("<!doctype html>") and "Sam Okafor" in shown
+
+
+def test_decode_text_puts_ipv6_endpoints_in_brackets(tmp_path):
+    """A lookup over IPv6: `[address]:port`, so the port is not read as the address's last group."""
+    from scapy.all import DNS, DNSQR, DNSRR, UDP, Ether, IPv6, wrpcap
+
+    ask = DNS(id=7, rd=1, qd=DNSQR(qname="www.example.org", qtype="AAAA"))
+    answer = DNS(id=7, qr=1, rd=1, ra=1, qd=DNSQR(qname="www.example.org", qtype="AAAA"),
+                 an=DNSRR(rrname="www.example.org", type="AAAA", rdata="2001:db8:80::1"))
+    packets = [Ether() / IPv6(src="2001:db8:10::21", dst="2001:db8::53") / UDP(sport=40000, dport=53) / ask,
+               Ether() / IPv6(src="2001:db8::53", dst="2001:db8:10::21") / UDP(sport=53, dport=40000) / answer]
+    for i, p in enumerate(packets):
+        p.time = 1781600000 + i / 100
+    wrpcap(str(tmp_path / "v6.pcap"), packets)
+    lines = run_cli("decode", tmp_path / "v6.pcap", check=True).stdout.splitlines()
+    assert any(" dns   [2001:db8:10::21]:40000 > [2001:db8::53]:53 www.example.org" in line for line in lines), lines

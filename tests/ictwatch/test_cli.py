@@ -231,10 +231,23 @@ def test_bad_config_exits_2_naming_file_field_value(tmp_path):
         assert "policy.yaml" in proc.stderr and "rules[0].severity" in proc.stderr and "'dire'" in proc.stderr
 
 
-def test_check_prints_the_effective_policy():
+def test_check_says_ok_in_a_short_summary():
+    """Eight lines: where things are, what was loaded, the categories no list feeds (the UK SIC ones the
+    school did not map: policy.yaml), the policy, and one OK line last."""
     proc = run_cli("check", "--config", CONFIG, check=True)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 8 and proc.stderr == ""
+    assert lines[2] == "directory: 11 people; devices: 14; locations: 5"
+    assert lines[5] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
+    assert lines[6].endswith(": The Valley School, 20 rules, 1 waiver")
+    assert lines[7] == f"OK: {CONFIG} is valid; --show prints the effective policy"
+
+
+def test_check_show_prints_the_effective_policy():
+    proc = run_cli("check", "--config", CONFIG, "--show", check=True)
     assert "11 people; devices: 14; locations: 5" in proc.stdout
     assert '"reading": "breaks_only"' in proc.stdout
+    assert proc.stdout.splitlines()[-1] == f"OK: {CONFIG} is valid"
     # the UK Safer Internet Centre categories the school did not map come from the built-in table, and
     # the network manager is told which of them no list feeds
     assert "  pornography (UK SIC): adult, mixed_adult\n" in proc.stdout

@@ -93,7 +93,7 @@ def _counts(df: pl.DataFrame, column: str, by_label: bool = False) -> tuple[Coun
 def _row(r: dict, explanation: str = "") -> ActivityRow:
     return ActivityRow(
         time=r["local"], kind=r["kind"], device=r["device"] or None, device_type=r["device_type"] or None,
-        location=r["location"] or None, host=r["host"] or r["dst_ip"], url=r["url"] or r["sni"],
+        location=r["location"] or None, host=r["host"] or None, server=r["dst_ip"] or None, url=r["url"] or r["sni"],
         categories=tuple(r["categories"]), verdict=r["verdict"], rule_ids=tuple(r["rule_ids"]),
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
         source_ref=r["source_ref"], denied=r["denied"], identified_by=_identified_by(r),

@@ -269,4 +269,6 @@ def test_the_check_command_prints_the_warning_with_the_policy_line(tmp_path):
     proc = run_cli("check", "--config", config, check=True)
     assert proc.stderr.splitlines() == [f"ictwatch: warning: {policy}:{when}: rule dns-installers: field file_ext is "
                                         f"never filled for kind dns{NEVER}"]
+    assert proc.stdout.splitlines()[-1] == f"OK: {config} is valid, with 1 warning above; --show prints the " \
+                                           "effective policy"
     assert run_cli("check", "--config", SCHOOL_DAY / "ictwatch.yaml", check=True).stderr == ""

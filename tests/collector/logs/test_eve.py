@@ -105,3 +105,16 @@ def test_suricata_flows_are_named_like_the_native_decoders(tmp_path):
 
     flows = {(o.dst_port, o.host) for o in eve_for(SCHOOL_DAY / "school-day.pcap", tmp_path) if o.kind == "flow"}
     assert {(587, "smtp.gmail.com"), (587, "smtp.office365.com"), (443, "hot-videos.example")} <= flows
+
+
+def test_an_http_event_gives_the_file_type_of_its_url_and_content_type(tmp_path):
+    event = ('{"timestamp": "2026-06-16T09:30:00.000000+0000", "event_type": "http", "src_ip": "10.20.10.21", '
+             '"src_port": 50000, "dest_ip": "203.0.113.80", "dest_port": 80, "proto": "TCP", "flow_id": 9, '
+             '"http": {"hostname": "dl.example.net", "url": "/download.php?id=3", "http_method": "GET", '
+             '"status": 200, "http_content_type": "application/x-msdownload"}}')
+    source = EveSource(tmp_path / "eve.json")
+    (download,) = source.parse_line(event, "eve.json:1")
+    assert (download.url, download.file_ext) == ("http://dl.example.net/download.php?id=3", "exe")
+    (page,) = source.parse_line(event.replace("download.php?id=3", "news").replace("application/x-msdownload",
+                                                                                  "text/html"), "eve.json:2")
+    assert page.file_ext is None

@@ -175,13 +175,23 @@ FIELDS: tuple[ConditionField, ...] = (
                    "Holds when the activity falls in any of these named windows.", _EVERY),
     ConditionField("personal_use_allowed", "personal_use_allowed", bool, EQUALS,
                    "Place and time allow personal use (P18).", _EVERY),
-    ConditionField("proxy_denied", "denied", bool, EQUALS, "The web proxy or filter refused the request.",
+    ConditionField("proxy_denied", "denied", bool, EQUALS,
+                   "The school's filtering refused the request (Squid's `http_access deny`, an e2guardian or "
+                   "squidGuard block): a blocked attempt. Never the proxy asking for a login (407) or an error.",
                    ("proxy",), unset=False),
+    ConditionField("http_status", "status", tuple[int, ...], NUMBER_ONE_OF,
+                   "The HTTP status of the answer: the server's on the wire, the one the proxy logged (407: the "
+                   "proxy asked for a login; 403: refused).", ("http", "proxy")),
+    ConditionField("proxy_result", "proxy_action", tuple[str, ...], ONE_OF,
+                   "The proxy's result code as its log writes it: Squid's `TCP_DENIED`, `TCP_MISS`, `TCP_TUNNEL`...; "
+                   "e2guardian's `DENIED` or `EXCEPTION`; squidGuard's `REDIRECT`, `DENY` or `PASS`.", ("proxy",)),
     ConditionField("cleartext_credentials", "cleartext_credentials", bool, EQUALS,
                    "A password crossed the network readable.",
                    ("http", "email", "login"), unset=False),  # packet/apps.py, mail.py, logins.py
     ConditionField("file_ext", "file_ext", tuple[str, ...], LOWER_ONE_OF,
-                   "Extension of a downloaded file (lower case).", ("http",)),  # packet/http.py alone
+                   "Extension of a downloaded file (lower case): from the URL's last path segment, or from the "
+                   "content type when it names a program or package (collector/filetypes.py).",
+                   ("http", "proxy")),
     ConditionField("bytes_out_min", "bytes_out", NonNegativeInt, _bytes_at_least("sent"),
                    "The client sent at least this many bytes.",
                    ("flow", "proxy")),  # proxy: only a Squid logformat that logs `>st`

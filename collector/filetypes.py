@@ -16,11 +16,12 @@ The rule:
   letters and digits after the last dot, given in lower case;
 - a content type in `MIME_EXTENSIONS` (executables, installers, packages, disk images, scripts) gives its
   extension, parameters (`; charset=…`) and case ignored;
-- where both give one and they differ, the content type wins, unless the name is itself one the table
-  gives (an `.msi` served as `application/x-msdownload` stays `msi`): a server's `download.php?id=3` that
-  answers with an executable is an executable. A name the table does not know keeps its extension when
-  the content type says nothing (`setup.exe` as `application/octet-stream` is `exe`; `index.html` is
-  `html`), so the extension is what the request named or, better, what the server said it sent.
+- where both give one and they differ, the content type wins, unless the name is itself a program's or
+  package's (`PACKAGE_NAMES`: an `.msi` served as `application/x-msdownload` stays `msi`): a server's
+  `download.php?id=3` that answers with an executable is an executable. Any name keeps its extension
+  when the content type says nothing the table knows (`setup.exe` as `application/octet-stream` is
+  `exe`; `index.html` is `html`), so the extension is what the request named or, better, what the
+  server said it sent.
 """
 
 from __future__ import annotations

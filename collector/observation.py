@@ -67,7 +67,9 @@ class Observation:
     answers: list[str] = field(default_factory=list)
     """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS/SRV."""
     file_ext: str | None = None
-    """Extension of the file an HTTP request names (`exe`, `msi`, `apk`, ...), lower case."""
+    """Extension of the file an HTTP request or proxy log line names (`exe`, `msi`, `apk`, ...), lower case:
+    from the last segment of the URL's path, or from the content type when it names a program or package
+    (collector/filetypes.py gives the rule)."""
     info_hash: str | None = None
     """BitTorrent info-hash (hex) of a `p2p` observation: which torrent."""
     helo: str | None = None
@@ -142,7 +144,8 @@ class Observation:
     proxy_action: str | None = None
     """Squid's result code, e.g. TCP_MISS, TCP_DENIED."""
     denied: bool = False
-    """True when the proxy refused the request (a blocked attempt)."""
+    """True when the school's filtering refused the request (a blocked attempt): not for the proxy's login
+    challenge (407) or an error (collector/logs/refusal.py gives the rule)."""
     filter_category: str | None = None
     """Category a web filter gave the request (e2guardian's category, squidGuard's destination class)."""
     filter_reason: str | None = None

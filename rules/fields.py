@@ -260,6 +260,17 @@ def _file(wanted: Any, held: bool, seen: Seen) -> str:
         (f", one of {_either(exts)}" if len(exts) > 1 else "") if held else f", not {_either(exts)}")
 
 
+_STATUS_WORDS = {200: "the page or file was served", 302: "a redirect", 304: "not changed since the copy held",
+                 401: "the site asked for a login", 403: "refused", 404: "not found",
+                 407: "the proxy asked for a login", 511: "the network asked for a login"}
+
+
+def _status(value: object) -> str:
+    """An HTTP status with what it means, where that is common enough to say."""
+    words = _STATUS_WORDS.get(int(value))  # type: ignore[call-overload]
+    return f"{value} ({words})" if words else str(value)
+
+
 def _size(n: int) -> str:
     for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if n >= size:
@@ -461,16 +472,30 @@ FIELDS: tuple[ConditionField, ...] = (
                    "Holds when the activity falls in any of these named windows.", _EVERY, tells=_window),
     ConditionField("personal_use_allowed", "personal_use_allowed", bool, EQUALS,
                    "Place and time allow personal use (P18).", _EVERY, tells=_personal_use),
-    ConditionField("proxy_denied", "denied", bool, EQUALS, "The web proxy or filter refused the request.",
+    ConditionField("proxy_denied", "denied", bool, EQUALS,
+                   "The school's filtering refused the request (Squid's `http_access deny`, an e2guardian or "
+                   "squidGuard block): a blocked attempt. Never the proxy asking for a login (407) or an error.",
                    ("proxy",), unset=False, tells=_fact("denied", "the school's filter refused the request",
                                                         "the school's filter did not refuse it")),
+    ConditionField("http_status", "status", tuple[int, ...], NUMBER_ONE_OF,
+                   "The HTTP status of the answer: the server's on the wire, the one the proxy logged (407: the "
+                   "proxy asked for a login; 403: refused).", ("http", "proxy"),
+                   tells=_choice(lambda _: "the answer's HTTP status was", "status", _status,
+                                 "no HTTP status was seen")),
+    ConditionField("proxy_result", "proxy_action", tuple[str, ...], ONE_OF,
+                   "The proxy's result code as its log writes it: Squid's `TCP_DENIED`, `TCP_MISS`, `TCP_TUNNEL`...; "
+                   "e2guardian's `DENIED` or `EXCEPTION`; squidGuard's `REDIRECT`, `DENY` or `PASS`.", ("proxy",),
+                   tells=_choice(lambda _: "the proxy's result code was", "proxy_action", str,
+                                 "the proxy logged no result code")),
     ConditionField("cleartext_credentials", "cleartext_credentials", bool, EQUALS,
                    "A password crossed the network readable.",
                    ("http", "email", "login"), unset=False,  # packet/apps.py, mail.py, logins.py
                    tells=_fact("cleartext_credentials", "a password crossed the network unencrypted, where anyone "
                                "on the path could read it", "no password was seen crossing the network readable")),
     ConditionField("file_ext", "file_ext", tuple[str, ...], LOWER_ONE_OF,
-                   "Extension of a downloaded file (lower case).", ("http",), tells=_file),  # packet/http.py alone
+                   "Extension of a downloaded file (lower case): from the URL's last path segment, or from the "
+                   "content type when it names a program or package (collector/filetypes.py).",
+                   ("http", "proxy"), tells=_file),
     ConditionField("bytes_out_min", "bytes_out", NonNegativeInt, _bytes_at_least("sent"),
                    "The client sent at least this many bytes.",
                    ("flow", "proxy"), tells=_at_least("bytes_out", "sent")),  # proxy: a logformat with `>st`

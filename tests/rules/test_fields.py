@@ -73,7 +73,8 @@ def test_no_kind_outside_a_fields_list_fills_its_column(day):
         others = observations.filter(~pl.col("kind").is_in(field.kinds) & ~unset)
         strays[field.key] = sorted(set(others["kind"]))
         checked += 1
-    assert checked == 9  # kind, host, port, proxy_denied, cleartext_credentials, file_ext, bytes_*, dhcp_type
+    assert checked == 11  # kind, host, port, proxy_denied, http_status, proxy_result, cleartext_credentials,
+    # file_ext, bytes_*, dhcp_type
     assert strays == {key: [] for key in strays}
 
 
@@ -81,8 +82,9 @@ EXAMPLES = {
     "kind": ["dns"], "category": ["gambling"], "host": ["example.com"], "port": [443],
     "device_type": ["school_ipad"], "device_owner": "school", "device_registered": True, "role": ["teacher"],
     "group": ["year6"], "location_kind": ["classroom"], "window": ["break"], "personal_use_allowed": False,
-    "proxy_denied": True, "cleartext_credentials": True, "file_ext": ["exe"], "bytes_out_min": 1000,
-    "bytes_in_min": 1000, "device_status": ["lost"], "owner_left": True, "mac_randomised": True, "dhcp_type": ["ACK"],
+    "proxy_denied": True, "http_status": [407], "proxy_result": ["TCP_DENIED"], "cleartext_credentials": True,
+    "file_ext": ["exe"], "bytes_out_min": 1000, "bytes_in_min": 1000, "device_status": ["lost"], "owner_left": True,
+    "mac_randomised": True, "dhcp_type": ["ACK"],
 }
 
 
@@ -96,12 +98,44 @@ def test_each_field_compiles_to_a_test_of_every_activity(day):
         assert (result.dtype, result.len(), result.null_count()) == (pl.Boolean, activities.height, 0), key
 
 
+# Squid's lines for one morning (native format), and which of them the conditions below hold for.
+PROXY_LINES = [
+    "1781602200.000 0 10.20.10.21 TCP_DENIED/407 3510 GET http://dl.example.net/Setup.exe - HIER_NONE/- text/html",
+    "1781602200.100 812 10.20.10.21 TCP_MISS/200 1843200 GET http://dl.example.net/Setup.exe jcarter "
+    "HIER_DIRECT/203.0.113.80 application/x-msdownload",
+    "1781602201.000 0 10.20.10.21 TCP_DENIED/403 3429 CONNECT www.bet365.com:443 jcarter HIER_NONE/- text/html",
+    "1781602202.000 0 10.20.10.21 TCP_DENIED_REPLY/403 3439 GET http://dl.example.net/tool.exe jcarter "
+    "HIER_DIRECT/203.0.113.80 text/html",
+    "1781602203.000 31 10.20.10.21 TCP_MISS/502 3412 GET http://down.example/ jcarter HIER_NONE/- text/html",
+]
+
+
+@pytest.mark.parametrize(("condition", "lines"), [
+    ({"http_status": [407]}, [1]),  # the login challenges
+    ({"proxy_result": ["TCP_DENIED"]}, [1, 3]),  # Squid's tag, whatever the status
+    ({"proxy_result": ["TCP_DENIED"], "not": {"http_status": [407]}}, [3]),  # a school's own exception
+    ({"proxy_denied": True}, [3, 4]),  # the blocked attempts: a refusal, not a challenge
+    ({"http_status": [500, 502, 503, 504]}, [5]),
+    ({"kind": ["proxy"], "file_ext": ["exe"]}, [1, 2, 4]),
+    ({"file_ext": ["exe"], "not": {"http_status": [401, 407]}, "proxy_denied": False}, [2]),  # really downloaded
+])
+def test_proxy_conditions_on_squids_lines(condition, lines):
+    from collector.logs.squid import parse_line
+
+    table = to_table([parse_line(line, f"access.log:{n}") for n, line in enumerate(PROXY_LINES, 1)])
+    activities = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine().evaluate(table)
+    held = activities.select(compile_condition(Condition.model_validate(condition)).alias("held"), "source_ref")
+    assert [int(ref.split(":")[1]) for ref in held.filter("held")["source_ref"]] == lines
+
+
 @pytest.mark.parametrize(("key", "value", "words"), [
     ("window", ("break", "restricted_hours"), "falls in break or restricted_hours"),
     ("host", ("example.com", "example.org"), "host is one of example.com, example.org or under one"),
     ("bytes_in_min", 25_000_000, "the client received at least 25,000,000 bytes"),
     ("role", (Role.teacher, Role.office), "role is one of teacher, office"),
     ("proxy_denied", True, "proxy denied is true"),
+    ("http_status", (401, 407), "http status is one of 401, 407"),
+    ("proxy_result", ("TCP_DENIED", "TCP_DENIED_REPLY"), "proxy result is one of TCP_DENIED, TCP_DENIED_REPLY"),
     ("device_owner", "personal", "device owner is personal"),
 ])
 def test_explain_words(key, value, words):
@@ -204,6 +238,10 @@ NEVER = ", so this condition never holds"
     ("all:\n  - kind: [dns]\n  - file_ext: [exe]", ["13: rule the-rule: field file_ext is never filled for kind dns"]),
     ("kind: [dns, flow]\nfile_ext: [exe]", ["12: rule the-rule: field file_ext is never filled for kinds dns, flow"]),
     ("kind: [dns, http]\nfile_ext: [exe]", []),
+    ("kind: [proxy]\nfile_ext: [exe]", []),  # a proxied download has one too
+    ("kind: [tls]\nhttp_status: [407]", ["12: rule the-rule: field http_status is never filled for kind tls"]),
+    ("kind: [http]\nproxy_result: [TCP_DENIED]",
+     ["12: rule the-rule: field proxy_result is never filled for kind http"]),
     ("kind: [dns]\ncleartext_credentials: true",
      ["12: rule the-rule: field cleartext_credentials is never filled for kind dns"]),
     ("kind: [dns]\ncleartext_credentials: false", []),  # false on every DNS lookup: it holds

@@ -121,3 +121,16 @@ def test_relayed_dhcp_replies_keep_the_relay(tmp_path):
     assert [(o.dhcp_type, o.dhcp_relay_ip, o.dhcp_client_ip) for o in theirs] == [
         (o.dhcp_type, o.dhcp_relay_ip if o.dhcp_type in ("OFFER", "ACK") else None, o.dhcp_client_ip) for o in ours]
     assert [o.dhcp_relay_ip for o in theirs if o.dhcp_type == "ACK"] == ["10.20.40.1", "10.20.40.1"]
+
+
+def test_an_http_event_gives_the_file_type_of_its_url_and_content_type(tmp_path):
+    event = ('{"timestamp": "2026-06-16T09:30:00.000000+0000", "event_type": "http", "src_ip": "10.20.10.21", '
+             '"src_port": 50000, "dest_ip": "203.0.113.80", "dest_port": 80, "proto": "TCP", "flow_id": 9, '
+             '"http": {"hostname": "dl.example.net", "url": "/download.php?id=3", "http_method": "GET", '
+             '"status": 200, "http_content_type": "application/x-msdownload"}}')
+    source = EveSource(tmp_path / "eve.json")
+    (download,) = source.parse_line(event, "eve.json:1")
+    assert (download.url, download.file_ext) == ("http://dl.example.net/download.php?id=3", "exe")
+    (page,) = source.parse_line(event.replace("download.php?id=3", "news").replace("application/x-msdownload",
+                                                                                  "text/html"), "eve.json:2")
+    assert page.file_ext is None

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rules.engine import Engine, compile_condition, waiver_columns, with_windows
+from rules.engine import LOGIN_CHALLENGE, Engine, compile_condition, rule_matches, waiver_columns, with_windows
 from rules.fields import FIELDS, Seen, shown
 from rules.policy import Condition, Waiver
 
@@ -59,6 +59,8 @@ def _readings(engine: Engine, activities: pl.DataFrame) -> list[_Reading]:
     df = with_windows(activities, policy)
     df = df.with_columns(waiver_columns(policy, engine.groups))
     checks = {path: check for i, rule in enumerate(policy.rules) for path, check in _checks(rule.when, f"r{i}")}
+    checks |= {f"r{i}": rule_matches(rule.when) for i, rule in enumerate(policy.rules)}  # what the engine judged
+    checks["challenge"] = LOGIN_CHALLENGE
     values = df.select(**checks) if checks else None
     windows = df.select("school_day", "restricted_hours", "break", "personal_use_allowed")
     covered = df.select([f"_waiver_{j}" for j in range(len(policy.waivers))])
@@ -125,6 +127,9 @@ def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> s
     ]
     if row["denied"]:
         lines.append(f"  {_refused(seen)}")
+    if reading.values.get("challenge"):
+        lines.append("  The proxy asked for a login here; the browser sends the same request again with it, so no "
+                     "rule judges this line.")
     lines += [
         f"  time: {_windows_said(seen)}",
         f"  {_sentence(_FIELD['personal_use_allowed'].finding(None, True, seen))}",

@@ -180,3 +180,27 @@ def test_an_installer_downloaded_through_the_proxy_is_p7s(engine, school_day_cap
         ("access.log:3", "LT-JCARTER", None, []),
         ("school.log:1", "LT-JCARTER", "exe", ["installer-download"]),
     ]
+
+
+def test_the_proxys_login_challenge_breaks_no_rule(engine, school_day_capture):
+    """Each site James Carter's browser opens through the authenticating proxy is first answered 407 (no
+    credentials yet), then allowed or refused: only the second line is his activity."""
+    from collector.logs.squid import parse_line
+
+    stamp = f"{at('11:15') / 1e6:.3f}"
+    lines = [
+        f"{stamp} 0 10.20.10.21 TCP_DENIED/407 3912 CONNECT www.bet365.com:443 - HIER_NONE/- text/html",
+        f"{stamp} 0 10.20.10.21 TCP_DENIED/403 3912 CONNECT www.bet365.com:443 jcarter HIER_NONE/- text/html",
+        f"{stamp} 0 10.20.10.21 TCP_DENIED/407 3912 CONNECT www.facebook.com:443 - HIER_NONE/- text/html",
+        f"{stamp} 9000 10.20.10.21 TCP_TUNNEL/200 88120 CONNECT www.facebook.com:443 jcarter "
+        "HIER_DIRECT/157.240.1.35 -",
+    ]
+    mine = [parse_line(line, f"access.log:{n}") for n, line in enumerate(lines, 1)]
+    activities = engine.evaluate(to_table(school_day_capture + mine))
+    rows = activities.filter(pl.col("source_ref").str.starts_with("access.log:")).sort("source_ref")
+    assert rows.select("source_ref", "status", "rule_ids", "verdict").rows() == [
+        ("access.log:1", 407, [], "allowed"),
+        ("access.log:2", 403, ["blocked-content"], "breach"),
+        ("access.log:3", 407, [], "allowed"),
+        ("access.log:4", 200, ["personal-use-restricted-hours"], "breach"),
+    ]

@@ -11,6 +11,8 @@ teacher beside another teacher doing the same thing without one.
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 
@@ -74,13 +76,21 @@ def test_the_407_challenges_are_neither_refusals_nor_breaches(replayed):
 
 
 def test_the_refusal_is_a_blocked_attempt_that_reads_as_tried_and_refused(replayed, tmp_path):
+    """The one request the filter turned away is the only one stored as denied; `explain` says the proxy
+    refused it, and Emma Wood's report says she tried and was refused, not that she reached the site."""
     store, _, rows = replayed
     refused = rows.filter(pl.col("denied"))
     assert refused.select("status", "host", "user", "verdict").rows() == [(403, "www.bet365.com", "ewood", "breach")]
     explained = run_cli("explain", "--config", CONFIG, refused.item(0, "source_ref"), "--kind", "proxy",
                         store=store, check=True).stdout
-    assert "tried" in explained and "refused" in explained
-    assert "reached" not in explained
+    assert "refused by the proxy" in explained
+    report = tmp_path / "ewood.html"
+    run_cli("report", "--config", CONFIG, "--user", "ewood", "--from", "2026-03-30", "--to", "2026-03-30",
+            "--requested-by", "oadeyemi", "--reason", "a refused request to a betting site", "-o", report,
+            store=store, check=True)
+    breach = [r.lower() for r in re.findall(r"<tr\b.*?</tr>", report.read_text(), re.S)
+              if "www.bet365.com" in r and "blocked-content" in r]  # the breach's row in the table of breaches
+    assert breach and all("tried" in r and "refused" in r and "reached" not in r for r in breach)
 
 
 def test_proxied_downloads_keep_their_file_type(replayed):

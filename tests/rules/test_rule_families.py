@@ -204,3 +204,8 @@ def test_the_proxys_login_challenge_breaks_no_rule(engine, school_day_capture):
         ("access.log:3", 407, [], "allowed"),
         ("access.log:4", 200, ["personal-use-restricted-hours"], "breach"),
     ]
+    from rules.explain import explain
+
+    said = explain(engine, rows.head(1))
+    assert "The proxy asked for a login here" in said and "Rule blocked-content" in said
+    assert "matched" not in said.split("Rule blocked-content", 1)[1].split("\n", 1)[0]

@@ -25,7 +25,8 @@ def compiled() -> bool:
 
 def compiled_sources() -> list[Path]:
     """The source files mypyc compiles: every module of `collector/packet/`, and the `collector` modules
-    outside it that those import (the observation type and the skip counter, used per packet)."""
+    outside it that those import (the file-type rule, the observation type and the skip counter, used per
+    packet)."""
     here = Path(__file__).parent
     packet = sorted(p for p in (here / "packet").glob("*.py") if p.name != "__init__.py")
     outside: set[str] = set()

@@ -67,7 +67,9 @@ class Observation:
     answers: list[str] = field(default_factory=list)
     """DNS answers in order: addresses for A/AAAA, target names for CNAME/PTR/MX/NS/SRV."""
     file_ext: str | None = None
-    """Extension of the file an HTTP request names (`exe`, `msi`, `apk`, ...), lower case."""
+    """Extension of the file an HTTP request or proxy log line names (`exe`, `msi`, `apk`, ...), lower case:
+    from the last segment of the URL's path, or from the content type when it names a program or package
+    (collector/filetypes.py gives the rule)."""
     info_hash: str | None = None
     """BitTorrent info-hash (hex) of a `p2p` observation: which torrent."""
     helo: str | None = None
@@ -105,9 +107,16 @@ class Observation:
     vendor_class: str | None = None
     """Vendor class identifier (option 60), e.g. `MSFT 5.0`, `android-dhcp-13`."""
     dhcp_circuit_id: str | None = None
-    """DHCP relay agent circuit id (option 82): a Wi-Fi controller's access point and SSID, a switch port."""
+    """DHCP relay agent circuit id (option 82; v6 interface-id, option 18): a Wi-Fi controller's access
+    point and SSID, a switch port."""
     dhcp_remote_id: str | None = None
-    """DHCP relay agent remote id (option 82)."""
+    """DHCP relay agent remote id (option 82; v6 remote-id, option 37)."""
+    dhcp_relay_ip: str | None = None
+    """The DHCP relay agent's address on the client's link (v4 `giaddr`, v6 the link-address of the
+    relay nearest the client): a relayed message is placed by it, not by the server's address."""
+    dhcp_client_ip: str | None = None
+    """The DHCP client's own address as the message states it: v4 `ciaddr`, v6 the peer-address of the
+    relay nearest the client (its source address, usually link-local)."""
     sni: str | None = None
     alpn: list[str] = field(default_factory=list)
     tls_version: str | None = None
@@ -135,7 +144,8 @@ class Observation:
     proxy_action: str | None = None
     """Squid's result code, e.g. TCP_MISS, TCP_DENIED."""
     denied: bool = False
-    """True when the proxy refused the request (a blocked attempt)."""
+    """True when the school's filtering refused the request (a blocked attempt): not for the proxy's login
+    challenge (407) or an error (collector/logs/refusal.py gives the rule)."""
     filter_category: str | None = None
     """Category a web filter gave the request (e2guardian's category, squidGuard's destination class)."""
     filter_reason: str | None = None
@@ -154,9 +164,10 @@ class Observation:
         dhcp_type: str | None = None, dhcp_xid: int | None = None, hostname: str | None = None,
         domain: str | None = None, requested_ip: str | None = None, assigned_ip: str | None = None,
         lease_s: int | None = None, dhcp_params: list[str] | None = None, vendor_class: str | None = None,
-        dhcp_circuit_id: str | None = None, dhcp_remote_id: str | None = None,
-        sni: str | None = None, alpn: list[str] | None = None, tls_version: str | None = None,
-        quic_version: str | None = None, ech: bool = False, bytes_out: int | None = None, bytes_in: int | None = None,
+        dhcp_circuit_id: str | None = None, dhcp_remote_id: str | None = None, dhcp_relay_ip: str | None = None,
+        dhcp_client_ip: str | None = None, sni: str | None = None, alpn: list[str] | None = None,
+        tls_version: str | None = None, quic_version: str | None = None, ech: bool = False,
+        bytes_out: int | None = None, bytes_in: int | None = None,
         packets_out: int | None = None, packets_in: int | None = None, conn_state: str | None = None,
         interim: bool = False, duration_s: float | None = None, proxy_user: str | None = None,
         proxy_action: str | None = None, denied: bool = False, filter_category: str | None = None,
@@ -207,6 +218,8 @@ class Observation:
         self.vendor_class = vendor_class
         self.dhcp_circuit_id = dhcp_circuit_id
         self.dhcp_remote_id = dhcp_remote_id
+        self.dhcp_relay_ip = dhcp_relay_ip
+        self.dhcp_client_ip = dhcp_client_ip
         self.sni = sni
         self.alpn = [] if alpn is None else alpn
         self.tls_version = tls_version

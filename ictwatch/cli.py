@@ -2,8 +2,9 @@
 failures become exit statuses.
 
 Exit status: 0 on success (a replay that skipped bad records included); 2 for a bad config or policy, an
-input that cannot be read at all, or an option that cannot be used, naming the file or option (and for
-config the field and value); 3 for a refused request (recorded in the audit chain first).
+input that cannot be read at all, or an option that cannot be used (a date that is not one, an empty
+period, a report of a username nobody has), naming the file or option (and for config the field and
+value); 3 for a refused request (recorded in the audit chain first).
 """
 
 from __future__ import annotations

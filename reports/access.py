@@ -11,6 +11,12 @@ refused, is then written to the audit chain by the caller with the grounds given
 - The network manager sees technical views, not a person's report, unless the headteacher has given a
   one-off grant for that person, which the request then uses up.
 - Everyone else (other senior leaders, the safeguarding lead, who works from incidents): refused.
+
+A request this rule grants is still refused, as `NO_SUCH_PERSON`, when its subject is in neither the staff
+directory nor the stored activity (a mistyped username): reports/requests.py asks the store, under the
+audit lock. Someone the directory no longer lists, or never did (a leaver, a proxy login), but whose
+activity is stored, is a subject like any other. Only a requester who may have that report learns which
+it is: anyone else is refused on the grounds above first.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ def decide(directory: Directory, requester: str, subject: str, reason: str, toda
     return Decision(False, "not the subject's line manager or the headteacher")
 
 
+NO_SUCH_PERSON = "no such person in the directory, and no activity stored under that username"
 GRANT_REFUSED = "only the headteacher gives one-off grants, with a reason"
 AUDIT_REFUSED = "only the headteacher reads the audit log"
 

@@ -7,7 +7,10 @@ Rows stored before those columns existed hold them empty; their lines fall back 
 clauses and its highest severity, which is exact for the usual row that broke one rule.
 
 An unknown person, device, place or host is null in these lines and in their JSON, as it is in
-`ictwatch decode --json`; only the table puts it in words ("unknown", "unregistered").
+`ictwatch decode --json`; only the table puts it in words ("unknown", "unregistered"). `host` is only ever
+a name (from DNS, TLS, HTTP or the proxy); the address of the server the device talked to is `server` (and
+`port`), null when the row has none, so a row without a name says so in every output, the report's
+included, and still shows where it went.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from collections.abc import Iterator
 import polars as pl
 
 from reports.build import local_bounds
+from reports.endpoints import endpoint
 from rules.config import Directory
 from storage.store import Store
 
-_UNKNOWN_WHEN_EMPTY = ("user", "device", "device_type", "location", "host")
+_UNKNOWN_WHEN_EMPTY = ("user", "device", "device_type", "location", "host", "dst_ip")
 """Text columns stored as "" when nothing was known (storage/schema.py), null in the lines."""
 
 
@@ -51,7 +55,7 @@ def lines(store: Store, directory: Directory, timezone: str, user: str | None = 
         pl.col("ts").dt.convert_time_zone(timezone).alias("time"), "user",
         pl.col("user").replace_strict(names, default=None, return_dtype=pl.String).alias("name"),
         "device", "device_type", "location", "rule", pl.col("clauses").list.join(",").alias("clause"), "severity",
-        "host", "source_ref",
+        "host", pl.col("dst_ip").alias("server"), pl.col("dst_port").alias("port"), "source_ref",
     )
 
 
@@ -62,11 +66,13 @@ def to_json(breaches: pl.DataFrame) -> Iterator[str]:
 
 
 def table(breaches: pl.DataFrame) -> str:
-    """`lines` as an aligned text table, unknown values in words."""
-    header = ["time", "person", "device", "location", "rule", "clause", "host"]
+    """`lines` as an aligned text table, unknown values in words; `source` is what `ictwatch explain`
+    takes, and the server is `address:port` (an IPv6 address in brackets)."""
+    header = ["time", "person", "device", "location", "rule", "clause", "severity", "host", "server", "source"]
     rows = [[
         r["time"].strftime("%Y-%m-%d %H:%M:%S"), f"{r['name'] or 'unknown'} ({r['user']})" if r["user"] else "unknown",
-        r["device"] or "unregistered", r["location"] or "unknown", r["rule"], r["clause"], r["host"] or "",
+        r["device"] or "unregistered", r["location"] or "unknown", r["rule"], r["clause"], r["severity"] or "",
+        r["host"] or "", endpoint(r["server"], r["port"]), r["source_ref"],
     ] for r in breaches.iter_rows(named=True)]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()

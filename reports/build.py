@@ -155,7 +155,7 @@ _ROW_COLUMNS = ("local", "kind", "device", "device_type", "location", "host", "d
 def _row(r: dict, explanation: str = "") -> ActivityRow:
     return ActivityRow(
         time=r["local"], kind=r["kind"], device=r["device"] or None, device_type=r["device_type"] or None,
-        location=r["location"] or None, host=r["host"] or r["dst_ip"], url=r["url"] or r["sni"],
+        location=r["location"] or None, host=r["host"] or None, server=r["dst_ip"] or None, url=r["url"] or r["sni"],
         categories=tuple(r["categories"]), verdict=r["verdict"], rule_ids=tuple(r["rule_ids"]),
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
         source_ref=r["source_ref"], denied=r["denied"], identified_by=_identified_by(r),
@@ -175,10 +175,9 @@ def _identified_by(r: dict) -> str:
     return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source
 
 
-def explainer(engine: Engine, directory: Directory) -> Callable[[pl.DataFrame], list[str]]:
-    """Explains stored activities with `engine`'s policy, naming people from `directory`: only the rules
-    that matched (the whole reading is `ictwatch explain`)."""
-    from rules.explain import explain_many
+def explainer(engine: Engine) -> Callable[[pl.DataFrame], list[str]]:
+    """Explains a report's stored activities with `engine`'s policy, in sentences: the rules that matched
+    and why, and only the subject's own waivers (the whole reading is `ictwatch explain`)."""
+    from rules.explain import for_report
 
-    names = {p.username: p.name for p in directory.people}
-    return lambda rows: explain_many(engine, rows, names, only_matched=True)
+    return lambda rows: for_report(engine, rows)

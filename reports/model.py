@@ -47,7 +47,10 @@ class ActivityRow:
     device: str | None
     device_type: str | None
     location: str | None
-    host: str
+    host: str | None
+    """The name the device asked for (DNS, TLS, HTTP, the proxy); None when none was seen."""
+    server: str | None
+    """The address of the server the device talked to (the resolver, for a lookup); None when not known."""
     url: str
     categories: tuple[str, ...]
     verdict: str

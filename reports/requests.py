@@ -3,7 +3,8 @@ requesting a person's report, downloading one again, reading the audit log, givi
 Front ends parse what they are given and show what comes back; deciding and recording happen here.
 
 A report request holds the audit chain (`AuditLog.held`) from its first read to its last write: the open
-one-off grants are read, the request is decided (reports/access.py), and when granted the report is built
+one-off grants are read, the request is decided (reports/access.py; one it grants for a subject in neither
+the directory nor the store is refused as `NO_SUCH_PERSON`), and when granted the report is built
 under the number its audit row will take, written and fingerprinted in its format (reports/formats.py),
 and its row appended with that fingerprint and the grant it spends. A refusal is appended at once. Nothing
 else appends meanwhile, so two requests cannot spend one grant, and the row number a report states is its
@@ -61,6 +62,12 @@ class Outcome:
     data: bytes = b""
     sha256: str = ""
 
+    @property
+    def no_such_person(self) -> bool:
+        """Refused because the subject is in neither the directory nor the store: a mistaken request rather
+        than one the requester may not make (front ends answer it as a usage error)."""
+        return self.grounds == access.NO_SUCH_PERSON
+
 
 @dataclass(frozen=True, slots=True)
 class Desk:
@@ -94,6 +101,9 @@ class Desk:
             decision = access.decide(self.directory, ask.requester, ask.subject, ask.reason, today,
                                      self.policy.reports.line_manager_chain,
                                      chain.open_grants(ask.requester, ask.subject))
+            if decision.granted and ask.subject not in self.directory.by_username() and not self.store.seen(
+                    ask.subject):
+                decision = access.Decision(False, access.NO_SUCH_PERSON)  # a typo: no report, no grant spent
             entry = Entry(ask.requester, self.role(ask.requester), "report",
                           "granted" if decision.granted else "refused", decision.grounds, ask.reason, ask.subject, lo,
                           hi, uses_grant=decision.grant_seq or 0, report_format="zip" if ask.passphrase else ask.format)

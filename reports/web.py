@@ -41,6 +41,7 @@ from reports.accounts import Accounts
 from reports.audit import verify
 from reports.formats import FORMATS
 from reports.model import UserReport
+from reports.periods import check_period, parse_date
 from reports.requests import Ask, Desk
 from rules.config import Directory, Person
 from rules.listupdate import lists_installed_at
@@ -149,17 +150,17 @@ class WebApp:
     def request_report(self, session: Session, form: dict[str, str]) -> tuple[int, str, str | None]:
         """(status, page, report id) for a report request: decided, recorded, built if granted."""
         try:
-            start, end = dt.date.fromisoformat(form.get("start", "")), dt.date.fromisoformat(form.get("end", ""))
-        except ValueError:
-            return 400, self.page("refused.html.j2", session, title="Not a period", grounds="dates not understood",
-                                  seq="none"), None
-        if end < start or (end - start).days > 366:
+            start, end = parse_date(form.get("start", "")), parse_date(form.get("end", ""))
+            check_period(start, end)
+        except ValueError as exc:
+            return 400, self.page("refused.html.j2", session, title="Not a period", grounds=str(exc), seq="none"), None
+        if (end - start).days > 366:
             return 400, self.page("refused.html.j2", session, title="Not a period",
-                                  grounds="the period must run forwards and be at most a year", seq="none"), None
+                                  grounds="the period must be at most a year", seq="none"), None
         got = self.desk.request(Ask(session.user or "", form.get("subject", ""), start, end, form.get("reason", "")))
         if got.report is None:
-            return 403, self.page("refused.html.j2", session, title="Report refused", grounds=got.grounds,
-                                  seq=got.seq), None
+            status, title = (400, "No such person") if got.no_such_person else (403, "Report refused")
+            return status, self.page("refused.html.j2", session, title=title, grounds=got.grounds, seq=got.seq), None
         rid = secrets.token_urlsafe(16)
         session.reports[rid] = got.report
         return 303, "", rid
@@ -194,8 +195,9 @@ class WebApp:
         now = self.now()
         asked = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
         try:
-            last = dt.date.fromisoformat(asked["to"]) if "to" in asked else now.date()
-            first = dt.date.fromisoformat(asked["from"]) if "from" in asked else last - dt.timedelta(days=29)
+            last = parse_date(asked["to"]) if "to" in asked else now.date()
+            first = parse_date(asked["from"]) if "from" in asked else last - dt.timedelta(days=29)
+            check_period(first, last)
         except ValueError:
             first, last = now.date() - dt.timedelta(days=29), now.date()
         lo, hi = build.local_bounds(first, last, self.policy.calendar.timezone)

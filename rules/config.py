@@ -176,7 +176,9 @@ class Location(Strict):
     relay_ids: tuple[str, ...] = Field(
         (), description="Text that, found in a DHCP lease's relay agent circuit or remote id (option 82, case "
         "ignored), places the client here: Wi-Fi controllers put the access point's name and the SSID there. "
-        "Such a place beats the subnet's while the lease lasts.")
+        "Such a place beats the subnet's while the lease lasts. Where the ids of a message match "
+        "several places (an access point's name and a guest SSID), the first of them in the map wins: list "
+        "the guest network before the rooms.")
 
 
 class Service(Strict):

@@ -74,6 +74,21 @@ def with_windows(df: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     return df.with_columns(personal_use_allowed=allowed)
 
 
+LOGIN_CHALLENGE = ((pl.col("kind") == "proxy") & (
+    (pl.col("status") == 407)
+    | (pl.col("status").is_in([401, 511]) & pl.col("proxy_action").str.contains("DENIED", literal=True))
+)).fill_null(False)
+"""The proxy asking who is there (Squid's `TCP_DENIED/407`, a 401 or 511 it answered itself): the browser
+sends the same request again with the login, so the challenge is no one's visit and no rule judges it. It
+is still stored, as evidence of the login exchange."""
+
+
+def rule_matches(cond: Condition) -> pl.Expr:
+    """Where a rule whose condition is `cond` is broken, waivers aside: the condition holds and the row is
+    not a proxy's login challenge."""
+    return compile_condition(cond) & ~LOGIN_CHALLENGE
+
+
 def compile_condition(cond: Condition) -> pl.Expr:
     """A boolean expression that is true exactly where `cond` holds (never null)."""
     parts = [field.holds(value) for field, value in cond.leaves()]
@@ -109,7 +124,7 @@ class Engine:
         self.version = policy.version()
         self._categories = categories
         self._identity = identity
-        self._matches = [compile_condition(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
+        self._matches = [rule_matches(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
         self.groups = groups or {}
         """Directory group → usernames, for waivers given to a group."""
         self._waivers = waiver_columns(policy, self.groups)

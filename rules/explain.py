@@ -1,5 +1,15 @@
-"""Why an activity got its verdict, in words: each rule, each condition and the value that decided it,
-the identity evidence, and each waiver that applied or why it did not.
+"""Why an activity got its verdict, in words, read two ways.
+
+`explain` is the whole reading for the network manager (`ictwatch explain`): the activity, each rule of the
+policy and each condition of it with what the activity showed, the identity evidence, and every waiver of
+the policy, which applied or why it did not (a policy tool: the waivers are the policy file's, which the
+network manager keeps).
+
+`for_report` is what a person's report says about one of their breaches, for a headteacher: what happened
+(a request the school's filter refused was tried, not made), then each rule that matched, by its clause and
+message, and why it matched in sentences; of the waivers, only the person's own (given to them or to one
+of their groups), never whom they were given by: a report names nobody but its subject, the requester and
+the line manager.
 
 The explanation is computed, not remembered: the stored activity goes back through the same compiled
 expressions the engine used (the calendar windows are worked out again from its time), every node of
@@ -9,14 +19,14 @@ given, the explanation says so: it describes the current policy's reading.
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import polars as pl
 
-from rules.engine import Engine, compile_condition, waiver_columns, with_windows
-from rules.fields import shown
-from rules.policy import Condition
+from rules.engine import LOGIN_CHALLENGE, Engine, compile_condition, rule_matches, waiver_columns, with_windows
+from rules.fields import FIELDS, Seen, shown
+from rules.policy import Condition, Waiver
 
 
 def _checks(cond: Condition, path: str) -> Iterator[tuple[str, pl.Expr]]:
@@ -31,35 +41,81 @@ def _checks(cond: Condition, path: str) -> Iterator[tuple[str, pl.Expr]]:
         yield from _checks(cond.not_, f"{path}.not")
 
 
-def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None) -> str:
-    """The explanation of one stored activity (a one-row frame from the `activity` table), every rule gone
-    through."""
-    return explain_many(engine, activity, names)[0]
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One activity as the current policy reads it."""
+
+    seen: Seen
+    """The stored row, with the calendar windows."""
+    values: dict[str, bool]
+    """Each node of each rule's condition (`_checks`' paths): whether it holds."""
+    covered: tuple[bool, ...]
+    """For each waiver of the policy: whether it covers the activity's person and time."""
 
 
-def explain_many(engine: Engine, activities: pl.DataFrame, names: dict[str, str] | None = None,
-                 only_matched: bool = False) -> list[str]:
-    """`explain` for every row of `activities`, with every condition evaluated once over all of them."""
+def _readings(engine: Engine, activities: pl.DataFrame) -> list[_Reading]:
+    """Every row of `activities` read, each condition evaluated once over all of them."""
     policy = engine.policy
     df = with_windows(activities, policy)
     df = df.with_columns(waiver_columns(policy, engine.groups))
     checks = {path: check for i, rule in enumerate(policy.rules) for path, check in _checks(rule.when, f"r{i}")}
-    values = df.select(**checks) if checks else pl.DataFrame({"_": [None] * df.height})
+    checks |= {f"r{i}": rule_matches(rule.when) for i, rule in enumerate(policy.rules)}  # what the engine judged
+    checks["challenge"] = LOGIN_CHALLENGE
+    values = df.select(**checks) if checks else None
     windows = df.select("school_day", "restricted_hours", "break", "personal_use_allowed")
     covered = df.select([f"_waiver_{j}" for j in range(len(policy.waivers))])
-    return [_explain_row(engine, activities.row(k, named=True), values.row(k, named=True) if checks else {},
-                         windows.row(k, named=True), covered.row(k) if policy.waivers else (), names, only_matched)
+    return [_Reading(Seen(activities.row(k, named=True) | windows.row(k, named=True), policy),
+                     values.row(k, named=True) if values is not None else {},
+                     covered.row(k) if policy.waivers else ())
             for k in range(df.height)]
 
 
-def _explain_row(engine: Engine, row: dict, values: dict[str, bool], windows: dict[str, bool], covered: tuple,
-                 names: dict[str, str] | None, only_matched: bool) -> str:
+def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None) -> str:
+    """The whole reading of one stored activity (a one-row frame from the `activity` table): every rule gone
+    through, every waiver."""
+    return explain_many(engine, activity, names)[0]
+
+
+def explain_many(engine: Engine, activities: pl.DataFrame, names: dict[str, str] | None = None) -> list[str]:
+    """`explain` for every row of `activities`, with every condition evaluated once over all of them."""
+    return [_whole(engine, r, names) for r in _readings(engine, activities)]
+
+
+def for_report(engine: Engine, activities: pl.DataFrame) -> list[str]:
+    """What a report says about each of its subject's rows in `activities`: the rules that matched and why,
+    and the subject's own waivers among them."""
+    return [_for_report(engine, r) for r in _readings(engine, activities)]
+
+
+def endpoint(address: str, port: int | None = None) -> str:
+    """An address (and port) as a text names it: an IPv6 address in brackets, so that its colons are not
+    read as the port's (RFC 3986)."""
+    shown_address = f"[{address}]" if ":" in address else address
+    return f"{shown_address}:{port}" if port is not None else shown_address
+
+
+def _target(row: dict) -> str:
+    """What the activity went to, as a sentence names it: the server's name, else its address."""
+    return row["host"] or (endpoint(row["dst_ip"]) if row["dst_ip"] else "a server whose name was not seen")
+
+
+def _refused(seen: Seen) -> str:
+    return f"Tried to open {_target(dict(seen.row))} at {seen.clock()}; the school's filter refused it."
+
+
+def _sentence(clause: str) -> str:
+    return clause[:1].upper() + clause[1:] + ("" if clause.endswith(".") else ".")
+
+
+def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> str:
     policy = engine.policy
-    zone = zoneinfo.ZoneInfo(policy.calendar.timezone)
-    local = row["ts"].astimezone(zone)
+    row, seen = dict(reading.seen.row), reading.seen
+    local = seen.local()
     who = row["user"] or "unknown person"
     if row["user"] and names and row["user"] in names:
         who = f"{names[row['user']]} ({row['user']})"
+    server = endpoint(row["dst_ip"], row["dst_port"]) if row["dst_ip"] else "not seen"
+    client = endpoint(row["src_ip"], row["src_port"]) if row["src_ip"] else "not seen"
     lines = [
         f"Activity {row['source_ref']} ({row['kind']}) at {local:%Y-%m-%d %H:%M:%S %Z}",
         f"  who: {who}; role {shown(row['role'])}; identity evidence: {shown(row['identity_source'])} "
@@ -67,11 +123,16 @@ def _explain_row(engine: Engine, row: dict, values: dict[str, bool], windows: di
         f"  device: {row['device'] or 'unregistered'} ({shown(row['device_type'])}, {shown(row['device_owner'])}"
         f"{', private Wi-Fi address' if row['mac_randomised'] else ''}); place: {row['location'] or 'unknown'} "
         f"({shown(row['location_kind'])})",
-        f"  host: {shown(row['host'])}; categories: {shown(row['categories'])}; port {shown(row['dst_port'])}"
-        f"{'; refused by the proxy' if row['denied'] else ''}",
-        f"  time: school day {'yes' if windows['school_day'] else 'no'}, restricted hours "
-        f"{'yes' if windows['restricted_hours'] else 'no'}, break {'yes' if windows['break'] else 'no'}; "
-        f"personal use allowed here and now: {'yes' if windows['personal_use_allowed'] else 'no'}",
+        f"  host: {shown(row['host'])}; client {client}, server {server}; categories: {shown(row['categories'])}",
+    ]
+    if row["denied"]:
+        lines.append(f"  {_refused(seen)}")
+    if reading.values.get("challenge"):
+        lines.append("  The proxy asked for a login here; the browser sends the same request again with it, so no "
+                     "rule judges this line.")
+    lines += [
+        f"  time: {_windows_said(seen)}",
+        f"  {_sentence(_FIELD['personal_use_allowed'].finding(None, True, seen))}",
         f"  verdict: {row['verdict']}" + (f" ({row['severity']})" if row["severity"] else "")
         + f", given by policy {row['policy_version']}",
     ]
@@ -80,47 +141,117 @@ def _explain_row(engine: Engine, row: dict, values: dict[str, bool], windows: di
                      "policy's reading")
     waived_rules = {r for w in policy.waivers if w.id in (row["waiver_ids"] or []) for r in w.rules}
     for i, rule in enumerate(policy.rules):
-        matched = values[f"r{i}"]
-        if only_matched and not matched:
-            continue
+        matched = reading.values[f"r{i}"]
         state = "waived" if matched and rule.id in waived_rules else "matched" if matched else "did not match"
         lines.append(f"Rule {rule.id} ({', '.join(rule.clauses)}, {rule.severity.value}): {state}")
         if matched:
             lines.append(f"  \"{rule.message}\"")
-        lines += _condition_lines(rule.when, f"r{i}", values, row | windows, "    ")
-    lines += _waiver_lines(engine, covered, row)
+        lines += _condition_lines(rule.when, f"r{i}", reading, "    ")
+    lines += _waiver_lines(engine, reading)
     return "\n".join(lines)
 
 
-def _condition_lines(cond: Condition, path: str, values: dict[str, bool], row: dict, indent: str) -> list[str]:
+_FIELD = {f.key: f for f in FIELDS}
+
+
+def _windows_said(seen: Seen) -> str:
+    """The calendar's reading of the activity's time: school day, restricted hours, break."""
+    return "; ".join(_FIELD["window"].finding((w,), bool(seen.row[w]), seen)
+                     for w in ("school_day", "restricted_hours", "break"))
+
+
+_MARK = {True: "yes", False: "no "}
+
+
+def _condition_lines(cond: Condition, path: str, reading: _Reading, indent: str) -> list[str]:
+    """Each key of `cond` with what the activity showed, then its `all`, `any` and `not`, nested."""
     out = []
     for field, wanted in cond.leaves():
-        ok = values[f"{path}.{field.key}"]
-        column = field.column
-        seen = "" if column is None else f" ({column.replace('_', ' ')}: {shown(row.get(column))})"
-        out.append(f"{indent}{'yes' if ok else 'no '} {field.says(wanted)}{seen}")
-    for name in ("all", "any"):
+        held = reading.values[f"{path}.{field.key}"]
+        out.append(f"{indent}{_MARK[held]} {field.finding(wanted, held, reading.seen)}")
+    for name, words in (("all", "all of these hold:"), ("any", "at least one of these holds:")):
         children = getattr(cond, name) or ()
         if children:
-            out.append(f"{indent}{'yes' if values[path] else 'no '} {name} of:")
+            out.append(f"{indent}{_MARK[reading.values[path]]} {words}")
             for i, child in enumerate(children):
-                out += _condition_lines(child, f"{path}.{name}{i}", values, row, indent + "  ")
+                out += _condition_lines(child, f"{path}.{name}{i}", reading, indent + "  ")
     if cond.not_ is not None:
-        inner = values[f"{path}.not"]
-        out.append(f"{indent}{'yes' if not inner else 'no '} not:")
-        out += _condition_lines(cond.not_, f"{path}.not", values, row, indent + "  ")
+        out.append(f"{indent}{_MARK[not reading.values[f'{path}.not']]} this does not hold:")
+        out += _condition_lines(cond.not_, f"{path}.not", reading, indent + "  ")
     return out
 
 
-def _waiver_lines(engine: Engine, covered: tuple, row: dict) -> list[str]:
+def _why(cond: Condition, path: str, reading: _Reading, want: bool = True) -> list[str]:
+    """The findings that make `cond` come out `want` (true: every part held, of an `any` the members that
+    held; false: the parts that failed, of an `any` every member): the reasons, and only those."""
+    out = []
+    for field, wanted in cond.leaves():
+        held = reading.values[f"{path}.{field.key}"]
+        if held == want:
+            out.append(field.finding(wanted, held, reading.seen))
+    for i, child in enumerate(cond.all or ()):
+        child_path = f"{path}.all{i}"
+        if reading.values[child_path] == want:
+            out += _why(child, child_path, reading, want)
+    for i, child in enumerate(cond.any or ()):
+        child_path = f"{path}.any{i}"
+        if reading.values[child_path] == want:
+            out += _why(child, child_path, reading, want)
+    if cond.not_ is not None and reading.values[f"{path}.not"] != want:
+        out += _why(cond.not_, f"{path}.not", reading, not want)
+    return out
+
+
+def _own(waiver: Waiver, row: dict) -> bool:
+    """The waiver is the activity's person's: given to them by name or to one of their groups."""
+    return bool(row["user"]) and (row["user"] in waiver.users or bool(set(waiver.groups) & set(row["groups"] or ())))
+
+
+def _period(waiver: Waiver) -> str:
+    start, end = waiver.start, waiver.end
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%A %-d %B %Y %H:%M}"
+    return f"{start:%A %-d %B %Y}, {start:%H:%M} to {until}"
+
+
+def _for_report(engine: Engine, reading: _Reading) -> str:
+    policy = engine.policy
+    row, seen = dict(reading.seen.row), reading.seen
+    lines = []
+    if row["denied"]:
+        lines.append(_refused(seen))
+    if row["policy_version"] != engine.version:
+        lines.append("The policy has changed since this was judged: what follows is the current policy's reading.")
+    applied = set(row["waiver_ids"] or ())
+    waived_rules = {r for w in policy.waivers if w.id in applied for r in w.rules}
+    matched = []
+    for i, rule in enumerate(policy.rules):
+        if not reading.values[f"r{i}"]:
+            continue
+        matched.append(rule.id)
+        lifted = " (lifted by a waiver)" if rule.id in waived_rules else ""
+        lines.append(f"{', '.join(rule.clauses)} ({rule.severity.value}), rule {rule.id}{lifted}: "
+                     f"{_sentence(rule.message)}")
+        lines.append("Why: " + " ".join(_sentence(s) for s in _why(rule.when, f"r{i}", reading)))
+    for w in policy.waivers:
+        if not _own(w, row):
+            continue  # another person's permission is not this report's to tell
+        if w.id in applied:
+            lines.append(f"Waiver {w.id} applied: {_sentence(w.reason)} It runs {_period(w)}.")
+        elif set(w.rules) & set(matched):  # covering the time, it would have applied
+            lines.append(f"Waiver {w.id} did not apply: it runs {_period(w)}.")
+    return "\n".join(lines)
+
+
+def _waiver_lines(engine: Engine, reading: _Reading) -> list[str]:
     waivers = engine.policy.waivers
     if not waivers:
         return ["Waivers: the policy has none"]
+    row = reading.seen.row
     out = ["Waivers:"]
     for j, w in enumerate(waivers):
         if w.id in (row["waiver_ids"] or []):
             why = f"applied (granted by {w.granted_by}: {w.reason})"
-        elif not covered[j]:
+        elif not reading.covered[j]:
             who = set(w.users) | {f"group {g}" for g in w.groups}
             why = (f"does not cover this activity: it is for {', '.join(sorted(who))}, "
                    f"{w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M} local")

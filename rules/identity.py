@@ -8,6 +8,14 @@ authenticated user (a shared device is used by whoever logged in), else the devi
 where a DHCP relay's option 82 (an access point, an SSID) put the client while its lease lasts, else the
 network map's subnet of the client address, else the VLAN its frames carried. Unknown is a value: rows
 without a match keep null device, user or location.
+
+A DHCP message is about its client, whoever sent it: a relayed one goes between the DHCP server and the
+relay agent, so its source address is the server's or the relay's. Its device is its client's MAC
+(chaddr, or the DUID's), never an address's; its place is the one its own relay ids (option 82, v6
+interface-id and remote-id) name, else the relay agent's subnet (giaddr, v6 link-address), else the
+client's lease's place, else the subnet of the client's own address (ciaddr, the address assigned or
+requested, the source of a message the client sent itself), else the VLAN of a frame on the client's
+link. Never the server's address, nor the VLAN of a frame between server and relay.
 """
 
 from __future__ import annotations
@@ -17,14 +25,26 @@ import ipaddress
 
 import polars as pl
 
-from rules.config import Device, Directory, NetworkMap
+from rules.config import Device, Directory, Location, NetworkMap
 
 DEFAULT_LEASE_S = 24 * 3600
 """Lease length assumed when an ACK gives none."""
+_CLIENT_PORTS = (68, 546)
+"""DHCP's client ports (v4, v6): a message from one was sent by the client itself, one to one goes over
+the client's own link; relay agents and servers talk from and to 67 and 547."""
 KEEP_ENDED = dt.timedelta(days=7)
 """Leases that ended longer ago than this (in observed time) are dropped from memory: inputs arrive
 somewhat out of order (a capture, then the day's proxy log), never a week late."""
 
+_KEYS = {"_mac": pl.String(), "_client": pl.String(), "_leased": pl.Boolean(), "_vlan": pl.UInt16(),
+         "_addr": pl.String(), "dhcp_relay_ip": pl.String()}
+"""What the device and place of a row are looked up by (once per distinct combination in a batch)."""
+_LOOKUP = _KEYS | {
+    "device": pl.String(), "device_type": pl.String(), "device_owner": pl.String(), "owner": pl.String(),
+    "device_registered": pl.Boolean(), "device_source": pl.String(), "_relay_place": pl.String(),
+    "location": pl.String(), "location_kind": pl.String(), "_status": pl.String(), "_status_since": pl.Date(),
+    "_owner_leave": pl.Date(),
+}
 _LEASES = pl.Schema({"ip": pl.String(), "lease_mac": pl.String(), "lease_start": pl.Datetime("us", "UTC"),
            "lease_end": pl.Datetime("us", "UTC"), "lease_ref": pl.String(), "lease_place": pl.String()})
 
@@ -54,18 +74,21 @@ class Identity:
                          & pl.col("assigned_ip").is_not_null() & pl.col("src_mac").is_not_null())
         if acks.height == 0:
             return pl.DataFrame(schema=_LEASES)
-        relay = pl.concat_str([pl.col(c).fill_null("") for c in ("dhcp_circuit_id", "dhcp_remote_id")],
-                              separator=" ").str.to_lowercase()
-        texts = acks.select(relay.unique()).to_series().to_list()
-        places = {t: next((loc.name for needle, loc in self._relay_places if needle in t), None) for t in texts}
         new = acks.select(
             ip=pl.col("assigned_ip"), lease_mac=pl.col("src_mac"), lease_start=pl.col("ts"),
             lease_end=pl.col("ts") + pl.duration(seconds=pl.col("lease_s").fill_null(DEFAULT_LEASE_S).cast(pl.Int64)),
-            lease_ref=pl.col("source_ref"),
-            lease_place=relay.replace_strict(places, default=None, return_dtype=pl.String),
+            lease_ref=pl.col("source_ref"), lease_place=self._agent_place(acks),
         )
         self.add(new)
         return new
+
+    def _agent_place(self, df: pl.DataFrame) -> pl.Expr:
+        """The place the network map's `relay_ids` find in each row's relay ids (null where none matches)."""
+        relay = pl.concat_str([pl.col(c).fill_null("") for c in ("dhcp_circuit_id", "dhcp_remote_id")],
+                              separator=" ").str.to_lowercase()
+        texts = df.select(relay.unique()).to_series().to_list()
+        places = {t: next((loc.name for needle, loc in self._relay_places if needle in t), None) for t in texts}
+        return relay.replace_strict(places, default=None, return_dtype=pl.String)
 
     def add(self, leases: pl.DataFrame) -> None:
         """Add known leases (learnt now, or stored earlier) to the history; a place is optional."""
@@ -78,15 +101,15 @@ class Identity:
         self.leases = leases.filter(pl.col("lease_end") >= horizon).sort("ip", "lease_start")
 
     def _lease_macs(self, df: pl.DataFrame) -> pl.DataFrame:
-        """`lease_mac`, `lease_ref` and `lease_place` for each row: who held its client address at its time,
-        and where the DHCP relay put them."""
-        rows = df.select("ts", "src_ip").with_row_index("_row")
+        """`lease_mac`, `lease_ref` and `lease_place` for each row: who held its client address (`_client`)
+        at its time, and where the DHCP relay put them."""
+        rows = df.select("ts", "_client").with_row_index("_row")
         if self.leases.height == 0:
             return rows.select("_row", lease_mac=pl.lit(None, pl.String), lease_ref=pl.lit(None, pl.String),
                                lease_place=pl.lit(None, pl.String))
         in_order = rows.get_column("ts").is_sorted()  # a proxy log's lines are: no sorting there and back
         found = (rows if in_order else rows.sort("ts")).join_asof(
-            self.leases.sort("lease_start"), left_on="ts", right_on="lease_start", by_left="src_ip", by_right="ip",
+            self.leases.sort("lease_start"), left_on="ts", right_on="lease_start", by_left="_client", by_right="ip",
             strategy="backward", check_sortedness=False)  # both sorted on the time
         live = pl.col("lease_end") >= pl.col("ts")
         found = found.select(
@@ -109,55 +132,84 @@ class Identity:
             else "register_address",
         }
 
-    def _location_row(self, ip: str | None, vlan: int | None) -> dict:
-        """The place of a client address (its subnet), else of the VLAN its frames were tagged with."""
+    def _subnet_place(self, ip: str | None) -> Location | None:
+        """The place whose subnet holds an address."""
+        if not ip:
+            return None
         try:
-            addr = ipaddress.ip_address(ip or "")
+            addr = ipaddress.ip_address(ip)
         except ValueError:
-            addr = None
-        for net, loc in self._nets:
-            if addr is not None and addr.version == net.version and addr in net:
-                return {"location": loc.name, "location_kind": loc.kind.value}
-        tagged = self._vlans.get(vlan) if vlan is not None else None
-        if tagged is not None:
-            return {"location": tagged.name, "location_kind": tagged.kind.value}
-        return {"location": None, "location_kind": None}
+            return None
+        return next((loc for net, loc in self._nets if addr.version == net.version and addr in net), None)
+
+    def _location_row(self, ip: str | None, relay: str | None, vlan: int | None) -> dict:
+        """The place of a DHCP relay agent's address (`_relay_place`), and that of a client address (its
+        subnet), else of the VLAN its frames were tagged with."""
+        place = self._subnet_place(ip) or (self._vlans.get(vlan) if vlan is not None else None)
+        relay_place = self._subnet_place(relay)
+        return {"_relay_place": relay_place.name if relay_place else None, "location": place.name if place else None,
+                "location_kind": place.kind.value if place else None}
+
+    @staticmethod
+    def _client_address() -> pl.Expr:
+        """Each row's client address: a DHCP message's client's own (ciaddr; the address given, else
+        asked for; the source of a message the client sent itself), every other row's source address."""
+        return pl.when(pl.col("kind") == "dhcp").then(pl.coalesce(
+            "dhcp_client_ip", "assigned_ip", "requested_ip",
+            pl.when(pl.col("src_port").is_in(_CLIENT_PORTS)).then(pl.col("src_ip")),
+        )).otherwise(pl.col("src_ip"))
+
+    def _dhcp_terms(self, df: pl.DataFrame, lease_mac: pl.Series, lease_place: pl.Series) -> dict[str, pl.Expr]:
+        """`_addr` (the address a device may be found by), `_place` (the lease's place), `_vlan` (the VLAN
+        that may place the row) and `_agent` (the place its own relay ids name) in a batch with DHCP."""
+        dhcp, mac = pl.col("kind") == "dhcp", pl.col("src_mac")
+        on_client_link = pl.col("src_port").is_in(_CLIENT_PORTS) | pl.col("dst_port").is_in(_CLIENT_PORTS)
+        return {
+            # a DHCP message's MAC is its client's: no address stands in for it, and only the client's
+            # own lease places it
+            "_addr": pl.when(dhcp & mac.is_not_null()).then(None).otherwise(pl.col("_client")),
+            "_place": pl.when(~dhcp | mac.is_null() | (mac == lease_mac)).then(lease_place),
+            "_vlan": pl.when(~dhcp | on_client_link).then(pl.col("vlan")),
+            "_agent": pl.when(dhcp).then(self._agent_place(df.filter(dhcp))),
+        }
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
         """Add the Subject columns to an observation frame: user, role, groups, device, device_type, device_owner,
         device_registered, device_status, owner_left, location, location_kind, identity_source (null where
         unknown)."""
+        # most batches hold no DHCP (a proxy log's): they keep the short way, keyed on the source address
+        dhcp_rows = bool((df.get_column("kind") == "dhcp").any())
+        df = df.with_columns(_client=self._client_address() if dhcp_rows else pl.col("src_ip"))
         leased = self._lease_macs(df)
+        lease_mac, lease_place = leased.get_column("lease_mac"), leased.get_column("lease_place")
         df = df.with_columns(
-            _mac=pl.coalesce(pl.col("src_mac"), leased.get_column("lease_mac")),
-            _leased=pl.col("src_mac").is_null() & leased.get_column("lease_mac").is_not_null(),
-            _place=leased.get_column("lease_place"),
+            _mac=pl.coalesce(pl.col("src_mac"), lease_mac),
+            _leased=pl.col("src_mac").is_null() & lease_mac.is_not_null(),
+            **(self._dhcp_terms(df, lease_mac, lease_place) if dhcp_rows else
+               {"_place": lease_place, "_vlan": pl.col("vlan"), "_agent": pl.lit(None, pl.String)}),
         )
-        keys = df.select("_mac", "src_ip", "_leased", "vlan").unique()
+        on = ["_mac", "_client", "_leased", "_vlan", *(("_addr", "dhcp_relay_ip") if dhcp_rows else ())]
         rows = [
-            {"_mac": m, "src_ip": ip, "_leased": lz, "vlan": v, **self._device_row(m, ip, lz),
-             **self._location_row(ip, v)}
-            for m, ip, lz, v in keys.iter_rows()
+            {**key, **self._device_row(key["_mac"], key.get("_addr", key["_client"]), key["_leased"]),
+             **self._location_row(key["_client"], key.get("dhcp_relay_ip"), key["_vlan"])}
+            for key in df.select(on).unique().iter_rows(named=True)
         ]
-        lookup = pl.DataFrame(rows, schema={
-            "_mac": pl.String, "src_ip": pl.String, "_leased": pl.Boolean, "vlan": pl.UInt16, "device": pl.String,
-            "device_type": pl.String, "device_owner": pl.String, "owner": pl.String, "device_registered": pl.Boolean,
-            "device_source": pl.String, "location": pl.String, "location_kind": pl.String, "_status": pl.String,
-            "_status_since": pl.Date, "_owner_leave": pl.Date,
-        })
-        out = df.join(lookup, on=["_mac", "src_ip", "_leased", "vlan"], how="left", nulls_equal=True,
-                      maintain_order="left")
+        lookup = pl.DataFrame(rows, schema={k: t for k, t in _LOOKUP.items() if k in on or k not in _KEYS})
+        out = df.join(lookup, on=on, how="left", nulls_equal=True, maintain_order="left")
         # A locally administered MAC (bit 1 of the first octet) is a phone's or laptop's private Wi-Fi
         # address: it changes, so an unregistered one says little about which device it was.
         randomised = pl.col("_mac").str.slice(1, 1).is_in(["2", "3", "6", "7", "a", "b", "e", "f"])
-        out = out.with_columns(mac_randomised=randomised.fill_null(False)).drop("_mac", "_leased")
-        # where the DHCP relay (a Wi-Fi access point) put the client beats its subnet, while the lease lasts
+        out = out.with_columns(mac_randomised=randomised.fill_null(False)).drop(
+            [k for k in on if k != "dhcp_relay_ip"])
+        # A DHCP message's own relay ids, then its relay agent's subnet; then where a relay (a Wi-Fi access
+        # point) put the client for its lease beats the client's subnet, while the lease lasts.
+        relayed = pl.coalesce("_agent", "_relay_place", "_place")
         out = out.with_columns(
-            location=pl.coalesce("_place", "location"),
-            location_kind=pl.when(pl.col("_place").is_not_null()).then(
-                pl.col("_place").replace_strict(self._kinds, default=None, return_dtype=pl.String)
+            location=pl.coalesce(relayed, "location"),
+            location_kind=pl.when(relayed.is_not_null()).then(
+                relayed.replace_strict(self._kinds, default=None, return_dtype=pl.String)
             ).otherwise(pl.col("location_kind")),
-        ).drop("_place")
+        ).drop("_agent", "_relay_place", "_place")
         # The register's status holds from its date on (before it the device was in use); an owner who
         # has left makes any sighting of the device after the leaving day worth a look (A1).
         if lookup.select(pl.any_horizontal(pl.col("_status_since", "_owner_leave").is_not_null().any())).item():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import zoneinfo
 from collections.abc import Iterator
 from enum import StrEnum
@@ -19,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, create_model, field_validator, model_validator
 
 from collector.observation import KINDS
-from rules.config import LocationKind, Strict, yaml_line
+from rules.config import Directory, LocationKind, Strict, yaml_line
 from rules.fields import FIELDS, ConditionField
 from rules.uksic import UK_SIC
 
@@ -317,3 +318,23 @@ def _unfillable(cond: Condition, where: str, scope: frozenset[str]
             yield from _unfillable(child, f"{where}.{name}[{j}]", scope)
     if cond.not_ is not None:
         yield from _unfillable(cond.not_, f"{where}.not", frozenset(KINDS))
+
+
+def names_people(policy: Policy, directory: Directory, path: Path) -> list[str]:
+    """A warning for each rule message that names a member of staff (by username or full name) and each waiver
+    reason that names anyone but the people it is given to by name: a report shows the messages of its
+    subject's breaches and the reasons of their own waivers, and must name nobody else. The warning points to
+    the person by their place in the directory, not by name."""
+    def named(text: str, people: set[str]) -> list[str]:
+        return [f"people[{i}]" for i, p in enumerate(directory.people) if p.username not in people
+                and any(re.search(rf"\b{re.escape(w)}\b", text, re.I) for w in (p.username, p.name))]
+
+    out = []
+    for field, text, allowed in ([(f"rules[{i}].message", r.message, set()) for i, r in enumerate(policy.rules)]
+                                 + [(f"waivers[{i}].reason", w.reason, set(w.users))
+                                    for i, w in enumerate(policy.waivers)]):
+        for who in named(text, allowed):
+            line = yaml_line(path, field)
+            out.append(f"{f'{path}:{line}' if line else path}: {field} names {who} of the staff directory; reports "
+                       "show it to people who may not see that person's data")
+    return out

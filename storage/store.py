@@ -201,6 +201,12 @@ class Store:
         assert isinstance(result, pl.DataFrame)
         return result
 
+    def seen(self, user: str) -> bool:
+        """Whether any activity is stored under `user` (the sort key's first column: one granule is read)."""
+        rows = self._client.query(f"SELECT 1 FROM {self.database}.activity WHERE user = {{user:String}} LIMIT 1",
+                                  parameters={"user": user}).result_rows
+        return bool(rows)
+
     def devices_seen(self, start: dt.datetime, end: dt.datetime) -> set[str]:
         """Register ids of the devices with any activity in `start <= ts < end` (absences not counted)."""
         rows = self._client.query(

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from collector.filetypes import file_ext
 from collector.observation import Emit, Observation
 from collector.packet import tls
 from collector.packet.dns import PORTS as DNS_PORTS
@@ -111,6 +112,7 @@ class TsharkCaptureSource:
             obs.host = _first(row, "http.host").rsplit(":", 1)[0].lower() if _first(row, "http.host") else None
             obs.method, obs.user_agent = _first(row, "http.request.method"), _first(row, "http.user_agent") or None
             obs.url = _first(row, "http.request.full_uri") or None
+            obs.file_ext = file_ext(obs.url, None)
             self._http[row["frame.number"]] = obs
         elif row.get("http.response.code"):
             request = _first(row, "http.request_in")
@@ -119,6 +121,7 @@ class TsharkCaptureSource:
                 asked.status = int(_first(row, "http.response.code"))
                 ctype = _first(row, "http.content_type")
                 asked.content_type = ctype.split(";")[0].strip().lower() if ctype else None
+                asked.file_ext = file_ext(asked.url, asked.content_type)
                 emit(asked)
 
     def _base(self, row: dict[str, str], kind: str, reverse: bool = False) -> Observation:

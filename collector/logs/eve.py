@@ -9,7 +9,8 @@ Suricata logs are part of the contract and tested against the native decoder:
   tag are taken off each packet. Suricata's flow state is not Zeek's, so `conn_state` stays empty;
 - TLS: Suricata writes a `tls` event once the handshake got far enough, and gives the negotiated
   version, not the highest offered; ALPN and ECH are not in its event;
-- `fileinfo` events add nothing the URL does not already give (the file extension), and are skipped.
+- `fileinfo` events add nothing the http event's URL and content type do not already give (the file's
+  type, collector/filetypes.py), and are skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from collector.filetypes import file_ext
 from collector.observation import Emit, Observation
 from collector.skips import SkipCounter
 
@@ -175,6 +177,7 @@ class EveSource:
         obs.status = h.get("status")
         ctype = h.get("http_content_type")
         obs.content_type = ctype.split(";")[0].strip().lower() if ctype else None
+        obs.file_ext = file_ext(obs.url, obs.content_type)
         return obs
 
     def _dhcp(self, e: dict[str, Any], ref: str) -> Observation:
@@ -183,7 +186,8 @@ class EveSource:
         obs.dhcp_type, obs.dhcp_xid = (d.get("dhcp_type") or "").upper() or None, d.get("id")
         obs.src_mac, obs.hostname, obs.host = d.get("client_mac"), d.get("hostname"), d.get("hostname")
         obs.requested_ip, obs.lease_s = d.get("requested_ip"), d.get("lease_time")
-        obs.assigned_ip = None if d.get("assigned_ip") in (None, "0.0.0.0") else d.get("assigned_ip")
+        obs.assigned_ip, obs.dhcp_client_ip, obs.dhcp_relay_ip = (
+            None if d.get(k) in (None, "0.0.0.0") else d.get(k) for k in ("assigned_ip", "client_ip", "relay_ip"))
         obs.vendor_class, obs.service = d.get("vendor_class_identifier"), "dhcp"
         obs.dhcp_params = [str(p) for p in d.get("params", [])]
         return obs

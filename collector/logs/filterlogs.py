@@ -29,6 +29,8 @@ import datetime as dt
 import re
 from zoneinfo import ZoneInfo
 
+from collector.filetypes import file_ext
+from collector.logs.refusal import refused
 from collector.logs.squid import host_port, is_address
 from collector.observation import Observation
 
@@ -46,7 +48,6 @@ _SQUIDGUARD = re.compile(
     r"(?P<rewrite>[^)]*)\) (?P<url>\S+) (?P<ip>[^/\s]+)/(?P<fqdn>\S+) (?P<ident>\S+) (?P<method>\S+) "
     r"(?P<action>[A-Z?-]+)$"
 )
-_SQUIDGUARD_REFUSED = ("REDIRECT", "DENY")
 _SQUIDGUARD_NO_CLASS = ("none", "unknown", "in-addr")  # written when no named destination class matched
 
 
@@ -79,14 +80,16 @@ def _e2guardian(f: dict[str, str | None], source_ref: str, tz: ZoneInfo) -> Obse
     if not code.isdigit() or not size.lstrip("-").isdigit():
         raise ValueError(f"bad code or size: {code[:10]!r} {size[:20]!r}")
     what = _value(f["what"])
-    denied = what is not None and what.startswith("*DENIED")
+    action = "DENIED" if what and what.startswith("*DENIED") else "EXCEPTION" if what and what.startswith(
+        "*EXCEPTION*") else None
     host, port = host_port(url)
+    status = int(code) or None
+    content_type = (_value(f["mime"]) or "").lower() or None
     return Observation(
         ts_us, "proxy", "e2guardian", source_ref, client, None, None, port, "tcp", host=host, url=url,
-        method=method, status=int(code) or None, content_type=(_value(f["mime"]) or "").lower() or None,
+        method=method, status=status, content_type=content_type, file_ext=file_ext(url, content_type),
         user_agent=_value(f["useragent"]), bytes_in=max(int(size), 0), proxy_user=_value(f["who"]),
-        proxy_action="DENIED" if denied else "EXCEPTION" if what and what.startswith("*EXCEPTION*") else None,
-        denied=denied, filter_category=_value(f["cat"]), filter_reason=what,
+        proxy_action=action, denied=refused(action, status), filter_category=_value(f["cat"]), filter_reason=what,
     )
 
 
@@ -124,8 +127,8 @@ def parse_squidguard(line: str, source_ref: str, tz: ZoneInfo) -> Observation:
     action, dest = m["action"], m["dest"]
     return Observation(
         _local(m["date"], m["clock"], tz), "proxy", "squidguard", source_ref, m["ip"], None, None, port, "tcp",
-        host=host, url=m["url"], method=_value(m["method"]), proxy_user=_value(m["ident"]), proxy_action=action,
-        denied=action in _SQUIDGUARD_REFUSED,
+        host=host, url=m["url"], method=_value(m["method"]), file_ext=file_ext(m["url"], None),
+        proxy_user=_value(m["ident"]), proxy_action=action, denied=refused(action, None),
         filter_category=None if dest in _SQUIDGUARD_NO_CLASS else dest,
         filter_reason=f"{action} (source group {m['src']})",
     )

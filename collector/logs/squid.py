@@ -13,6 +13,8 @@ import datetime
 import re
 from urllib.parse import urlsplit
 
+from collector.filetypes import file_ext
+from collector.logs.refusal import refused
 from collector.observation import Observation
 
 _IP = re.compile(r"^[0-9a-fA-F:.]+$")
@@ -42,12 +44,14 @@ def parse_line(line: str, source_ref: str) -> Observation:
         raise ValueError(f"bad client address: {client[:40]!r}")
     host, port = host_port(url)
     peer = hierarchy.partition("/")[2]
+    code = int(status) or None
+    content_type = None if ctype == "-" else ctype.lower()
     return Observation(
         ts_us, "proxy", "squid", source_ref, client, None, peer if _IP.match(peer) else None, port, "tcp",
-        host=host, url=url, method=method, status=int(status) or None,
-        content_type=None if ctype == "-" else ctype.lower(), bytes_in=int(size),
+        host=host, url=url, method=method, status=code, content_type=content_type,
+        file_ext=file_ext(url, content_type), bytes_in=int(size),
         duration_s=max(int(elapsed), 0) / 1000, proxy_user=None if user == "-" else user,
-        proxy_action=action, denied="DENIED" in action,
+        proxy_action=action, denied=refused(action, code),
     )
 
 
@@ -91,11 +95,11 @@ def parse_common_line(line: str, source_ref: str) -> Observation:
         raise ValueError(f"bad client address: {m['client'][:40]!r}")
     host, port = host_port(m["url"])
     action = m["action"] or None
-    status = int(m["status"])
+    status = int(m["status"]) or None
     return Observation(
         int(when.timestamp() * 1_000_000), "proxy", "squid", source_ref, m["client"], None, None, port, "tcp",
-        host=host, url=m["url"], method=m["method"], status=status or None,
+        host=host, url=m["url"], method=m["method"], status=status, file_ext=file_ext(m["url"], None),
         user_agent=m["agent"] if m["agent"] not in (None, "-", "") else None,
         bytes_in=int(m["size"]) if m["size"] != "-" else None, proxy_user=None if m["user"] == "-" else m["user"],
-        proxy_action=action, denied=bool(action and "DENIED" in action),
+        proxy_action=action, denied=refused(action, status),
     )

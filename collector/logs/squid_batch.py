@@ -5,8 +5,11 @@ Observation fields (tested on the real logs and on generated ones), or counts it
 where the reference would raise. Lines are split into fields at runs of whitespace (a regular
 expression per line cost three times as much), each field's shape is checked as the reference checks
 it, and host and port are taken from the URL by a regular expression, as `urllib.parse.urlsplit` does
-for the URLs Squid logs, once for each distinct scheme and authority. `parsed_chunks` parses several
-chunks at once on threads of their own.
+for the URLs Squid logs, once for each distinct scheme and authority. The file type is the rule of
+`collector.filetypes` in polars, with that module's table (a call into Python for each URL would cost more
+than the rest of the parse); whether a line is a blocked attempt is
+`collector.logs.refusal.refused` itself, asked once for each distinct result code and status.
+`parsed_chunks` parses several chunks at once on threads of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import BinaryIO
 import polars as pl
 import pyarrow.compute as pc
 
+from collector.filetypes import MAX_NAME, MIME_EXTENSIONS, PACKAGE_NAMES
+from collector.logs.refusal import refused
 from collector.observation import OBSERVATION_SCHEMA, Observation
 
 CHUNK = 8 << 20
@@ -34,6 +39,8 @@ _URL = r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:[^@/?#]*@)?(?P<host>\[[^\]/?
 _IP = r"^[0-9a-fA-F:.]+$"
 _SCHEME_AND_AUTHORITY = r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/]*)/.*$"  # up to the slash after the authority
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
+_FILE_NAME = r"^(?:[^/?#]*://[^/?#]*)?/(?:[^?#]*/)?([^/?#]*)"  # the last path segment, as filetypes finds it
+_EXTENSION = r"\.([A-Za-z0-9]{1,10})$"  # after the name's last dot, to its end
 
 
 def chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[tuple[int, bytes]]:
@@ -124,7 +131,9 @@ def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame,
 def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
     # Host and port come from a URL's scheme and authority (all of a CONNECT's host:port), and a log names
     # few of those: they are worked out once each and looked up.
-    keyed = df.with_columns(key=pl.col("url").str.replace(_SCHEME_AND_AUTHORITY, "$1"))
+    keyed = df.with_columns(key=pl.col("url").str.replace(_SCHEME_AND_AUTHORITY, "$1"),
+                            file_name=pl.col("url").str.extract(_FILE_NAME, 1)).join(
+        _refusals(df), on=["action", "status"], how="left", maintain_order="left")
     where = keyed.select(pl.col("key").unique()).with_columns(_host_port(pl.col("key")))
     peers = df.select(pl.col("hierarchy").unique())
     peers = peers.with_columns(peer=_peer(pl.col("hierarchy")))
@@ -141,10 +150,11 @@ def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
         "url": pl.col("url"), "method": pl.col("method"),
         "status": pl.when(status == 0).then(None).otherwise(status),
         "content_type": pl.when(pl.col("ctype") == "-").then(None).otherwise(pl.col("ctype").str.to_lowercase()),
+        "file_ext": _file_ext(pl.col("file_name"), pl.col("ctype")),
         "bytes_in": pl.col("size").cast(pl.Int64),
         "duration_s": pl.max_horizontal(pl.col("elapsed").cast(pl.Int64), pl.lit(0)).cast(pl.Float64),
         "proxy_user": pl.when(pl.col("user") == "-").then(None).otherwise(pl.col("user")),
-        "proxy_action": pl.col("action"), "denied": pl.col("action").str.contains("DENIED", literal=True),
+        "proxy_action": pl.col("action"), "denied": pl.col("refused"),
     }
     exprs = []
     for field, dtype in OBSERVATION_POLARS.items():
@@ -157,6 +167,24 @@ def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
     # (polars multiplies by the reciprocal, one unit in the last place off on about one value in eight)
     seconds = pc.divide(out.get_column("duration_s").to_arrow(), _THOUSAND)
     return out.with_columns(pl.Series("duration_s", seconds))
+
+
+def _refusals(df: pl.DataFrame) -> pl.DataFrame:
+    """(action, status, refused) for each distinct result code and status of the lines: `refused` asked
+    about each (a log holds a few dozen of them)."""
+    pairs = df.select("action", "status").unique()
+    flags = [refused(action, int(status) or None) for action, status in pairs.iter_rows()]
+    return pairs.with_columns(refused=pl.Series(flags, dtype=pl.Boolean))
+
+
+def _file_ext(name: pl.Expr, ctype: pl.Expr) -> pl.Expr:
+    """`collector.filetypes.file_ext` from the last segment of the URL's path (`_FILE_NAME`) and the logged
+    content type (`-` for none)."""
+    named = pl.when((name.str.len_chars() <= MAX_NAME) & ~name.str.starts_with(".")).then(
+        name.str.extract(_EXTENSION, 1).str.to_lowercase())
+    media = ctype.str.split(";").list.first().str.strip_chars().str.to_lowercase()
+    sent = media.replace_strict(MIME_EXTENSIONS, default=None, return_dtype=pl.String)
+    return pl.when(sent.is_null() | named.is_in(sorted(PACKAGE_NAMES))).then(named).otherwise(sent)
 
 
 def _host_port(url: pl.Expr) -> list[pl.Expr]:

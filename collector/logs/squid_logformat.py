@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from collector.filetypes import file_ext
+from collector.logs.refusal import refused
 from collector.logs.squid import host_port, is_address
 from collector.observation import Observation
 
@@ -82,15 +84,17 @@ class LogFormat:
         status = _number(v.get(">Hs") or v.get("<Hs"), "status")
         elapsed = _number(v.get("tr"), "response time")
         server = v.get("<a", "")
+        content_type = v["mt"].lower() if "mt" in v else None
         return Observation(
             _time(v), "proxy", "squid", source_ref, client, _number(v.get(">p"), "client port"),
             server if is_address(server) else None, port, "tcp", host=host or v.get("ssl::>sni") or v.get("host"),
             url=url or None, method=method or None, status=status or None, user_agent=v.get("user-agent"),
-            content_type=v["mt"].lower() if "mt" in v else None, bytes_in=_number(v.get("<st"), "reply size"),
+            content_type=content_type, file_ext=file_ext(url, content_type),
+            bytes_in=_number(v.get("<st"), "reply size"),
             bytes_out=_number(v.get(">st"), "request size"),
             duration_s=max(elapsed, 0) / 1000 if elapsed is not None else None,
             proxy_user=next((v[c] for c in _USER_CODES if c in v), None), proxy_action=action,
-            denied=bool(action and "DENIED" in action), sni=v.get("ssl::>sni"),
+            denied=refused(action, status or None), sni=v.get("ssl::>sni"),
         )
 
 

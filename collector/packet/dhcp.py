@@ -21,13 +21,13 @@ class DhcpMessage:
     parsers' results, so that the compiled build (mypyc) makes its constructor native."""
 
     __slots__ = ("xid", "msg_type", "mac", "client_ip", "assigned_ip", "hostname", "domain", "requested_ip",
-                 "server_ip", "lease_s", "params", "vendor_class", "circuit_id", "remote_id")
+                 "server_ip", "lease_s", "params", "vendor_class", "circuit_id", "remote_id", "relay_ip")
 
     def __init__(
         self, *, xid: int, msg_type: str | None, mac: str | None, client_ip: str | None, assigned_ip: str | None,
         hostname: str | None, domain: str | None, requested_ip: str | None, server_ip: str | None,
         lease_s: int | None, params: list[str], vendor_class: str | None, circuit_id: str | None = None,
-        remote_id: str | None = None,
+        remote_id: str | None = None, relay_ip: str | None = None,
     ) -> None:
         self.xid, self.msg_type, self.mac, self.client_ip, self.assigned_ip = xid, msg_type, mac, client_ip, assigned_ip
         self.hostname, self.domain, self.requested_ip, self.server_ip = hostname, domain, requested_ip, server_ip
@@ -37,7 +37,12 @@ class DhcpMessage:
         self.vendor_class = vendor_class
         self.circuit_id, self.remote_id = circuit_id, remote_id
         """The relay agent's circuit and remote ids (v4 option 82): where a Wi-Fi controller or switch
-        says the client is (an access point's name or MAC, the SSID, a port)."""
+        says the client is (an access point's name or MAC, the SSID, a port); for v6, the interface-id
+        (option 18) and the remote-id (option 37) of the relay nearest the client."""
+        self.relay_ip = relay_ip
+        """The relay agent's address on the client's link: v4 `giaddr`, v6 the link-address of the relay
+        nearest the client. `client_ip` is v4 `ciaddr`, or v6 that relay's peer-address (the client's own
+        source address, usually link-local)."""
 
 
 def _ip(raw: bytes) -> str | None:
@@ -64,8 +69,15 @@ def _text(raw: bytes | None) -> str | None:
     return raw.rstrip(b"\0").decode("utf-8", "backslashreplace") if raw else None
 
 
+def _shown(value: bytes | None) -> str | None:
+    """A relay agent's id as text when printable, else hex."""
+    if not value:
+        return None
+    return value.decode("ascii") if all(32 <= b < 127 for b in value) else value.hex(":")
+
+
 def _relay_ids(raw: bytes | None) -> tuple[str | None, str | None]:
-    """Circuit id (sub-option 1) and remote id (2) of option 82, as text when printable, else hex."""
+    """Circuit id (sub-option 1) and remote id (2) of option 82."""
     found: dict[int, bytes] = {}
     pos = 0
     data = raw or b""
@@ -73,13 +85,7 @@ def _relay_ids(raw: bytes | None) -> tuple[str | None, str | None]:
         code, length = data[pos], data[pos + 1]
         found[code] = data[pos + 2 : pos + 2 + length]
         pos += 2 + length
-
-    def shown(value: bytes | None) -> str | None:
-        if not value:
-            return None
-        return value.decode("ascii") if all(32 <= b < 127 for b in value) else value.hex(":")
-
-    return shown(found.get(1)), shown(found.get(2))
+    return _shown(found.get(1)), _shown(found.get(2))
 
 
 def parse_message(buf: bytes) -> DhcpMessage:
@@ -113,6 +119,7 @@ def parse_message(buf: bytes) -> DhcpMessage:
         vendor_class=_text(opts.get(60)),
         circuit_id=circuit,
         remote_id=remote,
+        relay_ip=_ip(buf[24:28]),
     )
 
 
@@ -181,7 +188,9 @@ def v6_from_server(msg: DhcpMessage) -> bool:
 
 def parse_v6(buf: bytes, hops: int = 0) -> DhcpMessage:
     """Parse a DHCPv6 message (UDP 546/547); a relayed one is unwrapped to the client's message, whose
-    MAC may come from the relay's client link-layer address option (RFC 6939).
+    MAC may come from the relay's client link-layer address option (RFC 6939), and whose `relay_ip`,
+    `client_ip`, `circuit_id` and `remote_id` are the link-address, peer-address, interface-id and
+    remote-id (RFC 4649) of the relay nearest the client.
 
     Mapped onto `DhcpMessage`: `mac` from the client's DUID (or the relay's option), `hostname` and
     `domain` from the client FQDN option, `assigned_ip` (server to client) or `requested_ip` (client to
@@ -202,6 +211,12 @@ def parse_v6(buf: bytes, hops: int = 0) -> DhcpMessage:
         linklayer = relay.get(79, [b""])[0]
         if msg.mac is None and len(linklayer) == 8 and linklayer[:2] == b"\x00\x01":
             msg.mac = linklayer[2:].hex(":")
+        if inner[0][0] not in (_RELAY_FORW, _RELAY_REPL):  # the relay on the client's own link
+            link, peer = buf[2:18], buf[18:34]
+            msg.relay_ip = None if link == bytes(16) else str(ipaddress.IPv6Address(link))
+            msg.client_ip = None if peer == bytes(16) else str(ipaddress.IPv6Address(peer))
+            msg.circuit_id = _shown(relay.get(18, [b""])[0])  # interface-id
+            msg.remote_id = _shown(relay.get(37, [b""])[0][4:])  # remote-id, after its enterprise number
         return msg
     opts = _v6_options(buf[4:])
     name = V6_MESSAGE_TYPES.get(kind, f"TYPE{kind}")

@@ -15,6 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from collector.filetypes import file_ext, url_extension
 from collector.observation import Observation
 from collector.packet import p2p
 from collector.packet.flows import Handler, Offer
@@ -85,7 +86,7 @@ def parse_request(payload: bytes) -> HttpRequest:
         url = f"http://{host or ''}{target}"
     if host:
         host = _strip_port(host.lower())
-    req = HttpRequest(method, target, host, url, headers.get("user-agent"), _extension(target))
+    req = HttpRequest(method, target, host, url, headers.get("user-agent"), url_extension(url))
     auth = headers.get("authorization") or headers.get("proxy-authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
@@ -93,14 +94,6 @@ def parse_request(payload: bytes) -> HttpRequest:
         if scheme.lower() == "basic":
             req.basic_user = _basic_user(value)
     return req
-
-
-def _extension(target: str) -> str | None:
-    """`exe` for `/files/setup.EXE?x=1`; None when the last path segment has no extension."""
-    path = urlsplit(target).path if "://" in target else target.split("?", 1)[0].split("#", 1)[0]
-    name = path.rsplit("/", 1)[-1]
-    ext = name.rpartition(".")[2].lower() if "." in name else ""
-    return ext if 0 < len(ext) <= 8 and ext.isalnum() else None
 
 
 def _basic_user(value: str) -> str | None:
@@ -176,6 +169,7 @@ class Http(Handler):
                 dec.skip("bad_http_response", frame)
             else:
                 obs.status, obs.content_type = resp.status, resp.content_type
+                obs.file_ext = file_ext(obs.url, resp.content_type)  # what the server sent, when it says
             dec.emit(obs)
             if not self.pending:
                 self.want = 1

@@ -427,7 +427,8 @@ class PacketDecoder(FlowTable):
             vlan, host=msg.hostname, dhcp_type=msg.msg_type, dhcp_xid=msg.xid, hostname=msg.hostname,
             domain=msg.domain, requested_ip=msg.requested_ip, assigned_ip=msg.assigned_ip,
             lease_s=msg.lease_s, dhcp_params=msg.params, vendor_class=msg.vendor_class,
-            dhcp_circuit_id=msg.circuit_id, dhcp_remote_id=msg.remote_id, service="dhcp",
+            dhcp_circuit_id=msg.circuit_id, dhcp_remote_id=msg.remote_id, dhcp_relay_ip=msg.relay_ip,
+            dhcp_client_ip=msg.client_ip, service="dhcp",
         )
         self.emit(obs)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
+
+from ictwatch.commands.common import check_period, date_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("breaches", help="list stored breaches")
     b.add_argument("--config", required=True, type=Path)
     b.add_argument("--user")
-    b.add_argument("--from", dest="start", type=dt.date.fromisoformat)
-    b.add_argument("--to", dest="end", type=dt.date.fromisoformat)
+    b.add_argument("--from", dest="start", type=date_option, metavar="YYYY-MM-DD")
+    b.add_argument("--to", dest="end", type=date_option, metavar="YYYY-MM-DD")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_breaches)
 
@@ -23,6 +24,7 @@ def cmd_breaches(args: argparse.Namespace) -> int:
     from ictwatch import settings
     from reports import breaches
 
+    check_period(args.start, args.end)
     loaded = settings.load(args.config)
     store = loaded.open_store()
     try:

@@ -1,4 +1,5 @@
-"""`ictwatch check`: validate everything and print the effective configuration and policy."""
+"""`ictwatch check`: validate everything and say so in a short summary ending in one OK line; `--show`
+adds the effective configuration and policy (each category's lists, the policy as JSON)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `check`."""
     c = sub.add_parser("check", help="validate config, policy, directory, devices and network map")
     c.add_argument("--config", required=True, type=Path)
+    c.add_argument("--show", "--verbose", action="store_true",
+                   help="print the effective policy too: each category's lists and the whole policy as JSON")
     c.set_defaults(func=cmd_check)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate everything and print the effective configuration and policy."""
+    """Validate everything; print a summary (with `--show`, the effective policy), warnings on stderr, and
+    one OK line last."""
     import collector
     from ictwatch import settings
     from rules.listupdate import installed
-    from rules.policy import never_filled
+    from rules.policy import names_people, never_filled
     from rules.uksic import UK_SIC
 
     loaded = settings.load(args.config)
@@ -35,12 +39,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"category lists: {loaded.lists_path} ({len(loaded.categories):,} entries; "
           + (f"installed {stamp['installed']} from {stamp['source']})" if stamp else "not installed by "
              "`ictwatch categories update`)"))
-    for name in loaded.categories.names:
-        used = loaded.categories.sources.get(name, ())
-        sic = " (UK SIC)" if name in UK_SIC else ""
-        print(f"  {name}{sic}: " + (", ".join(used) if used else "no list: nothing is found in this category"))
-    print(f"policy version {loaded.policy.version()}:")
-    print(json.dumps(loaded.policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
-    for warning in never_filled(loaded.policy, loaded.path.parent / loaded.settings.policy):
-        print(f"ictwatch: warning: {warning}", file=sys.stderr)
+    unfed = [name for name in loaded.categories.names if not loaded.categories.sources.get(name)]
+    if args.show:
+        for name in loaded.categories.names:
+            used = loaded.categories.sources.get(name, ())
+            sic = " (UK SIC)" if name in UK_SIC else ""
+            print(f"  {name}{sic}: " + (", ".join(used) if used else "no list: nothing is found in this category"))
+    elif unfed:
+        print(f"  no list, so nothing is found in: {', '.join(unfed)}")
+    policy = loaded.policy
+    print(f"policy version {policy.version()}: {policy.school}, {_count(len(policy.rules), 'rule')}, "
+          f"{_count(len(policy.waivers), 'waiver')}" + (":" if args.show else ""))
+    if args.show:
+        print(json.dumps(policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
+    policy_path = loaded.path.parent / loaded.settings.policy
+    warnings = never_filled(policy, policy_path) + names_people(policy, loaded.directory, policy_path)
+    sys.stdout.flush()
+    for warning in warnings:
+        print(f"ictwatch: warning: {warning}", file=sys.stderr, flush=True)
+    print(f"OK: {loaded.path} is valid" + (f", with {_count(len(warnings), 'warning')} above" if warnings else "")
+          + ("" if args.show else "; --show prints the effective policy"))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,7 +1,10 @@
-"""What several commands share: opening the store, saying what waits in the spool, the report use cases."""
+"""What several commands share: reading dates and periods, opening the store, saying what waits in the
+spool, the report use cases."""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +13,28 @@ if TYPE_CHECKING:
     from ictwatch.settings import Loaded
     from reports.requests import Desk
     from storage.store import Store
+
+
+def date_option(text: str) -> dt.date:
+    """The `type` of every date option: YYYY-MM-DD within the store's range (reports/periods.py), else
+    argparse's usage error (exit 2) saying what was expected."""
+    from reports.periods import parse_date
+
+    try:
+        return parse_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def check_period(first: dt.date | None, last: dt.date | None) -> None:
+    """A `UsageError` (exit 2) when `--from` and `--to` make a period with no day in it."""
+    from ictwatch.errors import UsageError
+    from reports.periods import check_period as empty
+
+    try:
+        empty(first, last)
+    except ValueError as exc:
+        raise UsageError(f"--from {first} --to {last}: {exc}") from None
 
 
 def migrate_or_spool(store: Store) -> None:
@@ -49,6 +74,6 @@ def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
     from reports.requests import Desk
     from rules.categories import CategoryIndex
 
-    explainer = build.explainer(loaded.engine(CategoryIndex.empty()), loaded.directory) if explained else None
+    explainer = build.explainer(loaded.engine(CategoryIndex.empty())) if explained else None
     return Desk(store, AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock"), loaded.directory,
                 loaded.policy, explainer, services=loaded.network.service_names())

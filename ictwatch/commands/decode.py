@@ -60,6 +60,7 @@ def _settings(args: argparse.Namespace) -> CollectorSettings:
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print observations, as JSON lines or a short human line each."""
     from collector.sources import open_source
+    from reports.endpoints import endpoint
 
     collector = _settings(args)
     sources = [open_source(p, collector) for p in args.inputs]
@@ -75,7 +76,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if args.json:
             lines.append(json.dumps(obs.to_json_dict()))
         else:
-            where = f"{obs.src_ip}:{obs.src_port or ''} > {obs.dst_ip or ''}:{obs.dst_port or ''}"
+            where = f"{endpoint(obs.src_ip, obs.src_port)} > {endpoint(obs.dst_ip, obs.dst_port)}"
             lines.append(f"{obs.ts.isoformat()} {obs.kind:5} {where} {obs.host or ''} {obs.url or ''}".rstrip())
         if len(lines) >= 1000:
             flush()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
+
+from ictwatch.commands.common import date_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `check-ipads`."""
     ip = sub.add_parser("check-ipads", help="record school iPads not seen by the policy's time (clause I1)")
     ip.add_argument("--config", required=True, type=Path)
-    ip.add_argument("--date", required=True, type=dt.date.fromisoformat)
+    ip.add_argument("--date", required=True, type=date_option, metavar="YYYY-MM-DD")
     ip.set_defaults(func=cmd_check_ipads)
 
 

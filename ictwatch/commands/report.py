@@ -4,13 +4,12 @@ grants of one. Deciding, recording and writing are reports/requests.py's; these 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ictwatch.commands.common import desk
-from ictwatch.errors import Refused
+from ictwatch.commands.common import check_period, date_option, desk
+from ictwatch.errors import Refused, UsageError
 from rules.config import ConfigError
 
 
@@ -36,13 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="one person's activity report for a period")
     rep.add_argument("--config", required=True, type=Path)
     rep.add_argument("--user", required=True)
-    rep.add_argument("--from", dest="start", required=True, type=dt.date.fromisoformat)
-    rep.add_argument("--to", dest="end", required=True, type=dt.date.fromisoformat)
+    rep.add_argument("--from", dest="start", required=True, type=date_option, metavar="YYYY-MM-DD")
+    rep.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
     rep.add_argument("--requested-by", required=True)
     rep.add_argument("--reason", required=True)
     rep.add_argument("--format", choices=_Formats(), default="html",
                      help="pdf: the HTML printed by headless Chromium")
-    rep.add_argument("-o", "--output", type=Path)
+    rep.add_argument("-o", "--output", type=Path, metavar="FILE",
+                     help="where to write it; `-` for standard output. Without -o it goes to standard output "
+                          "only when that is not a terminal (a pipe or a file): a report is confidential")
     rep.add_argument("--encrypt", action="store_true",
                      help="write an AES-256 ZIP for leaving the school network (clause P6); the passphrase "
                           "comes from ICTWATCH_EXPORT_PASSPHRASE")
@@ -63,6 +64,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.formats import FORMATS
     from reports.requests import Ask
 
+    check_period(args.start, args.end)
+    to_stdout = args.output is None or str(args.output) == "-"
+    if args.output is None and sys.stdout.isatty():  # before anything is decided or recorded
+        raise UsageError("-o FILE: a report is confidential and is not printed into a terminal; write it to a "
+                         "file (or give `-o -` to print it all the same)")
     loaded = settings.load(args.config)
     passphrase = _export_passphrase() if args.encrypt else ""  # before anything is decided or recorded
     missing = FORMATS[args.format].missing()
@@ -75,9 +81,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             Ask(args.requested_by, args.user, args.start, args.end, args.reason, args.format, passphrase))
     finally:
         store.close()
+    if got.no_such_person:
+        raise UsageError(f"--user: {got.grounds}: check the spelling (recorded as audit row #{got.seq})")
     if got.report is None:
         raise Refused(f"refused: {got.grounds} (recorded as audit row #{got.seq})")
-    if args.output is None:
+    if to_stdout:
         sys.stdout.buffer.write(got.data)
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)

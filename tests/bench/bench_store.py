@@ -158,7 +158,7 @@ def report_render(store: Store) -> tuple[float, int, int]:
 
     loaded = settings.load(Path(__file__).resolve().parents[2] / "fixtures" / "school-day" / "ictwatch.yaml")
     # each breach explained, as the command and the web page do
-    explainer = build.explainer(loaded.engine(), loaded.directory)
+    explainer = build.explainer(loaded.engine())
     times, rows = [], 0
     for _ in range(4):
         t0 = time.perf_counter()

@@ -26,10 +26,12 @@ def _can_compile() -> bool:
 
 
 def test_the_compiled_modules_are_the_packet_folder_and_what_it_imports_from_the_collector():
-    """Checked by hand against the imports of collector/packet/: the observation type and the skip counter."""
+    """Checked by hand against the imports of collector/packet/: the file-type rule, the observation type and
+    the skip counter."""
     packet = sorted(p.stem for p in (ROOT / "collector" / "packet").glob("*.py") if p.stem != "__init__")
     assert len(packet) == 15
-    assert [f"collector.packet.{m}" for m in packet] + ["collector.observation", "collector.skips"] == COMPILED
+    assert [f"collector.packet.{m}" for m in packet] + [
+        "collector.filetypes", "collector.observation", "collector.skips"] == COMPILED
 
 
 @pytest.mark.skipif(os.environ.get("ICTWATCH_PURE_PYTHON") == "1", reason="pure Python asked for")

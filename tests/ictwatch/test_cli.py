@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -41,9 +42,17 @@ def test_breaches_table_and_filters(replayed):
     proc = run_cli("breaches", "--config", CONFIG, "--user", "sokafor", "--from", "2026-06-16", "--to",
                    "2026-06-16", store=store, check=True)
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["time", "person", "device", "location", "rule", "clause", "host"]
+    assert lines[0].split() == ["time", "person", "device", "location", "rule", "clause", "severity", "host",
+                                "server", "source"]
     assert len(lines) == 4 and lines[-1] == "2 breach(es)"
-    assert "Sam Okafor (sokafor)" in lines[1] and "www.instagram.com" in lines[1]
+    # 09:42:10, his phone's TLS hello to Instagram's 157.240.1.174:443 (fixtures/make_school_day.py); P18 is a
+    # caution rule (policy.yaml)
+    assert lines[1].split()[:4] == ["2026-06-16", "09:42:10", "Sam", "Okafor"]
+    assert lines[1].split()[-5:-1] == ["P18", "caution", "www.instagram.com", "157.240.1.174:443"]
+    source = lines[1].split()[-1]
+    assert source.startswith("school-day.pcap#")
+    explained = run_cli("explain", "--config", CONFIG, source, "--kind", "tls", store=store, check=True)
+    assert "personal-use-restricted-hours" in explained.stdout  # the source column is what explain takes
     other_day = run_cli("breaches", "--config", CONFIG, "--from", "2026-06-17", store=store, check=True)
     assert other_day.stdout.strip().endswith("0 breach(es)")
 
@@ -117,8 +126,9 @@ def test_report_html_for_one_person(replayed, tmp_path):
     assert "review &lt;b&gt;" in html
     # each of the two breaches names its rule, and its explanation says why it matched (P18's reading)
     assert html.count("personal-use-restricted-hours") == 4
-    assert html.count("Rule personal-use-restricted-hours (P18, caution): matched") == 2
-    assert "yes personal use allowed is false (personal use allowed: False)" in html
+    assert html.count("P18 (caution), rule personal-use-restricted-hours: Personal use of a device") == 2
+    assert ("Personal use is not allowed here at this time: 09:42 is in restricted hours, 08:30–15:30, and "
+            "Classroom block is not a staff room or office.") in html
     # the phone by its registered MAC, the laptop by the proxy login
     assert "registered device (MAC), high confidence" in html and "proxy login, high confidence" in html
     assert "www.amazon.co.uk" in html and "PH-SOKAFOR" in html and "LT-SOKAFOR" in html
@@ -129,6 +139,18 @@ def test_report_html_for_one_person(replayed, tmp_path):
     assert '<td>Social networks</td><td class="n">3</td>' in html and '<td>Shopping</td><td class="n">1</td>' in html
     assert "Uncategorised" not in html and "10.20.0.2" not in html
     assert '<td>DNS resolver and DHCP server</td><td class="n">3</td>' in html
+
+
+def test_a_refused_request_reads_as_an_attempt_in_the_report(replayed, tmp_path):
+    """bet365 through the proxy at 11:15, refused (squid-access.log:3): the breach's "why" says it was tried."""
+    store, _ = replayed
+    out = tmp_path / "jcarter.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",
+            "--requested-by", "dpatel", "--reason", "review", "-o", out, store=store, check=True)
+    breaches = out.read_text().split("<h2>Breaches</h2>")[1].split("<h2>")[0]
+    assert ("Tried, and refused by the school's filter: content in a category the school blocks as offensive, "
+            "illegal or harmful") in breaches
+    assert "Tried to open www.bet365.com at 11:15; the school&#39;s filter refused it." in breaches
 
 
 def test_report_csv_and_json(replayed):
@@ -229,10 +251,23 @@ def test_bad_config_exits_2_naming_file_field_value(tmp_path):
         assert "policy.yaml" in proc.stderr and "rules[0].severity" in proc.stderr and "'dire'" in proc.stderr
 
 
-def test_check_prints_the_effective_policy():
+def test_check_says_ok_in_a_short_summary():
+    """Eight lines: where things are, what was loaded, the categories no list feeds (the UK SIC ones the
+    school did not map: policy.yaml), the policy, and one OK line last."""
     proc = run_cli("check", "--config", CONFIG, check=True)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 8 and proc.stderr == ""
+    assert lines[2] == "directory: 11 people; devices: 14; locations: 5"
+    assert lines[5] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
+    assert lines[6].endswith(": The Valley School, 20 rules, 1 waiver")
+    assert lines[7] == f"OK: {CONFIG} is valid; --show prints the effective policy"
+
+
+def test_check_show_prints_the_effective_policy():
+    proc = run_cli("check", "--config", CONFIG, "--show", check=True)
     assert "11 people; devices: 14; locations: 5" in proc.stdout
     assert '"reading": "breaks_only"' in proc.stdout
+    assert proc.stdout.splitlines()[-1] == f"OK: {CONFIG} is valid"
     # the UK Safer Internet Centre categories the school did not map come from the built-in table, and
     # the network manager is told which of them no list feeds
     assert "  pornography (UK SIC): adult, mixed_adult\n" in proc.stdout
@@ -277,3 +312,143 @@ def test_a_usage_error_names_the_option_and_exits_2_without_a_traceback(args, na
     proc = run_cli(*args)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"ictwatch: {named}") and "Traceback" not in proc.stderr
+
+
+ASK_SOKAFOR = ["--user", "sokafor", "--requested-by", "dpatel", "--reason", "review"]
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["breaches", "--from", "2026-13-01"], "argument --from: expected YYYY-MM-DD, got '2026-13-01'"),
+    (["breaches", "--to", "16/06/2026"], "argument --to: expected YYYY-MM-DD, got '16/06/2026'"),
+    (["breaches", "--from", "20260616"], "argument --from: expected YYYY-MM-DD, got '20260616'"),
+    (["breaches", "--from", "0001-01-01"], "argument --from: 0001-01-01 is out of range: dates run from 1900-01-01"),
+    (["breaches", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out of range: dates run from 1900-01-01"),
+    (["check-ipads", "--date", "9999-12-31"], "argument --date: 9999-12-31 is out of range"),
+    (["report", *ASK_SOKAFOR, "--from", "0001-01-01", "--to", "2026-06-16"], "argument --from: 0001-01-01 is out"),
+    (["report", *ASK_SOKAFOR, "--from", "2026-06-16", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out"),
+])
+def test_a_date_that_cannot_be_used_exits_2_saying_what_was_expected(args, said, tmp_path):
+    proc = run_cli(args[0], "--config", CONFIG, *args[1:], store=tmp_path / "store")
+    assert proc.returncode == 2
+    assert f"error: {said}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "fromisoformat" not in proc.stderr
+
+
+def test_the_first_and_last_dates_the_store_holds_are_accepted(replayed):
+    store, _ = replayed
+    proc = run_cli("breaches", "--config", CONFIG, "--from", "1900-01-01", "--to", "2299-12-31", store=store,
+                   check=True)
+    assert proc.stdout.splitlines()[-1] == "8 breach(es)"
+
+
+@pytest.mark.parametrize("command", [["breaches"], ["report", *ASK_SOKAFOR]])
+def test_a_period_that_ends_before_it_starts_exits_2_and_records_nothing(replayed, command):
+    store, _ = replayed
+    before = run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout
+    proc = run_cli(command[0], "--config", CONFIG, *command[1:], "--from", "2026-06-17", "--to", "2026-06-16",
+                   store=store)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("ictwatch: --from 2026-06-17 --to 2026-06-16: the period is empty: it starts on "
+                           "2026-06-17 and ends before that, on 2026-06-16\n")
+    assert run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout == before
+
+
+def test_a_report_of_a_username_nobody_has_exits_2_and_is_recorded(replayed):
+    """A mistyped username (in neither the directory nor the store) gets no sealed, empty report: the
+    headteacher is told, exit 2, and the attempt is in the audit chain; a line manager, who may not have
+    that report whoever it is, is refused on those grounds first (exit 3), learning nothing of the store."""
+    store, _ = replayed
+    ask = ["--user", "sokafr", "--from", "2026-06-16", "--to", "2026-06-16", "--reason", "review"]
+    head = run_cli("report", "--config", CONFIG, *ask, "--requested-by", "hmorgan", store=store)
+    assert head.returncode == 2 and head.stdout == ""
+    assert head.stderr.startswith("ictwatch: --user: no such person in the directory, and no activity stored under "
+                                  "that username: check the spelling (recorded as audit row #")
+    manager = run_cli("report", "--config", CONFIG, *ask, "--requested-by", "dpatel", store=store)
+    assert manager.returncode == 3 and "not the subject's line manager or the headteacher" in manager.stderr
+    shown = run_cli("audit", "show", "--config", CONFIG, "--requested-by", "hmorgan", store=store, check=True)
+    rows = [line.split(None, 7)[3:] for line in shown.stdout.splitlines() if " sokafr " in line]
+    assert rows == [["hmorgan", "report", "refused", "sokafr", "no such person in the directory, and no activity "
+                     "stored under that username; reason: review"],
+                    ["dpatel", "report", "refused", "sokafr", "not the subject's line manager or the headteacher; "
+                     "reason: review"]]
+
+
+def test_a_report_of_someone_the_directory_lacks_but_the_store_holds_is_made(tmp_path):
+    """A supply teacher's proxy login that the directory never listed (as a leaver removed from it): the
+    headteacher still gets the report, naming the login without a name."""
+    log = tmp_path / "access.log"
+    log.write_text("1781600000.000 10 10.20.10.21 TCP_MISS/200 10 GET http://www.bbc.co.uk/news supply7 "
+                   "HIER_DIRECT/192.0.2.1 text/html\n")
+    store = tmp_path / "store"
+    run_cli("replay", "--config", CONFIG, log, store=store, check=True)
+    proc = run_cli("report", "--config", CONFIG, "--user", "supply7", "--from", "2026-06-16", "--to", "2026-06-16",
+                   "--requested-by", "hmorgan", "--reason", "review", "--format", "json", store=store, check=True)
+    report = json.loads(proc.stdout)
+    assert report["subject"] == {"username": "supply7", "name": None, "role": None, "line_manager": None}
+    assert [a["url"] for a in report["activity"]] == ["http://www.bbc.co.uk/news"]
+
+
+def in_terminal(*args: str | Path, store: Path) -> tuple[int, str, str]:
+    """(exit status, what reached the terminal, stderr) of `ictwatch` run with its standard output on a
+    pseudo-terminal, as a person at a shell runs it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    from tests.conftest import ROOT
+
+    primary, secondary = pty.openpty()
+    shown = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's last writer has gone
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc = subprocess.run([sys.executable, "-m", "ictwatch.cli", *map(str, args)], stdout=secondary,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{store}"})
+    os.close(secondary)
+    reader.join(timeout=30)
+    os.close(primary)
+    return proc.returncode, shown.decode(), proc.stderr
+
+
+def test_a_report_is_not_printed_into_a_terminal_unless_asked_for(replayed):
+    """Without -o, a report goes to standard output only when that is a pipe or a file (as every test
+    above reads it); into a terminal it is refused before anything is recorded, and `-o -` prints it."""
+    store, _ = replayed
+    ask = ["report", "--config", CONFIG, *ASK_SOKAFOR, "--from", "2026-06-16", "--to", "2026-06-16"]
+    before = run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout
+    status, shown, stderr = in_terminal(*ask, store=store)
+    assert (status, shown) == (2, "")
+    assert stderr == ("ictwatch: -o FILE: a report is confidential and is not printed into a terminal; write it to "
+                      "a file (or give `-o -` to print it all the same)\n")
+    assert run_cli("audit", "verify", "--config", CONFIG, store=store, check=True).stdout == before
+    status, shown, _ = in_terminal(*ask, "-o", "-", store=store)
+    assert status == 0 and shown.startswith("<!doctype html>") and "Sam Okafor" in shown
+
+
+def test_decode_text_puts_ipv6_endpoints_in_brackets(tmp_path):
+    """A lookup over IPv6: `[address]:port`, so the port is not read as the address's last group."""
+    from scapy.all import DNS, DNSQR, DNSRR, UDP, Ether, IPv6, wrpcap
+
+    ask = DNS(id=7, rd=1, qd=DNSQR(qname="www.example.org", qtype="AAAA"))
+    answer = DNS(id=7, qr=1, rd=1, ra=1, qd=DNSQR(qname="www.example.org", qtype="AAAA"),
+                 an=DNSRR(rrname="www.example.org", type="AAAA", rdata="2001:db8:80::1"))
+    packets = [Ether() / IPv6(src="2001:db8:10::21", dst="2001:db8::53") / UDP(sport=40000, dport=53) / ask,
+               Ether() / IPv6(src="2001:db8::53", dst="2001:db8:10::21") / UDP(sport=53, dport=40000) / answer]
+    for i, p in enumerate(packets):
+        p.time = 1781600000 + i / 100
+    wrpcap(str(tmp_path / "v6.pcap"), packets)
+    lines = run_cli("decode", tmp_path / "v6.pcap", check=True).stdout.splitlines()
+    assert any(" dns   [2001:db8:10::21]:40000 > [2001:db8::53]:53 www.example.org" in line for line in lines), lines

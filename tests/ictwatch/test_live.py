@@ -274,7 +274,7 @@ def test_the_daemon_serves_metrics_and_health_and_reloads_on_sighup(namespaces, 
         code, body = fetch("/health")
         assert code == 503 and "last reload failed" in body
         assert "ictwatch_last_reload_success 0.0" in fetch("/metrics")[1]
-        policy.write_text(good.replace("message: reached content", "message: opened content", 1))
+        policy.write_text(good.replace("message: content in a category", "message: a site in a category", 1))
         daemon.send_signal(signal.SIGHUP)
         time.sleep(2.5)
         code, metrics = fetch("/metrics")

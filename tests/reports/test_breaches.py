@@ -4,6 +4,7 @@ fall back on the row's own. Unknown values are null in the JSON and words in the
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import re
@@ -81,3 +82,36 @@ def test_a_policy_changed_since_does_not_rewrite_what_a_breach_cited(tmp_path):
     (line,) = [json.loads(x) for x in proc.stdout.splitlines()]
     assert (line["host"], line["rule"], line["clause"], line["severity"]) == (
         "www.bet365.com", "blocked-content", "P8", "danger")
+
+
+def test_a_breach_without_a_name_says_so_everywhere_and_gives_its_server(tmp_path):
+    """James Carter's laptop sends mail on port 587 straight to an IPv6 address that no lookup, hello or
+    proxy line named: unapproved-email-server (P5, caution). Its host is null in `breaches --json` and in
+    the report's JSON, empty in the report's CSV and the table; the server has its own field and column,
+    bracketed in the table, in every output alike."""
+    db = Store(f"chdb://{tmp_path / 'store'}")
+    try:
+        db.migrate()
+        mail = Observation(int(TEN.timestamp() * 1e6), "flow", "pcap", "t.pcap#7", "2001:db8:10::21", 40000,
+                           "2001:db8:25::1", 587, "tcp", "00:1b:21:aa:00:01", bytes_out=900, bytes_in=300)
+        db.insert_activity(LOADED.engine().evaluate(to_table([mail])))
+    finally:
+        db.close()
+    config = SCHOOL_DAY / "ictwatch.yaml"
+    store = tmp_path / "store"
+    (line,) = [json.loads(x) for x in run_cli("breaches", "--config", config, "--json", store=store,
+                                              check=True).stdout.splitlines()]
+    assert {k: line[k] for k in ("user", "rule", "severity", "host", "server", "port", "source_ref")} == {
+        "user": "jcarter", "rule": "unapproved-email-server", "severity": "caution", "host": None,
+        "server": "2001:db8:25::1", "port": 587, "source_ref": "t.pcap#7"}
+    table = run_cli("breaches", "--config", config, store=store, check=True).stdout.splitlines()
+    assert table[1].split()[-5:] == ["unapproved-email-server", "P5", "caution", "[2001:db8:25::1]:587", "t.pcap#7"]
+    header, row = table[0], table[1]
+    assert row[header.index("host"):header.index("server")].strip() == ""  # no name: the host cell is empty
+    ask = ["report", "--config", config, "--user", "jcarter", "--from", "2026-06-16", "--to", "2026-06-16",
+           "--requested-by", "hmorgan", "--reason", "review"]
+    report = json.loads(run_cli(*ask, "--format", "json", store=store, check=True).stdout)
+    (breach,) = report["breaches"]
+    assert (breach["host"], breach["server"]) == (None, "2001:db8:25::1")
+    (csv_row,) = list(csv.DictReader(run_cli(*ask, "--format", "csv", store=store, check=True).stdout.splitlines()))
+    assert (csv_row["host"], csv_row["server"]) == ("", "2001:db8:25::1")

@@ -203,3 +203,23 @@ def test_a_hostile_reason_is_inert_on_the_audit_page(browser, site):
     head.goto(f"{site}/audit")
     assert head.evaluate("window.pwned") is None and head.locator("main img, main script").count() == 0
     assert '<script>window.pwned=4</script>' in head.inner_text("#audit")
+
+
+def test_a_username_nobody_has_is_refused_with_a_clear_page(browser, site):
+    """The form lists the directory; a username typed into a forged option is in neither the directory nor
+    the store: 400, said plainly, and recorded."""
+    page = login(browser, site, "hmorgan")
+    page.evaluate("document.querySelector('#subject').add(new Option('Sam Okafor (sokafr)', 'sokafr'))")
+    with page.expect_response(lambda r: r.url.endswith("/report")) as answer:
+        request(page, "sokafr")
+    assert answer.value.status == 400
+    assert page.inner_text("h1") == "No such person"
+    assert "Refused: no such person in the directory" in page.inner_text("#refusal")
+
+
+def test_a_date_out_of_the_stores_range_is_refused_with_a_clear_page(browser, site):
+    page = login(browser, site, "hmorgan")
+    with page.expect_response(lambda r: r.url.endswith("/report")) as answer:
+        request(page, "sokafor", start="9999-12-30", end="9999-12-31")
+    assert answer.value.status == 400
+    assert "9999-12-30 is out of range: dates run from 1900-01-01 to 2299-12-31" in page.inner_text("#refusal")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import polars as pl
 import pytest
 
 from collector.observation import Observation, to_table
@@ -141,3 +142,70 @@ def test_a_leavers_device_seen_again(tmp_path, leave, expected):
     sighting = obs("tls", "10:15", "10.20.1.40", PHONE_LN, host="www.bbc.co.uk", sni="www.bbc.co.uk")
     (row,) = eng.evaluate(to_table([sighting])).iter_rows(named=True)
     assert row["rule_ids"] == expected
+
+
+@pytest.fixture(scope="module")
+def school_day_capture():
+    """The school day's capture: its DHCP exchanges tell identity which laptop had 10.20.10.21."""
+    from collector.sources import open_source
+
+    out: list[Observation] = []
+    open_source(SCHOOL_DAY / "school-day.pcap").run(out.append)
+    return out
+
+
+def test_an_installer_downloaded_through_the_proxy_is_p7s(engine, school_day_capture):
+    """James Carter's school laptop fetches installers through the authenticating proxy, as Squid logs them
+    natively and in a school's own logformat; an HTML page beside them is a near miss."""
+    from collector.logs.squid import parse_line
+    from collector.logs.squid_logformat import LogFormat
+
+    stamp = f"{at('10:30') / 1e6:.3f}"
+    native = (f"{stamp} 812 10.20.10.21 TCP_MISS/200 1843200 GET http://dl.example.net/tools/Setup.exe jcarter "
+              "HIER_DIRECT/203.0.113.80 application/x-msdownload")
+    php = (f"{stamp} 640 10.20.10.21 TCP_MISS/200 1843200 GET http://dl.example.net/download.php?id=3 jcarter "
+           "HIER_DIRECT/203.0.113.80 application/x-msdownload")
+    page = (f"{stamp} 233 10.20.10.21 TCP_MISS/200 15562 GET http://www.bbc.co.uk/bitesize/articles/z3c6tfr jcarter "
+            "HIER_DIRECT/151.101.0.81 text/html")
+    school = LogFormat('%tl %>a:%>p %un %rm %ru %>Hs %<st %tr %Ss %mt "%{User-Agent}>h"')
+    custom = ('16/Jun/2026:10:31:00 +0100 10.20.10.21:51234 jcarter GET http://dl.example.net/tools/Setup.exe 200 '
+              '1843200 805 TCP_MISS application/x-msdownload "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"')
+    mine = [parse_line(native, "access.log:1"), parse_line(php, "access.log:2"), parse_line(page, "access.log:3"),
+            school.parse(custom, "school.log:1")]
+    activities = engine.evaluate(to_table(school_day_capture + mine))
+    rows = activities.filter(pl.col("source_ref").is_in([o.source_ref for o in mine])).sort("source_ref")
+    assert rows.select("source_ref", "device", "file_ext", "rule_ids").rows() == [
+        ("access.log:1", "LT-JCARTER", "exe", ["installer-download"]),
+        ("access.log:2", "LT-JCARTER", "exe", ["installer-download"]),
+        ("access.log:3", "LT-JCARTER", None, []),
+        ("school.log:1", "LT-JCARTER", "exe", ["installer-download"]),
+    ]
+
+
+def test_the_proxys_login_challenge_breaks_no_rule(engine, school_day_capture):
+    """Each site James Carter's browser opens through the authenticating proxy is first answered 407 (no
+    credentials yet), then allowed or refused: only the second line is his activity."""
+    from collector.logs.squid import parse_line
+
+    stamp = f"{at('11:15') / 1e6:.3f}"
+    lines = [
+        f"{stamp} 0 10.20.10.21 TCP_DENIED/407 3912 CONNECT www.bet365.com:443 - HIER_NONE/- text/html",
+        f"{stamp} 0 10.20.10.21 TCP_DENIED/403 3912 CONNECT www.bet365.com:443 jcarter HIER_NONE/- text/html",
+        f"{stamp} 0 10.20.10.21 TCP_DENIED/407 3912 CONNECT www.facebook.com:443 - HIER_NONE/- text/html",
+        f"{stamp} 9000 10.20.10.21 TCP_TUNNEL/200 88120 CONNECT www.facebook.com:443 jcarter "
+        "HIER_DIRECT/157.240.1.35 -",
+    ]
+    mine = [parse_line(line, f"access.log:{n}") for n, line in enumerate(lines, 1)]
+    activities = engine.evaluate(to_table(school_day_capture + mine))
+    rows = activities.filter(pl.col("source_ref").str.starts_with("access.log:")).sort("source_ref")
+    assert rows.select("source_ref", "status", "rule_ids", "verdict").rows() == [
+        ("access.log:1", 407, [], "allowed"),
+        ("access.log:2", 403, ["blocked-content"], "breach"),
+        ("access.log:3", 407, [], "allowed"),
+        ("access.log:4", 200, ["personal-use-restricted-hours"], "breach"),
+    ]
+    from rules.explain import explain
+
+    said = explain(engine, rows.head(1))
+    assert "The proxy asked for a login here" in said and "Rule blocked-content" in said
+    assert "matched" not in said.split("Rule blocked-content", 1)[1].split("\n", 1)[0]

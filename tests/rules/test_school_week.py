@@ -74,5 +74,7 @@ def test_the_report_shows_the_waiver_and_explains_it(week, tmp_path):
     html = out.read_text()
     waived = html.split("<h2>Covered by a waiver</h2>")[1].split("<h2>")[0]
     assert "www.amazon.co.uk" in waived and "w-jcarter-residential" in waived
-    assert "Rule personal-use-restricted-hours (P18, caution): waived" in waived
-    assert "w-jcarter-residential: applied (granted by dpatel" in waived
+    assert "P18 (caution), rule personal-use-restricted-hours (lifted by a waiver): Personal use" in waived
+    assert ("Waiver w-jcarter-residential applied: Booking the Year 5 residential trip from his phone during an "
+            "afternoon of PPA time. It runs Wednesday 28 October 2026, 13:00 to 15:30.") in waived
+    assert "dpatel" not in waived  # who granted it is not the report's to say (only the header names staff)

@@ -105,3 +105,32 @@ def test_suricata_flows_are_named_like_the_native_decoders(tmp_path):
 
     flows = {(o.dst_port, o.host) for o in eve_for(SCHOOL_DAY / "school-day.pcap", tmp_path) if o.kind == "flow"}
     assert {(587, "smtp.gmail.com"), (587, "smtp.office365.com"), (443, "hot-videos.example")} <= flows
+
+
+def test_relayed_dhcp_replies_keep_the_relay(tmp_path):
+    """Suricata's extended DHCP log gives a reply's giaddr (`relay_ip`) and ciaddr (`client_ip`, 0.0.0.0
+    when empty), which the EVE reader keeps as the native decoder does; it logs no giaddr for requests."""
+    from scapy.utils import wrpcap
+
+    from tests.dhcp_relay import v4_frames
+
+    path = tmp_path / "relayed.pcap"
+    wrpcap(str(path), v4_frames())
+    theirs = [o for o in eve_for(path, tmp_path) if o.kind == "dhcp"]
+    ours = [o for o in native(path) if o.kind == "dhcp"]
+    assert [(o.dhcp_type, o.dhcp_relay_ip, o.dhcp_client_ip) for o in theirs] == [
+        (o.dhcp_type, o.dhcp_relay_ip if o.dhcp_type in ("OFFER", "ACK") else None, o.dhcp_client_ip) for o in ours]
+    assert [o.dhcp_relay_ip for o in theirs if o.dhcp_type == "ACK"] == ["10.20.40.1", "10.20.40.1"]
+
+
+def test_an_http_event_gives_the_file_type_of_its_url_and_content_type(tmp_path):
+    event = ('{"timestamp": "2026-06-16T09:30:00.000000+0000", "event_type": "http", "src_ip": "10.20.10.21", '
+             '"src_port": 50000, "dest_ip": "203.0.113.80", "dest_port": 80, "proto": "TCP", "flow_id": 9, '
+             '"http": {"hostname": "dl.example.net", "url": "/download.php?id=3", "http_method": "GET", '
+             '"status": 200, "http_content_type": "application/x-msdownload"}}')
+    source = EveSource(tmp_path / "eve.json")
+    (download,) = source.parse_line(event, "eve.json:1")
+    assert (download.url, download.file_ext) == ("http://dl.example.net/download.php?id=3", "exe")
+    (page,) = source.parse_line(event.replace("download.php?id=3", "news").replace("application/x-msdownload",
+                                                                                  "text/html"), "eve.json:2")
+    assert page.file_ext is None

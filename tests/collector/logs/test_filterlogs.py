@@ -108,3 +108,13 @@ def test_replayed_denial_is_stored_as_a_blocked_attempt_with_the_filters_categor
     ]
     assert rows[1]["filter_reason"] == "*DENIED* Blocked site: casino.test"
     assert rows[0]["ts"].hour == 9  # 10:15 in London in June is 09:15 UTC
+
+
+def test_filter_logs_give_the_file_type_of_their_urls():
+    e2g = parse_e2guardian(ALLOWED.replace("http://lessons.test:18999", "http://lessons.test:18999/Setup.exe")
+                           .replace(" 200 - ", " 200 application/x-msdownload "), "access.log:1", LONDON)
+    assert (e2g.url, e2g.content_type, e2g.file_ext) == (
+        "http://lessons.test:18999/Setup.exe", "application/x-msdownload", "exe")
+    assert parse_e2guardian(ALLOWED, "access.log:1", LONDON).file_ext is None  # no path
+    guard = parse_squidguard(SQUIDGUARD.replace("/bet ", "/poker-client.msi "), "sg.log:1", LONDON)
+    assert (guard.file_ext, guard.denied) == ("msi", True)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from collector.logs.squid import parse_line
+from collector.logs.squid import parse_common_line, parse_line
 from collector.sources import LogLineSource, open_source
 from tests.conftest import SQUID_PEER, need
 
@@ -92,3 +92,41 @@ def test_common_and_combined_lines(line, user, agent):
     assert (o.proxy_user, o.user_agent, o.src_ip) == (user, agent, "10.20.10.21")
     assert o.denied == ("DENIED" in line) and o.host in ("www.bbc.co.uk", "www.bet365.com")
 
+
+
+# Lines Debian's Squid 5.7 wrote (addresses and host names changed): which are blocked attempts.
+@pytest.mark.parametrize(("result", "url", "user", "refused"), [
+    ("TCP_DENIED/407", "http://lessons.test/a.html", "-", False),  # the challenge every session starts with
+    ("TCP_DENIED/407", "http://lessons.test/a.html", "jcarter", False),  # a wrong password: asked again
+    ("TCP_DENIED/403", "http://www.casino.test/a", "jcarter", True),  # http_access deny
+    ("TCP_DENIED/403", "www.casino.test:443", "jcarter", True),  # the same for a CONNECT
+    ("TCP_DENIED/302", "http://www.redir.test/a", "jcarter", True),  # deny_info with a block page's URL
+    ("TCP_DENIED/000", "http://www.reset.test/a", "jcarter", True),  # deny_info TCP_RESET
+    ("TCP_DENIED_REPLY/403", "http://lessons.test/Setup.exe", "jcarter", True),  # http_reply_access deny
+    ("TCP_MISS/502", "http://nonexistent.invalid/", "jcarter", False),  # the server could not be reached
+    ("TCP_MISS/403", "http://lessons.test/private", "jcarter", False),  # the server's own refusal
+    ("NONE_NONE/400", "error:invalid-request", "-", False),  # a malformed request
+    ("NONE_NONE/000", "error:transaction-end-before-headers", "-", False),
+    ("TCP_DENIED/400", "NONE://", "-", False),  # older Squids' malformed request
+    ("TCP_MISS_ABORTED/000", "http://lessons.test/a.html", "jcarter", False),
+])
+def test_only_a_refusal_by_the_filtering_is_a_blocked_attempt(result, url, user, refused):
+    line = f"1796659041.455 0 127.0.0.1 {result} 3510 GET {url} {user} HIER_NONE/- text/html"
+    assert parse_line(line, "a:1").denied is refused
+    common = f'127.0.0.1 - {user} [07/Dec/2026:15:57:21 +0000] "GET {url} HTTP/1.1" {result[-3:]} 3510 ' \
+             f'{result.split("/")[0]}:HIER_NONE'
+    assert parse_common_line(common, "c:1").denied is refused
+
+
+def test_a_proxied_installer_keeps_its_file_type():
+    native = ("1781602200.000 812 10.20.10.21 TCP_MISS/200 1843200 GET http://dl.example.net/tools/Setup.exe jcarter "
+              "HIER_DIRECT/203.0.113.80 application/x-msdownload")
+    assert parse_line(native, "a:1").file_ext == "exe"
+    served = native.replace("tools/Setup.exe", "download.php?id=3")
+    assert parse_line(served, "a:2").file_ext == "exe"  # the content type says what the server sent
+    assert parse_line(served.replace("application/x-msdownload", "text/html"), "a:3").file_ext == "php"
+    assert parse_line(native.replace("GET http://dl.example.net/tools/Setup.exe", "CONNECT dl.example.net:443")
+                      .replace("application/x-msdownload", "-"), "a:4").file_ext is None
+    common = ('10.20.10.21 - jcarter [16/Jun/2026:10:30:00 +0100] "GET http://dl.example.net/tools/Setup.MSI HTTP/1.1" '
+              "200 1843200 TCP_MISS:HIER_DIRECT")
+    assert parse_common_line(common, "c:1").file_ext == "msi"  # no content type in this format: the name

@@ -67,3 +67,19 @@ def test_config_with_a_bad_logformat_stops_start_up(tmp_path):
     proc = run_cli("check", "--config", config)
     assert proc.returncode == 2
     assert "collector.squid_logformat" in proc.stderr and "%>a" in proc.stderr
+
+
+def test_file_type_and_refusal_from_a_school_format():
+    """The extension comes from %ru and %mt when the format logs them; a 407 is no refusal, a 403 is."""
+    spec = LogFormat("%ts %>a %un %rm %ru %>Hs %Ss %mt")
+    fetch = spec.parse("1781602200 10.20.10.21 jcarter GET http://dl.example.net/download.php?id=3 200 TCP_MISS "
+                       "application/x-msdownload", "a:1")
+    assert (fetch.file_ext, fetch.denied) == ("exe", False)
+    challenge = spec.parse("1781602200 10.20.10.21 - GET http://dl.example.net/Setup.exe 407 TCP_DENIED text/html",
+                           "a:2")
+    assert (challenge.file_ext, challenge.denied) == ("exe", False)  # the file asked for, not yet refused
+    refusal = spec.parse("1781602200 10.20.10.21 jcarter GET http://dl.example.net/Setup.exe 403 TCP_DENIED "
+                         "text/html", "a:3")
+    assert (refusal.file_ext, refusal.denied) == ("exe", True)
+    no_type = LogFormat("%ts %>a %rm %ru").parse("1781602200 10.20.10.21 GET http://dl.example.net/app.APK", "a:4")
+    assert no_type.file_ext == "apk"

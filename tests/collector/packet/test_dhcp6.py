@@ -33,6 +33,7 @@ from scapy.utils import wrpcap
 
 from collector.packet.dhcp import parse_v6
 from collector.sources import open_source
+from tests.dhcp_relay import VISITOR_MAC, v6_frames
 
 LAPTOP = "3c:22:fb:30:00:07"
 PHONE = "da:a1:19:00:00:42"  # locally administered: a randomised MAC
@@ -134,3 +135,44 @@ def test_fields_match_tshark(capture):
             assert obs.src_mac == llt_mac
         if obs.assigned_ip:
             assert (obs.assigned_ip, obs.lease_s) == (addr, int(valid))
+
+
+def test_a_relayed_exchange_keeps_the_relay_and_the_client(tmp_path):
+    """RELAY-FORW and RELAY-REPL between the router and the server: the relay's link-address,
+    peer-address, interface-id and remote-id are the client's link, its own address and its place, as
+    Wireshark reads them."""
+    path = tmp_path / "relayed6.pcap"
+    wrpcap(str(path), v6_frames())
+    out: list = []
+    open_source(path).run(out.append)
+    dhcp = [o for o in out if o.kind == "dhcp"]
+    rows = [(o.dhcp_type, o.src_ip, o.src_mac, o.dhcp_relay_ip, o.dhcp_client_ip, o.requested_ip, o.assigned_ip,
+             o.dhcp_circuit_id, o.dhcp_remote_id) for o in dhcp]
+    link, me, addr = "2001:db8:40::1", "fe80::3e22:fbff:fe30:40", "2001:db8:40::77"
+    ap, remote = "AP-HALL-2:VS-Guest", "00:1b:21:aa:00:ee"
+    assert rows == [
+        ("SOLICIT", "2001:db8:10::1", VISITOR_MAC, link, me, None, None, ap, remote),
+        ("ADVERTISE", "2001:db8:10::2", VISITOR_MAC, link, me, None, addr, ap, remote),
+        ("REQUEST", "2001:db8:10::1", VISITOR_MAC, link, me, addr, None, ap, remote),
+        ("REPLY", "2001:db8:10::2", VISITOR_MAC, link, me, None, addr, ap, remote),
+    ]
+    exe = shutil.which("tshark")
+    if exe is None:
+        pytest.skip("tshark is not installed (./dev test installs it when run as root)")
+    fields = ["dhcpv6.linkaddr", "dhcpv6.peeraddr", "dhcpv6.interface_id", "dhcpv6.remoteid_enterprise_id"]
+    text = subprocess.run([exe, "-n", "-r", str(path), "-T", "fields"] + [a for f in fields for a in ("-e", f)],
+                          capture_output=True, text=True, check=True).stdout
+    assert [tuple(line.split("\t")) for line in text.splitlines()] == [
+        (o.dhcp_relay_ip, o.dhcp_client_ip, (o.dhcp_circuit_id or "").encode().hex(),
+         (o.dhcp_remote_id or "").replace(":", "")) for o in dhcp]
+
+
+def test_nested_relays_keep_the_relay_nearest_the_client():
+    """A second relay wraps the first one's RELAY-FORW: the link-address and peer-address kept are the
+    first relay's (the client's link), not the second's (the first relay's link)."""
+    first = DHCP6_RelayForward(linkaddr="2001:db8:40::1", peeraddr="fe80::9") / DHCP6OptRelayMsg(
+        message=DHCP6_Solicit(trid=5))
+    second = DHCP6_RelayForward(hopcount=1, linkaddr="2001:db8:99::1", peeraddr="2001:db8:99::40") / DHCP6OptRelayMsg(
+        message=first)
+    msg = parse_v6(bytes(second))
+    assert (msg.msg_type, msg.relay_ip, msg.client_ip) == ("SOLICIT", "2001:db8:40::1", "fe80::9")

@@ -36,3 +36,28 @@ def test_bad_request_lines(data):
 
 def test_is_request():
     assert is_request(b"POST /x HTTP/1.1") and not is_request(b"\x16\x03\x01")
+
+
+
+@pytest.mark.parametrize(("target", "content_type", "ext"), [
+    ("/download.php?id=3", b"application/x-msdownload", "exe"),  # the response says what the file is
+    ("/tools/Setup.exe", b"application/octet-stream", "exe"),
+    ("/year5/worksheet.pdf", b"application/pdf", "pdf"),
+    ("/news/education", b"text/html; charset=utf-8", None),
+])
+def test_a_download_takes_its_file_type_from_the_response(tmp_path, target, content_type, ext):
+    """On the wire the request names the file and the response's head says what it is."""
+    from collector.sources import open_source
+    from fixtures.make_school_day import Writer
+
+    path = tmp_path / "download.pcap"
+    w = Writer(path)
+    w.at("09:00:00")
+    w.tcp("00:1b:21:aa:00:01", "10.20.10.21", "203.0.113.80", 80, [
+        (True, f"GET {target} HTTP/1.1\r\nHost: dl.example.net\r\n\r\n".encode()),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\nContent-Length: 4\r\n\r\nMZ\x90\x00")])
+    w.out.close()
+    found: list = []
+    open_source(path).run(found.append)
+    (request,) = [o for o in found if o.kind == "http"]
+    assert (request.url, request.file_ext) == (f"http://dl.example.net{target}", ext)

@@ -1,0 +1,36 @@
+"""Dates and periods as people type them, read the same way by every front end (the `ictwatch` commands
+and the web page).
+
+A date is the school's local date, written YYYY-MM-DD, and must lie in the range of times the store holds
+(ClickHouse's DateTime64: 1900-01-01 to 2299-12-31): a date outside it could not be turned into the UTC
+instants a query needs. A period is whole days from `first` to `last`, both included, so one that ends
+before it starts holds no day at all and is refused rather than answered with nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+EARLIEST = dt.date(1900, 1, 1)
+LATEST = dt.date(2299, 12, 31)
+"""The first and last dates accepted: the range of the store's DateTime64 columns."""
+
+
+def parse_date(text: str) -> dt.date:
+    """The date `text` names; `ValueError` saying what was expected when it is not one, or out of range."""
+    try:  # fromisoformat alone would also take 20260616 and 2026-W25-2
+        day = dt.date.fromisoformat(text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise ValueError(f"expected YYYY-MM-DD, got {text!r}")
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"{text} is out of range: dates run from {EARLIEST} to {LATEST}")
+    return day
+
+
+def check_period(first: dt.date | None, last: dt.date | None) -> None:
+    """`ValueError` when the period from `first` to `last` (either open when None) holds no day."""
+    if first is not None and last is not None and last < first:
+        raise ValueError(f"the period is empty: it starts on {first} and ends before that, on {last}")

@@ -13,9 +13,10 @@ import zoneinfo
 import polars as pl
 import pyarrow as pa
 
+from rules.calendar import Calendar, TimeRange
 from rules.categories import CategoryIndex
 from rules.identity import Identity
-from rules.policy import SEVERITY_RANK, Calendar, Condition, Policy, TimeRange
+from rules.policy import SEVERITY_RANK, Condition, Policy
 
 
 def _in_range(clock: pl.Expr, r: TimeRange) -> pl.Expr:

@@ -21,7 +21,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_args, get_origin
 
 import polars as pl
 from pydantic import AfterValidator, NonNegativeInt
@@ -31,7 +31,7 @@ from collector.packet.dhcp import MESSAGE_TYPES, V6_MESSAGE_TYPES
 from rules.config import DeviceType, LocationKind, Role
 
 if TYPE_CHECKING:
-    from rules.policy import Policy, TimeRange
+    from rules.calendar import Calendar, PersonalUse, TimeRange
 
 
 def shown(value: object) -> str:
@@ -101,13 +101,28 @@ IN_WINDOW = Match(lambda _, windows: pl.any_horizontal([pl.col(w) for w in windo
 # needs them to see why it held (or did not).
 
 
+class Reading(Protocol):
+    """What the words need of the policy (rules.policy.Policy has both): its calendar and its reading of
+    personal use."""
+
+    @property
+    def calendar(self) -> Calendar:
+        """Terms, hours and breaks."""
+        ...
+
+    @property
+    def personal_use(self) -> PersonalUse:
+        """How clause P18 is read."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Seen:
     """What the words for a condition can draw on: one activity (its stored columns, and the calendar
     windows `rules.engine.with_windows` works out) and the policy that reads it."""
 
     row: Mapping[str, Any]
-    policy: Policy
+    policy: Reading
 
     def local(self) -> dt.datetime:
         """The activity's time on the school's clock."""

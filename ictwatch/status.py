@@ -14,6 +14,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from reports.words import plural
+
 STALE_LISTS_S = 14 * 86400
 
 
@@ -29,7 +31,7 @@ def health() -> tuple[bool, dict[str, Any]]:
     lists_age = _value("ictwatch_category_lists_age_seconds")
     parts = {
         "capture": "running" if capture == 1 else "stopped",
-        "store": "writing" if not spooled else f"unreachable: {int(spooled)} batch(es) in the spool",
+        "store": "writing" if not spooled else f"unreachable: {plural(int(spooled), 'batch')} in the spool",
         "configuration": "loaded" if reload_ok in (None, 1) else "last reload failed; the previous one is in force",
         "category_lists": ("stale" if lists_age is not None and lists_age > STALE_LISTS_S else "current"),
     }

@@ -18,6 +18,7 @@ import markupsafe
 
 from reports.model import ActivityRow, UserReport
 from reports.visits import VISIT_GAP
+from reports.words import plural
 from rules.policy import SEVERITY_MEANING
 
 _ENV = jinja2.Environment(
@@ -28,15 +29,6 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 
-
-def plural(n: int, one: str, many: str = "") -> str:
-    """`n` and the noun that agrees with it: "1 policy breach", "2 policy breaches", "0 visits"; `many` when
-    adding -s or -es is wrong ("activity", "activities")."""
-    if n == 1:
-        return f"1 {one}"
-    if not many:
-        many = one + ("es" if one.endswith(("s", "sh", "ch", "x", "z")) else "s")
-    return f"{n:,} {many}"
 
 
 def wrap(text: object) -> markupsafe.Markup:

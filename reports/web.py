@@ -33,7 +33,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reports import build, incidents, render
 from reports.access import AUDIT_REFUSED
@@ -43,6 +43,7 @@ from reports.formats import FORMATS
 from reports.model import UserReport
 from reports.periods import check_period, parse_date
 from reports.requests import Ask, Desk
+from reports.words import plural
 from rules.config import Directory, Person
 from rules.listupdate import lists_installed_at
 from storage.spool import Spool
@@ -238,7 +239,8 @@ class WebApp:
         items = [
             ("ClickHouse reachable", reachable), ("Activity rows stored", f"{stored:,}"),
             ("Latest activity", latest.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if latest else "none"),
-            ("Spool", f"{waiting['records']} batch(es), {waiting['bytes']:,} of {waiting['max_bytes']:,} bytes; "
+            ("Spool", f"{plural(cast(int, waiting['records']), 'batch')}, {waiting['bytes']:,} of "
+                      f"{waiting['max_bytes']:,} bytes; "
                       f"{waiting['torn_kept']} torn and {waiting['rejected']} rejected set aside"),
             ("Category lists", f"{self.list_entries:,} entries, {age} old"),
             ("Policy version", self.policy.version()),

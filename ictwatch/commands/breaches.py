@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ictwatch.commands.common import check_period, date_option
+from reports.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,5 +39,5 @@ def cmd_breaches(args: argparse.Namespace) -> int:
             print(line)
         return 0
     print(breaches.table(rows))
-    print(f"{rows.height} breach(es)")
+    print(plural(rows.height, "breach"))
     return 0

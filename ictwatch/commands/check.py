@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from reports.words import plural
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `check`."""
@@ -48,8 +50,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif unfed:
         print(f"  no list, so nothing is found in: {', '.join(unfed)}")
     policy = loaded.policy
-    print(f"policy version {policy.version()}: {policy.school}, {_count(len(policy.rules), 'rule')}, "
-          f"{_count(len(policy.waivers), 'waiver')}" + (":" if args.show else ""))
+    print(f"policy version {policy.version()}: {policy.school}, {plural(len(policy.rules), 'rule')}, "
+          f"{plural(len(policy.waivers), 'waiver')}" + (":" if args.show else ""))
     if args.show:
         print(json.dumps(policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
     policy_path = loaded.path.parent / loaded.settings.policy
@@ -57,10 +59,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     for warning in warnings:
         print(f"ictwatch: warning: {warning}", file=sys.stderr, flush=True)
-    print(f"OK: {loaded.path} is valid" + (f", with {_count(len(warnings), 'warning')} above" if warnings else "")
+    print(f"OK: {loaded.path} is valid" + (f", with {plural(len(warnings), 'warning')} above" if warnings else "")
           + ("" if args.show else "; --show prints the effective policy"))
     return 0
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reports.words import plural
+
 if TYPE_CHECKING:
     from ictwatch.settings import Loaded
     from reports.requests import Desk
@@ -55,7 +57,7 @@ def migrate_or_spool(store: Store) -> None:
 def say_spooled(batches: int, loaded: Loaded) -> None:
     """Tell the operator how many batches wait in the spool, and how to write them."""
     if batches:
-        print(f"{batches} batch(es) wait in the spool at {loaded.spool_path}; they are written when ClickHouse "
+        print(f"{plural(batches, 'batch')} wait in the spool at {loaded.spool_path}; they are written when ClickHouse "
               f"is back (`ictwatch spool flush --config {loaded.path}`)")
 
 

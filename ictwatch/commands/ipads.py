@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ictwatch.commands.common import date_option
+from reports.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,5 +43,5 @@ def cmd_check_ipads(args: argparse.Namespace) -> int:
     local = loaded.policy.ipads.expected_by.strftime("%H:%M") if loaded.policy.ipads else ""
     for obs in missing:
         print(f"{obs.source_ref.rsplit(':', 1)[1]}: not seen on {args.date} by {local}; recorded as an absence")
-    print(f"{len(ipads) - len(missing)} of {len(ipads)} school iPad(s) seen by {local} on {args.date}")
+    print(f"{len(ipads) - len(missing)} of {plural(len(ipads), 'school iPad')} seen by {local} on {args.date}")
     return 0

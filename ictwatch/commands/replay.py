@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ictwatch.commands.common import migrate_or_spool, say_spooled
+from reports.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,13 +36,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         store.close()
         spool.close()
     v = summary.verdicts
-    print(f"replayed {len(summary.inputs)} input(s): {summary.packets} packets, "
-          f"{summary.observations} observations")
-    print(f"stored {summary.stored} activities: {v['breach']} breaches, {v['blocked']} blocked without a "
-          f"breach, {v['allowed']} allowed (policy {engine.version})")
-    print(f"the proxy refused {summary.denied} request(s)")
+    print(f"replayed {plural(len(summary.inputs), 'input')}: {plural(summary.packets, 'packet')}, "
+          f"{plural(summary.observations, 'observation')}")
+    print(f"stored {plural(summary.stored, 'activity', 'activities')}: {plural(v['breach'], 'breach')}, "
+          f"{v['blocked']:,} blocked without a breach, {v['allowed']:,} allowed (policy {engine.version})")
+    print(f"the proxy refused {plural(summary.denied, 'request')}")
     if summary.skipped:
         parts = ", ".join(f"{k}={n}" for k, n in sorted(summary.skipped.items()))
-        print(f"skipped {summary.skipped.total()} bad records: {parts}")
+        print(f"skipped {plural(summary.skipped.total(), 'bad record')}: {parts}")
     say_spooled(summary.spooled, loaded)
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ictwatch.commands.common import check_period, date_option, desk
 from ictwatch.errors import Refused, UsageError
+from reports.words import plural
 from rules.config import ConfigError
 
 
@@ -90,7 +91,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(got.data)
-    print(f"report for {args.user}: {len(got.report.breaches)} breaches, {got.report.total_activities} activities")
+    report = got.report
+    print(f"report for {args.user}: {plural(len(report.breaches), 'breach')}, {plural(len(report.visits), 'visit')} "
+          f"({plural(report.total_activities, 'activity', 'activities')})")
     print(f"written to {args.output.resolve()}")
     print(f"sha256 {got.sha256}; audit row #{got.seq}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ictwatch.errors import UsageError
+from reports.words import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,8 @@ def cmd_spool(args: argparse.Namespace) -> int:
                 writer.close()  # a writer with nothing new: closing replays the spool once
             finally:
                 store.close()
-            print(f"flushed {before - spool.records} of {before} batch(es) ({writer.stored} activity rows stored)")
+            print(f"flushed {before - spool.records} of {plural(before, 'batch')} "
+                  f"({plural(writer.stored, 'activity row')} stored)")
         status = spool.status()
     finally:
         spool.close()

@@ -50,7 +50,7 @@ def test_the_readmes_next_commands_read_what_the_demo_wrote():
     out = proc.stdout.splitlines()
     ok = next(i for i, line in enumerate(out) if line.startswith("OK: "))
     assert ok < 10 and out[ok] == "OK: fixtures/school-day/ictwatch.yaml is valid; --show prints the effective policy"
-    listed = out[ok + 1:out.index("8 breach(es)") + 1]
+    listed = out[ok + 1:out.index("8 breaches") + 1]
     assert len(listed) == 10  # the header, the 8 breaches of expected-breaches.csv, the count
     assert listed[1].split()[-1] == "school-day.pcap#50"  # what the README's explain line asks about
     assert "personal-use-restricted-hours" in "\n".join(out[ok + len(listed) + 1:])

@@ -22,7 +22,7 @@ def test_an_ipad_not_seen_by_the_time_is_a_breach(day):
     config, store = day
     out = run_cli("check-ipads", "--config", config, "--date", "2026-06-16", store=store, check=True).stdout
     assert "IPAD-BANK-6A: not seen on 2026-06-16 by 09:30" in out and "IPAD-BANK-5C" not in out
-    assert "1 of 2 school iPad(s) seen by 09:30 on 2026-06-16" in out
+    assert "1 of 2 school iPads seen by 09:30 on 2026-06-16" in out
     run_cli("check-ipads", "--config", config, "--date", "2026-06-16", store=store, check=True)  # again: no double
     rows = stored_activity(store).filter(kind="absence").to_dicts()
     assert [(r["device"], r["user"], r["rule_ids"], r["clauses"], r["ts"].isoformat()) for r in rows] == [

@@ -72,7 +72,7 @@ def test_the_407_challenges_are_neither_refusals_nor_breaches(replayed):
     assert challenges.get_column("proxy_action").unique().to_list() == ["TCP_DENIED"]
     assert not challenges.get_column("denied").any()
     assert (challenges.get_column("verdict") == "allowed").all()
-    assert "the proxy refused 1 request(s)" in summary
+    assert "the proxy refused 1 request" in summary
 
 
 def test_the_refusal_is_a_blocked_attempt_that_reads_as_tried_and_refused(replayed, tmp_path):

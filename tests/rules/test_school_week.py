@@ -58,7 +58,7 @@ def test_the_ipad_check_follows_the_calendar_and_the_clock_change(week):
     Friday is an INSET day: no check."""
     _, checks = week
     assert "IPAD-BANK-6A: not seen on 2026-10-26 by 09:30" in checks[0] and "IPAD-BANK-5C" not in checks[0]
-    assert all("2 of 2 school iPad(s) seen" in day for day in checks[1:4])
+    assert all("2 of 2 school iPads seen" in day for day in checks[1:4])
     assert "no iPad check (not a school day" in checks[4]
 
 

@@ -200,14 +200,14 @@ def test_replay_with_clickhouse_down_then_spool_flush(tmp_path):
     down = {"ICTWATCH_STORAGE_URL": f"http://127.0.0.1:{free_port()}", "ICTWATCH_SPOOL": str(spool)}
     proc = run_cli("replay", "--config", config, *inputs, env=down, check=True)
     assert "ClickHouse cannot be reached" in proc.stderr and "stored 0 activities" in proc.stdout
-    assert "2 batch(es) wait in the spool" in proc.stdout  # one from the capture, one from the proxy log
+    assert "2 batches wait in the spool" in proc.stdout  # one from the capture, one from the proxy log
     assert "127.0.0.1" not in proc.stderr  # the store's address (and any password in it) is not logged
     status = run_cli("spool", "status", "--config", config, env=down, check=True).stdout
     assert "records: 2\n" in status and "torn_kept: 0\n" in status
     assert run_cli("spool", "flush", "--config", config, env=down).returncode == 1  # still down: kept
     up = {"ICTWATCH_SPOOL": str(spool)}
     out = run_cli("spool", "flush", "--config", config, store=tmp_path / "store", env=up, check=True).stdout
-    assert "flushed 2 of 2 batch(es)" in out and "records: 0\n" in out
+    assert "flushed 2 of 2 batches" in out and "records: 0\n" in out
     assert stored_breaches(config, tmp_path / "store") == expected_breaches(SCHOOL_DAY)
     direct = run_cli("replay", "--config", config, *inputs, store=tmp_path / "direct",
                      env={"ICTWATCH_SPOOL": str(tmp_path / "spool2")}, check=True).stdout

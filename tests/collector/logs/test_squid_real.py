@@ -126,7 +126,7 @@ def test_activities_name_the_user_host_and_denial(squid, tmp_path):
         time.sleep(0.2)
     store = tmp_path / "store"
     proc = run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", log, store=store, check=True)
-    assert "the proxy refused 1 request(s)" in proc.stdout  # the ACL's denial; the three 407s are not refusals
+    assert "the proxy refused 1 request" in proc.stdout  # the ACL's denial; the three 407s are not refusals
 
     rows = stored_activity(store).to_dicts()
     seen = sorted((r["user"], r["host"], r["status"], r["denied"], r["proxy_action"][:8], r["file_ext"] or "")

@@ -25,7 +25,7 @@ from collector.logs.followed import Followed
 from collector.naming import name_flows
 from collector.observation import BatchBuilder, to_table
 from collector.source import Source
-from collector.sources import open_source
+from collector.sources import LogLineSource, open_source
 from ictwatch.metrics import CAPTURE_RUNNING, PACKETS, count_observations
 from rules import metrics
 from rules.engine import Engine
@@ -82,6 +82,9 @@ def replay(
     logformat)."""
     summary = ReplaySummary()
     sources = [open_source(p, collector) for p in inputs]  # every input is checked before anything is stored
+    # Captures, Suricata's log and lease files carry the DHCP leases that name and place the devices behind
+    # a proxy's or filter's lines: they are read first, whatever order the inputs were given in.
+    sources.sort(key=lambda source: isinstance(source, LogLineSource))
     load_history(engine, store)
 
     writer = Writer(store, spool=spool)

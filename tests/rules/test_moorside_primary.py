@@ -30,7 +30,8 @@ def replayed(tmp_path_factory):
     out = tmp_path_factory.mktemp("moorside")
     day.main(out)
     store = out / "store"
-    proc = run_cli("replay", "--config", CONFIG, out / "moorside-primary.pcap", out / "access.log", store=store,
+    # the proxy log named first: the capture's DHCP leases must still name and place the proxy's clients
+    proc = run_cli("replay", "--config", CONFIG, out / "access.log", out / "moorside-primary.pcap", store=store,
                    check=True)
     return store, proc.stdout, stored_activity(store)
 

@@ -28,8 +28,8 @@ def _engine(tmp_path, guest: str = GUEST):
     network = config.parent / "network.yaml"
     text = network.read_text()
     assert SERVERS in text
-    network.write_text(text.replace(SERVERS, SERVERS.replace("10.20.0.0/24", "10.20.0.0/24, 2001:db8:10::/64"))
-                       + f"  - {guest}\n")
+    servers = SERVERS.replace("10.20.0.0/24", "10.20.0.0/24, 2001:db8:10::/64")
+    network.write_text(text.replace(SERVERS, f"{servers}\n  - {guest}"))  # a place among the map's places
     return settings.load(config).engine()
 
 

@@ -85,7 +85,7 @@ def test_a_lease_file_names_the_device_behind_proxy_lines(tmp_path):
                    "HIER_DIRECT/192.0.2.1 -\n")  # 08:30 UTC = 09:30 BST: inside the lease, restricted hours
     store = tmp_path / "store"
     proc = run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", leases, log, store=store, check=True)
-    assert "1 breaches" in proc.stdout
+    assert "1 breach," in proc.stdout
     rows = run_cli("breaches", "--config", SCHOOL_DAY / "ictwatch.yaml", "--json", store=store, check=True).stdout
     assert '"device": "PH-RBAKER"' in rows and '"user": "rbaker"' in rows
 

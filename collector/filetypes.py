@@ -4,8 +4,9 @@ of the URL's path and from the response's content type.
 One pure function, `file_ext`, serves every input that carries a URL or a content type: the wire decoder
 (collector/packet/http.py, compiled with it), the Squid, e2guardian and squidGuard parsers, Suricata's
 EVE and the tshark decoder. The vectorised Squid parser (collector/logs/squid_batch.py) applies the same
-rule with polars expressions, from this module's `MIME_EXTENSIONS`, `PACKAGE_NAMES` and `MAX_NAME`; its
-tests hold it to what this module gives, line for line.
+rule: the name's extension with polars expressions (with `PACKAGE_NAMES` and `MAX_NAME`), the content
+type's with `content_extension` once for each distinct type; its tests hold it to what this module gives,
+line for line.
 
 The rule:
 - the name is the URL's last path segment, query and fragment left out, as written (percent-escapes are

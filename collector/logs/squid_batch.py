@@ -6,9 +6,10 @@ where the reference would raise. Lines are split into fields at runs of whitespa
 expression per line cost three times as much), each field's shape is checked as the reference checks
 it, and host and port are taken from the URL by a regular expression, as `urllib.parse.urlsplit` does
 for the URLs Squid logs, once for each distinct scheme and authority. The file type is the rule of
-`collector.filetypes` in polars, with that module's table (a call into Python for each URL would cost more
-than the rest of the parse); whether a line is a blocked attempt is
-`collector.logs.refusal.refused` itself, asked once for each distinct result code and status.
+`collector.filetypes`: the name's extension in polars (a call into Python for each URL would cost more
+than the rest of the parse), the content type's by that module itself, once for each distinct type.
+Whether a line is a blocked attempt is `collector.logs.refusal.refused` itself, asked once for each
+distinct result code and status.
 `parsed_chunks` parses several chunks at once on threads of their own.
 """
 
@@ -25,7 +26,7 @@ from typing import BinaryIO
 import polars as pl
 import pyarrow.compute as pc
 
-from collector.filetypes import MAX_NAME, MIME_EXTENSIONS, PACKAGE_NAMES
+from collector.filetypes import MAX_NAME, PACKAGE_NAMES, content_extension
 from collector.logs.refusal import refused
 from collector.observation import OBSERVATION_SCHEMA, Observation
 
@@ -39,7 +40,9 @@ _URL = r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:[^@/?#]*@)?(?P<host>\[[^\]/?
 _IP = r"^[0-9a-fA-F:.]+$"
 _SCHEME_AND_AUTHORITY = r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/]*)/.*$"  # up to the slash after the authority
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
-_FILE_NAME = r"^(?:[^/?#]*://[^/?#]*)?/(?:[^?#]*/)?([^/?#]*)"  # the last path segment, as filetypes finds it
+_HAS_PATH = r"^(?:[^/?#]*://[^/?#]*)?/"  # an absolute URL with a path, or a path: what can name a file
+_QUERY = r"[?#].*$"
+_DIRECTORIES = r"^.*/"  # the path up to its last slash: what is left is the last segment, as filetypes finds it
 _EXTENSION = r"\.([A-Za-z0-9]{1,10})$"  # after the name's last dot, to its end
 
 
@@ -131,9 +134,10 @@ def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame,
 def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
     # Host and port come from a URL's scheme and authority (all of a CONNECT's host:port), and a log names
     # few of those: they are worked out once each and looked up.
-    keyed = df.with_columns(key=pl.col("url").str.replace(_SCHEME_AND_AUTHORITY, "$1"),
-                            file_name=pl.col("url").str.extract(_FILE_NAME, 1)).join(
-        _refusals(df), on=["action", "status"], how="left", maintain_order="left")
+    keyed = (df.with_columns(key=pl.col("url").str.replace(_SCHEME_AND_AUTHORITY, "$1"))
+             .join(_refusals(df), on=["action", "status"], how="left", maintain_order="left")
+             .join(_named(df), on="n", how="left", maintain_order="left")
+             .join(_sent(df), on="ctype", how="left", maintain_order="left"))
     where = keyed.select(pl.col("key").unique()).with_columns(_host_port(pl.col("key")))
     peers = df.select(pl.col("hierarchy").unique())
     peers = peers.with_columns(peer=_peer(pl.col("hierarchy")))
@@ -150,7 +154,8 @@ def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
         "url": pl.col("url"), "method": pl.col("method"),
         "status": pl.when(status == 0).then(None).otherwise(status),
         "content_type": pl.when(pl.col("ctype") == "-").then(None).otherwise(pl.col("ctype").str.to_lowercase()),
-        "file_ext": _file_ext(pl.col("file_name"), pl.col("ctype")),
+        "file_ext": pl.when(pl.col("sent").is_null() | pl.col("named").is_in(sorted(PACKAGE_NAMES)))
+        .then(pl.col("named")).otherwise(pl.col("sent")),
         "bytes_in": pl.col("size").cast(pl.Int64),
         "duration_s": pl.max_horizontal(pl.col("elapsed").cast(pl.Int64), pl.lit(0)).cast(pl.Float64),
         "proxy_user": pl.when(pl.col("user") == "-").then(None).otherwise(pl.col("user")),
@@ -177,14 +182,22 @@ def _refusals(df: pl.DataFrame) -> pl.DataFrame:
     return pairs.with_columns(refused=pl.Series(flags, dtype=pl.Boolean))
 
 
-def _file_ext(name: pl.Expr, ctype: pl.Expr) -> pl.Expr:
-    """`collector.filetypes.file_ext` from the last segment of the URL's path (`_FILE_NAME`) and the logged
-    content type (`-` for none)."""
-    named = pl.when((name.str.len_chars() <= MAX_NAME) & ~name.str.starts_with(".")).then(
-        name.str.extract(_EXTENSION, 1).str.to_lowercase())
-    media = ctype.str.split(";").list.first().str.strip_chars().str.to_lowercase()
-    sent = media.replace_strict(MIME_EXTENSIONS, default=None, return_dtype=pl.String)
-    return pl.when(sent.is_null() | named.is_in(sorted(PACKAGE_NAMES))).then(named).otherwise(sent)
+def _named(df: pl.DataFrame) -> pl.DataFrame:
+    """(n, named) for the lines whose URL has a path: the extension `collector.filetypes` finds in the name at
+    its end (a CONNECT's host:port, about half of a school's lines, names none and is not looked at)."""
+    name = pl.col("url").str.replace(_QUERY, "").str.replace(_DIRECTORIES, "")
+    paths = df.select("n", "url").filter(pl.col("url").str.contains(_HAS_PATH)).with_columns(name=name)
+    ext = pl.col("name").str.extract(_EXTENSION, 1).str.to_lowercase()
+    return paths.select("n", named=pl.when((pl.col("name").str.len_chars() <= MAX_NAME)
+                                           & ~pl.col("name").str.starts_with(".")).then(ext))
+
+
+def _sent(df: pl.DataFrame) -> pl.DataFrame:
+    """(ctype, sent) for each distinct content type of the lines (a log holds a few dozen): the extension
+    `collector.filetypes.content_extension` gives it."""
+    types = df.select(pl.col("ctype").unique())
+    sent = [content_extension(None if t == "-" else t) for t in types.get_column("ctype").to_list()]
+    return types.with_columns(sent=pl.Series(sent, dtype=pl.String))
 
 
 def _host_port(url: pl.Expr) -> list[pl.Expr]:

@@ -10,8 +10,6 @@ import json
 import re
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from reports import breaches, incidents
@@ -21,13 +19,6 @@ from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
 LOADED = settings.load(SCHOOL_DAY / "ictwatch.yaml")
 TEN = dt.datetime(2026, 6, 16, 10, 0, tzinfo=ZoneInfo("Europe/London"))
 
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"chdb://{tmp_path / 'store'}", "t")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def test_each_rule_of_one_activity_is_a_line_with_its_own_clauses_and_severity(store):

@@ -34,13 +34,6 @@ def _report(store: Store, last_day: int = 16) -> build.UserReport:
                        dt.datetime(2026, 11, 29, tzinfo=dt.UTC), "line manager", 1, services=SERVICES)
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"chdb://{tmp_path / 'store'}", "t")
-    store.migrate()
-    yield store
-    store.close()
-
 
 @pytest.fixture
 def report_of(store):

@@ -4,15 +4,14 @@ printed. Nothing may be wider than the page, and every section must be there."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from fixtures import make_school_week
 from tests.conftest import ROOT, SCHOOL_DAY, run_cli
+from tests.reports.conftest import need_chromium
 
-CHROMIUM = shutil.which("chromium")
 A4_PX = 794
 """210 mm at 96 CSS pixels to the inch."""
 A4_PRINTED_PX = 703
@@ -33,9 +32,7 @@ def _report(config: Path, store: Path, out: Path, user: str, first: str, last: s
 def reports(tmp_path_factory) -> dict[str, Path]:
     """Sam Okafor's school day; James Carter's school week (days by hours) and his autumn months around it
     (a calendar), each as the command writes it."""
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (./dev test installs it as root)")
-    pytest.importorskip("playwright.sync_api")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("layout")
     day = tmp / "day"
     run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", SCHOOL_DAY / "school-day.pcap",
@@ -49,16 +46,6 @@ def reports(tmp_path_factory) -> dict[str, Path]:
         "week": _report(WEEK_CONFIG, week, tmp / "week.html", "jcarter", "2026-10-26", "2026-10-30"),
         "months": _report(WEEK_CONFIG, week, tmp / "months.html", "jcarter", "2026-10-01", "2026-11-30"),
     }
-
-
-@pytest.fixture(scope="module")
-def browser(reports):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 _TOO_WIDE = """() => {

@@ -9,7 +9,6 @@ The server is the real `ictwatch serve` in a subprocess, over the school day rep
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SCHOOL_DAY, free_port, run_cli, school_config
+from tests.reports.conftest import need_chromium
 
-CHROMIUM = shutil.which("chromium")
 PASSWORD = "a long passphrase for tests"
 HOSTILE_URL = 'http://x.example/"><img/src=x/onerror=window.pwned=1><script>window.pwned=2</script>'
 HOSTILE = f"1781600000.000 10 10.20.10.21 TCP_MISS/200 10 GET {HOSTILE_URL} jcarter HIER_DIRECT/192.0.2.1 text/html\n"
@@ -42,9 +41,7 @@ def hostile_capture(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (./dev test installs it as root)")
-    pytest.importorskip("playwright.sync_api")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("web")
     port = free_port()
     config = school_config(tmp / "school", f"web:\n  listen: 127.0.0.1:{port}\n  accounts: accounts.json\n")
@@ -72,16 +69,6 @@ def site(tmp_path_factory):
     server.terminate()
     _, log = server.communicate(timeout=30)
     assert "jcarter" not in log and "sokafor" not in log  # no person in the server's log
-
-
-@pytest.fixture(scope="module")
-def browser(site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def login(browser, site, user, password=PASSWORD):

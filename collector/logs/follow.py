@@ -13,7 +13,11 @@ one, never a torn one. On start the follower resumes there:
 - same file, same line at the offset: carry on after it;
 - the file was rotated while we were down: the old file is found by its inode among its neighbours
   (`access.log.1` ...), read to its end, then the new file from the start;
-- the line at the offset is not the one we stored (truncated and rewritten): start the file again.
+- the log was copied and truncated while we were down (copytruncate): the copy is found among the
+  neighbours by the line at the offset, read from there to its end, then any newer rotated files, then
+  the log from its start;
+- the line at the offset is not the one we stored, and no copy holds it (truncated and rewritten):
+  start the file again.
 A consumer that stores lines and saves its checkpoint separately may see the lines after its last
 checkpoint twice after a crash; positions let it drop those (the storage layer's deduplication does
 exactly that).
@@ -238,11 +242,30 @@ class LogFollower:
             self._fd, self._inode, self._offset = fd, saved.inode, saved.offset
             self._last, self._last_digest = None, saved.last_line
             os.lseek(fd, saved.offset, os.SEEK_SET)
-        else:  # truncated and rewritten while we were down
+        else:  # copied and truncated while we were down, or rewritten
             os.close(fd)
-            self._next = []
-            self._generation += 1
-            self._open_current(from_start=True)
+            if not self._resume_in_copy(saved):
+                self._next = []
+                self._generation += 1
+                self._open_current(from_start=True)
+
+    def _resume_in_copy(self, saved: _Saved) -> bool:
+        """Resume in the rotated file that holds the stored line at the stored offset (logrotate's copy,
+        however far later rotations have moved it), the newer rotated files queued after it."""
+        rotated = self._rotated()
+        for i, candidate in enumerate(rotated):
+            try:
+                fd = os.open(candidate, os.O_RDONLY)
+            except OSError:
+                continue
+            if os.fstat(fd).st_size >= saved.offset and self._line_ends_at(fd, saved.offset, saved.last_line):
+                self._fd, self._inode, self._offset = fd, os.fstat(fd).st_ino, saved.offset
+                self._last, self._last_digest = None, saved.last_line
+                self._next = list(reversed(rotated[:i]))
+                os.lseek(fd, saved.offset, os.SEEK_SET)
+                return True
+            os.close(fd)
+        return False
 
     def _load(self) -> _Saved | None:
         try:

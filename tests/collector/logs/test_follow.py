@@ -94,6 +94,37 @@ def test_rotated_twice_while_down(tmp_path):
     assert [p.generation for p, _ in polled] == [0, 1, 2]
 
 
+def _copytruncate(log: Path) -> None:
+    shutil.copyfile(log, log.with_name(log.name + ".1"))
+    with log.open("r+") as t:
+        t.truncate(0)
+
+
+def test_copied_and_truncated_while_down_reads_the_rest_from_the_copy(tmp_path):
+    """Stopped after "a" with "b" unstored; logrotate copies and truncates, "c" is written: the restart
+    takes "b" from the copy, then "c" from the log."""
+    log, cp = _stopped_after_a(tmp_path)
+    _copytruncate(log)
+    append(log, "c\n")
+    polled = LogFollower(log, cp).poll()
+    assert lines_of(polled) == [b"b", b"c"]
+    assert [p.generation for p, _ in polled] == [0, 1]
+
+
+def test_copied_truncated_and_then_renamed_while_down(tmp_path):
+    """The copy moved on to access.log.2 by a rename rotation before the restart: "b" from the copy, "c"
+    from the renamed log (access.log.1), "d" from the new one."""
+    log, cp = _stopped_after_a(tmp_path)
+    _copytruncate(log)
+    append(log, "c\n")
+    (tmp_path / "access.log.1").rename(tmp_path / "access.log.2")
+    log.rename(tmp_path / "access.log.1")
+    log.write_text("d\n")
+    polled = LogFollower(log, cp).poll()
+    assert lines_of(polled) == [b"b", b"c", b"d"]
+    assert [p.generation for p, _ in polled] == [0, 1, 2]
+
+
 def test_truncated_and_rewritten_while_down_starts_over(tmp_path):
     log, cp = tmp_path / "access.log", tmp_path / "cp"
     log.write_text("first line\n")

@@ -10,11 +10,14 @@ use this).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from collector.config import CollectorSettings
 from rules.categories import CategoryIndex
@@ -26,6 +29,49 @@ from rules.policy import Policy
 from storage.schema import Retention
 from storage.spool import Spool
 from storage.store import Store
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """(host, port) of a `host:port` the settings validated."""
+    host, _, port = listen.rpartition(":")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    """`host:port`, the host a name or a full IPv4 address. Shorthand IPv4 (`127.1`, `0`) is refused: the
+    socket would take it, but `0` is every interface, not loopback."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port, with a port from 1 to 65535")
+    if ":" in host or host.startswith("["):
+        raise ValueError("listening on an IPv6 address is not supported yet: give an IPv4 address or a host name")
+    if host.replace(".", "").isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError("not a full IPv4 address: write all four parts, e.g. 127.0.0.1 "
+                             "(0.0.0.0 for every interface)") from None
+    elif not _HOSTNAME.match(host):
+        raise ValueError("the host is neither an address nor a host name")
+    return value
+
+
+Listen = Annotated[str, AfterValidator(_listen)]
+"""A validated `host:port` to listen on."""
+
+
+def on_loopback(listen: str) -> bool:
+    """Whether a validated `host:port` listens on loopback only (`localhost`, 127.0.0.0/8)."""
+    host, _ = split_listen(listen)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to, treat it as reachable
 
 
 class StorageSettings(Strict):
@@ -43,7 +89,7 @@ class StorageSettings(Strict):
 class WebSettings(Strict):
     """The report web page (`ictwatch serve`)."""
 
-    listen: str = Field("127.0.0.1:8443", pattern=r"^[^:]+:\d+$", description="host:port to listen on.")
+    listen: Listen = Field("127.0.0.1:8443", description="host:port to listen on (IPv4 or a host name).")
     tls_cert: Path | None = Field(None, description="PEM certificate (chain); required unless on loopback.")
     tls_key: Path | None = Field(None, description="PEM private key of the certificate.")
     accounts: Path = Field(Path("accounts.json"), description="Local accounts file (scrypt hashes), 0600.")
@@ -53,7 +99,7 @@ class WebSettings(Strict):
 class MetricsSettings(Strict):
     """The daemon's metrics and health endpoint."""
 
-    listen: str = Field("127.0.0.1:9750", pattern=r"^[^:]+:\d+$", description="host:port for /metrics and /health.")
+    listen: Listen = Field("127.0.0.1:9750", description="host:port for /metrics and /health.")
 
 
 class Settings(Strict):

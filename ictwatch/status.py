@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from ictwatch.settings import split_listen
 from reports.words import plural
 
 STALE_LISTS_S = 14 * 86400
@@ -66,5 +67,5 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def serve(listen: str) -> http.server.ThreadingHTTPServer:
     """The endpoint on host:port; call `serve_forever` on it (a thread)."""
-    host, port = listen.rsplit(":", 1)
-    return http.server.ThreadingHTTPServer((host, int(port)), _Handler)
+    host, port = split_listen(listen)
+    return http.server.ThreadingHTTPServer((host, port), _Handler)

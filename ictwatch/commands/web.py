@@ -23,14 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
     """(server, app) for the report web page as configured; TLS unless it listens on loopback only."""
-    import ipaddress
-
+    from ictwatch.settings import on_loopback, split_listen
     from reports.accounts import Accounts
     from reports.web import WebApp, serve
 
     web = loaded.settings.web
-    host, port = web.listen.rsplit(":", 1)
-    loopback = host == "localhost" or (host.replace(".", "").isdigit() and ipaddress.ip_address(host).is_loopback)
+    host, port = split_listen(web.listen)
+    loopback = on_loopback(web.listen)
     tls = None
     if web.tls_cert and web.tls_key:
         tls = (str(loaded.path.parent / web.tls_cert), str(loaded.path.parent / web.tls_key))
@@ -41,7 +40,7 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
     app = WebApp(desk(loaded, store, explained=True), Accounts(loaded.path.parent / web.accounts),
                  web.session_idle_minutes, loaded.open_spool, loaded.lists_path, len(loaded.categories))
     print(f"report web page on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
-    return serve(app, host, int(port), tls), app
+    return serve(app, host, port, tls), app
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

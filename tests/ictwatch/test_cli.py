@@ -251,6 +251,25 @@ def test_bad_config_exits_2_naming_file_field_value(tmp_path):
         assert "policy.yaml" in proc.stderr and "rules[0].severity" in proc.stderr and "'dire'" in proc.stderr
 
 
+@pytest.mark.parametrize(("listen", "why"), [
+    ("127.1:8443", "not a full IPv4 address"),  # the socket would take it as 127.0.0.1
+    ("0:8443", "not a full IPv4 address"),  # ... and this as every interface
+    ("[::1]:8443", "IPv6"),
+    ("127.0.0.1:0", "port from 1 to 65535"),
+    ("127.0.0.1:70000", "port from 1 to 65535"),
+    ("bad_host!:8443", "neither an address nor a host name"),
+])
+def test_a_listen_address_that_is_not_one_is_a_config_error(tmp_path, listen, why):
+    """Issue 19, point 5: `web.listen` (and `metrics.listen`) that the loopback check or the socket could not
+    read ended in a ValueError traceback; now exit 2 naming the file, the field and the value."""
+    for section in ("web", "metrics"):
+        config = school_config(tmp_path / section, f"{section}:\n  listen: '{listen}'\n")
+        proc = run_cli("check", "--config", config)
+        assert proc.returncode == 2, proc.stderr
+        assert f"{section}.listen" in proc.stderr and listen in proc.stderr and why in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_check_says_ok_in_a_short_summary():
     """Eight lines: where things are, what was loaded, the categories no list feeds (the UK SIC ones the
     school did not map: policy.yaml), the policy, and one OK line last."""

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 
 import polars as pl
 
+from collector.endpoints import endpoint
 from reports.build import local_bounds
-from reports.endpoints import endpoint
 from rules.config import Directory
 from storage.store import Store
 

@@ -1,7 +1,8 @@
 """Rendering a `UserReport` as HTML (jinja2, autoescaped), CSV (the activity rows) or JSON.
 
 Hostnames, URLs and user agents come off the network and are hostile input: the HTML environment
-escapes every value, and no template marks anything safe.
+escapes every value, and no template marks anything safe; the one filter that returns markup, `wrap`,
+escapes its text first and only then adds the `<wbr>` break points.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def to_csv(report: UserReport) -> str:
 def _csv_value(v: Any) -> Any:
     if isinstance(v, tuple):
         return ";".join(v)
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + v  # a spreadsheet would run it as a formula
     return v.isoformat() if hasattr(v, "isoformat") else v
 

@@ -5,8 +5,9 @@ apart from them.
 A visit is one device's activities to one site that follow each other with no gap longer than `VISIT_GAP`
 between the end of the ones so far and the start of the next. The site is the host name the activity
 carries (DNS question, TLS server name, HTTP host, proxy URL host); a flow that carries only an address
-takes the name from the device's latest DNS answer for that address in the period, else it is the
-address. An activity to a network service address (the network map's `services`) that names no site, every
+takes the name from the device's latest DNS answer for that address within `DNS_NAME_AGE`, else it is the
+address; a row carries its visit on for at most `VISIT_GAP` past its start, however long it stayed open. An
+activity to a network service address (the network map's `services`) that names no site itself, every
 DHCP message or flow, and nameless broadcasts and multicast, are the network's upkeep: counted by service, in
 no visit. A judged activity (a breach, a waiver, a refusal) is always in a visit, whatever its address.
 
@@ -23,6 +24,7 @@ import polars as pl
 VISIT_GAP = dt.timedelta(seconds=60)
 """The longest quiet spell inside one visit: a device's next activity to the same site more than this after
 the end of the visit so far starts a new visit."""
+_GAP_S = VISIT_GAP.total_seconds()
 
 VERDICTS = ("allowed", "waived", "blocked", "breach")
 """Verdicts from mildest to worst: a visit has its worst activity's."""
@@ -45,6 +47,11 @@ def _local_only(dst: pl.Expr) -> pl.Expr:
     return (dst == "255.255.255.255") | first.is_between(224, 239) | dst.str.to_lowercase().str.starts_with("ff")
 
 _NO_SITE = {"absence": "(not seen on the network)", "dhcp": "(joining the network)"}
+"""The site of a row that names none; a DHCP message's host is the name the device gave itself, not a site."""
+
+DNS_NAME_AGE = "10m"
+"""How old a device's DNS answer may be and still name a flow to that address; an older one (a shared CDN
+address looked up hours before for another site) leaves the flow named by its address."""
 
 
 def _name(col: str) -> pl.Expr:
@@ -53,7 +60,8 @@ def _name(col: str) -> pl.Expr:
 
 def sites(df: pl.DataFrame) -> pl.DataFrame:
     """`df` (stored activity, in time order) with `who` (the device, or the client address of an unregistered
-    one) and `name` (the host name; for a row with an address only, the device's latest DNS answer for it)."""
+    one) and `name` (the host name; for a row with an address only, the device's latest DNS answer for it
+    within `DNS_NAME_AGE`)."""
     df = df.with_columns(
         who=pl.when(pl.col("device").fill_null("") != "").then("d:" + pl.col("device"))
         .otherwise("a:" + pl.col("src_ip").fill_null("")),
@@ -66,7 +74,7 @@ def sites(df: pl.DataFrame) -> pl.DataFrame:
         return df
     named = nameless.select("_r", "who", "ts", "dst_ip").sort("ts").join_asof(
         answers, on="ts", by_left=["who", "dst_ip"], by_right=["who", "ip"], strategy="backward",
-        check_sortedness=False)  # both sorted by ts just above
+        tolerance=DNS_NAME_AGE, check_sortedness=False)  # both sorted by ts just above
     found = df.with_row_index("_r").join(named.select("_r", "dns_name"), on="_r", how="left")
     return found.with_columns(name=pl.coalesce(pl.col("dns_name"), pl.col("name"))).drop("_r", "dns_name")
 
@@ -76,16 +84,22 @@ def assign(df: pl.DataFrame, services: Mapping[str, str]) -> pl.DataFrame:
     number, 1 for the earliest; null for a service's traffic), in the original row order."""
     df = sites(df).with_row_index("_r")
     dst = pl.col("dst_ip").fill_null("")
-    nameless, allowed = pl.col("name") == "", pl.col("verdict") == "allowed"
+    # what the row itself names, before a DNS answer names it: a lookup of proxy.school.lan does not make the
+    # connections to the proxy browsing
+    nameless, allowed = _name("host") == "", pl.col("verdict") == "allowed"
     dhcp = (pl.col("kind") == "dhcp") | (nameless & (pl.col("proto") == "udp") & pl.col("dst_port").is_in(DHCP_PORTS))
     df = df.with_columns(
         service=pl.when(allowed & nameless & dst.is_in(list(services)))
         .then(dst.replace_strict(dict(services), default=None, return_dtype=pl.String))
         .when(allowed & dhcp).then(pl.lit(DHCP_SERVICE))
         .when(allowed & nameless & _local_only(dst)).then(pl.lit(LOCAL_SERVICE)),
-        site=pl.when(pl.col("name") != "").then("name").when(dst != "").then(dst)
+        site=pl.when(pl.col("kind") == "dhcp").then(pl.lit(_NO_SITE["dhcp"]))
+        .when(pl.col("name") != "").then("name").when(dst != "").then(dst)
         .otherwise(pl.col("kind").replace_strict(_NO_SITE, default="(no server named)")),
-        end=pl.col("ts") + pl.duration(microseconds=(pl.col("duration_s").fill_null(0) * 1e6).cast(pl.Int64)),
+        # a connection left open (a phone's push channel, a tunnel) is not someone at a screen: a row
+        # carries its visit on for at most VISIT_GAP past its start
+        end=pl.col("ts") + pl.duration(microseconds=(pl.col("duration_s").fill_null(0).clip(0, _GAP_S) * 1e6)
+                                       .cast(pl.Int64)),
     )
     ordered = df.filter(pl.col("service").is_null()).sort("who", "site", "ts")
     so_far = pl.col("end").cum_max().shift(1).over("who", "site")

@@ -174,8 +174,9 @@ class Location(Strict):
     subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     vlan: int | None = Field(None, ge=1, le=4094)
     relay_ids: tuple[str, ...] = Field(
-        (), description="Text that, found in a DHCP lease's relay agent circuit or remote id (option 82, case "
-        "ignored), places the client here: Wi-Fi controllers put the access point's name and the SSID there. "
+        (), description="Text that, found as a whole word in a DHCP message's relay agent circuit or remote id "
+        "(option 82, case ignored; `AP1` is found in `AP1:Staff` but not in `AP12`), places the client here: "
+        "Wi-Fi controllers put the access point's name and the SSID there. "
         "Such a place beats the subnet's while the lease lasts. Where the ids of a message match "
         "several places (an access point's name and a guest SSID), the first of them in the map wins: list "
         "the guest network before the rooms.")

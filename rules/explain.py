@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from collector.endpoints import endpoint
 from rules.engine import LOGIN_CHALLENGE, Engine, compile_condition, rule_matches, waiver_columns, with_windows
 from rules.fields import FIELDS, Seen, shown
 from rules.policy import Condition, Waiver
@@ -85,13 +86,6 @@ def for_report(engine: Engine, activities: pl.DataFrame) -> list[str]:
     """What a report says about each of its subject's rows in `activities`: the rules that matched and why,
     and the subject's own waivers among them."""
     return [_for_report(engine, r) for r in _readings(engine, activities)]
-
-
-def endpoint(address: str, port: int | None = None) -> str:
-    """An address (and port) as a text names it: an IPv6 address in brackets, so that its colons are not
-    read as the port's (RFC 3986)."""
-    shown_address = f"[{address}]" if ":" in address else address
-    return f"{shown_address}:{port}" if port is not None else shown_address
 
 
 def _target(row: dict) -> str:
@@ -237,7 +231,7 @@ def _for_report(engine: Engine, reading: _Reading) -> str:
             continue  # another person's permission is not this report's to tell
         if w.id in applied:
             lines.append(f"Waiver {w.id} applied: {_sentence(w.reason)} It runs {_period(w)}.")
-        elif set(w.rules) & set(matched):  # covering the time, it would have applied
+        elif set(w.rules) & set(matched):  # the subject's, for a rule that matched: why it did not cover this
             lines.append(f"Waiver {w.id} did not apply: it runs {_period(w)}.")
     return "\n".join(lines)
 

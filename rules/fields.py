@@ -349,11 +349,13 @@ def _window(wanted: Any, held: bool, seen: Seen) -> str:
 
 def _personal_use(_wanted: Any, _held: bool, seen: Seen) -> str:
     rules = seen.policy.personal_use
-    places = _either([_named(k) for k in rules.allowed_locations])
     kind = seen.row.get("location_kind")
     if not seen.row.get("restricted_hours"):
         return f"personal use is allowed at this time: {_restricted(seen)}"
     at = f"{_restricted(seen)}, and "
+    if not rules.allowed_locations:
+        return f"personal use is not allowed at this time: {at}the policy names no place where it is"
+    places = _either([_named(k) for k in rules.allowed_locations])
     if not kind:
         return f"personal use is not allowed here at this time: {at}the place is not known, so not a {places}"
     if kind not in _plain(rules.allowed_locations):

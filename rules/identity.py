@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 
 import polars as pl
 
@@ -63,7 +64,9 @@ class Identity:
         self._by_ip = {str(a): d for d in devices for a in d.addresses}
         self._nets = [(net, loc) for loc in network.locations for net in loc.subnets]
         self._vlans = {loc.vlan: loc for loc in network.locations if loc.vlan is not None}
-        self._relay_places = [(text.lower(), loc) for loc in network.locations for text in loc.relay_ids]
+        # a relay id matches as a whole word of the circuit or remote id: `ap1` is not in `ap12`
+        self._relay_places = [(re.compile(rf"(?<![a-z0-9]){re.escape(text.lower())}(?![a-z0-9])"), loc)
+                              for loc in network.locations for text in loc.relay_ids]
         self._kinds = {loc.name: loc.kind.value for loc in network.locations}
         self.leases = pl.DataFrame(schema=_LEASES)
 
@@ -87,7 +90,7 @@ class Identity:
         relay = pl.concat_str([pl.col(c).fill_null("") for c in ("dhcp_circuit_id", "dhcp_remote_id")],
                               separator=" ").str.to_lowercase()
         texts = df.select(relay.unique()).to_series().to_list()
-        places = {t: next((loc.name for needle, loc in self._relay_places if needle in t), None) for t in texts}
+        places = {t: next((loc.name for needle, loc in self._relay_places if needle.search(t)), None) for t in texts}
         return relay.replace_strict(places, default=None, return_dtype=pl.String)
 
     def add(self, leases: pl.DataFrame) -> None:

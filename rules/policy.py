@@ -259,8 +259,9 @@ def _unfillable(cond: Condition, where: str, scope: frozenset[str]
 
 def names_people(policy: Policy, directory: Directory, path: Path) -> list[str]:
     """A warning for each rule message that names a member of staff (by username or full name) and each waiver
-    reason that names anyone but the people it is given to by name: a report shows the messages of its
-    subject's breaches and the reasons of their own waivers, and must name nobody else. The warning points to
+    reason that names anyone but the one person it is given to (a waiver for several people, or a group,
+    shows its reason in each of their reports): a report shows the messages of its subject's breaches and
+    the reasons of their own waivers, and must name nobody else. The warning points to
     the person by their place in the directory, not by name."""
     def named(text: str, people: set[str]) -> list[str]:
         return [f"people[{i}]" for i, p in enumerate(directory.people) if p.username not in people
@@ -268,8 +269,8 @@ def names_people(policy: Policy, directory: Directory, path: Path) -> list[str]:
 
     out = []
     for field, text, allowed in ([(f"rules[{i}].message", r.message, set()) for i, r in enumerate(policy.rules)]
-                                 + [(f"waivers[{i}].reason", w.reason, set(w.users))
-                                    for i, w in enumerate(policy.waivers)]):
+                                 + [(f"waivers[{i}].reason", w.reason, set(w.users) if len(w.users) == 1 and
+                                     not w.groups else set()) for i, w in enumerate(policy.waivers)]):
         for who in named(text, allowed):
             line = yaml_line(path, field)
             out.append(f"{f'{path}:{line}' if line else path}: {field} names {who} of the staff directory; reports "

@@ -59,8 +59,8 @@ def _settings(args: argparse.Namespace) -> CollectorSettings:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print observations, as JSON lines or a short human line each."""
+    from collector.endpoints import endpoint
     from collector.sources import open_source
-    from reports.endpoints import endpoint
 
     collector = _settings(args)
     sources = [open_source(p, collector) for p in args.inputs]

@@ -26,7 +26,7 @@ def test_each_rule_of_one_activity_is_a_line_with_its_own_clauses_and_severity(s
     and installer-download (P7, advisory): two lines, and only the danger rule opens an incident."""
     download = Observation(int(TEN.timestamp() * 1e6), "http", "pcap", "t.pcap#1", "10.20.10.21", 40000,
                            "192.0.2.1", 80, "tcp", "00:1b:21:aa:00:01", host="www.bet365.com",
-                           url="http://www.bet365.com/setup.exe", file_ext="exe")
+                           url="http://www.bet365.com/setup.exe", file_ext="exe", status=200)
     store.insert_activity(LOADED.engine().evaluate(to_table([download])))
     got = breaches.lines(store, LOADED.directory, "Europe/London", "jcarter", TEN.date(), TEN.date())
     assert got.select("name", "rule", "clause", "severity").rows() == [

@@ -127,6 +127,36 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
     assert [r["visit"] for r in rows] == ["1", "", "1", "1", "1", "2", "3", "", "", ""]
 
 
+def test_an_open_connection_a_stale_answer_and_the_proxys_name_make_no_hours_online(store):
+    """By hand: the phone opens Instagram at 10:00 (lookup, hello) and keeps a push connection to it open
+    for 5 h 30 min; at 10:30 a flow to the address Instagram's lookup gave at 10:00 (half an hour old: a
+    shared CDN address can be anyone's by then); at 10:40 it looks up the school's own resolver's name and
+    sends it 20 flows. Time online: 10:00 and 10:01 for Instagram (the open connection counts for 60 s),
+    10:30 for the address; the resolver's flows are the network's upkeep."""
+    def flow(t: str, ref: str, dst: str, secs: float) -> Observation:
+        return Observation(_at(t), "flow", "pcap", ref, PHONE, 40000, dst, 443, "tcp", MAC, bytes_out=10,
+                           bytes_in=10, duration_s=secs)
+
+    rows = [
+        Observation(_at("10:00:00"), "dns", "pcap", "e.pcap#1", PHONE, 50000, RESOLVER, 53, "udp", MAC,
+                    host="www.instagram.com", answers=[INSTAGRAM]),
+        Observation(_at("10:00:01"), "tls", "pcap", "e.pcap#2", PHONE, 40000, INSTAGRAM, 443, "tcp", MAC,
+                    host="www.instagram.com", sni="www.instagram.com"),
+        flow("10:00:01", "e.pcap#3", INSTAGRAM, 5.5 * 3600),
+        flow("10:30:00", "e.pcap#4", INSTAGRAM, 1.0),
+        Observation(_at("10:40:00"), "dns", "pcap", "e.pcap#5", PHONE, 50000, RESOLVER, 53, "udp", MAC,
+                    host="dns.valley.sch.uk", answers=[RESOLVER]),
+        *(flow("10:40:01", f"e.pcap#{6 + i}", RESOLVER, 600.0) for i in range(20)),
+    ]
+    store.insert_activity(LOADED.engine().evaluate(to_table(rows)))
+    report = _report(store)
+    assert [(v.site, f"{v.start:%H:%M:%S}", f"{v.end:%H:%M:%S}", v.minutes) for v in report.visits] == [
+        ("www.instagram.com", "10:00:00", "10:01:01", 2), (INSTAGRAM, "10:30:00", "10:30:01", 1),
+        ("dns.valley.sch.uk", "10:40:00", "10:40:00", 1)]
+    assert report.minutes_online == 4
+    assert [(c.label, c.activities) for c in report.services] == [("DNS resolver and DHCP server", 20)]
+
+
 def test_a_day_is_drawn_by_hour_with_a_legend(report_of):
     report = report_of(5)  # 10:00 to 10:04 BST on Tuesday 16 June: one visit of five minutes
     assert len(report.visits) == 1 and report.minutes_online == 5

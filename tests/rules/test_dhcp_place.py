@@ -81,6 +81,9 @@ def _dhcp(kind: str, src: str, sport: int, dst: str, dport: int, *, mac: str | N
     # option 82 names the staff-room access point; the relay's own subnet is a classroom's
     (_dhcp("ACK", "10.20.0.2", 67, "10.20.10.1", 67, vlan=10, dhcp_relay_ip="10.20.10.1",
            dhcp_circuit_id="AP-STAFFROOM-1:VS-Staff", assigned_ip="10.20.10.60"), "Staff room"),
+    # a relay id is a whole word: ap-staffroom is not in oldap-staffroom-1, so the relay's subnet decides
+    (_dhcp("ACK", "10.20.0.2", 67, "10.20.10.1", 67, vlan=10, dhcp_relay_ip="10.20.10.1",
+           dhcp_circuit_id="OLDAP-STAFFROOM-1", assigned_ip="10.20.10.60"), "Classroom block"),
     # giaddr only: the relay's subnet beats the client's address
     (_dhcp("OFFER", "10.20.0.2", 67, "10.20.30.1", 67, vlan=10, dhcp_relay_ip="10.20.30.1",
            assigned_ip="10.20.10.61"), "Hall"),

@@ -182,7 +182,7 @@ def test_each_broken_rule_keeps_its_own_clauses_and_severity():
     the highest severity, and each rule keeps its own beside it, in the order of `rule_ids`."""
     download = Observation(at(dt.date(2026, 6, 16), "10:00"), "http", "pcap", "t#1", "10.20.10.21", 40000,
                            "192.0.2.1", 80, "tcp", "00:1b:21:aa:00:01", host="www.bet365.com",
-                           url="http://www.bet365.com/setup.exe", file_ext="exe")
+                           url="http://www.bet365.com/setup.exe", file_ext="exe", status=200)
     row = engine().evaluate(to_table([download])).row(0, named=True)
     assert (row["rule_ids"], row["clauses"], row["severity"]) == (
         ["blocked-content", "installer-download"], ["P8", "P7"], "danger")

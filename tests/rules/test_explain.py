@@ -35,7 +35,8 @@ def test_every_activity_is_explained_as_the_engine_judged_it(day):
 
 
 def test_explaining_many_at_once_says_the_same_as_one_by_one(day):
-    """Reports explain their breaches in one pass (`explain_many`): each text is the one-row text."""
+    """`explain_many` reads many rows in one pass (reports do the same through `for_report`): each text is
+    the one-row text."""
     engine = settings.load(SCHOOL_DAY / "ictwatch.yaml").engine()
     rows = stored_activity(day)
     together = explain_many(engine, rows)

@@ -219,6 +219,18 @@ def test_each_field_says_what_the_activity_showed(key, value, held, row, words):
     assert field.finding(value, held, seen) == words
 
 
+def test_a_policy_that_allows_personal_use_nowhere_is_said_so():
+    """`personal_use.allowed_locations: []` is a valid reading (no place at all); its words once raised an
+    IndexError for every activity in restricted hours."""
+    policy = settings.load(SCHOOL_DAY / "ictwatch.yaml").policy
+    nowhere = policy.model_copy(update={"personal_use": policy.personal_use.model_copy(
+        update={"allowed_locations": ()})})
+    (field,) = [f for f in FIELDS if f.key == "personal_use_allowed"]
+    assert field.finding(False, True, Seen(IN_CLASS, nowhere)) == (
+        "personal use is not allowed at this time: 09:42 is in restricted hours, 08:30–15:30, and the policy "
+        "names no place where it is")
+
+
 def test_every_field_has_its_own_words():
     """A field without them would fall back on its test and the raw value ("proxy denied is true: yes, it is
     True"), which a report must not show."""
@@ -279,11 +291,16 @@ def test_check_warns_of_a_message_or_reason_that_names_someone(tmp_path):
                     + "  - {id: w-a, users: [jcarter], rules: [the-rule], start: 2026-10-28T13:00, "
                       "end: 2026-10-28T15:30, granted_by: dpatel, reason: booking from jcarter's phone}\n"
                     + "  - {id: w-b, groups: [year6], rules: [the-rule], start: 2026-10-28T13:00, "
-                      "end: 2026-10-28T15:30, granted_by: dpatel, reason: as RBAKER asked}\n")
-    directory = settings.load(SCHOOL_DAY / "ictwatch.yaml").directory  # Helen Morgan is people[0], rbaker [7]
+                      "end: 2026-10-28T15:30, granted_by: dpatel, reason: as RBAKER asked}\n"
+                    + "  - {id: w-c, users: [jcarter, sokafor], rules: [the-rule], start: 2026-10-28T13:00, "
+                      "end: 2026-10-28T15:30, granted_by: dpatel, reason: cover for Sam Okafor}\n")
+    # Helen Morgan is people[0], rbaker [7], Sam Okafor [5]: w-c is James Carter's too, and his report would
+    # show its reason
+    directory = settings.load(SCHOOL_DAY / "ictwatch.yaml").directory
     said = "of the staff directory; reports show it to people who may not see that person's data"
     assert names_people(load_model(path, Policy), directory, path) == [
-        f"{path}:9: rules[0].message names people[0] {said}", f"{path}:14: waivers[1].reason names people[7] {said}"]
+        f"{path}:9: rules[0].message names people[0] {said}", f"{path}:14: waivers[1].reason names people[7] {said}",
+        f"{path}:15: waivers[2].reason names people[5] {said}"]
 
 
 @pytest.mark.parametrize(("condition", "message"), [

@@ -1,4 +1,4 @@
-"""How a network endpoint is written in the text that people read (`ictwatch decode`, `ictwatch breaches`):
+"""How a network endpoint is written in the text that people read (`decode`, `breaches`, `explain`):
 `address:port`, an IPv6 address in brackets (`[2001:db8::1]:443`, as in a URL: RFC 3986, RFC 5952 §6),
 so that the port is never read as the address's last group. JSON keeps the address and port apart."""
 

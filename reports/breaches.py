@@ -23,6 +23,7 @@ import polars as pl
 
 from collector.endpoints import endpoint
 from reports.build import local_bounds
+from reports.words import for_terminal
 from rules.config import Directory
 from storage.store import Store
 
@@ -74,6 +75,7 @@ def table(breaches: pl.DataFrame) -> str:
         r["device"] or "unregistered", r["location"] or "unknown", r["rule"], r["clause"], r["severity"] or "",
         r["host"] or "", endpoint(r["server"], r["port"]), r["source_ref"],
     ] for r in breaches.iter_rows(named=True)]
+    rows = [[for_terminal(cell) for cell in row] for row in rows]  # names and URLs come off the network
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
                      for line in [header, *rows])

@@ -61,6 +61,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     """Print observations, as JSON lines or a short human line each."""
     from collector.endpoints import endpoint
     from collector.sources import open_source
+    from reports.words import for_terminal
 
     collector = _settings(args)
     sources = [open_source(p, collector) for p in args.inputs]
@@ -77,7 +78,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
             lines.append(json.dumps(obs.to_json_dict()))
         else:
             where = f"{endpoint(obs.src_ip, obs.src_port)} > {endpoint(obs.dst_ip, obs.dst_port)}"
-            lines.append(f"{obs.ts.isoformat()} {obs.kind:5} {where} {obs.host or ''} {obs.url or ''}".rstrip())
+            lines.append(for_terminal(f"{obs.ts.isoformat()} {obs.kind:5} {where} {obs.host or ''} {obs.url or ''}"
+                                      .rstrip()))
         if len(lines) >= 1000:
             flush()
 

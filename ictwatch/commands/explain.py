@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Explain the verdict of each activity recorded from one frame or log line."""
     from ictwatch import settings
+    from reports.words import for_terminal
     from rules.categories import CategoryIndex
     from rules.explain import explain
 
@@ -35,5 +36,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     engine = loaded.engine(CategoryIndex.empty())  # a stored row carries its categories: no lists are read
     names = {p.username: p.name for p in loaded.directory.people}
-    print("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)))
+    print(for_terminal("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)),
+                       keep_newlines=True))
     return 0

@@ -471,3 +471,25 @@ def test_decode_text_puts_ipv6_endpoints_in_brackets(tmp_path):
     wrpcap(str(tmp_path / "v6.pcap"), packets)
     lines = run_cli("decode", tmp_path / "v6.pcap", check=True).stdout.splitlines()
     assert any(" dns   [2001:db8:10::21]:40000 > [2001:db8::53]:53 www.example.org" in line for line in lines), lines
+
+
+def test_a_name_off_the_network_cannot_drive_the_terminal(tmp_path):
+    """A lookup whose name carries an xterm title sequence (ESC ] 0 ; … BEL) and a screen clear (ESC [ 2 J):
+    `decode` prints the name with each control character as \\xNN, never the raw bytes."""
+    from scapy.all import DNS, DNSQR, IP, UDP, Ether, wrpcap
+
+    name = b"\x1b]0;pwned\x07\x1b[2Jevil.example"
+    packet = Ether() / IP(src="10.20.10.21", dst="10.20.0.2") / UDP(sport=40000, dport=53) / DNS(
+        id=9, rd=1, qd=DNSQR(qname=name))
+    packet.time = 1781600000
+    wrpcap(str(tmp_path / "esc.pcap"), [packet])
+    out = run_cli("decode", tmp_path / "esc.pcap", check=True).stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned\\x07\\x1b[2jevil.example" in out  # names are lower-cased, as DNS compares them
+
+
+def test_text_for_the_terminal_escapes_control_characters_only():
+    from reports.words import for_terminal
+
+    assert for_terminal("café\tbar\x9b\x7f\nnext") == "café\\x09bar\\x9b\\x7f\\x0anext"
+    assert for_terminal("line one\nline two", keep_newlines=True) == "line one\nline two"

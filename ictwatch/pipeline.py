@@ -8,6 +8,7 @@ safe) and, in line-rate mode, conntrack's flows named from the DNS answers seen,
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections import Counter
@@ -54,6 +55,10 @@ class ReplaySummary:
     denied: int = 0
     """Requests the proxy refused, whether or not they also broke a rule."""
     stored: int = 0
+    """Rows stored: records new to the store, and records judged anew (`replaced` of them)."""
+    known: int = 0
+    """Records the store had already, judged the same: left as they were (a re-import)."""
+    replaced: int = 0
     dropped: int = 0
     """Packets the capture tool reported dropped (live capture)."""
     spooled: int = 0
@@ -87,7 +92,7 @@ def replay(
     sources.sort(key=lambda source: isinstance(source, LogLineSource))
     load_history(engine, store)
 
-    writer = Writer(store, spool=spool)
+    writer = Writer(store, spool=spool, on_stored=metrics.breaches)
     try:
         sink = _sink(engine, writer, summary)
         builder = BatchBuilder(sink, BATCH_ROWS)
@@ -106,7 +111,7 @@ def replay(
             summary.skipped.update(source.skips.by_reason)
     finally:
         writer.close()  # what was judged is stored (or spooled), even when reading stopped early
-        summary.stored, summary.spooled = writer.stored, writer.spooled
+        _tally(summary, writer)
     if on_source:
         on_source(None)
     summary.observations = builder.rows_emitted + batch_rows_in
@@ -128,7 +133,7 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store,
     dropped; Suricata's (a followed EVE log) or the kernel's (`flows`, conntrack) count the bytes instead."""
     summary = ReplaySummary(inputs=[source.interface])
     load_history(engine, store)
-    writer = Writer(store, spool=spool)
+    writer = Writer(store, spool=spool, on_stored=metrics.breaches)
     current = [engine]
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -173,17 +178,23 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store,
         writer.close()  # every batch written or spooled, and each follower's checkpoint saved with it
         for log in follow:
             log.follower.close()
-        summary.stored, summary.spooled = writer.stored, writer.spooled
+        _tally(summary, writer)
     summary.packets, summary.dropped = source.packets, source.dropped
     summary.skipped.update(source.skips.by_reason)
     summary.observations += builder.rows_emitted
     return summary
 
 
+def _tally(summary: ReplaySummary, writer: Writer) -> None:
+    summary.stored, summary.known, summary.replaced = writer.stored, writer.known, writer.replaced
+    summary.spooled = writer.spooled
+
+
 def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
           summary: ReplaySummary) -> Callable[..., None]:
     """Judge a batch and hand it to the writer (`kept` is called when it is safe); one batch at a time,
-    whichever thread (capture, a log follower) brings it."""
+    whichever thread (capture, a log follower) brings it. Verdicts are counted here, as judged; breaches
+    and incidents once the writer has them stored, and only those the store did not have already."""
     current = (lambda: engine) if isinstance(engine, Engine) else engine
     lock = threading.Lock()
     names: dict[str, str] = {}  # address → the name a DNS answer gave it, for flows that come unnamed
@@ -194,9 +205,9 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
             assert isinstance(df, pl.DataFrame)
             df = name_flows(df, names)
-            df = judge.evaluate(df)
+            df = judge.evaluate(df).with_columns(judged_at=pl.lit(dt.datetime.now(dt.UTC), pl.Datetime("us", "UTC")))
             count_observations(df)
-            summary.verdicts.update(metrics.count(df, {r.id: r.severity.value for r in judge.policy.rules}))
+            summary.verdicts.update(metrics.verdicts(df))
             summary.denied += int(df.get_column("denied").sum())
             summary.observations += 0 if kept is None else df.height
             writer.put(df, judge.new_leases, kept)

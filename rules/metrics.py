@@ -23,21 +23,29 @@ CATEGORY_LISTS_AGE = Gauge(
 _UNKNOWN = "unknown"
 
 
-def count(df: pl.DataFrame, severities: dict[str, str]) -> dict[str, int]:
-    """Add a judged batch to the counters: verdicts, breaches (each rule with its own severity), and an
-    open-incident series for each danger breach. Returns the batch's verdict counts."""
-    verdicts = dict(df.group_by("verdict").len().iter_rows())
-    for verdict, n in verdicts.items():
+def verdicts(df: pl.DataFrame) -> dict[str, int]:
+    """Add a judged batch to the verdict counter; returns the batch's verdict counts."""
+    counts = dict(df.group_by("verdict").len().iter_rows())
+    for verdict, n in counts.items():
         ACTIVITIES.labels(verdict).inc(n)
-    breaches = df.filter(pl.col("verdict") == "breach")
-    if breaches.height == 0:
-        return verdicts
-    rows = breaches.select("ts", "source_ref", "location", "role", "rule_ids").explode("rule_ids")
-    for rule, location, role, n in rows.group_by("rule_ids", "location", "role").len().iter_rows():
-        BREACHES.labels(rule, severities.get(rule, _UNKNOWN), location or _UNKNOWN, role or _UNKNOWN).inc(n)
-    open_incidents(rows.filter(pl.col("rule_ids").is_in([r for r, s in severities.items() if s == "danger"])))
-    return verdicts
+    return counts
 
+
+def breaches(stored: pl.DataFrame) -> None:
+    """Count the breaches among rows just stored, each (activity, rule) with the rule's own severity, and raise
+    an open-incident series for each danger one. A rule that the record's earlier stored judgement already
+    broke (`rules_before`, when the row replaced one: a re-import) is not counted or raised again."""
+    rows = stored.filter(pl.col("verdict") == "breach")
+    if rows.height == 0:
+        return
+    before = (pl.col("rules_before") if "rules_before" in rows.columns else pl.lit(None)).cast(pl.List(pl.String))
+    rows = (rows.select("ts", "source_ref", "location", "role", "rule_ids", "rule_severities",
+                        before.fill_null(pl.lit([], pl.List(pl.String))).alias("_before"))
+            .explode("rule_ids", "rule_severities").filter(~pl.col("_before").list.contains(pl.col("rule_ids"))))
+    for rule, severity, location, role, n in rows.group_by(
+            "rule_ids", "rule_severities", "location", "role").len().iter_rows():
+        BREACHES.labels(rule, severity or _UNKNOWN, location or _UNKNOWN, role or _UNKNOWN).inc(n)
+    open_incidents(rows.filter(pl.col("rule_severities") == "danger"))
 
 
 def lists_in_use(installed_at: float | None) -> None:

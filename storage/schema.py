@@ -56,7 +56,10 @@ ACTIVITY: tuple[Column, ...] = (
     Column("source", LC, _S,
            "input type: pcap, squid, e2guardian, squidguard, suricata, dhcpd, dnsmasq, conntrack, or check"),
     Column("source_ref", "String", _S,
-           "input and record: file.pcap#frame, file.log:line, or file.log@rotations:offset for a followed log"),
+           "input and record: file.pcap#frame, file.log:line, or file.log@rotations:offset for a followed log; "
+           "where the record was first read (a re-import under another name keeps it)"),
+    Column("record_id", "UInt64", _U64,
+           "the record's identity: a hash of what was observed, not of where it was read (storage/records.py)"),
     Column("src_ip", "String", _S, "client address"),
     Column("src_port", "Nullable(UInt16)", _U16, "client port"),
     Column("dst_ip", "String", _S, "server address, when known"),
@@ -97,6 +100,8 @@ ACTIVITY: tuple[Column, ...] = (
     Column("rule_severities", "Array(LowCardinality(String))", _LS,
            "each broken rule's own severity, in the order of rule_ids (empty on rows stored before it existed)"),
     Column("policy_version", LC, _S, "hash of the policy that gave the verdict"),
+    Column("judged_at", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"),
+           "when that policy judged it: a record judged again replaces its row (0 on rows stored before it existed)"),
     Column("waiver_ids", "Array(LowCardinality(String))", _LS, "waivers that lifted a rule this activity matched"),
 )
 
@@ -234,7 +239,10 @@ TABLES = (
           # insert on some disks (ext4 without a journal scans the inodes freed in the last minute or so for
           # each new file, and merges free parts all the time). Merges make the larger parts wide again:
           # merging compact parts into a compact one cost twice the CPU, so the limit is not higher.
-          settings=f"non_replicated_deduplication_window = {DEDUP_WINDOW}, min_bytes_for_wide_part = {32 << 20}",
+          # A record judged again replaces its row by a lightweight DELETE of the old one (storage/store.py),
+          # which a table with a projection refuses unless told to rebuild the projection of the parts touched.
+          settings=f"non_replicated_deduplication_window = {DEDUP_WINDOW}, min_bytes_for_wide_part = {32 << 20}, "
+                   "lightweight_mutation_projection_mode = 'rebuild'",
           # dashboards ask for one school's breaches over time; the sort key serves one person's reports
           projections=("breaches_by_school (SELECT school, verdict, ts, severity, location, rule_ids "
                        "ORDER BY (school, verdict, ts))",),

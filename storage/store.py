@@ -14,15 +14,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import clickhouse_connect
+import numpy as np
 import polars as pl
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from storage.records import record_ids
 from storage.schema import (
     ACTIVITY,
     ACTIVITY_ARROW,
@@ -40,9 +44,21 @@ from storage.schema import (
 )
 from storage.spool import Record
 
+_log = logging.getLogger(__name__)
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 REPORT_AUDIT_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in REPORT_AUDIT])
 INCIDENTS_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in INCIDENTS])
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What an insert stored: the rows written (new records, and records judged anew, whose `rules_before`
+    holds the rule ids of the row they replaced; null for a new record), how many records of the batch were
+    stored already as they are (left alone), and how many rows replaced an earlier judgement."""
+
+    activity: pl.DataFrame
+    known: int
+    replaced: int
 
 
 class Store:
@@ -83,15 +99,36 @@ class Store:
         for table in TABLES:
             self._client.command(table_ddl(table, self.database))
             self._add_missing_columns(table)
-            create = str(self._client.command(
+            create = str(self._client.query(  # a query, not a command: its text unescaped (a setting's quotes)
                 "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                parameters={"db": self.database, "t": table.name}))
+                parameters={"db": self.database, "t": table.name}).result_rows[0][0])
             self._add_missing_projections(table, create)
             self._apply_retention(table, create)
             # each setting on its own: one added to an older store is listed after ClickHouse's own
             missing = [s for s in table.settings.split(", ") if s and s not in create]
             if missing:  # e.g. a store made before the dedup window
                 self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {', '.join(missing)}")
+        self._identify_old_rows()
+
+    def _identify_old_rows(self) -> None:
+        """Give the rows stored before `record_id` existed (0 there) theirs, a day at a time: read, identified,
+        the copies of one record (imported twice under two names) reduced to the first in `source_ref` order,
+        written back through `insert_record` (so a record stored since is not doubled either) and the old
+        rows deleted. Interrupted, it starts again where it was at the next start."""
+        days = [r[0] for r in self._client.query(f"SELECT DISTINCT toDate(ts) AS d FROM {self.database}.activity "
+                                                 "WHERE record_id = 0 ORDER BY d").result_rows]
+        if days:
+            _log.info("store: giving %d days of stored activity their record ids (once, after an upgrade)", len(days))
+        for day in days:
+            params = {"day": day}
+            old = pl.from_arrow(self._client.query_arrow(
+                f"SELECT * FROM {self.database}.activity WHERE record_id = 0 AND toDate(ts) = {{day:Date}}",
+                parameters=params))
+            assert isinstance(old, pl.DataFrame)
+            rows = old.drop("record_id").sort("ts", "source_ref")
+            self.insert_record(to_record(rows))
+            self._client.command(f"DELETE FROM {self.database}.activity WHERE record_id = 0 AND "
+                                 "toDate(ts) = {day:Date}", parameters=params)
 
     def _add_missing_projections(self, table: Table, create: str) -> None:
         for projection in table.projections:
@@ -139,17 +176,68 @@ class Store:
                 self._client.command(f"ALTER TABLE {self.database}.{table.name} COMMENT COLUMN `{column.name}` "
                                      f"{sql_string(column.comment)}")
 
-    def insert_record(self, record: Record) -> int:
-        """Insert a prepared batch (leases first, then activity under its deduplication token); returns the
-        activity rows handed over. A batch inserted before with the same token is dropped by ClickHouse."""
+    def insert_record(self, record: Record) -> Stored:
+        """Insert a prepared batch (leases first, then activity under its deduplication token). A record already
+        stored (the same `record_id`) is not stored again: when its stored row says what this batch says
+        but for where it was read, it is left as it is; when this batch judged it later and differently (a new
+        policy, more known about who had the address), this row replaces the stored one and keeps the stored
+        `source_ref`. A batch inserted before with the same token is dropped by ClickHouse."""
         if not self._migrated:
             self.migrate()
         if record.leases is not None and record.leases.num_rows:
             self._client.insert_arrow(f"{self.database}.leases", record.leases)
-        if record.activity.num_rows:
-            self._client.insert_arrow(f"{self.database}.activity", record.activity,
+        if not record.activity.num_rows:
+            return Stored(pl.DataFrame(), 0, 0)
+        stored = self._reconcile(with_identity(record.activity))
+        if stored.activity.height:
+            self._client.insert_arrow(f"{self.database}.activity", to_activity_arrow(stored.activity),
                                       settings={"insert_deduplication_token": record.token})
-        return record.activity.num_rows
+        if stored.replaced:
+            self._delete_replaced(stored.activity)
+        return stored
+
+    def _window(self, rows: pl.DataFrame) -> tuple[str, dict[str, object]]:
+        """The WHERE clause of the stored rows in the time span of `rows` (which the sort key can narrow)."""
+        return ("ts >= {lo:DateTime64(6, 'UTC')} AND ts <= {hi:DateTime64(6, 'UTC')}",
+                {"lo": rows.get_column("ts").min(), "hi": rows.get_column("ts").max()})
+
+    def _reconcile(self, table: pa.Table) -> Stored:
+        """The rows of `table` to insert: its records not stored yet, and those this batch judged later than
+        their stored row and differently (each with the stored row's `source_ref` and its rule ids, as
+        `rules_before`); one row per record."""
+        rows = pl.from_arrow(table)
+        assert isinstance(rows, pl.DataFrame)
+        rows = rows.unique("record_id", keep="first", maintain_order=True)
+        where, params = self._window(rows)
+        ids = self._client.query_arrow(f"SELECT DISTINCT record_id FROM {self.database}.activity WHERE {where}",
+                                       parameters=params).column("record_id").to_numpy()
+        if not np.isin(rows.get_column("record_id").to_numpy(), ids).any():
+            return Stored(rows.with_columns(rules_before=pl.lit(None, pl.List(pl.String))), 0, 0)
+        old = pl.from_arrow(self._client.query_arrow(f"SELECT * FROM {self.database}.activity WHERE {where}",
+                                                     parameters=params))
+        assert isinstance(old, pl.DataFrame)
+        old = (old.cast({n: t for n, t in rows.schema.items() if n in old.columns})  # LowCardinality → text
+               .sort("judged_at", descending=True).unique("record_id", keep="first"))
+        same = [c.name for c in ACTIVITY if c.name not in ("source_ref", "record_id", "judged_at")]
+        joined = rows.join(old.select("record_id", *same, "source_ref", "judged_at"), on="record_id", how="left",
+                           suffix="_stored")
+        known = pl.col("source_ref_stored").is_not_null()
+        unchanged = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}_stored")) for c in same])
+        later = pl.col("judged_at") > pl.col("judged_at_stored")
+        keep = joined.filter(~known | (later & ~unchanged))
+        fresh = keep.with_columns(source_ref=pl.coalesce("source_ref_stored", "source_ref"),
+                                  rules_before=pl.when(known).then(pl.col("rule_ids_stored")))
+        replaced = int(fresh.get_column("source_ref_stored").is_not_null().sum())
+        return Stored(fresh.select(*rows.columns, "rules_before"), rows.height - fresh.height, replaced)
+
+    def _delete_replaced(self, fresh: pl.DataFrame) -> None:
+        """Delete the earlier rows of the records `fresh` (one batch, judged at one time) has just replaced."""
+        where, params = self._window(fresh)
+        params["at"] = fresh.get_column("judged_at")[0]
+        self._client.command(
+            f"DELETE FROM {self.database}.activity WHERE {where} AND judged_at < {{at:DateTime64(6, 'UTC')}} AND "
+            f"record_id IN (SELECT record_id FROM {self.database}.activity WHERE {where} AND "
+            "judged_at = {at:DateTime64(6, 'UTC')})", parameters=params)
 
     def leases(self) -> pl.DataFrame:
         """Every stored lease, in the shape the identity keeps them (deduplicated)."""
@@ -161,9 +249,8 @@ class Store:
         return result
 
     def insert_activity(self, df: pl.DataFrame) -> int:
-        """Insert an engine batch, once: a batch with the same content and policy inserted before (a
-        replay, a retry) is dropped by ClickHouse. Returns the number of rows handed over."""
-        return self.insert_record(to_record(df))
+        """Insert an engine batch, each record once (`insert_record`). Returns the number of rows stored."""
+        return self.insert_record(to_record(df)).activity.height
 
     def activity(
         self, user: str | None, start: dt.datetime | None, end: dt.datetime | None, breaches_only: bool = False
@@ -263,8 +350,9 @@ _IDENTITY_COLUMNS = ("ts", "source_ref", "src_ip", "src_port", "dst_ip", "dst_po
 
 
 def dedup_token(df: pl.DataFrame) -> str:
-    """A token for a batch from its content (what was seen, where, when) and the policy that judged it:
-    the same input replayed gives the same token; another day's file with the same name does not."""
+    """A token for a batch from its content (what was seen, where, when), the policy that judged it and when:
+    the same batch retried gives the same token; another day's file with the same name, or the same file
+    judged again, does not (a judging again is reconciled record by record by `Store.insert_record`)."""
     # SHA-256 of the identity columns as one Arrow IPC stream: about five times quicker than hashing their
     # text, and the same bytes for the same rows however polars had chunked them
     table = df.select(_IDENTITY_COLUMNS).to_arrow().combine_chunks()
@@ -273,7 +361,8 @@ def dedup_token(df: pl.DataFrame) -> str:
         stream.write_table(table)
     digest = hashlib.sha256(sink.getvalue()).hexdigest()[:32]
     policy = df.get_column("policy_version")[0] if "policy_version" in df.columns else ""
-    return f"{policy}-{df.height}-{digest}"
+    judged = df.get_column("judged_at")[0].timestamp() if "judged_at" in df.columns else ""
+    return f"{policy}-{judged}-{df.height}-{digest}"
 
 
 def leases_arrow(leases: pl.DataFrame | None) -> pa.Table | None:
@@ -288,7 +377,24 @@ def leases_arrow(leases: pl.DataFrame | None) -> pa.Table | None:
 
 def to_record(df: pl.DataFrame, leases: pl.DataFrame | None = None) -> Record:
     """An engine batch (and the leases learnt with it) as the store and the spool take it."""
+    df = _judged(df)
     return Record(dedup_token(df) if df.height else "", to_activity_arrow(df), leases_arrow(leases))
+
+
+def _judged(df: pl.DataFrame) -> pl.DataFrame:
+    """`df` with a `judged_at` (now, unless it has one: the pipeline sets it as it judges)."""
+    if "judged_at" in df.columns:
+        return df
+    return df.with_columns(judged_at=pl.lit(dt.datetime.now(dt.UTC), pl.Datetime("us", "UTC")))
+
+
+def with_identity(table: pa.Table) -> pa.Table:
+    """An `activity` insert with its `record_id`s (a batch spooled by an earlier version has none)."""
+    if "record_id" in table.column_names and "judged_at" in table.column_names:
+        return table
+    rows = pl.from_arrow(table)
+    assert isinstance(rows, pl.DataFrame)
+    return to_activity_arrow(rows.with_columns(judged_at=pl.lit(0, pl.Datetime("us", "UTC"))))
 
 
 # ClickHouse error codes that a later attempt can succeed past (capacity, time, the network, a replica
@@ -311,7 +417,10 @@ def retryable(exc: BaseException) -> bool:
 
 
 def to_activity_arrow(df: pl.DataFrame) -> pa.Table:
-    """Select and cast an engine frame into the `activity` insert layout; missing text becomes ''."""
+    """Select and cast an engine frame into the `activity` insert layout; missing text becomes '', and a
+    frame without them gets its `record_id`s and `judged_at` now."""
     fills = [pl.col(n).fill_null("") for n in df.columns if n in _NULLABLE_TEXT]
-    table = df.with_columns(fills).select([c.name for c in ACTIVITY]).to_arrow()
-    return table.cast(ACTIVITY_ARROW)
+    df = _judged(df.with_columns(fills))
+    if "record_id" not in df.columns:
+        df = df.with_columns(record_ids(df))
+    return df.select([c.name for c in ACTIVITY]).to_arrow().cast(ACTIVITY_ARROW)

@@ -11,9 +11,10 @@ network cut, a request that times out, a disk full on the server — is appended
 and the writer goes on. While the spool holds anything, new batches are appended behind it so order is
 kept, and every `retry_s` the writer replays the spool in order, acknowledging each record as it is
 stored. A batch carries a deduplication token made from its content, so one that reached ClickHouse
-but whose acknowledgement was lost is dropped by ClickHouse when it is replayed: nothing is stored
-twice. A record ClickHouse refuses as such is set aside in the spool's `rejected/` folder. When the
-spool is full the writer waits (and the queue, then the producer, with it) instead of dropping.
+but whose acknowledgement was lost is dropped by ClickHouse when it is replayed, and each of its rows is
+a record the store keeps once (`Store.insert_record`): nothing is stored twice. A record ClickHouse
+refuses as such is set aside in the spool's `rejected/` folder. When the spool is full the writer waits
+(and the queue, then the producer, with it) instead of dropping.
 
 Without a spool, a failed insert stops the writer and the failure is raised to the producer at its
 next `put` or at `close`.
@@ -40,8 +41,14 @@ _log = logging.getLogger(__name__)
 class Writer:
     """Inserts batches into `store` from one thread, in the order they were put."""
 
-    def __init__(self, store: Store, depth: int = 2, spool: Spool | None = None, retry_s: float = 5.0) -> None:
+    def __init__(self, store: Store, depth: int = 2, spool: Spool | None = None, retry_s: float = 5.0,
+                 on_stored: Callable[[pl.DataFrame], None] | None = None) -> None:
+        """`on_stored` is called (on the writer's thread) with the rows of each batch that were new to the
+        store or judged anew (`Stored.activity`); for a batch sent to the spool, with all its rows, as
+        whether they are new cannot be known then (they are not reported again when the spool is
+        replayed)."""
         self._store = store
+        self._on_stored = on_stored
         self._spool = spool
         self._retry_s = retry_s
         self._next_try = 0.0
@@ -49,6 +56,10 @@ class Writer:
         self._error: BaseException | None = None
         self.stored = 0
         """Activity rows the store has acknowledged so far (directly or from the spool)."""
+        self.known = 0
+        """Records that were stored already, judged the same: left as they were."""
+        self.replaced = 0
+        """Rows that replaced an earlier judgement of their record."""
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -107,23 +118,32 @@ class Writer:
 
     def _write(self, record: Record) -> None:
         if self._spool is None:
-            self.stored += self._insert(record)
+            self._insert(record, report=True)
             return
         if self._spool.records == 0:
             try:
-                self.stored += self._insert(record)
+                self._insert(record, report=True)
                 return
             except Exception as exc:  # noqa: BLE001 - every failure sends the batch to the spool
                 self._failed(exc)
         self._keep(record)
+        if self._on_stored is not None:
+            rows = pl.from_arrow(record.activity)
+            assert isinstance(rows, pl.DataFrame)
+            self._on_stored(rows.with_columns(rules_before=pl.lit(None, pl.List(pl.String))))
         self._drain()
 
-    def _insert(self, record: Record) -> int:
+    def _insert(self, record: Record, report: bool = False) -> None:
+        """Insert `record`, count what it stored, and hand the stored rows to `on_stored` when `report`."""
         start = time.perf_counter()
-        rows = self._store.insert_record(record)
+        stored = self._store.insert_record(record)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - start)
-        metrics.ROWS_STORED.inc(rows)
-        return rows
+        metrics.ROWS_STORED.inc(stored.activity.height)
+        self.stored += stored.activity.height
+        self.known += stored.known
+        self.replaced += stored.replaced
+        if report and self._on_stored is not None and stored.activity.height:
+            self._on_stored(stored.activity)
 
     def _failed(self, exc: BaseException) -> None:
         """Count a failed insert, drop the connection, and wait `retry_s` before the next attempt."""
@@ -152,7 +172,7 @@ class Writer:
             return
         for position, record in spool.pending():
             try:
-                self.stored += self._insert(record)
+                self._insert(record)
             except Exception as exc:  # noqa: BLE001 - sorted below into "try later" and "refused"
                 if retryable(exc):
                     self._failed(exc)

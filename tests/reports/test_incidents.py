@@ -22,7 +22,7 @@ def test_a_danger_breach_raises_and_closing_ends_its_alert(tmp_path):
     obs = Observation(int(seen.timestamp() * 1e6), "tls", "pcap", "day.pcap#200", "10.20.2.21", 50000,
                       "203.0.113.50", 443, "tcp", "00:1b:21:aa:00:04", host="hot-videos.example")
     judged = engine.evaluate(to_table([obs]))
-    metrics.count(judged, {r.id: r.severity.value for r in engine.policy.rules})
+    metrics.breaches(judged)
     incident = incident_id(seen, "day.pcap#200", "blocked-content")
     labels = {"incident": incident, "rule": "blocked-content", "location": "School office"}
     assert REGISTRY.get_sample_value("ictwatch_incident_open", labels) == 1

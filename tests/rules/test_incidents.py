@@ -27,7 +27,7 @@ def test_a_flood_of_danger_breaches_keeps_the_series_bounded():
     before = REGISTRY.get_sample_value("ictwatch_incidents_unlabelled_total", labels) or 0
     opened_before = set(incidents._open)
     try:
-        metrics.count(engine.evaluate(to_table(flood)), {r.id: r.severity.value for r in engine.policy.rules})
+        metrics.breaches(engine.evaluate(to_table(flood)))
         assert len(incidents._open) == incidents.MAX_OPEN_SERIES
         assert REGISTRY.get_sample_value("ictwatch_incidents_unlabelled_total", labels) == before + extra
         first = {"incident": incidents.incident_id(seen, "flood.pcap#0", "blocked-content"), **labels}

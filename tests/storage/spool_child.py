@@ -18,8 +18,10 @@ from tests.storage.test_store import activities
 
 
 def batch(frame: pl.DataFrame, number: int) -> pl.DataFrame:
-    """`frame` with every source_ref marked with the batch number: each batch distinct, same size."""
-    return frame.with_columns(source_ref=pl.col("source_ref") + f"/b{number:04d}")
+    """`frame` with every source_ref marked with the batch number and every time moved on by as many
+    microseconds: each batch distinct records (not the same ones read from another file), same size."""
+    return frame.with_columns(source_ref=pl.col("source_ref") + f"/b{number:04d}",
+                              ts=pl.col("ts") + pl.duration(microseconds=number))
 
 
 def main() -> None:

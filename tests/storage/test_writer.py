@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
+import polars as pl
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from storage.store import Store
+from storage.store import Store, Stored
 from storage.writer import Writer
 from tests.conftest import free_port
 from tests.storage.test_store import activities
@@ -50,7 +51,7 @@ def test_backpressure_with_a_fake_slow_store():
     class SlowStore:
         def insert_record(self, record):
             release.wait(10)
-            return record.activity.num_rows
+            return Stored(pl.from_arrow(record.activity), 0, 0)
 
     writer = Writer(SlowStore(), depth=1)  # type: ignore[arg-type]
     writer.put(activities(1))  # taken by the writer, which now waits

@@ -4,7 +4,8 @@ An import names each record by where it was read (`source_ref`: `school-day.pcap
 the same record read again from a renamed, gzipped or rotated file, or followed live and imported later, has
 another name. Its identity is therefore made from what was observed: `record_id` is a 64-bit hash of the
 columns in `IDENTITY`, as they are stored (missing text is ""). Two rows that agree on all of them are one
-record, even when they came from two lines or two frames.
+record when they come from two inputs; from one input (one file, read in one batch) they are two, the second
+copy's id mixed with its number: a proxy logs two identical 407 challenges in the same millisecond.
 
 Stable for ever: the columns, their order and the hash are part of the stored data (a re-import compares with
 ids computed by earlier versions), so none of them may change. Each text value is hashed with xxHash64
@@ -34,6 +35,9 @@ IDENTITY: tuple[str, ...] = (
 )
 """The `activity` columns that identify a record: what the decoder saw, nothing the policy or identity added."""
 
+_POSITION = r"(#\d+|:\d+|@\d+:\d+)$"
+"""The record's position at the end of a `source_ref` (frame, line, or rotations and offset): the rest names
+the input."""
 _NULL = np.uint64(0x9E3779B97F4A7C15)  # a missing number (0 is a value)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _FOLD = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: h = h * _FOLD + column hash, column by column
@@ -70,6 +74,10 @@ def record_ids(df: pl.DataFrame) -> pl.Series:
             np.multiply(h, _FOLD, out=h)
             np.add(h, value.astype(np.uint64, copy=False), out=h)
         h = _mix(h)
+        # the n-th copy of the same content from the same input is the n-th record (two identical 407 lines)
+        copy = (pl.DataFrame({"h": h, "file": df.get_column("source_ref").str.replace(_POSITION, "")})
+                .select(pl.int_range(pl.len(), dtype=pl.UInt64).over("h", "file")).to_series().to_numpy())
+        h = np.where(copy == 0, h, _mix(h ^ _mix(copy)))
     return pl.Series("record_id", h, dtype=pl.UInt64)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import gzip
 import shutil
 
+import polars as pl
 import pytest
 
+from collector.observation import to_table
 from ictwatch import settings
 from storage.store import Store
 from tests.conftest import SCHOOL_DAY, expected_breaches, run_cli, school_config, stored_activity, stored_breaches
@@ -100,3 +102,91 @@ def test_a_re_import_in_the_same_command_is_stored_once(tmp_path):
         assert db.count() == DAY_ACTIVITIES
     finally:
         db.close()
+
+
+def test_a_re_import_does_not_count_or_raise_its_breaches_again(tmp_path):
+    """Prometheus: the school day's two danger breaches (blocked-content, jcarter 11:15:31 and tevans 14:05:12)
+    count once, and the second import of the same files (renamed) counts none and raises no incident."""
+    from prometheus_client import REGISTRY
+
+    from ictwatch.pipeline import replay
+    from rules import incidents
+
+    loaded = settings.load(SCHOOL_DAY / "ictwatch.yaml")
+    labels = {"rule": "blocked-content", "severity": "danger", "location": "Classroom block", "role": "teacher"}
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("ictwatch_breaches_total", labels) or 0.0
+
+    renamed = tmp_path / "tuesday.pcap"
+    shutil.copy(PCAP, renamed)
+    store = Store(f"chdb://{tmp_path / 'store'}")
+    opened_before = set(incidents._open)
+    try:
+        store.migrate()
+        start = counted()
+        replay([PCAP, LOG], loaded.engine(), store)
+        assert counted() == start + 1  # jcarter's bet365 attempt (tevans's is in the office)
+        raised = set(incidents._open) - opened_before
+        assert {rule for _, rule, _ in raised} == {"blocked-content"} and len(raised) == 2
+        for incident in raised:  # the safeguarding lead deals with both
+            incidents.close_incident(*incident)
+        summary = replay([renamed, LOG], loaded.engine(), store)
+        assert (summary.stored, summary.known) == (0, DAY_ACTIVITIES)
+        assert counted() == start + 1
+        assert set(incidents._open) == opened_before
+    finally:
+        store.close()
+        for incident in set(incidents._open) - opened_before:
+            incidents.close_incident(*incident)
+
+
+def test_an_earlier_store_with_doubled_rows_gets_record_ids_and_one_row_a_record(tmp_path):
+    """A store of the previous release (tests/storage/schemas/v3.sql) that imported the school day twice, as
+    itself and renamed, holds every row twice; the first start of this version gives each row its record id,
+    keeps one row a record (the one whose
+    source_ref sorts first) and then stores a re-import once."""
+    import re
+
+    from tests.conftest import ROOT
+    from tests.storage.test_store import migration_alters
+
+    url = f"chdb://{tmp_path / 'store'}"
+    old = Store(url, "t")
+    try:
+        old._client.command("CREATE DATABASE IF NOT EXISTS t")
+        ddl = (ROOT / "tests" / "storage" / "schemas" / "v3.sql").read_text().replace("{database}", "t")
+        for statement in re.split(r";$", ddl, flags=re.M):
+            if statement.strip():
+                old._client.command(statement)
+        day = settings.load(SCHOOL_DAY / "ictwatch.yaml")
+        judged = replay_frame(day.engine())
+        old_columns = [r[0] for r in old._client.query(
+            "SELECT name FROM system.columns WHERE database = 't' AND table = 'activity'").result_rows]
+        for ref in ("school-day.pcap", "monday.pcap"):  # what the previous version stored: every row twice
+            rows = judged.with_columns(source_ref=judged["source_ref"].str.replace("school-day.pcap", ref,
+                                                                                     literal=True))
+            frame = rows.select(old_columns).to_arrow()
+            old._client.insert_arrow("t.activity", frame)
+        assert old._client.command("SELECT count() FROM t.activity") == 2 * 50
+        old.migrate()
+        assert migration_alters(old) == []  # a second start finds nothing to do
+        assert old._client.command("SELECT count() FROM t.activity") == 50
+        assert old._client.command("SELECT countIf(record_id = 0) FROM t.activity") == 0
+        refs = old.activity(None, None, None).get_column("source_ref")
+        assert refs.str.starts_with("monday.pcap#").all()  # which came first is not recorded: "m" < "s"
+        # the capture imported again after the upgrade: its five breaches (expected-breaches.csv's .pcap rows) are
+        # judged anew, as v3 stored no rule's own clauses and severity; they replace their rows, the rest stay
+        assert old.insert_activity(judged) == 5
+        assert old.count() == 50
+    finally:
+        old.close()
+
+
+def replay_frame(engine) -> pl.DataFrame:
+    """The school day's capture judged by `engine`, as one frame (the insert layout's columns, filled)."""
+    from collector.sources import open_source
+
+    frames: list[pl.DataFrame] = []
+    open_source(PCAP).run(lambda obs: frames.append(to_table([obs])))
+    return engine.evaluate(pl.concat([pl.from_arrow(f) for f in frames]))

@@ -75,9 +75,12 @@ def record_ids(df: pl.DataFrame) -> pl.Series:
             np.add(h, value.astype(np.uint64, copy=False), out=h)
         h = _mix(h)
         # the n-th copy of the same content from the same input is the n-th record (two identical 407 lines)
-        copy = (pl.DataFrame({"h": h, "file": df.get_column("source_ref").str.replace(_POSITION, "")})
-                .select(pl.int_range(pl.len(), dtype=pl.UInt64).over("h", "file")).to_series().to_numpy())
-        h = np.where(copy == 0, h, _mix(h ^ _mix(copy)))
+        same = pl.Series(h).is_duplicated().to_numpy()
+        if same.any():  # seldom: only then is the numbering worth its cost
+            copies = (pl.DataFrame({"h": h[same], "file": df.get_column("source_ref").filter(same)
+                                    .str.replace(_POSITION, "")})
+                      .select(pl.int_range(pl.len(), dtype=pl.UInt64).over("h", "file")).to_series().to_numpy())
+            h[same] = np.where(copies == 0, h[same], _mix(h[same] ^ _mix(copies)))
     return pl.Series("record_id", h, dtype=pl.UInt64)
 
 

@@ -45,6 +45,8 @@ from storage.schema import (
 from storage.spool import Record
 
 _log = logging.getLogger(__name__)
+_IDS_A_QUERY = 10_000
+"""Record ids sent in one look-up (a server takes parameters in the URL, which it bounds at 1 MiB)."""
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
 REPORT_AUDIT_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in REPORT_AUDIT])
 INCIDENTS_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in INCIDENTS])
@@ -188,9 +190,12 @@ class Store:
             self._client.insert_arrow(f"{self.database}.leases", record.leases)
         if not record.activity.num_rows:
             return Stored(pl.DataFrame(), 0, 0)
-        stored = self._reconcile(with_identity(record.activity))
+        table = with_identity(record.activity)
+        stored = self._reconcile(table)
         if stored.activity.height:
-            self._client.insert_arrow(f"{self.database}.activity", to_activity_arrow(stored.activity),
+            untouched = not stored.replaced and stored.activity.height == table.num_rows  # every row new, as it is
+            fresh = table if untouched else to_activity_arrow(stored.activity)
+            self._client.insert_arrow(f"{self.database}.activity", fresh,
                                       settings={"insert_deduplication_token": record.token})
         if stored.replaced:
             self._delete_replaced(stored.activity)
@@ -204,18 +209,18 @@ class Store:
     def _reconcile(self, table: pa.Table) -> Stored:
         """The rows of `table` to insert: its records not stored yet, and those this batch judged later than
         their stored row and differently (each with the stored row's `source_ref` and its rule ids, as
-        `rules_before`); one row per record."""
+        `rules_before`); one row per record. When that is every row, they are `table`'s as they are."""
         rows = pl.from_arrow(table)
         assert isinstance(rows, pl.DataFrame)
         rows = rows.unique("record_id", keep="first", maintain_order=True)
         where, params = self._window(rows)
         ids = self._client.query_arrow(f"SELECT DISTINCT record_id FROM {self.database}.activity WHERE {where}",
                                        parameters=params).column("record_id").to_numpy()
-        if not np.isin(rows.get_column("record_id").to_numpy(), ids).any():
+        found = np.intersect1d(rows.get_column("record_id").to_numpy(), ids)
+        if not found.size:
             return Stored(rows.with_columns(rules_before=pl.lit(None, pl.List(pl.String))), 0, 0)
-        old = pl.from_arrow(self._client.query_arrow(f"SELECT * FROM {self.database}.activity WHERE {where}",
-                                                     parameters=params))
-        assert isinstance(old, pl.DataFrame)
+        old = pl.concat([self._stored_rows(where, params, found[at:at + _IDS_A_QUERY])
+                         for at in range(0, found.size, _IDS_A_QUERY)])
         old = (old.cast({n: t for n, t in rows.schema.items() if n in old.columns})  # LowCardinality → text
                .sort("judged_at", descending=True).unique("record_id", keep="first"))
         same = [c.name for c in ACTIVITY if c.name not in ("source_ref", "record_id", "judged_at")]
@@ -229,6 +234,14 @@ class Store:
                                   rules_before=pl.when(known).then(pl.col("rule_ids_stored")))
         replaced = int(fresh.get_column("source_ref_stored").is_not_null().sum())
         return Stored(fresh.select(*rows.columns, "rules_before"), rows.height - fresh.height, replaced)
+
+    def _stored_rows(self, where: str, params: dict[str, object], ids: np.ndarray) -> pl.DataFrame:
+        """The stored rows of the records `ids` (every version) within `where`."""
+        found = pl.from_arrow(self._client.query_arrow(
+            f"SELECT * FROM {self.database}.activity WHERE {where} AND record_id IN {{ids:Array(UInt64)}}",
+            parameters={**params, "ids": ids.tolist()}))
+        assert isinstance(found, pl.DataFrame)
+        return found
 
     def _delete_replaced(self, fresh: pl.DataFrame) -> None:
         """Delete the earlier rows of the records `fresh` (one batch, judged at one time) has just replaced."""

@@ -5,6 +5,11 @@ server or a cluster, insert column order, Arrow types, column comments and reten
 period (a report); partitions by month so retention drops whole parts. Text that repeats (kinds, roles,
 places, rule ids) is `LowCardinality`; the clock and counters carry delta codecs.
 
+Each record is one row: `record_id` says which record a row is (storage/records.py); an insert leaves alone
+a record stored already, and a record judged anew replaces its row, the old one deleted as the new one is
+written (storage/store.py). So every reader reads one row a record as it is, without FINAL, and the sort key
+can stay the person's even when a new judgement names another person.
+
 Unknown is one thing with two spellings: an unknown user, device, place (or any text column with nothing
 in it) is stored as an empty string, because `user` leads the sort key and ClickHouse keys are not nullable
 (making them so needs the `allow_nullable_key` setting and every store's table rebuilt); readers turn it into

@@ -41,7 +41,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"judged {plural(v.total(), 'activity', 'activities')}: {plural(v['breach'], 'breach')}, "
           f"{v['blocked']:,} blocked without a breach, {v['allowed']:,} allowed (policy {engine.version})")
     again = [f"{summary.replaced:,} of them judged anew, replacing the stored verdict"] if summary.replaced else []
-    again += [f"{plural(summary.known, 'record')} stored already, as judged now, left as they were"] \
+    again += [f"{plural(summary.known, 'record')} stored already, left as they were"] \
         if summary.known else []
     print(f"stored {plural(summary.stored, 'activity', 'activities')}" + (f" ({'; '.join(again)})" if again else ""))
     print(f"the proxy refused {plural(summary.denied, 'request')}")

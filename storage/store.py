@@ -212,7 +212,8 @@ class Store:
         `rules_before`); one row per record. When that is every row, they are `table`'s as they are."""
         rows = pl.from_arrow(table)
         assert isinstance(rows, pl.DataFrame)
-        rows = rows.unique("record_id", keep="first", maintain_order=True)
+        if rows.get_column("record_id").is_duplicated().any():  # seldom; unique() copies every column
+            rows = rows.unique("record_id", keep="first", maintain_order=True)
         where, params = self._window(rows)
         ids = self._client.query_arrow(f"SELECT DISTINCT record_id FROM {self.database}.activity WHERE {where}",
                                        parameters=params).column("record_id").to_numpy()

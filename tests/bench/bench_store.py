@@ -75,8 +75,13 @@ def frames(rows: int, seed: int = 7) -> list[pl.DataFrame]:
             "rule_severities": [["caution"] if b else [] for b in breach],
             "policy_version": ["9056378b9dd335bf"] * n,
         })
-        out.append(df.with_columns(**{c.name: _empty(c) for c in ACTIVITY if c.name not in df.columns}))
+        out.append(df.with_columns(**{c.name: _empty(c) for c in ACTIVITY if c.name not in df.columns
+                                      and c.name not in _MADE_ON_INSERT}))
     return out
+
+
+_MADE_ON_INSERT = ("record_id", "judged_at")
+"""Columns the writer's insert layout makes for a batch without them (storage/store.py `to_activity_arrow`)."""
 
 
 def _empty(column: Column) -> pl.Expr:
@@ -123,7 +128,7 @@ def report_query(store: Store, rows: int) -> tuple[float, int, float]:
     store._client.command(
         f"INSERT INTO {db}.activity (ts, school, user, role, device, kind, source, source_ref, src_ip, dst_ip, "
         "dst_port, host, bytes_out, bytes_in, verdict, rule_ids, clauses, severity, rule_clauses, rule_severities, "
-        "policy_version) "
+        "policy_version, record_id, judged_at) "
         f"SELECT toDateTime64('2025-11-01 00:00:00', 6, 'UTC') + toIntervalMicrosecond(number * "
         f"intDiv({year} * 1000000, {rows})), 'The Valley School', concat('user', leftPad(toString(cityHash64(number) "
         f"% {USERS}), 3, '0')), 'teacher', concat('LT-', toString(cityHash64(number) % {USERS})), "
@@ -133,7 +138,7 @@ def report_query(store: Store, rows: int) -> tuple[float, int, float]:
         "cityHash64(number, 2) % 50000, cityHash64(number, 3) % 2000000, "
         "if(number % 50 = 0, 'breach', 'allowed'), if(number % 50 = 0, ['personal-use-restricted-hours'], []), "
         "if(number % 50 = 0, ['P18'], []), if(number % 50 = 0, 'caution', ''), if(number % 50 = 0, [['P18']], []), "
-        "if(number % 50 = 0, ['caution'], []), '9056378b9dd335bf' "
+        "if(number % 50 = 0, ['caution'], []), '9056378b9dd335bf', cityHash64(number, 4), now64(6) "
         f"FROM numbers({rows})", settings={"max_insert_threads": 2})
     store._client.command(f"OPTIMIZE TABLE {db}.activity FINAL")
     disk = store._client.query(f"SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE database = '{db}' "

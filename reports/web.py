@@ -58,6 +58,7 @@ import ssl
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -387,6 +388,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ""
     default_request_version = "HTTP/1.0"  # a request line without a version is answered with headers too
     _input: _Input
+    _answered: bool
 
     def setup(self) -> None:
         """The connection's input bounded in bytes and time; its output within `_SEND_S`."""
@@ -412,7 +414,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         """Read one request within its bounds and answer it; a request past them gets 408, 413, 414, 431."""
-        self.close_connection = True
+        self.close_connection, self._answered = True, False
         self._input.deadline = time.monotonic() + self.limits.request_timeout_s
         self._input.head_left = _HEAD_MAX
         try:
@@ -441,8 +443,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 getattr(self, f"do_{self.command}")()
         except TimeoutError:
             _log.info("%s %s timed out", self._method(), self._route())
-            with contextlib.suppress(OSError):
-                self.send_error(408, f"the request did not arrive within {self.limits.request_timeout_s:g} s")
+            if not self._answered:
+                with contextlib.suppress(OSError):
+                    self.send_error(408, f"the request did not arrive within {self.limits.request_timeout_s:g} s")
+        except Exception as exc:
+            if isinstance(exc, OSError) or self._answered:
+                raise  # the connection failed, or the answer had begun: nothing more can be sent
+            where = traceback.extract_tb(exc.__traceback__)[-1]  # a place in the code, never the data
+            _log.error("%s %s failed: %s at %s:%s", self._method(), self._route(), type(exc).__name__,
+                       Path(where.filename).name, where.lineno)
+            self.send_error(500, "the page failed; the server's log says where")
 
     def _framed(self) -> bool:
         """Whether the body's framing is one the page reads (a length in bytes, within `_MAX_BODY`); if not,
@@ -484,6 +494,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         """The status line with the security headers (every final answer, the server's own errors too)."""
         super().send_response(code, message)
+        self._answered = True
         for k, v in HEADERS.items():
             self.send_header(k, v)
 

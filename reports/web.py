@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hmac
-import http.client
 import http.server
 import io
 import logging
@@ -391,7 +390,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     _answered: bool
 
     def setup(self) -> None:
-        """The connection's input bounded in bytes and time; its output within `_SEND_S`."""
+        """The connection's input read through `_Input`, bounded in bytes and time."""
         super().setup()
         self._input = _Input(self.connection)
         self.rfile = io.BufferedReader(self._input)
@@ -692,10 +691,11 @@ class Server(http.server.ThreadingHTTPServer):
 def serve(app: WebApp, host: str, port: int, tls: tuple[str, str] | None,
           limits: Limits | None = None) -> Server:
     """A server for `app` on host:port (TLS with (cert, key) when given); call `serve_forever` on it."""
-    handler = type("BoundHandler", (Handler,), {"app": app, "limits": limits or Limits()})
+    limits = limits or Limits()
+    handler = type("BoundHandler", (Handler,), {"app": app, "limits": limits})
     context = None
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(*tls)
-    return Server((host, port), handler, context, limits or Limits())
+    return Server((host, port), handler, context, limits)

@@ -94,6 +94,10 @@ class WebSettings(Strict):
     tls_key: Path | None = Field(None, description="PEM private key of the certificate.")
     accounts: Path = Field(Path("accounts.json"), description="Local accounts file (scrypt hashes), 0600.")
     session_idle_minutes: int = Field(30, gt=0, le=480)
+    request_timeout_s: float = Field(20.0, gt=0, le=300, description=(
+        "Time for a connection's TLS handshake, then for its request in full, to arrive; else it is closed."))
+    max_connections: int = Field(64, gt=0, le=1024, description=(
+        "Connections served at once (a thread each); one more is closed unanswered."))
 
 
 class MetricsSettings(Strict):

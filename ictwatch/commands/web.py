@@ -25,7 +25,7 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
     """(server, app) for the report web page as configured; TLS unless it listens on loopback only."""
     from ictwatch.settings import on_loopback, split_listen
     from reports.accounts import Accounts
-    from reports.web import WebApp, serve
+    from reports.web import Limits, WebApp, serve
 
     web = loaded.settings.web
     host, port = split_listen(web.listen)
@@ -40,7 +40,7 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
     app = WebApp(desk(loaded, store, explained=True), Accounts(loaded.path.parent / web.accounts),
                  web.session_idle_minutes, loaded.open_spool, loaded.lists_path, len(loaded.categories))
     print(f"report web page on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
-    return serve(app, host, port, tls), app
+    return serve(app, host, port, tls, Limits(web.request_timeout_s, web.max_connections)), app
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -105,7 +105,8 @@ def decode(payload: bytes) -> Record:
 
 
 def _write_private(path: Path, data: builtins.bytes) -> None:
-    """A new file `path` holding `data`, made 0600 as it is created (it holds people's activity)."""
+    """`path` holding `data`, created 0600 (it holds people's activity): never readable by others, whatever
+    the umask of the command that writes it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)

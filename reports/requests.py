@@ -114,8 +114,7 @@ class Desk:
                                  self.explainer, self.services)
             data, digest = formats.write(report, ask.format)
             if ask.passphrase:
-                data = formats.encrypted(data, f"report-{ask.subject}-{ask.first}-{ask.last}.{ask.format}",
-                                         ask.passphrase)
+                data = formats.encrypted(data, f"report.{ask.format}", ask.passphrase)
                 digest = formats.sha256(data)
             seq = chain.append(dataclasses.replace(entry, report_sha256=digest,
                                                    policy_versions=report.policy_versions), self.now())

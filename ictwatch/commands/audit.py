@@ -52,10 +52,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         store.close()
     if chain is None:
         raise Refused(f"refused: {AUDIT_REFUSED} (audit row #{seq})")
+    from reports.words import for_terminal
+
     tz = loaded.policy.calendar.timezone
     for r in chain.with_columns(ts=chain.get_column("ts").dt.convert_time_zone(tz)).iter_rows(named=True):
-        print(f"#{r['seq']:<5} {r['ts']:%Y-%m-%d %H:%M:%S}  {r['actor']:<12} {r['action']:<11} {r['decision']:<8} "
-              f"{r['subject'] or '-':<12} {r['grounds']}; reason: {r['reason'] or '-'}")
+        print(for_terminal(f"#{r['seq']:<5} {r['ts']:%Y-%m-%d %H:%M:%S}  {r['actor']:<12} {r['action']:<11} "
+                           f"{r['decision']:<8} {r['subject'] or '-':<12} {r['grounds']}; "
+                           f"reason: {r['reason'] or '-'}"))  # the reason and subject are as typed, on the web too
     return 0
 
 

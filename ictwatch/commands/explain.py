@@ -22,7 +22,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from ictwatch import settings
     from reports.words import for_terminal
     from rules.categories import CategoryIndex
-    from rules.explain import explain
+    from rules.explain import explain_lines
 
     loaded = settings.load(args.config)
     store = loaded.open_store()
@@ -36,6 +36,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     engine = loaded.engine(CategoryIndex.empty())  # a stored row carries its categories: no lists are read
     names = {p.username: p.name for p in loaded.directory.people}
-    print(for_terminal("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)),
-                       keep_newlines=True))
+    print("\n\n".join("\n".join(map(for_terminal, explain_lines(engine, rows[i : i + 1], names)))
+                      for i in range(rows.height)))
     return 0

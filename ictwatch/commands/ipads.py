@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ictwatch.commands.common import date_option
-from reports.words import plural
+from reports.words import for_terminal, plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +42,7 @@ def cmd_check_ipads(args: argparse.Namespace) -> int:
         store.close()
     local = loaded.policy.ipads.expected_by.strftime("%H:%M") if loaded.policy.ipads else ""
     for obs in missing:
-        print(f"{obs.source_ref.rsplit(':', 1)[1]}: not seen on {args.date} by {local}; recorded as an absence")
+        print(for_terminal(f"{obs.source_ref.rsplit(':', 1)[1]}: not seen on {args.date} by {local}; recorded as an "
+                           "absence"))  # the register's asset tag, as an MDM exported it
     print(f"{len(ipads) - len(missing)} of {plural(len(ipads), 'school iPad')} seen by {local} on {args.date}")
     return 0

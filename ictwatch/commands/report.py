@@ -89,14 +89,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     if to_stdout:
         sys.stdout.buffer.write(got.data)
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(got.data)
+    try:
+        _write_private(args.output, got.data)
+    except OSError as exc:
+        raise UsageError(f"-o: {str(args.output)!r}: {exc.strerror or exc} (the report was granted as audit row "
+                         f"#{got.seq}, and is not written)") from None
     report = got.report
     print(f"report for {args.user}: {plural(len(report.breaches), 'breach')}, {plural(len(report.visits), 'visit')} "
           f"({plural(report.total_activities, 'activity', 'activities')})")
     print(f"written to {args.output.resolve()}")
     print(f"sha256 {got.sha256}; audit row #{got.seq}")
     return 0
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """`data` as the file `path`, readable and writable by its owner only whatever the umask: written to a new
+    file made 0600 beside it (mkstemp: O_CREAT|O_EXCL with that mode), then renamed over `path`, so an older
+    report there, however readable, is replaced rather than rewritten in place. A device or pipe
+    (`/dev/stdout`) is written into, not replaced: it holds nothing at rest."""
+    import os
+    import tempfile
+
+    if path.exists() and not path.is_file():
+        path.write_bytes(data)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _export_passphrase() -> str:

@@ -492,4 +492,4 @@ def test_text_for_the_terminal_escapes_control_characters_only():
     from reports.words import for_terminal
 
     assert for_terminal("café\tbar\x9b\x7f\nnext") == "café\\x09bar\\x9b\\x7f\\x0anext"
-    assert for_terminal("line one\nline two", keep_newlines=True) == "line one\nline two"
+    assert for_terminal("a\u2028b\u202ec\u2066d\u200fe\u00e9") == "a\\u2028b\\u202ec\\u2066d\\u200fe\u00e9"

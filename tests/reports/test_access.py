@@ -137,7 +137,7 @@ def test_an_encrypted_export_opens_in_7zip(tmp_path):
     assert wrong.returncode != 0
     subprocess.run([seven, "x", f"-p{secret}", f"-o{tmp_path / 'x'}", str(out)], check=True, capture_output=True)
     (html,) = (tmp_path / "x").iterdir()
-    assert html.name == "report-sokafor-2026-06-16-2026-06-16.html" and check(html.read_text()) is not None
+    assert html.name == "report.html" and check(html.read_text()) is not None
     short = run_cli("report", "--config", config, "--user", "sokafor", "--from", "2026-06-16", "--to", "2026-06-16",
                     "--requested-by", "dpatel", "--reason", "review", "--encrypt", "-o", out, store=store,
                     env={"ICTWATCH_EXPORT_PASSPHRASE": "short"})

@@ -83,7 +83,8 @@ class StorageSettings(Strict):
     spool: Path | None = Field(None, description=(
         "Folder of the disk spool, relative to this file; by default beside an embedded store (PATH-spool), "
         "else `spool` beside this file. The ICTWATCH_SPOOL environment variable overrides it."))
-    spool_max_bytes: int = Field(1 << 30, gt=0, description="Size cap of the spool (1 GiB by default).")
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20,
+                                 description="Size cap of the spool (1 GiB by default; at least 1 MiB).")
 
 
 class WebSettings(Strict):

@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from collector.config import CollectorSettings
+from reports.audit import ChainFiles
 from rules.categories import CategoryIndex
 from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model, read_directory_csv
 from rules.engine import Engine
@@ -101,6 +102,18 @@ class WebSettings(Strict):
         "Connections served at once (a thread each); one more is closed unanswered."))
 
 
+class AuditSettings(Strict):
+    """Where the report audit chain keeps its key and its head (reports/audit.py), outside the store."""
+
+    key: Path | None = Field(None, description=(
+        "HMAC key that signs the audit chain, relative to this file; made (mode 0600) when the chain is first "
+        "used. Readable by the service's user only, and backed up: a chain whose key is lost cannot be "
+        "verified. By default `audit.key` beside an embedded store, else beside the spool."))
+    head: Path | None = Field(None, description=(
+        "Append-only file of the chain's latest rows (number and MAC), relative to this file; by default "
+        "`audit.head` beside the key."))
+
+
 class MetricsSettings(Strict):
     """The daemon's metrics and health endpoint."""
 
@@ -118,6 +131,7 @@ class Settings(Strict):
     collector: CollectorSettings = CollectorSettings()
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
+    audit: AuditSettings = AuditSettings()
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,16 @@ class Loaded:
         r = self.policy.retention
         return Store(self.storage_url, self.settings.storage.database, self.settings.storage.timeout_s,
                      Retention(r.activity_days, r.url_days, r.leases_days, r.audit_days))
+
+    def chain_files(self) -> ChainFiles:
+        """The audit chain's lock, key and head files: the lock beside the spool, the key and head as
+        configured, by default beside an embedded store (else beside the spool)."""
+        audit = self.settings.audit
+        url = self.storage_url
+        state = Path(url.removeprefix("chdb://")).parent if url.startswith("chdb://") else self.spool_path.parent
+        key = self.path.parent / audit.key if audit.key else state / "audit.key"
+        head = self.path.parent / audit.head if audit.head else key.parent / "audit.head"
+        return ChainFiles(self.spool_path.parent / ".ictwatch-audit.lock", key, head, self.path)
 
     def open_spool(self) -> Spool:
         """The disk spool (a torn record left by a crash is found and set aside here)."""

@@ -68,7 +68,6 @@ from typing import Any, cast
 from reports import build, incidents, render
 from reports.access import AUDIT_REFUSED
 from reports.accounts import Accounts
-from reports.audit import verify
 from reports.formats import FORMATS
 from reports.model import UserReport
 from reports.periods import EARLIEST, check_period, parse_date
@@ -272,9 +271,7 @@ class WebApp:
         if table is None:
             return 403, self.page("refused.html.j2", session, title="Audit log", seq=seq, grounds=AUDIT_REFUSED)
         with self.db_lock:
-            rows, broken, problem = verify(self.store)
-        chain = (f"The chain of {rows} rows is intact." if broken is None
-                 else f"The chain is BROKEN at row #{broken}: {problem}.")
+            chain = self.desk.audit.verify().summary()
         return 200, self.page("audit.html.j2", session, title="Audit log", chain=chain, rows=table.to_dicts())
 
     def incidents_page(self, session: Session, form: dict[str, str] | None, query: str = "") -> tuple[int, str]:

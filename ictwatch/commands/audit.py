@@ -31,7 +31,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     `audit check --report FILE`: whether the file is one the chain recorded handing out, unchanged."""
     from ictwatch import settings
     from reports.access import AUDIT_REFUSED
-    from reports.audit import verify
+    from reports.audit import AuditLog
 
     loaded = settings.load(args.config)
     data = _report_file(args) if args.action == "check" else b""
@@ -41,12 +41,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if args.action == "check":
             return _check(args.report, data, store, loaded.policy.calendar.timezone)
         if args.action == "verify":
-            rows, broken, problem = verify(store)
-            if broken is not None:
-                print(f"audit chain BROKEN at row #{broken}: {problem} ({rows} rows)")
-                return 1
-            print(f"audit chain intact: {rows} rows")
-            return 0
+            verdict = AuditLog(store, loaded.chain_files()).verify()
+            print(verdict.summary())
+            return 1 if verdict.problem else 0
         seq, chain = desk(loaded, store).read_audit(args.requested_by or "")
     finally:
         store.close()

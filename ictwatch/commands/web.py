@@ -37,7 +37,9 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
         raise ConfigError(loaded.path, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
     store = loaded.open_store()
     store.migrate()
-    app = WebApp(desk(loaded, store, explained=True), Accounts(loaded.path.parent / web.accounts),
+    cases = desk(loaded, store, explained=True)
+    cases.audit.prepare()  # the chain's key made at first start, or a clear stop when it cannot be read
+    app = WebApp(cases, Accounts(loaded.path.parent / web.accounts),
                  web.session_idle_minutes, loaded.open_spool, loaded.lists_path, len(loaded.categories))
     print(f"report web page on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
     return serve(app, host, port, tls, Limits(web.request_timeout_s, web.max_connections)), app

@@ -13,7 +13,7 @@ import pytest
 
 from ictwatch import settings
 from reports import access
-from reports.audit import AuditLog, Entry, verify
+from reports.audit import AuditLog, ChainFiles, Entry
 from reports.seal import check
 from storage.store import Store
 from tests.conftest import SCHOOL_DAY, run_cli
@@ -50,7 +50,8 @@ MATRIX = [
 def log(tmp_path):
     store = Store(f"chdb://{tmp_path / 'store'}", "t")
     store.migrate()
-    yield AuditLog(store, tmp_path / "audit.lock"), store
+    files = ChainFiles(tmp_path / "audit.lock", tmp_path / "audit.key", tmp_path / "audit.head", tmp_path / "x.yaml")
+    yield AuditLog(store, files), store
     store.close()
 
 
@@ -64,7 +65,7 @@ def test_permission_matrix_with_an_audit_row_for_every_attempt(log):
     rows = store.audit()
     assert rows.height == len(MATRIX)
     assert rows.get_column("decision").to_list() == ["granted" if m[4] else "refused" for m in MATRIX]
-    assert verify(store) == (len(MATRIX), None, "")
+    assert audit.verify() == (len(MATRIX), None, "")
 
 
 def test_the_reporting_chain_when_the_policy_allows_it():
@@ -76,12 +77,13 @@ def test_tampering_with_the_audit_is_evident(log):
     audit, store = log
     for who in ("hmorgan", "dpatel", "jcarter"):
         audit.append(Entry(who, "", "report", "granted", "g", "r", "sokafor"))
-    assert verify(store)[1] is None
+    assert audit.verify()[1] is None
     store._client.command("ALTER TABLE t.report_audit UPDATE reason = 'nothing to see' WHERE seq = 2 "
                           "SETTINGS mutations_sync = 1")
-    assert verify(store)[1:] == (2, "its contents do not match its hash (changed after it was written)")
+    assert audit.verify()[1:] == (2, "not signed with the audit key: changed after it was written, or written by "
+                                     "someone without the key")
     store._client.command("ALTER TABLE t.report_audit DELETE WHERE seq = 2 SETTINGS mutations_sync = 1")
-    assert verify(store)[1:] == (2, "row 2 is missing (found 3 in its place)")
+    assert audit.verify()[1:] == (2, "row 2 is missing (found 3 in its place)")
 
 
 def test_the_command_refuses_grants_once_and_records_everything(tmp_path):

@@ -335,11 +335,15 @@ class Chain:
         self._seq, self._prev = self.next_seq, str(row["row_hash"])
         return self._seq
 
-    def open_grants(self, grantee: str, subject: str) -> list[int]:
-        """Sequence numbers of the one-off grants to `grantee` for `subject` not yet used by a report."""
+    def open_grants(self, grantee: str, subject: str, period: tuple[dt.datetime, dt.datetime],
+                    since: dt.datetime) -> list[int]:
+        """Sequence numbers of the one-off grants to `grantee` for `subject`, given at or after `since`, whose
+        period covers `period` (start and exclusive end), not yet used by a report."""
         rows = self._store.audit().to_dicts()
         granted = {r["seq"] for r in rows if r["action"] == "grant" and r["decision"] == "granted"
-                   and r["grantee"] == grantee and r["subject"] == subject}
+                   and r["grantee"] == grantee and r["subject"] == subject and r["ts"] >= since
+                   and r["period_start"] is not None and r["period_start"] <= period[0]
+                   and r["period_end"] is not None and period[1] <= r["period_end"]}
         used = {r["uses_grant"] for r in rows if r["action"] == "report" and r["decision"] == "granted"}
         return sorted(granted - used)
 

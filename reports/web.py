@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from reports import build, incidents, render
-from reports.access import AUDIT_REFUSED
+from reports.access import AUDIT_REFUSED, may_log_in
 from reports.accounts import Accounts
 from reports.formats import FORMATS
 from reports.model import UserReport
@@ -610,7 +610,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         username = form.get("username", "").strip().lower()[:64]
         keys = (f"user:{username}", f"addr:{client}")
         if app.limiter.blocked(*keys) or not self._check(username, form.get("password", "")) or (
-                app.person(username) is None):
+                not may_log_in(app.directory, username, app.desk.today())):
             app.limiter.failed(*keys)
             page = app.page("login.html.j2", anon, title="Log in",
                             message="Wrong username or password, or too many attempts: wait 15 minutes.")

@@ -169,6 +169,8 @@ class ReportAccess(Strict):
 
     line_manager_chain: bool = Field(False, description=(
         "A line manager may also have the reports of the people who report to their reports."))
+    grant_days: int = Field(7, ge=1, le=365, description=(
+        "Days a one-off grant from the headteacher can be used, counted from when it was given."))
 
 
 class Policy(Strict):

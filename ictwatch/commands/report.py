@@ -1,5 +1,6 @@
 """`ictwatch report` and `ictwatch grant`: one person's activity report, and the headteacher's one-off
-grants of one. Deciding, recording and writing are reports/requests.py's; these parse and print."""
+grants of one (one subject, one period, expiring). Deciding, recording and writing are
+reports/requests.py's; these parse and print."""
 
 from __future__ import annotations
 
@@ -50,11 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "comes from ICTWATCH_EXPORT_PASSPHRASE")
     rep.set_defaults(func=cmd_report)
 
-    gr = sub.add_parser("grant", help="headteacher: let one person (the network manager, say) have one report")
+    gr = sub.add_parser("grant", help="headteacher: let one person (the network manager, say) have one report of "
+                                      "one person for one period, within the policy's reports.grant_days")
     gr.add_argument("--config", required=True, type=Path)
     gr.add_argument("--by", required=True, help="the headteacher's username")
-    gr.add_argument("--to", required=True, help="who may request the report")
+    gr.add_argument("--for", dest="grantee", required=True, help="who may request the report")
     gr.add_argument("--subject", required=True, help="whose report")
+    gr.add_argument("--from", dest="start", required=True, type=date_option, metavar="YYYY-MM-DD")
+    gr.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
     gr.add_argument("--reason", required=True)
     gr.set_defaults(func=cmd_grant)
 
@@ -135,17 +139,21 @@ def _export_passphrase() -> str:
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    """Record the headteacher's one-off grant of one person's report to someone else (refused otherwise)."""
+    """Record the headteacher's one-off grant of one person's report for one period to someone else
+    (refused otherwise)."""
     from ictwatch import settings
 
+    check_period(args.start, args.end)
     loaded = settings.load(args.config)
     store = loaded.open_store()
     try:
         store.migrate()
-        allowed, seq = desk(loaded, store).grant(args.by, args.to, args.subject, args.reason)
+        decision, seq = desk(loaded, store).grant(args.by, args.grantee, args.subject, args.reason, args.start,
+                                                  args.end)
     finally:
         store.close()
-    if not allowed:
-        raise Refused(f"refused: only the headteacher may grant, with a reason (audit row #{seq})")
-    print(f"grant #{seq}: {args.to} may request one report of {args.subject}")
+    if not decision.granted:
+        raise Refused(f"refused: {decision.grounds} (audit row #{seq})")
+    print(f"grant #{seq}: {args.grantee} may request one report of {args.subject} for {args.start} to {args.end}, "
+          f"within {plural(loaded.policy.reports.grant_days, 'day')}")
     return 0

@@ -94,10 +94,10 @@ def test_the_command_refuses_grants_once_and_records_everything(tmp_path):
            "--requested-by", "gwilliams", "--reason", "laptop suspected of malware", "--format", "json"]
     refused = run_cli(*ask, store=store)
     assert refused.returncode == 3 and "refused: network manager" in refused.stderr and refused.stdout == ""
-    assert run_cli("grant", "--config", config, "--by", "dpatel", "--to", "gwilliams", "--subject", "jcarter",
-                   "--reason", "r", store=store).returncode == 3  # only the headteacher grants
-    run_cli("grant", "--config", config, "--by", "hmorgan", "--to", "gwilliams", "--subject", "jcarter",
-            "--reason", "malware investigation", store=store, check=True)
+    grant = ["grant", "--config", config, "--for", "gwilliams", "--subject", "jcarter", "--from", "2026-06-16", "--to",
+             "2026-06-16"]
+    assert run_cli(*grant, "--by", "dpatel", "--reason", "r", store=store).returncode == 3  # the headteacher only
+    run_cli(*grant, "--by", "hmorgan", "--reason", "malware investigation", store=store, check=True)
     out = tmp_path / "r.json"
     granted = run_cli(*ask, "-o", out, store=store, check=True)
     text = out.read_text()

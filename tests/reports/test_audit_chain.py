@@ -33,8 +33,8 @@ def written(tmp_path_factory) -> Path:
         mp.setattr(logs, "setup", lambda: None)
         mp.setattr(cli, "tune_gc", lambda: None)
         for by in ("hmorgan", "dpatel", "hmorgan", "jcarter", "hmorgan", "tevans"):
-            cli.main(["grant", "--config", str(CONFIG), "--by", by, "--to", "gwilliams", "--subject", "jcarter",
-                      "--reason", "malware on his laptop"])
+            cli.main(["grant", "--config", str(CONFIG), "--by", by, "--for", "gwilliams", "--subject", "jcarter",
+                      "--from", "2026-06-16", "--to", "2026-06-16", "--reason", "malware on his laptop"])
         assert cli.main(["audit", "show", "--config", str(CONFIG), "--requested-by", "hmorgan"]) == 0
     return folder
 
@@ -144,8 +144,8 @@ def test_a_lost_key_is_said_in_one_line_and_never_replaced(copy):
     assert (proc.returncode, proc.stdout.strip()) == (
         1, f"audit chain UNVERIFIED: the key {key} is missing, though the head file says rows were signed with it: "
            f"restore it from the backup ({ROWS} rows)")
-    grant = run_cli("grant", "--config", CONFIG, "--by", "hmorgan", "--to", "gwilliams", "--subject", "jcarter",
-                    "--reason", "r", store=copy)
+    grant = run_cli("grant", "--config", CONFIG, "--by", "hmorgan", "--for", "gwilliams", "--subject", "jcarter",
+                    "--from", "2026-06-16", "--to", "2026-06-16", "--reason", "r", store=copy)
     assert grant.returncode == 2 and grant.stderr.count("\n") == 1 and "Traceback" not in grant.stderr
     assert f"audit.key: '{key}': missing, but the head file" in grant.stderr and not key.exists()
 

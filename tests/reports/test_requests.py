@@ -85,8 +85,9 @@ def granted_store(tmp_path_factory):
     store = tmp / "store"
     run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", SCHOOL_DAY / "school-day.pcap", store=store,
             check=True)
-    run_cli("grant", "--config", SCHOOL_DAY / "ictwatch.yaml", "--by", "hmorgan", "--to", "gwilliams", "--subject",
-            "jcarter", "--reason", "malware investigation", store=store, check=True)
+    run_cli("grant", "--config", SCHOOL_DAY / "ictwatch.yaml", "--by", "hmorgan", "--for", "gwilliams", "--subject",
+            "jcarter", "--from", "2026-06-16", "--to", "2026-06-16", "--reason", "malware investigation", store=store,
+            check=True)
     return store
 
 

@@ -14,10 +14,12 @@ refused, is then written to the audit chain by the caller with the grounds given
   `reports.grant_days` (7 by default); the request then uses it up.
 - Everyone else (other senior leaders, the safeguarding lead, who works from incidents): refused.
 
-A request these rules grant is then held to the subject's dates, when the directory has them: no one has the
-report of someone who has not started yet, and a leaver's report (or anyone's) covers only days they were
-employed; a period running outside them is refused, not cut short. The same dates decide who may log in
-to the web page, give a grant (the headteacher, on the staff today) and read the audit.
+A request these rules grant is then held to the subject's dates, when the directory has them: no one has
+the report of someone who has not started yet, nor of days before anyone started; a leaver's report covers
+the days they were employed, except for the headteacher (and a one-off grant she gives), who may follow up
+a leaver's device seen after they left (clause A1). A period running outside those days is refused, not
+cut short. The same dates decide who may log in to the web page, give a grant (the headteacher, on the
+staff today) and read the audit.
 
 A request this rule grants is still refused, as `NO_SUCH_PERSON`, when its subject is in neither the staff
 directory nor the stored activity (a mistyped username): reports/requests.py asks the store, under the
@@ -93,8 +95,11 @@ def decide(directory: Directory, requester: str, subject: str, reason: str, toda
         return decision
     if target.start is not None and today < target.start:
         return Decision(False, "the subject has not started at the school yet")
-    if period is not None and not (employed(target, period[0]) and employed(target, period[1])):
-        return Decision(False, "the period runs outside the subject's employment dates")
+    if period is not None:
+        before = target.start is not None and period[0] < target.start
+        after = target.leave is not None and target.leave < period[1]
+        if before or (after and who.role != Role.headteacher and decision.grant_seq is None):
+            return Decision(False, "the period runs outside the subject's employment dates")
     return decision
 
 

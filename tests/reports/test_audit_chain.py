@@ -26,16 +26,14 @@ ROWS = 7
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> Path:
     """A folder holding a store whose audit chain has ROWS rows, each written by the real command line
-    (in this process, to save starting a Python per row): six grants refused or given, and one reading."""
+    (in this process, to save starting a Python per row): readings of the audit, given or refused."""
     folder = tmp_path_factory.mktemp("chain")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ICTWATCH_STORAGE_URL", f"chdb://{folder / 'store'}")
         mp.setattr(logs, "setup", lambda: None)
         mp.setattr(cli, "tune_gc", lambda: None)
-        for by in ("hmorgan", "dpatel", "hmorgan", "jcarter", "hmorgan", "tevans"):
-            cli.main(["grant", "--config", str(CONFIG), "--by", by, "--for", "gwilliams", "--subject", "jcarter",
-                      "--from", "2026-06-16", "--to", "2026-06-16", "--reason", "malware on his laptop"])
-        assert cli.main(["audit", "show", "--config", str(CONFIG), "--requested-by", "hmorgan"]) == 0
+        for by in ("hmorgan", "dpatel", "hmorgan", "jcarter", "hmorgan", "tevans", "hmorgan"):
+            cli.main(["audit", "show", "--config", str(CONFIG), "--requested-by", by])
     return folder
 
 
@@ -81,7 +79,7 @@ def test_a_chain_rewritten_with_plain_sha256_is_found(copy):
     db = Store(f"chdb://{copy}", "ictwatch")
     try:
         rows = db.audit().to_dicts()
-        rows[1]["reason"] = "routine check"  # row 2: dpatel's refused grant, made to look harmless
+        rows[1]["actor"] = "hmorgan"  # row 2: dpatel's refused attempt to read the audit, hidden
         prev = ""
         for row in rows:
             row["prev_hash"] = prev

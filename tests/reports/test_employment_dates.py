@@ -1,7 +1,8 @@
 """Access follows the staff directory's `start` and `leave` dates: someone outside their employment cannot
 log in to the web page, request a report, give a grant or read the audit; no one has a report of a future
-starter, and a leaver's report covers only the days they were employed. A one-off grant is for one
-subject and one period, and expires after the policy's `reports.grant_days` (7 by default).
+starter, and a leaver's report covers only the days they were employed, except for the headteacher's. A
+one-off grant is for one subject and one period, and expires after the policy's `reports.grant_days` (7
+by default).
 
 The people whose dates matter are written into a copy of the school day's directory, dated from the real
 today (the commands use the real clock): a headteacher who left ten days ago, a teacher who starts in a
@@ -61,8 +62,10 @@ def test_the_rule_itself_on_the_directory():
         ("nstarter", "nstarter", june, False, "requester has not started at the school yet"),
         ("hmorgan", "nstarter", june, False, "the subject has not started at the school yet"),
         ("hmorgan", "kwhite", june, True, "headteacher"),
-        ("hmorgan", "kwhite", summer, False, "the period runs outside the subject's employment dates"),
         ("dpatel", "kwhite", june, True, "line manager"),
+        ("dpatel", "kwhite", summer, False, "the period runs outside the subject's employment dates"),
+        ("hmorgan", "kwhite", summer, True, "headteacher"),  # following up her laptop, still seen (A1)
+        ("hmorgan", "jcarter", june, True, "headteacher"),
         ("hmorgan", "visitor1", summer, True, "headteacher"),  # no dates known: no limit
     ]
     for requester, subject, period, granted, grounds in cases:
@@ -89,15 +92,15 @@ def test_reports_follow_the_subjects_dates(tmp_path):
     config = school(tmp_path / "school")
     store = tmp_path / "store"
 
-    def ask(user, first, last):
+    def ask(user, first, last, by="hmorgan"):
         return run_cli("report", "--config", config, "--user", user, "--from", first, "--to", last, "--requested-by",
-                       "hmorgan", "--reason", "review", "--format", "json", "-o", tmp_path / "r.json", store=store)
+                       by, "--reason", "review", "--format", "json", "-o", tmp_path / "r.json", store=store)
 
     starter = ask("nstarter", str(TODAY - dt.timedelta(days=7)), str(TODAY))
     assert (starter.returncode, starter.stderr.strip()) == (
         3, "ictwatch: refused: the subject has not started at the school yet (recorded as audit row #1)")
-    assert ask("kwhite", "2026-06-16", "2026-06-16").returncode == 0  # while she was employed
-    after = ask("kwhite", "2026-08-31", "2026-09-01")
+    assert ask("kwhite", "2026-06-16", "2026-06-16", by="dpatel").returncode == 0  # her manager, while employed
+    after = ask("kwhite", "2026-08-31", "2026-09-01", by="dpatel")
     assert (after.returncode, after.stderr.strip()) == (
         3, "ictwatch: refused: the period runs outside the subject's employment dates (recorded as audit row #3)")
 

@@ -142,8 +142,8 @@ def _headteacher(directory: Directory, username: str, today: dt.date) -> bool:
 def decide_grant(directory: Directory, granter: str, grantee: str, subject: str, reason: str,
                  period: tuple[dt.date, dt.date], today: dt.date) -> Decision:
     """May `granter` give `grantee` a one-off grant of `subject`'s report for `period`? Only the headteacher
-    on the staff today, with a reason, to someone on the staff, for a period the subject was (or is)
-    employed in."""
+    on the staff today, with a reason, to someone on the staff, for a period she could have that report
+    for herself (the subject's dates, above)."""
     if not reason.strip() or not _headteacher(directory, granter, today):
         return Decision(False, GRANT_REFUSED)
     if not may_log_in(directory, grantee, today):

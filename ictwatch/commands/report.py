@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ictwatch import caller
 from ictwatch.commands.common import check_period, date_option, desk
 from ictwatch.errors import Refused, UsageError
 from reports.words import plural
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--encrypt", action="store_true",
                      help="write an AES-256 ZIP for leaving the school network (clause P6); the passphrase "
                           "comes from ICTWATCH_EXPORT_PASSPHRASE")
-    rep.set_defaults(func=cmd_report)
+    rep.set_defaults(func=cmd_report, via_daemon=True)
 
     gr = sub.add_parser("grant", help="headteacher: let one person (the network manager, say) have one report")
     gr.add_argument("--config", required=True, type=Path)
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gr.add_argument("--to", required=True, help="who may request the report")
     gr.add_argument("--subject", required=True, help="whose report")
     gr.add_argument("--reason", required=True)
-    gr.set_defaults(func=cmd_grant)
+    gr.set_defaults(func=cmd_grant, via_daemon=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -89,20 +90,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     if to_stdout:
         sys.stdout.buffer.write(got.data)
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(got.data)
+    try:
+        written = caller.current().write_file(args.output, got.data)  # the caller's file, 0600
+    except OSError as exc:
+        raise UsageError(f"-o: {str(args.output)!r}: {exc.strerror or exc}") from None
     report = got.report
     print(f"report for {args.user}: {plural(len(report.breaches), 'breach')}, {plural(len(report.visits), 'visit')} "
           f"({plural(report.total_activities, 'activity', 'activities')})")
-    print(f"written to {args.output.resolve()}")
+    print(f"written to {written}")
     print(f"sha256 {got.sha256}; audit row #{got.seq}")
     return 0
 
 
 def _export_passphrase() -> str:
-    import os
-
-    passphrase = os.environ.get("ICTWATCH_EXPORT_PASSPHRASE", "")
+    passphrase = caller.current().env("ICTWATCH_EXPORT_PASSPHRASE")
     if len(passphrase) < 12:
         raise ConfigError("ICTWATCH_EXPORT_PASSPHRASE", "passphrase", "(withheld)",
                           "set it to a passphrase of at least 12 characters to encrypt an export")

@@ -1,0 +1,101 @@
+"""Whom a command runs for: the person at this terminal, or the `ictwatch` process in another terminal
+whose command runs inside the daemon (ictwatch/control.py).
+
+A command prints as any program does (print, `sys.stdout`, `sys.stderr`): inside the daemon those two are
+routed, thread by thread, to the caller of the command that thread runs (`route`). What else a command
+takes from or gives its caller goes through `current()`: an environment variable, a file the caller
+names to read or to write. A file is always read and written by the caller's own process, with its own
+permissions and working directory, never by the daemon's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+FORWARDED_ENV = ("ICTWATCH_EXPORT_PASSPHRASE",)
+"""The only environment variables a command reads from its caller (the rest are the daemon's own)."""
+
+
+class Caller(Protocol):
+    """What a command takes from and gives to whoever ran it, besides its output."""
+
+    def env(self, name: str) -> str:
+        """The caller's environment variable `name` (one of `FORWARDED_ENV`), or ''."""
+        ...
+
+    def read_file(self, path: Path, limit: int) -> bytes:
+        """The caller's file `path`, at most `limit` bytes; `OSError` (with a `strerror`) when it cannot."""
+        ...
+
+    def write_file(self, path: Path, data: bytes) -> Path:
+        """Write `data` to the caller's file `path` (folders made, mode 0600); returns its absolute path."""
+        ...
+
+
+class Local:
+    """The person at this terminal: this process's environment and files."""
+
+    def env(self, name: str) -> str:
+        """See `Caller.env`."""
+        return os.environ.get(name, "")
+
+    def read_file(self, path: Path, limit: int) -> bytes:
+        """See `Caller.read_file`."""
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise OSError(0, f"larger than {limit:,} bytes")
+        return data
+
+    def write_file(self, path: Path, data: bytes) -> Path:
+        """See `Caller.write_file`: written 0600 whatever the umask (a report is confidential)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # a file that was there before keeps its mode otherwise
+            f.write(data)
+        return path.resolve()
+
+
+_LOCAL = Local()
+_here = threading.local()
+
+
+def current() -> Caller:
+    """The caller of the command this thread runs."""
+    return getattr(_here, "caller", _LOCAL)
+
+
+class _Routed:
+    """Stands in for `sys.stdout` or `sys.stderr` in the daemon: the stream of the caller this thread runs a
+    command for, else the daemon's own."""
+
+    def __init__(self, name: str, own: IO[str]) -> None:
+        self._name = name
+        self._own = own
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(getattr(_here, self._name, None) or self._own, attr)
+
+
+_install = threading.Lock()
+
+
+@contextmanager
+def route(caller: Caller, out: IO[str], err: IO[str]) -> Iterator[None]:
+    """While the block runs, this thread's commands run for `caller`, printing to `out` and `err`."""
+    with _install:
+        if not isinstance(sys.stdout, _Routed):
+            sys.stdout = _Routed("out", sys.stdout)  # type: ignore[assignment]
+            sys.stderr = _Routed("err", sys.stderr)  # type: ignore[assignment]
+    _here.caller, _here.out, _here.err = caller, out, err
+    try:
+        yield
+    finally:
+        del _here.caller, _here.out, _here.err

@@ -25,6 +25,13 @@ FORWARDED_ENV = ("ICTWATCH_EXPORT_PASSPHRASE",)
 class Caller(Protocol):
     """What a command takes from and gives to whoever ran it, besides its output."""
 
+    remote: bool
+    """Whether the command runs inside the daemon for another process."""
+
+    def path(self, path: Path) -> Path:
+        """A path as the caller meant it: a relative one is from the caller's working directory."""
+        ...
+
     def env(self, name: str) -> str:
         """The caller's environment variable `name` (one of `FORWARDED_ENV`), or ''."""
         ...
@@ -40,6 +47,12 @@ class Caller(Protocol):
 
 class Local:
     """The person at this terminal: this process's environment and files."""
+
+    remote = False
+
+    def path(self, path: Path) -> Path:
+        """See `Caller.path`."""
+        return path
 
     def env(self, name: str) -> str:
         """See `Caller.env`."""

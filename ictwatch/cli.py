@@ -89,6 +89,7 @@ _FAILURES: dict[type[Exception], tuple[str, int]] = {
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ictwatch", description="Network traffic and usage monitoring for a "
                                 "school's Staff use of ICT policy.")
+    p.set_defaults(in_daemon=in_daemon)  # how `ictwatch run` runs its callers' commands (no import cycle)
     sub = p.add_subparsers(required=True, metavar="COMMAND")
     for module in MODULES:
         module.register(sub)

@@ -103,14 +103,21 @@ class _Frames(io.RawIOBase):
 class _Session:
     """One caller of one command, as the command sees it (`Caller`), over the connection."""
 
+    remote = True
+
     def __init__(self, conn: socket.socket, request: dict[str, Any]) -> None:
         self._conn = conn
         self._env = request["env"]
+        self._cwd = Path(request["cwd"])
         tty = request["tty"]
         self.out = io.TextIOWrapper(io.BufferedWriter(_Frames(conn, b"O", tty[0])), "utf-8", "backslashreplace",
                                     line_buffering=True)
         self.err = io.TextIOWrapper(io.BufferedWriter(_Frames(conn, b"E", tty[1])), "utf-8", "backslashreplace",
                                     line_buffering=True)
+
+    def path(self, path: Path) -> Path:
+        """See `Caller.path`: the daemon opens it itself, so it must be a path the service can read."""
+        return self._cwd / path
 
     def env(self, name: str) -> str:
         """See `Caller.env`."""
@@ -145,12 +152,12 @@ def _request(conn: socket.socket) -> dict[str, Any]:
     """The caller's request, checked: `ValueError` for anything but what a client of ours sends."""
     kind, payload = _recv(conn, REQUEST_BYTES)
     request = json.loads(payload)
-    argv, tty, env = request.get("argv"), request.get("tty"), request.get("env")
+    argv, tty, env, cwd = request.get("argv"), request.get("tty"), request.get("env"), request.get("cwd")
     if kind != b"Q" or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise ValueError("not a request")
-    if not isinstance(tty, list) or len(tty) != 2 or not isinstance(env, dict):
+    if not isinstance(tty, list) or len(tty) != 2 or not isinstance(env, dict) or not isinstance(cwd, str):
         raise ValueError("not a request")
-    return {"argv": argv, "tty": [bool(t) for t in tty],
+    return {"argv": argv, "tty": [bool(t) for t in tty], "cwd": cwd,
             "env": {k: v for k, v in env.items() if k in FORWARDED_ENV and isinstance(v, str)}}
 
 
@@ -284,7 +291,7 @@ def forward(path: Path, argv: list[str]) -> int | None:
                              "service's user (sudo -u ictwatch ...)") from None
     with conn:
         env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-        request = {"argv": argv, "tty": [sys.stdout.isatty(), sys.stderr.isatty()], "env": env}
+        request = {"argv": argv, "tty": [sys.stdout.isatty(), sys.stderr.isatty()], "env": env, "cwd": os.getcwd()}
         try:
             _send(conn, b"Q", json.dumps(request).encode())
             return _follow(conn, _named(argv))

@@ -13,6 +13,7 @@ from rules.config import ConfigError
 
 if TYPE_CHECKING:
     from ictwatch import settings
+    from ictwatch.control import Runner
     from rules.engine import Engine
 
 
@@ -37,8 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from collector.capture.live import CaptureToolError, LiveCaptureSource
     from ictwatch import settings, status
-    from ictwatch.commands import ipads
-    from ictwatch.commands import spool as spool_command
+    from ictwatch.commands.ipads import clock, daily
+    from ictwatch.commands.spool import in_daemon
     from ictwatch.commands.web import web_server
     from ictwatch.metrics import RELOAD_SUCCESS, policy_in_force
     from ictwatch.pipeline import run_live
@@ -85,15 +86,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     servers: list[tuple[Any, Any]] = []
     try:
         migrate_or_spool(store)
-        spool_command.in_daemon(spool)
-        servers.append((_control(loaded, args.config), None))
+        in_daemon(spool)
+        servers.append((_control(loaded, lambda argv: args.in_daemon(argv, args.config)), None))
         servers.append((status.serve(loaded.settings.metrics.listen), None))
         print(f"metrics and health on http://{loaded.settings.metrics.listen}/", file=sys.stderr, flush=True)
         if not args.no_web:
             servers.append(web_server(loaded))
         for server, _ in servers:
             threading.Thread(target=server.serve_forever, daemon=True).start()
-        threading.Thread(target=ipads.daily, args=(lambda: in_force[0], stopping, ipads.clock()), daemon=True,
+        threading.Thread(target=daily, args=(lambda: in_force[0], stopping, clock()), daemon=True,
                          name="ipad-check").start()
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
         flows = None
@@ -120,14 +121,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     say_spooled(summary.spooled, loaded)
     return 0
 
-def _control(loaded: settings.Loaded, config: Path) -> Any:
-    """The command socket, running each caller's command with `cli.in_daemon` against this configuration."""
-    from ictwatch import cli
+def _control(loaded: settings.Loaded, runner: Runner) -> Any:
+    """The command socket, running each caller's command with `runner` (`cli.in_daemon`)."""
     from ictwatch.control import ControlServer
 
     path = loaded.socket_path
     try:
-        server = ControlServer(path, lambda argv: cli.in_daemon(argv, config))
+        server = ControlServer(path, runner)
     except OSError as exc:
         raise ConfigError(loaded.path, "control.socket", str(path), exc.strerror or str(exc)) from None
     print(f"commands on {path}", file=sys.stderr, flush=True)

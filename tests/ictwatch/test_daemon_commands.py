@@ -231,3 +231,18 @@ def test_an_embedded_store_held_without_a_daemon_is_one_line_naming_it(tmp_path,
     assert proc.returncode == 1, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and str(tmp_path / "store") in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_replay_while_the_daemon_runs(daemon, tmp_path):
+    """Two proxy lines of the day, two days later: the daemon reads the file (the caller's relative path,
+    from the caller's working directory) and stores both."""
+    _, config, _, _ = daemon
+    lines = SCHOOL_DAY.joinpath("squid-access.log").read_text().splitlines(keepends=True)[:2]
+    (tmp_path / "later.log").write_text("".join(f"{float(ln.split(' ', 1)[0]) + 2 * 86400:.3f} {ln.split(' ', 1)[1]}"
+                                                for ln in lines))
+    proc = subprocess.run([sys.executable, "-m", "ictwatch.cli", "replay", "--config", str(config), "later.log"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{config.parent.parent / 'store'}",
+                               "PYTHONPATH": str(SCHOOL_DAY.parents[1])})
+    assert proc.returncode == 0, proc.stderr
+    assert "stored 2 activities" in proc.stdout

@@ -22,11 +22,13 @@ bytes), `R`, `W` (JSON header length u32, JSON, bytes) and last `X` (the exit st
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
 import os
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -172,6 +174,8 @@ class ControlServer:
         if _answers(path):
             raise DaemonUnusable(f"another daemon already answers on {path}")
         with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise FileExistsError(errno.EEXIST, "there is a file there that is not a socket")
             path.unlink()  # a socket left by a daemon that did not stop cleanly
         path.parent.mkdir(parents=True, exist_ok=True)
         umask = os.umask(0o177)

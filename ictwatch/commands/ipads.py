@@ -50,6 +50,7 @@ def check(loaded: Loaded, day: dt.date) -> Checked | None:
     policy; None when there is no check that day (not a school day, or no `ipads` section)."""
     from collector.observation import to_table
     from rules.absence import absences, deadline, expected
+    from rules.categories import CategoryIndex
 
     window = deadline(loaded.policy, day)
     if window is None:
@@ -61,7 +62,7 @@ def check(loaded: Loaded, day: dt.date) -> Checked | None:
         store.migrate()
         missing = absences(ipads, store.devices_seen(start, by), by, day)
         if missing:
-            engine = loaded.engine()
+            engine = loaded.engine(CategoryIndex.empty())  # an absence has no host: no lists to read
             engine.identity.add(store.leases())
             store.insert_activity(engine.evaluate(to_table(missing)))  # the same day again: stored once
     finally:

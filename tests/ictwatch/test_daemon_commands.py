@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -131,11 +133,47 @@ def test_check_ipads_while_the_daemon_runs(daemon):
                                         "0 of 2 school iPads seen by 09:30 on 2026-06-17"]
 
 
-def test_spool_status_while_the_daemon_runs(daemon):
+def test_spool_status_and_flush_while_the_daemon_runs(daemon):
+    """The daemon's own spool, empty: its writer has stored everything."""
     _, config, _, _ = daemon
     proc = command(config, "spool", "status")
     assert proc.returncode == 0, proc.stderr
     assert "records: 0" in proc.stdout.splitlines()
+    proc = command(config, "spool", "flush")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "flushed 0 of 0 batches (by the daemon's writer)"
+
+
+def talk(socket_path: Path, *frames: bytes) -> bytes:
+    """Send raw bytes to the command socket; everything the daemon answers until it closes."""
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(30)
+        conn.connect(str(socket_path))
+        for frame in frames:
+            conn.sendall(frame)
+        return b"".join(iter(lambda: conn.recv(65536), b""))
+
+
+def frame(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack(">I", len(payload)) + payload
+
+
+@pytest.mark.parametrize(("sent", "said"), [
+    (b"Q\x7f\xff\xff\xff", b"not a request this daemon understands"),  # 2 GiB announced
+    (frame(b"Q", b"\xff{not json"), b"not a request this daemon understands"),
+    (frame(b"Q", json.dumps({"argv": ["breaches"], "tty": [True, True]}).encode()), b"not a request"),
+    (frame(b"Q", json.dumps({"argv": ["run", "--config", "/etc/passwd"], "tty": [False, False], "env": {},
+                             "cwd": "/"}).encode()), b"`run` does not run inside the daemon"),
+    (frame(b"Q", json.dumps({"argv": ["account", "--config", "x", "--user", "hmorgan"], "tty": [False, False],
+                             "env": {}, "cwd": "/"}).encode()), b"`account` does not run inside the daemon"),
+])
+def test_what_the_socket_is_sent_is_treated_as_hostile(daemon, sent, said):
+    """Oversized, malformed or unexpected requests, and commands that are not the daemon's to run, are
+    refused with one line and a non-zero status; the daemon goes on serving."""
+    _, config, socket_path, _ = daemon
+    answer = talk(socket_path, sent)
+    assert said in answer and answer[-6:] in (frame(b"X", b"1"), frame(b"X", b"2")), answer
+    assert command(config, "audit", "verify").returncode == 0
 
 
 def test_the_socket_is_the_service_users_alone(daemon):

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,20 +32,22 @@ DAY = ("--from", "2026-06-16", "--to", "2026-06-16")
 REPORT = ("--user", "jcarter", *DAY, "--requested-by", "dpatel", "--reason", "a parent's complaint")
 
 
-def held(tmp: Path, clock: str, socket: Path | None = None) -> tuple[Daemon, Path]:
-    """The school day replayed into `tmp/store`, then the daemon started on it with its clock at `clock`;
-    returns once its health endpoint answers."""
+def held(tmp: Path, clock: str, socket: Path | None = None,
+         before: Callable[[Path], object] = lambda _: None) -> tuple[Daemon, Path, object]:
+    """The school day replayed into `tmp/store`, what `before` says with the store to itself, then the
+    daemon started on it with its clock at `clock`; returns once its health endpoint answers."""
     fifo = tmp / "capture.fifo"
     control = f"control:\n  socket: {socket}\n" if socket else ""
     config = school_config(tmp / "school", f"{control}collector:\n  capture_tool: pipe\n  capture_pipe: {fifo}\n")
     run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", SCHOOL_DAY / "squid-access.log",
             store=tmp / "store", check=True)
+    said = before(config)
     daemon = Daemon(tmp, env={"ICTWATCH_TEST_CLOCK": clock})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{daemon.port}/health", timeout=2)
-            return daemon, config
+            return daemon, config, said
         except OSError:
             assert daemon.proc.poll() is None, daemon.proc.communicate()
             time.sleep(0.3)
@@ -59,12 +62,12 @@ def daemon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("held")
     folder = Path(tempfile.mkdtemp(prefix="ictw-"))
     folder.chmod(0o755)
-    config = school_config(tmp / "before", "")
-    run_cli("replay", "--config", config, SCHOOL_DAY / "school-day.pcap", SCHOOL_DAY / "squid-access.log",
-            store=tmp / "alone", check=True)
-    before = {"explain": run_cli("explain", "--config", config, "school-day.pcap#50", store=tmp / "alone"),
-              "report": run_cli("report", "--config", config, *REPORT, "-o", tmp / "alone.html", store=tmp / "alone")}
-    running, config = held(tmp, "2026-06-20T12:00:00+01:00", folder / "ictwatch.sock")
+
+    def alone(config: Path) -> dict[str, subprocess.CompletedProcess]:
+        return {"explain": command(config, "explain", "school-day.pcap#50"),
+                "report": command(config, "report", *REPORT, "-o", tmp / "alone.html")}
+
+    running, config, before = held(tmp, "2026-06-20T12:00:00+01:00", folder / "ictwatch.sock", alone)
     yield running, config, folder / "ictwatch.sock", before
     running.stop()
     shutil.rmtree(folder, ignore_errors=True)
@@ -215,7 +218,7 @@ def test_the_daemon_runs_the_daily_ipad_check_itself(tmp_path):
     """The daemon's clock starts at 09:30:57 on the school day: a minute after the policy's 09:30 the check
     runs, with no timer and no second process. IPAD-BANK-5C was on the network at 09:15; IPAD-BANK-6A never
     was: one absence, at 09:30 (08:30 UTC), judged a breach of I1 naming its owner."""
-    running, config = held(tmp_path, "2026-06-16T09:30:57+01:00")
+    running, config, _ = held(tmp_path, "2026-06-16T09:30:57+01:00")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         proc = command(config, "breaches", "--json", *DAY)

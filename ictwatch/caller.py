@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol, TextIO
 
 FORWARDED_ENV = ("ICTWATCH_EXPORT_PASSPHRASE",)
 """The only environment variables a command reads from its caller (the rest are the daemon's own)."""
@@ -89,7 +89,7 @@ class _Routed:
     """Stands in for `sys.stdout` or `sys.stderr` in the daemon: the stream of the caller this thread runs a
     command for, else the daemon's own."""
 
-    def __init__(self, name: str, own: IO[str]) -> None:
+    def __init__(self, name: str, own: TextIO) -> None:
         self._name = name
         self._own = own
 
@@ -100,8 +100,15 @@ class _Routed:
 _install = threading.Lock()
 
 
+def stderr() -> TextIO:
+    """This thread's stderr itself, not the stand-in: for a thread of its own that a command starts (a
+    progress bar), which would otherwise write to the daemon's."""
+    err: TextIO | _Routed = getattr(_here, "err", None) or sys.stderr
+    return err._own if isinstance(err, _Routed) else err
+
+
 @contextmanager
-def route(caller: Caller, out: IO[str], err: IO[str]) -> Iterator[None]:
+def route(caller: Caller, out: TextIO, err: TextIO) -> Iterator[None]:
     """While the block runs, this thread's commands run for `caller`, printing to `out` and `err`."""
     with _install:
         if not isinstance(sys.stdout, _Routed):

@@ -87,8 +87,8 @@ def _recv(conn: socket.socket, limit: int) -> tuple[bytes, bytes]:
 class _Frames(io.RawIOBase):
     """A writable stream whose every write is one frame of `kind` to the caller."""
 
-    def __init__(self, conn: socket.socket, kind: bytes, tty: bool) -> None:
-        self._conn, self._kind, self._tty = conn, kind, tty
+    def __init__(self, conn: socket.socket, kind: bytes, tty: bool, lock: threading.Lock) -> None:
+        self._conn, self._kind, self._tty, self._lock = conn, kind, tty, lock
 
     def writable(self) -> bool:
         return True
@@ -98,7 +98,8 @@ class _Frames(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         data = bytes(data)
-        _send(self._conn, self._kind, data)
+        with self._lock:  # whole frames, whichever thread of the command writes
+            _send(self._conn, self._kind, data)
         return len(data)
 
 
@@ -112,10 +113,11 @@ class _Session:
         self._env = request["env"]
         self._cwd = Path(request["cwd"])
         tty = request["tty"]
-        self.out = io.TextIOWrapper(io.BufferedWriter(_Frames(conn, b"O", tty[0])), "utf-8", "backslashreplace",
-                                    line_buffering=True)
-        self.err = io.TextIOWrapper(io.BufferedWriter(_Frames(conn, b"E", tty[1])), "utf-8", "backslashreplace",
-                                    line_buffering=True)
+        self._lock = lock = threading.Lock()
+        self.out = io.TextIOWrapper(io.BufferedWriter(_Frames(conn, b"O", tty[0], lock)), "utf-8",
+                                    "backslashreplace", line_buffering=True)
+        self.err = io.TextIOWrapper(io.BufferedWriter(_Frames(conn, b"E", tty[1], lock)), "utf-8",
+                                    "backslashreplace", line_buffering=True)
 
     def path(self, path: Path) -> Path:
         """See `Caller.path`: the daemon opens it itself, so it must be a path the service can read."""
@@ -128,7 +130,8 @@ class _Session:
     def read_file(self, path: Path, limit: int) -> bytes:
         """See `Caller.read_file`: the caller reads it and sends it."""
         self.flush()
-        _send(self._conn, b"R", json.dumps({"path": str(path), "limit": limit}).encode())
+        with self._lock:
+            _send(self._conn, b"R", json.dumps({"path": str(path), "limit": limit}).encode())
         kind, payload = _recv(self._conn, limit)
         if kind == b"F":
             return payload
@@ -138,7 +141,8 @@ class _Session:
         """See `Caller.write_file`: the caller writes it."""
         self.flush()
         head = json.dumps({"path": str(path)}).encode()
-        _send(self._conn, b"W", struct.pack(">I", len(head)) + head + data)
+        with self._lock:
+            _send(self._conn, b"W", struct.pack(">I", len(head)) + head + data)
         kind, payload = _recv(self._conn, 4096)
         if kind != b"K":
             raise OSError(0, payload.decode(errors="replace")[:300] if kind == b"N" else "no answer")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ictwatch.commands.common import migrate_or_spool, say_spooled
@@ -32,7 +31,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     store, spool = loaded.open_store(), None if here.remote else loaded.open_spool()
     try:
         migrate_or_spool(store)
-        with ProgressBar(sys.stderr) as bar:
+        with ProgressBar(caller.stderr()) as bar:
             summary = replay([here.path(p) for p in args.inputs], engine, store, bar.follow,
                              collector=loaded.settings.collector, spool=spool)
     finally:

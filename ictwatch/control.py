@@ -27,11 +27,13 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -41,7 +43,7 @@ from ictwatch.caller import FORWARDED_ENV, Local, route
 REQUEST_BYTES = 64 << 10
 """Largest request (argument list, a few environment variables)."""
 REQUEST_S = 10.0
-"""Time a caller has to send its request once connected."""
+"""Time a caller has to send its whole request once connected."""
 IO_S = 120.0
 """Longest wait for the other side to take or give one frame while a command runs."""
 SESSIONS = 4
@@ -62,9 +64,15 @@ def _send(conn: socket.socket, kind: bytes, payload: bytes) -> None:
     conn.sendall(_FRAME.pack(kind, len(payload)) + payload)
 
 
-def _recv_exact(conn: socket.socket, size: int) -> bytes:
+def _recv_exact(conn: socket.socket, size: int, by: float | None = None) -> bytes:
+    """`size` bytes; by the `time.monotonic()` instant `by`, if given (else within the socket's timeout of
+    each read), or `TimeoutError`."""
     chunks, left = [], size
     while left:
+        if by is not None:
+            if time.monotonic() >= by:
+                raise TimeoutError("too slow")
+            conn.settimeout(by - time.monotonic())
         chunk = conn.recv(min(left, 1 << 20))
         if not chunk:
             raise ConnectionError("the other side closed the connection")
@@ -73,12 +81,13 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _recv(conn: socket.socket, limit: int) -> tuple[bytes, bytes]:
-    """(type, payload) of the next frame; `ValueError` when its length passes `limit`."""
-    kind, size = _FRAME.unpack(_recv_exact(conn, _FRAME.size))
+def _recv(conn: socket.socket, limit: int, by: float | None = None) -> tuple[bytes, bytes]:
+    """(type, payload) of the next frame (whole by `by`, if given); `ValueError` when its length passes
+    `limit`."""
+    kind, size = _FRAME.unpack(_recv_exact(conn, _FRAME.size, by))
     if size > limit:
         raise ValueError(f"a frame of {size:,} bytes (at most {limit:,})")
-    return kind, _recv_exact(conn, size)
+    return kind, _recv_exact(conn, size, by)
 
 
 # -- the daemon's side ---------------------------------------------------------------------------------
@@ -156,7 +165,7 @@ class _Session:
 
 def _request(conn: socket.socket) -> dict[str, Any]:
     """The caller's request, checked: `ValueError` for anything but what a client of ours sends."""
-    kind, payload = _recv(conn, REQUEST_BYTES)
+    kind, payload = _recv(conn, REQUEST_BYTES, time.monotonic() + REQUEST_S)
     request = json.loads(payload)
     argv, tty, env, cwd = request.get("argv"), request.get("tty"), request.get("env"), request.get("cwd")
     if kind != b"Q" or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
@@ -241,13 +250,13 @@ class ControlServer:
         conn.settimeout(REQUEST_S)
         try:
             request = _request(conn)
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # a timeout is an OSError, bad JSON a ValueError
             _log.warning("command socket: a bad request from uid %d (pid %d): %s", uid, pid, type(exc).__name__)
             self._refuse(conn, "not a request this daemon understands")
             return
         conn.settimeout(IO_S)
         session = _Session(conn, request)
-        name = request["argv"][0] if request["argv"] else "?"
+        name = request["argv"][0] if request["argv"] and re.fullmatch(r"[a-z-]{1,20}", request["argv"][0]) else "?"
         try:
             with route(session, session.out, session.err):
                 status = self._runner(request["argv"])

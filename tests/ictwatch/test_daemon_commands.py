@@ -164,6 +164,7 @@ def frame(kind: bytes, payload: bytes) -> bytes:
 @pytest.mark.parametrize(("sent", "said"), [
     (b"Q\x7f\xff\xff\xff", b"not a request this daemon understands"),  # 2 GiB announced
     (frame(b"Q", b"\xff{not json"), b"not a request this daemon understands"),
+    (frame(b"Q", b"[" * 60_000), b"not a request this daemon understands"),  # nested past the parser's depth
     (frame(b"Q", json.dumps({"argv": ["breaches"], "tty": [True, True]}).encode()), b"not a request"),
     (frame(b"Q", json.dumps({"argv": ["run", "--config", "/etc/passwd"], "tty": [False, False], "env": {},
                              "cwd": "/"}).encode()), b"`run` does not run inside the daemon"),

@@ -120,6 +120,14 @@ class MetricsSettings(Strict):
     listen: Listen = Field("127.0.0.1:9750", description="host:port for /metrics and /health.")
 
 
+class ControlSettings(Strict):
+    """The daemon's command socket (ictwatch/control.py), through which commands run while it holds the store."""
+
+    socket: Path | None = Field(None, description=(
+        "Unix socket path, relative to this file; by default `ictwatch.sock` beside the spool folder (for the "
+        "deploy guide's store, /var/lib/ictwatch/ictwatch.sock). Made 0600: the service's user and root only."))
+
+
 class Settings(Strict):
     """The root file: paths of the other files and the storage settings."""
 
@@ -132,6 +140,7 @@ class Settings(Strict):
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
     audit: AuditSettings = AuditSettings()
+    control: ControlSettings = ControlSettings()
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,12 @@ class Loaded:
         the full UT1 set takes 1.4 s and 360 MB at its peak to load (README), which commands that judge no
         traffic (`breaches`, `audit`, `spool`, ...) never pay. `ConfigError` when a mapped list is missing."""
         return load_in_use(self.lists_path, self.policy.categories)
+
+    @property
+    def socket_path(self) -> Path:
+        """The daemon's command socket."""
+        control = self.settings.control.socket
+        return self.path.parent / control if control is not None else self.spool_path.parent / "ictwatch.sock"
 
     def open_store(self) -> Store:
         """The store (connected when first used)."""

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     au.add_argument("--config", required=True, type=Path)
     au.add_argument("--requested-by", help="for `show`: the headteacher's username")
     au.add_argument("--report", type=Path, metavar="FILE", help="for `check`: a report file that was handed out")
-    au.set_defaults(func=cmd_audit)
+    au.set_defaults(func=cmd_audit, via_daemon=True)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -59,11 +59,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+REPORT_BYTES = 256 << 20
+"""The largest report file `audit check` reads."""
+
+
 def _report_file(args: argparse.Namespace) -> bytes:
     if args.report is None:
         raise UsageError("audit check: --report FILE: the report file to check")
+    from ictwatch import caller
+
     try:
-        return Path(args.report).read_bytes()
+        return caller.current().read_file(Path(args.report), REPORT_BYTES)
     except OSError as exc:
         raise UsageError(f"--report: {str(args.report)!r}: {exc.strerror or exc}") from None
 

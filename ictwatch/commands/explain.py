@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("activity", metavar="SOURCE_REF",
                    help="where it was seen, as stored: file.pcap#FRAME or file.log:LINE")
     x.add_argument("--kind", help="only the activity of this kind (a frame can give a DNS query and its flow)")
-    x.set_defaults(func=cmd_explain)
+    x.set_defaults(func=cmd_explain, via_daemon=True)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ictwatch import caller
 from ictwatch.commands.common import check_period, date_option, desk
 from ictwatch.errors import Refused, UsageError
 from reports.words import plural
@@ -49,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--encrypt", action="store_true",
                      help="write an AES-256 ZIP for leaving the school network (clause P6); the passphrase "
                           "comes from ICTWATCH_EXPORT_PASSPHRASE")
-    rep.set_defaults(func=cmd_report)
+    rep.set_defaults(func=cmd_report, via_daemon=True)
 
     gr = sub.add_parser("grant", help="headteacher: let one person (the network manager, say) have one report of "
                                       "one person for one period, within the policy's reports.grant_days")
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gr.add_argument("--from", dest="start", required=True, type=date_option, metavar="YYYY-MM-DD")
     gr.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
     gr.add_argument("--reason", required=True)
-    gr.set_defaults(func=cmd_grant)
+    gr.set_defaults(func=cmd_grant, via_daemon=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -94,44 +95,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(got.data)
         return 0
     try:
-        _write_private(args.output, got.data)
+        written = caller.current().write_file(args.output, got.data)  # the caller's file, 0600
     except OSError as exc:
         raise UsageError(f"-o: {str(args.output)!r}: {exc.strerror or exc} (the report was granted as audit row "
                          f"#{got.seq}, and is not written)") from None
     report = got.report
     print(f"report for {args.user}: {plural(len(report.breaches), 'breach')}, {plural(len(report.visits), 'visit')} "
           f"({plural(report.total_activities, 'activity', 'activities')})")
-    print(f"written to {args.output.resolve()}")
+    print(f"written to {written}")
     print(f"sha256 {got.sha256}; audit row #{got.seq}")
     return 0
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """`data` as the file `path`, readable and writable by its owner only whatever the umask: written to a new
-    file made 0600 beside it (mkstemp: O_CREAT|O_EXCL with that mode), then renamed over `path`, so an older
-    report there, however readable, is replaced rather than rewritten in place. A device or pipe
-    (`/dev/stdout`) is written into, not replaced: it holds nothing at rest."""
-    import os
-    import tempfile
-
-    if path.exists() and not path.is_file():
-        path.write_bytes(data)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _export_passphrase() -> str:
-    import os
-
-    passphrase = os.environ.get("ICTWATCH_EXPORT_PASSPHRASE", "")
+    passphrase = caller.current().env("ICTWATCH_EXPORT_PASSPHRASE")
     if len(passphrase) < 12:
         raise ConfigError("ICTWATCH_EXPORT_PASSPHRASE", "passphrase", "(withheld)",
                           "set it to a passphrase of at least 12 characters to encrypt an export")

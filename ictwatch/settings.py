@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from collector.config import CollectorSettings
+from reports.audit import ChainFiles
 from rules.categories import CategoryIndex
 from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model, read_directory_csv
 from rules.engine import Engine
@@ -83,7 +84,8 @@ class StorageSettings(Strict):
     spool: Path | None = Field(None, description=(
         "Folder of the disk spool, relative to this file; by default beside an embedded store (PATH-spool), "
         "else `spool` beside this file. The ICTWATCH_SPOOL environment variable overrides it."))
-    spool_max_bytes: int = Field(1 << 30, gt=0, description="Size cap of the spool (1 GiB by default).")
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20,
+                                 description="Size cap of the spool (1 GiB by default; at least 1 MiB).")
 
 
 class WebSettings(Strict):
@@ -94,12 +96,36 @@ class WebSettings(Strict):
     tls_key: Path | None = Field(None, description="PEM private key of the certificate.")
     accounts: Path = Field(Path("accounts.json"), description="Local accounts file (scrypt hashes), 0600.")
     session_idle_minutes: int = Field(30, gt=0, le=480)
+    request_timeout_s: float = Field(20.0, gt=0, le=300, description=(
+        "Time for a connection's TLS handshake, then for its request in full, to arrive; else it is closed."))
+    max_connections: int = Field(64, gt=0, le=1024, description=(
+        "Connections served at once (a thread each); one more is closed unanswered."))
+
+
+class AuditSettings(Strict):
+    """Where the report audit chain keeps its key and its head (reports/audit.py), outside the store."""
+
+    key: Path | None = Field(None, description=(
+        "HMAC key that signs the audit chain, relative to this file; made (mode 0600) when the chain is first "
+        "used. Readable by the service's user only, and backed up: a chain whose key is lost cannot be "
+        "verified. By default `audit.key` beside an embedded store, else beside the spool."))
+    head: Path | None = Field(None, description=(
+        "Append-only file of the chain's latest rows (number and MAC), relative to this file; by default "
+        "`audit.head` beside the key."))
 
 
 class MetricsSettings(Strict):
     """The daemon's metrics and health endpoint."""
 
     listen: Listen = Field("127.0.0.1:9750", description="host:port for /metrics and /health.")
+
+
+class ControlSettings(Strict):
+    """The daemon's command socket (ictwatch/control.py), through which commands run while it holds the store."""
+
+    socket: Path | None = Field(None, description=(
+        "Unix socket path, relative to this file; by default `ictwatch.sock` beside the spool folder (for the "
+        "deploy guide's store, /var/lib/ictwatch/ictwatch.sock). Made 0600: the service's user and root only."))
 
 
 class Settings(Strict):
@@ -113,6 +139,8 @@ class Settings(Strict):
     collector: CollectorSettings = CollectorSettings()
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
+    audit: AuditSettings = AuditSettings()
+    control: ControlSettings = ControlSettings()
 
 
 @dataclass(frozen=True)
@@ -139,11 +167,27 @@ class Loaded:
         traffic (`breaches`, `audit`, `spool`, ...) never pay. `ConfigError` when a mapped list is missing."""
         return load_in_use(self.lists_path, self.policy.categories)
 
+    @property
+    def socket_path(self) -> Path:
+        """The daemon's command socket."""
+        control = self.settings.control.socket
+        return self.path.parent / control if control is not None else self.spool_path.parent / "ictwatch.sock"
+
     def open_store(self) -> Store:
         """The store (connected when first used)."""
         r = self.policy.retention
         return Store(self.storage_url, self.settings.storage.database, self.settings.storage.timeout_s,
                      Retention(r.activity_days, r.url_days, r.leases_days, r.audit_days))
+
+    def chain_files(self) -> ChainFiles:
+        """The audit chain's lock, key and head files: the lock beside the spool, the key and head as
+        configured, by default beside an embedded store (else beside the spool)."""
+        audit = self.settings.audit
+        url = self.storage_url
+        state = Path(url.removeprefix("chdb://")).parent if url.startswith("chdb://") else self.spool_path.parent
+        key = self.path.parent / audit.key if audit.key else state / "audit.key"
+        head = self.path.parent / audit.head if audit.head else key.parent / "audit.head"
+        return ChainFiles(self.spool_path.parent / ".ictwatch-audit.lock", key, head, self.path)
 
     def open_spool(self) -> Spool:
         """The disk spool (a torn record left by a crash is found and set aside here)."""

@@ -8,13 +8,13 @@ and 503 with the parts that are not.
 
 from __future__ import annotations
 
-import http.server
 import json
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from ictwatch.settings import split_listen
+from reports.web import Handler, Limits, Server
 from reports.words import plural
 
 STALE_LISTS_S = 14 * 86400
@@ -41,12 +41,21 @@ def health() -> tuple[bool, dict[str, Any]]:
     return well, parts
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server_version = "ictwatch"
-    sys_version = ""
+LIMITS = Limits(request_timeout_s=10.0, max_connections=8)
+"""A scraper or two and a person: the report page's bounds on requests, with fewer connections."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+
+class _Handler(Handler):
+    """The report page's bounded request reading and error answers, with these two routes."""
+
+    limits = LIMITS
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Scrapes every few seconds would drown the log: nothing is logged."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        """Nothing here takes a body."""
+        self.send_error(405, "only GET")
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         """`/metrics` or `/health`."""
@@ -58,14 +67,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             kind, status = "application/json", 200 if well else 503
         else:
             body, kind, status = b"not found\n", "text/plain", 404
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._send(status, body, kind)
 
 
-def serve(listen: str) -> http.server.ThreadingHTTPServer:
-    """The endpoint on host:port; call `serve_forever` on it (a thread)."""
-    host, port = split_listen(listen)
-    return http.server.ThreadingHTTPServer((host, port), _Handler)
+def serve(listen: str) -> Server:
+    """The endpoint on host:port, bounded as `LIMITS` says; call `serve_forever` on it (a thread)."""
+    return Server(split_listen(listen), _Handler, None, LIMITS)

@@ -78,7 +78,8 @@ def sha256(data: bytes) -> str:
 
 def encrypted(data: bytes, name: str, passphrase: str) -> bytes:
     """`data` as the one file `name` of an AES-256 encrypted ZIP (WinZip AES, which 7-Zip opens): a report in
-    any format, wrapped for leaving the school network (clause P6)."""
+    any format, wrapped for leaving the school network (clause P6). The contents are encrypted, not `name`:
+    anyone holding the file reads it, so it must name nobody ("report.html")."""
     import pyzipper
 
     out = io.BytesIO()

@@ -91,16 +91,21 @@ class Desk:
         person = self.directory.by_username().get(username)
         return person.role.value if person else "unknown"
 
+    def today(self) -> dt.date:
+        """The school's local date now: the day the directory's start and leave dates are compared with."""
+        return self.now().astimezone(zoneinfo.ZoneInfo(self.policy.calendar.timezone)).date()
+
     def request(self, ask: Ask) -> Outcome:
         """Decide, record and (when granted) build and write one report request, atomically with respect to
         every other writer of the audit chain."""
         tz = self.policy.calendar.timezone
         lo, hi = build.local_bounds(ask.first, ask.last, tz)
-        today = self.now().astimezone(zoneinfo.ZoneInfo(tz)).date()
+        since = self.now() - dt.timedelta(days=self.policy.reports.grant_days)
         with self.store_lock, self.audit.held() as chain:
-            decision = access.decide(self.directory, ask.requester, ask.subject, ask.reason, today,
+            decision = access.decide(self.directory, ask.requester, ask.subject, ask.reason, self.today(),
                                      self.policy.reports.line_manager_chain,
-                                     chain.open_grants(ask.requester, ask.subject))
+                                     chain.open_grants(ask.requester, ask.subject, (lo, hi), since),
+                                     (ask.first, ask.last))
             if decision.granted and ask.subject not in self.directory.by_username() and not self.store.seen(
                     ask.subject):
                 decision = access.Decision(False, access.NO_SUCH_PERSON)  # a typo: no report, no grant spent
@@ -114,8 +119,7 @@ class Desk:
                                  self.explainer, self.services)
             data, digest = formats.write(report, ask.format)
             if ask.passphrase:
-                data = formats.encrypted(data, f"report-{ask.subject}-{ask.first}-{ask.last}.{ask.format}",
-                                         ask.passphrase)
+                data = formats.encrypted(data, f"report.{ask.format}", ask.passphrase)
                 digest = formats.sha256(data)
             seq = chain.append(dataclasses.replace(entry, report_sha256=digest,
                                                    policy_versions=report.policy_versions), self.now())
@@ -133,18 +137,20 @@ class Desk:
     def read_audit(self, who: str) -> tuple[int, pl.DataFrame | None]:
         """(the audit row recording this look, the whole chain) for the headteacher; for anyone else the
         refusal is recorded and the chain is None."""
-        allowed = access.may_read_audit(self.directory, who)
+        allowed = access.may_read_audit(self.directory, who, self.today())
         with self.store_lock:
             seq = self.audit.append(Entry(who, self.role(who), "audit_view", "granted" if allowed else "refused",
                                           "headteacher" if allowed else access.AUDIT_REFUSED), self.now())
             return seq, self.store.audit() if allowed else None
 
-    def grant(self, by: str, grantee: str, subject: str, reason: str) -> tuple[bool, int]:
-        """(given, its audit row) for a one-off grant of `subject`'s report to `grantee`: only the headteacher
-        gives one, with a reason; a refusal is recorded too."""
-        allowed = access.may_grant(self.directory, by) and bool(reason.strip())
+    def grant(self, by: str, grantee: str, subject: str, reason: str, first: dt.date,
+              last: dt.date) -> tuple[access.Decision, int]:
+        """(the decision, its audit row) on a one-off grant of `subject`'s report for local days `first` to
+        `last` to `grantee`, usable for `policy.reports.grant_days` (reports/access.py decides); a refusal
+        is recorded too."""
+        decision = access.decide_grant(self.directory, by, grantee, subject, reason, (first, last), self.today())
+        lo, hi = build.local_bounds(first, last, self.policy.calendar.timezone)
         with self.store_lock:
-            seq = self.audit.append(Entry(by, self.role(by), "grant", "granted" if allowed else "refused",
-                                          "headteacher" if allowed else access.GRANT_REFUSED, reason, subject,
-                                          grantee=grantee), self.now())
-        return allowed, seq
+            seq = self.audit.append(Entry(by, self.role(by), "grant", "granted" if decision.granted else "refused",
+                                          decision.grounds, reason, subject, lo, hi, grantee=grantee), self.now())
+        return decision, seq

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""C0, DEL and C1; the line and paragraph separators; Unicode's bidirectional controls (the marks,
+embeddings, overrides and isolates), which reorder the rest of a terminal line."""
 
 
 def plural(n: int, one: str, many: str = "") -> str:
@@ -19,9 +21,14 @@ def plural(n: int, one: str, many: str = "") -> str:
     return f"{n:,} {many}"
 
 
-def for_terminal(text: str, keep_newlines: bool = False) -> str:
-    """`text` with its control characters (ESC and the rest of C0 and C1, tab and DEL; newlines too unless
-    `keep_newlines`) written as `\\xNN`: a host name or URL off the network must not move the cursor,
-    recolour, retitle or clear the terminal that prints it."""
-    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    return escaped if keep_newlines else escaped.replace("\n", "\\x0a")
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def for_terminal(text: str) -> str:
+    """`text` as one line, with its control characters (ESC and the rest of C0 and C1, newline, tab and DEL)
+    written as `\\xNN`, and the Unicode line separators and bidirectional controls as `\\uNNNN`: a host name,
+    URL or typed reason must not move the cursor, recolour, retitle or clear the terminal that prints it, nor
+    reverse the order in which the rest of its line reads."""
+    return _CONTROL.sub(_escaped, text)

@@ -77,9 +77,15 @@ def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None
     return explain_many(engine, activity, names)[0]
 
 
+def explain_lines(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None) -> list[str]:
+    """`explain` line by line. A value off the network may hold a newline of its own: a front end that
+    escapes each line (`ictwatch explain`) shows it as one line still."""
+    return _whole(engine, _readings(engine, activity)[0], names)
+
+
 def explain_many(engine: Engine, activities: pl.DataFrame, names: dict[str, str] | None = None) -> list[str]:
     """`explain` for every row of `activities`, with every condition evaluated once over all of them."""
-    return [_whole(engine, r, names) for r in _readings(engine, activities)]
+    return ["\n".join(_whole(engine, r, names)) for r in _readings(engine, activities)]
 
 
 def for_report(engine: Engine, activities: pl.DataFrame) -> list[str]:
@@ -101,7 +107,7 @@ def _sentence(clause: str) -> str:
     return clause[:1].upper() + clause[1:] + ("" if clause.endswith(".") else ".")
 
 
-def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> str:
+def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> list[str]:
     policy = engine.policy
     row, seen = dict(reading.seen.row), reading.seen
     local = seen.local()
@@ -142,7 +148,7 @@ def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> s
             lines.append(f"  \"{rule.message}\"")
         lines += _condition_lines(rule.when, f"r{i}", reading, "    ")
     lines += _waiver_lines(engine, reading)
-    return "\n".join(lines)
+    return lines
 
 
 _FIELD = {f.key: f for f in FIELDS}

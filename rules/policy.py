@@ -93,6 +93,9 @@ class Condition(_Leaves):
     def _not_empty(self) -> Condition:
         if not self.model_fields_set:
             raise ValueError("empty condition")
+        empty = [key for key in sorted(self.model_fields_set) if getattr(self, key) == ()]
+        if empty:  # a list of nothing matches nothing (or, under `all`, everything): always a slip
+            raise ValueError(f"`{empty[0].rstrip('_')}` is an empty list; give at least one value or leave it out")
         return self
 
 
@@ -166,6 +169,8 @@ class ReportAccess(Strict):
 
     line_manager_chain: bool = Field(False, description=(
         "A line manager may also have the reports of the people who report to their reports."))
+    grant_days: int = Field(7, ge=1, le=365, description=(
+        "Days a one-off grant from the headteacher can be used, counted from when it was given."))
 
 
 class Policy(Strict):

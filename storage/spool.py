@@ -18,12 +18,17 @@ never replayed. A record ClickHouse rejects outright (not a connection or capaci
 `rejected/` by the writer, so one bad batch cannot hold up the rest.
 
 The total size is capped (`max_bytes`): an append that would pass the cap raises `SpoolFull`, which the
-writer meets by waiting (backpressure up to the capture) rather than by dropping what it holds.
+writer meets by waiting (backpressure up to the capture) rather than by dropping what it holds. A batch
+larger than the whole cap could never be appended, and would wait for ever on an empty spool: the writer
+keeps it as `parts`, consecutive runs of its rows that each fit the cap alone, appended one after the
+other as room is made. A single row that alone passes the cap is set aside in `rejected/` (a warning, and
+the rejected counter) rather than held up behind a cap it can never meet.
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import logging
 import os
@@ -97,6 +102,14 @@ def decode(payload: bytes) -> Record:
     table = _table(activity)
     assert table is not None
     return Record(header["token"], table, _table(leases))
+
+
+def _write_private(path: Path, data: builtins.bytes) -> None:
+    """`path` holding `data`, created 0600 (it holds people's activity): never readable by others, whatever
+    the umask of the command that writes it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -183,7 +196,7 @@ class Spool:
                 keep = self.folder / f"torn-{segment:012d}-{good}.bin"
                 with open(path, "rb") as f:
                     f.seek(good)
-                    keep.write_bytes(f.read())
+                    _write_private(keep, f.read())
                 with open(path, "r+b") as f:
                     f.truncate(good)
                     os.fsync(f.fileno())
@@ -229,6 +242,36 @@ class Spool:
         self.records += 1
         self._update_metrics()
 
+    def parts(self, record: Record) -> Iterator[Record]:
+        """`record` as records the empty spool can each hold (`append` takes them one after the other): itself
+        when it fits; else its rows halved, and halved again, until each run fits, in order, the leases with
+        the first run. A run's deduplication token is the record's with the run's place in it, so the same
+        record split again gives the same tokens. A single row that passes the cap alone is set aside in
+        `rejected/` instead (see `_set_aside`)."""
+        size = len(encode(record))
+        if size <= self.max_bytes:
+            yield record
+            return
+        rows = record.activity.num_rows
+        if rows <= 1:
+            self._set_aside(record, size)
+            return
+        half = rows // 2
+        for start, length, leases in ((0, half, record.leases), (half, rows - half, None)):
+            yield from self.parts(Record(f"{record.token}/{start}+{length}", record.activity.slice(start, length),
+                                         leases))
+
+    def _set_aside(self, record: Record, size: int) -> None:
+        """Keep a record no spool of this cap can hold in `rejected/`, readable by the service only."""
+        name = f"oversize-{hashlib.sha256(record.token.encode()).hexdigest()[:16]}"
+        _write_private(self.folder / "rejected" / f"{name}.record", encode(record))
+        _write_private(self.folder / "rejected" / f"{name}.reason.txt",
+                       f"one row takes {size:,} bytes in the spool, more than storage.spool_max_bytes "
+                       f"({self.max_bytes:,})\n".encode())
+        metrics.SPOOL_REJECTED.inc()
+        _log.warning("spool: a row larger than the whole spool (%d bytes, the cap is %d) was set aside in "
+                     "rejected/%s.record", size, self.max_bytes, name)
+
     def pending(self) -> Iterator[tuple[Position, Record]]:
         """Records not yet acknowledged, oldest first, each with the position just after it."""
         for segment in self._segments():
@@ -255,8 +298,8 @@ class Spool:
     def reject(self, position: Position, record: Record, reason: str) -> None:
         """Set a record ClickHouse refused aside in `rejected/` (with why), then acknowledge it."""
         name = f"{position.segment:012d}-{position.offset}"
-        (self.folder / "rejected" / f"{name}.record").write_bytes(encode(record))
-        (self.folder / "rejected" / f"{name}.reason.txt").write_text(reason + "\n")
+        _write_private(self.folder / "rejected" / f"{name}.record", encode(record))
+        _write_private(self.folder / "rejected" / f"{name}.reason.txt", (reason + "\n").encode())
         metrics.SPOOL_REJECTED.inc()
         self.ack(position)
 

@@ -6,7 +6,12 @@ answers the named, parameterised queries the CLI and reports need. No SQL leaves
 The connection is made when first needed and dropped after a failure that a new connection could cure,
 so a store whose server is down can still be handed to the writer, which keeps batches in the spool and
 tries again later; `retryable` says which failures those are. Timeouts are set on every HTTP request: a
-server that accepts and then hangs costs `timeout_s`, not the daemon.
+server that accepts and then hangs costs `timeout_s`, not the daemon. A store that cannot be opened or
+reached raises `StoreUnavailable`, whose message names it (`shown`: never its credentials) and says why.
+
+Only one process may open an embedded store (chDB locks its folder; a second one fails, read-only too),
+though that process may hold several connections to it: while `ictwatch run` holds it, commands run
+inside the daemon (ictwatch/control.py).
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
 import re
+import sys
+import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +35,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from storage.errors import StoreUnavailable
 from storage.records import record_ids
 from storage.schema import (
     ACTIVITY,
@@ -63,6 +73,15 @@ class Stored:
     replaced: int
 
 
+def shown(url: str) -> str:
+    """A storage URL fit to show: an embedded store's path, a server's scheme, host and port only (no user,
+    password or query, which may carry either)."""
+    if url.startswith("chdb:"):
+        return url
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+
+
 class Store:
     """One ClickHouse database holding ictwatch's tables."""
 
@@ -80,9 +99,19 @@ class Store:
     @property
     def _client(self) -> Client:
         if self._connection is None:
-            timeouts: dict[str, Any] = {} if self.url.startswith("chdb:") else {
+            embedded = self.url.startswith("chdb:")
+            timeouts: dict[str, Any] = {} if embedded else {
                 "connect_timeout": self.timeout_s, "send_receive_timeout": self.timeout_s}
-            self._connection = clickhouse_connect.get_client(dsn=self.url, **timeouts)
+            native = _NativeStderr() if embedded else None
+            try:
+                with native or contextlib.nullcontext():
+                    self._connection = clickhouse_connect.get_client(dsn=self.url, **timeouts)
+            except Exception as exc:
+                said = native.text if native else ""
+                why = ("another process holds it (one process at a time may open an embedded store)"
+                       if "Another server instance" in said else _why(exc, said))
+                raise StoreUnavailable(f"the store {shown(self.url)} cannot be "
+                                       f"{'opened' if embedded else 'reached'}: {why}") from exc
         return self._connection
 
     def reset(self) -> None:
@@ -419,6 +448,8 @@ _RETRYABLE_CODES = {159, 164, 202, 209, 210, 241, 242, 243, 252, 319, 425, 999}
 def retryable(exc: BaseException) -> bool:
     """Whether a failed insert may succeed if tried again later (so the batch waits in the spool), as
     opposed to a batch ClickHouse refuses as such (set aside in the spool's rejected/ folder)."""
+    if isinstance(exc, StoreUnavailable):
+        return exc.__cause__ is not None and retryable(exc.__cause__)
     if isinstance(exc, OperationalError | OSError | TimeoutError):
         return True
     if isinstance(exc, DatabaseError):
@@ -438,3 +469,42 @@ def to_activity_arrow(df: pl.DataFrame) -> pa.Table:
     if "record_id" not in df.columns:
         df = df.with_columns(record_ids(df))
     return df.select([c.name for c in ACTIVITY]).to_arrow().cast(ACTIVITY_ARROW)
+
+
+def _why(exc: BaseException, said: str) -> str:
+    """Why a connection failed, in a few words: the error's code or the system's reason, never the
+    driver's message (it repeats the URL, credentials and all)."""
+    text = f"{exc} {said}"
+    for pattern in (r"\[Errno \d+\] ([^\"')\]]+)", r"DB::Exception: ([^.(]+)", r"Code: (\d+)"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(1).strip()
+    return type(exc).__name__
+
+
+class _NativeStderr:
+    """Catches what the embedded engine's C++ writes straight to file descriptor 2 while a connection is
+    made (a failure prints its reason there, then raises a bare error): kept in `text`, and handed on to
+    the real stderr afterwards except the engine's own `Code: ...` lines (another thread's log lines that
+    land in between are not lost)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def __enter__(self) -> _NativeStderr:
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._file = tempfile.TemporaryFile()
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode(errors="replace")
+        self._file.close()
+        rest = "".join(line for line in self.text.splitlines(keepends=True) if not line.startswith("Code: "))
+        if rest:
+            os.write(2, rest.encode())

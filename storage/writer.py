@@ -14,7 +14,8 @@ stored. A batch carries a deduplication token made from its content, so one that
 but whose acknowledgement was lost is dropped by ClickHouse when it is replayed, and each of its rows is
 a record the store keeps once (`Store.insert_record`): nothing is stored twice. A record ClickHouse
 refuses as such is set aside in the spool's `rejected/` folder. When the spool is full the writer waits
-(and the queue, then the producer, with it) instead of dropping.
+(and the queue, then the producer, with it) instead of dropping; a batch larger than the whole spool goes
+in as parts that each fit (`Spool.parts`), so it waits for room, never for a spool that could not hold it.
 
 Without a spool, a failed insert stops the writer and the failure is raised to the producer at its
 next `put` or at `close`.
@@ -154,16 +155,18 @@ class Writer:
         self._next_try = time.monotonic() + self._retry_s
 
     def _keep(self, record: Record) -> None:
-        """Append to the spool, waiting (and trying to drain it) while it is full."""
+        """Append to the spool (in parts the spool can hold, when the batch is larger than its whole cap),
+        waiting (and trying to drain it) while it is full."""
         assert self._spool is not None
-        while True:
-            try:
-                self._spool.append(record)
-                return
-            except SpoolFull:
-                _log.warning("store: the spool is full; waiting for ClickHouse before taking more")
-                time.sleep(self._retry_s)
-                self._drain(final=True)
+        for part in self._spool.parts(record):
+            while True:
+                try:
+                    self._spool.append(part)
+                    break
+                except SpoolFull:
+                    _log.warning("store: the spool is full; waiting for ClickHouse before taking more")
+                    time.sleep(self._retry_s)
+                    self._drain(final=True)
 
     def _drain(self, final: bool = False) -> None:
         """Replay the spool in order while inserts succeed (not before the retry time, unless `final`)."""

@@ -24,6 +24,11 @@ ZEEK = SHARED / "peer-traces" / "zeek"
 SQUID_PEER = SHARED / "peer-traces" / "squid"
 UT1 = SHARED / "ut1-sample" / "blacklists"
 
+# Every daemon a test starts runs clause I1's daily check on its own clock: on a school day of the demo
+# calendar after 09:31 it would record that day's iPad absences in the test's store at once. Its clock
+# starts on a Saturday instead, unless a test sets another (tests/ictwatch/test_daemon_commands.py).
+os.environ.setdefault("ICTWATCH_TEST_CLOCK", "2026-06-20T12:00:00+01:00")
+
 
 def need(path: Path) -> Path:
     """Skip the test with a reason when a folder beside the project (../shared) is absent."""

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     au.add_argument("--config", required=True, type=Path)
     au.add_argument("--requested-by", help="for `show`: the headteacher's username")
     au.add_argument("--report", type=Path, metavar="FILE", help="for `check`: a report file that was handed out")
-    au.set_defaults(func=cmd_audit)
+    au.set_defaults(func=cmd_audit, via_daemon=True)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     `audit check --report FILE`: whether the file is one the chain recorded handing out, unchanged."""
     from ictwatch import settings
     from reports.access import AUDIT_REFUSED
-    from reports.audit import verify
+    from reports.audit import AuditLog
 
     loaded = settings.load(args.config)
     data = _report_file(args) if args.action == "check" else b""
@@ -41,29 +41,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if args.action == "check":
             return _check(args.report, data, store, loaded.policy.calendar.timezone)
         if args.action == "verify":
-            rows, broken, problem = verify(store)
-            if broken is not None:
-                print(f"audit chain BROKEN at row #{broken}: {problem} ({rows} rows)")
-                return 1
-            print(f"audit chain intact: {rows} rows")
-            return 0
+            verdict = AuditLog(store, loaded.chain_files()).verify()
+            print(verdict.summary())
+            return 1 if verdict.problem else 0
         seq, chain = desk(loaded, store).read_audit(args.requested_by or "")
     finally:
         store.close()
     if chain is None:
         raise Refused(f"refused: {AUDIT_REFUSED} (audit row #{seq})")
+    from reports.words import for_terminal
+
     tz = loaded.policy.calendar.timezone
     for r in chain.with_columns(ts=chain.get_column("ts").dt.convert_time_zone(tz)).iter_rows(named=True):
-        print(f"#{r['seq']:<5} {r['ts']:%Y-%m-%d %H:%M:%S}  {r['actor']:<12} {r['action']:<11} {r['decision']:<8} "
-              f"{r['subject'] or '-':<12} {r['grounds']}; reason: {r['reason'] or '-'}")
+        print(for_terminal(f"#{r['seq']:<5} {r['ts']:%Y-%m-%d %H:%M:%S}  {r['actor']:<12} {r['action']:<11} "
+                           f"{r['decision']:<8} {r['subject'] or '-':<12} {r['grounds']}; "
+                           f"reason: {r['reason'] or '-'}"))  # the reason and subject are as typed, on the web too
     return 0
+
+
+REPORT_BYTES = 256 << 20
+"""The largest report file `audit check` reads."""
 
 
 def _report_file(args: argparse.Namespace) -> bytes:
     if args.report is None:
         raise UsageError("audit check: --report FILE: the report file to check")
+    from ictwatch import caller
+
     try:
-        return Path(args.report).read_bytes()
+        return caller.current().read_file(Path(args.report), REPORT_BYTES)
     except OSError as exc:
         raise UsageError(f"--report: {str(args.report)!r}: {exc.strerror or exc}") from None
 

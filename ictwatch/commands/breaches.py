@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--from", dest="start", type=date_option, metavar="YYYY-MM-DD")
     b.add_argument("--to", dest="end", type=date_option, metavar="YYYY-MM-DD")
     b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_breaches)
+    b.set_defaults(func=cmd_breaches, via_daemon=True)
 
 
 def cmd_breaches(args: argparse.Namespace) -> int:

@@ -7,8 +7,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reports.words import plural
+
+if TYPE_CHECKING:
+    from ictwatch import settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +36,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     loaded = settings.load(args.config)
     print(f"config: {loaded.path}")
     print(f"storage: {loaded.storage_url} (database {loaded.settings.storage.database})")
+    key, key_warning = _audit_key(loaded)
+    print(key)
     print(f"directory: {len(loaded.directory.people)} people; devices: {len(loaded.devices.devices)}; "
           f"locations: {len(loaded.network.locations)}")
     print("packet decoder: " + ("compiled (mypyc)" if collector.compiled() else
@@ -55,10 +61,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.show:
         print(json.dumps(policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
     policy_path = loaded.path.parent / loaded.settings.policy
-    warnings = never_filled(policy, policy_path) + names_people(policy, loaded.directory, policy_path)
+    warnings = never_filled(policy, policy_path) + names_people(policy, loaded.directory, policy_path) + key_warning
     sys.stdout.flush()
     for warning in warnings:
         print(f"ictwatch: warning: {warning}", file=sys.stderr, flush=True)
     print(f"OK: {loaded.path} is valid" + (f", with {plural(len(warnings), 'warning')} above" if warnings else "")
           + ("" if args.show else "; --show prints the effective policy"))
     return 0
+
+
+def _audit_key(loaded: settings.Loaded) -> tuple[str, list[str]]:
+    """(the summary's line on the audit chain's key, a warning when the service could not use it or others
+    than the service's user can read it)."""
+    import stat
+
+    from reports.audit import key_problem
+
+    path = loaded.chain_files().key
+    problem = key_problem(path)
+    if problem == "missing":
+        return f"audit key: {path}: not made yet (the service makes it when it starts; back it up then)", []
+    if problem is not None:
+        return f"audit key: {path}", [f"audit key {path}: {problem}"]
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"audit key: {path}", [f"audit key {path}: others than its owner may read it: chmod 600 it"]
+    return f"audit key: {path} (readable by its owner only)", []

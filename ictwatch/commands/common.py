@@ -68,7 +68,7 @@ def report_skips(path: Path | None, summary: str) -> None:
 
 
 def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
-    """The report use cases over `store`, its audit chain appended under the lock file beside the spool;
+    """The report use cases over `store`, its audit chain in the files the settings name;
     `explained`: each breach in a report explained (by the policy, from what the stored rows carry: the
     category lists are not read)."""
     from reports import build
@@ -77,5 +77,5 @@ def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
     from rules.categories import CategoryIndex
 
     explainer = build.explainer(loaded.engine(CategoryIndex.empty())) if explained else None
-    return Desk(store, AuditLog(store, loaded.spool_path.parent / ".ictwatch-audit.lock"), loaded.directory,
+    return Desk(store, AuditLog(store, loaded.chain_files()), loaded.directory,
                 loaded.policy, explainer, services=loaded.network.service_names())

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("activity", metavar="SOURCE_REF",
                    help="where it was seen, as stored: file.pcap#FRAME or file.log:LINE")
     x.add_argument("--kind", help="only the activity of this kind (a frame can give a DNS query and its flow)")
-    x.set_defaults(func=cmd_explain)
+    x.set_defaults(func=cmd_explain, via_daemon=True)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from ictwatch import settings
     from reports.words import for_terminal
     from rules.categories import CategoryIndex
-    from rules.explain import explain
+    from rules.explain import explain_lines
 
     loaded = settings.load(args.config)
     store = loaded.open_store()
@@ -36,6 +36,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     engine = loaded.engine(CategoryIndex.empty())  # a stored row carries its categories: no lists are read
     names = {p.username: p.name for p in loaded.directory.people}
-    print(for_terminal("\n\n".join(explain(engine, rows[i : i + 1], names) for i in range(rows.height)),
-                       keep_newlines=True))
+    print("\n\n".join("\n".join(map(for_terminal, explain_lines(engine, rows[i : i + 1], names)))
+                      for i in range(rows.height)))
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ictwatch.commands.common import migrate_or_spool, say_spooled
@@ -15,26 +14,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("replay", help="run captures and logs through the policy into the store")
     r.add_argument("--config", required=True, type=Path)
     r.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    r.set_defaults(func=cmd_replay)
+    r.set_defaults(func=cmd_replay, via_daemon=True)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Replay inputs into the store and print a summary."""
-    from ictwatch import settings
+    """Replay inputs into the store and print a summary. Inside the daemon (ictwatch/control.py) the daemon
+    reads the inputs itself, and a batch the store cannot take stops the replay rather than going to the
+    spool, which is the daemon's writer's alone (a replay run again stores nothing twice)."""
+    from ictwatch import caller, settings
     from ictwatch.pipeline import replay
     from ictwatch.progress import ProgressBar
 
     loaded = settings.load(args.config)
     engine = loaded.engine()
-    store, spool = loaded.open_store(), loaded.open_spool()
+    here = caller.current()
+    store, spool = loaded.open_store(), None if here.remote else loaded.open_spool()
     try:
         migrate_or_spool(store)
-        with ProgressBar(sys.stderr) as bar:
-            summary = replay(args.inputs, engine, store, bar.follow, collector=loaded.settings.collector,
-                             spool=spool)
+        with ProgressBar(caller.stderr()) as bar:
+            summary = replay([here.path(p) for p in args.inputs], engine, store, bar.follow,
+                             collector=loaded.settings.collector, spool=spool)
     finally:
         store.close()
-        spool.close()
+        if spool is not None:
+            spool.close()
     v = summary.verdicts
     print(f"replayed {plural(len(summary.inputs), 'input')}: {plural(summary.packets, 'packet')}, "
           f"{plural(summary.observations, 'observation')}")

@@ -1,5 +1,6 @@
 """`ictwatch report` and `ictwatch grant`: one person's activity report, and the headteacher's one-off
-grants of one. Deciding, recording and writing are reports/requests.py's; these parse and print."""
+grants of one (one subject, one period, expiring). Deciding, recording and writing are
+reports/requests.py's; these parse and print."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ictwatch import caller
 from ictwatch.commands.common import check_period, date_option, desk
 from ictwatch.errors import Refused, UsageError
 from reports.words import plural
@@ -48,15 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--encrypt", action="store_true",
                      help="write an AES-256 ZIP for leaving the school network (clause P6); the passphrase "
                           "comes from ICTWATCH_EXPORT_PASSPHRASE")
-    rep.set_defaults(func=cmd_report)
+    rep.set_defaults(func=cmd_report, via_daemon=True)
 
-    gr = sub.add_parser("grant", help="headteacher: let one person (the network manager, say) have one report")
+    gr = sub.add_parser("grant", help="headteacher: let one person (the network manager, say) have one report of "
+                                      "one person for one period, within the policy's reports.grant_days")
     gr.add_argument("--config", required=True, type=Path)
     gr.add_argument("--by", required=True, help="the headteacher's username")
-    gr.add_argument("--to", required=True, help="who may request the report")
+    gr.add_argument("--for", dest="grantee", required=True, help="who may request the report")
     gr.add_argument("--subject", required=True, help="whose report")
+    gr.add_argument("--from", dest="start", required=True, type=date_option, metavar="YYYY-MM-DD")
+    gr.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
     gr.add_argument("--reason", required=True)
-    gr.set_defaults(func=cmd_grant)
+    gr.set_defaults(func=cmd_grant, via_daemon=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -89,20 +94,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     if to_stdout:
         sys.stdout.buffer.write(got.data)
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(got.data)
+    try:
+        written = caller.current().write_file(args.output, got.data)  # the caller's file, 0600
+    except OSError as exc:
+        raise UsageError(f"-o: {str(args.output)!r}: {exc.strerror or exc} (the report was granted as audit row "
+                         f"#{got.seq}, and is not written)") from None
     report = got.report
     print(f"report for {args.user}: {plural(len(report.breaches), 'breach')}, {plural(len(report.visits), 'visit')} "
           f"({plural(report.total_activities, 'activity', 'activities')})")
-    print(f"written to {args.output.resolve()}")
+    print(f"written to {written}")
     print(f"sha256 {got.sha256}; audit row #{got.seq}")
     return 0
 
 
 def _export_passphrase() -> str:
-    import os
-
-    passphrase = os.environ.get("ICTWATCH_EXPORT_PASSPHRASE", "")
+    passphrase = caller.current().env("ICTWATCH_EXPORT_PASSPHRASE")
     if len(passphrase) < 12:
         raise ConfigError("ICTWATCH_EXPORT_PASSPHRASE", "passphrase", "(withheld)",
                           "set it to a passphrase of at least 12 characters to encrypt an export")
@@ -110,17 +116,21 @@ def _export_passphrase() -> str:
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    """Record the headteacher's one-off grant of one person's report to someone else (refused otherwise)."""
+    """Record the headteacher's one-off grant of one person's report for one period to someone else
+    (refused otherwise)."""
     from ictwatch import settings
 
+    check_period(args.start, args.end)
     loaded = settings.load(args.config)
     store = loaded.open_store()
     try:
         store.migrate()
-        allowed, seq = desk(loaded, store).grant(args.by, args.to, args.subject, args.reason)
+        decision, seq = desk(loaded, store).grant(args.by, args.grantee, args.subject, args.reason, args.start,
+                                                  args.end)
     finally:
         store.close()
-    if not allowed:
-        raise Refused(f"refused: only the headteacher may grant, with a reason (audit row #{seq})")
-    print(f"grant #{seq}: {args.to} may request one report of {args.subject}")
+    if not decision.granted:
+        raise Refused(f"refused: {decision.grounds} (audit row #{seq})")
+    print(f"grant #{seq}: {args.grantee} may request one report of {args.subject} for {args.start} to {args.end}, "
+          f"within {plural(loaded.policy.reports.grant_days, 'day')}")
     return 0

@@ -13,6 +13,7 @@ from rules.config import ConfigError
 
 if TYPE_CHECKING:
     from ictwatch import settings
+    from ictwatch.control import Runner
     from rules.engine import Engine
 
 
@@ -29,12 +30,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: live capture through the policy into the store, with the report web page and the
     metrics and health endpoint beside it, until SIGTERM or SIGINT (then what is pending is stored or
     spooled). SIGHUP reloads the configuration, policy, directory, register and lists between two batches;
-    if they fail to load, the ones in force stay and the failure is logged and shown in the metrics."""
+    if they fail to load, the ones in force stay and the failure is logged and shown in the metrics. The
+    commands that need the store run inside it, through its command socket (ictwatch/control.py), and it
+    runs clause I1's iPad check each school day itself."""
     import signal
     import threading
 
     from collector.capture.live import CaptureToolError, LiveCaptureSource
     from ictwatch import settings, status
+    from ictwatch.commands.ipads import clock, daily
+    from ictwatch.commands.spool import in_daemon
     from ictwatch.commands.web import web_server
     from ictwatch.metrics import RELOAD_SUCCESS, policy_in_force
     from ictwatch.pipeline import run_live
@@ -54,7 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         capture_filter = line_rate_filter(cfg.capture_filter)
     source = LiveCaptureSource(interface, capture_filter, cfg.capture_tool, pipe=pipe)
-    hangup = threading.Event()
+    hangup, stopping = threading.Event(), threading.Event()
+    in_force = [loaded]
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: source.stop())
     signal.signal(signal.SIGHUP, lambda *_: hangup.set())
@@ -64,12 +70,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             return None
         hangup.clear()
         try:
-            fresh = settings.load(args.config).engine()
+            again = settings.load(args.config)
+            fresh = again.engine()
         except (ConfigError, OSError) as exc:
             RELOAD_SUCCESS.set(0)
             logging.getLogger("ictwatch").error("reload refused, the configuration in force stays: %s", exc)
             return None
         policy_in_force(fresh.version)
+        in_force[0] = again
         logging.getLogger("ictwatch").warning("reloaded: policy %s (was %s)", fresh.version, current.version)
         return fresh
 
@@ -78,12 +86,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     servers: list[tuple[Any, Any]] = []
     try:
         migrate_or_spool(store)
+        in_daemon(spool)
+        servers.append((_control(loaded, lambda argv: args.in_daemon(argv, args.config)), None))
         servers.append((status.serve(loaded.settings.metrics.listen), None))
         print(f"metrics and health on http://{loaded.settings.metrics.listen}/", file=sys.stderr, flush=True)
         if not args.no_web:
             servers.append(web_server(loaded))
         for server, _ in servers:
             threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=daily, args=(lambda: in_force[0], stopping, clock()), daemon=True,
+                         name="ipad-check").start()
         print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
         flows = None
         if cfg.line_rate and cfg.flow_source == "conntrack":
@@ -96,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ictwatch: {exc}", file=sys.stderr)
         return 1
     finally:
+        stopping.set()
         for server, app in servers:
             server.shutdown()
             server.server_close()
@@ -108,6 +121,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     say_spooled(summary.spooled, loaded)
     return 0
 
+def _control(loaded: settings.Loaded, runner: Runner) -> Any:
+    """The command socket, running each caller's command with `runner` (`cli.in_daemon`)."""
+    from ictwatch.control import ControlServer
+
+    path = loaded.socket_path
+    try:
+        server = ControlServer(path, runner)
+    except OSError as exc:
+        raise ConfigError(loaded.path, "control.socket", str(path), exc.strerror or str(exc)) from None
+    print(f"commands on {path}", file=sys.stderr, flush=True)
+    return server
 
 
 def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:

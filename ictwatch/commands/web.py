@@ -25,7 +25,7 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
     """(server, app) for the report web page as configured; TLS unless it listens on loopback only."""
     from ictwatch.settings import on_loopback, split_listen
     from reports.accounts import Accounts
-    from reports.web import WebApp, serve
+    from reports.web import Limits, WebApp, serve
 
     web = loaded.settings.web
     host, port = split_listen(web.listen)
@@ -37,10 +37,12 @@ def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
         raise ConfigError(loaded.path, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
     store = loaded.open_store()
     store.migrate()
-    app = WebApp(desk(loaded, store, explained=True), Accounts(loaded.path.parent / web.accounts),
+    cases = desk(loaded, store, explained=True)
+    cases.audit.prepare()  # the chain's key made at first start, or a clear stop when it cannot be read
+    app = WebApp(cases, Accounts(loaded.path.parent / web.accounts),
                  web.session_idle_minutes, loaded.open_spool, loaded.lists_path, len(loaded.categories))
     print(f"report web page on {'https' if tls else 'http'}://{web.listen}/", file=sys.stderr, flush=True)
-    return serve(app, host, port, tls), app
+    return serve(app, host, port, tls, Limits(web.request_timeout_s, web.max_connections)), app
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -271,15 +271,16 @@ def test_a_listen_address_that_is_not_one_is_a_config_error(tmp_path, listen, wh
 
 
 def test_check_says_ok_in_a_short_summary():
-    """Eight lines: where things are, what was loaded, the categories no list feeds (the UK SIC ones the
-    school did not map: policy.yaml), the policy, and one OK line last."""
+    """Nine lines: where things are (the audit chain's key among them), what was loaded, the categories no
+    list feeds (the UK SIC ones the school did not map: policy.yaml), the policy, and one OK line last."""
     proc = run_cli("check", "--config", CONFIG, check=True)
     lines = proc.stdout.splitlines()
-    assert len(lines) == 8 and proc.stderr == ""
-    assert lines[2] == "directory: 11 people; devices: 14; locations: 5"
-    assert lines[5] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
-    assert lines[6].endswith(": The Valley School, 20 rules, 1 waiver")
-    assert lines[7] == f"OK: {CONFIG} is valid; --show prints the effective policy"
+    assert len(lines) == 9 and proc.stderr == ""
+    assert lines[2].startswith("audit key: ")
+    assert lines[3] == "directory: 11 people; devices: 14; locations: 5"
+    assert lines[6] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
+    assert lines[7].endswith(": The Valley School, 20 rules, 1 waiver")
+    assert lines[8] == f"OK: {CONFIG} is valid; --show prints the effective policy"
 
 
 def test_check_show_prints_the_effective_policy():
@@ -492,4 +493,4 @@ def test_text_for_the_terminal_escapes_control_characters_only():
     from reports.words import for_terminal
 
     assert for_terminal("café\tbar\x9b\x7f\nnext") == "café\\x09bar\\x9b\\x7f\\x0anext"
-    assert for_terminal("line one\nline two", keep_newlines=True) == "line one\nline two"
+    assert for_terminal("a\u2028b\u202ec\u2066d\u200fe\u00e9") == "a\\u2028b\\u202ec\\u2066d\\u200fe\u00e9"

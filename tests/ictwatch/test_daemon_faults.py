@@ -33,9 +33,9 @@ def mix(tmp_path_factory) -> Path:
 
 class Daemon:
     """`ictwatch run` reading a FIFO, with its metrics on a port of its own; `extra` collector lines go into
-    the configuration the first Daemon in `tmp` writes (a restart keeps it)."""
+    the configuration the first Daemon in `tmp` writes (a restart keeps it); `env` adds to its environment."""
 
-    def __init__(self, tmp: Path, extra: str = "") -> None:
+    def __init__(self, tmp: Path, extra: str = "", env: dict[str, str] | None = None) -> None:
         self.fifo, self.port = tmp / "capture.fifo", free_port()
         if not self.fifo.exists():
             os.mkfifo(self.fifo)
@@ -45,7 +45,7 @@ class Daemon:
                           + extra)
         text = re.sub(r"\nmetrics:.*", "", self.config.read_text(), flags=re.S)
         self.config.write_text(text + f"\nmetrics:\n  listen: 127.0.0.1:{self.port}\n")
-        env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}"}
+        env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}", **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "ictwatch.cli", "run", "--config", str(self.config),
                                       "--no-web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=env, cwd=ROOT)

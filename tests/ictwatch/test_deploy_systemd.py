@@ -15,8 +15,7 @@ import pytest
 from tests.conftest import ROOT
 
 SYSTEMD = ROOT / "deploy" / "systemd"
-NAMES = ("ictwatch.service", "ictwatch-capture.service", "ictwatch-ipads.service", "ictwatch-ipads.timer",
-         "ictwatch-lists.service", "ictwatch-lists.timer")
+NAMES = ("ictwatch.service", "ictwatch-capture.service", "ictwatch-lists.service", "ictwatch-lists.timer")
 
 
 def unit(name: str) -> configparser.ConfigParser:

@@ -13,7 +13,7 @@ import pytest
 
 from ictwatch import settings
 from reports import access
-from reports.audit import AuditLog, Entry, verify
+from reports.audit import AuditLog, ChainFiles, Entry
 from reports.seal import check
 from storage.store import Store
 from tests.conftest import SCHOOL_DAY, run_cli
@@ -50,7 +50,8 @@ MATRIX = [
 def log(tmp_path):
     store = Store(f"chdb://{tmp_path / 'store'}", "t")
     store.migrate()
-    yield AuditLog(store, tmp_path / "audit.lock"), store
+    files = ChainFiles(tmp_path / "audit.lock", tmp_path / "audit.key", tmp_path / "audit.head", tmp_path / "x.yaml")
+    yield AuditLog(store, files), store
     store.close()
 
 
@@ -64,7 +65,7 @@ def test_permission_matrix_with_an_audit_row_for_every_attempt(log):
     rows = store.audit()
     assert rows.height == len(MATRIX)
     assert rows.get_column("decision").to_list() == ["granted" if m[4] else "refused" for m in MATRIX]
-    assert verify(store) == (len(MATRIX), None, "")
+    assert audit.verify() == (len(MATRIX), None, "")
 
 
 def test_the_reporting_chain_when_the_policy_allows_it():
@@ -76,12 +77,13 @@ def test_tampering_with_the_audit_is_evident(log):
     audit, store = log
     for who in ("hmorgan", "dpatel", "jcarter"):
         audit.append(Entry(who, "", "report", "granted", "g", "r", "sokafor"))
-    assert verify(store)[1] is None
+    assert audit.verify()[1] is None
     store._client.command("ALTER TABLE t.report_audit UPDATE reason = 'nothing to see' WHERE seq = 2 "
                           "SETTINGS mutations_sync = 1")
-    assert verify(store)[1:] == (2, "its contents do not match its hash (changed after it was written)")
+    assert audit.verify()[1:] == (2, "not signed with the audit key: changed after it was written, or written by "
+                                     "someone without the key")
     store._client.command("ALTER TABLE t.report_audit DELETE WHERE seq = 2 SETTINGS mutations_sync = 1")
-    assert verify(store)[1:] == (2, "row 2 is missing (found 3 in its place)")
+    assert audit.verify()[1:] == (2, "row 2 is missing (found 3 in its place)")
 
 
 def test_the_command_refuses_grants_once_and_records_everything(tmp_path):
@@ -92,10 +94,10 @@ def test_the_command_refuses_grants_once_and_records_everything(tmp_path):
            "--requested-by", "gwilliams", "--reason", "laptop suspected of malware", "--format", "json"]
     refused = run_cli(*ask, store=store)
     assert refused.returncode == 3 and "refused: network manager" in refused.stderr and refused.stdout == ""
-    assert run_cli("grant", "--config", config, "--by", "dpatel", "--to", "gwilliams", "--subject", "jcarter",
-                   "--reason", "r", store=store).returncode == 3  # only the headteacher grants
-    run_cli("grant", "--config", config, "--by", "hmorgan", "--to", "gwilliams", "--subject", "jcarter",
-            "--reason", "malware investigation", store=store, check=True)
+    grant = ["grant", "--config", config, "--for", "gwilliams", "--subject", "jcarter", "--from", "2026-06-16", "--to",
+             "2026-06-16"]
+    assert run_cli(*grant, "--by", "dpatel", "--reason", "r", store=store).returncode == 3  # the headteacher only
+    run_cli(*grant, "--by", "hmorgan", "--reason", "malware investigation", store=store, check=True)
     out = tmp_path / "r.json"
     granted = run_cli(*ask, "-o", out, store=store, check=True)
     text = out.read_text()
@@ -137,7 +139,7 @@ def test_an_encrypted_export_opens_in_7zip(tmp_path):
     assert wrong.returncode != 0
     subprocess.run([seven, "x", f"-p{secret}", f"-o{tmp_path / 'x'}", str(out)], check=True, capture_output=True)
     (html,) = (tmp_path / "x").iterdir()
-    assert html.name == "report-sokafor-2026-06-16-2026-06-16.html" and check(html.read_text()) is not None
+    assert html.name == "report.html" and check(html.read_text()) is not None
     short = run_cli("report", "--config", config, "--user", "sokafor", "--from", "2026-06-16", "--to", "2026-06-16",
                     "--requested-by", "dpatel", "--reason", "review", "--encrypt", "-o", out, store=store,
                     env={"ICTWATCH_EXPORT_PASSPHRASE": "short"})

@@ -34,7 +34,7 @@ from ictwatch import cli, logs, settings
 from ictwatch.commands.web import web_server
 from reports import build
 from reports.accounts import Accounts
-from reports.audit import verify
+from reports.audit import AuditLog
 from storage.store import Store
 from tests.conftest import SCHOOL_DAY, free_port, run_cli, school_config
 
@@ -85,8 +85,9 @@ def granted_store(tmp_path_factory):
     store = tmp / "store"
     run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", SCHOOL_DAY / "school-day.pcap", store=store,
             check=True)
-    run_cli("grant", "--config", SCHOOL_DAY / "ictwatch.yaml", "--by", "hmorgan", "--to", "gwilliams", "--subject",
-            "jcarter", "--reason", "malware investigation", store=store, check=True)
+    run_cli("grant", "--config", SCHOOL_DAY / "ictwatch.yaml", "--by", "hmorgan", "--for", "gwilliams", "--subject",
+            "jcarter", "--from", "2026-06-16", "--to", "2026-06-16", "--reason", "malware investigation", store=store,
+            check=True)
     return store
 
 
@@ -94,8 +95,8 @@ def granted_store(tmp_path_factory):
 def test_one_grant_asked_for_twice_at_once_is_spent_once(granted_store, tmp_path, monkeypatch, first, patience):
     """`patience`: how long the first request is held in building for the second, which needs longer to get
     there when it is the command (it loads the configuration and the policy engine first)."""
-    store = tmp_path / "store"
-    shutil.copytree(granted_store, store, symlinks=True)  # the store links its databases to their folders
+    shutil.copytree(granted_store.parent, tmp_path / "granted", symlinks=True)  # with the chain's key and head;
+    store = tmp_path / "granted" / "store"  # and the store links its databases to their folders
     port = free_port()
     config = school_config(tmp_path / "school", f"web:\n  listen: 127.0.0.1:{port}\n  accounts: accounts.json\n")
     Accounts(config.parent / "accounts.json").set("gwilliams", PASSWORD)
@@ -155,7 +156,7 @@ def test_one_grant_asked_for_twice_at_once_is_spent_once(granted_store, tmp_path
     db = Store(f"chdb://{store}")
     try:
         rows = db.audit().select("seq", "action", "decision", "uses_grant", "grounds").rows()
-        checked = verify(db)
+        checked = AuditLog(db, settings.load(config).chain_files()).verify()
     finally:
         db.close()
     assert rows == [(1, "grant", "granted", 0, "headteacher"),

@@ -39,7 +39,11 @@ def edit(path, old, new):
         ("policy.yaml", "timezone: Europe/London", "timezone: Europe/Londres", "calendar.timezone", "Europe/Londres"),
         ("policy.yaml", "kind: [flow]", "kind: [flows]", "rules[3].when.all[0].kind", None),
         ("policy.yaml", "- category: [webmail]", "- category: [webmale]", "rules[2].when", "webmale"),
+        ("policy.yaml", "- host: [mis.valleyschool.example]", "- host: []", "rules[14].when.all[1]", None),
+        ("policy.yaml", "- not: {host: [valleyschool.sharepoint.com]}", "- any: []", "rules[18].when.all[3]", None),
         ("ictwatch.yaml", "policy: policy.yaml", "policy: policy.yaml\npolcy: x", "polcy", "x"),
+        ("ictwatch.yaml", "  database: ictwatch", "  database: ictwatch\n  spool_max_bytes: 5000",
+         "storage.spool_max_bytes", "5000"),
     ],
 )
 def test_errors_name_file_field_and_value(school, file, old, new, field, value):

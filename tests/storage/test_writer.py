@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from storage.errors import StoreUnavailable
 from storage.store import Store, Stored
 from storage.writer import Writer
 from tests.conftest import free_port
@@ -36,11 +37,12 @@ def test_without_a_spool_a_failed_insert_reaches_the_producer():
     """A real failure: nothing listens at the store's address, so the insert is refused."""
     writer = Writer(Store(f"http://127.0.0.1:{free_port()}", "t", timeout_s=2))
     writer.put(activities(3))
-    with pytest.raises(OperationalError):
+    with pytest.raises(StoreUnavailable) as failed:
         for _ in range(50):  # the failure arrives with a later put, or at close
             writer.put(activities(1))
             time.sleep(0.02)
         writer.close()
+    assert isinstance(failed.value.__cause__, OperationalError)
 
 
 def test_backpressure_with_a_fake_slow_store():

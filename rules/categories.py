@@ -173,7 +173,7 @@ class CategoryIndex:
     def _host_bits(self, hosts: pl.Series) -> np.ndarray:
         """The OR of the list bits of each host's candidates.
 
-        The host is the first candidate; each next one drops the leading label (a `find` and a slice per
+        The host is the first candidate; each next one drops the leading label (one pattern replacement per
         host and level, on the hosts that still have a dot). A candidate that is a public suffix (an exact
         PSL rule, or a label under a `*.` rule that no `!` rule excepts) is not looked up."""
         level = hosts.cast(pl.String).str.to_lowercase().str.strip_chars(".").fill_null("")
@@ -181,10 +181,11 @@ class CategoryIndex:
         rows = np.arange(len(level))
         here = _Sorted(_hashes(level))
         while len(level):
-            dot = level.str.find(".", literal=True)
-            more = dot.is_not_null()  # `find` gives null where there is no dot
+            more = level.str.contains(".", literal=True)
             keep = more.to_numpy()
-            parent = pl.select(pl.when(more).then(level.str.slice(dot + 1))).to_series().filter(more)
+            # by pattern, not by `find` and `slice`: polars 2.1's `find` counts bytes where `slice` counts
+            # characters, so a name with a multi-byte character lost its parents there
+            parent = level.filter(more).str.replace(r"^[^.]*\.", "")
             above = _Sorted(_hashes(parent))
             under_wild = np.zeros(len(level), bool)
             under_wild[keep] = above.find(self._wild) >= 0

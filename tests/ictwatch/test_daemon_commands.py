@@ -117,7 +117,7 @@ def test_grant_audit_verify_and_show_while_the_daemon_runs(daemon):
     seq = int(re.fullmatch(r"grant #(\d+): gwilliams may request one report of sokafor for 2026-06-15 to "
                            r"2026-06-19, within 7 days\n", proc.stdout).group(1))
     refused = command(config, "grant", "--by", "jcarter", *GRANT[2:], "--reason", "x")
-    assert refused.returncode == 3 and "refused: only the headteacher may grant" in refused.stderr
+    assert refused.returncode == 3 and "refused: only the headteacher gives one-off grants" in refused.stderr
     verify = command(config, "audit", "verify")
     assert verify.returncode == 0 and re.fullmatch(r"audit chain intact: (\d+) rows\n", verify.stdout), verify.stderr
     assert int(verify.stdout.split()[3]) >= seq + 1

@@ -28,6 +28,15 @@ def test_host_and_every_parent_domain():
     assert lookup(idx, None) == []
 
 
+def test_a_label_with_multibyte_characters_keeps_its_parents():
+    """A name off the wire need not be ASCII (a hostile SNI or CONNECT host): its parents are still found,
+    however many bytes its characters take (polars 2.1 lost them: its `find` counted bytes, `slice` chars)."""
+    idx = bundled()
+    assert lookup(idx, "\u202e\x1b[31mwww.instagram.com") == ["social_networks"]
+    assert lookup(idx, "ñandú.é.instagram.com") == ["social_networks"]
+    assert lookup(idx, "instagram.ñandú") == []
+
+
 def test_white_list_clears_black():
     idx = bundled()
     assert lookup(idx, "hot-videos.example") == ["pornography"]

@@ -130,14 +130,14 @@ class LogLineSource(_FileSource):
                     continue
                 try:
                     emit(self._parse(line, f"{name}:{number}"))
-                except ValueError:
-                    self.skips.skip(self._skip_reason, f"{name}:{number}")
+                except ValueError as exc:
+                    self.skips.refused(exc, self._skip_reason, f"{name}:{number}")
 
     def _read_chunks(self, batch: BatchReader, sink: BatchSink) -> int:
         """Parse the whole log with `batch`, in chunks straight into observation frames; returns rows."""
         name = self.path.name
         try:
-            return batch(self._stream, name, sink, lambda n: self.skips.skip(self._skip_reason, f"{name}:{n}"),
+            return batch(self._stream, name, sink, lambda reason, n: self.skips.skip(reason, f"{name}:{n}"),
                          lambda: self._stop.set)
         finally:
             self._stream.close()

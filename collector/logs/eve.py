@@ -68,7 +68,9 @@ class EveSource:
                 ref = f"{self.path.name}:{number}"
                 try:
                     self._event(json.loads(line), ref, emit)
-                except (ValueError, KeyError, TypeError, AttributeError):
+                except ValueError as exc:
+                    self.skips.refused(exc, BAD_EVE_RECORD, ref)
+                except (KeyError, TypeError, AttributeError):
                     self.skips.skip(BAD_EVE_RECORD, ref)
         for obs in self._queries.values():
             emit(obs)

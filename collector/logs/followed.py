@@ -58,8 +58,8 @@ class Followed:
                 ref = f"{name}@{position.generation}:{position.offset}"  # where the line ends, as positions grow
                 try:
                     found.extend(self.parse(raw.decode("utf-8", "replace"), ref))
-                except ValueError:
-                    skips.skip(self.skip_reason, ref)
+                except ValueError as exc:
+                    skips.refused(exc, self.skip_reason, ref)
             mark = self.follower.mark(lines[-1][0])
             if found:
                 submit(to_table(found), lambda m=mark: self.keep(m))

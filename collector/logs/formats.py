@@ -51,9 +51,9 @@ LineParser = Callable[[str, str], Observation]
 FollowParser = Callable[[str, str], list[Observation]]
 """One line of a followed log (and its reference) → the observations it gives (a lease record may take
 several lines and give its observation on the last)."""
-BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[int], None], Callable[[], bool]], int]
-"""`read(stream, name, sink, bad, stopped)`: the whole log parsed a chunk at a time into observation frames
-handed to `sink`, each refused line's number to `bad`, until `stopped()`; returns the rows."""
+BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[str, int], None], Callable[[], bool]], int]
+"""`read(stream, name, sink, skip, stopped)`: the whole log parsed a chunk at a time into observation frames
+handed to `sink`, each refused line's reason and number to `skip`, until `stopped()`; returns the rows."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ FORMATS: tuple[Format, ...] = (
         "squid", "Squid's native access log",
         "Squid's native access log (`logformat squid`). Recognised by a first line in that format. Replayed a "
         "chunk at a time in polars (`collector/logs/squid_batch.py`), with the same fields as the line parser.",
-        _parses(parse_line), "bad_squid_line", line=_same(parse_line), batch=squid_batch.run_chunks),
+        _parses(parse_line), squid_batch.BAD_SQUID_LINE, line=_same(parse_line), batch=squid_batch.run_chunks),
     Format(
         "squid-common", "Squid's common or combined log",
         "Squid's `common` and `combined` formats (the web server layout, with Squid's action and hierarchy "

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from collector.observation import Observation
+from collector.observation import Observation, checked_time
 from collector.skips import SkipCounter
 
 BAD_LEASE = "bad_lease"
@@ -64,7 +64,7 @@ def dnsmasq_lease(line: str, ref: str) -> Observation:
     mac = parts[1].lower()
     if not _MAC.match(mac):
         raise ValueError(f"bad MAC: {mac[:30]!r}")
-    end = dt.datetime.fromtimestamp(int(parts[0]), _UTC)
+    end = dt.datetime.fromtimestamp(checked_time(int(parts[0]) * 1_000_000) // 1_000_000, _UTC)
     host = None if parts[3] == "*" else parts[3]
     return _ack(end - dt.timedelta(seconds=DNSMASQ_LEASE_S), end, parts[2], mac, host, ref, "dnsmasq")
 
@@ -110,8 +110,8 @@ class LeaseFileSource:
                 ref = f"{self.path.name}#lease{number}"
                 try:
                     obs = isc_lease(match.group(1), match.group(2), ref)
-                except ValueError:
-                    self.skips.skip(BAD_LEASE, ref)
+                except ValueError as exc:
+                    self.skips.refused(exc, BAD_LEASE, ref)
                     continue
                 if obs is not None:
                     emit(obs)
@@ -120,8 +120,8 @@ class LeaseFileSource:
             if line.strip() and not line.startswith("#"):
                 try:
                     emit(dnsmasq_lease(line, f"{self.path.name}:{number}"))
-                except ValueError:
-                    self.skips.skip(BAD_LEASE, f"{self.path.name}:{number}")
+                except ValueError as exc:
+                    self.skips.refused(exc, BAD_LEASE, f"{self.path.name}:{number}")
 
     def stop(self) -> None:
         """Lease files are read whole; nothing to stop."""

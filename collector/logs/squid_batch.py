@@ -28,9 +28,11 @@ import pyarrow.compute as pc
 
 from collector.filetypes import MAX_NAME, PACKAGE_NAMES, content_extension
 from collector.logs.refusal import refused
-from collector.observation import OBSERVATION_SCHEMA, Observation
+from collector.observation import EARLIEST_US, LATEST_US, OBSERVATION_SCHEMA, TIME_OUT_OF_RANGE, Observation
 
 CHUNK = 8 << 20
+BAD_SQUID_LINE = "bad_squid_line"
+"""The skip reason of a line that is not in Squid's native format."""
 
 _LINE = (r"^\s*(?P<ts>\d+(?:\.\d*)?|\.\d+)\s+(?P<elapsed>-?\d+)\s+(?P<client>[0-9A-Fa-f:.]+)\s+"
          r"(?P<action>[^/\s]*)/(?P<status>\d+)\s+(?P<size>\d+)\s+(?P<method>\S+)\s+(?P<url>\S+)\s+"
@@ -67,9 +69,10 @@ def chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[tuple[int, bytes]]:
         first += block.count(b"\n")
 
 
-def parse_chunk(block: bytes, first: int, name: str) -> tuple[pl.DataFrame, list[int]]:
-    """Observation table for the lines of `block` (numbered from `first`), and the numbers of the bad
-    lines. Blank lines are neither.
+def parse_chunk(block: bytes, first: int, name: str) -> tuple[pl.DataFrame, list[int], list[int]]:
+    """Observation table for the lines of `block` (numbered from `first`), the numbers of the bad lines, and
+    those of the lines whose time the store cannot hold (`collector.observation.TimeOutOfRange`). Blank
+    lines are none of them.
 
     Lines are split into fields at whitespace, a run of it counting as one (Squid pads the elapsed
     time), by `_split_plain` for a block of printable ASCII (Squid escapes URLs: its logs are) and by
@@ -89,7 +92,7 @@ def parse_chunk(block: bytes, first: int, name: str) -> tuple[pl.DataFrame, list
         "n", ts=f[0], elapsed=f[1], client=f[2], action=action_status.struct.field("field_0"),
         status=action_status.struct.field("field_1"), size=f[4], method=f[5], url=f[6], user=f[7], hierarchy=f[8],
         ctype=f[9])
-    return _observations(good, name), bad
+    return _dated(good, name, bad)
 
 
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
@@ -120,7 +123,7 @@ def _fields(lines: pl.DataFrame, split: pl.Expr) -> pl.DataFrame:
         "n", *(pl.col("f").list.get(i, null_on_oob=True).alias(f"field_{i}") for i in range(10)))
 
 
-def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame, list[int]]:
+def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame, list[int], list[int]]:
     """`parse_chunk` for lines already decoded, with one regular expression per line (slower: used for a
     block that holds a NUL byte)."""
     df = pl.DataFrame({"line": lines}, schema={"line": pl.String}).with_row_index("n", offset=first)
@@ -128,7 +131,15 @@ def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame,
     fields = df.with_columns(f=pl.col("line").str.extract_groups(_LINE)).unnest("f")
     bad = fields.filter(pl.col("ts").is_null()).get_column("n").to_list()
     good = fields.filter(pl.col("ts").is_not_null())
-    return _observations(good, name), bad
+    return _dated(good, name, bad)
+
+
+def _dated(good: pl.DataFrame, name: str, bad: list[int]) -> tuple[pl.DataFrame, list[int], list[int]]:
+    """`parse_chunk`'s answer for the lines of good shape (`good`) and the bad ones: those dated where the store
+    can hold them become observations, the others are listed apart, as `seconds_to_us` refuses them."""
+    dated = pl.col("ts").cast(pl.Float64).is_between(EARLIEST_US / 1e6, LATEST_US / 1e6)
+    late = good.filter(~dated).get_column("n").to_list()
+    return _observations(good.filter(dated), name), bad, late
 
 
 def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -242,10 +253,10 @@ WORKERS = min(4, os.cpu_count() or 1)
 piece that most string operations walk on a single core."""
 
 
-def parsed_chunks(stream: BinaryIO, name: str) -> Iterator[tuple[pl.DataFrame, list[int]]]:
+def parsed_chunks(stream: BinaryIO, name: str) -> Iterator[tuple[pl.DataFrame, list[int], list[int]]]:
     """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order."""
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="squid-parse") as pool:
-        pending: deque[Future[tuple[pl.DataFrame, list[int]]]] = deque()
+        pending: deque[Future[tuple[pl.DataFrame, list[int], list[int]]]] = deque()
         for first, block in chunks(stream):
             pending.append(pool.submit(parse_chunk, block, first, name))
             if len(pending) > WORKERS:
@@ -255,15 +266,17 @@ def parsed_chunks(stream: BinaryIO, name: str) -> Iterator[tuple[pl.DataFrame, l
 
 
 def run_chunks(stream: BinaryIO, name: str, sink: Callable[[pl.DataFrame], None],
-               bad: Callable[[int], None], stopped: Callable[[], bool]) -> int:
-    """Parse a whole log: each chunk's table goes to `sink`, each bad line number to `bad`. Returns rows.
-    The next chunks are parsed while `sink` works on one."""
+               skip: Callable[[str, int], None], stopped: Callable[[], bool]) -> int:
+    """Parse a whole log: each chunk's table goes to `sink`, each skipped line's reason and number to `skip`.
+    Returns rows. The next chunks are parsed while `sink` works on one."""
     rows = 0
-    for table, bad_lines in parsed_chunks(stream, name):
+    for table, bad_lines, late in parsed_chunks(stream, name):
         if stopped():
             break
         for number in bad_lines:
-            bad(number)
+            skip(BAD_SQUID_LINE, number)
+        for number in late:
+            skip(TIME_OUT_OF_RANGE, number)
         if table.height:
             sink(table)
             rows += table.height

@@ -28,12 +28,12 @@ def reference(lines: list[str], name: str) -> tuple[list[dict], list[int]]:
 
 
 def vectorised(lines: list[str], name: str) -> tuple[list[dict], list[int]]:
-    table, bad = parse_chunk(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), 1, name)
+    table, bad, late = parse_chunk(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), 1, name)
     rows = []
     for row in table.to_dicts():
         row["ts"] = row["ts"].isoformat().replace("+00:00", "Z")
         rows.append({k: row["ts" if k == "ts_us" else k] for k in FIELD_NAMES if k != "ts_us"} | {"ts": row["ts"]})
-    return rows, bad
+    return rows, sorted(bad + late)
 
 
 def compare(lines: list[str], name: str) -> int:

@@ -10,16 +10,14 @@ the source carries on. Every source, the live capture's too, is a `Source`.
 from __future__ import annotations
 
 import functools
-import gzip
-import io
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
 from collector.logs.formats import FORMATS, BatchReader, Format, Head, LineParser, detect
+from collector.logs.lines import LINE_TOO_LONG, is_blank, lines, open_unzipped
 from collector.observation import Emit
 from collector.packet.flows import ConsumerFailed
 from collector.packet.packets import PacketDecoder, Stop, decode_frames
@@ -35,16 +33,6 @@ class InputError(Exception):
     """An input that cannot be read at all: missing, unreadable, or of no format ictwatch knows."""
 
 
-def _open_binary(path: Path) -> tuple[io.BufferedReader, BinaryIO]:
-    """(stream to decode, underlying file for progress); gzip is unwrapped."""
-    raw = open(path, "rb")  # noqa: SIM115 - the source owns and closes it
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20), raw  # type: ignore[arg-type]
-    raw.seek(0)
-    return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type]
-
-
 class _FileSource:
     """What file sources share: the open stream (gzip unwrapped), skip counts, progress, `stop()`."""
 
@@ -53,7 +41,7 @@ class _FileSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.skips = SkipCounter()
-        self._stream, raw = _open_binary(path)
+        self._stream, raw = open_unzipped(path)
         self.progress = Progress(raw, os.path.getsize(path))
         self._stop = Stop()  # one flag, read by the compiled frame loop and by the log readers
 
@@ -119,17 +107,16 @@ class LogLineSource(_FileSource):
             self.run_batches = functools.partial(self._read_chunks, batch)
 
     def run(self, emit: Emit) -> None:
-        """Emit one observation per good line; count and skip the rest."""
+        """Emit one observation per good line; count and skip the rest (a line over `lines.MAX_LINE` too)."""
         name = self.path.name
-        # Lines end at \n only, so `access.log:N` is the line `sed -n Np` shows even if a line holds a \r.
-        with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace", newline="\n") as text:
-            for number, line in enumerate(text, 1):
+        with self._stream:
+            for number, raw in lines(self._stream, lambda n: self.skips.skip(LINE_TOO_LONG, f"{name}:{n}")):
                 if self._stop.set:
                     break
-                if not line.strip():
+                if is_blank(raw):
                     continue
                 try:
-                    emit(self._parse(line, f"{name}:{number}"))
+                    emit(self._parse(raw.decode("utf-8", "replace"), f"{name}:{number}"))
                 except ValueError as exc:
                     self.skips.refused(exc, self._skip_reason, f"{name}:{number}")
 
@@ -151,7 +138,7 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
     settings = settings or CollectorSettings()
     path = Path(path)
     try:
-        stream, _raw = _open_binary(path)
+        stream, _raw = open_unzipped(path)
         with stream:
             head = stream.peek(HEAD_BYTES)[:HEAD_BYTES]
     except OSError as exc:

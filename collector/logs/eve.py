@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.filetypes import file_ext
+from collector.logs.lines import LINE_TOO_LONG, is_blank, lines, open_unzipped
 from collector.observation import Emit, Observation
 from collector.skips import SkipCounter
 
@@ -58,16 +59,19 @@ class EveSource:
         self._address_names: dict[str, str] = {}  # address → the name a DNS answer gave it
 
     def run(self, emit: Emit) -> None:
-        """Emit observations for every event this version understands; count and skip bad lines."""
-        with self.path.open(encoding="utf-8", errors="replace", newline="\n") as lines:
-            for number, line in enumerate(lines, 1):
+        """Emit observations for every event this version understands; count and skip bad lines (and lines
+        over `lines.MAX_LINE`). A gzipped eve.json is read through gzip."""
+        name = self.path.name
+        stream, _raw = open_unzipped(self.path)
+        with stream:
+            for number, line in lines(stream, lambda n: self.skips.skip(LINE_TOO_LONG, f"{name}:{n}")):
                 if self._stopped:
                     break
-                if not line.strip():
+                if is_blank(line):
                     continue
-                ref = f"{self.path.name}:{number}"
+                ref = f"{name}:{number}"
                 try:
-                    self._event(json.loads(line), ref, emit)
+                    self._event(json.loads(line.decode("utf-8", "replace")), ref, emit)
                 except ValueError as exc:
                     self.skips.refused(exc, BAD_EVE_RECORD, ref)
                 except (KeyError, TypeError, AttributeError):

@@ -27,10 +27,12 @@ import polars as pl
 import pyarrow.compute as pc
 
 from collector.filetypes import MAX_NAME, PACKAGE_NAMES, content_extension
+from collector.logs.lines import LINE_TOO_LONG, blocks
 from collector.logs.refusal import refused
 from collector.observation import EARLIEST_US, LATEST_US, OBSERVATION_SCHEMA, TIME_OUT_OF_RANGE, Observation
 
 CHUNK = 8 << 20
+"""Bytes of log read and parsed at a time (whole lines; `collector.logs.lines.blocks` cuts them)."""
 BAD_SQUID_LINE = "bad_squid_line"
 """The skip reason of a line that is not in Squid's native format."""
 
@@ -40,33 +42,13 @@ _LINE = (r"^\s*(?P<ts>\d+(?:\.\d*)?|\.\d+)\s+(?P<elapsed>-?\d+)\s+(?P<client>[0-
 _TS = r"^(?:\d+(?:\.\d*)?|\.\d+)$"
 _URL = r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:[^@/?#]*@)?(?P<host>\[[^\]/?#]*\]|[^:/?#]*)(?::(?P<port>\d*))?"
 _IP = r"^[0-9a-fA-F:.]+$"
+_BLANK = r"^[ \t\n\v\f\r]*$"  # `lines.is_blank`: ASCII white space only (Python's `bytes.strip`)
 _SCHEME_AND_AUTHORITY = r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/]*)/.*$"  # up to the slash after the authority
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 _HAS_PATH = r"^(?:[^/?#]*://[^/?#]*)?/"  # an absolute URL with a path, or a path: what can name a file
 _QUERY = r"[?#].*$"
 _DIRECTORIES = r"^.*/"  # the path up to its last slash: what is left is the last segment, as filetypes finds it
 _EXTENSION = r"\.([A-Za-z0-9]{1,10})$"  # after the name's last dot, to its end
-
-
-def chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[tuple[int, bytes]]:
-    """(number of the first line, block) for successive pieces of the stream: whole lines, each ending in
-    a newline (one is added to a last line that has none)."""
-    rest = b""
-    first = 1
-    while True:
-        data = stream.read(size)
-        if not data:
-            if rest:
-                yield first, rest + b"\n"
-            return
-        data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        block, rest = data[: cut + 1], data[cut + 1 :]
-        yield first, block
-        first += block.count(b"\n")
 
 
 def parse_chunk(block: bytes, first: int, name: str) -> tuple[pl.DataFrame, list[int], list[int]]:
@@ -118,8 +100,8 @@ def _split_plain(block: bytes, first: int) -> pl.DataFrame:
 
 
 def _fields(lines: pl.DataFrame, split: pl.Expr) -> pl.DataFrame:
-    """The first ten of each line's fields (`split`: a list of them, null or empty for a blank line)."""
-    return lines.select("n", f=split).filter(pl.col("f").list.len() > 0).select(
+    """The first ten of each non-blank line's fields (`split`: a list of them; a line it finds none in is bad)."""
+    return lines.filter(~pl.col("line").str.contains(_BLANK)).select("n", f=split).select(
         "n", *(pl.col("f").list.get(i, null_on_oob=True).alias(f"field_{i}") for i in range(10)))
 
 
@@ -127,7 +109,7 @@ def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame,
     """`parse_chunk` for lines already decoded, with one regular expression per line (slower: used for a
     block that holds a NUL byte)."""
     df = pl.DataFrame({"line": lines}, schema={"line": pl.String}).with_row_index("n", offset=first)
-    df = df.filter(pl.col("line").str.strip_chars().str.len_chars() > 0)
+    df = df.filter(~pl.col("line").str.contains(_BLANK))
     fields = df.with_columns(f=pl.col("line").str.extract_groups(_LINE)).unnest("f")
     bad = fields.filter(pl.col("ts").is_null()).get_column("n").to_list()
     good = fields.filter(pl.col("ts").is_not_null())
@@ -253,11 +235,13 @@ WORKERS = min(4, os.cpu_count() or 1)
 piece that most string operations walk on a single core."""
 
 
-def parsed_chunks(stream: BinaryIO, name: str) -> Iterator[tuple[pl.DataFrame, list[int], list[int]]]:
-    """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order."""
+def parsed_chunks(stream: BinaryIO, name: str, too_long: Callable[[int], None],
+                  ) -> Iterator[tuple[pl.DataFrame, list[int], list[int]]]:
+    """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order; the
+    number of each line over `lines.MAX_LINE` goes to `too_long`."""
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="squid-parse") as pool:
         pending: deque[Future[tuple[pl.DataFrame, list[int], list[int]]]] = deque()
-        for first, block in chunks(stream):
+        for first, block in blocks(stream, too_long, CHUNK):
             pending.append(pool.submit(parse_chunk, block, first, name))
             if len(pending) > WORKERS:
                 yield pending.popleft().result()
@@ -270,7 +254,7 @@ def run_chunks(stream: BinaryIO, name: str, sink: Callable[[pl.DataFrame], None]
     """Parse a whole log: each chunk's table goes to `sink`, each skipped line's reason and number to `skip`.
     Returns rows. The next chunks are parsed while `sink` works on one."""
     rows = 0
-    for table, bad_lines, late in parsed_chunks(stream, name):
+    for table, bad_lines, late in parsed_chunks(stream, name, lambda number: skip(LINE_TOO_LONG, number)):
         if stopped():
             break
         for number in bad_lines:

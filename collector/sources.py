@@ -1,10 +1,11 @@
 """Input sources: capture files and logs, told apart by content, each with `run(emit)`/`stop()`.
 
 `open_source(path)` looks at the first bytes: a pcap or pcapng magic (optionally inside gzip) makes a
-`CaptureSource` (or a `TsharkCaptureSource`); anything else is read as the first log format of
-`collector.logs.formats.FORMATS` that recognises it, and as none of them raises `InputError`, which the
-CLI reports with exit status 2. Inside a readable input, bad records are counted in `skips` and skipped;
-the source carries on. Every source, the live capture's too, is a `Source`.
+`CaptureSource` (or a `TsharkCaptureSource`); anything else is read as the log format of
+`collector.logs.formats.FORMATS` that reads the most of a sample of its lines, and one that none of them
+reads a line of raises `InputError`, which the CLI reports with exit status 2. Inside a readable input,
+bad records are counted in `skips` and skipped; the source carries on. Every source, the live capture's
+too, is a `Source`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
-from collector.logs.formats import FORMATS, BatchReader, Format, Head, LineParser, detect
+from collector.logs.formats import FORMATS, SAMPLE_BYTES, BatchReader, Format, LineParser, Sample, detect
 from collector.logs.lines import LINE_TOO_LONG, is_blank, lines, open_unzipped
 from collector.observation import Emit
 from collector.packet.flows import ConsumerFailed
@@ -24,9 +25,6 @@ from collector.packet.packets import PacketDecoder, Stop, decode_frames
 from collector.packet.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
 from collector.skips import SkipCounter
 from collector.source import BatchSink, Progress, Source
-
-HEAD_BYTES = 4096
-"""How much of an input detection looks at."""
 
 
 class InputError(Exception):
@@ -132,15 +130,15 @@ class LogLineSource(_FileSource):
 
 def open_source(path: str | Path, settings: CollectorSettings | None = None) -> Source:
     """Choose the source for `path` from its content; `InputError` when it is none we know. Captures go
-    to the native decoder, or to tshark when `settings.decoder` is `tshark`; a log is read as the first
-    format of `FORMATS` that recognises it (a Squid log in none of Squid's built-in formats is tried with
-    `settings.squid_logformat`; e2guardian and squidGuard times are read in `settings.log_timezone`)."""
+    to the native decoder, or to tshark when `settings.decoder` is `tshark`; a log is read as the format of
+    `FORMATS` that reads the most of a sample of its lines (a Squid log in none of Squid's built-in formats
+    is tried with `settings.squid_logformat`; e2guardian and squidGuard times are read in `settings.log_timezone`)."""
     settings = settings or CollectorSettings()
     path = Path(path)
     try:
         stream, _raw = open_unzipped(path)
         with stream:
-            head = stream.peek(HEAD_BYTES)[:HEAD_BYTES]
+            head = stream.read(SAMPLE_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
     if head[:4] == PCAPNG_MAGIC or head[:4] in PCAP_MAGICS:
@@ -150,7 +148,7 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
             except TsharkUnavailable as exc:
                 raise InputError(f"{path}: {exc}") from None
         return CaptureSource(path)
-    fmt = detect(Head.of(head), settings)
+    fmt = detect(Sample.of(head[:SAMPLE_BYTES], whole=len(head) <= SAMPLE_BYTES), settings)
     if fmt is None:
         hint = "" if settings.squid_logformat else "; for a custom Squid logformat, set collector.squid_logformat"
         raise InputError(f"{path}: not a pcap or pcapng capture, nor a log in a format of docs/log-formats.md "

@@ -27,6 +27,7 @@ BAD_LEASE = "bad_lease"
 _UTC = dt.UTC
 _BLOCK = re.compile(r"lease\s+(\S+)\s*\{(.*?)\}", re.S)
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_DHCPD_START = re.compile(r"\s*(?:lease\s+\S+\s*\{|authoring-byte-order\s|server-duid\s)")
 DNSMASQ_LEASE_S = 3600
 
 
@@ -79,15 +80,16 @@ def _ack(start: dt.datetime, end: dt.datetime, ip: str, mac: str, host: str | No
     )
 
 
-def looks_like_lease_file(text: str) -> str | None:
-    """`dhcpd` or `dnsmasq` when the start of a file is one of theirs."""
-    stripped = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).lstrip()
-    if stripped.startswith(("lease ", "authoring-byte-order", "server-duid")) and "{" in stripped:
-        return "dhcpd"
-    first = stripped.split("\n", 1)[0].split()
-    if len(first) >= 4 and first[0].isdigit() and _MAC.match(first[1].lower() if len(first) > 1 else ""):
-        return "dnsmasq"
-    return None
+def starts_dhcpd_record(line: str) -> bool:
+    """Whether `line` is one that starts a record of dhcpd's lease file (`lease ADDR {`, or its header's
+    `authoring-byte-order` or `server-duid`)."""
+    return _DHCPD_START.match(line) is not None
+
+
+def looks_like_dnsmasq(line: str) -> bool:
+    """Whether `line` is laid out as a line of dnsmasq's lease file: an expiry, a MAC address and two more."""
+    words = line.split()
+    return len(words) >= 4 and words[0].isdigit() and _MAC.match(words[1].lower()) is not None
 
 
 class _Records:

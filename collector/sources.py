@@ -11,14 +11,16 @@ too, is a `Source`.
 from __future__ import annotations
 
 import functools
+import gzip
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
 from collector.logs.formats import FORMATS, SAMPLE_BYTES, BatchReader, Format, LineParser, Sample, detect
-from collector.logs.lines import LINE_TOO_LONG, is_blank, lines, open_unzipped
+from collector.logs.lines import is_blank, lines, open_unzipped, read_upto
 from collector.observation import Emit
 from collector.packet.flows import ConsumerFailed
 from collector.packet.packets import PacketDecoder, Stop, decode_frames
@@ -57,8 +59,8 @@ class CaptureSource(_FileSource):
         self._make_decoder = decoder
 
     def run(self, emit: Emit) -> None:
-        """Decode every frame. A cut-off last record is counted as `truncated_capture`; a broken record
-        after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
+        """Decode every frame. A cut-off last record (or a gzip cut short) is counted as `truncated_capture`; a
+        broken record after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
         broken before its first packet is an `InputError`. A frame the decoder fails on in a way it did
         not foresee is counted as `decoder_error` and the capture goes on."""
         decoder = self._make_decoder(emit, self.skips, self.path.name)
@@ -76,6 +78,8 @@ class CaptureSource(_FileSource):
                 raise
             except TruncatedCapture as cut:
                 self.skips.skip("truncated_capture", f"{name}#{cut.frame}")
+            except (EOFError, zlib.error, gzip.BadGzipFile):  # a gzipped capture cut short or corrupt
+                self.skips.skip("truncated_capture", f"{name}#{decoder.packets + 1}")
             except CaptureError as exc:
                 if decoder.packets == 0:
                     raise InputError(f"{self.path}: {exc}") from None
@@ -108,7 +112,7 @@ class LogLineSource(_FileSource):
         """Emit one observation per good line; count and skip the rest (a line over `lines.MAX_LINE` too)."""
         name = self.path.name
         with self._stream:
-            for number, raw in lines(self._stream, lambda n: self.skips.skip(LINE_TOO_LONG, f"{name}:{n}")):
+            for number, raw in lines(self._stream, lambda reason, n: self.skips.skip(reason, f"{name}:{n}")):
                 if self._stop.set:
                     break
                 if is_blank(raw):
@@ -138,7 +142,7 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
     try:
         stream, _raw = open_unzipped(path)
         with stream:
-            head = stream.read(SAMPLE_BYTES + 1)
+            head, broken = read_upto(stream, SAMPLE_BYTES + 1)  # a gzip cut short: what comes before the cut
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
     if head[:4] == PCAPNG_MAGIC or head[:4] in PCAP_MAGICS:
@@ -148,7 +152,7 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
             except TsharkUnavailable as exc:
                 raise InputError(f"{path}: {exc}") from None
         return CaptureSource(path)
-    fmt = detect(Sample.of(head[:SAMPLE_BYTES], whole=len(head) <= SAMPLE_BYTES), settings)
+    fmt = detect(Sample.of(head[:SAMPLE_BYTES], whole=len(head) <= SAMPLE_BYTES and not broken), settings)
     if fmt is None:
         hint = "" if settings.squid_logformat else "; for a custom Squid logformat, set collector.squid_logformat"
         raise InputError(f"{path}: not a pcap or pcapng capture, nor a log in a format of docs/log-formats.md "

@@ -84,7 +84,7 @@ class Sample:
     def of(cls, data: bytes, whole: bool = True) -> Sample:
         """The sample of an input that starts with `data` (gzip unwrapped); unless `data` is the `whole` input,
         its last line, which may be cut short, is left out."""
-        numbered = lines(io.BytesIO(data if whole else data[: data.rfind(b"\n") + 1]), lambda number: None)
+        numbered = lines(io.BytesIO(data if whole else data[: data.rfind(b"\n") + 1]), lambda reason, number: None)
         sample = (raw.decode("utf-8", "replace") for _number, raw in numbered if not is_blank(raw))
         return cls(tuple(itertools.islice(sample, SAMPLE_LINES)))
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from collector.logs.lines import LINE_TOO_LONG, MAX_LINE, is_blank, lines, open_unzipped
+from collector.logs.lines import MAX_LINE, is_blank, lines, open_unzipped
 from collector.observation import Observation, checked_time
 from collector.skips import SkipCounter
 
@@ -138,7 +138,7 @@ class LeaseFileSource:
         name = self.path.name
         stream, _raw = open_unzipped(self.path)
         with stream:
-            numbered = lines(stream, lambda n: self.skips.skip(LINE_TOO_LONG, f"{name}:{n}"))
+            numbered = lines(stream, lambda reason, n: self.skips.skip(reason, f"{name}:{n}"))
             if self.kind == "dhcpd":
                 self._dhcpd(((number, raw.decode("utf-8", "replace")) for number, raw in numbered), emit)
                 return

@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow.compute as pc
 
 from collector.filetypes import MAX_NAME, PACKAGE_NAMES, content_extension
-from collector.logs.lines import LINE_TOO_LONG, blocks
+from collector.logs.lines import Skip, blocks
 from collector.logs.refusal import refused
 from collector.observation import EARLIEST_US, LATEST_US, OBSERVATION_SCHEMA, TIME_OUT_OF_RANGE, Observation
 
@@ -235,13 +235,12 @@ WORKERS = min(4, os.cpu_count() or 1)
 piece that most string operations walk on a single core."""
 
 
-def parsed_chunks(stream: BinaryIO, name: str, too_long: Callable[[int], None],
-                  ) -> Iterator[tuple[pl.DataFrame, list[int], list[int]]]:
-    """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order; the
-    number of each line over `lines.MAX_LINE` goes to `too_long`."""
+def parsed_chunks(stream: BinaryIO, name: str, skip: Skip) -> Iterator[tuple[pl.DataFrame, list[int], list[int]]]:
+    """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order; each
+    line `lines.blocks` does not read (over `lines.MAX_LINE`, or where a gzip is cut) goes to `skip`."""
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="squid-parse") as pool:
         pending: deque[Future[tuple[pl.DataFrame, list[int], list[int]]]] = deque()
-        for first, block in blocks(stream, too_long, CHUNK):
+        for first, block in blocks(stream, skip, CHUNK):
             pending.append(pool.submit(parse_chunk, block, first, name))
             if len(pending) > WORKERS:
                 yield pending.popleft().result()
@@ -254,7 +253,7 @@ def run_chunks(stream: BinaryIO, name: str, sink: Callable[[pl.DataFrame], None]
     """Parse a whole log: each chunk's table goes to `sink`, each skipped line's reason and number to `skip`.
     Returns rows. The next chunks are parsed while `sink` works on one."""
     rows = 0
-    for table, bad_lines, late in parsed_chunks(stream, name, lambda number: skip(LINE_TOO_LONG, number)):
+    for table, bad_lines, late in parsed_chunks(stream, name, skip):
         if stopped():
             break
         for number in bad_lines:

@@ -152,7 +152,11 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
             except TsharkUnavailable as exc:
                 raise InputError(f"{path}: {exc}") from None
         return CaptureSource(path)
-    fmt = detect(Sample.of(head[:SAMPLE_BYTES], whole=len(head) <= SAMPLE_BYTES and not broken), settings)
+    sample = Sample.of(head[:SAMPLE_BYTES], whole=len(head) <= SAMPLE_BYTES and not broken)
+    if not sample.lines and head.strip():
+        raise InputError(f"{path}: not a pcap or pcapng capture, and its first megabyte holds no line of a log "
+                         "(none of 64 KiB or less that is not blank)")
+    fmt = detect(sample, settings)
     if fmt is None:
         hint = "" if settings.squid_logformat else "; for a custom Squid logformat, set collector.squid_logformat"
         raise InputError(f"{path}: not a pcap or pcapng capture, nor a log in a format of docs/log-formats.md "

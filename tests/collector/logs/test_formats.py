@@ -169,6 +169,17 @@ def test_an_input_of_no_known_format_is_refused_naming_every_format(tmp_path):
     assert str(refused.value).endswith("squidguard)")
 
 
+def test_an_input_that_starts_with_a_megabyte_without_a_line_says_so(tmp_path):
+    """The sample is the first megabyte's lines: a log that a crash filled with NULs from its start is refused
+    (exit status 2) with a message that says why, not one that names every format."""
+    path = tmp_path / "access.log"
+    path.write_bytes(bytes(2 << 20) + b"\n" + NATIVE.encode() + b"\n")
+    with pytest.raises(InputError) as refused:
+        open_source(path)
+    assert str(refused.value) == (f"{path}: not a pcap or pcapng capture, and its first megabyte holds no line "
+                                  "of a log (none of 64 KiB or less that is not blank)")
+
+
 def test_a_format_has_a_line_parser_or_a_reader_of_its_own():
     squid = entry("squid")
     with pytest.raises(ValueError, match="either"):

@@ -38,10 +38,10 @@ class _FileSource:
 
     run_batches: Callable[[BatchSink], int] | None = None
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, gzip_buffer: int = 0) -> None:
         self.path = path
         self.skips = SkipCounter()
-        self._stream, raw = open_unzipped(path)
+        self._stream, raw = open_unzipped(path, gzip_buffer)
         self.progress = Progress(raw, os.path.getsize(path))
         self._stop = Stop()  # one flag, read by the compiled frame loop and by the log readers
 
@@ -54,7 +54,7 @@ class CaptureSource(_FileSource):
     """A pcap/pcapng file (plain or gzip) decoded by `PacketDecoder` (or what `decoder` makes)."""
 
     def __init__(self, path: Path, decoder: Callable[[Emit, SkipCounter, str], PacketDecoder] = PacketDecoder) -> None:
-        super().__init__(path)
+        super().__init__(path, gzip_buffer=1 << 20)  # records are read a header at a time
         self.packets = 0
         self._make_decoder = decoder
 

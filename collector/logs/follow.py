@@ -3,10 +3,10 @@
 `LogFollower.poll()` returns the complete lines added since the last call, each with its `Position`:
 (generation, offset after the line). A partial last line is held until its newline arrives; one that
 grows past `lines.MAX_LINE` (64 KiB) is read past without being held, and where it ends is listed in
-`too_long` instead of being handed out. Rotation is
-followed both ways logrotate does it: rename-and-create (the old file is read to its end first, then
-the new one from its start) and copytruncate (the file shrinks under us: start again at 0). Each
-rotation starts a new generation, so positions only ever grow.
+`too_long` instead of being handed out. Rotation is followed both ways logrotate does it:
+rename-and-create (the old file is read to its end first, then the new one from its start) and
+copytruncate (the file shrinks under us: start again at 0). Each rotation starts a new generation, so
+positions only ever grow.
 
 `mark(position)` says how far the consumer has got: inode, generation, offset and a hash of the line that
 ends there; `save(mark)`, once the lines up to it are safely stored (from any thread), writes it to a

@@ -251,7 +251,7 @@ FORMATS: tuple[Format, ...] = (
         lambda sample, settings: sample.count(looks_like_squidguard), "bad_filter_line",
         line=_local_time(parse_squidguard)),
 )
-"""Every log format, in the order detection tries them."""
+"""Every log format, in the order that settles a tie in detection."""
 
 FOLLOWED: tuple[str, ...] = tuple(fmt.name for fmt in FORMATS if fmt.followable)
 """The names `collector.follow` accepts."""

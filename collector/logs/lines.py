@@ -31,15 +31,17 @@ data stops."""
 CHUNK = 1 << 20
 
 
-def open_unzipped(path: Path) -> tuple[BinaryIO, BinaryIO]:
+def open_unzipped(path: Path, gzip_buffer: int = 0) -> tuple[BinaryIO, BinaryIO]:
     """(stream to read, with `peek` and `read1`; the file under it, whose position is the progress): gzip is
-    unwrapped. The gzip stream is not wrapped in a buffer of its own: that would fill a megabyte at a time,
-    and lose what it had read of one when the compressed data stops short."""
+    unwrapped. A gzip stream gets a read buffer of `gzip_buffer` bytes if asked (a capture is read a few
+    bytes at a time); a log's reader reads large pieces itself, and a buffer that fills a megabyte at a time
+    would lose what it had read of one where the compressed data stops short."""
     raw = open(path, "rb")  # noqa: SIM115 - the caller owns and closes it
     if raw.read(2) == b"\x1f\x8b":
         raw.close()
         unzipped = gzip.GzipFile(path, "rb")  # which closes the file it opened when it is closed
-        return unzipped, unzipped.fileobj  # type: ignore[return-value]
+        stream = io.BufferedReader(unzipped, gzip_buffer) if gzip_buffer else unzipped  # type: ignore[arg-type]
+        return stream, unzipped.fileobj  # type: ignore[return-value]
     raw.seek(0)
     return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type,return-value]
 

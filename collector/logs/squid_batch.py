@@ -2,10 +2,11 @@
 
 The per-line parser in `collector.logs.squid` is the reference: for every line this module gives the same
 Observation fields (tested on the real logs and on generated ones), or counts it as `bad_squid_line`
-where the reference would raise. Lines are split into fields at runs of whitespace (a regular
-expression per line cost three times as much), each field's shape is checked as the reference checks
-it, and host and port are taken from the URL by a regular expression, as `urllib.parse.urlsplit` does
-for the URLs Squid logs, once for each distinct scheme and authority. The file type is the rule of
+where the reference would raise (as `time_out_of_range` where it refuses the line's time). Lines are
+split into fields at runs of whitespace (a regular expression per line cost three times as much), each
+field's shape is checked as the reference checks it, and host and port are taken from the URL by a
+regular expression, as `urllib.parse.urlsplit` does for the URLs Squid logs, once for each distinct
+scheme and authority. The file type is the rule of
 `collector.filetypes`: the name's extension in polars (a call into Python for each URL would cost more
 than the rest of the parse), the content type's by that module itself, once for each distinct type.
 Whether a line is a blocked attempt is `collector.logs.refusal.refused` itself, asked once for each

@@ -160,9 +160,10 @@ def test_a_gzipped_capture_cut_short_keeps_what_came_before(tmp_path):
     """Issue 19: a capture whose compression stopped (a full disk) is read up to the cut, which is counted."""
     from collector.sources import open_source
 
-    whole = gzip.compress(pcap("<", 0xA1B2C3D4, [(1_700_000_000 + i, 0, FRAME) for i in range(20_000)]))
+    records = b"".join(struct.pack("<IIII", 1_700_000_000 + i, 0, 60, 60) + FRAME for i in range(200_000))
+    whole = gzip.compress(pcap("<", 0xA1B2C3D4, []) + records, compresslevel=1)
     path = tmp_path / "cut.pcap.gz"
     path.write_bytes(whole[: len(whole) // 2])
     source = open_source(path)
     source.run(lambda obs: None)
-    assert 0 < source.packets < 20_000 and source.skips.by_reason == {"truncated_capture": 1}
+    assert 0 < source.packets < 200_000 and source.skips.by_reason == {"truncated_capture": 1}

@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 
 from collector.metrics import SKIPPED
+from collector.observation import TIME_OUT_OF_RANGE, TimeOutOfRange
 
 log = logging.getLogger("ictwatch.collector")
 
@@ -30,6 +31,11 @@ class SkipCounter:
         n = self.by_reason[reason]
         if n == 1 or n % self._every == 0:
             log.warning("skipped %s (%s, %d so far)", ref, reason, n)
+
+    def refused(self, error: ValueError, reason: str, ref: str) -> None:
+        """Record that a parser refused the record at `ref` with `error`: counted under `reason` (the format's
+        own), or as `time_out_of_range` when that is why."""
+        self.skip(TIME_OUT_OF_RANGE if isinstance(error, TimeOutOfRange) else reason, ref)
 
     @property
     def total(self) -> int:

@@ -1,25 +1,26 @@
 """Input sources: capture files and logs, told apart by content, each with `run(emit)`/`stop()`.
 
 `open_source(path)` looks at the first bytes: a pcap or pcapng magic (optionally inside gzip) makes a
-`CaptureSource` (or a `TsharkCaptureSource`); anything else is read as the first log format of
-`collector.logs.formats.FORMATS` that recognises it, and as none of them raises `InputError`, which the
-CLI reports with exit status 2. Inside a readable input, bad records are counted in `skips` and skipped;
-the source carries on. Every source, the live capture's too, is a `Source`.
+`CaptureSource` (or a `TsharkCaptureSource`); anything else is read as the log format of
+`collector.logs.formats.FORMATS` that reads the most of a sample of its lines, and one that none of them
+reads a line of raises `InputError`, which the CLI reports with exit status 2. Inside a readable input,
+bad records are counted in `skips` and skipped; the source carries on. Every source, the live capture's
+too, is a `Source`.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import io
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
-from collector.logs.formats import FORMATS, BatchReader, Format, Head, LineParser, detect
+from collector.logs.formats import FORMATS, SAMPLE_BYTES, BatchReader, Format, LineParser, Sample, detect
+from collector.logs.lines import is_blank, lines, open_unzipped, read_upto
 from collector.observation import Emit
 from collector.packet.flows import ConsumerFailed
 from collector.packet.packets import PacketDecoder, Stop, decode_frames
@@ -27,22 +28,9 @@ from collector.packet.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, Trunc
 from collector.skips import SkipCounter
 from collector.source import BatchSink, Progress, Source
 
-HEAD_BYTES = 4096
-"""How much of an input detection looks at."""
-
 
 class InputError(Exception):
     """An input that cannot be read at all: missing, unreadable, or of no format ictwatch knows."""
-
-
-def _open_binary(path: Path) -> tuple[io.BufferedReader, BinaryIO]:
-    """(stream to decode, underlying file for progress); gzip is unwrapped."""
-    raw = open(path, "rb")  # noqa: SIM115 - the source owns and closes it
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20), raw  # type: ignore[arg-type]
-    raw.seek(0)
-    return io.BufferedReader(raw, 1 << 20), raw  # type: ignore[arg-type]
 
 
 class _FileSource:
@@ -50,10 +38,10 @@ class _FileSource:
 
     run_batches: Callable[[BatchSink], int] | None = None
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, gzip_buffer: int = 0) -> None:
         self.path = path
         self.skips = SkipCounter()
-        self._stream, raw = _open_binary(path)
+        self._stream, raw = open_unzipped(path, gzip_buffer)
         self.progress = Progress(raw, os.path.getsize(path))
         self._stop = Stop()  # one flag, read by the compiled frame loop and by the log readers
 
@@ -66,13 +54,13 @@ class CaptureSource(_FileSource):
     """A pcap/pcapng file (plain or gzip) decoded by `PacketDecoder` (or what `decoder` makes)."""
 
     def __init__(self, path: Path, decoder: Callable[[Emit, SkipCounter, str], PacketDecoder] = PacketDecoder) -> None:
-        super().__init__(path)
+        super().__init__(path, gzip_buffer=1 << 20)  # records are read a header at a time
         self.packets = 0
         self._make_decoder = decoder
 
     def run(self, emit: Emit) -> None:
-        """Decode every frame. A cut-off last record is counted as `truncated_capture`; a broken record
-        after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
+        """Decode every frame. A cut-off last record (or a gzip cut short) is counted as `truncated_capture`; a
+        broken record after good ones ends the input as `bad_capture_record` (what came before is kept); a capture
         broken before its first packet is an `InputError`. A frame the decoder fails on in a way it did
         not foresee is counted as `decoder_error` and the capture goes on."""
         decoder = self._make_decoder(emit, self.skips, self.path.name)
@@ -90,6 +78,8 @@ class CaptureSource(_FileSource):
                 raise
             except TruncatedCapture as cut:
                 self.skips.skip("truncated_capture", f"{name}#{cut.frame}")
+            except (EOFError, zlib.error, gzip.BadGzipFile):  # a gzipped capture cut short or corrupt
+                self.skips.skip("truncated_capture", f"{name}#{decoder.packets + 1}")
             except CaptureError as exc:
                 if decoder.packets == 0:
                     raise InputError(f"{self.path}: {exc}") from None
@@ -119,25 +109,24 @@ class LogLineSource(_FileSource):
             self.run_batches = functools.partial(self._read_chunks, batch)
 
     def run(self, emit: Emit) -> None:
-        """Emit one observation per good line; count and skip the rest."""
+        """Emit one observation per good line; count and skip the rest (a line over `lines.MAX_LINE` too)."""
         name = self.path.name
-        # Lines end at \n only, so `access.log:N` is the line `sed -n Np` shows even if a line holds a \r.
-        with io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace", newline="\n") as text:
-            for number, line in enumerate(text, 1):
+        with self._stream:
+            for number, raw in lines(self._stream, lambda reason, n: self.skips.skip(reason, f"{name}:{n}")):
                 if self._stop.set:
                     break
-                if not line.strip():
+                if is_blank(raw):
                     continue
                 try:
-                    emit(self._parse(line, f"{name}:{number}"))
-                except ValueError:
-                    self.skips.skip(self._skip_reason, f"{name}:{number}")
+                    emit(self._parse(raw.decode("utf-8", "replace"), f"{name}:{number}"))
+                except ValueError as exc:
+                    self.skips.refused(exc, self._skip_reason, f"{name}:{number}")
 
     def _read_chunks(self, batch: BatchReader, sink: BatchSink) -> int:
         """Parse the whole log with `batch`, in chunks straight into observation frames; returns rows."""
         name = self.path.name
         try:
-            return batch(self._stream, name, sink, lambda n: self.skips.skip(self._skip_reason, f"{name}:{n}"),
+            return batch(self._stream, name, sink, lambda reason, n: self.skips.skip(reason, f"{name}:{n}"),
                          lambda: self._stop.set)
         finally:
             self._stream.close()
@@ -145,15 +134,15 @@ class LogLineSource(_FileSource):
 
 def open_source(path: str | Path, settings: CollectorSettings | None = None) -> Source:
     """Choose the source for `path` from its content; `InputError` when it is none we know. Captures go
-    to the native decoder, or to tshark when `settings.decoder` is `tshark`; a log is read as the first
-    format of `FORMATS` that recognises it (a Squid log in none of Squid's built-in formats is tried with
-    `settings.squid_logformat`; e2guardian and squidGuard times are read in `settings.log_timezone`)."""
+    to the native decoder, or to tshark when `settings.decoder` is `tshark`; a log is read as the format of
+    `FORMATS` that reads the most of a sample of its lines (a Squid log in none of Squid's built-in formats
+    is tried with `settings.squid_logformat`; e2guardian and squidGuard times are read in `settings.log_timezone`)."""
     settings = settings or CollectorSettings()
     path = Path(path)
     try:
-        stream, _raw = _open_binary(path)
+        stream, _raw = open_unzipped(path)
         with stream:
-            head = stream.peek(HEAD_BYTES)[:HEAD_BYTES]
+            head, broken = read_upto(stream, SAMPLE_BYTES + 1)  # a gzip cut short: what comes before the cut
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
     if head[:4] == PCAPNG_MAGIC or head[:4] in PCAP_MAGICS:
@@ -163,7 +152,11 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
             except TsharkUnavailable as exc:
                 raise InputError(f"{path}: {exc}") from None
         return CaptureSource(path)
-    fmt = detect(Head.of(head), settings)
+    sample = Sample.of(head[:SAMPLE_BYTES], whole=len(head) <= SAMPLE_BYTES and not broken)
+    if not sample.lines and head.strip():
+        raise InputError(f"{path}: not a pcap or pcapng capture, and its first megabyte holds no line of a log "
+                         "(none of 64 KiB or less that is not blank)")
+    fmt = detect(sample, settings)
     if fmt is None:
         hint = "" if settings.squid_logformat else "; for a custom Squid logformat, set collector.squid_logformat"
         raise InputError(f"{path}: not a pcap or pcapng capture, nor a log in a format of docs/log-formats.md "

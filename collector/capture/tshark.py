@@ -26,7 +26,7 @@ import subprocess
 from pathlib import Path
 
 from collector.filetypes import file_ext
-from collector.observation import Emit, Observation
+from collector.observation import TIME_OUT_OF_RANGE, Emit, Observation, TimeOutOfRange
 from collector.packet import tls
 from collector.packet.dns import PORTS as DNS_PORTS
 from collector.packet.dns import RCODE_NAMES, type_name
@@ -84,7 +84,10 @@ class TsharkCaptureSource:
             assert proc.stdout is not None
             for line in proc.stdout:
                 row = dict(zip(FIELDS, line.rstrip("\n").split("\t"), strict=False))
-                self._row(row, emit)
+                try:
+                    self._row(row, emit)
+                except TimeOutOfRange:
+                    self.skips.skip(TIME_OUT_OF_RANGE, f"{self.path.name}#{row['frame.number']}")
         for obs in (*self._dns.values(), *self._http.values()):
             emit(obs)
         self._dns.clear()

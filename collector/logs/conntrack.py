@@ -23,7 +23,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-from collector.observation import Observation
+from collector.observation import Observation, seconds_to_us
 from collector.skips import SkipCounter
 
 COMMAND = ["conntrack", "-E", "-o", "timestamp,extended", "-e", "DESTROY"]
@@ -47,7 +47,7 @@ def parse_event(line: str, ref: str) -> Observation:
     if "src" not in first or "bytes" not in first:
         raise ValueError("no addresses or counters (is nf_conntrack_acct on?)")
     lifetime = float(first.get("delta-time", reply.get("delta-time", 0)) or 0)
-    end_us = int(float(stamp.group(1)) * 1_000_000)
+    end_us = seconds_to_us(float(stamp.group(1)))
     obs = Observation(end_us - int(lifetime * 1_000_000), "flow", "conntrack", ref, first["src"],
                       int(first["sport"]) if "sport" in first else None, first["dst"],
                       int(first["dport"]) if "dport" in first else None, proto)
@@ -94,8 +94,8 @@ class ConntrackFlows:
             ref = f"conntrack#{self.events}"
             try:
                 obs = parse_event(line, ref)
-            except ValueError:
-                self.skips.skip("bad_conntrack_event", ref)
+            except ValueError as exc:
+                self.skips.refused(exc, "bad_conntrack_event", ref)
                 continue
             with lock:
                 pending.append(obs)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.filetypes import file_ext
+from collector.logs.lines import is_blank, lines, open_unzipped
 from collector.observation import Emit, Observation
 from collector.skips import SkipCounter
 
@@ -31,12 +32,21 @@ _TLS_VERSIONS = {"TLS 1.3": "TLSv13", "TLS 1.2": "TLSv12", "TLS 1.1": "TLSv11", 
                  "TLSv1": "TLSv10", "SSLv3": "SSLv3"}
 
 
+def _json(line: str) -> Any:
+    """The JSON value of a line; `ValueError` for one that is not JSON, or nests too deep for the parser (a
+    line of 60,000 `[` is one)."""
+    try:
+        return json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
 def looks_like_eve(line: str) -> bool:
     """True for a line that is a Suricata EVE record."""
     if not line.startswith("{"):
         return False
     try:
-        record = json.loads(line)
+        record = _json(line)
     except ValueError:
         return False
     return isinstance(record, dict) and "event_type" in record and "timestamp" in record
@@ -58,17 +68,22 @@ class EveSource:
         self._address_names: dict[str, str] = {}  # address → the name a DNS answer gave it
 
     def run(self, emit: Emit) -> None:
-        """Emit observations for every event this version understands; count and skip bad lines."""
-        with self.path.open(encoding="utf-8", errors="replace", newline="\n") as lines:
-            for number, line in enumerate(lines, 1):
+        """Emit observations for every event this version understands; count and skip bad lines (and lines
+        over `lines.MAX_LINE`). A gzipped eve.json is read through gzip."""
+        name = self.path.name
+        stream, _raw = open_unzipped(self.path)
+        with stream:
+            for number, line in lines(stream, lambda reason, n: self.skips.skip(reason, f"{name}:{n}")):
                 if self._stopped:
                     break
-                if not line.strip():
+                if is_blank(line):
                     continue
-                ref = f"{self.path.name}:{number}"
+                ref = f"{name}:{number}"
                 try:
-                    self._event(json.loads(line), ref, emit)
-                except (ValueError, KeyError, TypeError, AttributeError):
+                    self._event(_json(line.decode("utf-8", "replace")), ref, emit)
+                except ValueError as exc:
+                    self.skips.refused(exc, BAD_EVE_RECORD, ref)
+                except (KeyError, TypeError, AttributeError):
                     self.skips.skip(BAD_EVE_RECORD, ref)
         for obs in self._queries.values():
             emit(obs)
@@ -83,7 +98,7 @@ class EveSource:
         is not an event. A DNS query waits for its answer, as in `run`."""
         found: list[Observation] = []
         try:
-            self._event(json.loads(line), ref, found.append)
+            self._event(_json(line), ref, found.append)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an EVE event ({type(exc).__name__})") from None
         return found

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from collector.filetypes import file_ext
 from collector.logs.refusal import refused
 from collector.logs.squid import host_port, is_address
-from collector.observation import Observation
+from collector.observation import Observation, seconds_to_us
 
 _WHEN = r"(?P<date>\d{4}\.\d{1,2}\.\d{1,2}) (?P<clock>\d{1,2}:\d{2}:\d{2})(?: (?P<stamp>\d+\.\d{3}))?"
 _E2G_NATIVE = re.compile(
@@ -72,7 +72,7 @@ def _e2guardian(f: dict[str, str | None], source_ref: str, tz: ZoneInfo) -> Obse
     m = re.fullmatch(_WHEN, when)
     if m is None:
         raise ValueError(f"bad time: {when[:40]!r}")
-    ts_us = (round(float(m["stamp"]) * 1_000_000) if m["stamp"] else _local(m["date"], m["clock"], tz))
+    ts_us = seconds_to_us(float(m["stamp"])) if m["stamp"] else _local(m["date"], m["clock"], tz)
     client, method, url = f["from"] or "", f["how"] or "", f["where"] or ""
     if not is_address(client):
         raise ValueError(f"bad client address: {client[:40]!r}")

@@ -1,10 +1,12 @@
 """Following a log that is still being written, like `tail -F`, with a checkpoint that survives `kill -9`.
 
 `LogFollower.poll()` returns the complete lines added since the last call, each with its `Position`:
-(generation, offset after the line). A partial last line is held until its newline arrives. Rotation is
-followed both ways logrotate does it: rename-and-create (the old file is read to its end first, then
-the new one from its start) and copytruncate (the file shrinks under us: start again at 0). Each
-rotation starts a new generation, so positions only ever grow.
+(generation, offset after the line). A partial last line is held until its newline arrives; one that
+grows past `lines.MAX_LINE` (64 KiB) is read past without being held, and where it ends is listed in
+`too_long` instead of being handed out. Rotation is followed both ways logrotate does it:
+rename-and-create (the old file is read to its end first, then the new one from its start) and
+copytruncate (the file shrinks under us: start again at 0). Each rotation starts a new generation, so
+positions only ever grow.
 
 `mark(position)` says how far the consumer has got: inode, generation, offset and a hash of the line that
 ends there; `save(mark)`, once the lines up to it are safely stored (from any thread), writes it to a
@@ -33,7 +35,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_LINE = 1 << 20  # a "line" longer than this is cut: a log without newlines must not eat memory
+from collector.logs.lines import MAX_LINE
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -68,7 +70,10 @@ class LogFollower:
         self._offset = 0  # offset after the last complete line handed out
         self._last: bytes | None = b""  # that line (None after a resume: only its digest is known)
         self._last_digest = ""
-        self._partial = b""
+        self._partial = b""  # the line still to end (of one over MAX_LINE, its last MAX_LINE bytes)
+        self._dropped = 0  # bytes of that line read past and not held
+        self.too_long: list[Position] = []
+        """Where the lines over `MAX_LINE` that the latest poll read past end: skipped, not handed out."""
         self._next: list[Path] = []  # rotated files still to read, oldest first, before the log itself
         self._recent: dict[Position, tuple[int, bytes]] = {}  # latest poll: position → (inode, line)
         self._resume()
@@ -78,7 +83,7 @@ class LogFollower:
     def poll(self) -> list[tuple[Position, bytes]]:
         """Complete lines written since the last call (without their newline), in order."""
         out: list[tuple[Position, bytes]] = []
-        self._recent = {}
+        self._recent, self.too_long = {}, []
         if self._fd is None and not self._open_current(from_start=True):
             return out
         self._read_available(out)
@@ -89,10 +94,10 @@ class LogFollower:
         if st.st_ino != self._inode:  # renamed away: finish it, then any newer rotated files, then the log
             self._read_available(out)
             self._next_file(out)
-        elif st.st_size < self._offset + len(self._partial):  # truncated in place (copytruncate)
+        elif st.st_size < self._offset + self._pending():  # truncated in place (copytruncate)
             self._finish_from_copy(out)
             self._generation += 1
-            self._partial, self._offset, self._last = b"", 0, b""
+            self._partial, self._dropped, self._offset, self._last = b"", 0, 0, b""
             assert self._fd is not None
             os.lseek(self._fd, 0, os.SEEK_SET)
             self._read_available(out)
@@ -113,6 +118,7 @@ class LogFollower:
             except FileNotFoundError:
                 continue
             self._inode, self._offset, self._last, self._partial = os.fstat(self._fd).st_ino, 0, b"", b""
+            self._dropped = 0
             self._read_available(out)
 
     def _finish_from_copy(self, out: list[tuple[Position, bytes]]) -> None:
@@ -125,7 +131,7 @@ class LogFollower:
                 continue
             try:
                 if os.fstat(fd).st_size >= self._offset and self._line_ends_at(fd, self._offset, digest):
-                    os.lseek(fd, self._offset + len(self._partial), os.SEEK_SET)
+                    os.lseek(fd, self._offset + self._pending(), os.SEEK_SET)
                     own = self._fd
                     self._fd = fd
                     self._read_available(out)
@@ -173,7 +179,7 @@ class LogFollower:
             st = os.stat(self.path)
         except FileNotFoundError:
             return 0
-        return max(0, st.st_size - self._offset - len(self._partial)) if st.st_ino == self._inode else st.st_size
+        return max(0, st.st_size - self._offset - self._pending()) if st.st_ino == self._inode else st.st_size
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -193,20 +199,31 @@ class LogFollower:
                 self._hand_out(out, data[start:end])
                 start = end + 1
             self._partial = data[start:]
-            if len(self._partial) > MAX_LINE:  # no newline for a megabyte: hand it out as it is
-                self._hand_out(out, self._partial, newline=False)
-                self._partial = b""
+            if len(self._partial) > MAX_LINE:  # a line too long to read: hold no more of it than its end
+                self._dropped += len(self._partial) - MAX_LINE
+                self._partial = self._partial[-MAX_LINE:]
+
+    def _pending(self) -> int:
+        """Bytes read of the line still to end."""
+        return self._dropped + len(self._partial)
 
     def _hand_out(self, out: list[tuple[Position, bytes]], line: bytes, newline: bool = True) -> None:
-        self._offset += len(line) + (1 if newline else 0)
-        self._last = line
+        """The line that ends here (its held bytes: all of it, or the last MAX_LINE of one longer) goes to
+        `out`, or to `too_long` when it is over MAX_LINE. Its checkpoint's digest is of those held bytes, which
+        `_line_ends_at` reads back."""
+        length = self._dropped + len(line)
+        self._offset += length + (1 if newline else 0)
+        self._last, self._dropped = line[-MAX_LINE:], 0
         position = Position(self._generation, self._offset)
-        self._recent[position] = (self._inode, line)
-        out.append((position, line))
+        self._recent[position] = (self._inode, self._last)
+        if length > MAX_LINE:
+            self.too_long.append(position)
+        else:
+            out.append((position, line))
 
     def _flush_partial(self, out: list[tuple[Position, bytes]]) -> None:
         """A rotated file that ends without a newline: its last line is complete all the same."""
-        if self._partial:
+        if self._pending():
             self._hand_out(out, self._partial, newline=False)
             self._partial = b""
 
@@ -219,7 +236,7 @@ class LogFollower:
             return False
         self._fd, self._inode = fd, os.fstat(fd).st_ino
         if from_start:
-            self._offset, self._last, self._partial = 0, b"", b""
+            self._offset, self._last, self._partial, self._dropped = 0, b"", b"", 0
         return True
 
     def _close(self) -> None:
@@ -306,5 +323,5 @@ class LogFollower:
         if not chunk.endswith(b"\n") and offset != size:
             return False
         body = chunk[:-1] if chunk.endswith(b"\n") else chunk
-        line = body[body.rfind(b"\n") + 1 :]
+        line = body[body.rfind(b"\n") + 1 :][-MAX_LINE:]  # of a line over MAX_LINE, what `_hand_out` kept
         return _digest(line) == digest

@@ -16,6 +16,7 @@ from pathlib import Path
 from collector.config import CollectorSettings
 from collector.logs import formats
 from collector.logs.follow import LogFollower, Position
+from collector.logs.lines import LINE_TOO_LONG
 from collector.metrics import FOLLOW_LAG, FOLLOW_READ
 from collector.observation import to_table
 from collector.skips import SkipCounter
@@ -44,23 +45,27 @@ class Followed:
     def run(self, submit: Callable[..., None], stop: threading.Event, skips: SkipCounter) -> None:
         """Until `stop` is set, read new lines as they are written and hand their observations to
         `submit(table, kept)`, where `kept()` saves the checkpoint after them and is to be called once
-        they are safe (stored, or fsynced in the spool); a line the parser refuses is counted in `skips`."""
+        they are safe (stored, or fsynced in the spool); a line the parser refuses, or one over
+        `lines.MAX_LINE` (read past, never held), is counted in `skips`."""
         name = self.follower.path.name
         while not stop.is_set():
             lines = self.follower.poll()
             FOLLOW_LAG.labels(name).set(self.follower.lag())
-            if not lines:
+            ends = [position for position, _ in lines] + self.follower.too_long
+            if not ends:
                 stop.wait(0.5)
                 continue
             FOLLOW_READ.labels(name).set(time.time())
+            for position in self.follower.too_long:
+                skips.skip(LINE_TOO_LONG, f"{name}@{position.generation}:{position.offset}")
             found = []
             for position, raw in lines:
                 ref = f"{name}@{position.generation}:{position.offset}"  # where the line ends, as positions grow
                 try:
                     found.extend(self.parse(raw.decode("utf-8", "replace"), ref))
-                except ValueError:
-                    skips.skip(self.skip_reason, ref)
-            mark = self.follower.mark(lines[-1][0])
+                except ValueError as exc:
+                    skips.refused(exc, self.skip_reason, ref)
+            mark = self.follower.mark(max(ends))
             if found:
                 submit(to_table(found), lambda m=mark: self.keep(m))
             else:

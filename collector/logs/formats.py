@@ -1,13 +1,15 @@
 """The log formats ictwatch reads: one `Format` entry each in `FORMATS`, which every consumer reads.
 
-`open_source` tries the entries in order on the start of an input that is not a capture, and reads it
-with the first that recognises it; `ictwatch run` follows a log with its entry's follower; the config
+`open_source` gives each entry a sample of the lines an input that is not a capture starts with, and reads
+the input with the one that reads the most of them; `ictwatch run` follows a log with its entry's follower; the config
 accepts the names of the entries that can be followed; docs/log-formats.md is `markdown()`.
 A new format is a module with its parser and an entry here.
 """
 
 from __future__ import annotations
 
+import io
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,14 @@ from collector.logs.filterlogs import (
     parse_e2guardian_csv,
     parse_squidguard,
 )
-from collector.logs.leasefiles import BAD_LEASE, LeaseFileSource, lease_follower, looks_like_lease_file
+from collector.logs.leasefiles import (
+    BAD_LEASE,
+    LeaseFileSource,
+    lease_follower,
+    looks_like_dnsmasq,
+    starts_dhcpd_record,
+)
+from collector.logs.lines import is_blank, lines
 from collector.logs.squid import parse_common_line, parse_line
 from collector.logs.squid_logformat import LogFormat
 from collector.observation import Observation
@@ -51,23 +60,37 @@ LineParser = Callable[[str, str], Observation]
 FollowParser = Callable[[str, str], list[Observation]]
 """One line of a followed log (and its reference) → the observations it gives (a lease record may take
 several lines and give its observation on the last)."""
-BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[int], None], Callable[[], bool]], int]
-"""`read(stream, name, sink, bad, stopped)`: the whole log parsed a chunk at a time into observation frames
-handed to `sink`, each refused line's number to `bad`, until `stopped()`; returns the rows."""
+BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[str, int], None], Callable[[], bool]], int]
+"""`read(stream, name, sink, skip, stopped)`: the whole log parsed a chunk at a time into observation frames
+handed to `sink`, each refused line's reason and number to `skip`, until `stopped()`; returns the rows."""
+
+
+SAMPLE_LINES = 100
+"""Detection reads at most this many of an input's first non-blank lines..."""
+SAMPLE_BYTES = 1 << 20
+"""... from at most its first megabyte (gzip unwrapped)."""
 
 
 @dataclass(frozen=True)
-class Head:
-    """The start of an input as detection sees it: its first 4 KB as text, and their first non-blank line."""
+class Sample:
+    """The start of an input as detection sees it: its first `SAMPLE_LINES` non-blank lines within its first
+    `SAMPLE_BYTES`, as text (a line over `lines.MAX_LINE` is not among them). A log is judged by these, not by
+    its first line alone: a syslog banner, a line of binary or a line cut by a crash before its records does
+    not hide them."""
 
-    text: str
-    first: str
+    lines: tuple[str, ...]
 
     @classmethod
-    def of(cls, data: bytes) -> Head:
-        """The head of an input whose first bytes (gzip unwrapped) are `data`."""
-        text = data.decode("utf-8", "replace")
-        return cls(text, next((line for line in text.splitlines() if line.strip()), ""))
+    def of(cls, data: bytes, whole: bool = True) -> Sample:
+        """The sample of an input that starts with `data` (gzip unwrapped); unless `data` is the `whole` input,
+        its last line, which may be cut short, is left out."""
+        numbered = lines(io.BytesIO(data if whole else data[: data.rfind(b"\n") + 1]), lambda reason, number: None)
+        sample = (raw.decode("utf-8", "replace") for _number, raw in numbered if not is_blank(raw))
+        return cls(tuple(itertools.islice(sample, SAMPLE_LINES)))
+
+    def count(self, test: Callable[[str], bool]) -> int:
+        """How many of the lines pass `test`."""
+        return sum(1 for line in self.lines if test(line))
 
 
 @dataclass(frozen=True)
@@ -84,8 +107,9 @@ class Format:
     """A few words saying what it is, for the config's description and the docs' table."""
     description: str
     """For the docs: what writes it, what it gives and how it is recognised."""
-    recognise: Callable[[Head, Options], bool]
-    """Whether an input that starts with this head is in the format. Tried in the order of `FORMATS`."""
+    recognise: Callable[[Sample, Options], int]
+    """How many of the lines of an input's sample are this format's (a record's, or a record's first line).
+    The input is read in the format that reads the most; a tie goes to the first in `FORMATS`."""
     skip_reason: str
     """The reason a record its parser refuses is counted under."""
     line: Callable[[Options], LineParser] | None = None
@@ -122,9 +146,9 @@ def _reads(parse: LineParser, line: str) -> bool:
     return True
 
 
-def _parses(parse: LineParser) -> Callable[[Head, Options], bool]:
-    """A recogniser: the first line is one `parse` reads."""
-    return lambda head, settings: _reads(parse, head.first)
+def _parses(parse: LineParser) -> Callable[[Sample, Options], int]:
+    """A recogniser: the lines `parse` reads."""
+    return lambda sample, settings: sample.count(lambda line: _reads(parse, line))
 
 
 def _same(parse: LineParser) -> Callable[[Options], LineParser]:
@@ -147,8 +171,11 @@ def _custom_logformat(settings: Options) -> LineParser:
     return LogFormat(settings.squid_logformat).parse
 
 
-def _in_custom_logformat(head: Head, settings: Options) -> bool:
-    return settings.squid_logformat is not None and _reads(_custom_logformat(settings), head.first)
+def _in_custom_logformat(sample: Sample, settings: Options) -> int:
+    if settings.squid_logformat is None:
+        return 0
+    parse = _custom_logformat(settings)
+    return sample.count(lambda line: _reads(parse, line))
 
 
 def _follow_eve(path: Path, settings: Options) -> FollowParser:
@@ -166,73 +193,79 @@ FORMATS: tuple[Format, ...] = (
         "suricata-eve", "Suricata's eve.json",
         "Suricata's EVE JSON, for a gateway where Suricata reads the packets: its dns, tls, quic, http, smtp, "
         "dhcp and flow events become the observations the native decoder makes of the same traffic. "
-        "Recognised by a first line that is a JSON object with `event_type` and `timestamp`. Followed with "
+        "Recognised by lines that are JSON objects with `event_type` and `timestamp`. Followed with "
         "`collector.line_rate`, only its flows are taken (the capture gives the names).",
-        lambda head, settings: looks_like_eve(head.first), BAD_EVE_RECORD,
+        lambda sample, settings: sample.count(looks_like_eve), BAD_EVE_RECORD,
         source=EveSource, follow=_follow_eve),
     Format(
         "dhcpd-leases", "ISC dhcpd's lease file",
         "ISC dhcpd's `dhcpd.leases`, for identity: a `dhcp` ACK for each lease held (free, released and "
-        "abandoned ones are not evidence). Recognised by a start (after comments) of `lease`, "
-        "`authoring-byte-order` or `server-duid`, with a `{`. Followed, a record is taken when its closing "
+        "abandoned ones are not evidence). Recognised by lines that start a record (`lease ADDR {`) or its "
+        "header (`authoring-byte-order`, `server-duid`). Followed, a record is taken when its closing "
         "brace is written, and a lease taken before is not taken again when dhcpd rewrites its file.",
-        lambda head, settings: looks_like_lease_file(head.text) == "dhcpd", BAD_LEASE,
+        lambda sample, settings: sample.count(starts_dhcpd_record), BAD_LEASE,
         source=lambda path: LeaseFileSource(path, "dhcpd"), follow=lambda path, settings: lease_follower("dhcpd")),
     Format(
         "dnsmasq-leases", "dnsmasq's lease file",
         "dnsmasq's `dnsmasq.leases`, for identity: `EXPIRY MAC ADDRESS NAME CLIENT-ID` a line, a `dhcp` ACK "
-        "each, starting an hour (dnsmasq's default lease) before its expiry. Recognised by a first line (comments "
-        "aside) that starts with a number and a MAC address. Followed, a lease taken before is not taken again when "
-        "dnsmasq rewrites its file.",
-        lambda head, settings: looks_like_lease_file(head.text) == "dnsmasq", BAD_LEASE,
+        "each, starting an hour (dnsmasq's default lease) before its expiry. Recognised by lines that start with "
+        "a number and a MAC address. Followed, a lease taken before is not taken again when dnsmasq rewrites "
+        "its file.",
+        lambda sample, settings: sample.count(looks_like_dnsmasq), BAD_LEASE,
         source=lambda path: LeaseFileSource(path, "dnsmasq"),
         follow=lambda path, settings: lease_follower("dnsmasq")),
     Format(
         "squid", "Squid's native access log",
-        "Squid's native access log (`logformat squid`). Recognised by a first line in that format. Replayed a "
+        "Squid's native access log (`logformat squid`). Recognised by lines in that format. Replayed a "
         "chunk at a time in polars (`collector/logs/squid_batch.py`), with the same fields as the line parser.",
-        _parses(parse_line), "bad_squid_line", line=_same(parse_line), batch=squid_batch.run_chunks),
+        _parses(parse_line), squid_batch.BAD_SQUID_LINE, line=_same(parse_line), batch=squid_batch.run_chunks),
     Format(
         "squid-common", "Squid's common or combined log",
         "Squid's `common` and `combined` formats (the web server layout, with Squid's action and hierarchy "
-        "after it; combined adds the referer and the User-Agent). Recognised by a first line in either.",
+        "after it; combined adds the referer and the User-Agent). Recognised by lines in either.",
         _parses(parse_common_line), "bad_squid_line", line=_same(parse_common_line)),
     Format(
         "squid-logformat", "a Squid log in a custom logformat",
         "A Squid access log written with a `logformat` of the school's own, read with the SPEC given as "
         "`collector.squid_logformat` (or `ictwatch decode --squid-logformat`). Recognised, when that is "
-        "set, by a first line the SPEC reads. Replayed and decoded; not followed.",
+        "set, by lines the SPEC reads. Replayed and decoded; not followed.",
         _in_custom_logformat, "bad_squid_line", line=_custom_logformat, followable=False),
     Format(
         "e2guardian-csv", "e2guardian's log, format 2 (CSV)",
         "e2guardian's (or DansGuardian's) `logfileformat 2`: format 1's fields, each quoted, separated by "
-        "commas. Recognised by a first line that starts with a quoted e2guardian time and a comma. " + _LOCAL,
-        lambda head, settings: looks_like_e2guardian_csv(head.first), "bad_filter_line",
+        "commas. Recognised by lines that start with a quoted e2guardian time and a comma. " + _LOCAL,
+        lambda sample, settings: sample.count(looks_like_e2guardian_csv), "bad_filter_line",
         line=_local_time(parse_e2guardian_csv)),
     Format(
         "e2guardian", "e2guardian's log, format 1",
         "e2guardian's (or DansGuardian's) `logfileformat 1`, fields separated by spaces: a denial is a "
-        "blocked attempt with the filter's category and reason. Recognised by a first line in that "
+        "blocked attempt with the filter's category and reason. Recognised by lines in that "
         "layout. " + _LOCAL,
-        lambda head, settings: looks_like_e2guardian(head.first), "bad_filter_line",
+        lambda sample, settings: sample.count(looks_like_e2guardian), "bad_filter_line",
         line=_local_time(parse_e2guardian)),
     Format(
         "squidguard", "squidGuard's request log",
         "squidGuard's request log (`Request(source/destination/rewrite) URL ip/fqdn ident method action`): "
-        "a REDIRECT or DENY is a blocked attempt in the destination class. Recognised by a first line in "
+        "a REDIRECT or DENY is a blocked attempt in the destination class. Recognised by lines in "
         "that layout. " + _LOCAL,
-        lambda head, settings: looks_like_squidguard(head.first), "bad_filter_line",
+        lambda sample, settings: sample.count(looks_like_squidguard), "bad_filter_line",
         line=_local_time(parse_squidguard)),
 )
-"""Every log format, in the order detection tries them."""
+"""Every log format, in the order that settles a tie in detection."""
 
 FOLLOWED: tuple[str, ...] = tuple(fmt.name for fmt in FORMATS if fmt.followable)
 """The names `collector.follow` accepts."""
 
 
-def detect(head: Head, settings: Options) -> Format | None:
-    """The first format that recognises an input starting with `head`; None when none does."""
-    return next((fmt for fmt in FORMATS if fmt.recognise(head, settings)), None)
+def detect(sample: Sample, settings: Options) -> Format | None:
+    """The format that reads the most lines of an input's `sample` (the first in `FORMATS` of those that read
+    as many); None when none reads any."""
+    best, most = None, 0
+    for fmt in FORMATS:
+        read = fmt.recognise(sample, settings)
+        if read > most:
+            best, most = fmt, read
+    return best
 
 
 def followed(name: str) -> Format:
@@ -251,10 +284,13 @@ def markdown() -> str:
         "<!-- Generated from collector/logs/formats.py by `python -m collector.logs.formats > docs/log-formats.md`;",
         "     tests/collector/logs/test_formats.py fails when this file and the code differ. -->",
         "",
-        "An input that is not a pcap or pcapng capture is read as the first of these formats that recognises",
-        "its start (its first non-blank line, or for lease files its first 4 KB). `collector.follow` in the",
-        "configuration names a log `ictwatch run` follows as it is written, by one of the names marked",
-        "followed. A record the format's parser refuses is skipped and counted under its reason.",
+        "An input that is not a pcap or pcapng capture is judged by a sample of its lines: its first",
+        f"{SAMPLE_LINES} non-blank lines within its first megabyte (a line over 64 KiB is none of them). It is read",
+        "in the format that reads the most of them, the first in this table of those that read as many; a",
+        "file none of them reads a line of is refused. Lines that are not records (a syslog banner, a line of",
+        "binary) are skipped and counted under the format's reason like any bad record. `collector.follow` in",
+        "the configuration names a log `ictwatch run` follows as it is written, by one of the names marked",
+        "followed.",
         "",
         "| name | what it is | followed | replayed in batches | bad record counted as |",
         "|---|---|---|---|---|",

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from collector.observation import Observation
+from collector.logs.lines import MAX_LINE, is_blank, lines, open_unzipped
+from collector.observation import Observation, checked_time
 from collector.skips import SkipCounter
 
 BAD_LEASE = "bad_lease"
@@ -26,6 +27,7 @@ BAD_LEASE = "bad_lease"
 _UTC = dt.UTC
 _BLOCK = re.compile(r"lease\s+(\S+)\s*\{(.*?)\}", re.S)
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_DHCPD_START = re.compile(r"\s*(?:lease\s+\S+\s*\{|authoring-byte-order\s|server-duid\s)")
 DNSMASQ_LEASE_S = 3600
 
 
@@ -64,7 +66,7 @@ def dnsmasq_lease(line: str, ref: str) -> Observation:
     mac = parts[1].lower()
     if not _MAC.match(mac):
         raise ValueError(f"bad MAC: {mac[:30]!r}")
-    end = dt.datetime.fromtimestamp(int(parts[0]), _UTC)
+    end = dt.datetime.fromtimestamp(checked_time(int(parts[0]) * 1_000_000) // 1_000_000, _UTC)
     host = None if parts[3] == "*" else parts[3]
     return _ack(end - dt.timedelta(seconds=DNSMASQ_LEASE_S), end, parts[2], mac, host, ref, "dnsmasq")
 
@@ -78,15 +80,42 @@ def _ack(start: dt.datetime, end: dt.datetime, ip: str, mac: str, host: str | No
     )
 
 
-def looks_like_lease_file(text: str) -> str | None:
-    """`dhcpd` or `dnsmasq` when the start of a file is one of theirs."""
-    stripped = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).lstrip()
-    if stripped.startswith(("lease ", "authoring-byte-order", "server-duid")) and "{" in stripped:
-        return "dhcpd"
-    first = stripped.split("\n", 1)[0].split()
-    if len(first) >= 4 and first[0].isdigit() and _MAC.match(first[1].lower() if len(first) > 1 else ""):
-        return "dnsmasq"
-    return None
+def starts_dhcpd_record(line: str) -> bool:
+    """Whether `line` is one that starts a record of dhcpd's lease file (`lease ADDR {`, or its header's
+    `authoring-byte-order` or `server-duid`)."""
+    return _DHCPD_START.match(line) is not None
+
+
+def looks_like_dnsmasq(line: str) -> bool:
+    """Whether `line` is laid out as a line of dnsmasq's lease file: an expiry, a MAC address and two more."""
+    words = line.split()
+    return len(words) >= 4 and words[0].isdigit() and _MAC.match(words[1].lower()) is not None
+
+
+class _Records:
+    """dhcpd's records gathered a line at a time: from a line that starts `lease ` to the one that holds its
+    closing brace, at most `lines.MAX_LINE` bytes in all."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._size = 0
+
+    def add(self, line: str) -> str | None:
+        """The text of the record `line` ends; None while none ends. `ValueError` for a record that grew
+        past `MAX_LINE` without its brace (it is dropped; the next `lease ` line starts afresh)."""
+        if line.lstrip().startswith("lease "):
+            self._lines, self._size = [], 0
+        elif not self._lines:
+            return None
+        self._lines.append(line)
+        self._size += len(line) + 1
+        if "}" in line:
+            text, self._lines = "\n".join(self._lines), []
+            return text
+        if self._size > MAX_LINE:
+            self._lines = []
+            raise ValueError("a lease record longer than lines.MAX_LINE without its closing brace")
+        return None
 
 
 class LeaseFileSource:
@@ -103,25 +132,43 @@ class LeaseFileSource:
 
     def run(self, emit: Callable[[Observation], None]) -> None:
         """Emit one ACK observation per held lease; count and skip malformed ones. dhcpd appends a new
-        record each time a lease changes; every record is kept, since each is evidence for its own period."""
-        text = self.path.read_text(encoding="utf-8", errors="replace")
-        if self.kind == "dhcpd":
-            for number, match in enumerate(_BLOCK.finditer(text), 1):
-                ref = f"{self.path.name}#lease{number}"
+        record each time a lease changes; every record is kept, since each is evidence for its own period.
+        Read a line at a time (`collector.logs.lines`), gzip unwrapped: a line over `lines.MAX_LINE`, or a
+        dhcpd record without its closing brace within as many bytes, is skipped and counted."""
+        name = self.path.name
+        stream, _raw = open_unzipped(self.path)
+        with stream:
+            numbered = lines(stream, lambda reason, n: self.skips.skip(reason, f"{name}:{n}"))
+            if self.kind == "dhcpd":
+                self._dhcpd(((number, raw.decode("utf-8", "replace")) for number, raw in numbered), emit)
+                return
+            for number, raw in numbered:
+                if not is_blank(raw) and not raw.startswith(b"#"):
+                    try:
+                        emit(dnsmasq_lease(raw.decode("utf-8", "replace"), f"{name}:{number}"))
+                    except ValueError as exc:
+                        self.skips.refused(exc, BAD_LEASE, f"{name}:{number}")
+
+    def _dhcpd(self, numbered: Iterable[tuple[int, str]], emit: Callable[[Observation], None]) -> None:
+        """dhcpd's records, numbered `#leaseN` in the order they are written."""
+        records, count = _Records(), 0
+        for _number, line in numbered:
+            try:
+                text = records.add(line)
+            except ValueError as exc:
+                count += 1
+                self.skips.refused(exc, BAD_LEASE, f"{self.path.name}#lease{count}")
+                continue
+            for match in _BLOCK.finditer(text or ""):
+                count += 1
+                ref = f"{self.path.name}#lease{count}"
                 try:
                     obs = isc_lease(match.group(1), match.group(2), ref)
-                except ValueError:
-                    self.skips.skip(BAD_LEASE, ref)
+                except ValueError as exc:
+                    self.skips.refused(exc, BAD_LEASE, ref)
                     continue
                 if obs is not None:
                     emit(obs)
-            return
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip() and not line.startswith("#"):
-                try:
-                    emit(dnsmasq_lease(line, f"{self.path.name}:{number}"))
-                except ValueError:
-                    self.skips.skip(BAD_LEASE, f"{self.path.name}:{number}")
 
     def stop(self) -> None:
         """Lease files are read whole; nothing to stop."""
@@ -133,7 +180,7 @@ def lease_follower(kind: str) -> Callable[[str, str], list[Observation]]:
     is not handed out again: dnsmasq rewrites its whole file at each change, and dhcpd rewrites its own
     from time to time."""
     seen: set[tuple[str | None, str | None, int]] = set()
-    block: list[str] = []
+    records = _Records()
 
     def fresh(found: list[Observation]) -> list[Observation]:
         new = [o for o in found if (o.assigned_ip, o.src_mac, o.ts_us) not in seen]
@@ -144,13 +191,9 @@ def lease_follower(kind: str) -> Callable[[str, str], list[Observation]]:
         return fresh([dnsmasq_lease(line, ref)]) if line.strip() else []
 
     def dhcpd(line: str, ref: str) -> list[Observation]:
-        if line.lstrip().startswith("lease "):
-            block[:] = [line]
-        elif block:
-            block.append(line)
-        if not block or "}" not in line:
+        text = records.add(line)
+        if text is None:
             return []
-        text, block[:] = "\n".join(block), []
         found = [obs for m in _BLOCK.finditer(text) if (obs := isc_lease(m.group(1), m.group(2), ref)) is not None]
         return fresh(found)
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from collector.filetypes import file_ext
 from collector.logs.refusal import refused
-from collector.observation import Observation
+from collector.observation import Observation, seconds_to_us
 
 _IP = re.compile(r"^[0-9a-fA-F:.]+$")
 _TS = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
@@ -34,7 +34,7 @@ def parse_line(line: str, source_ref: str) -> Observation:
     ts_text, elapsed, client, action_status, size, method, url, user, hierarchy, ctype = f[:10]
     if not _TS.match(ts_text):  # seconds.millis: not `inf`, `nan` or `1e9`, which float() would take
         raise ValueError(f"bad time: {ts_text[:32]!r}")
-    ts_us = round(float(ts_text) * 1_000_000)
+    ts_us = seconds_to_us(float(ts_text))
     action, sep, status = action_status.partition("/")
     if not sep or not status.isdigit():
         raise ValueError(f"bad action/status: {action_status[:40]!r}")

@@ -2,10 +2,11 @@
 
 The per-line parser in `collector.logs.squid` is the reference: for every line this module gives the same
 Observation fields (tested on the real logs and on generated ones), or counts it as `bad_squid_line`
-where the reference would raise. Lines are split into fields at runs of whitespace (a regular
-expression per line cost three times as much), each field's shape is checked as the reference checks
-it, and host and port are taken from the URL by a regular expression, as `urllib.parse.urlsplit` does
-for the URLs Squid logs, once for each distinct scheme and authority. The file type is the rule of
+where the reference would raise (as `time_out_of_range` where it refuses the line's time). Lines are
+split into fields at runs of whitespace (a regular expression per line cost three times as much), each
+field's shape is checked as the reference checks it, and host and port are taken from the URL by a
+regular expression, as `urllib.parse.urlsplit` does for the URLs Squid logs, once for each distinct
+scheme and authority. The file type is the rule of
 `collector.filetypes`: the name's extension in polars (a call into Python for each URL would cost more
 than the rest of the parse), the content type's by that module itself, once for each distinct type.
 Whether a line is a blocked attempt is `collector.logs.refusal.refused` itself, asked once for each
@@ -27,10 +28,14 @@ import polars as pl
 import pyarrow.compute as pc
 
 from collector.filetypes import MAX_NAME, PACKAGE_NAMES, content_extension
+from collector.logs.lines import Skip, blocks
 from collector.logs.refusal import refused
-from collector.observation import OBSERVATION_SCHEMA, Observation
+from collector.observation import EARLIEST_US, LATEST_US, OBSERVATION_SCHEMA, TIME_OUT_OF_RANGE, Observation
 
 CHUNK = 8 << 20
+"""Bytes of log read and parsed at a time (whole lines; `collector.logs.lines.blocks` cuts them)."""
+BAD_SQUID_LINE = "bad_squid_line"
+"""The skip reason of a line that is not in Squid's native format."""
 
 _LINE = (r"^\s*(?P<ts>\d+(?:\.\d*)?|\.\d+)\s+(?P<elapsed>-?\d+)\s+(?P<client>[0-9A-Fa-f:.]+)\s+"
          r"(?P<action>[^/\s]*)/(?P<status>\d+)\s+(?P<size>\d+)\s+(?P<method>\S+)\s+(?P<url>\S+)\s+"
@@ -38,6 +43,7 @@ _LINE = (r"^\s*(?P<ts>\d+(?:\.\d*)?|\.\d+)\s+(?P<elapsed>-?\d+)\s+(?P<client>[0-
 _TS = r"^(?:\d+(?:\.\d*)?|\.\d+)$"
 _URL = r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:[^@/?#]*@)?(?P<host>\[[^\]/?#]*\]|[^:/?#]*)(?::(?P<port>\d*))?"
 _IP = r"^[0-9a-fA-F:.]+$"
+_BLANK = r"^[ \t\n\v\f\r]*$"  # `lines.is_blank`: ASCII white space only (Python's `bytes.strip`)
 _SCHEME_AND_AUTHORITY = r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/]*)/.*$"  # up to the slash after the authority
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 _HAS_PATH = r"^(?:[^/?#]*://[^/?#]*)?/"  # an absolute URL with a path, or a path: what can name a file
@@ -46,30 +52,10 @@ _DIRECTORIES = r"^.*/"  # the path up to its last slash: what is left is the las
 _EXTENSION = r"\.([A-Za-z0-9]{1,10})$"  # after the name's last dot, to its end
 
 
-def chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[tuple[int, bytes]]:
-    """(number of the first line, block) for successive pieces of the stream: whole lines, each ending in
-    a newline (one is added to a last line that has none)."""
-    rest = b""
-    first = 1
-    while True:
-        data = stream.read(size)
-        if not data:
-            if rest:
-                yield first, rest + b"\n"
-            return
-        data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        block, rest = data[: cut + 1], data[cut + 1 :]
-        yield first, block
-        first += block.count(b"\n")
-
-
-def parse_chunk(block: bytes, first: int, name: str) -> tuple[pl.DataFrame, list[int]]:
-    """Observation table for the lines of `block` (numbered from `first`), and the numbers of the bad
-    lines. Blank lines are neither.
+def parse_chunk(block: bytes, first: int, name: str) -> tuple[pl.DataFrame, list[int], list[int]]:
+    """Observation table for the lines of `block` (numbered from `first`), the numbers of the bad lines, and
+    those of the lines whose time the store cannot hold (`collector.observation.TimeOutOfRange`). Blank
+    lines are none of them.
 
     Lines are split into fields at whitespace, a run of it counting as one (Squid pads the elapsed
     time), by `_split_plain` for a block of printable ASCII (Squid escapes URLs: its logs are) and by
@@ -89,7 +75,7 @@ def parse_chunk(block: bytes, first: int, name: str) -> tuple[pl.DataFrame, list
         "n", ts=f[0], elapsed=f[1], client=f[2], action=action_status.struct.field("field_0"),
         status=action_status.struct.field("field_1"), size=f[4], method=f[5], url=f[6], user=f[7], hierarchy=f[8],
         ctype=f[9])
-    return _observations(good, name), bad
+    return _dated(good, name, bad)
 
 
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
@@ -115,20 +101,28 @@ def _split_plain(block: bytes, first: int) -> pl.DataFrame:
 
 
 def _fields(lines: pl.DataFrame, split: pl.Expr) -> pl.DataFrame:
-    """The first ten of each line's fields (`split`: a list of them, null or empty for a blank line)."""
-    return lines.select("n", f=split).filter(pl.col("f").list.len() > 0).select(
+    """The first ten of each non-blank line's fields (`split`: a list of them; a line it finds none in is bad)."""
+    return lines.filter(~pl.col("line").str.contains(_BLANK)).select("n", f=split).select(
         "n", *(pl.col("f").list.get(i, null_on_oob=True).alias(f"field_{i}") for i in range(10)))
 
 
-def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame, list[int]]:
+def _parse_lines(lines: list[str], first: int, name: str) -> tuple[pl.DataFrame, list[int], list[int]]:
     """`parse_chunk` for lines already decoded, with one regular expression per line (slower: used for a
     block that holds a NUL byte)."""
     df = pl.DataFrame({"line": lines}, schema={"line": pl.String}).with_row_index("n", offset=first)
-    df = df.filter(pl.col("line").str.strip_chars().str.len_chars() > 0)
+    df = df.filter(~pl.col("line").str.contains(_BLANK))
     fields = df.with_columns(f=pl.col("line").str.extract_groups(_LINE)).unnest("f")
     bad = fields.filter(pl.col("ts").is_null()).get_column("n").to_list()
     good = fields.filter(pl.col("ts").is_not_null())
-    return _observations(good, name), bad
+    return _dated(good, name, bad)
+
+
+def _dated(good: pl.DataFrame, name: str, bad: list[int]) -> tuple[pl.DataFrame, list[int], list[int]]:
+    """`parse_chunk`'s answer for the lines of good shape (`good`) and the bad ones: those dated where the store
+    can hold them become observations, the others are listed apart, as `seconds_to_us` refuses them."""
+    dated = pl.col("ts").cast(pl.Float64).is_between(EARLIEST_US / 1e6, LATEST_US / 1e6)
+    late = good.filter(~dated).get_column("n").to_list()
+    return _observations(good.filter(dated), name), bad, late
 
 
 def _observations(df: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -242,11 +236,12 @@ WORKERS = min(4, os.cpu_count() or 1)
 piece that most string operations walk on a single core."""
 
 
-def parsed_chunks(stream: BinaryIO, name: str) -> Iterator[tuple[pl.DataFrame, list[int]]]:
-    """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order."""
+def parsed_chunks(stream: BinaryIO, name: str, skip: Skip) -> Iterator[tuple[pl.DataFrame, list[int], list[int]]]:
+    """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order; each
+    line `lines.blocks` does not read (over `lines.MAX_LINE`, or where a gzip is cut) goes to `skip`."""
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="squid-parse") as pool:
-        pending: deque[Future[tuple[pl.DataFrame, list[int]]]] = deque()
-        for first, block in chunks(stream):
+        pending: deque[Future[tuple[pl.DataFrame, list[int], list[int]]]] = deque()
+        for first, block in blocks(stream, skip, CHUNK):
             pending.append(pool.submit(parse_chunk, block, first, name))
             if len(pending) > WORKERS:
                 yield pending.popleft().result()
@@ -255,15 +250,17 @@ def parsed_chunks(stream: BinaryIO, name: str) -> Iterator[tuple[pl.DataFrame, l
 
 
 def run_chunks(stream: BinaryIO, name: str, sink: Callable[[pl.DataFrame], None],
-               bad: Callable[[int], None], stopped: Callable[[], bool]) -> int:
-    """Parse a whole log: each chunk's table goes to `sink`, each bad line number to `bad`. Returns rows.
-    The next chunks are parsed while `sink` works on one."""
+               skip: Callable[[str, int], None], stopped: Callable[[], bool]) -> int:
+    """Parse a whole log: each chunk's table goes to `sink`, each skipped line's reason and number to `skip`.
+    Returns rows. The next chunks are parsed while `sink` works on one."""
     rows = 0
-    for table, bad_lines in parsed_chunks(stream, name):
+    for table, bad_lines, late in parsed_chunks(stream, name, skip):
         if stopped():
             break
         for number in bad_lines:
-            bad(number)
+            skip(BAD_SQUID_LINE, number)
+        for number in late:
+            skip(TIME_OUT_OF_RANGE, number)
         if table.height:
             sink(table)
             rows += table.height

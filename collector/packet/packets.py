@@ -14,7 +14,7 @@ from typing import Final
 
 from mypy_extensions import i64, mypyc_attr
 
-from collector.observation import Observation
+from collector.observation import EARLIEST_US, LATEST_US, TIME_OUT_OF_RANGE, Observation
 from collector.packet import apps, dhcp, dns
 from collector.packet.flows import (
     DNS_NAME_GRACE,
@@ -61,7 +61,13 @@ def decode_frame(decoder: PacketDecoder, frame: int, ts: int, linktype: int, dat
                  name: str) -> None:
     """`decoder.packet(...)`, where a failure the decoder did not foresee on this frame is counted as
     `decoder_error` and the input goes on: one frame must not end a capture. The consumer's failure
-    (`ConsumerFailed`) goes up."""
+    (`ConsumerFailed`) goes up. A frame stamped outside the times the store holds (a pcapng's resolution and
+    offset can make any time of a 64-bit count) is counted as `time_out_of_range` and not decoded: its flow's
+    times would be wrong too. A classic pcap's 32-bit seconds always fall within them (1970-2106), so the
+    records `decode_pcap` takes in place need no check."""
+    if not EARLIEST_US <= ts <= LATEST_US:
+        skips.skip(TIME_OUT_OF_RANGE, f"{name}#{frame}")
+        return
     try:
         decoder.packet(frame, ts, linktype, data)
     except ConsumerFailed:

@@ -53,7 +53,7 @@ def run(observations: int, domains: int) -> dict[str, float]:
         write_lists(lists, domains)
         log = tmp / "access.log"
         write_log(log, observations)
-        frame, bad = squid_batch.parse_chunk(log.read_bytes(), 1, log.name)
+        frame, bad, _late = squid_batch.parse_chunk(log.read_bytes(), 1, log.name)
         assert not bad
         loaded = settings.load(CONFIG)
         # the demo policy's categories, from the generated lists (those the generator writes)

@@ -237,3 +237,33 @@ def test_lag_counts_what_is_written_but_not_read(tmp_path):
     follower.poll()
     assert follower.lag() == 0
     follower.close()
+
+
+def test_a_line_that_never_ends_is_read_past_not_held(tmp_path):
+    """A followed log that a crash filled with NUL bytes (50 MB here, without a newline, written while the
+    follower polls): nothing is handed out and the follower holds no more than a chunk and 64 KiB of it; once
+    the line ends, it is listed in `too_long` where it ends and the next line comes out. A checkpoint there
+    resumes after it."""
+    import tracemalloc
+
+    log = tmp_path / "access.log"
+    log.write_text("before\n")
+    f = LogFollower(log, tmp_path / "cp")
+    assert lines_of(f.poll()) == [b"before"]
+    tracemalloc.start()
+    with log.open("ab") as out:
+        for _ in range(50):
+            out.write(bytes(1 << 20))
+            out.flush()
+            assert f.poll() == [] and f.too_long == []
+        peak = tracemalloc.get_traced_memory()[1]
+        out.write(b"\nafter\n")
+    tracemalloc.stop()
+    assert peak < 4 * (1 << 20), peak  # the 1 MB chunk read, the line's end held, and their joining
+    end = Position(0, len("before\n") + 50 * (1 << 20) + 1)
+    assert lines_of(f.poll()) == [b"after"] and f.too_long == [end]
+    f.save(f.mark(end))
+    f.close()
+    again = LogFollower(log, tmp_path / "cp")
+    assert lines_of(again.poll()) == [b"after"]  # resumed after the long line, not from the start
+    again.close()

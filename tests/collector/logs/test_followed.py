@@ -70,6 +70,20 @@ def test_lines_that_give_nothing_advance_the_checkpoint_at_once(tmp_path, runnin
     assert submitted.empty() and skips.by_reason == {"bad_squid_line": 1}
 
 
+def test_a_line_over_64_kib_is_counted_and_the_checkpoint_passes_it(tmp_path, running):
+    """Issue 19, point 12: a line of 100,000 NUL bytes, then a Squid line: the long one is counted as
+    `line_too_long` where it ends, never handed to the parser; the Squid line is submitted."""
+    log, _followed, submitted, skips = running
+    with log.open("ab") as out:
+        out.write(bytes(100_000) + b"\n" + LINES[0].encode())
+    table, kept = submitted.get(timeout=10)
+    assert table.column("source_ref").to_pylist() == [f"access.log@0:{100_001 + len(LINES[0])}"]
+    assert skips.by_reason == {"line_too_long": 1}
+    kept()
+    checkpoint = checkpoint_of(tmp_path / "checkpoints", log)
+    assert json.loads(checkpoint.read_text())["offset"] == log.stat().st_size
+
+
 def test_an_earlier_checkpoint_kept_late_does_not_go_back(tmp_path):
     log = tmp_path / "access.log"
     log.write_text(LINES[0] + LINES[1])

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from collector.config import CollectorSettings, FollowedLog
 from collector.logs import formats
-from collector.logs.formats import FORMATS, Format, Head, detect
+from collector.logs.formats import FORMATS, Format, Sample, detect
 from collector.sources import InputError, open_source
 from tests.collector.logs.test_filterlogs import ALLOWED, SQUIDGUARD
 from tests.collector.logs.test_leasefiles import DHCPD
@@ -52,7 +52,7 @@ def entry(name: str) -> Format:
 
 
 def detected(text: str, settings: CollectorSettings | None = None) -> str | None:
-    fmt = detect(Head.of(text.encode()), settings or CollectorSettings())
+    fmt = detect(Sample.of(text.encode()), settings or CollectorSettings())
     return None if fmt is None else fmt.name
 
 
@@ -114,6 +114,26 @@ def test_the_order_of_detection_settles_the_overlaps(text, spec, expected):
     assert detected(text, CollectorSettings(squid_logformat=spec)) == expected
 
 
+BANNER = "Jun 16 07:50:01 gateway squid[812]: Starting Squid Cache version 6.10 for x86_64-pc-linux-gnu..."
+BINARY = bytes(b for b in range(256) if b != 10).decode("latin-1")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("before", [BANNER, BINARY, "x" * 5000, "\x00" * 70_000],
+                         ids=["syslog banner", "binary", "5 KB line", "70 KB of NULs"])
+def test_a_line_that_is_no_record_before_the_records_hides_nothing(name, before):
+    """Issue 19, point 13: the format is judged by a sample of lines, so a first line that is none of its
+    records (one too long to be a line at all, too) does not refuse the file."""
+    assert detected(f"{before}\n{SAMPLES[name]}", settings_for(name)) == name
+
+
+def test_the_format_that_reads_most_of_the_sample_wins():
+    """One native line among common ones is a bad line of a common log, not the other way round; a tie goes to
+    the first format of the table."""
+    assert detected(f"{NATIVE}\n{COMMON}\n{COMMON}\n") == "squid-common"
+    assert detected(f"{COMMON}\n{NATIVE}\n") == "squid"
+
+
 def test_the_config_accepts_every_followable_name_and_no_other():
     for fmt in FORMATS:
         if fmt.followable:
@@ -147,6 +167,17 @@ def test_an_input_of_no_known_format_is_refused_naming_every_format(tmp_path):
     with pytest.raises(InputError) as refused:
         open_source(path, CollectorSettings(squid_logformat=SPEC))
     assert str(refused.value).endswith("squidguard)")
+
+
+def test_an_input_that_starts_with_a_megabyte_without_a_line_says_so(tmp_path):
+    """The sample is the first megabyte's lines: a log that a crash filled with NULs from its start is refused
+    (exit status 2) with a message that says why, not one that names every format."""
+    path = tmp_path / "access.log"
+    path.write_bytes(bytes(2 << 20) + b"\n" + NATIVE.encode() + b"\n")
+    with pytest.raises(InputError) as refused:
+        open_source(path)
+    assert str(refused.value) == (f"{path}: not a pcap or pcapng capture, and its first megabyte holds no line "
+                                  "of a log (none of 64 KiB or less that is not blank)")
 
 
 def test_a_format_has_a_line_parser_or_a_reader_of_its_own():

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from collector.logs.leasefiles import LeaseFileSource, dnsmasq_lease, looks_like_lease_file
+from collector.logs.leasefiles import LeaseFileSource, dnsmasq_lease, looks_like_dnsmasq, starts_dhcpd_record
 from collector.sources import open_source
 from tests.conftest import SCHOOL_DAY, run_cli
 
@@ -71,10 +71,11 @@ def test_dnsmasq_line():
 
 
 def test_detection():
-    assert looks_like_lease_file(DHCPD) == "dhcpd"
-    assert looks_like_lease_file("1781600400 3c:22:fb:30:00:03 10.20.10.50 * *\n") == "dnsmasq"
+    assert [line for line in DHCPD.splitlines() if starts_dhcpd_record(line)] == [
+        "authoring-byte-order little-endian;", "lease 10.20.10.50 {", "lease 10.20.10.51 {", "lease 10.20.10.52 {"]
+    assert looks_like_dnsmasq("1781600400 3c:22:fb:30:00:03 10.20.10.50 * *")
     squid = "1157689312.049 5006 10.105.21.199 TCP_MISS/200 19763 CONNECT a:443 u DIRECT/1 -"
-    assert looks_like_lease_file(squid) is None
+    assert not looks_like_dnsmasq(squid) and not starts_dhcpd_record(squid)
 
 
 def test_a_lease_file_names_the_device_behind_proxy_lines(tmp_path):

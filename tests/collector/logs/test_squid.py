@@ -83,10 +83,10 @@ def test_transaction_that_never_became_a_request_names_no_host():
 )
 def test_common_and_combined_lines(line, user, agent):
     from collector.config import CollectorSettings
-    from collector.logs.formats import Head, detect
+    from collector.logs.formats import Sample, detect
     from collector.logs.squid import parse_common_line
 
-    assert detect(Head.of(line.encode()), CollectorSettings()).name == "squid-common"
+    assert detect(Sample.of(line.encode()), CollectorSettings()).name == "squid-common"
     o = parse_common_line(line, "c:1")
     assert o.ts == dt.datetime(2026, 6, 16, 8, 15, tzinfo=dt.UTC)  # 09:15 BST
     assert (o.proxy_user, o.user_agent, o.src_ip) == (user, agent, "10.20.10.21")

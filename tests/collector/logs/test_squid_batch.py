@@ -6,8 +6,9 @@ import random
 
 import pytest
 
+from collector.logs.lines import blocks
 from collector.logs.squid import parse_line
-from collector.logs.squid_batch import chunks, parse_chunk
+from collector.logs.squid_batch import parse_chunk
 from collector.observation import FIELD_NAMES
 from tests.conftest import SCHOOL_DAY, SQUID_PEER
 
@@ -15,7 +16,7 @@ from tests.conftest import SCHOOL_DAY, SQUID_PEER
 def reference(lines: list[str], name: str) -> tuple[list[dict], list[int]]:
     rows, bad = [], []
     for n, line in enumerate(lines, 1):
-        if not line.strip():
+        if not line.encode("utf-8", "surrogateescape").strip():  # blank: ASCII white space only
             continue
         try:
             obs = parse_line(line, f"{name}:{n}")
@@ -28,12 +29,12 @@ def reference(lines: list[str], name: str) -> tuple[list[dict], list[int]]:
 
 
 def vectorised(lines: list[str], name: str) -> tuple[list[dict], list[int]]:
-    table, bad = parse_chunk(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), 1, name)
+    table, bad, late = parse_chunk(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), 1, name)
     rows = []
     for row in table.to_dicts():
         row["ts"] = row["ts"].isoformat().replace("+00:00", "Z")
         rows.append({k: row["ts" if k == "ts_us" else k] for k in FIELD_NAMES if k != "ts_us"} | {"ts": row["ts"]})
-    return rows, bad
+    return rows, sorted(bad + late)
 
 
 def compare(lines: list[str], name: str) -> int:
@@ -148,11 +149,17 @@ def test_generated_lines_in_chunks(tmp_path):
     assert compare(lines, "gen.log") == 5000
     path = tmp_path / "gen.log"
     path.write_bytes(("\n".join(lines) + "\n").encode())
+    unread: list[tuple[str, int]] = []
+
+    def skip(reason: str, number: int) -> None:
+        unread.append((reason, number))
+
     with path.open("rb") as f:
-        pieces = list(chunks(f, size=4096))  # small chunks: lines cut at every chunk edge
+        pieces = list(blocks(f, skip, size=4096))  # small chunks: lines cut at every chunk edge
     counts = [block.count(b"\n") for _, block in pieces]
     assert sum(counts) == 5000 and [first for first, _ in pieces][:2] == [1, 1 + counts[0]]
     assert b"".join(block for _, block in pieces).decode().splitlines() == lines
     path.write_bytes(path.read_bytes()[:-1])  # a last line without its newline is still a line
     with path.open("rb") as f:
-        assert sum(block.count(b"\n") for _, block in chunks(f, size=4096)) == 5000
+        assert sum(block.count(b"\n") for _, block in blocks(f, skip, size=4096)) == 5000
+    assert unread == []

@@ -154,3 +154,16 @@ def test_pcap_records_straddling_chunks_come_out_whole(tmp_path, how):
         assert [d for _n, _ts, _lt, d in got] == [d for _s, _f, d in expect]
         assert [n for n, _ts, _lt, _d in got] == list(range(1, len(expect) + 1))
         assert got[4][1] == (1_700_000_000 + 4) * 1_000_000 + 4
+
+
+def test_a_gzipped_capture_cut_short_keeps_what_came_before(tmp_path):
+    """Issue 19: a capture whose compression stopped (a full disk) is read up to the cut, which is counted."""
+    from collector.sources import open_source
+
+    records = b"".join(struct.pack("<IIII", 1_700_000_000 + i, 0, 60, 60) + FRAME for i in range(200_000))
+    whole = gzip.compress(pcap("<", 0xA1B2C3D4, []) + records, compresslevel=1)
+    path = tmp_path / "cut.pcap.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    source = open_source(path)
+    source.run(lambda obs: None)
+    assert 0 < source.packets < 200_000 and source.skips.by_reason == {"truncated_capture": 1}

@@ -65,7 +65,8 @@ def test_the_chain_as_written_is_intact(copy):
 @pytest.mark.parametrize(("where", "said"), [
     ("seq = 7", "row #7: row #7 is missing (the head file records row #7) (6 rows)"),
     ("seq >= 3", "row #3: rows #3 to #7 are missing (the head file records row #7) (2 rows)"),
-    ("1", "row #1: rows #1 to #7 are missing (the head file records row #7) (0 rows)"),
+    ("1", "row #1: rows #1 to #7 are missing (the head file records row #1 as written within the policy's "
+          "6-year retention) (0 rows)"),
 ], ids=["last row deleted", "last five deleted", "every row deleted"])
 def test_rows_cut_off_the_end_are_found(copy, where, said):
     tamper(copy, f"ALTER TABLE ictwatch.report_audit DELETE WHERE {where}")

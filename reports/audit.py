@@ -148,6 +148,13 @@ def _stamp(ts: dt.datetime) -> str:
     return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _unstamp(text: str) -> dt.datetime:
+    """The time `_stamp` wrote; `ValueError` for anything else."""
+    if len(text) != 20 or text[10] != "T" or not text.endswith("Z"):
+        raise ValueError(text)
+    return dt.datetime.fromisoformat(text)
+
+
 def _line(row: dict) -> str:
     return f"{row['seq']} {row['row_hash']} {_stamp(row['ts'])}\n"
 
@@ -203,8 +210,7 @@ def _read_head(path: Path) -> Head | None:
             anchor = (int(parts[1]), parts[2] if len(parts) == 3 else "")
         elif number > 1 and len(parts) in (2, 3) and parts[0].isdigit() and int(parts[0]) > 0:
             try:
-                ts = dt.datetime.strptime(parts[2], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) \
-                    if len(parts) == 3 else None
+                ts = _unstamp(parts[2]) if len(parts) == 3 else None
             except ValueError:
                 raise ValueError(f"line {number}'s time is not one") from None
             rows.append(Recorded(int(parts[0]), parts[1], ts))

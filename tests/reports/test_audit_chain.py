@@ -124,7 +124,10 @@ def test_an_unkeyed_chain_is_keyed_once_on_upgrade_and_its_old_rows_still_checke
     assert before.returncode == 1 and before.stdout.startswith("audit chain UNVERIFIED: not keyed yet")
     run_cli("audit", "show", "--config", CONFIG, "--requested-by", "hmorgan", store=store, check=True)
     assert (tmp_path / "audit.key").stat().st_mode & 0o777 == 0o600
-    assert (tmp_path / "audit.head").read_text().splitlines()[0] == f"anchor 3 {hashes[2]}"
+    head = (tmp_path / "audit.head").read_text().splitlines()
+    assert head[:4] == [f"anchor 3 {hashes[2]}", f"1 {hashes[0]} 2026-11-01T09:00:00Z",
+                        f"2 {hashes[1]} 2026-11-02T09:00:00Z", f"3 {hashes[2]} 2026-11-03T09:00:00Z"]
+    assert len(head) == 6 and head[4].startswith("4 ") and head[5].startswith("5 ")  # audit_keyed, audit_view
     shown = run_cli("audit", "show", "--config", CONFIG, "--requested-by", "hmorgan", store=store, check=True)
     assert [line.split()[4] for line in shown.stdout.splitlines()] == ["grant", "grant", "grant", "audit_keyed",
                                                                        "audit_view", "audit_view"]

@@ -6,9 +6,11 @@ carries `prev_hash`, the `row_hash` of the row before it, and its own `row_hash`
 fields (canonical JSON) and `prev_hash` under a key only the service can read (`audit.key`, 64 hex digits,
 mode 0600, made when the chain is first used). Changing, reordering or rewriting a row breaks the chain
 from that row on. Rows cut off the end, or the whole table emptied, would leave a shorter chain that still
-holds together, so the chain's head is also kept outside the table: after each row is stored, its number
-and MAC are added to an append-only file (`audit.head`, fsynced), and `verify` finds every row that file
-names. `verify` names the first row where the chain breaks.
+holds together, so the chain's head is also kept outside the table: after each row is stored, its number,
+MAC and time are added to an append-only file (`audit.head`, fsynced), and `verify` finds every row that
+file names. The table's retention (a TTL) removes the oldest rows in time: rows gone from the start are
+accepted when the head file shows them past it, never otherwise. `verify` names the first row where the
+chain breaks.
 
 A store chained before the key existed (plain SHA-256, which anyone can recompute) is keyed once: the head
 file begins with an anchor line, `anchor SEQ HASH`, naming the last unkeyed row, and an `audit_keyed` row
@@ -98,13 +100,23 @@ class ChainFiles:
     config: Path
 
 
+class Recorded(NamedTuple):
+    """One row as the head file records it: its number, its MAC (its hash, for an unkeyed row) and when it
+    was written, to the second (None on a line written before times were recorded)."""
+
+    seq: int
+    mac: str
+    ts: dt.datetime | None
+
+
 class Head(NamedTuple):
     """What the head file says: the anchor (the last unkeyed row and its hash; 0 and "" for a chain keyed
-    from its first row) and each keyed row stored since, as (number, MAC)."""
+    from its first row) and each row recorded (every keyed row; the unkeyed ones too when the chain was keyed
+    with them present)."""
 
     anchor: int
     anchor_hash: str
-    rows: list[tuple[int, str]]
+    rows: list[Recorded]
 
 
 class Verdict(NamedTuple):
@@ -114,14 +126,42 @@ class Verdict(NamedTuple):
     rows: int
     broken: int | None
     problem: str
+    removed: int = 0
+    """Rows #1 to this one are gone from the table, as the retention of `retention` allows."""
+    retention: str = ""
 
     def summary(self) -> str:
-        """One line: intact, BROKEN at a row, or UNVERIFIED, with the number of rows."""
+        """One line: intact (and which rows retention removed), BROKEN at a row, or UNVERIFIED, with the
+        number of rows."""
         if self.broken is not None:
             return f"audit chain BROKEN at row #{self.broken}: {self.problem} ({self.rows} rows)"
         if self.problem:
             return f"audit chain UNVERIFIED: {self.problem} ({self.rows} rows)"
-        return f"audit chain intact: {self.rows} rows"
+        gone = "" if not self.removed else (
+            f" ({'row #1' if self.removed == 1 else f'rows #1–#{self.removed}'} removed by the policy's "
+            f"{self.retention} retention)")
+        return f"audit chain intact: {self.rows} rows{gone}"
+
+
+def _stamp(ts: dt.datetime) -> str:
+    """A row's time on its head-file line: UTC, to the second, as `toDateTime` (and so the TTL) sees it."""
+    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unstamp(text: str) -> dt.datetime:
+    """The time `_stamp` wrote; `ValueError` for anything else."""
+    if len(text) != 20 or text[10] != "T" or not text.endswith("Z"):
+        raise ValueError(text)
+    return dt.datetime.fromisoformat(text)
+
+
+def _line(row: dict) -> str:
+    return f"{row['seq']} {row['row_hash']} {_stamp(row['ts'])}\n"
+
+
+def _spell(days: int) -> str:
+    """A retention as the verdict says it: "6-year" for 2190 days, else "60-day"."""
+    return f"{days // 365}-year" if days % 365 == 0 else f"{days}-day"
 
 
 def _write_new(path: Path, text: str) -> None:
@@ -162,16 +202,21 @@ def _read_head(path: Path) -> Head | None:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         return None
-    rows: list[tuple[int, str]] = []
+    rows: list[Recorded] = []
     anchor: tuple[int, str] | None = None
     for number, line in enumerate(lines, 1):
         parts = line.split(" ")
         if number == 1 and len(parts) in (2, 3) and parts[0] == "anchor" and parts[1].isdigit():
             anchor = (int(parts[1]), parts[2] if len(parts) == 3 else "")
-        elif number > 1 and len(parts) == 2 and parts[0].isdigit() and int(parts[0]) > 0:
-            rows.append((int(parts[0]), parts[1]))
+        elif number > 1 and len(parts) in (2, 3) and parts[0].isdigit() and int(parts[0]) > 0:
+            try:
+                ts = _unstamp(parts[2]) if len(parts) == 3 else None
+            except ValueError:
+                raise ValueError(f"line {number}'s time is not one") from None
+            rows.append(Recorded(int(parts[0]), parts[1], ts))
         else:
-            raise ValueError(f"line {number} is not " + ("its anchor line" if number == 1 else "a row number and MAC"))
+            raise ValueError(f"line {number} is not " + ("its anchor line" if number == 1
+                                                         else "a row number, MAC and time"))
     if anchor is None:
         raise ValueError("it is empty: it has lost its anchor line")
     return Head(anchor[0], anchor[1], rows)
@@ -200,11 +245,13 @@ class AuditLog:
             except ValueError:
                 head = Head(-1, "", [])
             seq, last = self._store.audit_tail()
-            if head is not None and (head.rows or (head.anchor, head.anchor_hash) != (seq, last)):
+            if head is not None and (any(r.seq > head.anchor for r in head.rows)
+                                     or (head.anchor, head.anchor_hash) != (seq, last)):
                 raise self._refuse(f"missing, but the head file {self.files.head} says rows were signed with it: "
                                    "restore it from the backup")
-            if head is None:
-                _write_new(self.files.head, f"anchor {seq} {last}".rstrip() + "\n")
+            if head is None:  # the unkeyed rows' times too, so that verify knows them once retention removes them
+                _write_new(self.files.head, f"anchor {seq} {last}".rstrip() + "\n"
+                           + "".join(_line(r) for r in self._store.audit().to_dicts()))
             _write_new(self.files.key, secrets.token_hex(32) + "\n")
             if seq:
                 Chain(self._store, self.files, _load(self.files.key)).append(Entry(
@@ -264,31 +311,73 @@ class AuditLog:
             raise self._refuse(problem)
         if head is None:
             return Verdict(len(rows), 1, f"the head file {self.files.head} is missing, though the key is there")
-        broken = _walk(rows, _load(self.files.key), head.anchor)
-        if broken is not None:
-            return broken
-        if head.anchor and (len(rows) < head.anchor or rows[head.anchor - 1]["row_hash"] != head.anchor_hash):
-            return Verdict(len(rows), min(head.anchor, len(rows) + 1),
-                           "differs from the anchor the head file recorded when the chain was keyed")
-        recorded = max((seq for seq, _ in head.rows), default=0)
-        if recorded > len(rows):
-            gone = f"row #{recorded} is" if recorded == len(rows) + 1 else f"rows #{len(rows) + 1} to #{recorded} are"
-            return Verdict(len(rows), len(rows) + 1, f"{gone} missing (the head file records row #{recorded})")
-        for seq, mac in head.rows:
-            if rows[seq - 1]["row_hash"] != mac:
-                return Verdict(len(rows), seq, "differs from the MAC the head file recorded for it")
-        return Verdict(len(rows), None, "")
+        days = self._store.retention.audit_days
+        return _check(rows, head, _load(self.files.key), self._store.expired_before("report_audit"), days)
 
 
 def _load(key: Path) -> bytes:
     return bytes.fromhex(key.read_text().strip())
 
 
-def _walk(rows: list[dict], key: bytes | None, anchor: int) -> Verdict | None:
-    """The first row that does not follow the one before or whose hash (up to row `anchor`) or MAC (after,
-    under `key`) is wrong; None when every row holds."""
-    prev = ""
-    for expected, row in enumerate(rows, 1):
+def _check(rows: list[dict], head: Head, key: bytes, expired: dt.datetime | None, days: int) -> Verdict:
+    """The verdict on `rows` (the table, in order) against the head file. Rows cut from the start are
+    accepted when the head file shows them past the retention (written at or before `expired`, None when
+    rows are kept for ever); the first row left must then follow the MAC recorded for the row before it."""
+    recorded = {r.seq: r for r in head.rows}
+    if head.anchor and head.anchor not in recorded:  # a chain keyed before unkeyed rows' times were recorded
+        recorded[head.anchor] = Recorded(head.anchor, head.anchor_hash, None)
+    first = rows[0]["seq"] if rows else max(recorded, default=0) + 1
+    removed = _unexpired(recorded, first - 1, expired, days)
+    if removed is not None:
+        return Verdict(len(rows), removed[0], removed[1])
+    broken = _walk(rows, key, head.anchor, first, recorded[first - 1].mac if first > 1 else "")
+    if broken is not None:
+        return broken
+    last = first + len(rows) - 1
+    if first <= head.anchor and (last < head.anchor or rows[head.anchor - first]["row_hash"] != head.anchor_hash):
+        return Verdict(len(rows), min(head.anchor, last + 1),
+                       "differs from the anchor the head file recorded when the chain was keyed")
+    newest = max(recorded, default=0)
+    if newest > last:
+        gone = f"row #{newest} is" if newest == last + 1 else f"rows #{last + 1} to #{newest} are"
+        return Verdict(len(rows), last + 1, f"{gone} missing (the head file records row #{newest})")
+    for seq, mac, _ in head.rows:
+        if seq >= first and rows[seq - first]["row_hash"] != mac:
+            return Verdict(len(rows), seq, "differs from the MAC the head file recorded for it")
+    return Verdict(len(rows), None, "", first - 1, _spell(days) if first > 1 else "")
+
+
+def _unexpired(recorded: dict[int, Recorded], cut: int, expired: dt.datetime | None,
+               days: int) -> tuple[int, str] | None:
+    """(the first of rows #1 to #`cut`, all gone from the table, that the retention did not remove, why) or
+    None when it removed them all. A row counts as removed by retention when the head file records it, or a
+    later one of them, as written at or before `expired`: rows are written in time order, so the rows before
+    one past retention are past it too."""
+    decided: Recorded | None = None
+    kept: tuple[int, Recorded | None] | None = None
+    for seq in range(cut, 0, -1):
+        if seq in recorded and recorded[seq].ts is not None:
+            decided = recorded[seq]
+        if decided is None or expired is None or decided.ts is None or decided.ts > expired:
+            kept = (seq, decided)
+    if kept is None:
+        return None
+    seq, why = kept
+    gone, them = (f"row #{seq} is", "it") if seq == cut else (f"rows #{seq} to #{cut} are", "them")
+    if why is None:
+        return seq, f"{gone} missing (the head file records no time for {them}, so retention cannot be shown " \
+                    f"to have removed {them})"
+    if expired is None:
+        return seq, f"{gone} missing (the policy keeps audit rows for ever)"
+    return seq, f"{gone} missing (the head file records row #{why.seq} as written within the policy's " \
+                f"{_spell(days)} retention)"
+
+
+def _walk(rows: list[dict], key: bytes | None, anchor: int, first: int = 1, prev: str = "") -> Verdict | None:
+    """The first row that does not follow the one before (the first, numbered `first`, follows `prev`) or
+    whose hash (up to row `anchor`) or MAC (after, under `key`; None: no key yet) is wrong; None when every
+    row holds."""
+    for expected, row in enumerate(rows, first):
         if row["seq"] != expected:
             return Verdict(len(rows), expected, f"row {expected} is missing (found {row['seq']} in its place)")
         if row["prev_hash"] != prev:
@@ -304,6 +393,23 @@ def _walk(rows: list[dict], key: bytes | None, anchor: int) -> Verdict | None:
     return None
 
 
+def _last_recorded(path: Path) -> tuple[int, str] | None:
+    """(number, MAC) of the last row the head file records (its anchor when it records none), or None when
+    there is no head file yet; read from the file's end, as the file only grows."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    parts = tail[-1].split(" ") if tail else []
+    if len(parts) >= 2 and parts[0].isdigit():
+        return int(parts[0]), parts[1]
+    if len(parts) >= 2 and parts[0] == "anchor" and parts[1].isdigit():
+        return int(parts[1]), parts[2] if len(parts) == 3 else ""
+    return None
+
+
 class Chain:
     """The audit chain while its lock is held (`AuditLog.held`)."""
 
@@ -312,6 +418,9 @@ class Chain:
         self._head = files.head
         self._key = key
         self._seq, self._prev = store.audit_tail()
+        recorded = _last_recorded(files.head)
+        if recorded is not None and recorded[0] > self._seq:  # the table's newest rows gone (retention removes
+            self._seq, self._prev = recorded                   # every row when none is asked for in its time)
 
     @property
     def next_seq(self) -> int:
@@ -319,7 +428,7 @@ class Chain:
         return self._seq + 1
 
     def append(self, entry: Entry, now: dt.datetime | None = None) -> int:
-        """Add `entry` at the end of the chain, then its number and MAC to the head file; returns its
+        """Add `entry` at the end of the chain, then its number, MAC and time to the head file; returns its
         sequence number."""
         ts = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         row: dict[str, object] = {"seq": self.next_seq, "ts": ts, **dataclasses.asdict(entry), "prev_hash": self._prev}
@@ -328,7 +437,7 @@ class Chain:
         self._store.insert_audit(row)
         fd = os.open(self._head, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, f"{row['seq']} {row['row_hash']}\n".encode())
+            os.write(fd, _line(row).encode())
             os.fsync(fd)
         finally:
             os.close(fd)

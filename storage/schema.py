@@ -285,8 +285,16 @@ MINIMISED = ("url", "user_agent")
 
 
 def ttl_expr(column: str, days: int) -> str:
-    """A TTL expression, in the form ClickHouse prints it back (so a migration can compare)."""
+    """A TTL expression, in the form ClickHouse prints it back (so a migration can compare). ClickHouse
+    deletes a row once it is at or before `now()` (at its next merge, so hours later at most)."""
     return f"toDateTime({column}) + toIntervalDay({days})"
+
+
+def ttl_boundary(days: int) -> str:
+    """The latest time, to the second, whose rows `ttl_expr(column, days)` lets ClickHouse delete now: a
+    row may be gone once `toDateTime(column)` is at or before it. The same arithmetic turned round: the
+    columns are UTC, so a day is always 86,400 seconds, and `toDateTime` drops the fraction of a second."""
+    return f"now('UTC') - toIntervalDay({days})"
 
 
 def column_ddl(column: Column) -> str:

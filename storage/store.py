@@ -50,6 +50,7 @@ from storage.schema import (
     column_ddl,
     sql_string,
     table_ddl,
+    ttl_boundary,
     ttl_expr,
 )
 from storage.spool import Record
@@ -356,6 +357,15 @@ class Store:
         rows = self._client.query(f"SELECT seq, row_hash FROM {self.database}.report_audit "
                                   "ORDER BY seq DESC LIMIT 1").result_rows
         return (int(rows[0][0]), str(rows[0][1])) if rows else (0, "")
+
+    def expired_before(self, table: str) -> dt.datetime | None:
+        """The latest time whose rows of `table` its retention may have deleted by now, by the server's clock
+        (the one its TTL goes by); None when the table is kept for ever."""
+        days = self.retention.table_days(table)
+        if not days:
+            return None
+        value = self._client.query(f"SELECT {ttl_boundary(days)}").result_rows[0][0]
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
     def insert_audit(self, row: dict[str, object]) -> None:
         """Append one audit row (its seq and hashes already set by the caller)."""

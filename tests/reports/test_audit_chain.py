@@ -65,7 +65,8 @@ def test_the_chain_as_written_is_intact(copy):
 @pytest.mark.parametrize(("where", "said"), [
     ("seq = 7", "row #7: row #7 is missing (the head file records row #7) (6 rows)"),
     ("seq >= 3", "row #3: rows #3 to #7 are missing (the head file records row #7) (2 rows)"),
-    ("1", "row #1: rows #1 to #7 are missing (the head file records row #7) (0 rows)"),
+    ("1", "row #1: rows #1 to #7 are missing (the head file records row #1 as written within the policy's "
+          "6-year retention) (0 rows)"),
 ], ids=["last row deleted", "last five deleted", "every row deleted"])
 def test_rows_cut_off_the_end_are_found(copy, where, said):
     tamper(copy, f"ALTER TABLE ictwatch.report_audit DELETE WHERE {where}")
@@ -123,7 +124,10 @@ def test_an_unkeyed_chain_is_keyed_once_on_upgrade_and_its_old_rows_still_checke
     assert before.returncode == 1 and before.stdout.startswith("audit chain UNVERIFIED: not keyed yet")
     run_cli("audit", "show", "--config", CONFIG, "--requested-by", "hmorgan", store=store, check=True)
     assert (tmp_path / "audit.key").stat().st_mode & 0o777 == 0o600
-    assert (tmp_path / "audit.head").read_text().splitlines()[0] == f"anchor 3 {hashes[2]}"
+    head = (tmp_path / "audit.head").read_text().splitlines()
+    assert head[:4] == [f"anchor 3 {hashes[2]}", f"1 {hashes[0]} 2026-11-01T09:00:00Z",
+                        f"2 {hashes[1]} 2026-11-02T09:00:00Z", f"3 {hashes[2]} 2026-11-03T09:00:00Z"]
+    assert len(head) == 6 and head[4].startswith("4 ") and head[5].startswith("5 ")  # audit_keyed, audit_view
     shown = run_cli("audit", "show", "--config", CONFIG, "--requested-by", "hmorgan", store=store, check=True)
     assert [line.split()[4] for line in shown.stdout.splitlines()] == ["grant", "grant", "grant", "audit_keyed",
                                                                        "audit_view", "audit_view"]

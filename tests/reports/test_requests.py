@@ -162,5 +162,5 @@ def test_one_grant_asked_for_twice_at_once_is_spent_once(granted_store, tmp_path
     assert rows == [(1, "grant", "granted", 0, "headteacher"),
                     (2, "report", "granted", 1, "one-off grant #1 from the headteacher"),
                     (3, "report", "refused", 0, SPENT)]
-    assert checked == (3, None, "")
+    assert checked[:3] == (3, None, "")
 

@@ -35,11 +35,17 @@ from collector.logs.squid import host_port, is_address
 from collector.observation import Observation, seconds_to_us
 
 _WHEN = r"(?P<date>\d{4}\.\d{1,2}\.\d{1,2}) (?P<clock>\d{1,2}:\d{2}:\d{2})(?: (?P<stamp>\d+\.\d{3}))?"
-_E2G_NATIVE = re.compile(
-    _WHEN + r" (?P<who>\S+) (?P<from>\S+) (?P<where>\S+) (?P<what>.*?) (?P<how>[A-Z]+) (?P<size>-?\d+) "
-    r"(?P<weight>-?\d+) (?P<cat>.*?) (?P<group>\d+) (?P<code>\d{3}) (?P<mime>\S+) (?P<clienthost>\S+) "
-    r"(?P<groupname>\S+)(?: (?P<rest>.*))?$"
-)
+# Format 1 is `when who from where what how size weight cat group code mime clienthost groupname [rest]`,
+# where `what` (the actions) and `cat` (the categories) are free text with spaces. One pattern with two lazy
+# `.*?` read it, but backtracked over a line that does not fit: 0.9 s for 8 KB, 15 s for 32 KB. It is read
+# in three steps, each a linear scan: the head, then the first `how size weight` after it (the end of
+# `what`), then the first `group code mime clienthost groupname` after that (the end of `cat`).
+_E2G_HEAD = re.compile(_WHEN + r" (?P<who>\S+) (?P<from>\S+) (?P<where>\S+) ")
+_E2G_MIDDLE = re.compile(r" (?P<how>[A-Z]+) (?P<size>-?\d+) (?P<weight>-?\d+) ")
+_E2G_TAIL = re.compile(r" (?P<group>\d+) (?P<code>\d{3}) (?P<mime>\S+) (?P<clienthost>\S+) (?P<groupname>\S+)(?= |$)")
+_E2G_TRIES = 16
+"""How many candidate ends of `what` are tried before a line is refused: a bound, so that a hostile line
+costs a few scans of its length, never its length squared."""
 _E2G_CSV_START = re.compile(r'^"\d{4}\.\d{1,2}\.\d{1,2} \d{1,2}:\d{2}:\d{2}(?: \d+\.\d{3})?","')
 _E2G_CSV_FIELDS = ("when", "who", "from", "where", "what", "how", "size", "weight", "cat", "group", "code", "mime",
                    "clienthost", "groupname", "useragent")
@@ -93,15 +99,35 @@ def _e2guardian(f: dict[str, str | None], source_ref: str, tz: ZoneInfo) -> Obse
     )
 
 
+def _native_fields(line: str) -> dict[str, str | None] | None:
+    """The fields of an e2guardian format-1 line (`what` and `cat` the shortest that fit, as a lazy match
+    would take them; `rest` what follows `groupname`), or None when the line is not one."""
+    head = _E2G_HEAD.match(line)
+    if head is None:
+        return None
+    at = head.end()
+    for _ in range(_E2G_TRIES):
+        middle = _E2G_MIDDLE.search(line, at)
+        if middle is None:
+            return None
+        tail = _E2G_TAIL.search(line, middle.end())
+        if tail is not None:
+            fields: dict[str, str | None] = {**head.groupdict(), **middle.groupdict(), **tail.groupdict()}
+            fields["what"], fields["cat"] = line[head.end():middle.start()], line[middle.end():tail.start()]
+            fields["rest"] = line[tail.end() + 1:] if tail.end() < len(line) else None
+            fields["when"] = line[: head.end("stamp") if head["stamp"] else head.end("clock")]
+            return fields
+        at = middle.start() + 1
+    return None
+
+
 def parse_e2guardian(line: str, source_ref: str, tz: ZoneInfo) -> Observation:
     """Parse one e2guardian format-1 (space-separated) line."""
-    m = _E2G_NATIVE.match(line.rstrip("\r\n"))
-    if m is None:
+    fields = _native_fields(line.rstrip("\r\n"))
+    if fields is None:
         raise ValueError(f"not an e2guardian format 1 line: {line[:60]!r}")
-    fields: dict[str, str | None] = m.groupdict()
-    rest = (m["rest"] or "").rsplit(" ", 4)  # useragent params logid1 logid2 postdata
+    rest = (fields["rest"] or "").rsplit(" ", 4)  # useragent params logid1 logid2 postdata
     fields["useragent"] = rest[0] if len(rest) == 5 else None
-    fields["when"] = line[: m.end("stamp") if m["stamp"] else m.end("clock")]
     return _e2guardian(fields, source_ref, tz)
 
 
@@ -141,7 +167,7 @@ def looks_like_e2guardian_csv(line: str) -> bool:
 
 def looks_like_e2guardian(line: str) -> bool:
     """Whether `line` is laid out as an e2guardian format-1 line."""
-    return _E2G_NATIVE.match(line.rstrip("\r\n")) is not None
+    return _native_fields(line.rstrip("\r\n")) is not None
 
 
 def looks_like_squidguard(line: str) -> bool:

@@ -7,12 +7,16 @@ e2guardian 5.3.5 and squidGuard 1.6.0, see test_filter_real.py); the expected va
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.config import CollectorSettings
 from collector.logs.filterlogs import (
+    _native_fields,
     looks_like_e2guardian_csv,
     parse_e2guardian,
     parse_e2guardian_csv,
@@ -118,3 +122,35 @@ def test_filter_logs_give_the_file_type_of_their_urls():
     assert parse_e2guardian(ALLOWED, "access.log:1", LONDON).file_ext is None  # no path
     guard = parse_squidguard(SQUIDGUARD.replace("/bet ", "/poker-client.msi "), "sg.log:1", LONDON)
     assert (guard.file_ext, guard.denied) == ("msi", True)
+
+
+FORMAT_1 = re.compile(
+    r"(?P<date>\d{4}\.\d{1,2}\.\d{1,2}) (?P<clock>\d{1,2}:\d{2}:\d{2})(?: (?P<stamp>\d+\.\d{3}))? (?P<who>\S+) "
+    r"(?P<from>\S+) (?P<where>\S+) (?P<what>.*?) (?P<how>[A-Z]+) (?P<size>-?\d+) (?P<weight>-?\d+) (?P<cat>.*?) "
+    r"(?P<group>\d+) (?P<code>\d{3}) (?P<mime>\S+) (?P<clienthost>\S+) (?P<groupname>\S+)(?: (?P<rest>.*))?$")
+"""Format 1 written as one pattern, as e2guardian's documentation lays it out: the reference the reader is
+checked against (the reader itself scans in steps, since this pattern backtracks over a line that does
+not fit, in time that grows with the square of its length)."""
+WORDS = ["GET", "POST", "CONNECT", "0", "-5", "403", "200", "1", "12", "-", "a", "*DENIED*", "Banned", "Sites",
+         "text/html", "10.0.0.1", "no_name_group", "", "x y"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=18))
+def test_format_1_reads_as_its_one_pattern_says(words):
+    line = "2026.11.28 22:37:46 jcarter 127.0.0.1 http://x/y " + " ".join(words)
+    expected = FORMAT_1.match(line)
+    got = _native_fields(line)
+    assert (got is None) == (expected is None), line
+    if expected is not None:
+        assert {k: got[k] for k in expected.groupdict() if k not in ("date", "clock", "stamp")} == {
+            k: v for k, v in expected.groupdict().items() if k not in ("date", "clock", "stamp")}, line
+
+
+def test_a_long_line_that_nearly_fits_is_refused():
+    """64 KiB (the longest line a reader passes on) of `GET 1 1 x`: every `GET 1 1` could end `what`, and
+    no tail follows. The one pattern above takes about 12 s on it; the reader's scans do not backtrack."""
+    line = "2026.11.28 22:37:46 jcarter 127.0.0.1 http://x/y " + "GET 1 1 x " * 6500
+    assert _native_fields(line) is None
+    with pytest.raises(ValueError, match="not an e2guardian format 1 line"):
+        parse_e2guardian(line, "access.log:1", LONDON)

@@ -30,17 +30,34 @@ class Followed:
     parse: formats.FollowParser
     skip_reason: str
     _saved: list[Position] = field(default_factory=list)
+    _pending: list[Position] = field(default_factory=list)
+    _ready: dict[Position, dict[str, object]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def keep(self, mark: dict[str, object]) -> None:
-        """Save the checkpoint `mark` (called on the writer's thread once the lines up to it are safe), unless
-        a later one is saved already."""
-        at = Position(int(mark["generation"]), int(mark["offset"]))  # type: ignore[call-overload]
+    def _submitted(self, mark: dict[str, object]) -> None:
         with self._lock:
-            if self._saved and self._saved[0] >= at:
+            self._pending.append(_position(mark))
+
+    def keep(self, mark: dict[str, object]) -> None:
+        """The lines up to `mark` are safe (called on the writer's thread once they are stored or spooled):
+        save the latest checkpoint that passes no line still on its way. The writer's threads may finish
+        batches out of order, and lines that gave nothing are safe at once, yet a batch before them that is
+        not stored yet must be read again after a crash."""
+        at = _position(mark)
+        with self._lock:
+            if at in self._pending:
+                self._pending.remove(at)
+            self._ready[at] = mark
+            floor = min(self._pending, default=None)
+            done = [p for p in self._ready if floor is None or p < floor]
+            if not done:
                 return
-            self.follower.save(mark)
-            self._saved[:] = [at]
+            best = max(done)
+            if not self._saved or best > self._saved[0]:
+                self.follower.save(self._ready[best])
+                self._saved[:] = [best]
+            for p in done:
+                del self._ready[p]
 
     def run(self, submit: Callable[..., None], stop: threading.Event, skips: SkipCounter) -> None:
         """Until `stop` is set, read new lines as they are written and hand their observations to
@@ -67,9 +84,14 @@ class Followed:
                     skips.refused(exc, self.skip_reason, ref)
             mark = self.follower.mark(max(ends))
             if found:
+                self._submitted(mark)
                 submit(to_table(found), lambda m=mark: self.keep(m))
             else:
                 self.keep(mark)
+
+
+def _position(mark: dict[str, object]) -> Position:
+    return Position(int(mark["generation"]), int(mark["offset"]))  # type: ignore[call-overload]
 
 
 def followed_logs(settings: CollectorSettings, base: Path, checkpoints: Path) -> tuple[Followed, ...]:

@@ -96,3 +96,41 @@ def test_an_earlier_checkpoint_kept_late_does_not_go_back(tmp_path):
     followed.keep(early)  # the writer's threads may finish batches out of order
     assert json.loads(followed.follower.checkpoint.read_text())["offset"] == second.offset
     followed.follower.close()
+
+
+def wait_for(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_lines_that_give_nothing_wait_for_a_batch_before_them(tmp_path, running):
+    """A batch on its way to the store, then a line that gives nothing: the checkpoint must not pass the
+    batch before it is safe, or a crash in between loses its lines."""
+    log, _followed, submitted, skips = running
+    with log.open("a") as out:
+        out.write(LINES[0])
+    _table, kept = submitted.get(timeout=10)
+    with log.open("a") as out:
+        out.write("garbage\n")
+    wait_for(lambda: skips.by_reason.get("bad_squid_line") == 1)
+    checkpoint = checkpoint_of(tmp_path / "checkpoints", log)
+    time.sleep(0.3)
+    assert not checkpoint.exists()
+    kept()
+    assert json.loads(checkpoint.read_text())["offset"] == log.stat().st_size  # past the garbage too
+
+
+def test_a_later_batch_stored_first_does_not_pass_an_earlier_one(tmp_path, running):
+    log, _followed, submitted, _skips = running
+    with log.open("a") as out:
+        out.write(LINES[0])
+    _first, kept_first = submitted.get(timeout=10)
+    with log.open("a") as out:
+        out.write(LINES[1])
+    _second, kept_second = submitted.get(timeout=10)
+    checkpoint = checkpoint_of(tmp_path / "checkpoints", log)
+    kept_second()
+    assert not checkpoint.exists()
+    kept_first()
+    assert json.loads(checkpoint.read_text())["offset"] == len(LINES[0]) + len(LINES[1])

@@ -20,10 +20,14 @@ KINDS = ("dns", "tls", "quic", "http", "email", "dhcp", "p2p", "flow", "proxy", 
 
 _UTC = dt.UTC
 
-EARLIEST_US = -2_208_988_800_000_000
-"""1900-01-01 00:00:00 UTC in microseconds since the epoch: the first time the store's DateTime64 columns hold."""
-LATEST_US = 10_413_791_999_999_999
-"""2299-12-31 23:59:59.999999 UTC: the last time they hold (reports/periods.py has the same range in dates)."""
+EARLIEST_US = 0
+"""1970-01-01 00:00:00 UTC in microseconds since the epoch: the first time the store keeps. Its DateTime64
+columns hold 1900 to 2299, but retention (a TTL) counts in DateTime, which holds 1970 to 2106-02-07 and
+wraps outside it: a row from 1950 would be kept until the 2080s, one from 2106 deleted as it is stored."""
+LATEST_US = 4_102_444_799_999_999
+"""2099-12-31 23:59:59.999999 UTC: the last time the store keeps, so that six years of retention after it
+still fall before 2106 (reports/periods.py has the same range in dates)."""
+RANGE = "1970-01-01..2099-12-31 UTC"
 TIME_OUT_OF_RANGE = "time_out_of_range"
 """The skip reason of a record (a frame, a log line, a lease) whose time is outside EARLIEST_US..LATEST_US."""
 
@@ -36,7 +40,7 @@ class TimeOutOfRange(ValueError):
 def checked_time(ts_us: int) -> int:
     """`ts_us` itself when the store can hold it; `TimeOutOfRange` otherwise."""
     if not EARLIEST_US <= ts_us <= LATEST_US:
-        raise TimeOutOfRange("time outside 1900-01-01..2299-12-31")
+        raise TimeOutOfRange(f"time outside {RANGE}")
     return ts_us
 
 
@@ -44,7 +48,7 @@ def seconds_to_us(seconds: float) -> int:
     """Microseconds (rounded) of a time in seconds since the epoch as a log writes it; `TimeOutOfRange` for one
     the store cannot hold, infinity included (`float` reads a 400-digit number as that)."""
     if not EARLIEST_US / 1e6 <= seconds <= LATEST_US / 1e6:  # false for NaN too
-        raise TimeOutOfRange("time outside 1900-01-01..2299-12-31")
+        raise TimeOutOfRange(f"time outside {RANGE}")
     return checked_time(round(seconds * 1_000_000))
 
 

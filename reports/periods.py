@@ -1,10 +1,11 @@
 """Dates and periods as people type them, read the same way by every front end (the `ictwatch` commands
 and the web page).
 
-A date is the school's local date, written YYYY-MM-DD, and must lie in the range of times the store holds
-(ClickHouse's DateTime64: 1900-01-01 to 2299-12-31): a date outside it could not be turned into the UTC
-instants a query needs. A period is whole days from `first` to `last`, both included, so one that ends
-before it starts holds no day at all and is refused rather than answered with nothing.
+A date is the school's local date, written YYYY-MM-DD, and must lie in the range of times the store keeps
+(1970-01-01 to 2099-12-31: what its retention can count; collector/observation.py says why): a record
+outside it is never stored, and a date outside ClickHouse's DateTime64 (1900 to 2299) could not even be
+turned into the UTC instants a query needs. A period is whole days from `first` to `last`, both included,
+so one that ends before it starts holds no day at all and is refused rather than answered with nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-EARLIEST = dt.date(1900, 1, 1)
-LATEST = dt.date(2299, 12, 31)
-"""The first and last dates accepted: the range of the store's DateTime64 columns."""
+EARLIEST = dt.date(1970, 1, 1)
+LATEST = dt.date(2099, 12, 31)
+"""The first and last dates accepted: the range of times the store keeps."""
 
 
 def parse_date(text: str) -> dt.date:

@@ -35,7 +35,7 @@ from collector.packet.flows import (
     mac_text,
     stream_of,
 )
-from collector.packet.pcap import PcapChunks, u32
+from collector.packet.pcap import PcapChunks, frame_time, u32
 from collector.packet.wire import u16
 from collector.packet.wire import u32 as u32be
 from collector.skips import SkipCounter
@@ -63,8 +63,8 @@ def decode_frame(decoder: PacketDecoder, frame: int, ts: int, linktype: int, dat
     `decoder_error` and the input goes on: one frame must not end a capture. The consumer's failure
     (`ConsumerFailed`) goes up. A frame stamped outside the times the store holds (a pcapng's resolution and
     offset can make any time of a 64-bit count) is counted as `time_out_of_range` and not decoded: its flow's
-    times would be wrong too. A classic pcap's 32-bit seconds always fall within them (1970-2106), so the
-    records `decode_pcap` takes in place need no check."""
+    times would be wrong too. A classic pcap's 32-bit seconds run to 2106, past them, so `decode_pcap`
+    checks the frames it takes in place too."""
     if not EARLIEST_US <= ts <= LATEST_US:
         skips.skip(TIME_OUT_OF_RANGE, f"{name}#{frame}")
         return
@@ -111,8 +111,8 @@ class PacketDecoder(FlowTable):
                 if end > size:
                     break
                 frame += 1
-                ts = u32(buf, pos, little) * US + u32(buf, pos + 4, little) // ts_div
-                if not (ether and self.bypass(ts, buf, pos + 16, end - pos - 16)):
+                ts = frame_time(u32(buf, pos, little), u32(buf, pos + 4, little), ts_div)
+                if not (ether and EARLIEST_US <= ts <= LATEST_US and self.bypass(ts, buf, pos + 16, end - pos - 16)):
                     decode_frame(self, frame, ts, linktype, buf[pos + 16 : end], skips, name)
                 pos = end
                 if stop.set:

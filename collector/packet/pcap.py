@@ -139,6 +139,15 @@ def pcap_chunks(stream: IO[bytes]) -> PcapChunks | None:
     return _pcap_chunks(stream, stream.read(4))
 
 
+def frame_time(seconds: int, fraction: int, ts_div: int) -> int:
+    """Microseconds since the epoch of a classic pcap record's stamp (`fraction` in µs, or ns when `ts_div`
+    is 1000); -1, a time the store does not keep (the frame is then skipped as `time_out_of_range`), when
+    the fraction is a whole second or more, which no capture tool writes."""
+    if fraction >= ts_div * 1_000_000:
+        return -1
+    return seconds * 1_000_000 + fraction // ts_div
+
+
 def _read_pcap(chunks: PcapChunks) -> Iterator[Packet]:
     little, ts_div, linktype = chunks.little, chunks.ts_div, chunks.linktype
     buf, pos, frame = b"", 0, 0
@@ -153,7 +162,7 @@ def _read_pcap(chunks: PcapChunks) -> Iterator[Packet]:
             if end > size:
                 break
             frame += 1
-            yield frame, u32(buf, pos, little) * 1_000_000 + u32(buf, pos + 4, little) // ts_div, linktype, buf[
+            yield frame, frame_time(u32(buf, pos, little), u32(buf, pos + 4, little), ts_div), linktype, buf[
                 pos + 16 : end]
             pos = end
 

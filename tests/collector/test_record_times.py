@@ -1,4 +1,4 @@
-"""A record dated where the store cannot hold it (before 1900-01-01, after 2299-12-31 UTC) is skipped and counted
+"""A record dated where the store cannot keep it (before 1970-01-01, after 2099-12-31 UTC) is skipped and counted
 as `time_out_of_range` by every reader, and the records around it are read (issue 19, point 11)."""
 
 from __future__ import annotations
@@ -43,20 +43,23 @@ def test_a_record_out_of_range_is_counted_and_its_neighbours_read(tmp_path, name
 
 
 @pytest.mark.parametrize("magic", [0xA1B2C3D4, 0xA1B23C4D])
-def test_a_classic_pcap_cannot_name_a_time_out_of_range(tmp_path, magic):
-    """Its seconds are 32 bits: the last it can say, 2106-02-07 06:28:15 (and a fraction of up to 2^32-1
-    micro- or nanoseconds), is within the range."""
+def test_a_classic_pcap_past_2099_or_with_a_fraction_over_a_second(tmp_path, magic):
+    """Its 32-bit seconds run to 2106-02-07 06:28:15, past what the store keeps; a fraction of a second of
+    a million microseconds (a billion nanoseconds) or more is no stamp. The first and the last frames are
+    good: 1970-01-01 00:00:00 and 2099-12-31 23:59:59 and the largest fraction there is."""
+    top = 999_999 if magic == 0xA1B2C3D4 else 999_999_999
     path = tmp_path / "edge.pcap"
-    path.write_bytes(pcap("<", magic, [(0, 0, FRAME), (0xFFFFFFFF, 0xFFFFFFFF, FRAME)]))
+    path.write_bytes(pcap("<", magic, [(0, 0, FRAME), (4_102_444_800, 0, FRAME), (0xFFFFFFFF, 0, FRAME),
+                                       (1_781_600_000, top + 1, FRAME), (4_102_444_799, top, FRAME)]))
     source = open_source(path)
     source.run(lambda obs: None)
-    assert source.packets == 2 and "time_out_of_range" not in source.skips.by_reason
+    assert source.skips.by_reason == {"time_out_of_range": 3} and source.packets == 2
 
 
 def test_the_bounds():
-    assert seconds_to_us(-2_208_988_800) == EARLIEST_US  # 1900-01-01 00:00:00 UTC
-    assert seconds_to_us(10_413_791_999) == LATEST_US - 999_999  # 2299-12-31 23:59:59 UTC
-    for seconds in (-2_208_988_800.000001, 10_413_792_000, float("inf"), float("-inf"), float("nan"), 1e300):
+    assert seconds_to_us(0) == EARLIEST_US  # 1970-01-01 00:00:00 UTC
+    assert seconds_to_us(4_102_444_799) == LATEST_US - 999_999  # 2099-12-31 23:59:59 UTC
+    for seconds in (-0.000001, 4_102_444_800, -2_208_988_800, float("inf"), float("-inf"), float("nan"), 1e300):
         with pytest.raises(TimeOutOfRange):
             seconds_to_us(seconds)
     with pytest.raises(TimeOutOfRange):

@@ -341,8 +341,8 @@ ASK_SOKAFOR = ["--user", "sokafor", "--requested-by", "dpatel", "--reason", "rev
     (["breaches", "--from", "2026-13-01"], "argument --from: expected YYYY-MM-DD, got '2026-13-01'"),
     (["breaches", "--to", "16/06/2026"], "argument --to: expected YYYY-MM-DD, got '16/06/2026'"),
     (["breaches", "--from", "20260616"], "argument --from: expected YYYY-MM-DD, got '20260616'"),
-    (["breaches", "--from", "0001-01-01"], "argument --from: 0001-01-01 is out of range: dates run from 1900-01-01"),
-    (["breaches", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out of range: dates run from 1900-01-01"),
+    (["breaches", "--from", "0001-01-01"], "argument --from: 0001-01-01 is out of range: dates run from 1970-01-01"),
+    (["breaches", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out of range: dates run from 1970-01-01"),
     (["check-ipads", "--date", "9999-12-31"], "argument --date: 9999-12-31 is out of range"),
     (["report", *ASK_SOKAFOR, "--from", "0001-01-01", "--to", "2026-06-16"], "argument --from: 0001-01-01 is out"),
     (["report", *ASK_SOKAFOR, "--from", "2026-06-16", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out"),
@@ -356,7 +356,7 @@ def test_a_date_that_cannot_be_used_exits_2_saying_what_was_expected(args, said,
 
 def test_the_first_and_last_dates_the_store_holds_are_accepted(replayed):
     store, _ = replayed
-    proc = run_cli("breaches", "--config", CONFIG, "--from", "1900-01-01", "--to", "2299-12-31", store=store,
+    proc = run_cli("breaches", "--config", CONFIG, "--from", "1970-01-01", "--to", "2099-12-31", store=store,
                    check=True)
     assert proc.stdout.splitlines()[-1] == "8 breaches"
 

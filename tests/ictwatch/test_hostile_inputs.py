@@ -55,7 +55,7 @@ def _epb(interface: int, ticks: int, frame: bytes) -> bytes:
 
 def _pcapng_with_impossible_times() -> bytes:
     """Six DNS exchanges, two frames each, on four interfaces: two exchanges in June 2026 (one stamped in
-    nanoseconds) and four whose frames fall outside 1900-2299 (what the store's DateTime64 holds)."""
+    nanoseconds) and four whose frames fall outside 1970-2099 (what the store keeps)."""
     shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
     micro = _block(1, struct.pack("<HHI", 1, 0, 65535))  # 0: microseconds, no offset
     ahead = _block(1, struct.pack("<HHI", 1, 0, 65535) + _option(14, struct.pack("<q", 2**62)) + _option(0, b""))

@@ -209,4 +209,4 @@ def test_a_date_out_of_the_stores_range_is_refused_with_a_clear_page(browser, si
     with page.expect_response(lambda r: r.url.endswith("/report")) as answer:
         request(page, "sokafor", start="9999-12-30", end="9999-12-31")
     assert answer.value.status == 400
-    assert "9999-12-30 is out of range: dates run from 1900-01-01 to 2299-12-31" in page.inner_text("#refusal")
+    assert "9999-12-30 is out of range: dates run from 1970-01-01 to 2099-12-31" in page.inner_text("#refusal")

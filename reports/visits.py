@@ -81,7 +81,7 @@ def sites(df: pl.DataFrame) -> pl.DataFrame:
 
 def assign(df: pl.DataFrame, services: Mapping[str, str]) -> pl.DataFrame:
     """`sites(df)` with `site`, `service` (the network service it went to, else null) and `visit` (the visit's
-    number, 1 for the earliest; null for a service's traffic), in the original row order."""
+    number, 1 for the earliest; null for a service's traffic and for an absence), in the original row order."""
     df = sites(df).with_row_index("_r")
     dst = pl.col("dst_ip").fill_null("")
     # what the row itself names, before a DNS answer names it: a lookup of proxy.school.lan does not make the
@@ -101,7 +101,8 @@ def assign(df: pl.DataFrame, services: Mapping[str, str]) -> pl.DataFrame:
         end=pl.col("ts") + pl.duration(microseconds=(pl.col("duration_s").fill_null(0).clip(0, _GAP_S) * 1e6)
                                        .cast(pl.Int64)),
     )
-    ordered = df.filter(pl.col("service").is_null()).sort("who", "site", "ts")
+    # an iPad not seen by its time is a finding about the device, not time anyone spent online
+    ordered = df.filter(pl.col("service").is_null() & (pl.col("kind") != "absence")).sort("who", "site", "ts")
     so_far = pl.col("end").cum_max().shift(1).over("who", "site")
     ordered = ordered.with_columns(
         _g=(so_far.is_null() | (pl.col("ts") > so_far + VISIT_GAP)).cum_sum())

@@ -127,6 +127,18 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
     assert [r["visit"] for r in rows] == ["1", "", "1", "1", "1", "2", "3", "", "", ""]
 
 
+def test_an_ipad_not_seen_is_a_breach_but_no_time_online(store):
+    """The daily check's absence of Sam Okafor's class iPad at 09:30 (clause I1): a breach in the report,
+    but no visit, no minute online and no device identified by its MAC (it was not seen at all)."""
+    absence = Observation(_at("09:30:00"), "absence", "check", "ipad-check:2026-06-16:IPAD-BANK-6A",
+                          src_mac="f0:99:bf:10:00:09", service="ipad-check")
+    store.insert_activity(LOADED.engine().evaluate(to_table([absence, *_day()])))
+    report = _report(store)
+    assert [(b.rule_ids, b.visit) for b in report.breaches][0] == (("ipad-not-seen",), None)
+    assert len(report.visits) == 3 and report.minutes_online == 3
+    assert [c.label for c in report.devices] == ["PH-SOKAFOR"]
+
+
 def test_an_open_connection_a_stale_answer_and_the_proxys_name_make_no_hours_online(store):
     """By hand: the phone opens Instagram at 10:00 (lookup, hello) and keeps a push connection to it open
     for 5 h 30 min; at 10:30 a flow to the address Instagram's lookup gave at 10:00 (half an hour old: a
@@ -172,7 +184,8 @@ def test_a_day_is_drawn_by_hour_with_a_legend(report_of):
     assert busy[0].get("fill-opacity") == "1.00"
     legend = ET.fromstring(re.search(r'<svg id="heatmap-legend".*?</svg>', html, re.S).group(0))
     assert [t.text for t in legend.findall(f"{SVG}text")] == ["Minutes online:", "0", "1", "2", "4", "5"]
-    assert "<script" not in html and "http" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", html)
+    # nothing fetched from elsewhere: the only "http" are the SVG namespace and the CSP's <meta http-equiv>
+    assert "<script" not in html and "http" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"|http-equiv=', "", html)
 
 
 def test_a_few_days_are_drawn_as_days_by_hour_and_a_month_as_a_calendar(report_of, store):

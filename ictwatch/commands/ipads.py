@@ -98,9 +98,8 @@ def clock() -> Callable[[], dt.datetime]:
 
 
 def due(loaded: Loaded, now: dt.datetime, done: set[dt.date]) -> tuple[dt.date, dt.datetime] | None:
-    """(day, when) of the next check not yet done: today's if it is a school day (at once if its time has
-    passed, as the systemd timer's `Persistent=true` did), else the next school day's; None without any in
-    a year (or without an `ipads` section)."""
+    """(day, when) of the next check not yet done: today's if it is a school day (its time may have passed),
+    else the next school day's; None without any in a year (or without an `ipads` section)."""
     import zoneinfo
 
     from rules.absence import deadline
@@ -118,6 +117,7 @@ def daily(current: Callable[[], Loaded], stop: threading.Event, now: Callable[[]
     """The daemon's thread: run the check each school day at its time with the configuration in force,
     until `stop`; one line on stderr for each (counts only: no device or person named)."""
     done: set[dt.date] = set()
+    started = now()
     while not stop.is_set():
         loaded = current()
         next_check = due(loaded, now(), done)
@@ -125,6 +125,11 @@ def daily(current: Callable[[], Loaded], stop: threading.Event, now: Callable[[]
             stop.wait(3600)
             continue
         day, when = next_check
+        if when < started:  # a morning the daemon did not watch: every iPad would look absent
+            done.add(day)
+            _log.warning("iPad check for %s not run: the daemon started after its time; if the capture watched "
+                         "that morning, run `ictwatch check-ipads --date %s`", day, day)
+            continue
         wait = (when - now()).total_seconds()
         if wait > 0:
             stop.wait(min(wait, 60))  # looked at again each minute: a reload may change the policy's time

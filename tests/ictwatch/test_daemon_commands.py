@@ -216,6 +216,17 @@ def as_nobody(socket: Path) -> str:
     return proc.stdout + proc.stderr
 
 
+def test_a_daemon_started_after_the_check_does_not_judge_a_morning_it_did_not_watch(tmp_path):
+    """Started at 10:15 on the school day (after the 09:31 check), the daemon saw nothing of that morning:
+    it records no absence, and says what to run if the capture did watch it."""
+    running, _config, _ = held(tmp_path, "2026-06-16T10:15:00+01:00")
+    time.sleep(3)
+    _, err = running.stop()
+    assert "iPad check for 2026-06-16 not run: the daemon started after its time" in err
+    assert "ictwatch check-ipads --date 2026-06-16" in err
+    assert stored_activity(tmp_path / "store").filter(kind="absence").height == 0
+
+
 def test_the_daemon_runs_the_daily_ipad_check_itself(tmp_path):
     """The daemon's clock starts at 09:30:57 on the school day: a minute after the policy's 09:30 the check
     runs, with no timer and no second process. IPAD-BANK-5C was on the network at 09:15; IPAD-BANK-6A never

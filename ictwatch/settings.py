@@ -99,7 +99,8 @@ class WebSettings(Strict):
     request_timeout_s: float = Field(20.0, gt=0, le=300, description=(
         "Time for a connection's TLS handshake, then for its request in full, to arrive; else it is closed."))
     max_connections: int = Field(64, gt=0, le=1024, description=(
-        "Connections served at once (a thread each); one more is closed unanswered."))
+        "Connections served at once (a thread each), a quarter of them (at least 6) from one client address; "
+        "one more is closed unanswered."))
 
 
 class AuditSettings(Strict):

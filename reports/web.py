@@ -8,9 +8,11 @@ A handful of staff use it, so the server is small; its safety is in what it send
   together (32 KiB, else 431), the body (a number of bytes, else 400; 16 KiB, else 413; no chunked bodies,
   411); the TLS handshake and the whole request must arrive within `web.request_timeout_s` (else 408 and
   the connection is closed, however slowly it trickles in); at most `web.max_connections` are served at
-  once, each in its own thread, and a connection beyond them is closed at once; one password is checked
-  at a time (scrypt takes 32 MB); every answer, the server's own errors too, is HTTP/1.0 and closes the
-  connection;
+  once, each in its own thread, and at most a quarter of them (6 or more) from one client address, so
+  that one client holding idle connections cannot keep the page from others; a connection beyond either
+  cap is closed at once, and refusals are a warning in the log at most once a minute for each cap, with
+  their count and no address; one password is checked at a time (scrypt takes 32 MB); every answer, the
+  server's own errors too, is HTTP/1.0 and closes the connection;
 
 - local accounts with scrypt hashes (reports/accounts.py); login failures limited per username (5 in 15
   minutes) and per client address (50: a school may sit behind one), then refused until the window passes;
@@ -59,7 +61,7 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,15 +100,30 @@ _ROUTE = re.compile(rf"^/reports/([A-Za-z0-9_-]{{22}})/({'|'.join(name for name,
 _ROUTES = frozenset({"/", "/login", "/logout", "/report", "/audit", "/incidents", "/health"})
 _CHECKING = threading.BoundedSemaphore(1)
 """One password checked at a time: scrypt takes 32 MB, and anyone may ask for a check."""
+_BROWSER_CONNECTIONS = 6
+"""The most connections a browser opens to one site at once."""
+_REFUSALS_EVERY_S = 60.0
+"""At most one log line a minute for each kind of refused connection."""
 
 
 @dataclass
 class Limits:
     """How much of the server one client may hold: the time for a request (TLS handshake, then line,
-    headers and body) to arrive in full, and the connections served at once."""
+    headers and body) to arrive in full, and the connections served at once, in all and from one address.
+
+    The cap per address is a quarter of `max_connections`, but never under 6 (nor over `max_connections`):
+    a browser opens at most 6 connections to one site at once (Chromium and Firefox both), so one person's
+    page load is never refused, and with the default 64 one address may hold 16, so that staff who reach
+    the page through one proxy or NAT address still share it, while an address that holds its cap (idle
+    connections reopened as the timeout closes them) leaves the other 48 to everyone else."""
 
     request_timeout_s: float = 20.0
     max_connections: int = 64
+
+    @property
+    def per_address(self) -> int:
+        """Connections served at once from one client address."""
+        return min(self.max_connections, max(_BROWSER_CONNECTIONS, self.max_connections // 4))
 
 
 @dataclass
@@ -629,38 +646,96 @@ def _cookie(token: str) -> str:
     return f"{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict"
 
 
+def _host(client_address: Any) -> str:
+    """The client's address without its port (the whole of it for a Unix socket's peer)."""
+    return client_address[0] if isinstance(client_address, tuple) else str(client_address)
+
+
+class _Refusals:
+    """Connections refused for one reason, logged as a warning sampled in time: the first of a quiet spell
+    at once, then at most one line every `every_s` with the number refused since the last line (never an
+    address: the count says a client is trying, the address would be personal data in the log)."""
+
+    def __init__(self, why: str, every_s: float = _REFUSALS_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.why, self.every_s, self.clock = why, every_s, clock
+        self._unlogged = 0
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def refused(self) -> None:
+        """Count one refusal; log it now unless a line was logged within `every_s`."""
+        with self._lock:
+            self._unlogged += 1
+        self.flush()
+
+    def flush(self) -> None:
+        """Log the refusals not yet logged, if `every_s` has passed since the last line."""
+        with self._lock:
+            now = self.clock()
+            if not self._unlogged or (self._last is not None and now - self._last < self.every_s):
+                return
+            count, self._unlogged, self._last = self._unlogged, 0, now
+        _log.warning("connections refused (%s): %d since the last such line", self.why, count)
+
+
 class Server(http.server.ThreadingHTTPServer):
     """The listening socket: each connection in its own thread (TLS handshake included, under the
-    request deadline), at most `limits.max_connections` at once; one beyond them is closed unanswered."""
+    request deadline), at most `limits.max_connections` at once and `limits.per_address` from one client
+    address; one beyond either is closed unanswered, and counted in a sampled warning (`_Refusals`)."""
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128
+    """Connections the kernel holds until they are accepted (the base class's 5 dropped a burst's
+    connection attempts, which then waited a second or more to retry)."""
 
     def __init__(self, address: tuple[str, int], handler: type[Handler], tls: ssl.SSLContext | None,
                  limits: Limits) -> None:
         super().__init__(address, handler)
         self.tls, self.limits = tls, limits
-        self._slots = threading.BoundedSemaphore(limits.max_connections)
+        self._open: Counter[str] = Counter()
+        self._open_lock = threading.Lock()
+        self._over_total = _Refusals(f"{limits.max_connections} already open")
+        self._over_address = _Refusals(f"{limits.per_address} already open from one address")
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """A thread for the connection, if one is free."""
-        if not self._slots.acquire(blocking=False):
-            _log.info("connection refused: %d already open", self.limits.max_connections)
+        """A thread for the connection, if its address and the server both have one free."""
+        host = _host(client_address)
+        with self._open_lock:
+            over = (self._over_total if self._open.total() >= self.limits.max_connections
+                    else self._over_address if self._open[host] >= self.limits.per_address else None)
+            if over is None:
+                self._open[host] += 1
+        if over is not None:
+            over.refused()
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._release(host)
             self.shutdown_request(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """Serve the connection, then free its slot."""
+        """Serve the connection, then free its place."""
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._release(_host(client_address))
+
+    def _release(self, host: str) -> None:
+        with self._open_lock:
+            self._open[host] -= 1
+            if not self._open[host]:
+                del self._open[host]
+
+    def service_actions(self) -> None:
+        """Between connections (twice a second): log refusals held back, once their minute has passed."""
+        super().service_actions()
+        self._over_total.flush()
+        self._over_address.flush()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """The TLS handshake (within the request deadline), then the request."""

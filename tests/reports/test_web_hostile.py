@@ -8,13 +8,17 @@ resident memory (/proc/PID/status) is measured around the hostile requests, and 
 sends random request lines, headers and bodies.
 
 The server's limits are the defaults except two set small so that tests take seconds:
-`web.request_timeout_s: 2` and `web.max_connections: 16`.
+`web.request_timeout_s: 2` and `web.max_connections: 16` (so 6 from one address: a quarter of 16 is 4, but
+never fewer than a browser's 6). Clients that stand for other machines bind their sockets to other loopback
+addresses (127.0.0.2 and up: Linux routes all of 127/8 to lo).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import logging
 import os
 import re
 import socket
@@ -33,7 +37,7 @@ from reports.accounts import Accounts
 from tests.conftest import ROOT, free_port, school_config
 
 PASSWORD = "a long passphrase for tests"
-TIMEOUT_S, CONNECTIONS = 2, 16
+TIMEOUT_S, CONNECTIONS, PER_ADDRESS = 2, 16, 6
 SECURITY = {"content-security-policy", "x-frame-options", "x-content-type-options", "referrer-policy", "cache-control"}
 
 
@@ -65,8 +69,12 @@ class Server:
         self.tls = ssl.create_default_context()
         self.tls.check_hostname, self.tls.verify_mode = False, ssl.CERT_NONE
 
-    def connect(self, timeout: float = 5) -> ssl.SSLSocket:
-        return self.tls.wrap_socket(socket.create_connection(("127.0.0.1", self.port), timeout=timeout))
+    def tcp(self, source: str = "127.0.0.1", timeout: float = 5) -> socket.socket:
+        """A TCP connection from the loopback address `source`, before TLS."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout, source_address=(source, 0))
+
+    def connect(self, timeout: float = 5, source: str = "127.0.0.1") -> ssl.SSLSocket:
+        return self.tls.wrap_socket(self.tcp(source, timeout))
 
     def exchange(self, raw: bytes, timeout: float = 5) -> bytes:
         """Everything the server answers to `raw`, until it closes the connection."""
@@ -113,16 +121,15 @@ def guarded(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile")
+def start(tmp: Path, **env_extra: str) -> Server:
+    """`ictwatch serve` over TLS on 127.0.0.1 with the limits above, once it accepts connections."""
     port = free_port()
     cert, key = self_signed(tmp)
     config = school_config(tmp / "school", f"web:\n  listen: 127.0.0.1:{port}\n  accounts: accounts.json\n"
                                            f"  tls_cert: {cert}\n  tls_key: {key}\n"
                                            f"  request_timeout_s: {TIMEOUT_S}\n  max_connections: {CONNECTIONS}\n")
     Accounts(config.parent / "accounts.json").set("hmorgan", PASSWORD)
-    env = dict(os.environ, ICTWATCH_STORAGE_URL=f"chdb://{tmp / 'store'}")
+    env = dict(os.environ, ICTWATCH_STORAGE_URL=f"chdb://{tmp / 'store'}", **env_extra)
     process = subprocess.Popen([sys.executable, "-m", "ictwatch.cli", "serve", "--config", str(config)], cwd=ROOT,
                                env=env, stderr=subprocess.PIPE, text=True)
     running = Server(port, process)
@@ -133,11 +140,23 @@ def server(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.2)
-    yield running
-    process.terminate()
-    _, log = process.communicate(timeout=30)
+    return running
+
+
+def stop(running: Server) -> str:
+    """Stop the server; its log (stderr), checked to hold no traceback and no person."""
+    running.process.terminate()
+    _, log = running.process.communicate(timeout=30)
     assert "Traceback" not in log, log[-3000:]
     assert "hmorgan" not in log and "jcarter" not in log  # no person in the server's log
+    return log
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = start(tmp_path_factory.mktemp("hostile"))
+    yield running
+    stop(running)
 
 
 def request(method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
@@ -243,9 +262,10 @@ def test_a_request_that_trickles_in_is_closed_after_the_timeout(server):
 # Point 2: bounded state.
 
 def test_connections_that_never_speak_neither_block_others_nor_stay_open(server):
-    """Ten TCP connections that never start TLS: others are still served at once (today the handshake is
-    made in the accept loop, so one silent client stops the page), and the silent ones are closed."""
-    silent = [socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S + 5) for _ in range(10)]
+    """Ten TCP connections from one machine that never start TLS: others are still served at once (the
+    handshake is made in the connection's thread, not the accept loop, so one silent client cannot stop
+    the page), and the silent ones are closed."""
+    silent = [server.tcp("127.0.0.3", TIMEOUT_S + 5) for _ in range(10)]
     try:
         started = time.monotonic()
         assert guarded(server.exchange(request("GET", "/login"), timeout=TIMEOUT_S + 5))[0] == 200
@@ -259,14 +279,15 @@ def test_connections_that_never_speak_neither_block_others_nor_stay_open(server)
 
 
 def test_concurrent_connections_are_capped(server):
-    """Forty connections held open after TLS: at most `max_connections` are given a thread; the rest are
-    closed at once, and the page answers again once they go."""
+    """Forty connections held open after TLS, five from each of eight machines (each under its own cap):
+    at most `max_connections` are given a thread; the rest are closed at once, and the page answers again
+    once they go."""
     before = server.threads()
     held = []
     try:
-        for _ in range(40):
+        for i in range(40):
             with contextlib.suppress(OSError):
-                held.append(server.connect(TIMEOUT_S + 5))
+                held.append(server.connect(TIMEOUT_S + 5, source=f"127.0.0.{4 + i % 8}"))
         time.sleep(0.3)
         assert server.threads() - before <= CONNECTIONS
     finally:
@@ -274,6 +295,44 @@ def test_concurrent_connections_are_capped(server):
             s.close()
     time.sleep(0.3)
     assert guarded(server.exchange(request("GET", "/login")))[0] == 200
+
+
+def closed_at_once(sockets: list[socket.socket]) -> int:
+    """How many of `sockets` the server has closed (end of stream or reset), without waiting."""
+    closed = 0
+    for s in sockets:
+        s.setblocking(False)
+        try:
+            closed += s.recv(1) == b""
+        except BlockingIOError:
+            pass  # open, and silent
+        except ConnectionResetError:
+            closed += 1
+    return closed
+
+
+def test_one_address_holding_its_cap_leaves_the_page_to_others(tmp_path):
+    """One machine (127.0.0.2) opens as many idle connections as the whole server serves: it is given 6
+    and the other 10 are closed at once, and a browser on another machine (127.0.0.1) is still answered
+    (today the one machine fills the server, and every other client is refused until its connections time
+    out, which it can repeat forever). The refusals are one warning in the log, with their count and no
+    address. The test's own server, so that its log holds only this test's refusals."""
+    running = start(tmp_path, ICTWATCH_LOG_FORMAT="json")
+    hog = []
+    try:
+        hog = [running.tcp("127.0.0.2", TIMEOUT_S + 5) for _ in range(CONNECTIONS)]
+        time.sleep(0.3)  # the server has accepted them all
+        assert guarded(running.exchange(request("GET", "/login")))[0] == 200
+        assert closed_at_once(hog) == CONNECTIONS - PER_ADDRESS
+    finally:
+        for s in hog:
+            s.close()
+    log = stop(running)
+    assert "127.0.0.2" not in log  # (the page's own address is in its first line, "report web page on ...")
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    refusals = [line for line in lines if "refused" in line["msg"]]
+    assert len(refusals) == 1 and refusals[0]["level"] == "warning", refusals
+    assert "6 already open from one address" in refusals[0]["msg"] and "127." not in refusals[0]["msg"]
 
 
 def test_anonymous_sessions_are_capped_oldest_first(server):
@@ -421,3 +480,33 @@ def test_the_login_limiter_keeps_its_lockout_and_forgets_with_a_fake_clock():
     now[0] = 25 * 60.0 + 1
     limiter.failed("user:someone")  # a sweep: only keys with a failure in the last 15 minutes stay
     assert len(limiter) == 1 and not limiter.blocked("user:tevans")
+
+
+def test_refusals_are_logged_once_a_minute_with_their_count_with_a_fake_clock(caplog):
+    """The first refusal of a quiet spell is logged at once; the rest of its minute are one line when the
+    minute has passed (the server checks twice a second), whether or not more arrive."""
+    from reports.web import _Refusals
+
+    now = [0.0]
+    refusals = _Refusals("16 already open", clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="reports.web"):
+        for second in range(10):
+            now[0] = float(second)
+            refusals.refused()
+        now[0] = 59.5
+        refusals.flush()
+        assert [r.getMessage() for r in caplog.records] == [
+            "connections refused (16 already open): 1 since the last such line"]
+        now[0] = 60.0
+        refusals.flush()
+        now[0] = 61.0
+        refusals.refused()
+        refusals.flush()
+        now[0] = 200.0
+        refusals.flush()
+        refusals.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "connections refused (16 already open): 1 since the last such line",
+        "connections refused (16 already open): 9 since the last such line",
+        "connections refused (16 already open): 1 since the last such line"]
+    assert all(r.levelno == logging.WARNING for r in caplog.records)

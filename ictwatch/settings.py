@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from collector.config import CollectorSettings
 from reports.audit import ChainFiles
@@ -101,6 +101,15 @@ class WebSettings(Strict):
     max_connections: int = Field(64, gt=0, le=1024, description=(
         "Connections served at once (a thread each), a quarter of them (at least 6) from one client address; "
         "one more is closed unanswered."))
+
+    @model_validator(mode="after")
+    def _tls_beyond_loopback(self) -> WebSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_cert is None and not on_loopback(self.listen):
+            raise ValueError(f"listening on {self.listen}, beyond loopback, needs tls_cert and tls_key: the page "
+                             "carries personal data")
+        return self
 
 
 class AuditSettings(Strict):

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ictwatch.commands.common import desk
-from rules.config import ConfigError
 
 if TYPE_CHECKING:
     from ictwatch import settings
@@ -23,18 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def web_server(loaded: settings.Loaded) -> tuple[Any, Any]:
     """(server, app) for the report web page as configured; TLS unless it listens on loopback only."""
-    from ictwatch.settings import on_loopback, split_listen
+    from ictwatch.settings import split_listen
     from reports.accounts import Accounts
     from reports.web import Limits, WebApp, serve
 
     web = loaded.settings.web
     host, port = split_listen(web.listen)
-    loopback = on_loopback(web.listen)
-    tls = None
+    tls = None  # settings refuse a listener beyond loopback without them
     if web.tls_cert and web.tls_key:
         tls = (str(loaded.path.parent / web.tls_cert), str(loaded.path.parent / web.tls_key))
-    elif not loopback:
-        raise ConfigError(loaded.path, "web.tls_cert", None, "needed to serve beyond loopback (personal data)")
     store = loaded.open_store()
     store.migrate()
     cases = desk(loaded, store, explained=True)

@@ -42,6 +42,7 @@ def edit(path, old, new):
         ("policy.yaml", "- host: [mis.valleyschool.example]", "- host: []", "rules[14].when.all[1]", None),
         ("policy.yaml", "- not: {host: [valleyschool.sharepoint.com]}", "- any: []", "rules[18].when.all[3]", None),
         ("ictwatch.yaml", "policy: policy.yaml", "policy: policy.yaml\npolcy: x", "polcy", "x"),
+        ("ictwatch.yaml", "policy: policy.yaml", "policy: policy.yaml\nweb: {listen: '0.0.0.0:8443'}", "web", None),
         ("ictwatch.yaml", "  database: ictwatch", "  database: ictwatch\n  spool_max_bytes: 5000",
          "storage.spool_max_bytes", "5000"),
     ],

@@ -96,7 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             threading.Thread(target=server.serve_forever, daemon=True).start()
         threading.Thread(target=daily, args=(lambda: in_force[0], stopping, clock()), daemon=True,
                          name="ipad-check").start()
-        print(f"capturing on {interface} with {source.tool}", file=sys.stderr, flush=True)
+        print(f"capturing on {interface} with {source.tool}" if source.tool != "pipe" else
+              f"capturing on the pipe {pipe}", file=sys.stderr, flush=True)
         flows = None
         if cfg.line_rate and cfg.flow_source == "conntrack":
             from collector.logs.conntrack import ConntrackFlows

@@ -5,6 +5,7 @@ reports/requests.py's; these parse and print."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,9 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     gr.add_argument("--for", dest="grantee", required=True, help="who may request the report")
     gr.add_argument("--subject", required=True, help="whose report")
     gr.add_argument("--from", dest="start", required=True, type=date_option, metavar="YYYY-MM-DD")
-    gr.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
+    gr.add_argument("--to", dest="end", required=True, type=_grant_end, metavar="YYYY-MM-DD")
     gr.add_argument("--reason", required=True)
     gr.set_defaults(func=cmd_grant, via_daemon=True)
+
+
+def _grant_end(text: str) -> dt.date:
+    """`--to` of a grant: its last day. Before grants had periods `--to` named the grantee, so a username
+    there gets a pointer to `--for`."""
+    try:
+        return date_option(text)
+    except argparse.ArgumentTypeError as exc:
+        if text[:1].isdigit():
+            raise
+        raise argparse.ArgumentTypeError(f"{exc}; who may request the report is given with --for") from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:

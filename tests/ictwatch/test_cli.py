@@ -346,6 +346,8 @@ ASK_SOKAFOR = ["--user", "sokafor", "--requested-by", "dpatel", "--reason", "rev
     (["check-ipads", "--date", "9999-12-31"], "argument --date: 9999-12-31 is out of range"),
     (["report", *ASK_SOKAFOR, "--from", "0001-01-01", "--to", "2026-06-16"], "argument --from: 0001-01-01 is out"),
     (["report", *ASK_SOKAFOR, "--from", "2026-06-16", "--to", "9999-12-31"], "argument --to: 9999-12-31 is out"),
+    (["grant", "--by", "hmorgan", "--to", "gwilliams", "--subject", "sokafor", "--reason", "cover"],
+     "argument --to: expected YYYY-MM-DD, got 'gwilliams'; who may request the report is given with --for"),
 ])
 def test_a_date_that_cannot_be_used_exits_2_saying_what_was_expected(args, said, tmp_path):
     proc = run_cli(args[0], "--config", CONFIG, *args[1:], store=tmp_path / "store")

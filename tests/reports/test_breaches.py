@@ -7,14 +7,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import re
 from zoneinfo import ZoneInfo
 
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from reports import breaches, incidents
 from storage.store import Store
-from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
+from tests.conftest import SCHOOL_DAY, run_cli, school_config
+from tests.storage.test_store import old_schema_store
 
 LOADED = settings.load(SCHOOL_DAY / "ictwatch.yaml")
 TEN = dt.datetime(2026, 6, 16, 10, 0, tzinfo=ZoneInfo("Europe/London"))
@@ -38,13 +38,8 @@ def test_each_rule_of_one_activity_is_a_line_with_its_own_clauses_and_severity(s
 def test_a_row_from_the_schema_before_per_rule_columns_reads_with_its_own_union(tmp_path):
     """A store made by the schema of 2026-12-07 holds a breach of two rules with the row's union of clauses
     and highest severity only; after the upgrade each of its lines shows those, not today's policy."""
-    old = Store(f"chdb://{tmp_path / 'store'}", "t")
+    old = old_schema_store(f"chdb://{tmp_path / 'store'}", "v3")
     try:
-        old._client.command("CREATE DATABASE IF NOT EXISTS t")
-        schema = (ROOT / "tests" / "storage" / "schemas" / "v3.sql").read_text().replace("{database}", "t")
-        for statement in re.split(r";$", schema, flags=re.M):
-            if statement.strip():
-                old._client.command(statement)
         old._client.command("INSERT INTO t.activity (ts, user, kind, host, verdict, rule_ids, clauses, severity) "
                             "VALUES ('2026-06-16 09:00:00', 'jcarter', 'http', 'www.bet365.com', 'breach', "
                             "['blocked-content', 'installer-download'], ['P8', 'P7'], 'danger')")

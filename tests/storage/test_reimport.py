@@ -146,19 +146,12 @@ def test_an_earlier_store_with_doubled_rows_gets_record_ids_and_one_row_a_record
     itself and renamed, holds every row twice; the first start of this version gives each row its record id,
     keeps one row a record (the one whose
     source_ref sorts first) and then stores a re-import once."""
-    import re
 
-    from tests.conftest import ROOT
-    from tests.storage.test_store import migration_alters
+    from tests.storage.test_store import migration_alters, old_schema_store
 
     url = f"chdb://{tmp_path / 'store'}"
-    old = Store(url, "t")
+    old = old_schema_store(url, "v3")
     try:
-        old._client.command("CREATE DATABASE IF NOT EXISTS t")
-        ddl = (ROOT / "tests" / "storage" / "schemas" / "v3.sql").read_text().replace("{database}", "t")
-        for statement in re.split(r";$", ddl, flags=re.M):
-            if statement.strip():
-                old._client.command(statement)
         day = settings.load(SCHOOL_DAY / "ictwatch.yaml")
         judged = replay_frame(day.engine())
         old_columns = [r[0] for r in old._client.query(

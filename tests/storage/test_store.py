@@ -121,6 +121,18 @@ def migration_alters(store: Store) -> list[str]:
     return [s for s in sent if s.startswith("ALTER")]
 
 
+def old_schema_store(url: str, version: str) -> Store:
+    """A store at `url`, database `t`, made by the DDL of an earlier released schema (tests/storage/schemas/);
+    the caller closes it."""
+    old = Store(url, "t")
+    old._client.command("CREATE DATABASE IF NOT EXISTS t")
+    ddl = (ROOT / "tests" / "storage" / "schemas" / f"{version}.sql").read_text().replace("{database}", "t")
+    for statement in re.split(r";$", ddl, flags=re.M):
+        if statement.strip():
+            old._client.command(statement)
+    return old
+
+
 @pytest.mark.parametrize(("version", "added", "default"), [
     ("v1", "filter_category", ""), ("v2", "dhcp_type", ""), ("v3", "rule_severities", [])])
 def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added, default):
@@ -129,13 +141,8 @@ def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added
     own clauses and severity). A store made with one, holding a row, is brought to the current schema by
     `migrate()`: the new columns appear in schema order with their comments, the old row keeps its values
     (a new column reads as its empty default), and new rows go in."""
-    path = ROOT / "tests" / "storage" / "schemas" / f"{version}.sql"
-    old = Store(store_url, "t")
+    old = old_schema_store(store_url, version)
     try:
-        old._client.command("CREATE DATABASE IF NOT EXISTS t")
-        for statement in re.split(r";$", path.read_text().replace("{database}", "t"), flags=re.M):
-            if statement.strip():
-                old._client.command(statement)
         old._client.command("INSERT INTO t.activity (ts, user, kind, host) "
                             "VALUES (now64(6), 'jcarter', 'dns', 'a.test')")
         before = [r[0] for r in old._client.query("SELECT name FROM system.columns WHERE database = 't' AND "

@@ -2,7 +2,7 @@
 and the web page).
 
 A date is the school's local date, written YYYY-MM-DD, and must lie in the range of times the store keeps
-(1970-01-01 to 2099-12-31: what its retention can count; collector/observation.py says why): a record
+(1970-01-01 to 2099-12-31: what its retention can count; collector/observation.py sets it and says why): a record
 outside it is never stored, and a date outside ClickHouse's DateTime64 (1900 to 2299) could not even be
 turned into the UTC instants a query needs. A period is whole days from `first` to `last`, both included,
 so one that ends before it starts holds no day at all and is refused rather than answered with nothing.
@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-EARLIEST = dt.date(1970, 1, 1)
-LATEST = dt.date(2099, 12, 31)
-"""The first and last dates accepted: the range of times the store keeps."""
+from collector.observation import EARLIEST_US, LATEST_US
+
+EARLIEST, LATEST = (dt.datetime.fromtimestamp(us // 1_000_000, dt.UTC).date() for us in (EARLIEST_US, LATEST_US))
+"""The first and last dates accepted: the range of times the store keeps (its records' own bounds)."""
 
 
 def parse_date(text: str) -> dt.date:

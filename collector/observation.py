@@ -158,7 +158,8 @@ class Observation:
     """The ClientHello carries Encrypted Client Hello: `sni` is then the outer, public name."""
     bytes_out: int | None = None
     """Client-to-server bytes. Flows: IP bytes (IP header included, as Zeek's orig_ip_bytes).
-    Proxy lines: not logged by Squid's native format, so missing."""
+    Proxy: Squid's request size `%>st` where the logformat carries it (a CONNECT's counts all the client sent
+    through the tunnel); missing with Squid's native, common and combined formats."""
     bytes_in: int | None = None
     """Server-to-client bytes. Flows: IP bytes (as Zeek's resp_ip_bytes). Proxy: Squid's reply size."""
     packets_out: int | None = None

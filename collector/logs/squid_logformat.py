@@ -30,6 +30,9 @@ BUILT_IN = {
     "combined": '%>a %[ui %[un [%tl] "%rm %ru HTTP/%rv" %>Hs %<st "%{Referer}>h" "%{User-Agent}>h" %Ss:%Sh',
 }
 """Squid's predefined formats (squid.conf `logformat` documentation)."""
+RECOMMENDED = BUILT_IN["squid"] + " %>st"
+"""The SPEC docs/log-formats.md asks a school to log with: Squid's native fields (the reply size `%<st`
+among them), then the request size `%>st`, without which no upload through the proxy can be seen."""
 
 # Longest first, so that `>Hs` is not read as `>h` followed by text.
 _CODES = sorted([
@@ -55,9 +58,13 @@ class LogFormat:
 
     def __init__(self, spec: str) -> None:
         self.spec = BUILT_IN.get(spec, spec)
+        self.built_in = self.spec in BUILT_IN.values()
+        """Whether the SPEC is one of Squid's predefined formats (which have readers of their own)."""
         pattern, self._groups = _compile(self.spec)
         self._regex = re.compile(pattern)
         codes = set(self._groups.values())
+        self.request_sizes = ">st" in codes
+        """Whether lines carry the request size (`%>st`): what an upload through the proxy is seen by."""
         if ">a" not in codes:
             raise LogFormatError(f"logformat {spec!r} has no %>a (client address): lines could not be attributed")
         if not codes & {"ts", "tl", "tg"}:

@@ -296,6 +296,9 @@ def _size(n: int) -> str:
 def _at_least(column: str, verb: str) -> Tells:
     def tells(least: Any, held: bool, seen: Seen) -> str:
         n = seen.row.get(column)
+        if n is None and column == "bytes_out" and seen.row.get("kind") == "proxy":
+            return (f"how much the device {verb} is not known: the proxy's log has no request sizes "
+                    "(docs/log-formats.md)")
         if n is None:
             return f"how much the device {verb} is not known"
         return f"the device {verb} {_size(n)}, {'at least' if held else 'less than'} the {_size(least)} the rule sets"
@@ -514,8 +517,9 @@ FIELDS: tuple[ConditionField, ...] = (
                    "content type when it names a program or package (collector/filetypes.py).",
                    ("http", "proxy"), tells=_file),
     ConditionField("bytes_out_min", "bytes_out", NonNegativeInt, _bytes_at_least("sent"),
-                   "The client sent at least this many bytes.",
-                   ("flow", "proxy"), tells=_at_least("bytes_out", "sent")),  # proxy: a logformat with `>st`
+                   "The client sent at least this many bytes. For a proxy record, the request's size: only a Squid log "
+                   "in a logformat with `%>st` has it (docs/log-formats.md), else the condition never holds.",
+                   ("flow", "proxy"), tells=_at_least("bytes_out", "sent")),
     ConditionField("bytes_in_min", "bytes_in", NonNegativeInt, _bytes_at_least("received"),
                    "The client received at least this many bytes.", ("flow", "proxy"),
                    tells=_at_least("bytes_in", "received")),

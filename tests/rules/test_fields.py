@@ -201,6 +201,8 @@ FINDINGS = [  # (key, the rule's value, whether it held, the activity beyond LUN
     ("bytes_out_min", 5_000_000, True, {"bytes_out": 6_004_378},
      "the device sent 6.0 MB (6,004,378 bytes), at least the 5.0 MB (5,000,000 bytes) the rule sets"),
     ("bytes_in_min", 25_000_000, False, {"bytes_in": None}, "how much the device received is not known"),
+    ("bytes_out_min", 20_000_000, False, {"kind": "proxy", "bytes_out": None},  # issue 20, point 2
+     "how much the device sent is not known: the proxy's log has no request sizes (docs/log-formats.md)"),
     ("device_status", ("lost",), True, {"device": "IPAD-BANK-3B", "device_status": "lost"},
      "the device register records IPAD-BANK-3B as lost"),
     ("owner_left", True, True, {"device": "PH-KWHITE", "owner_left": True},

@@ -4,7 +4,8 @@ A school's squid.conf may log with its own `logformat NAME SPEC` (to add the Use
 name or the client port, say). Given the same SPEC, `LogFormat` reads those lines. The SPEC is read as
 Squid reads it (squid.conf's `logformat` documentation): literal text, and codes of the form
 `%[modifiers][width][{argument}]code[{argument}]`, where the modifiers are a quoting character
-(`"`, `[`, `'`, `#`, `/`), `-` (left-align) and a leading `0` on the width (zero-pad).
+(`"`, `[`, `'`, `#`, `/`), `-` (left-align) and a leading `0` on the width (zero-pad); a code may be
+spelt with Squid's `http::` prefix (`%http::>st`).
 
 Each code becomes a capture group that runs up to the literal text that follows it in the SPEC (a code
 followed by a space cannot hold one; one followed by `"` holds anything up to the quote; the last code
@@ -43,7 +44,7 @@ _CODES = sorted([
 ], key=len, reverse=True)
 _CODE = re.compile(
     r"%(?P<quote>[\"\['#/]?)(?P<left>-?)(?P<zero>0?)(?P<width>\d*)(?:\.\d+)?(?:\{(?P<arg1>[^}]*)\})?"
-    r"(?P<code>" + "|".join(re.escape(c) for c in _CODES) + r")(?:\{(?P<arg2>[^}]*)\})?"
+    r"(?:http::)?(?P<code>" + "|".join(re.escape(c) for c in _CODES) + r")(?:\{(?P<arg2>[^}]*)\})?"
 )
 _USER_CODES = ("un", "ul", "ue", "us", "ui")  # first one present names the user, in this order
 _SQUID_TIME = "%d/%b/%Y:%H:%M:%S %z"

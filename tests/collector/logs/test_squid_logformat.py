@@ -40,6 +40,14 @@ def test_a_school_format_with_port_agent_sni_and_local_time():
         spec.parse(line.replace("10.20.10.50:", "somewhere:"), "access.log:8")
 
 
+def test_sizes_spelt_with_the_http_prefix():
+    """squid.conf's documentation spells the size codes `[http::]>st` and `[http::]<st`: either way they are
+    the request and reply sizes."""
+    spec = LogFormat("%ts %>a %rm %ru %http::>st %http::<st")
+    o = spec.parse("1781597101 10.20.1.40 POST http://www.dropbox.com/upload 52431870 61874", "a:1")
+    assert (o.bytes_out, o.bytes_in, spec.request_sizes) == (52_431_870, 61_874, True)
+
+
 def test_a_literal_percent_sign():
     spec = LogFormat("%ts %>a 100%% %rm %ru")
     o = spec.parse("1781597101 10.20.1.40 100% GET http://a.test/x", "a:1")

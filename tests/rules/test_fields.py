@@ -324,6 +324,9 @@ def test_check_warns_of_a_message_or_reason_that_names_someone(tmp_path):
     ("all: [{dhcp_type: [ack]}]", "policy.yaml:11: rules[0].when.all[0].dhcp_type[0]: 'ack': Input should be 'ACK', "
      "'ADVERTISE', 'CONFIRM', 'DECLINE', 'DISCOVER', 'INFORM', 'INFORMATION-REQUEST', 'NAK', 'OFFER', 'REBIND', "
      "'RECONFIGURE', 'RELEASE', 'RENEW', 'REPLY', 'REQUEST' or 'SOLICIT'"),
+    ("mail_encryption: [clear]", "policy.yaml:11: rules[0].when.mail_encryption[0]: 'clear': Input should be "
+     "'none', 'starttls', 'implicit_tls' or 'unknown'"),
+    ("mail_encryption: false", "policy.yaml:11: rules[0].when.mail_encryption: False: Input should be a valid tuple"),
 ])
 def test_a_bad_condition_names_file_line_field_and_value(tmp_path, condition, message):
     path = tmp_path / "policy.yaml"

@@ -181,7 +181,7 @@ class Total(Strict):
 
     def said(self) -> str:
         """The test in words: "more than 50 MB sent per person in a day"."""
-        what = {"bytes_down": "received", "bytes_up": "sent", "bytes": "sent and received", "time": "of time"}
+        what = {"bytes_down": "received", "bytes_up": "sent", "bytes": "sent and received", "time": "spent"}
         window = {"hour": "an hour", "day": "a day", "school_day": "a school day"}.get(self.window, self.window)
         per = " and ".join(self.per)
         return f"more than {self.over} {what[self.amount]} per {per} in {window}"

@@ -11,12 +11,18 @@ day's running total is 17,422, then 34,844, then 52,266, over 50,000 with the th
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
+from collector.naming import name_flows
+from collector.observation import to_table
+from collector.sources import open_source
 from fixtures.make_school_day import Writer
 from fixtures.make_school_week import MON, PC_OFFICE_1, event
+from ictwatch import settings
 from rules.config import ConfigError, load_model
 from rules.policy import Policy, never_filled
+from storage.records import record_ids
 from tests.conftest import run_cli, school_config, stored_activity, stored_breaches
 
 UPLOAD = 17_422
@@ -152,3 +158,30 @@ def test_a_late_record_that_takes_the_window_over_carries_the_breach(uploads, tm
     listed = [line.strip() for line in said.splitlines() if "www.wetransfer.com (upload-" in line]
     assert listed[1].endswith("running total 34,844 bytes (34.8 kB)  <- this record, whose arrival took the total over")
     assert listed[2].endswith("running total 52,266 bytes (52.3 kB)  <- the total went over here, in time order")
+
+
+def _judged_batch(engine, capture, names):
+    """One capture as the pipeline judges it: its flows named from its DNS answers, its record ids made."""
+    observations = []
+    open_source(capture).run(observations.append)
+    df = pl.from_arrow(to_table(observations))
+    df = name_flows(df, names)
+    return engine.evaluate(df.with_columns(record_ids(df)))
+
+
+def test_a_reloaded_engine_goes_on_with_the_totals(uploads):
+    """The daemon's reload (SIGHUP) swaps the engine between batches: the new one takes over the counted
+    uploads, so the third breaks the rule; an engine that had not seen the first two (and has no store to
+    read them back from) finds 17,422 bytes, under."""
+    config, captures = uploads
+    loaded = settings.load(config)
+    first, names = loaded.engine(), {}
+    for hour in ("09:00", "10:00"):
+        assert _judged_batch(first, captures[hour], names).filter(verdict="breach").height == 0
+    fresh = loaded.engine()
+    fresh.windows.take_over(first.windows)
+    third = _judged_batch(fresh, captures["11:30"], names).filter(verdict="breach")
+    assert third.select("kind", "host", "rule_ids").rows() == [("flow", "www.wetransfer.com",
+                                                                  ["file-sharing-uploads-day"])]
+    alone = _judged_batch(loaded.engine(), captures["11:30"], {})
+    assert alone.filter(verdict="breach").height == 0

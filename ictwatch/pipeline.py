@@ -71,7 +71,7 @@ def load_history(engine: Engine, store: Store) -> None:
     """Give the identity the stored lease history (identity as it was, whatever was replayed or captured
     before), and the window rules the stored activity to read back the windows they had not counted; when
     ClickHouse cannot be reached, go on with what the inputs themselves show."""
-    engine.windows.history = lambda start, end: _stored_activity(store, start, end)
+    engine.windows.history = lambda user, start, end: _stored_activity(store, user, start, end)
     try:
         engine.identity.add(store.leases())
     except Exception as exc:
@@ -81,11 +81,11 @@ def load_history(engine: Engine, store: Store) -> None:
         _log.warning("store unreachable (%s): identity starts without the stored lease history", type(exc).__name__)
 
 
-def _stored_activity(store: Store, start: dt.datetime, end: dt.datetime) -> pl.DataFrame | None:
+def _stored_activity(store: Store, user: str | None, start: dt.datetime, end: dt.datetime) -> pl.DataFrame | None:
     """The stored activity of a window the engine reads back; None (try again later) when the store is out of
     reach."""
     try:
-        return store.activity(None, start, end)
+        return store.activity(user, start, end)
     except Exception as exc:
         if not retryable(exc):
             raise

@@ -181,5 +181,5 @@ def explainer(engine: Engine, store: Store) -> Callable[[pl.DataFrame], list[str
     only the subject's own waivers (the whole reading is `ictwatch explain`)."""
     from rules.explain import for_report
 
-    engine.windows.history = lambda start, end: store.activity(None, start, end)
+    engine.windows.history = store.activity
     return lambda rows: for_report(engine, rows)

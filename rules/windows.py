@@ -33,8 +33,9 @@ from rules.visits import END, WHO, time_added
 
 _log = logging.getLogger(__name__)
 
-History = Callable[[dt.datetime, dt.datetime], pl.DataFrame | None]
-"""The stored activity with `start <= ts < end` (UTC), every column; None when the store cannot say now."""
+History = Callable[[str | None, dt.datetime, dt.datetime], pl.DataFrame | None]
+"""The stored activity of a user (everyone's for None) with `start <= ts < end` (UTC), every column; None
+when the store cannot say now."""
 
 Prepare = Callable[[pl.DataFrame], pl.DataFrame]
 """Stored rows → the same rows with `_local`, the calendar windows and each rule's `_rule_I` condition."""
@@ -143,7 +144,8 @@ class Windows:
             return None
         bucket, key = mine.get_column("_bucket")[0], mine.get_column("_key")[0]
         margin = dt.timedelta(hours=2)
-        stored = self.history(bucket.replace(tzinfo=self._zone).astimezone(dt.UTC) - margin,
+        user = row.get_column("user")[0] or None if "person" in wr.total.per else None  # one person's rows will do
+        stored = self.history(user, bucket.replace(tzinfo=self._zone).astimezone(dt.UTC) - margin,
                               (bucket + self._length[index]).replace(tzinfo=self._zone).astimezone(dt.UTC) + margin)
         if stored is None or not stored.height:
             return None
@@ -227,7 +229,7 @@ class Windows:
         margin = dt.timedelta(hours=2)  # local → UTC, either side of a clock change
         lo = min(b for _, b in missing).replace(tzinfo=self._zone).astimezone(dt.UTC) - margin
         hi = max(b + self._length[w] for w, b in missing).replace(tzinfo=self._zone).astimezone(dt.UTC) + margin
-        stored = self.history(lo, hi)
+        stored = self.history(None, lo, hi)
         if stored is None:  # the store is out of reach: count from what this process sees, try again next time
             return
         self._loaded |= missing

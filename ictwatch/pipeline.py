@@ -30,6 +30,7 @@ from collector.sources import LogLineSource, open_source
 from ictwatch.metrics import CAPTURE_RUNNING, PACKETS, count_observations
 from rules import metrics
 from rules.engine import Engine
+from storage.records import record_ids
 from storage.spool import Spool
 from storage.store import Store, retryable
 from storage.writer import Writer
@@ -68,7 +69,9 @@ class ReplaySummary:
 
 def load_history(engine: Engine, store: Store) -> None:
     """Give the identity the stored lease history (identity as it was, whatever was replayed or captured
-    before); when ClickHouse cannot be reached, go on with what the inputs themselves show."""
+    before), and the window rules the stored activity to read back the windows they had not counted; when
+    ClickHouse cannot be reached, go on with what the inputs themselves show."""
+    engine.windows.history = lambda user, start, end: _stored_activity(store, user, start, end)
     try:
         engine.identity.add(store.leases())
     except Exception as exc:
@@ -76,6 +79,20 @@ def load_history(engine: Engine, store: Store) -> None:
             raise
         store.reset()
         _log.warning("store unreachable (%s): identity starts without the stored lease history", type(exc).__name__)
+
+
+def _stored_activity(store: Store, user: str | None, start: dt.datetime, end: dt.datetime) -> pl.DataFrame | None:
+    """The stored activity of a window the engine reads back; None (try again later) when the store is out of
+    reach."""
+    try:
+        return store.activity(user, start, end)
+    except Exception as exc:
+        if not retryable(exc):
+            raise
+        store.reset()
+        _log.warning("store unreachable (%s): window totals count only what this process has seen",
+                     type(exc).__name__)
+        return None
 
 
 def replay(
@@ -158,6 +175,7 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store,
             if fresh is not None:
                 builder.flush()  # what was gathered is judged by the policy in force when it was seen
                 fresh.identity.add(current[0].identity.leases)
+                fresh.windows.take_over(current[0].windows)
                 current[0] = fresh
             builder.tick()
 
@@ -205,6 +223,7 @@ def _sink(engine: Engine | Callable[[], Engine], writer: Writer,
             df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
             assert isinstance(df, pl.DataFrame)
             df = name_flows(df, names)
+            df = df.with_columns(record_ids(df))  # what the window rules count each record once by
             df = judge.evaluate(df).with_columns(judged_at=pl.lit(dt.datetime.now(dt.UTC), pl.Datetime("us", "UTC")))
             count_observations(df)
             summary.verdicts.update(metrics.verdicts(df))

@@ -175,9 +175,11 @@ def _identified_by(r: dict) -> str:
     return f"{source}, {r['identity_confidence']} confidence" if r.get("identity_confidence") else source
 
 
-def explainer(engine: Engine) -> Callable[[pl.DataFrame], list[str]]:
+def explainer(engine: Engine, store: Store) -> Callable[[pl.DataFrame], list[str]]:
     """Explains a report's stored activities with `engine`'s policy, in sentences: the rules that matched
-    and why, and only the subject's own waivers (the whole reading is `ictwatch explain`)."""
+    and why (for a rule over a window, the subject's records in `store` that add up to its total), and
+    only the subject's own waivers (the whole reading is `ictwatch explain`)."""
     from rules.explain import for_report
 
+    engine.windows.history = store.activity
     return lambda rows: for_report(engine, rows)

@@ -73,7 +73,7 @@ class ActivityRow:
 @dataclass(frozen=True, slots=True)
 class Visit:
     """A device's activities to one site (lookups, hellos, requests, flows) joined while each starts within
-    `reports.visits.VISIT_GAP` of the end of the ones before: what a person would call one visit."""
+    `rules.visits.VISIT_GAP` of the end of the ones before: what a person would call one visit."""
 
     number: int
     """1 for the earliest visit of the report, and so on; `ActivityRow.visit` refers to it."""

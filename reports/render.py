@@ -18,9 +18,9 @@ import jinja2
 import markupsafe
 
 from reports.model import ActivityRow, UserReport
-from reports.visits import VISIT_GAP
 from reports.words import plural
 from rules.policy import SEVERITY_MEANING
+from rules.visits import VISIT_GAP
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),

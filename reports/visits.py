@@ -3,28 +3,25 @@ into what they would call one visit to one site, and the traffic to the school's
 apart from them.
 
 A visit is one device's activities to one site that follow each other with no gap longer than `VISIT_GAP`
-between the end of the ones so far and the start of the next. The site is the host name the activity
-carries (DNS question, TLS server name, HTTP host, proxy URL host); a flow that carries only an address
-takes the name from the device's latest DNS answer for that address within `DNS_NAME_AGE`, else it is the
-address; a row carries its visit on for at most `VISIT_GAP` past its start, however long it stayed open. An
-activity to a network service address (the network map's `services`) that names no site itself, every
-DHCP message or flow, and nameless broadcasts and multicast, are the network's upkeep: counted by service, in
-no visit. A judged activity (a breach, a waiver, a refusal) is always in a visit, whatever its address.
+between the end of the ones so far and the start of the next (the arithmetic is rules/visits.py's, shared
+with the rules that count time). The site is the host name the activity carries (DNS question, TLS server
+name, HTTP host, proxy URL host); a flow that carries only an address takes the name from the device's
+latest DNS answer for that address within `DNS_NAME_AGE`, else it is the address; a row carries its visit
+on for at most `VISIT_GAP` past its start, however long it stayed open. An activity to a network service
+address (the network map's `services`) that names no site itself, every DHCP message or flow, and nameless
+broadcasts and multicast, are the network's upkeep: counted by service, in no visit. A judged activity (a
+breach, a waiver, a refusal) is always in a visit, whatever its address.
 
 Everything here works on whole frames (polars), so a month of a busy person's rows costs milliseconds.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 
 import polars as pl
 
-VISIT_GAP = dt.timedelta(seconds=60)
-"""The longest quiet spell inside one visit: a device's next activity to the same site more than this after
-the end of the visit so far starts a new visit."""
-_GAP_S = VISIT_GAP.total_seconds()
+from rules.visits import END, WHO, starts_visit
 
 VERDICTS = ("allowed", "waived", "blocked", "breach")
 """Verdicts from mildest to worst: a visit has its worst activity's."""
@@ -62,11 +59,7 @@ def sites(df: pl.DataFrame) -> pl.DataFrame:
     """`df` (stored activity, in time order) with `who` (the device, or the client address of an unregistered
     one) and `name` (the host name; for a row with an address only, the device's latest DNS answer for it
     within `DNS_NAME_AGE`)."""
-    df = df.with_columns(
-        who=pl.when(pl.col("device").fill_null("") != "").then("d:" + pl.col("device"))
-        .otherwise("a:" + pl.col("src_ip").fill_null("")),
-        name=_name("host"),
-    )
+    df = df.with_columns(who=WHO, name=_name("host"))
     answers = (df.filter((pl.col("kind") == "dns") & (pl.col("name") != "") & (pl.col("answers").list.len() > 0))
                .select("who", "ts", dns_name="name", ip="answers").explode("ip").sort("ts"))
     nameless = df.with_row_index("_r").filter((pl.col("name") == "") & (pl.col("dst_ip").fill_null("") != ""))
@@ -96,16 +89,11 @@ def assign(df: pl.DataFrame, services: Mapping[str, str]) -> pl.DataFrame:
         site=pl.when(pl.col("kind") == "dhcp").then(pl.lit(_NO_SITE["dhcp"]))
         .when(pl.col("name") != "").then("name").when(dst != "").then(dst)
         .otherwise(pl.col("kind").replace_strict(_NO_SITE, default="(no server named)")),
-        # a connection left open (a phone's push channel, a tunnel) is not someone at a screen: a row
-        # carries its visit on for at most VISIT_GAP past its start
-        end=pl.col("ts") + pl.duration(microseconds=(pl.col("duration_s").fill_null(0).clip(0, _GAP_S) * 1e6)
-                                       .cast(pl.Int64)),
+        end=END,
     )
     # an iPad not seen by its time is a finding about the device, not time anyone spent online
     ordered = df.filter(pl.col("service").is_null() & (pl.col("kind") != "absence")).sort("who", "site", "ts")
-    so_far = pl.col("end").cum_max().shift(1).over("who", "site")
-    ordered = ordered.with_columns(
-        _g=(so_far.is_null() | (pl.col("ts") > so_far + VISIT_GAP)).cum_sum())
+    ordered = ordered.with_columns(_g=starts_visit(["who", "site"]).cum_sum())
     numbers = (ordered.group_by("_g").agg(pl.col("ts").min(), pl.col("who").first(), pl.col("site").first())
                .sort("ts", "who", "site").with_row_index("visit", offset=1).select("_g", "visit"))
     ordered = ordered.join(numbers, on="_g").select("_r", "visit")

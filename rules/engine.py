@@ -17,6 +17,7 @@ from rules.calendar import Calendar, TimeRange
 from rules.categories import CategoryIndex
 from rules.identity import Identity
 from rules.policy import SEVERITY_RANK, Condition, Policy
+from rules.windows import Windows
 
 
 def _in_range(clock: pl.Expr, r: TimeRange) -> pl.Expr:
@@ -129,6 +130,8 @@ class Engine:
         self.groups = groups or {}
         """Directory group → usernames, for waivers given to a group."""
         self._waivers = waiver_columns(policy, self.groups)
+        self.windows = Windows(policy, self.read_back)
+        """The running totals of the rules over a window (their `total`), across batches."""
         self.new_leases: pl.DataFrame | None = None
         """Leases the last `evaluate` learnt from DHCP, for the store."""
 
@@ -146,8 +149,13 @@ class Engine:
         df = self._identity.annotate(df)
         df = self._categories.annotate(df)
         df = with_windows(df, self.policy)
-        df = df.with_columns(self._matches).with_columns(self._waivers).drop("_local")
+        df = self.windows.judge(df.with_columns(self._matches)).with_columns(self._waivers).drop("_local")
         return self._verdicts(df)
+
+    def read_back(self, stored: pl.DataFrame) -> pl.DataFrame:
+        """Stored activity with the calendar windows and each rule's condition (`_rule_I`) as this policy
+        reads them now: what the window rules count."""
+        return with_windows(stored, self.policy).with_columns(self._matches)
 
     def _verdicts(self, df: pl.DataFrame) -> pl.DataFrame:
         rules = self.policy.rules

@@ -19,6 +19,7 @@ given, the explanation says so: it describes the current policy's reading.
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -27,7 +28,8 @@ import polars as pl
 from collector.endpoints import endpoint
 from rules.engine import LOGIN_CHALLENGE, Engine, compile_condition, rule_matches, waiver_columns, with_windows
 from rules.fields import FIELDS, Seen, shown
-from rules.policy import Condition, Waiver
+from rules.policy import Condition, Rule, Waiver
+from rules.windows import amount_said
 
 
 def _checks(cond: Condition, path: str) -> Iterator[tuple[str, pl.Expr]]:
@@ -52,6 +54,8 @@ class _Reading:
     """Each node of each rule's condition (`_checks`' paths): whether it holds."""
     covered: tuple[bool, ...]
     """For each waiver of the policy: whether it covers the activity's person and time."""
+    activity: pl.DataFrame
+    """The stored row itself (one row), for the window rules' read-back of the records that add up."""
 
 
 def _readings(engine: Engine, activities: pl.DataFrame) -> list[_Reading]:
@@ -67,8 +71,49 @@ def _readings(engine: Engine, activities: pl.DataFrame) -> list[_Reading]:
     covered = df.select([f"_waiver_{j}" for j in range(len(policy.waivers))])
     return [_Reading(Seen(activities.row(k, named=True) | windows.row(k, named=True), policy),
                      values.row(k, named=True) if values is not None else {},
-                     covered.row(k) if policy.waivers else ())
+                     covered.row(k) if policy.waivers else (), activities[k : k + 1])
             for k in range(df.height)]
+
+
+def _matched(engine: Engine, i: int, rule: Rule, reading: _Reading) -> bool:
+    """Whether rule `i` matched the activity: its condition held and, for a rule over a window, the engine
+    found this the record that took the window's total over (as the stored verdict says: which record did
+    depends on what had been counted when it came)."""
+    held = bool(reading.values[f"r{i}"])
+    if rule.total is None or not held:
+        return held
+    row = reading.seen.row
+    lifting = {w.id for w in engine.policy.waivers if rule.id in w.rules}
+    return rule.id in (row["rule_ids"] or []) or bool(lifting & set(row["waiver_ids"] or []))
+
+
+def _window_lines(engine: Engine, i: int, rule: Rule, reading: _Reading, matched: bool) -> list[str]:
+    """The window's total and the records that add up to it, in time order, each with its amount and the
+    running total; the record that took it over is marked."""
+    total = rule.total
+    assert total is not None
+    records = engine.windows.records(i, reading.activity)
+    if records is None:
+        return [f"Total: {total.said()}; the records of this window cannot be read back now."]
+    zone = engine.policy.calendar.timezone
+    limit = total.limit()
+    me = reading.seen.row["record_id"]
+    over_at = records.filter(pl.col("_running") > limit).get_column("record_id").head(1).to_list()
+    whole = float(records.get_column("_amount").sum())
+    start = records.get_column("_bucket")[0]
+    window = f"{start:%Y-%m-%d}" if total.length().days else f"{start:%Y-%m-%d %H:%M} + {total.window}"
+    out = [f"Total: {total.said()}; the window {window} (local) comes to {amount_said(total, whole)}"
+           + (", over" if whole > limit else ", not over") + f", from these {len(records)} records:"]
+    for r in records.iter_rows(named=True):
+        mark = ""
+        if r["record_id"] == me:
+            mark = "  <- this record" + (", whose arrival took the total over" if matched else "")
+        elif over_at and r["record_id"] == over_at[0]:
+            mark = "  <- the total went over here, in time order"
+        out.append(f"  {r['ts'].astimezone(zoneinfo.ZoneInfo(zone)):%Y-%m-%d %H:%M:%S} {r['kind']} "
+                   f"{r['host'] or r['site']} ({r['source_ref']}): {amount_said(total, r['_amount'])}, "
+                   f"running total {amount_said(total, r['_running'])}{mark}")
+    return out
 
 
 def explain(engine: Engine, activity: pl.DataFrame, names: dict[str, str] | None = None) -> str:
@@ -141,12 +186,14 @@ def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> l
                      "policy's reading")
     waived_rules = {r for w in policy.waivers if w.id in (row["waiver_ids"] or []) for r in w.rules}
     for i, rule in enumerate(policy.rules):
-        matched = reading.values[f"r{i}"]
+        matched = _matched(engine, i, rule, reading)
         state = "waived" if matched and rule.id in waived_rules else "matched" if matched else "did not match"
         lines.append(f"Rule {rule.id} ({', '.join(rule.clauses)}, {rule.severity.value}): {state}")
         if matched:
             lines.append(f"  \"{rule.message}\"")
         lines += _condition_lines(rule.when, f"r{i}", reading, "    ")
+        if rule.total is not None and reading.values[f"r{i}"]:
+            lines += ["    " + line for line in _window_lines(engine, i, rule, reading, matched)]
     lines += _waiver_lines(engine, reading)
     return lines
 
@@ -225,13 +272,15 @@ def _for_report(engine: Engine, reading: _Reading) -> str:
     waived_rules = {r for w in policy.waivers if w.id in applied for r in w.rules}
     matched = []
     for i, rule in enumerate(policy.rules):
-        if not reading.values[f"r{i}"]:
+        if not _matched(engine, i, rule, reading):
             continue
         matched.append(rule.id)
         lifted = " (lifted by a waiver)" if rule.id in waived_rules else ""
         lines.append(f"{', '.join(rule.clauses)} ({rule.severity.value}), rule {rule.id}{lifted}: "
                      f"{_sentence(rule.message)}")
         lines.append("Why: " + " ".join(_sentence(s) for s in _why(rule.when, f"r{i}", reading)))
+        if rule.total is not None:
+            lines += _window_lines(engine, i, rule, reading, True)
     for w in policy.waivers:
         if not _own(w, row):
             continue  # another person's permission is not this report's to tell

@@ -14,9 +14,9 @@ import re
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from collector.observation import KINDS
 from rules.calendar import Calendar, PersonalUse
@@ -99,6 +99,94 @@ class Condition(_Leaves):
         return self
 
 
+_BYTES = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_SECONDS = {"s": 1, "second": 1, "seconds": 1, "min": 60, "minute": 60, "minutes": 60, "h": 3600, "hour": 3600,
+            "hours": 3600}
+Amount = Literal["bytes_down", "bytes_up", "bytes", "time"]
+AMOUNT_COLUMNS: dict[str, tuple[str, ...]] = {"bytes_down": ("bytes_in",), "bytes_up": ("bytes_out",),
+                                               "bytes": ("bytes_in", "bytes_out"), "time": ()}
+"""The activity columns each byte amount adds up (the client's view: down is what it received)."""
+
+
+def _quantity(text: str, units: dict[str, int]) -> float | None:
+    """`50 MB`, `15 minutes`: the number times its unit (None when the text is not a number and one of `units`)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", text)
+    if not found or found.group(2).lower() not in units:
+        return None
+    return float(found.group(1)) * units[found.group(2).lower()]
+
+
+class Total(Strict):
+    """What turns a rule from a test of one activity into a test of an amount added up over a window: the
+    rule breaks when the amount of the activities its `when` matches, per person (and site), within one
+    window, goes over `over`. The breach is recorded on the activity whose addition takes it over, once
+    per window (rules/windows.py)."""
+
+    amount: Amount = Field(description=(
+        "What is added up: `bytes_down` (what the client received), `bytes_up` (what it sent), `bytes` (both), "
+        "or `time` (the length of the visits the matching activities make, as the reports count them)."))
+    over: str = Field(description="The threshold, with its unit: `50 MB`, `2 GB`, `500 MiB`; `15 minutes`, `1 hour`.")
+    per: tuple[Literal["person", "site"], ...] = Field(("person",), min_length=1, description=(
+        "Whose amount: `person` (the device, or its address, when nobody is identified), and `site` to count "
+        "each site apart."))
+    window: str = Field("day", description=(
+        "How long a window is, by the calendar's clock: `hour`, `day` (midnight to midnight), `school_day` "
+        "(a day the calendar calls a school day; other days count nothing), or a length that divides a day "
+        "(`30 minutes`, `2 hours`, aligned to midnight)."))
+
+    @field_validator("over")
+    @classmethod
+    def _known_unit(cls, over: str, info: ValidationInfo) -> str:
+        amount = info.data.get("amount")
+        if _quantity(over, _BYTES) is None and _quantity(over, _SECONDS) is None:
+            raise ValueError("give a number and a unit, bytes (B, kB, MB, GB, MiB, GiB) or time (seconds, minutes, "
+                             "hours)")
+        if amount is not None and _quantity(over, _SECONDS if amount == "time" else _BYTES) is None:
+            raise ValueError(f"amount {amount} needs {'a time (15 minutes)' if amount == 'time' else 'a size (50 MB)'}")
+        return over
+
+    @field_validator("per")
+    @classmethod
+    def _once_each(cls, per: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(per)) != len(per):
+            raise ValueError("a name given twice")
+        return per
+
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, window: str) -> str:
+        if window in ("hour", "day", "school_day"):
+            return window
+        seconds = _quantity(window, _SECONDS)
+        if seconds is None or seconds < 60 or seconds != int(seconds) or 86400 % int(seconds):
+            raise ValueError("hour, day, school_day, or a whole number of minutes that divides a day (30 minutes, "
+                             "2 hours)")
+        return window
+
+    def limit(self) -> float:
+        """The threshold in bytes or seconds."""
+        found = _quantity(self.over, _SECONDS if self.amount == "time" else _BYTES)
+        assert found is not None  # validated
+        return found
+
+    def length(self) -> dt.timedelta:
+        """How long one window is."""
+        if self.window == "hour":
+            return dt.timedelta(hours=1)
+        if self.window in ("day", "school_day"):
+            return dt.timedelta(days=1)
+        found = _quantity(self.window, _SECONDS)
+        assert found is not None  # validated
+        return dt.timedelta(seconds=found)
+
+    def said(self) -> str:
+        """The test in words: "more than 50 MB sent per person in a day"."""
+        what = {"bytes_down": "received", "bytes_up": "sent", "bytes": "sent and received", "time": "spent"}
+        window = {"hour": "an hour", "day": "a day", "school_day": "a school day"}.get(self.window, self.window)
+        per = " and ".join(self.per)
+        return f"more than {self.over} {what[self.amount]} per {per} in {window}"
+
+
 class Rule(Strict):
     """One rule: which clauses it enforces, how serious a breach is, and when it matches."""
 
@@ -107,6 +195,8 @@ class Rule(Strict):
     severity: Severity
     message: str = Field(min_length=1, description="What the breach means, in the school's own words.")
     when: Condition
+    total: Total | None = Field(None, description=(
+        "Judge the amount the matching activities add up to over a window, not each activity alone."))
 
     @field_validator("clauses")
     @classmethod
@@ -232,7 +322,18 @@ def never_filled(policy: Policy, path: Path) -> list[str]:
             named = [k for k in KINDS if k in kinds]
             out.append(f"{f'{path}:{line}' if line else path}: rule {rule.id}: field {field.key} is never filled "
                        f"for kind{'s' if len(named) > 1 else ''} {', '.join(named)}, so this condition never holds")
+        if rule.total is not None and rule.total.amount != "time":
+            named = [k for k in KINDS if k in _named(rule.when)]
+            if not set(named) & set(_BYTE_KINDS):
+                line = yaml_line(path, f"rules[{i}].total.amount")
+                out.append(f"{f'{path}:{line}' if line else path}: rule {rule.id}: amount {rule.total.amount} is "
+                           f"counted only from kinds {', '.join(_BYTE_KINDS)}, and the rule names {', '.join(named)}, "
+                           "so its total stays 0")
     return out
+
+
+_BYTE_KINDS = next(f.kinds for f in FIELDS if f.column == "bytes_out")
+"""The kinds that carry byte counts (flows, and the proxy's sizes)."""
 
 
 def _named(cond: Condition) -> frozenset[str]:

@@ -155,6 +155,10 @@ class Mail(Handler):
     def finish(self, dec: FlowTable, flow: Flow) -> None:
         # bytes held behind a gap the capture never filled: what they said (a STARTTLS?) was not read
         gap = any(stream is not None and stream.pending for stream in (flow.cstream, flow.sstream))
+        if self.obs is None and self.service != "smtp" and self.read:
+            # an IMAP or POP3 session is a row whether or not a whole line was read: bytes of a session begun
+            # before the capture (encrypted after STARTTLS) may hold no line end at all
+            self._current(dec, flow, flow.frame, flow.first)
         self._report(dec, not gap)
 
     # -- client commands ----------------------------------------------------------------------------

@@ -76,6 +76,6 @@ def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
     from reports.requests import Desk
     from rules.categories import CategoryIndex
 
-    explainer = build.explainer(loaded.engine(CategoryIndex.empty())) if explained else None
+    explainer = build.explainer(loaded.engine(CategoryIndex.empty()), store) if explained else None
     return Desk(store, AuditLog(store, loaded.chain_files()), loaded.directory,
                 loaded.policy, explainer, services=loaded.network.service_names())

@@ -29,13 +29,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         store.migrate()
         rows = store.activity_at(args.activity, args.kind)
+        if rows.height == 0:
+            print(f"ictwatch: no activity was recorded from {args.activity}", file=sys.stderr)
+            return 1
+        engine = loaded.engine(CategoryIndex.empty())  # a stored row carries its categories: no lists are read
+        engine.windows.history = store.activity  # a window's records
+        names = {p.username: p.name for p in loaded.directory.people}
+        print("\n\n".join("\n".join(map(for_terminal, explain_lines(engine, rows[i : i + 1], names)))
+                          for i in range(rows.height)))
     finally:
         store.close()
-    if rows.height == 0:
-        print(f"ictwatch: no activity was recorded from {args.activity}", file=sys.stderr)
-        return 1
-    engine = loaded.engine(CategoryIndex.empty())  # a stored row carries its categories: no lists are read
-    names = {p.username: p.name for p in loaded.directory.people}
-    print("\n\n".join("\n".join(map(for_terminal, explain_lines(engine, rows[i : i + 1], names)))
-                      for i in range(rows.height)))
     return 0

@@ -1,6 +1,7 @@
 """The policy engine's speed with full-size category lists and a week of leases, beside squidGuard.
 
     ./dev bench-engine                                 # 1,000,000 observations, 5,000,000 listed domains
+    ./dev bench-engine --window                        # and a rule over a window that counts every row
     python -m tests.bench.bench_engine --quick         # small: checks it still runs (CI)
 
 The observations are a school proxy log's (the Squid benchmark's generator: hosts from ten sites, CONNECT
@@ -8,13 +9,17 @@ and GET, some denials) with client addresses spread over the school's subnets; t
 week of daily DHCP leases for 2,000 devices (14,000 leases); the policy is the demo school's (all its
 rules) with its category map pointed at a generated UT1 tree of five million domains. Printed:
 observations judged per second (identity, categories, calendar windows, every rule, waivers, verdict),
-in batches of 65,536 as the pipeline hands them over. The peer is squidGuard 1.6, which also decides
-each request from category lists and source groups, answering the same requests on stdin.
+in batches of 65,536 as the pipeline hands them over, each with its record ids (the pipeline makes them
+before it judges). With `--window`, the policy has one more rule, over a window: the bytes received per
+person and site in each hour, from every proxy line, so every observation is counted and every batch
+adds to the totals of the ones before. The peer is squidGuard 1.6, which also decides each request from
+category lists and source groups, answering the same requests on stdin.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -27,6 +32,8 @@ import polars as pl
 from collector.logs import squid_batch
 from ictwatch import settings
 from rules.categories import CategoryIndex
+from rules.policy import Rule
+from storage.records import record_ids
 from tests.bench.bench_categories import squidguard, write_lists
 from tests.bench.bench_squid import write_log
 
@@ -45,8 +52,16 @@ def leases(devices: int, days: int) -> pl.DataFrame:
                                       "lease_end": pl.Datetime("us", "UTC"), "lease_ref": pl.String}, orient="row")
 
 
-def run(observations: int, domains: int) -> dict[str, float]:
-    """Build the inputs, time the engine over every batch, then squidGuard on the same requests."""
+WINDOW_RULE = Rule.model_validate({
+    "id": "bench-hourly-volume", "clauses": ["P1"], "severity": "advisory", "message": "a lot received in an hour",
+    "when": {"kind": ["proxy"]},
+    "total": {"amount": "bytes_down", "over": "1 GB", "per": ["person", "site"], "window": "hour"}})
+"""A rule over a window that every observation of the benchmark's log counts toward."""
+
+
+def run(observations: int, domains: int, window: bool = False) -> dict[str, float]:
+    """Build the inputs, time the engine over every batch, then squidGuard on the same requests; `window`
+    adds `WINDOW_RULE` to the policy."""
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         lists = tmp / "ut1"
@@ -55,7 +70,11 @@ def run(observations: int, domains: int) -> dict[str, float]:
         write_log(log, observations)
         frame, bad, _late = squid_batch.parse_chunk(log.read_bytes(), 1, log.name)
         assert not bad
+        frame = frame.with_columns(record_ids(frame))
         loaded = settings.load(CONFIG)
+        if window:
+            policy = loaded.policy.model_copy(update={"rules": (*loaded.policy.rules, WINDOW_RULE)})
+            loaded = dataclasses.replace(loaded, policy=policy)
         # the demo policy's categories, from the generated lists (those the generator writes)
         mapping = {k: v for k, v in loaded.policy.categories.map.items() if all((lists / d).is_dir() for d in v)}
         categories = CategoryIndex.load(lists, mapping, loaded.policy.categories.defaults())
@@ -86,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry: `--quick` for a small run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 observations and 50,000 domains")
+    parser.add_argument("--window", action="store_true", help="add a rule over a window that counts every row")
     args = parser.parse_args(argv)
     if args.quick:
-        run(20_000, 50_000)
+        run(20_000, 50_000, args.window)
     else:
-        run(int(os.environ.get("BENCH_OBSERVATIONS", "1000000")), int(os.environ.get("BENCH_DOMAINS", "5000000")))
+        run(int(os.environ.get("BENCH_OBSERVATIONS", "1000000")), int(os.environ.get("BENCH_DOMAINS", "5000000")),
+            args.window)
     return 0
 
 

@@ -163,7 +163,7 @@ def report_render(store: Store) -> tuple[float, int, int]:
 
     loaded = settings.load(Path(__file__).resolve().parents[2] / "fixtures" / "school-day" / "ictwatch.yaml")
     # each breach explained, as the command and the web page do
-    explainer = build.explainer(loaded.engine())
+    explainer = build.explainer(loaded.engine(), store)
     times, rows = [], 0
     for _ in range(4):
         t0 = time.perf_counter()

@@ -101,3 +101,25 @@ def test_mail_sessions_are_stored_with_how_they_were_protected_and_explained(wee
     assert said["09:05"].startswith("did not match") and (
         "no  the mail session was of unknown protection (the capture did not show how it began or went on), not in "
         "clear (no TLS)") in said["09:05"]
+
+
+# issue 20, points 2-3: rules over a window
+def test_a_time_breach_is_explained_with_the_visits_that_add_up(week, tmp_path):
+    """Linh Nguyen's Wednesday lunch on YouTube: 18 sessions 55 s apart, each a DNS lookup, a ClientHello and
+    its flow (the flow runs 39 ms, from the SYN 6 ms after the lookup to the last ACK 45 ms after it): one
+    visit from 12:16:00.000 to 12:31:35.045, 935 s. The 18th lookup, at 12:31:35, takes the day past 900 s."""
+    store, _ = week
+    breach = stored_activity(store).filter(user="lnguyen", verdict="breach").to_dicts()
+    ref = next(r["source_ref"] for r in breach if "personal-use-time" in r["rule_ids"])
+    said = run_cli("explain", "--config", CONFIG, ref, "--kind", "dns", store=store, check=True).stdout
+    assert "Rule personal-use-time (P1, P18, advisory): matched" in said
+    assert ("Total: more than 15 minutes spent per person in a school day; the window 2026-10-28 (local) comes to "
+            "15 min 35 s, over, from these 54 records:") in said
+    listed = [line.strip() for line in said.splitlines() if "www.youtube.com (school-week.pcap#" in line]
+    assert len(listed) == 54 and listed[0].startswith("2026-10-28 12:16:00 dns ")
+    assert listed[-3].startswith("2026-10-28 12:31:35 dns ") and listed[-3].endswith(
+        "running total 15 min 35 s  <- this record, whose arrival took the total over")
+    out = tmp_path / "lnguyen.html"
+    run_cli("report", "--config", CONFIG, "--user", "lnguyen", "--from", "2026-10-28", "--to", "2026-10-28",
+            "--requested-by", "dpatel", "--reason", "time check", "-o", out, store=store, check=True)
+    assert "Total: more than 15 minutes spent per person in a school day; the window 2026-10-28" in out.read_text()

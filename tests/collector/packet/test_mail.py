@@ -114,6 +114,10 @@ def test_a_capture_begun_mid_session_is_unknown_unless_the_dialogue_is_read_in_c
     records = [(True, b"\x17\x03\x03\x00\x30" + bytes(range(48))), (False, b"\x17\x03\x03\x00\x20" + bytes(32))]
     (row,) = _mail(143, records, handshake=False)
     assert row.mail_encryption == "unknown"
+    # the same with no line-end byte anywhere in the records: still one row (it once hung on a 0x0a by chance)
+    records = [(True, b"\x17\x03\x03\x00\x30" + b"\xaa" * 48), (False, b"\x17\x03\x03\x00\x20" + b"\x55" * 32)]
+    (row,) = _mail(143, records, handshake=False)
+    assert (row.service, row.mail_encryption) == ("imap", "unknown")
     # a command read on the wire is in clear, whether or not the session's start was captured
     (row,) = _mail(25, [ENVELOPE, (False, b"250 ok\r\n250 ok\r\n")], handshake=False)
     assert (row.mail_encryption, row.mail_from) == ("none", "a@valleyschool.example")

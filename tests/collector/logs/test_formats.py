@@ -257,13 +257,14 @@ def read_all(path: Path, settings: CollectorSettings | None = None, batches: boo
 @pytest.mark.parametrize("batches", [False, True], ids=["line by line", "in batches"])
 def test_a_file_mostly_of_squid_reads_its_squidguard_lines_too(tmp_path, batches):
     """Detected as Squid's native log (and replayed in batches), the squidGuard lines among its lines are read
-    as squidGuard's, and a line of neither is counted as the file's format counts a bad line."""
+    as squidGuard's, one dated where the store cannot keep it is counted as such, and a line of neither is
+    counted as the file's format counts a bad line."""
     path = tmp_path / "mixed.log"
-    path.write_text("\n".join([SQUID_LINES[0], SQUIDGUARD, SQUID_LINES[1], "garbage", SQUID_LINES[2], SQUIDGUARD_2])
-                    + "\n")
+    path.write_text("\n".join([SQUID_LINES[0], SQUIDGUARD, SQUID_LINES[1], "garbage", SQUID_LINES[2], SQUIDGUARD_2,
+                               SQUIDGUARD.replace("2026-11-28", "9999-11-28")]) + "\n")
     rows, skipped = read_all(path, batches=batches)
     assert rows == [("squid", 1), ("squid", 3), ("squid", 5), ("squidguard", 2), ("squidguard", 6)]
-    assert skipped == {"bad_squid_line": 1}
+    assert skipped == {"bad_squid_line": 1, "time_out_of_range": 1}
 
 
 def test_a_file_mostly_of_squidguard_reads_its_squid_lines_too(tmp_path):

@@ -103,15 +103,22 @@ def test_replayed_denial_is_stored_as_a_blocked_attempt_with_the_filters_categor
     log = tmp_path / "access.log"
     moved = [line.replace("2026.11.28 22:37:46", "2026.6.16 10:15:00").replace("127.0.0.1", "10.20.1.40")
              for line in (ALLOWED, DENIED)]
+    # issue 20, point 6: the same file gathers a squidGuard line and a DansGuardian 2.8 line, each read as what it is
+    moved += [SQUIDGUARD.replace("2026-11-28 22:37:21", "2026-06-16 10:16:00").replace("10.20.10.50", "10.20.1.40"),
+              DG28_DENIED.replace("2005.2.24 9:05:01 -", "2026.6.16 10:17:00 jcarter").replace("10.20.10.50",
+                                                                                              "10.20.1.40")]
     log.write_text("\n".join(moved) + "\n")
     store = tmp_path / "store"
     run_cli("replay", "--config", school_config(tmp_path / "school"), log, store=store, check=True)
-    rows = stored_activity(store).sort("denied").to_dicts()
+    rows = stored_activity(store).sort(["ts", "denied"]).to_dicts()
     assert [(r["source"], r["user"], r["host"], r["denied"], r["verdict"], r["filter_category"]) for r in rows] == [
         ("e2guardian", "jcarter", "lessons.test", False, "allowed", ""),
         ("e2guardian", "jcarter", "www.casino.test", True, "blocked", "Banned Sites"),
+        ("squidguard", "rbaker", "www.casino.test", True, "blocked", "gambling"),
+        ("e2guardian", "jcarter", "www.casino.test", True, "blocked", ""),
     ]
-    assert rows[1]["filter_reason"] == "*DENIED* Blocked site: casino.test"
+    assert [r["filter_reason"] for r in rows[1:]] == [
+        "*DENIED* Blocked site: casino.test", "REDIRECT (source group staff)", "*DENIED* Banned site: casino.test"]
     assert rows[0]["ts"].hour == 9  # 10:15 in London in June is 09:15 UTC
 
 

@@ -180,10 +180,10 @@ class LineReader:
 
 def line_reader(fmt: Format, settings: Options) -> LineReader:
     """The reader of the lines of a log in `fmt`, a format of a record a line: each line by its own format (a
-    custom Squid logformat among them when `collector.squid_logformat` gives one)."""
+    custom Squid logformat among them when `collector.squid_logformat` gives one of the school's own)."""
     assert fmt.line is not None  # a format of a record a line
     others = tuple(other.line(settings) for other in FORMATS if other.line is not None and other is not fmt
-                   and (other.line is not _custom_logformat or settings.squid_logformat is not None))
+                   and (other.line is not _custom_logformat or _custom_applies(settings)))
     return LineReader(fmt.line(settings), others)
 
 
@@ -220,9 +220,15 @@ def _custom_logformat(settings: Options) -> LineParser:
     return LogFormat(settings.squid_logformat).parse
 
 
+def _custom_applies(settings: Options) -> bool:
+    """Whether `collector.squid_logformat` gives a format of the school's own: a built-in one is read by its own
+    reader (the native one in batches)."""
+    return settings.squid_logformat is not None and not LogFormat(settings.squid_logformat).built_in
+
+
 def _in_custom_logformat(sample: Sample, settings: Options) -> int:
-    if settings.squid_logformat is None or LogFormat(settings.squid_logformat).built_in:
-        return 0  # a built-in format is read by its own reader (the native one in batches)
+    if not _custom_applies(settings):
+        return 0
     parse = _custom_logformat(settings)
     return sample.count(lambda line: _reads(parse, line))
 

@@ -306,19 +306,23 @@ def collect(path: Path, settings: CollectorSettings | None = None) -> list:
 
 
 def test_a_line_two_formats_read_is_read_once_by_the_files_own(tmp_path):
-    """With a custom logformat that is Squid's own native definition, a native line is both `squid` and
-    `squid-logformat`: among squidGuard lines it is read once, by the first of the table that reads it;
-    DansGuardian's format 3 is Squid's native layout, and is read as Squid's."""
-    native_spec = "%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt"
+    """A line of Squid's native fields followed by the request size is read by the school's logformat
+    (`RECOMMENDED`) and by the native parser, which reads the first ten fields: among squidGuard lines it is
+    read once, by the first of the table that reads it (the school's logformat, which keeps the request
+    size); in a native log, by the log's own format. DansGuardian's format 3 is Squid's native layout, and is
+    read as Squid's."""
     dg_format_3 = ("1781604931.004      0 10.20.10.21 TCP_DENIED/403 0 GET http://www.casino.test/bet rbaker "
                    "DEFAULT_PARENT/127.0.0.1 -")  # DansGuardian 2.10 FatController.cpp, log_listener, case 3
+    settings = CollectorSettings(log_timezone="Europe/London", squid_logformat=RECOMMENDED)
     path = tmp_path / "mixed.log"
-    path.write_text("\n".join([SQUIDGUARD, SQUID_LINES[0], SQUIDGUARD_2, dg_format_3]) + "\n")
-    out = collect(path, CollectorSettings(log_timezone="Europe/London", squid_logformat=native_spec))
-    assert [(o.source, o.source_ref) for o in out] == [
-        ("squidguard", "mixed.log:1"), ("squid", "mixed.log:2"), ("squidguard", "mixed.log:3"),
-        ("squid", "mixed.log:4")]
+    path.write_text("\n".join([SQUIDGUARD, WITH_SIZES, SQUIDGUARD_2, dg_format_3, SQUIDGUARD]) + "\n")
+    out = collect(path, settings)
+    assert [(o.source, o.source_ref, o.bytes_out) for o in out] == [
+        ("squidguard", "mixed.log:1", None), ("squid", "mixed.log:2", 52_430_112), ("squidguard", "mixed.log:3", None),
+        ("squid", "mixed.log:4", None), ("squidguard", "mixed.log:5", None)]
     assert (out[3].denied, out[3].host, out[3].proxy_user) == (True, "www.casino.test", "rbaker")
+    path.write_text("\n".join([NATIVE, WITH_SIZES, NATIVE]) + "\n")
+    assert [(o.source, o.bytes_out) for o in collect(path, settings)] == [("squid", None)] * 3
 
 
 HOSTILE = [

@@ -2,10 +2,10 @@
 
 `open_source(path)` looks at the first bytes: a pcap or pcapng magic (optionally inside gzip) makes a
 `CaptureSource` (or a `TsharkCaptureSource`); anything else is read as the log format of
-`collector.logs.formats.FORMATS` that reads the most of a sample of its lines, and one that none of them
-reads a line of raises `InputError`, which the CLI reports with exit status 2. Inside a readable input,
-bad records are counted in `skips` and skipped; the source carries on. Every source, the live capture's
-too, is a `Source`.
+`collector.logs.formats.FORMATS` that reads the most of a sample of its lines (each line by its own format,
+that one first), and one that none of them reads a line of raises `InputError`, which the CLI reports with
+exit status 2. Inside a readable input, bad records are counted in `skips` and skipped; the source carries
+on. Every source, the live capture's too, is a `Source`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
-from collector.logs.formats import FORMATS, SAMPLE_BYTES, BatchReader, Format, LineParser, Sample, detect
+from collector.logs.formats import FORMATS, SAMPLE_BYTES, BatchReader, Format, LineReader, Sample, detect, line_reader
 from collector.logs.lines import is_blank, lines, open_unzipped, read_upto
 from collector.observation import Emit
 from collector.packet.flows import ConsumerFailed
@@ -94,12 +94,13 @@ class CaptureSource(_FileSource):
 
 
 class LogLineSource(_FileSource):
-    """A text log in a format of a record a line, read with `parse(line, ref)`, or with the format's
-    batch reader when it has one (`run_batches`). A line `parse` refuses is counted as `skip_reason`."""
+    """A text log in a format of a record a line, read with `parse(line, ref)` (each line by its own format),
+    or with the format's batch reader when it has one (`run_batches`), which hands the lines it refuses to the
+    other formats. A line no format reads is counted as `skip_reason`."""
 
     packets = 0
 
-    def __init__(self, path: Path, fmt: str, parse: LineParser, skip_reason: str,
+    def __init__(self, path: Path, fmt: str, parse: LineReader, skip_reason: str,
                  batch: BatchReader | None = None) -> None:
         super().__init__(path)
         self.format = fmt
@@ -127,7 +128,7 @@ class LogLineSource(_FileSource):
         name = self.path.name
         try:
             return batch(self._stream, name, sink, lambda reason, n: self.skips.skip(reason, f"{name}:{n}"),
-                         lambda: self._stop.set)
+                         lambda: self._stop.set, self._parse.other)
         finally:
             self._stream.close()
 
@@ -168,5 +169,4 @@ def _log_source(fmt: Format, path: Path, settings: CollectorSettings) -> Source:
     """The reader of a log in the format `fmt`."""
     if fmt.source is not None:
         return fmt.source(path)
-    assert fmt.line is not None  # a format has a line parser or a source of its own
-    return LogLineSource(path, fmt.name, fmt.line(settings), fmt.skip_reason, fmt.batch)
+    return LogLineSource(path, fmt.name, line_reader(fmt, settings), fmt.skip_reason, fmt.batch)

@@ -2,7 +2,8 @@
 
 `open_source` gives each entry a sample of the lines an input that is not a capture starts with, and reads
 the input with the one that reads the most of them; `ictwatch run` follows a log with its entry's follower; the config
-accepts the names of the entries that can be followed; docs/log-formats.md is `markdown()`.
+accepts the names of the entries that can be followed; docs/log-formats.md is `markdown()`. A log of one record a
+line is read a line at a time by `line_reader`: each line by its own format, the log's first.
 A new format is a module with its parser and an entry here.
 """
 
@@ -21,9 +22,11 @@ from collector.logs.eve import BAD_EVE_RECORD, EveSource, looks_like_eve
 from collector.logs.filterlogs import (
     looks_like_e2guardian,
     looks_like_e2guardian_csv,
+    looks_like_e2guardian_tab,
     looks_like_squidguard,
     parse_e2guardian,
     parse_e2guardian_csv,
+    parse_e2guardian_tab,
     parse_squidguard,
 )
 from collector.logs.leasefiles import (
@@ -36,7 +39,7 @@ from collector.logs.leasefiles import (
 from collector.logs.lines import is_blank, lines
 from collector.logs.squid import parse_common_line, parse_line
 from collector.logs.squid_logformat import RECOMMENDED, LogFormat
-from collector.observation import Observation
+from collector.observation import Observation, TimeOutOfRange
 from collector.source import BatchSink, Source
 
 
@@ -60,9 +63,10 @@ LineParser = Callable[[str, str], Observation]
 FollowParser = Callable[[str, str], list[Observation]]
 """One line of a followed log (and its reference) → the observations it gives (a lease record may take
 several lines and give its observation on the last)."""
-BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[str, int], None], Callable[[], bool]], int]
-"""`read(stream, name, sink, skip, stopped)`: the whole log parsed a chunk at a time into observation frames
-handed to `sink`, each refused line's reason and number to `skip`, until `stopped()`; returns the rows."""
+BatchReader = Callable[[BinaryIO, str, BatchSink, Callable[[str, int], None], Callable[[], bool], LineParser], int]
+"""`read(stream, name, sink, skip, stopped, others)`: the whole log parsed a chunk at a time into observation
+frames handed to `sink`, until `stopped()`; a line it refuses is given to `others` (the other formats), and
+what they refuse goes to `skip` (its reason and number); returns the rows."""
 
 
 SAMPLE_LINES = 100
@@ -130,12 +134,57 @@ class Format:
             raise ValueError(f"log format {self.name}: a batch reader or a default follower needs a line parser")
 
     def follower(self, path: Path, settings: Options) -> FollowParser:
-        """The parser of one line of the log at `path` as `ictwatch run` follows it."""
+        """The parser of one line of the log at `path` as `ictwatch run` follows it: by `line_reader`, for a
+        format of a record a line."""
         if self.follow is not None:
             return self.follow(path, settings)
-        assert self.line is not None  # __post_init__: a followable format without `follow` has one
-        one = self.line(settings)
+        one = line_reader(self, settings)
         return lambda line, ref: [one(line, ref)]
+
+
+@dataclass(frozen=True)
+class LineReader:
+    """A parser of a log's lines that reads each by its own format: by the log's (`own`) when it can, else by
+    the first of the others that can (`others`, in the order of `FORMATS`). A line none reads is refused
+    with the log's format's error, so that it is counted as that format counts a bad line."""
+
+    own: LineParser
+    others: tuple[LineParser, ...]
+
+    def __call__(self, line: str, source_ref: str) -> Observation:
+        """The observation of one line; `ValueError` when no format reads it."""
+        try:
+            return self.own(line, source_ref)
+        except TimeOutOfRange:
+            raise  # a line of the log's format, at a time the store cannot hold
+        except ValueError as refused:
+            try:
+                return self.other(line, source_ref)
+            except TimeOutOfRange:
+                raise
+            except ValueError:
+                raise refused from None
+
+    def other(self, line: str, source_ref: str) -> Observation:
+        """The observation of a line the log's own format refused, by the first other format that reads it;
+        `ValueError` when none does (`TimeOutOfRange` when the first that knows its layout refuses its time)."""
+        for parse in self.others:
+            try:
+                return parse(line, source_ref)
+            except TimeOutOfRange:
+                raise
+            except ValueError:
+                continue
+        raise ValueError("in none of the log formats of a line")
+
+
+def line_reader(fmt: Format, settings: Options) -> LineReader:
+    """The reader of the lines of a log in `fmt`, a format of a record a line: each line by its own format (a
+    custom Squid logformat among them when `collector.squid_logformat` gives one of the school's own)."""
+    assert fmt.line is not None  # a format of a record a line
+    others = tuple(other.line(settings) for other in FORMATS if other.line is not None and other is not fmt
+                   and (other.line is not _custom_logformat or _custom_applies(settings)))
+    return LineReader(fmt.line(settings), others)
 
 
 def _reads(parse: LineParser, line: str) -> bool:
@@ -171,9 +220,15 @@ def _custom_logformat(settings: Options) -> LineParser:
     return LogFormat(settings.squid_logformat).parse
 
 
+def _custom_applies(settings: Options) -> bool:
+    """Whether `collector.squid_logformat` gives a format of the school's own: a built-in one is read by its own
+    reader (the native one in batches)."""
+    return settings.squid_logformat is not None and not LogFormat(settings.squid_logformat).built_in
+
+
 def _in_custom_logformat(sample: Sample, settings: Options) -> int:
-    if settings.squid_logformat is None or LogFormat(settings.squid_logformat).built_in:
-        return 0  # a built-in format is read by its own reader (the native one in batches)
+    if not _custom_applies(settings):
+        return 0
     parse = _custom_logformat(settings)
     return sample.count(lambda line: _reads(parse, line))
 
@@ -236,14 +291,28 @@ FORMATS: tuple[Format, ...] = (
     Format(
         "e2guardian-csv", "e2guardian's log, format 2 (CSV)",
         "e2guardian's (or DansGuardian's) `logfileformat 2`: format 1's fields, each quoted, separated by "
-        "commas. Recognised by lines that start with a quoted e2guardian time and a comma. " + _LOCAL,
+        "commas; a line has at least the seven of DansGuardian 2.8 (up to the size), the fields after the user "
+        "agent are not read. Recognised by lines that start with a quoted e2guardian time and a comma. " + _LOCAL,
         lambda sample, settings: sample.count(looks_like_e2guardian_csv), "bad_filter_line",
         line=_local_time(parse_e2guardian_csv)),
     Format(
+        "e2guardian-tab", "e2guardian's log, format 4 (tabs)",
+        "e2guardian's (or DansGuardian's) `logfileformat 4`: format 1's fields separated by tabs. Recognised "
+        "by lines that start with an e2guardian time and a tab. " + _LOCAL,
+        lambda sample, settings: sample.count(looks_like_e2guardian_tab), "bad_filter_line",
+        line=_local_time(parse_e2guardian_tab)),
+    Format(
         "e2guardian", "e2guardian's log, format 1",
         "e2guardian's (or DansGuardian's) `logfileformat 1`, fields separated by spaces: a denial is a "
-        "blocked attempt with the filter's category and reason. Recognised by lines in that "
-        "layout. " + _LOCAL,
+        "blocked attempt with the filter's category and reason. The layouts read: e2guardian's and DansGuardian "
+        "2.12's (`when who from where what how size weight category group code mime clienthost groupname "
+        "useragent params logid1 logid2 postdata`), DansGuardian 2.10's (up to the user agent), 2.9's (up to "
+        "the group name) and 2.8's (up to the size: no category, code or user agent). A field may be empty "
+        "(two spaces in a row: DansGuardian and e2guardian 3 leave an allowed request's reason and category, an "
+        "unresolved client host and an unnamed filter group empty, `anonymizelogs` the user and client host). "
+        "A DansGuardian 2.10 user agent of five words or more reads as e2guardian's user agent and four "
+        "fields, its last four words lost. Recognised by lines in one of those layouts. `logfileformat 3` is "
+        "Squid's native layout, read as `squid`; e2guardian's formats 5 to 8 (Protex) are not read. " + _LOCAL,
         lambda sample, settings: sample.count(looks_like_e2guardian), "bad_filter_line",
         line=_local_time(parse_e2guardian)),
     Format(
@@ -290,10 +359,17 @@ def markdown() -> str:
         "An input that is not a pcap or pcapng capture is judged by a sample of its lines: its first",
         f"{SAMPLE_LINES} non-blank lines within its first megabyte (a line over 64 KiB is none of them). It is read",
         "in the format that reads the most of them, the first in this table of those that read as many; a",
-        "file none of them reads a line of is refused. Lines that are not records (a syslog banner, a line of",
-        "binary) are skipped and counted under the format's reason like any bad record. `collector.follow` in",
-        "the configuration names a log `ictwatch run` follows as it is written, by one of the names marked",
-        "followed.",
+        "file none of them reads a line of is refused.",
+        "",
+        "In a log of a record a line (all but Suricata's and the lease files), each line is then read by its",
+        "own format: by the log's format when it reads it, else by the first in this table of the others that",
+        "does. A file that mixes squidGuard's and Squid's lines, or DansGuardian's and e2guardian's layouts,",
+        "gives every line as what it is, and a line two formats would read is read once, by the log's format if",
+        "it is one of them. A line of the log's format reads at the cost of that format alone; a line it",
+        "refuses costs a try of each of the others. Lines that no format reads (a syslog banner, a line of",
+        "binary) are skipped and counted under the log's format's reason like any bad record.",
+        "`collector.follow` in the configuration names a log `ictwatch run` follows as it is written, by one",
+        "of the names marked followed; a followed log's lines are read the same way, the named format first.",
         "",
         "| name | what it is | followed | replayed in batches | bad record counted as |",
         "|---|---|---|---|---|",

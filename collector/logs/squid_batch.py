@@ -11,7 +11,9 @@ scheme and authority. The file type is the rule of
 than the rest of the parse), the content type's by that module itself, once for each distinct type.
 Whether a line is a blocked attempt is `collector.logs.refusal.refused` itself, asked once for each
 distinct result code and status.
-`parsed_chunks` parses several chunks at once on threads of their own.
+`parsed_chunks` parses several chunks at once on threads of their own. A line not in the native layout is
+handed to the other formats' line parsers (`run_chunks`), so that a log that mixes in squidGuard's lines
+gives them too.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ import pyarrow.compute as pc
 from collector.filetypes import MAX_NAME, PACKAGE_NAMES, content_extension
 from collector.logs.lines import Skip, blocks
 from collector.logs.refusal import refused
-from collector.observation import EARLIEST_US, LATEST_US, OBSERVATION_SCHEMA, TIME_OUT_OF_RANGE, Observation
+from collector.observation import (
+    EARLIEST_US,
+    LATEST_US,
+    OBSERVATION_SCHEMA,
+    TIME_OUT_OF_RANGE,
+    Observation,
+    TimeOutOfRange,
+    to_table,
+)
 
 CHUNK = 8 << 20
 """Bytes of log read and parsed at a time (whole lines; `collector.logs.lines.blocks` cuts them)."""
@@ -236,32 +246,63 @@ WORKERS = min(4, os.cpu_count() or 1)
 piece that most string operations walk on a single core."""
 
 
-def parsed_chunks(stream: BinaryIO, name: str, skip: Skip) -> Iterator[tuple[pl.DataFrame, list[int], list[int]]]:
+Parsed = tuple[pl.DataFrame, list[int], list[int]]
+"""`parse_chunk`'s answer: the observations, the bad lines' numbers, those of the lines dated out of range."""
+
+
+def parsed_chunks(stream: BinaryIO, name: str, skip: Skip) -> Iterator[Parsed]:
     """`parse_chunk` of each of the stream's chunks, `WORKERS` of them at a time, in the log's order; each
     line `lines.blocks` does not read (over `lines.MAX_LINE`, or where a gzip is cut) goes to `skip`."""
+    for _first, _block, parsed in _parsed_blocks(stream, name, skip):
+        yield parsed
+
+
+def _parsed_blocks(stream: BinaryIO, name: str, skip: Skip) -> Iterator[tuple[int, bytes, Parsed]]:
+    """(number of the block's first line, block, `parse_chunk` of it) for `parsed_chunks`."""
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="squid-parse") as pool:
-        pending: deque[Future[tuple[pl.DataFrame, list[int], list[int]]]] = deque()
+        pending: deque[tuple[int, bytes, Future[Parsed]]] = deque()
         for first, block in blocks(stream, skip, CHUNK):
-            pending.append(pool.submit(parse_chunk, block, first, name))
+            pending.append((first, block, pool.submit(parse_chunk, block, first, name)))
             if len(pending) > WORKERS:
-                yield pending.popleft().result()
+                first, block, parsed = pending.popleft()
+                yield first, block, parsed.result()
         while pending:
-            yield pending.popleft().result()
+            first, block, parsed = pending.popleft()
+            yield first, block, parsed.result()
 
 
 def run_chunks(stream: BinaryIO, name: str, sink: Callable[[pl.DataFrame], None],
-               skip: Callable[[str, int], None], stopped: Callable[[], bool]) -> int:
+               skip: Callable[[str, int], None], stopped: Callable[[], bool],
+               others: Callable[[str, str], Observation]) -> int:
     """Parse a whole log: each chunk's table goes to `sink`, each skipped line's reason and number to `skip`.
-    Returns rows. The next chunks are parsed while `sink` works on one."""
+    A line not in Squid's native layout is given to `others` (the parser of the other formats' lines), and
+    what it reads goes to `sink` after the chunk's table, in a table of its own; what it refuses is counted
+    as `bad_squid_line`. Returns rows. The next chunks are parsed while `sink` works on one."""
     rows = 0
-    for table, bad_lines, late in parsed_chunks(stream, name, skip):
+    for first, block, (table, bad_lines, late) in _parsed_blocks(stream, name, skip):
         if stopped():
             break
-        for number in bad_lines:
-            skip(BAD_SQUID_LINE, number)
+        found = _read_by_others(block, first, bad_lines, name, others, skip) if bad_lines else []
         for number in late:
             skip(TIME_OUT_OF_RANGE, number)
-        if table.height:
-            sink(table)
-            rows += table.height
+        for frame in (table, pl.DataFrame(to_table(found)) if found else None):
+            if frame is not None and frame.height:
+                sink(frame)
+                rows += frame.height
     return rows
+
+
+def _read_by_others(block: bytes, first: int, numbers: list[int], name: str,
+                    others: Callable[[str, str], Observation], skip: Callable[[str, int], None]) -> list[Observation]:
+    """The observations `others` makes of the lines of `block` numbered `numbers` (a line it refuses is
+    counted as `bad_squid_line`, or as `time_out_of_range` where that is why)."""
+    lines = block.split(b"\n")
+    found = []
+    for number in numbers:
+        try:
+            found.append(others(lines[number - first].decode("utf-8", "replace"), f"{name}:{number}"))
+        except TimeOutOfRange:
+            skip(TIME_OUT_OF_RANGE, number)
+        except ValueError:
+            skip(BAD_SQUID_LINE, number)
+    return found

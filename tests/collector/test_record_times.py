@@ -9,7 +9,7 @@ from collector.config import CollectorSettings
 from collector.observation import EARLIEST_US, LATEST_US, Observation, TimeOutOfRange, seconds_to_us
 from collector.sources import open_source
 from tests.collector.logs.test_filterlogs import ALLOWED, SQUIDGUARD
-from tests.collector.logs.test_formats import COMMON, CUSTOM, E2G_CSV, EVE_TLS, NATIVE, SPEC
+from tests.collector.logs.test_formats import COMMON, CUSTOM, E2G_CSV, E2G_TAB, EVE_TLS, NATIVE, SPEC
 from tests.collector.packet.test_pcap import FRAME, pcap
 
 _LEASE = "lease 10.20.10.5{n} {{\n  starts 2 {day} 07:00:00;\n  ends 2 {day} 08:00:00;\n" \
@@ -21,6 +21,7 @@ RECORDS = {
     "squid-common": (COMMON, COMMON.replace("2026", "9999")),
     "squid-logformat": (CUSTOM, CUSTOM.replace("1781600701", "99999999999")),
     "e2guardian-csv": (E2G_CSV, E2G_CSV.replace("2026.6.16", "9999.6.16")),
+    "e2guardian-tab": (E2G_TAB, E2G_TAB.replace("2026.6.16", "9999.6.16")),
     "e2guardian": (ALLOWED, ALLOWED.replace("2026.11.28", "1899.12.31")),
     "squidguard": (SQUIDGUARD, SQUIDGUARD.replace("2026-11-28", "9999-11-28")),
     "suricata-eve": (EVE_TLS, EVE_TLS.replace("2026-06-16T08", "0001-01-01T08")),

@@ -1,7 +1,8 @@
 """Real web filters (Debian's e2guardian and squidGuard) write their logs; ictwatch reads them back.
 
 e2guardian runs as a proxy on loopback in front of a local web server, with its proxy-basic plugin
-naming the user and one site banned, once with each log format (1 and 2); squidGuard runs as Squid
+naming the user and one site banned, once with each log format (1, 2 and 4) and once with format 1 and
+`anonymizelogs` (which leaves the user and client host empty: two spaces in a row); squidGuard runs as Squid
 would run it, a redirector fed requests on stdin. Both run in a time zone far from UTC (India, +05:30),
 so the local times in their logs must be read in that zone to land on the right instant.
 """
@@ -43,8 +44,9 @@ def read(path: Path) -> list:
 
 
 
-def e2guardian_conf(root: Path, port: int, log_format: int) -> Path:
-    """Debian's configuration, moved under `root`, with one banned site and the given log format."""
+def e2guardian_conf(root: Path, port: int, log_format: int, anonymise: bool) -> Path:
+    """Debian's configuration, moved under `root`, with one banned site, the given log format and, if asked,
+    anonymised logs."""
     shutil.copytree("/etc/e2guardian", root, dirs_exist_ok=True)
     for path in root.rglob("*"):
         if path.is_file() and path.suffix in (".conf", ".story", "") and "lists" not in path.parts[-2:-1]:
@@ -61,7 +63,8 @@ def e2guardian_conf(root: Path, port: int, log_format: int) -> Path:
                            (r"(?m)^nodaemon = .*$", "nodaemon = on"),
                            (r"(?m)^loguseragent = .*$", "loguseragent = on"),
                            (r"(?m)^filterports = .*$", f"filterports = {port}"),
-                           (r"(?m)^httpworkers = .*$", "httpworkers = 20")):
+                           (r"(?m)^httpworkers = .*$", "httpworkers = 20"),
+                           (r"(?m)^#anonymizelogs = .*$", f"anonymizelogs = {'on' if anonymise else 'off'}")):
         text, n = re.subn(pattern, value, text)
         assert n == 1, pattern  # Debian's file still has the setting this test changes
     conf.write_text(text)
@@ -83,14 +86,15 @@ def fetch(proxy_port: int, url: str) -> int:
 
 
 @pytest.mark.skipif(not Path(E2GUARDIAN).exists(), reason="e2guardian is not installed (./dev test installs it)")
-@pytest.mark.parametrize("log_format", [1, 2])
-def test_e2guardian_log_names_user_host_denial_and_category(log_format):
+@pytest.mark.parametrize(("log_format", "anonymise"), [(1, False), (2, False), (4, False), (1, True)],
+                         ids=["format 1", "format 2", "format 4", "format 1 anonymised"])
+def test_e2guardian_log_names_user_host_denial_and_category(log_format, anonymise):
     web = http.server.HTTPServer(("127.0.0.1", 0), HtmlPage)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     # e2guardian drops to its own user: its files live where that user can reach (pytest's are private)
     root = Path(tempfile.mkdtemp(prefix="ictwatch-e2g-"))
     port = free_port()
-    conf = e2guardian_conf(root, port, log_format)
+    conf = e2guardian_conf(root, port, log_format, anonymise)
     proc = subprocess.Popen([E2GUARDIAN, "-N", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "TZ": ZONE})
     try:
@@ -121,7 +125,8 @@ def test_e2guardian_log_names_user_host_denial_and_category(log_format):
     assert {allowed.source, denied.source} == {"e2guardian"}
     for o in (allowed, denied):
         assert int(start) - 1 <= o.ts_us / 1e6 <= end + 1  # the local time, read in the right zone
-        assert (o.proxy_user, o.src_ip, o.method) == ("jcarter", "127.0.0.1", "GET")
+        assert (o.proxy_user, o.src_ip, o.method) == (None, "0.0.0.0", "GET") if anonymise else (
+            "jcarter", "127.0.0.1", "GET")
         assert o.user_agent == "Mozilla/5.0 (X11; Linux x86_64) ictwatch-test"
     assert (allowed.host, allowed.status, allowed.denied) == ("127.0.0.1", 200, False)
     assert (denied.host, denied.status, denied.denied, denied.filter_category) == ("www.casino.test", 403, True,

@@ -20,6 +20,7 @@ from collector.logs.filterlogs import (
     looks_like_e2guardian_csv,
     parse_e2guardian,
     parse_e2guardian_csv,
+    parse_e2guardian_tab,
     parse_squidguard,
 )
 from collector.sources import open_source
@@ -102,15 +103,22 @@ def test_replayed_denial_is_stored_as_a_blocked_attempt_with_the_filters_categor
     log = tmp_path / "access.log"
     moved = [line.replace("2026.11.28 22:37:46", "2026.6.16 10:15:00").replace("127.0.0.1", "10.20.1.40")
              for line in (ALLOWED, DENIED)]
+    # issue 20, point 6: the same file gathers a squidGuard line and a DansGuardian 2.8 line, each read as what it is
+    moved += [SQUIDGUARD.replace("2026-11-28 22:37:21", "2026-06-16 10:16:00").replace("10.20.10.50", "10.20.1.40"),
+              DG28_DENIED.replace("2005.2.24 9:05:01 -", "2026.6.16 10:17:00 jcarter").replace("10.20.10.50",
+                                                                                              "10.20.1.40")]
     log.write_text("\n".join(moved) + "\n")
     store = tmp_path / "store"
     run_cli("replay", "--config", school_config(tmp_path / "school"), log, store=store, check=True)
-    rows = stored_activity(store).sort("denied").to_dicts()
+    rows = stored_activity(store).sort(["ts", "denied"]).to_dicts()
     assert [(r["source"], r["user"], r["host"], r["denied"], r["verdict"], r["filter_category"]) for r in rows] == [
         ("e2guardian", "jcarter", "lessons.test", False, "allowed", ""),
         ("e2guardian", "jcarter", "www.casino.test", True, "blocked", "Banned Sites"),
+        ("squidguard", "rbaker", "www.casino.test", True, "blocked", "gambling"),
+        ("e2guardian", "jcarter", "www.casino.test", True, "blocked", ""),
     ]
-    assert rows[1]["filter_reason"] == "*DENIED* Blocked site: casino.test"
+    assert [r["filter_reason"] for r in rows[1:]] == [
+        "*DENIED* Blocked site: casino.test", "REDIRECT (source group staff)", "*DENIED* Banned site: casino.test"]
     assert rows[0]["ts"].hour == 9  # 10:15 in London in June is 09:15 UTC
 
 
@@ -125,12 +133,16 @@ def test_filter_logs_give_the_file_type_of_their_urls():
 
 
 FORMAT_1 = re.compile(
-    r"(?P<date>\d{4}\.\d{1,2}\.\d{1,2}) (?P<clock>\d{1,2}:\d{2}:\d{2})(?: (?P<stamp>\d+\.\d{3}))? (?P<who>\S+) "
+    r"(?P<date>\d{4}\.\d{1,2}\.\d{1,2}) (?P<clock>\d{1,2}:\d{2}:\d{2})(?: (?P<stamp>\d+\.\d{3}))? (?P<who>\S*) "
     r"(?P<from>\S+) (?P<where>\S+) (?P<what>.*?) (?P<how>[A-Z]+) (?P<size>-?\d+) (?P<weight>-?\d+) (?P<cat>.*?) "
-    r"(?P<group>\d+) (?P<code>\d{3}) (?P<mime>\S+) (?P<clienthost>\S+) (?P<groupname>\S+)(?: (?P<rest>.*))?$")
-"""Format 1 written as one pattern, as e2guardian's documentation lays it out: the reference the reader is
-checked against (the reader itself scans in steps, since this pattern backtracks over a line that does
-not fit, in time that grows with the square of its length)."""
+    r"(?P<group>\d+) (?P<code>\d{3}) (?P<mime>\S*) (?P<clienthost>\S*) (?P<groupname>\S*)(?: (?P<rest>.*))?$")
+FORMAT_1_SHORT = re.compile(
+    r"(?P<date>\d{4}\.\d{1,2}\.\d{1,2}) (?P<clock>\d{1,2}:\d{2}:\d{2})(?: (?P<stamp>\d+\.\d{3}))? (?P<who>\S*) "
+    r"(?P<from>\S+) (?P<where>\S+) (?P<what>.*) (?P<how>[A-Z]+) (?P<size>-?\d+)$")
+"""Format 1 written as one pattern, as e2guardian's documentation lays it out (and DansGuardian 2.8's, which
+ends after the size, tried when it does not fit): the reference the reader is checked against (the reader
+itself scans in steps, since this pattern backtracks over a line that does not fit, in time that grows with
+the square of its length)."""
 WORDS = ["GET", "POST", "CONNECT", "0", "-5", "403", "200", "1", "12", "-", "a", "*DENIED*", "Banned", "Sites",
          "text/html", "10.0.0.1", "no_name_group", "", "x y"]
 
@@ -139,7 +151,7 @@ WORDS = ["GET", "POST", "CONNECT", "0", "-5", "403", "200", "1", "12", "-", "a",
 @given(st.lists(st.sampled_from(WORDS), max_size=18))
 def test_format_1_reads_as_its_one_pattern_says(words):
     line = "2026.11.28 22:37:46 jcarter 127.0.0.1 http://x/y " + " ".join(words)
-    expected = FORMAT_1.match(line)
+    expected = FORMAT_1.match(line) or FORMAT_1_SHORT.match(line)
     got = _native_fields(line)
     assert (got is None) == (expected is None), line
     if expected is not None:
@@ -154,3 +166,99 @@ def test_a_long_line_that_nearly_fits_is_refused():
     assert _native_fields(line) is None
     with pytest.raises(ValueError, match="not an e2guardian format 1 line"):
         parse_e2guardian(line, "access.log:1", LONDON)
+
+
+# Issue 20, point 6: the shapes DansGuardian 2.x and e2guardian write, each line as its writer lays it out.
+# DansGuardian's own source (github.com/cnighswonger/dansguardian, its SVN history) gives the field lists:
+# - 2.8 and 2.9 (up to early 2006: dansguardian/src/ConnectionHandler.cpp, doTheLogMan, at commit 085a50d)
+#   end after the method and size: `when who from where what how size` in formats 1 (spaces), 2 (CSV) and 4
+#   (tabs); format 3 is Squid's native layout.
+# - 2.10 (tag 2.10.1.1, dansguardian/src/FatController.cpp, log_listener) adds weight, category, group number,
+#   HTTP code, MIME type, client host, group name and user agent; a field it has no value for is left empty,
+#   so format 1 shows two spaces in a row (an allowed request's `what` and category, an unresolved client
+#   host, a filter group without `groupname`).
+# - e2guardian 3.x writes 2.12's 19 fields, empty fields empty; e2guardian 4 and 5 write `-` for an empty
+#   field it was sent, but not for a group without a name, nor for the user and client host
+#   `anonymizelogs` blanks (src/FatController.cpp at e2guardian/e2guardian tags v3.5.1, v5.3.5).
+# The lines below are our own, of those shapes; the two spaced DansGuardian 2.10 lines follow the samples
+# in UTMFW's parser (github.com/sonertari/UTMFW, src/Model/e2guardianlogs.php, GPL-3.0: shape only, not
+# copied). The CSV line is DansGuardian 2.10's as quoted in dansguardian_denied_action's tests
+# (github.com/eterry1388/dansguardian_denied_action, spec/dansguardian_denied_action_spec.rb, MIT,
+# (c) Eric Terry).
+DG28_DENIED = "2005.2.24 9:05:01 - 10.20.10.50 http://www.casino.test/bet *DENIED* Banned site: casino.test GET 0"
+DG28_ALLOWED = "2005.2.24 9:05:02 rbaker 10.20.10.50 http://lessons.test/plan  GET 4753"  # `what` empty
+DG210_DENIED = ("2007.12.29 20:46:18 - 10.20.10.50 http://www.casino.test *DENIED* Banned site: casino.test GET 0 0 "
+                "Gambling Sites 1 403 -   -")  # MIME `-`, client host and group name empty, no user agent logged
+DG210_ALLOWED = "2007.12.29 20:10:15 - 10.20.10.51 http://lessons.test  GET 1632 0  1 404 text/html   -"
+DG210_CSV = ('"2016.1.8 19:46:10","fred","192.168.0.1","http://example.com","*DENIED* Banned site: example.com",'
+             '"GET","3804","0","Pornography","1","403","text/html","fred.example.com","group-name","Mozilla/5.0"')
+E2G_NO_GROUP_NAME = ALLOWED.replace(" no_name_group ", "  ")  # a filter group with no `groupname`
+E2G_ANONYMISED = DENIED.replace(" jcarter 127.0.0.1 ", "  0.0.0.0 ").replace(" 127.0.0.1 no_name_group",
+                                                                          "  no_name_group")  # `anonymizelogs`
+E2G3_EMPTIES = ("2016.3.1 10:15:00 rbaker 10.20.10.50 http://lessons.test/plan  GET 1632 0  1 200 text/html "
+                "10.20.10.50 staff Mozilla/5.0 (X11; Linux x86_64)    ")  # e2guardian 3: params, ids, postdata empty
+
+
+def tab_line(*fields: str) -> str:
+    return "\t".join(fields)
+
+
+def test_dansguardian_2_8_lines_end_after_the_method_and_size():
+    denied = parse_e2guardian(DG28_DENIED, "access.log:1", LONDON)
+    assert (denied.ts_us, denied.src_ip, denied.proxy_user, denied.host, denied.method) == (
+        utc_us(2005, 2, 24, 9, 5, 1), "10.20.10.50", None, "www.casino.test", "GET")
+    assert (denied.denied, denied.filter_reason, denied.filter_category, denied.status, denied.bytes_in) == (
+        True, "*DENIED* Banned site: casino.test", None, None, 0)
+    allowed = parse_e2guardian(DG28_ALLOWED, "access.log:2", LONDON)
+    assert (allowed.proxy_user, allowed.url, allowed.bytes_in, allowed.denied, allowed.filter_reason) == (
+        "rbaker", "http://lessons.test/plan", 4753, False, None)
+
+
+def test_dansguardian_2_8_csv_and_tab_lines_have_seven_fields():
+    fields = ("2005.2.24 9:05:01", "rbaker", "10.20.10.50", "http://www.casino.test/bet",
+              "*DENIED* Banned site: casino.test", "GET", "0")
+    csv_line = ",".join(f'"{f}"' for f in fields)
+    for parse, line in ((parse_e2guardian_csv, csv_line), (parse_e2guardian_tab, tab_line(*fields))):
+        o = parse(line, "access.log:1", LONDON)
+        assert (o.ts_us, o.proxy_user, o.src_ip, o.host, o.method, o.bytes_in) == (
+            utc_us(2005, 2, 24, 9, 5, 1), "rbaker", "10.20.10.50", "www.casino.test", "GET", 0)
+        assert (o.denied, o.filter_reason, o.filter_category, o.status) == (
+            True, "*DENIED* Banned site: casino.test", None, None)
+
+
+def test_dansguardian_2_10_lines_with_empty_fields():
+    denied = parse_e2guardian(DG210_DENIED, "access.log:1", LONDON)
+    assert (denied.ts_us, denied.proxy_user, denied.host, denied.status, denied.denied) == (
+        utc_us(2007, 12, 29, 20, 46, 18), None, "www.casino.test", 403, True)
+    assert (denied.filter_category, denied.filter_reason, denied.content_type, denied.user_agent) == (
+        "Gambling Sites", "*DENIED* Banned site: casino.test", None, None)
+    allowed = parse_e2guardian(DG210_ALLOWED, "access.log:2", LONDON)
+    assert (allowed.src_ip, allowed.host, allowed.status, allowed.bytes_in, allowed.content_type) == (
+        "10.20.10.51", "lessons.test", 404, 1632, "text/html")
+    assert (allowed.denied, allowed.filter_category, allowed.filter_reason) == (False, None, None)
+
+
+def test_dansguardian_2_10_csv_and_tab_lines():
+    o = parse_e2guardian_csv(DG210_CSV, "access.log:1", LONDON)
+    assert (o.ts_us, o.proxy_user, o.src_ip, o.host, o.status, o.bytes_in) == (
+        utc_us(2016, 1, 8, 19, 46, 10), "fred", "192.168.0.1", "example.com", 403, 3804)
+    assert (o.denied, o.filter_category, o.content_type, o.user_agent) == (True, "Pornography", "text/html",
+                                                                          "Mozilla/5.0")
+    tabbed = tab_line("2007.12.29 20:10:15", "-", "10.20.10.51", "http://lessons.test", "", "GET", "1632", "0", "",
+                      "1", "404", "text/html", "", "", "-")
+    t = parse_e2guardian_tab(tabbed, "access.log:2", LONDON)
+    assert (t.proxy_user, t.src_ip, t.host, t.status, t.bytes_in, t.denied, t.filter_category, t.user_agent) == (
+        None, "10.20.10.51", "lessons.test", 404, 1632, False, None, None)
+
+
+def test_e2guardian_lines_with_empty_client_host_or_group_name():
+    unnamed = parse_e2guardian(E2G_NO_GROUP_NAME, "access.log:1", LONDON)
+    assert (unnamed.proxy_user, unnamed.host, unnamed.status, unnamed.user_agent) == (
+        "jcarter", "lessons.test", 200, "Mozilla/5.0 (X11; Linux) test")
+    anonymised = parse_e2guardian(E2G_ANONYMISED, "access.log:2", LONDON)
+    assert (anonymised.proxy_user, anonymised.src_ip, anonymised.denied, anonymised.filter_category) == (
+        None, "0.0.0.0", True, "Banned Sites")
+    assert anonymised.user_agent == "curl/7.88.1"
+    old = parse_e2guardian(E2G3_EMPTIES, "access.log:3", LONDON)
+    assert (old.proxy_user, old.status, old.filter_category, old.filter_reason, old.user_agent) == (
+        "rbaker", 200, None, None, "Mozilla/5.0 (X11; Linux x86_64)")

@@ -15,7 +15,14 @@ from collector.logs.formats import FORMATS, Format, Sample, detect
 from collector.logs.squid import parse_line
 from collector.logs.squid_logformat import RECOMMENDED
 from collector.sources import InputError, open_source
-from tests.collector.logs.test_filterlogs import ALLOWED, SQUIDGUARD
+from tests.collector.logs.test_filterlogs import (
+    ALLOWED,
+    DG28_DENIED,
+    DG210_ALLOWED,
+    DG210_CSV,
+    E2G_NO_GROUP_NAME,
+    SQUIDGUARD,
+)
 from tests.collector.logs.test_leasefiles import DHCPD
 from tests.conftest import ROOT, SCHOOL_DAY
 
@@ -30,6 +37,9 @@ E2G_CSV = ",".join(f'"{f}"' for f in (
 # gives): the native parser reads the first ten fields too, so detection must prefer the configured format,
 # which also reads the last.
 WITH_SIZES = f"{NATIVE} 52430112"
+E2G_TAB = "\t".join(("2026.6.16 9:05:01", "rbaker", "10.20.10.50", "https://www.casino.test/",
+                     "*DENIED* Banned site: casino.test", "CONNECT", "0", "0", "Gambling", "2", "403", "-",
+                     "10.20.10.50", "staff", "Mozilla/5.0", "-", "-", "-", "-"))
 EVE_TLS = ('{"timestamp": "2026-06-16T08:00:00.000000+0000", "event_type": "tls", "src_ip": "10.20.10.21", '
            '"src_port": 50000, "dest_ip": "203.0.113.9", "dest_port": 443, "proto": "TCP", "flow_id": 1, '
            '"tls": {"sni": "www.example.org", "version": "TLS 1.3"}}')
@@ -42,6 +52,7 @@ SAMPLES = {  # each: good records and exactly one bad one
     "squid-common": f"{COMMON}\ngarbage\n",
     "squid-logformat": f"{CUSTOM}\ngarbage\n",
     "e2guardian-csv": f"{E2G_CSV}\ngarbage\n",
+    "e2guardian-tab": f"{E2G_TAB}\ngarbage\n",
     "e2guardian": f"{ALLOWED}\ngarbage\n",
     "squidguard": f"{SQUIDGUARD}\ngarbage\n",
 }
@@ -136,8 +147,8 @@ def test_a_line_that_is_no_record_before_the_records_hides_nothing(name, before)
 
 
 def test_the_format_that_reads_most_of_the_sample_wins():
-    """One native line among common ones is a bad line of a common log, not the other way round; a tie goes to
-    the first format of the table."""
+    """A log is read as the format that reads most of its sample (a native line among common ones is read as
+    native all the same, see below); a tie goes to the first format of the table."""
     assert detected(f"{NATIVE}\n{COMMON}\n{COMMON}\n") == "squid-common"
     assert detected(f"{COMMON}\n{NATIVE}\n") == "squid"
 
@@ -162,7 +173,8 @@ def test_an_unknown_follow_format_is_refused_naming_those_there_are():
     (error,) = refused.value.errors()
     assert error["loc"] == ("format",) and error["msg"] == (
         "Value error, not a log format ictwatch can follow (those are suricata-eve, dhcpd-leases, "
-        "dnsmasq-leases, squid-logformat, squid, squid-common, e2guardian-csv, e2guardian, squidguard)")
+        "dnsmasq-leases, squid-logformat, squid, squid-common, e2guardian-csv, e2guardian-tab, e2guardian, "
+        "squidguard)")
 
 
 def test_an_input_of_no_known_format_is_refused_naming_every_format(tmp_path):
@@ -212,3 +224,145 @@ def test_a_format_has_a_line_parser_or_a_reader_of_its_own():
 def test_the_docs_are_the_registry():
     """docs/log-formats.md is generated: `python -m collector.logs.formats > docs/log-formats.md`."""
     assert (ROOT / "docs" / "log-formats.md").read_text() == formats.markdown()
+
+
+# Issue 20, point 6: each line read by its own format. The Squid lines are the school day's; the squidGuard
+# line was written by squidGuard 1.6.0 itself (test_filter_real.py); the filter lines' shapes are listed in
+# test_filterlogs.py with where each comes from.
+SQUID_LINES = SCHOOL_DAY.joinpath("squid-access.log").read_text().splitlines()[:3]
+SQUIDGUARD_2 = SQUIDGUARD.replace("22:37:21", "22:38:02").replace("/bet ", "/poker ")
+FILTER_LINES = [ALLOWED, DG28_DENIED, DG210_CSV, E2G_TAB, E2G_NO_GROUP_NAME, DG210_ALLOWED, SQUIDGUARD]
+"""One of each shape: e2guardian format 1, DansGuardian 2.8 format 1, DansGuardian 2.10 CSV, e2guardian tabs,
+e2guardian with an unnamed group, DansGuardian 2.10 with empty fields, squidGuard."""
+FILTER_SOURCES = ["e2guardian"] * 6 + ["squidguard"]
+
+
+def read_all(path: Path, settings: CollectorSettings | None = None, batches: bool = False) -> tuple[list, dict]:
+    """(each observation's (source, line number), skips by reason) of the whole file as `replay` reads it."""
+    source = open_source(path, settings or CollectorSettings(log_timezone="Europe/London"))
+    if batches:
+        import polars as pl
+
+        frames: list = []
+        assert source.run_batches is not None
+        source.run_batches(frames.append)
+        rows = pl.concat([pl.DataFrame(frame) for frame in frames]).select("source", "source_ref").rows()
+    else:
+        out: list = []
+        source.run(out.append)
+        rows = [(o.source, o.source_ref) for o in out]
+    return sorted((name, int(ref.rpartition(":")[2])) for name, ref in rows), dict(source.skips.by_reason)
+
+
+@pytest.mark.parametrize("batches", [False, True], ids=["line by line", "in batches"])
+def test_a_file_mostly_of_squid_reads_its_squidguard_lines_too(tmp_path, batches):
+    """Detected as Squid's native log (and replayed in batches), the squidGuard lines among its lines are read
+    as squidGuard's, one dated where the store cannot keep it is counted as such, and a line of neither is
+    counted as the file's format counts a bad line."""
+    path = tmp_path / "mixed.log"
+    path.write_text("\n".join([SQUID_LINES[0], SQUIDGUARD, SQUID_LINES[1], "garbage", SQUID_LINES[2], SQUIDGUARD_2,
+                               SQUIDGUARD.replace("2026-11-28", "9999-11-28")]) + "\n")
+    rows, skipped = read_all(path, batches=batches)
+    assert rows == [("squid", 1), ("squid", 3), ("squid", 5), ("squidguard", 2), ("squidguard", 6)]
+    assert skipped == {"bad_squid_line": 1, "time_out_of_range": 1}
+
+
+def test_a_file_mostly_of_squidguard_reads_its_squid_lines_too(tmp_path):
+    path = tmp_path / "mixed.log"
+    path.write_text("\n".join([SQUIDGUARD, SQUID_LINES[0], SQUIDGUARD_2, "garbage", SQUIDGUARD]) + "\n")
+    rows, skipped = read_all(path)
+    assert rows == [("squid", 2), ("squidguard", 1), ("squidguard", 3), ("squidguard", 5)]
+    assert skipped == {"bad_filter_line": 1}
+
+
+def test_every_filter_shape_in_one_file_is_read_whole_and_followed(tmp_path):
+    """A log gathered from DansGuardian, e2guardian (each of its layouts) and squidGuard: replayed or followed
+    (under any of the names), each line gives what it gives alone."""
+    path = tmp_path / "filters.log"
+    path.write_text("\n".join([*FILTER_LINES, "garbage"]) + "\n")
+    rows, skipped = read_all(path)
+    assert rows == sorted(zip(FILTER_SOURCES, range(1, 8), strict=True)) and skipped == {"bad_filter_line": 1}
+    settings = CollectorSettings(log_timezone="Europe/London")
+    alone = [open_source_line(tmp_path, line) for line in FILTER_LINES]
+    for name in ("e2guardian", "e2guardian-csv", "e2guardian-tab", "squidguard", "squid"):
+        parse = entry(name).follower(path, settings)
+        assert without_ref([o for line in FILTER_LINES for o in parse(line, "x")]) == without_ref(alone), name
+        with pytest.raises(ValueError):
+            parse("garbage", "x")
+
+
+def open_source_line(tmp_path: Path, line: str) -> object:
+    """The one observation a file of `line` alone gives."""
+    path = tmp_path / "one.log"
+    path.write_text(line + "\n")
+    (obs,) = collect(path)
+    return obs
+
+
+def collect(path: Path, settings: CollectorSettings | None = None) -> list:
+    out: list = []
+    open_source(path, settings or CollectorSettings(log_timezone="Europe/London")).run(out.append)
+    return out
+
+
+def test_a_line_two_formats_read_is_read_once_by_the_files_own(tmp_path):
+    """A line of Squid's native fields followed by the request size is read by the school's logformat
+    (`RECOMMENDED`) and by the native parser, which reads the first ten fields: among squidGuard lines it is
+    read once, by the first of the table that reads it (the school's logformat, which keeps the request
+    size); in a native log, by the log's own format. DansGuardian's format 3 is Squid's native layout, and is
+    read as Squid's."""
+    dg_format_3 = ("1781604931.004      0 10.20.10.21 TCP_DENIED/403 0 GET http://www.casino.test/bet rbaker "
+                   "DEFAULT_PARENT/127.0.0.1 -")  # DansGuardian 2.10 FatController.cpp, log_listener, case 3
+    settings = CollectorSettings(log_timezone="Europe/London", squid_logformat=RECOMMENDED)
+    path = tmp_path / "mixed.log"
+    path.write_text("\n".join([SQUIDGUARD, WITH_SIZES, SQUIDGUARD_2, dg_format_3, SQUIDGUARD]) + "\n")
+    out = collect(path, settings)
+    assert [(o.source, o.source_ref, o.bytes_out) for o in out] == [
+        ("squidguard", "mixed.log:1", None), ("squid", "mixed.log:2", 52_430_112), ("squidguard", "mixed.log:3", None),
+        ("squid", "mixed.log:4", None), ("squidguard", "mixed.log:5", None)]
+    assert (out[3].denied, out[3].host, out[3].proxy_user) == (True, "www.casino.test", "rbaker")
+    path.write_text("\n".join([NATIVE, WITH_SIZES, NATIVE]) + "\n")
+    assert [(o.source, o.bytes_out) for o in collect(path, settings)] == [("squid", None)] * 3
+
+
+HOSTILE = [
+    "2026.11.28 22:37:46" + " " * 40,  # a time, then nothing but empty fields
+    "2026.11.28 22:37:46" + "\t" * 40,
+    '"2026.11.28 22:37:46",' + '"",' * 40,
+    "2026.11.28 22:37:46 - 10.0.0.1 http://x/" + " GET 1 1" * 8000,  # 64 KB: every `GET 1 1` could end `what`
+    "2026.11.28 22:37:46 - 10.0.0.1 http://x/ " + "*DENIED* " * 7000 + "GET",
+    "1781596202.120 " * 4300,
+    '"' * 65000,
+    "\t".join(["2026.11.28 22:37:46"] + ["x" * 3000] * 20),
+    SQUIDGUARD.replace(" GET REDIRECT", " GET" + " REDIRECT" * 7000),
+]
+LONG_BUT_GOOD = [
+    "2026.11.28 22:37:46 - 10.0.0.1 http://x.test/" + "y" * 60000 + "  GET 1",  # a 60 KB URL (DansGuardian 2.8)
+    SQUIDGUARD.replace("/bet ", "/" + "b" * 60000 + " "),
+    ALLOWED.replace("Mozilla/5.0 (X11; Linux) test", "Mozilla/5.0 " * 5000),
+    SQUIDGUARD.replace("/gambling/-)", "/gambling/" + "/" * 60000 + ")"),  # a 60 KB rewrite class
+]
+
+
+@pytest.mark.parametrize("name", ["squid", "e2guardian", "squidguard"])
+def test_hostile_lines_are_counted_or_read_quickly(tmp_path, name):
+    """Empty fields, 64 KB fields and lines that nearly fit several layouts: in a log of any of the formats
+    they are counted as its bad lines (or read, where they are good ones with a long field), each in well under
+    a second whatever the formats that try it."""
+    import time
+
+    first = {"squid": SQUID_LINES[0], "e2guardian": ALLOWED, "squidguard": SQUIDGUARD}[name]
+    path = tmp_path / "hostile.log"
+    path.write_text("\n".join([first, first, *HOSTILE, *LONG_BUT_GOOD, first]) + "\n")
+    start = time.perf_counter()
+    source = open_source(path, CollectorSettings(log_timezone="Europe/London"))
+    out: list = []
+    source.run(out.append)
+    assert time.perf_counter() - start < 2 * len(HOSTILE + LONG_BUT_GOOD)
+    assert len(out) == 3 + len(LONG_BUT_GOOD)
+    assert source.skips.by_reason == {entry(name).skip_reason: len(HOSTILE)}
+    for line in HOSTILE:
+        start = time.perf_counter()
+        with pytest.raises(ValueError):
+            formats.line_reader(entry(name), CollectorSettings(log_timezone="Europe/London"))(line, "x")
+        assert time.perf_counter() - start < 0.5, line[:60]

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from collector.logs import squid_batch
-from collector.logs.formats import FORMATS, Format
+from collector.logs.formats import FORMATS, Format, line_reader
 from collector.logs.lines import CHUNK, MAX_LINE
 from collector.sources import LogLineSource
 from tests.collector.logs.test_formats import SAMPLES, settings_for
@@ -77,8 +77,8 @@ def _write(path: Path, pieces: list[tuple[str, bytes | tuple[int, int]]], newlin
 def _read(fmt: Format, path: Path, batches: bool) -> tuple[int, dict[str, int]]:
     """(observations, skips by reason) of the format's reader over `path`, with tracemalloc's peak checked."""
     options = settings_for(fmt.name)
-    source = fmt.source(path) if fmt.source else LogLineSource(path, fmt.name, fmt.line(options), fmt.skip_reason,
-                                                               fmt.batch)
+    source = fmt.source(path) if fmt.source else LogLineSource(path, fmt.name, line_reader(fmt, options),
+                                                               fmt.skip_reason, fmt.batch)
     tracemalloc.start()
     try:
         if batches:

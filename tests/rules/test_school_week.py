@@ -78,3 +78,40 @@ def test_the_report_shows_the_waiver_and_explains_it(week, tmp_path):
     assert ("Waiver w-jcarter-residential applied: Booking the Year 5 residential trip from his phone during an "
             "afternoon of PPA time. It runs Wednesday 28 October 2026, 13:00 to 15:30.") in waived
     assert "dpatel" not in waived  # who granted it is not the report's to say (only the header names staff)
+
+
+SOUGHT = "5f8e2c1a9b7d3e6f0a4c8b2d1e9f7a3c5b6d8e0f"  # as tshark's bt-dht dissector reads frame 1535's info_hash
+
+
+def test_the_dht_query_names_the_torrent_sought_in_explain_and_the_report(week, tmp_path):
+    """Thursday 09:40 (issue 20 point 7): James Carter's laptop asks a DHT node for a torrent. The get_peers is
+    stored with the info-hash and breaks peer-to-peer; the node's response is stored, from him too, and breaks
+    nothing; the broken datagram after it is no activity. `explain` and his report name the torrent sought."""
+    import shutil
+    import subprocess
+
+    store, _ = week
+    rows = stored_activity(store).filter(kind="p2p", src_ip="10.20.10.21", dst_ip="198.51.100.30").sort("ts")
+    assert [(r["source_ref"].rsplit("/", 1)[-1], r["method"], r["info_hash"], r["rule_ids"], r["user"])
+            for r in rows.to_dicts()] == [
+        ("school-week.pcap#1535", "get_peers", SOUGHT, ["peer-to-peer"], "jcarter"),
+        ("school-week.pcap#1536", "response", "", [], "jcarter")]
+    if shutil.which("tshark"):  # the bytes as Wireshark reads them: the same info-hash, the last frame malformed
+        fields = subprocess.run(
+            ["tshark", "-n", "-r", str(store.parent / "school-week.pcap"), "-Y", "udp.port == 6881", "-d",
+             "udp.port==6881,bt-dht", "-T", "fields", "-e", "frame.number", "-e", "bt-dht.bencoded.string",
+             "-e", "_ws.malformed"], capture_output=True, text=True, check=True).stdout.splitlines()
+        assert [line.split("\t")[0] for line in fields] == ["1535", "1536", "1537"]
+        assert f"info_hash,{SOUGHT},q,get_peers" in fields[0] and fields[2].split("\t")[2]
+    explained = run_cli("explain", "--config", CONFIG, rows["source_ref"][0], store=store, check=True).stdout
+    assert f"  BitTorrent: a DHT get_peers query; the torrent sought has the info-hash {SOUGHT}\n" in explained
+    assert "Rule peer-to-peer (P12, P13, caution): matched" in explained
+    answer = run_cli("explain", "--config", CONFIG, rows["source_ref"][1], store=store, check=True).stdout
+    assert "  BitTorrent: a DHT response; no torrent named\n" in answer
+    assert "yes the BitTorrent DHT message was a response, one of a response or an error" in answer
+    out = tmp_path / "jcarter.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-10-29", "--to", "2026-10-29",
+            "--requested-by", "dpatel", "--reason", "peer-to-peer check", "-o", out, store=store, check=True)
+    breaches = out.read_text().split("<h2>Breaches</h2>")[1].split("<h2>")[0]
+    assert f"peer-to-peer (the torrent sought: info-hash <code>{SOUGHT}</code>):" in breaches
+    assert f"BitTorrent: a DHT get_peers query; the torrent sought has the info-hash {SOUGHT}." in breaches

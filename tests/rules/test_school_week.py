@@ -113,5 +113,5 @@ def test_the_dht_query_names_the_torrent_sought_in_explain_and_the_report(week, 
     run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-10-29", "--to", "2026-10-29",
             "--requested-by", "dpatel", "--reason", "peer-to-peer check", "-o", out, store=store, check=True)
     breaches = out.read_text().split("<h2>Breaches</h2>")[1].split("<h2>")[0]
-    assert f"peer-to-peer (the torrent sought: info-hash <code>{SOUGHT}</code>):" in breaches
+    assert f'peer-to-peer (the torrent sought: info-hash <code class="hash">{SOUGHT}</code>):' in breaches
     assert f"BitTorrent: a DHT get_peers query; the torrent sought has the info-hash {SOUGHT}." in breaches

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.logs.eve import EveSource, looks_like_eve
+from collector.observation import Observation
 from collector.sources import open_source
 from tests.conftest import SCHOOL_DAY, ZEEK
 
@@ -134,3 +135,15 @@ def test_an_http_event_gives_the_file_type_of_its_url_and_content_type(tmp_path)
     (page,) = source.parse_line(event.replace("download.php?id=3", "news").replace("application/x-msdownload",
                                                                                   "text/html"), "eve.json:2")
     assert page.file_ext is None
+
+
+def test_every_dht_message_from_suricata_is_the_native_decoders(tmp_path):
+    """suricata-verify's DHT capture through the real Suricata: its sixteen bittorrent_dht records are the
+    native decoder's sixteen p2p observations, each from the node that asked, with method and info-hash."""
+    capture = Path(__file__).parents[1] / "packet" / "captures" / "suricata-verify-bittorrent-dht.pcap"
+
+    def key(o: Observation) -> tuple:
+        return o.ts_us, o.src_ip, o.src_port, o.dst_ip, o.dst_port, o.service, o.method, o.info_hash
+
+    theirs = Counter(key(o) for o in eve_for(capture, tmp_path) if o.kind == "p2p")
+    assert theirs == Counter(key(o) for o in native(capture) if o.kind == "p2p") and sum(theirs.values()) == 16

@@ -148,7 +148,7 @@ def _label(value: object) -> str | None:
 
 _ROW_COLUMNS = ("local", "kind", "device", "device_type", "location", "host", "dst_ip", "url", "sni", "categories",
                 "verdict", "rule_ids", "clauses", "severity", "reasons", "source_ref", "denied", "identity_source",
-                "identity_confidence", "mac_randomised", "user_agent", "waiver_ids", "visit")
+                "identity_confidence", "mac_randomised", "user_agent", "waiver_ids", "visit", "method", "info_hash")
 """The columns `_row` reads: only these are turned into Python values, a third of the stored row."""
 
 
@@ -160,7 +160,7 @@ def _row(r: dict, explanation: str = "") -> ActivityRow:
         clauses=tuple(r["clauses"]), severity=r["severity"], reasons=tuple(r["reasons"]),
         source_ref=r["source_ref"], denied=r["denied"], identified_by=_identified_by(r),
         user_agent=r["user_agent"] or "", waiver_ids=tuple(r["waiver_ids"] or ()), explanation=explanation,
-        visit=r["visit"],
+        visit=r["visit"], method=r["method"] or "", info_hash=r["info_hash"] or "",
     )
 
 

@@ -68,6 +68,11 @@ class ActivityRow:
     """For a breach or a waived activity: each rule that matched, the values that made it, the waivers."""
     visit: int | None = None
     """The number of the visit it belongs to; None for the school's own network services (`UserReport.services`)."""
+    method: str = ""
+    """The HTTP method; for peer-to-peer, what the DHT message was (`get_peers`, ..., `response`) or the
+    tracker's action."""
+    info_hash: str = ""
+    """For peer-to-peer: the BitTorrent info-hash of the torrent sought (40 hex digits)."""
 
 
 @dataclass(frozen=True, slots=True)

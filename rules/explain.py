@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from collector.endpoints import endpoint
+from collector.packet.p2p import DHT_QUERIES
 from rules.engine import LOGIN_CHALLENGE, Engine, compile_condition, rule_matches, waiver_columns, with_windows
 from rules.fields import FIELDS, Seen, shown
 from rules.policy import Condition, Rule, Waiver
@@ -144,6 +145,20 @@ def _target(row: dict) -> str:
     return row["host"] or (endpoint(row["dst_ip"]) if row["dst_ip"] else "a server whose name was not seen")
 
 
+_P2P_SAID = {"response": "a DHT response", "error": "a DHT error", "query": "a DHT query of a kind BEP 5 does not name",
+             "connect": "a UDP tracker connect", "announce": "a UDP tracker announce"}
+
+
+def _bittorrent(row: dict) -> str:
+    """What a `p2p` activity was and the torrent it sought, in words; '' for any other kind."""
+    if row["kind"] != "p2p":
+        return ""
+    method = row["method"] or ""
+    said = f"a DHT {method} query" if method in DHT_QUERIES else _P2P_SAID.get(method, "BitTorrent traffic")
+    sought = f"the torrent sought has the info-hash {row['info_hash']}" if row["info_hash"] else "no torrent named"
+    return f"BitTorrent: {said}; {sought}"
+
+
 def _refused(seen: Seen) -> str:
     return f"Tried to open {_target(dict(seen.row))} at {seen.clock()}; the school's filter refused it."
 
@@ -172,6 +187,8 @@ def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> l
     ]
     if row["denied"]:
         lines.append(f"  {_refused(seen)}")
+    if _bittorrent(row):
+        lines.append(f"  {_bittorrent(row)}")
     if reading.values.get("challenge"):
         lines.append("  The proxy asked for a login here; the browser sends the same request again with it, so no "
                      "rule judges this line.")
@@ -266,6 +283,8 @@ def _for_report(engine: Engine, reading: _Reading) -> str:
     lines = []
     if row["denied"]:
         lines.append(_refused(seen))
+    if _bittorrent(row):
+        lines.append(_sentence(_bittorrent(row)))
     if row["policy_version"] != engine.version:
         lines.append("The policy has changed since this was judged: what follows is the current policy's reading.")
     applied = set(row["waiver_ids"] or ())

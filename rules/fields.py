@@ -28,6 +28,7 @@ from pydantic import AfterValidator, NonNegativeInt
 
 from collector.observation import KINDS
 from collector.packet.dhcp import MESSAGE_TYPES, V6_MESSAGE_TYPES
+from collector.packet.p2p import DHT_MESSAGES
 from rules.config import DeviceType, LocationKind, Role
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ UNDER = Match(_under, lambda name, domains: f"{name} is one of {shown(domains)} 
               "the column is one of the domains or a name under one (`example.com` takes `www.example.com`)")
 EQUALS = Match(lambda column, value: column == value, lambda name, value: f"{name} is {str(value).lower()}",
                "the column equals the value")
+P2P_ONE_OF = Match(lambda column, values: column.is_in(list(values)) & (pl.col("kind") == "p2p"), _one_of,
+                   "the column is one of the values, on a `p2p` activity (HTTP's methods share the column)")
 IN_WINDOW = Match(lambda _, windows: pl.any_horizontal([pl.col(w) for w in windows]),
                   lambda _, windows: f"falls in {' or '.join(str(w) for w in windows)}",
                   "the activity's time falls in any of the windows named (worked out from the policy's calendar)")
@@ -392,6 +395,42 @@ def _fact(column: str, true: str, false: str, unknown: str | None = None) -> Tel
     return tells
 
 
+_DHT_WORDS = {
+    "ping": "a ping (is the other node there?)", "find_node": "a find_node query (looking for other DHT nodes)",
+    "get_peers": "a get_peers query (asking who has a torrent: the torrent sought)",
+    "announce_peer": "an announce_peer query (telling the network the device has a torrent)",
+    "query": "a query of a kind BEP 5 does not name", "response": "a response", "error": "an error",
+}
+
+
+def _dht_message(value: object) -> str:
+    return _DHT_WORDS.get(str(value)) or f"a {value} query"
+
+
+def _dht(wanted: Any, held: bool, seen: Seen) -> str:
+    """Words for `dht_method`: what the DHT message was (the `method` column is HTTP's on other kinds)."""
+    if seen.row.get("kind") != "p2p" or seen.row.get("method") not in DHT_MESSAGES:
+        return "this was not a BitTorrent DHT message"
+    return _choice(lambda _: "the BitTorrent DHT message was", "method", _dht_message, "")(wanted, held, seen)
+
+
+def _torrent(wanted: Any, held: bool, seen: Seen) -> str:
+    info_hash = seen.row.get("info_hash")
+    if not info_hash:
+        return "no torrent was named"
+    said = f"the torrent sought has the info-hash {info_hash}"
+    return f"{said}, one the rule names" if held else f"{said}, none of the {len(wanted)} the rule names"
+
+
+def _hex_hashes(hashes: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for h in hashes:
+        if len(h) != 40 or any(c not in "0123456789abcdefABCDEF" for c in h):
+            raise ValueError(f"an info-hash is 40 hex digits (BitTorrent's SHA-1 of the torrent), not {h!r}")
+        out.append(h.lower())
+    return tuple(out)
+
+
 def _known_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
     for k in kinds:
         if k not in KINDS:
@@ -403,6 +442,8 @@ DhcpType = Literal[tuple(sorted({*MESSAGE_TYPES.values(), *V6_MESSAGE_TYPES.valu
 """The DHCP message types the decoder names, v4 and v6."""
 MailEncryption = Literal["none", "starttls", "implicit_tls", "unknown"]
 """How the decoder found a mail session protected (collector/packet/mail.py)."""
+DhtMessage = Literal[DHT_MESSAGES]  # type: ignore[valid-type]
+"""What a DHT message can be (collector/packet/p2p.py): a query's method, `response` or `error`."""
 Window = Literal["school_day", "restricted_hours", "break"]
 """The calendar windows `rules.engine.with_windows` works out for each activity."""
 
@@ -559,6 +600,15 @@ FIELDS: tuple[ConditionField, ...] = (
                    "DHCP message type (ACK, or REPLY for DHCPv6: the network gave the device an address).", ("dhcp",),
                    tells=_choice(lambda _: "the DHCP message was", "dhcp_type", _dhcp, "this was not a DHCP message",
                                  list_held=False)),
+    ConditionField("dht_method", "method", tuple[DhtMessage, ...], P2P_ONE_OF,  # type: ignore[valid-type]
+                   "What a BitTorrent DHT message was, as Suricata's `request_type` names it: `get_peers` (asking who "
+                   "has a torrent), `announce_peer` (saying the device has it), `ping`, `find_node`, BEP 44's `get` "
+                   "and `put`, BEP 51's `sample_infohashes`, `query` (any other method), or `response` or `error`. "
+                   "Each message is an activity of its own, from the node that asked.", ("p2p",), tells=_dht),
+    ConditionField("info_hash", "info_hash", Annotated[tuple[str, ...], AfterValidator(_hex_hashes)], ONE_OF,
+                   "The torrent sought, by its BitTorrent info-hash (40 hex digits, either case): named by a DHT "
+                   "`get_peers` or `announce_peer`, a tracker announce (HTTP or UDP) or a peer-wire handshake.",
+                   ("p2p",), tells=_torrent),
 )
 """Every condition key, in the order the policy model, `explain` and the docs give them."""
 

@@ -77,7 +77,8 @@ ACTIVITY: tuple[Column, ...] = (
     Column("cleartext_credentials", "Bool", pa.bool_(), "a password crossed the network readable (P2)"),
     Column("mail_encryption", LC, _S,
            "how a mail session was protected: none (in clear), starttls, implicit_tls, or unknown (P5)"),
-    Column("method", LC, _S, "HTTP method"),
+    Column("method", LC, _S, "HTTP method; for p2p the DHT message (get_peers, announce_peer, ..., response, error) "
+           "or the UDP tracker action"),
     Column("user_agent", "String", _S, "HTTP User-Agent"),
     Column("status", "Nullable(UInt16)", _U16, "HTTP status"),
     Column("content_type", LC, _S, "response Content-Type"),
@@ -110,6 +111,8 @@ ACTIVITY: tuple[Column, ...] = (
     Column("judged_at", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"),
            "when that policy judged it: a record judged again replaces its row (0 on rows stored before it existed)"),
     Column("waiver_ids", "Array(LowCardinality(String))", _LS, "waivers that lifted a rule this activity matched"),
+    Column("info_hash", "String", _S, "p2p: the BitTorrent info-hash (40 hex digits) a peer-wire handshake, tracker "
+           "announce or DHT query named: the torrent sought (empty on rows stored before it existed)"),
 )
 
 ACTIVITY_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in ACTIVITY])
@@ -120,7 +123,6 @@ _RELAY = "matched against the network map's relay places: kept in `leases` as `p
 DROPPED: dict[str, str] = {
     "vlan": "read to place the activity (a network-map location may be a VLAN): kept as `location`",
     "service": _UNREAD,
-    "info_hash": _UNREAD,
     "helo": _UNREAD,
     "mail_from": _UNREAD + "; it names a correspondent, so keeping it needs a rule that reads it",
     "rcpt_to": _UNREAD + "; it names correspondents, so keeping it needs a rule that reads it",

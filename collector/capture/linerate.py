@@ -17,7 +17,7 @@ in the kernel (BPF), and the byte counts of flows come from Suricata's flow even
 - server-to-client segments that start an HTTP response (`HTTP`) or a mail server's line, for status,
   content type and STARTTLS;
 - QUIC long-header packets (Initial and Handshake: the ClientHello is in the Initials) and UDP
-  BitTorrent DHT queries (`d1:`).
+  BitTorrent DHT messages: every one (`d1:`), a response that opens with BEP 42's `ip` (`d2:i`) too.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _UNTAGGED = " or ".join(f"({part})" for part in (
     f"tcp src port (80 or 8080 or 3128) and {_TCP_PAYLOAD}:4] = 0x48545450",
     f"tcp src port ({_MAIL_PORTS}) and tcp[tcpflags] & tcp-push != 0",
     "udp port 443 and udp[8] & 0x80 != 0",
-    "udp and udp[8:2] = 0x6431",
+    "udp and (udp[8:2] = 0x6431 or udp[8:4] = 0x64323a69)",
 ))
 CAPTURE_FILTER = f"({_UNTAGGED}) or (vlan and ({_UNTAGGED}))"
 """The BPF filter of line-rate mode (tcpdump/dumpcap syntax), for untagged and 802.1Q-tagged frames."""

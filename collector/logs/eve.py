@@ -1,7 +1,7 @@
 """Suricata's EVE JSON as an input: Suricata decodes the packets, ictwatch applies the policy.
 
 `EveSource` reads an eve.json file (one JSON object per line) and turns dns, tls, quic, http, smtp,
-dhcp and flow events into the Observations the native decoder makes for the same traffic, so a gateway
+dhcp, bittorrent_dht and flow events into the Observations the native decoder makes for the same traffic, so a gateway
 whose traffic outgrows one Python core can put Suricata in front. Differences that follow from what
 Suricata logs are part of the contract and tested against the native decoder:
 
@@ -12,6 +12,9 @@ Suricata logs are part of the contract and tested against the native decoder:
 - mail: an `smtp` event is an `email` observation whose `mail_encryption` is `none` when it carries an
   envelope (Suricata read it in clear) and `unknown` otherwise: a STARTTLS shows only as a later `tls`
   event (`from_proto` smtp), which is not joined to it, and implicit TLS makes no `email` observation;
+- DHT: Suricata logs each message from its sender; ictwatch, from the node that asked (a response or
+  error from its receiver), as the native decoder does. Suricata reads every message of a flow, where the
+  native decoder stops at 32;
 - `fileinfo` events add nothing the http event's URL and content type do not already give (the file's
   type, collector/filetypes.py), and are skipped.
 """
@@ -26,6 +29,7 @@ from typing import Any
 from collector.filetypes import file_ext
 from collector.logs.lines import is_blank, lines, open_unzipped
 from collector.observation import Emit, Observation
+from collector.packet.p2p import DHT_QUERIES
 from collector.skips import SkipCounter
 
 BAD_EVE_RECORD = "bad_eve_record"
@@ -132,6 +136,8 @@ class EveSource:
             emit(obs)
         elif kind == "dhcp":
             emit(self._dhcp(e, ref))
+        elif kind == "bittorrent_dht":
+            emit(self._dht(e, ref))
         elif kind == "flow":
             emit(self._flow(e, ref))
 
@@ -168,6 +174,24 @@ class EveSource:
             if answer.get("rrtype") in ("A", "AAAA") and answer.get("rdata") and pair.host:
                 self._address_names[str(answer["rdata"]).lower()] = pair.host
         emit(pair)
+
+    def _dht(self, e: dict[str, Any], ref: str) -> Observation:
+        """A DHT message: a query by its `request_type` (with the info-hash of its request), else a response
+        or an error, which goes from the node it answers (its receiver, `dest_ip`, whose MAC is `dest_mac`)."""
+        obs = self._base(e, ref, "p2p")
+        dht = e["bittorrent_dht"]
+        method = dht.get("request_type")
+        if method:
+            info_hash = str((dht.get("request") or {}).get("info_hash") or "")
+            obs.method = method if method in DHT_QUERIES else "query"
+            obs.info_hash = info_hash if len(info_hash) == 40 and all(c in "0123456789abcdef" for c in info_hash) \
+                else None
+        else:
+            obs.method = "error" if "error" in dht else "response"
+            obs.src_ip, obs.src_port, obs.dst_ip, obs.dst_port = obs.dst_ip, obs.dst_port, obs.src_ip, obs.src_port
+            obs.src_mac = e.get("ether", {}).get("dest_mac")
+        obs.service = "dht"
+        return obs
 
     def _name_flow(self, e: dict[str, Any], name: str | None) -> None:
         if name and e.get("flow_id") is not None:

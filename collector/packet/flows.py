@@ -382,11 +382,17 @@ class FlowTable:
         except BaseException as exc:
             raise ConsumerFailed(exc) from exc
 
-    def flow_observation(self, kind: str, flow: Flow, frame: int, ts: int) -> Observation:
-        """A new observation carrying the flow's addresses, ports, MAC, VLAN and name."""
+    def flow_observation(self, kind: str, flow: Flow, frame: int, ts: int, reverse: bool = False) -> Observation:
+        """A new observation carrying the flow's addresses, ports, MAC, VLAN and name; `reverse`: from the
+        flow's server to its client (a DHT query the server side sent), with no MAC (the frame's source is
+        the server's, or the gateway's) and no name (the name is the server's)."""
+        proto = "tcp" if flow.proto == TCP else "udp"
+        if reverse:
+            return Observation(ts, kind, "pcap", f"{self._name}#{frame}", ip_text(flow.resp), flow.rport,
+                               ip_text(flow.orig), flow.oport, proto, None, flow.vlan)
         return Observation(
             ts, kind, "pcap", f"{self._name}#{frame}", ip_text(flow.orig), flow.oport, ip_text(flow.resp),
-            flow.rport, "tcp" if flow.proto == TCP else "udp", mac_text(flow.mac) if flow.mac else None,
+            flow.rport, proto, mac_text(flow.mac) if flow.mac else None,
             flow.vlan, host=flow.host or self.name_for(flow.resp, ts),
         )
 

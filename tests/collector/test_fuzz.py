@@ -1,7 +1,8 @@
 """Mutated input never raises out of the collector: frames, whole captures and log lines, from hypothesis.
 
 Seeds are real: the school-day capture's frames (every protocol the decoder reads but DHCPv6, whose
-frames come from its own test), and the peer traces when present. Mutations flip bytes, cut frames
+frames come from its own test, and the DHT, whose come from suricata-verify's capture), and the peer traces
+when present. Mutations flip bytes, cut frames
 short and splice frames together. `derandomize` keeps CI reproducible; run with HYPOTHESIS_PROFILE=deep
 for many more examples.
 """
@@ -29,8 +30,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _seed_frames() -> list[tuple[int, bytes]]:
-    paths = [SCHOOL_DAY / "school-day.pcap", *sorted(ZEEK.glob("Z*.pcap"))] if ZEEK.exists() else [
-        SCHOOL_DAY / "school-day.pcap"]
+    captures = sorted((ROOT / "tests" / "collector" / "packet" / "captures").glob("*.pcap"))  # DHT's, from Suricata
+    paths = [SCHOOL_DAY / "school-day.pcap", *captures, *(sorted(ZEEK.glob("Z*.pcap")) if ZEEK.exists() else [])]
     frames = []
     for path in paths:
         try:
@@ -117,7 +118,7 @@ def test_seeds_cover_every_protocol():
     for i, (lt, data) in enumerate(SEEDS, 1):
         decoder.packet(i, 1_781_596_200_000_000 + i, lt, data)
     decoder.finish()
-    assert {"dns", "tls", "http", "email", "flow"} <= {o.kind for o in out}
+    assert {"dns", "tls", "http", "email", "p2p", "flow"} <= {o.kind for o in out}
 
 
 def test_streams_are_bytes_io_friendly():

@@ -16,7 +16,7 @@ from ictwatch import settings
 from rules.absence import absences, deadline, expected
 from rules.config import ConfigError, Role, load_model
 from rules.engine import compile_condition, with_windows
-from rules.fields import FIELDS, Seen, Window
+from rules.fields import FIELDS, P2P_ONE_OF, Seen, Window
 from rules.policy import Condition, Policy, names_people, never_filled
 from storage.schema import ACTIVITY
 from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
@@ -66,15 +66,15 @@ def test_no_kind_outside_a_fields_list_fills_its_column(day):
     assert set(observations["kind"]) == {"dns", "tls", "http", "email", "flow", "proxy", "absence"}
     checked, strays = 0, {}
     for field in FIELDS:
-        if field.column not in observations.columns:
-            continue
+        if field.column not in observations.columns or field.match is P2P_ONE_OF:
+            continue  # dht_method reads `method`, which HTTP fills too: its test itself holds only on p2p
         column = pl.col(field.column)
         unset = column.is_null() if field.unset is None else column == field.unset
         others = observations.filter(~pl.col("kind").is_in(field.kinds) & ~unset)
         strays[field.key] = sorted(set(others["kind"]))
         checked += 1
-    assert checked == 12  # kind, host, port, proxy_denied, http_status, proxy_result, cleartext_credentials,
-    # mail_encryption, file_ext, bytes_*, dhcp_type
+    assert checked == 13  # kind, host, port, proxy_denied, http_status, proxy_result, cleartext_credentials,
+    # mail_encryption, file_ext, bytes_*, dhcp_type, info_hash
     assert strays == {key: [] for key in strays}
 
 
@@ -85,6 +85,7 @@ EXAMPLES = {
     "proxy_denied": True, "http_status": [407], "proxy_result": ["TCP_DENIED"], "cleartext_credentials": True,
     "mail_encryption": ["none"], "file_ext": ["exe"], "bytes_out_min": 1000, "bytes_in_min": 1000,
     "device_status": ["lost"], "owner_left": True, "mac_randomised": True, "dhcp_type": ["ACK"],
+    "dht_method": ["get_peers"], "info_hash": ["6d6e6f707172737475767778797a313233343536"],
 }
 
 
@@ -221,6 +222,19 @@ FINDINGS = [  # (key, the rule's value, whether it held, the activity beyond LUN
      "the device used a private (randomised) Wi-Fi address"),
     ("dhcp_type", ("ACK", "REPLY"), True, {"dhcp_type": "ACK"},
      "the DHCP message was an ACK (the network gave the device an address)"),
+    ("dht_method", ("get_peers",), True, {"kind": "p2p", "method": "get_peers"},
+     "the BitTorrent DHT message was a get_peers query (asking who has a torrent: the torrent sought)"),
+    ("dht_method", ("get_peers", "announce_peer"), False, {"kind": "p2p", "method": "response"},
+     "the BitTorrent DHT message was a response, not a get_peers query (asking who has a torrent: the torrent "
+     "sought) or an announce_peer query (telling the network the device has a torrent)"),
+    ("dht_method", ("get_peers",), False, {"kind": "http", "method": "GET"}, "this was not a BitTorrent DHT message"),
+    ("info_hash", ("6d6e6f707172737475767778797a313233343536",), True,
+     {"kind": "p2p", "info_hash": "6d6e6f707172737475767778797a313233343536"},
+     "the torrent sought has the info-hash 6d6e6f707172737475767778797a313233343536, one the rule names"),
+    ("info_hash", ("00" * 20, "ff" * 20), False,
+     {"kind": "p2p", "info_hash": "6d6e6f707172737475767778797a313233343536"},
+     "the torrent sought has the info-hash 6d6e6f707172737475767778797a313233343536, none of the 2 the rule names"),
+    ("info_hash", ("00" * 20,), False, {"kind": "p2p", "info_hash": None}, "no torrent was named"),
 ]
 
 
@@ -276,9 +290,12 @@ NEVER = ", so this condition never holds"
      ["12: rule the-rule: field proxy_result is never filled for kind http"]),
     ("kind: [dns]\ncleartext_credentials: true",
      ["12: rule the-rule: field cleartext_credentials is never filled for kind dns"]),
-    ("kind: [dns]\ncleartext_credentials: false", []),
+    ("kind: [dns]\ncleartext_credentials: false", []),  # false on every DNS lookup: it holds
     ("kind: [flow]\nmail_encryption: [none]",  # the mail row is `email`; a flow does not say
-     ["12: rule the-rule: field mail_encryption is never filled for kind flow"]),  # false on every DNS lookup: it holds
+     ["12: rule the-rule: field mail_encryption is never filled for kind flow"]),
+    ("kind: [http]\ndht_method: [get_peers]",  # the method column is HTTP's there, never a DHT message
+     ["12: rule the-rule: field dht_method is never filled for kind http"]),
+    ("kind: [p2p]\ndht_method: [get_peers]\ninfo_hash: [6D6E6F707172737475767778797A313233343536]", []),
     ("kind: [dns]\nnot: {file_ext: [exe]}", []),  # the `not` always holds for DNS, so the rule does
     ("file_ext: [exe]", []),  # no kind named
     ("not: {kind: [dns], file_ext: [exe]}", ["11: rule the-rule: field file_ext is never filled for kind dns"]),
@@ -329,6 +346,11 @@ def test_check_warns_of_a_message_or_reason_that_names_someone(tmp_path):
     ("mail_encryption: [clear]", "policy.yaml:11: rules[0].when.mail_encryption[0]: 'clear': Input should be "
      "'none', 'starttls', 'implicit_tls' or 'unknown'"),
     ("mail_encryption: false", "policy.yaml:11: rules[0].when.mail_encryption: False: Input should be a valid tuple"),
+    ("info_hash: [6d6e6f70717273747576777879]", "policy.yaml:11: rules[0].when.info_hash: "
+     "['6d6e6f70717273747576777879']: an info-hash is 40 hex digits (BitTorrent's SHA-1 of the "
+     "torrent), not '6d6e6f70717273747576777879'"),
+    ("dht_method: [GET_PEERS]", "policy.yaml:11: rules[0].when.dht_method[0]: 'GET_PEERS': Input should be 'ping', "
+     "'find_node', 'get_peers', 'announce_peer', 'get', 'put', 'sample_infohashes', 'query', 'response' or 'error'"),
 ])
 def test_a_bad_condition_names_file_line_field_and_value(tmp_path, condition, message):
     path = tmp_path / "policy.yaml"

@@ -62,6 +62,11 @@ CASES = [
                                             dhcp_type="ACK"), []),
     ("BitTorrent", obs("p2p", "10:07", "10.20.10.21", LAPTOP, dst_port=6881, info_hash="ab" * 20),
      ["peer-to-peer"]),
+    ("a DHT get_peers (P12, P13: the device asked who has a torrent)", obs(
+        "p2p", "10:07", "10.20.10.21", LAPTOP, dst_port=51413, service="dht", method="get_peers",
+        info_hash="cd" * 20), ["peer-to-peer"]),
+    ("the DHT node's response to it (part of the query, not a breach of its own)", obs(
+        "p2p", "10:07", "10.20.10.21", LAPTOP, dst_port=51413, service="dht", method="response"), []),
     ("a warez site", obs("tls", "10:08", "10.20.10.21", LAPTOP, host="thepiratebay.org", sni="thepiratebay.org"),
      ["peer-to-peer"]),
     ("a VPN", obs("tls", "12:30", "10.20.1.40", PHONE_LN, host="nordvpn.com", sni="nordvpn.com"),

@@ -8,6 +8,9 @@ waiver for one teacher on Wednesday afternoon, an INSET day on Friday.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from fixtures import make_school_week
@@ -123,3 +126,38 @@ def test_a_time_breach_is_explained_with_the_visits_that_add_up(week, tmp_path):
     run_cli("report", "--config", CONFIG, "--user", "lnguyen", "--from", "2026-10-28", "--to", "2026-10-28",
             "--requested-by", "dpatel", "--reason", "time check", "-o", out, store=store, check=True)
     assert "Total: more than 15 minutes spent per person in a school day; the window 2026-10-28" in out.read_text()
+SOUGHT = "5f8e2c1a9b7d3e6f0a4c8b2d1e9f7a3c5b6d8e0f"  # the info_hash the fixture writes, as tshark's bt-dht reads it
+
+
+def test_the_dht_query_names_the_torrent_sought_in_explain_and_the_report(week, tmp_path):
+    """Thursday 09:40 (issue 20 point 7): James Carter's laptop asks a DHT node for a torrent. The get_peers is
+    stored with the info-hash and breaks peer-to-peer; the node's response is stored, from him too, and breaks
+    nothing; the broken datagram after it is no activity. `explain` and his report name the torrent sought."""
+    store, _ = week
+    # the bytes as Wireshark reads them: the query with the info-hash, the answer, the last frame malformed
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark is not installed (./dev installs it)")
+    fields = subprocess.run(
+        [tshark, "-n", "-r", str(store.parent / "school-week.pcap"), "-Y", "udp.port == 6881", "-d",
+         "udp.port==6881,bt-dht", "-T", "fields", "-e", "frame.number", "-e", "bt-dht.bencoded.string",
+         "-e", "_ws.malformed"], capture_output=True, text=True, check=True).stdout.splitlines()
+    frames = [line.split("\t")[0] for line in fields]
+    assert len(frames) == 3 and f"info_hash,{SOUGHT},q,get_peers" in fields[0] and fields[2].split("\t")[2]
+    rows = stored_activity(store).filter(kind="p2p", src_ip="10.20.10.21", dst_ip="198.51.100.30").sort("ts")
+    assert [(r["source_ref"].rsplit("/", 1)[-1], r["method"], r["info_hash"], r["rule_ids"], r["user"])
+            for r in rows.to_dicts()] == [
+        (f"school-week.pcap#{frames[0]}", "get_peers", SOUGHT, ["peer-to-peer"], "jcarter"),
+        (f"school-week.pcap#{frames[1]}", "response", "", [], "jcarter")]
+    explained = run_cli("explain", "--config", CONFIG, rows["source_ref"][0], store=store, check=True).stdout
+    assert f"  BitTorrent: a DHT get_peers query; the torrent sought has the info-hash {SOUGHT}\n" in explained
+    assert "Rule peer-to-peer (P12, P13, caution): matched" in explained
+    answer = run_cli("explain", "--config", CONFIG, rows["source_ref"][1], store=store, check=True).stdout
+    assert "  BitTorrent: a DHT response; no torrent named\n" in answer
+    assert "yes the BitTorrent DHT message was a response, one of a response or an error" in answer
+    out = tmp_path / "jcarter.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-10-29", "--to", "2026-10-29",
+            "--requested-by", "dpatel", "--reason", "peer-to-peer check", "-o", out, store=store, check=True)
+    breaches = out.read_text().split("<h2>Breaches</h2>")[1].split("<h2>")[0]
+    assert f'peer-to-peer (the torrent sought: info-hash <code class="hash">{SOUGHT}</code>):' in breaches
+    assert f"BitTorrent: a DHT get_peers query; the torrent sought has the info-hash {SOUGHT}." in breaches

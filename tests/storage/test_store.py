@@ -135,7 +135,7 @@ def old_schema_store(url: str, version: str) -> Store:
 
 @pytest.mark.parametrize(("version", "added", "default"), [
     ("v1", "filter_category", ""), ("v2", "dhcp_type", ""), ("v3", "rule_severities", []),
-    ("v4", "mail_encryption", "")])
+    ("v4", "mail_encryption", ""), ("v4", "info_hash", "")])
 def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added, default):
     """tests/storage/schemas/ holds the DDL of every earlier released schema (v1: the first, before the
     web-filter columns; v2: 2026-11-28, before `dhcp_type`; v3: 2026-12-07, every table, before each rule's

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
@@ -92,3 +92,16 @@ def test_a_split_client_hello(tmp_path, segments, named):
 
 def test_the_schools_own_filter_narrows_it():
     assert capture_filter("not host 10.20.0.5") == f"({CAPTURE_FILTER}) and (not host 10.20.0.5)"
+
+
+def test_every_dht_message_survives_the_filter(tmp_path):
+    """suricata-verify's sixteen KRPC messages, and a response that opens with BEP 42's `ip` key: all kept."""
+    source = tmp_path / "dht.pcap"
+    bep42 = b"d2:ip6:\x0a\x14\x0a\x15\x1a\xe11:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:re"
+    ping = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"
+    wrpcap(str(source), [Ether() / IP(src="10.20.1.31", dst="198.51.100.9") / UDP(sport=6881, dport=51413) / ping,
+                         Ether() / IP(src="198.51.100.9", dst="10.20.1.31") / UDP(sport=51413, dport=6881) / bep42])
+    dht = Path(__file__).parents[1] / "packet" / "captures" / "suricata-verify-bittorrent-dht.pcap"
+    for capture in (source, dht):
+        before, after = signals(capture), signals(filtered(capture, tmp_path / "kept.pcap"))
+        assert after == before and len(before) == {source: 2, dht: 16}[capture]

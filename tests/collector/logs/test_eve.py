@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.logs.eve import EveSource, looks_like_eve
+from collector.observation import Observation
 from collector.sources import open_source
 from tests.conftest import SCHOOL_DAY, ZEEK
 
@@ -150,3 +151,15 @@ def test_suricatas_smtp_events_say_in_clear_only_with_an_envelope(tmp_path):
     assert sorted((o.src_port, bool(o.mail_from), o.mail_encryption) for o in z17 if o.kind == "email") == [
         (1470, False, "unknown"), (1470, True, "none"), (49648, True, "none")]
     assert [(o.helo, o.mail_encryption) for o in z18 if o.kind == "email"] == [("openssl.client.net", "unknown")]
+
+
+def test_every_dht_message_from_suricata_is_the_native_decoders(tmp_path):
+    """suricata-verify's DHT capture through the real Suricata: its sixteen bittorrent_dht records are the
+    native decoder's sixteen p2p observations, each from the node that asked, with method and info-hash."""
+    capture = Path(__file__).parents[1] / "packet" / "captures" / "suricata-verify-bittorrent-dht.pcap"
+
+    def key(o: Observation) -> tuple:
+        return o.ts_us, o.src_ip, o.src_port, o.dst_ip, o.dst_port, o.service, o.method, o.info_hash
+
+    theirs = Counter(key(o) for o in eve_for(capture, tmp_path) if o.kind == "p2p")
+    assert theirs == Counter(key(o) for o in native(capture) if o.kind == "p2p") and sum(theirs.values()) == 16

@@ -354,7 +354,7 @@ def _off_time(w: Waiver, seen: Seen) -> str:
         return f"{_date(local)}, {local:%H:%M}, is outside that time"
     weekly, day = w.weekly, local.date()
     if WEEKDAYS[day.weekday()] not in weekly.days:
-        return f"{_date(day)} is a {WEEKDAYS[day.weekday()].capitalize()}"
+        return f"{_date(day)} is not a {' or '.join(d.capitalize() for d in WEEKDAYS if d in weekly.days)}"
     if weekly.first is not None and day < weekly.first:
         return f"{_date(day)} is before its first day"
     if weekly.last is not None and day > weekly.last:

@@ -22,7 +22,15 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import polars as pl
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from rules.calendar import Calendar
 from rules.config import LocationKind, Strict
@@ -122,6 +130,9 @@ class Weekly(Strict):
         return None
 
 
+_ADDED = ("devices", "weekly", "places", "place_kinds", "hosts", "categories")
+"""The keys recurring and narrowed waivers added to the first form (users or groups, rules, a period)."""
+
 _DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 
 
@@ -180,6 +191,16 @@ class Waiver(Strict):
                 raise ValueError(f"{host!r} is not a domain: give it as youtube.com (lower case, no scheme, port "
                                  "or path)")
         return hosts
+
+    @model_serializer(mode="wrap")
+    def _as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without the keys this form added, where they are unset: a policy of the first form keeps its
+        version (`Policy.version`), so what it judged before is not said to be under another policy."""
+        out: dict[str, Any] = handler(self)
+        for key in _ADDED:
+            if getattr(self, key) == type(self).model_fields[key].default:
+                out.pop(key, None)
+        return out
 
     @model_validator(mode="after")
     def _sensible(self) -> Waiver:

@@ -11,8 +11,9 @@ import pytest
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from rules.config import ConfigError
+from rules.waivers import Waiver, Weekly
 from storage.store import Store
-from tests.conftest import SCHOOL_DAY, run_cli, school_config
+from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
 
 LESSON = """
 waivers:
@@ -246,3 +247,19 @@ def test_check_refuses_a_bad_waiver_with_exit_2(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"ictwatch: config error: {config.parent / 'policy.yaml'}:{line + 8}: waivers[0].devices: 'PH-NOBODY': "
         "not in the device register"]
+
+
+def test_a_policy_of_the_first_form_keeps_its_version():
+    """A waiver written as before (people, rules, one period) is dumped with the first form's keys only, so
+    a policy that has only such waivers keeps the version it had (Moorside Primary's has one): what it
+    judged before the upgrade is not said to be under another policy."""
+    policy = settings.load(ROOT / "fixtures" / "moorside-primary" / "ictwatch.yaml").policy
+    dump = policy.model_dump(mode="json", by_alias=True)
+    assert [sorted(w) for w in dump["waivers"]] == [
+        ["end", "granted_by", "groups", "id", "reason", "rules", "start", "users"]]
+
+
+def test_the_docs_name_every_waiver_key():
+    section = (ROOT / "docs" / "policy.md").read_text().split("## Waivers\n")[1].split("\n## ")[0]
+    keys = set(Waiver.model_fields) | set(Weekly.model_fields)
+    assert sorted(k for k in keys if f"`{k}`" not in section) == []

@@ -5,13 +5,16 @@ waiver covers its members only; bad waivers stop start-up naming the field."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
+import polars as pl
 import pytest
 
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from rules.config import ConfigError
-from rules.waivers import Waiver, Weekly
+from rules.engine import with_windows
+from rules.waivers import Waiver, Weekly, parts
 from storage.store import Store
 from tests.conftest import ROOT, SCHOOL_DAY, run_cli, school_config
 
@@ -146,6 +149,24 @@ def test_a_weekly_waiver_follows_the_local_clock_the_days_and_the_calendar(tmp_p
     got = _verdicts(tmp_path, WEEKLY, [(at, LT_JCARTER, "www.bet365.com") for at, _ in seen])
     assert [v for v, _ in got] == [want for _, want in seen]
     assert {tuple(ids) for v, ids in got if v == "waived"} == {("w-esafety-weekly",)}
+
+
+def test_the_weekly_time_agrees_with_the_zone_database(tmp_path):
+    """Every 7 minutes 13 seconds of 2026, both clock changes among them: the weekly waiver's time holds
+    exactly where Python's zone database puts the instant on a Wednesday, 13:00-15:30, between the first and
+    last days, on a school day of the calendar."""
+    policy = settings.load(config_with(tmp_path, WEEKLY)).policy
+    (w,) = policy.waivers
+    london, cal = ZoneInfo("Europe/London"), policy.calendar
+    instants = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=433 * k) for k in range(72_800)]
+    frame = with_windows(pl.DataFrame({"ts": instants, "location_kind": [None] * len(instants)},
+                                      schema={"ts": pl.Datetime("us", "UTC"), "location_kind": pl.String}), policy)
+    got = frame.select(parts(w, cal.timezone, {})["time"]).to_series().to_list()
+    local = [t.astimezone(london) for t in instants]
+    want = [t.weekday() == 2 and dt.time(13) <= t.time() < dt.time(15, 30) and cal.is_school_day(t.date())
+            and dt.date(2026, 9, 30) <= t.date() <= dt.date(2026, 12, 16) for t in local]
+    # 11 Wednesdays (12 less the half term's) of 9,000 seconds: 20 or 21 instants 433 seconds apart in each
+    assert 11 * 20 <= sum(want) <= 11 * 21 and got == want
 
 
 FOR_THE_DAY = """

@@ -76,3 +76,29 @@ class CollectorSettings(BaseModel):
         if spec is not None:
             LogFormat(spec)  # a LogFormatError (a ValueError) names what is missing
         return spec
+
+    def problems(self) -> list[tuple[str, object, str]]:
+        """Cross-references a field validator cannot see: (field, value, problem) for each."""
+        return [(f"follow[{i}].format", log.format, "needs collector.squid_logformat, the SPEC of the logformat "
+                 "line in squid.conf") for i, log in enumerate(self.follow)
+                if log.format == "squid-logformat" and self.squid_logformat is None]
+
+    def without_request_sizes(self) -> list[tuple[str, str]]:
+        """(field, warning) for the custom logformat if it has no `%>st`, and for each followed Squid log in a
+        built-in format: their records carry no request size, so no upload through the proxy is seen."""
+        unseen = "no upload through the proxy is seen (bytes_out_min never holds for it)"
+        out = []
+        if self.squid_logformat is not None and not LogFormat(self.squid_logformat).request_sizes:
+            out.append(("squid_logformat", f"collector.squid_logformat has no %>st, so the proxy log carries no "
+                        f"request sizes and {unseen}: add %>st, as the logformat in docs/log-formats.md does"))
+        for i, log in enumerate(self.follow):
+            what = _NO_REQUEST_SIZES.get(log.format)
+            if what is not None:
+                out.append((f"follow[{i}]", f"collector.follow[{i}]: Squid's {what} format logs no request sizes, "
+                            f"so {unseen}: log with the logformat in docs/log-formats.md and follow that log as "
+                            "squid-logformat"))
+        return out
+
+
+_NO_REQUEST_SIZES = {"squid": "native", "squid-common": "common or combined"}
+"""The followed formats of Squid's that have no request size, and what Squid calls them."""

@@ -110,7 +110,13 @@ class Observation:
     rcpt_to: list[str] = field(default_factory=list)
     """SMTP envelope recipients (RCPT TO), in order."""
     starttls: bool | None = None
-    """The mail dialogue switched to TLS (STARTTLS/STLS accepted): the rest is encrypted."""
+    """The server accepted the client's STARTTLS/STLS (Zeek's smtp.log `tls`)."""
+    mail_encryption: str | None = None
+    """How an `email` session was protected: `none` (read in clear: seen from its start, or a command read
+    on the wire, and no TLS began), `starttls` (the server accepted STARTTLS/STLS and the client's next bytes
+    began a TLS handshake), `implicit_tls` (the client opened with a TLS ClientHello: ports 465, 993, 995, or
+    any mail port) or `unknown` (the capture began mid-session with nothing readable, or TLS was accepted but
+    not seen to begin)."""
     auth_mechanism: str | None = None
     """How a login crossed in clear: PLAIN, LOGIN, USER/PASS, Basic, ..."""
     auth_user: str | None = None
@@ -158,7 +164,8 @@ class Observation:
     """The ClientHello carries Encrypted Client Hello: `sni` is then the outer, public name."""
     bytes_out: int | None = None
     """Client-to-server bytes. Flows: IP bytes (IP header included, as Zeek's orig_ip_bytes).
-    Proxy lines: not logged by Squid's native format, so missing."""
+    Proxy: Squid's request size `%>st` where the logformat carries it (a CONNECT's counts all the client sent
+    through the tunnel); missing with Squid's native, common and combined formats."""
     bytes_in: int | None = None
     """Server-to-client bytes. Flows: IP bytes (as Zeek's resp_ip_bytes). Proxy: Squid's reply size."""
     packets_out: int | None = None
@@ -190,7 +197,8 @@ class Observation:
         content_type: str | None = None, service: str | None = None, qtype: str | None = None,
         rcode: str | None = None, answers: list[str] | None = None, file_ext: str | None = None,
         info_hash: str | None = None, helo: str | None = None, mail_from: str | None = None,
-        rcpt_to: list[str] | None = None, starttls: bool | None = None, auth_mechanism: str | None = None,
+        rcpt_to: list[str] | None = None, starttls: bool | None = None, mail_encryption: str | None = None,
+        auth_mechanism: str | None = None,
         auth_user: str | None = None, auth_success: bool | None = None, cleartext_credentials: bool = False,
         dhcp_type: str | None = None, dhcp_xid: int | None = None, hostname: str | None = None,
         domain: str | None = None, requested_ip: str | None = None, assigned_ip: str | None = None,
@@ -235,6 +243,7 @@ class Observation:
         self.mail_from = mail_from
         self.rcpt_to = [] if rcpt_to is None else rcpt_to
         self.starttls = starttls
+        self.mail_encryption = mail_encryption
         self.auth_mechanism = auth_mechanism
         self.auth_user = auth_user
         self.auth_success = auth_success

@@ -22,7 +22,16 @@ from pydantic import AfterValidator, Field, model_validator
 from collector.config import CollectorSettings
 from reports.audit import ChainFiles
 from rules.categories import CategoryIndex
-from rules.config import ConfigError, DeviceRegister, Directory, NetworkMap, Strict, load_model, read_directory_csv
+from rules.config import (
+    ConfigError,
+    DeviceRegister,
+    Directory,
+    NetworkMap,
+    Strict,
+    load_model,
+    read_directory_csv,
+    yaml_line,
+)
 from rules.engine import Engine
 from rules.identity import Identity
 from rules.listupdate import load_in_use
@@ -183,6 +192,14 @@ class Loaded:
         control = self.settings.control.socket
         return self.path.parent / control if control is not None else self.spool_path.parent / "ictwatch.sock"
 
+    def request_size_warnings(self) -> list[str]:
+        """The collector's warnings about Squid logs without request sizes, each naming its line here."""
+        out = []
+        for field, warning in self.settings.collector.without_request_sizes():
+            line = yaml_line(self.path, f"collector.{field}")
+            out.append(f"{self.path}:{line}: {warning}" if line else f"{self.path}: {warning}")
+        return out
+
     def open_store(self) -> Store:
         """The store (connected when first used)."""
         r = self.policy.retention
@@ -218,6 +235,8 @@ def load(path: str | Path) -> Loaded:
     """Load and validate the root file and everything it names."""
     path = Path(path)
     settings = load_model(path, Settings)
+    for field, value, problem in settings.collector.problems()[:1]:
+        raise ConfigError(path, f"collector.{field}", value, problem)
     base = path.parent
     directory_path = base / settings.directory
     directory = load_model(directory_path, Directory, read_directory_csv(directory_path)

@@ -223,6 +223,15 @@ def _dhcp(value: object) -> str:
     return f"{_article(str(value))}{given}"
 
 
+_MAIL_ENCRYPTION = {"none": "in clear (no TLS)", "starttls": "protected by TLS (STARTTLS)",
+                    "implicit_tls": "protected by TLS from its first byte (implicit TLS)",
+                    "unknown": "of unknown protection (the capture did not show how it began or went on)"}
+
+
+def _mail_encryption(value: object) -> str:
+    return _MAIL_ENCRYPTION.get(str(value), str(value))
+
+
 def _quoted(names: list[str], conj: str = "or") -> str:
     return _either([f"'{_named(n)}'" for n in names], conj)
 
@@ -296,6 +305,9 @@ def _size(n: int) -> str:
 def _at_least(column: str, verb: str) -> Tells:
     def tells(least: Any, held: bool, seen: Seen) -> str:
         n = seen.row.get(column)
+        if n is None and column == "bytes_out" and seen.row.get("kind") == "proxy":
+            return (f"how much the device {verb} is not known: the proxy's log has no request sizes "
+                    "(docs/log-formats.md)")
         if n is None:
             return f"how much the device {verb} is not known"
         return f"the device {verb} {_size(n)}, {'at least' if held else 'less than'} the {_size(least)} the rule sets"
@@ -389,6 +401,8 @@ def _known_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
 
 DhcpType = Literal[tuple(sorted({*MESSAGE_TYPES.values(), *V6_MESSAGE_TYPES.values()}))]  # type: ignore[valid-type]
 """The DHCP message types the decoder names, v4 and v6."""
+MailEncryption = Literal["none", "starttls", "implicit_tls", "unknown"]
+"""How the decoder found a mail session protected (collector/packet/mail.py)."""
 Window = Literal["school_day", "restricted_hours", "break"]
 """The calendar windows `rules.engine.with_windows` works out for each activity."""
 
@@ -509,13 +523,24 @@ FIELDS: tuple[ConditionField, ...] = (
                    ("http", "email", "login"), unset=False,  # packet/apps.py, mail.py, logins.py
                    tells=_fact("cleartext_credentials", "a password crossed the network unencrypted, where anyone "
                                "on the path could read it", "no password was seen crossing the network readable")),
+    ConditionField("mail_encryption", "mail_encryption", tuple[MailEncryption, ...], ONE_OF,  # type: ignore[valid-type]
+                   "How an SMTP, IMAP or POP3 session was protected: `none`, in clear (read from its start, or its "
+                   "commands read on the wire, and no TLS began); `starttls`, the server accepted STARTTLS and the "
+                   "TLS handshake followed; `implicit_tls`, TLS from the first byte (ports 465, 993, 995, or a "
+                   "ClientHello on any mail port); `unknown`, not seen well enough to say (a capture begun "
+                   "mid-session, a STARTTLS accepted with nothing seen after it). Mail in clear is `[none]`; an "
+                   "unknown session is never `none`, so add `unknown` only to flag the sessions that could not be "
+                   "judged (`not` over this key holds for them, and for every other kind).", ("email",),
+                   tells=_choice(lambda _: "the mail session was", "mail_encryption", _mail_encryption,
+                                 "this was not a mail session (SMTP, IMAP or POP3)")),
     ConditionField("file_ext", "file_ext", tuple[str, ...], LOWER_ONE_OF,
                    "Extension of a downloaded file (lower case): from the URL's last path segment, or from the "
                    "content type when it names a program or package (collector/filetypes.py).",
                    ("http", "proxy"), tells=_file),
     ConditionField("bytes_out_min", "bytes_out", NonNegativeInt, _bytes_at_least("sent"),
-                   "The client sent at least this many bytes.",
-                   ("flow", "proxy"), tells=_at_least("bytes_out", "sent")),  # proxy: a logformat with `>st`
+                   "The client sent at least this many bytes. For a proxy record, the request's size: only a Squid log "
+                   "in a logformat with `%>st` has it (docs/log-formats.md), else the condition never holds.",
+                   ("flow", "proxy"), tells=_at_least("bytes_out", "sent")),
     ConditionField("bytes_in_min", "bytes_in", NonNegativeInt, _bytes_at_least("received"),
                    "The client received at least this many bytes.", ("flow", "proxy"),
                    tells=_at_least("bytes_in", "received")),

@@ -9,6 +9,9 @@ Suricata logs are part of the contract and tested against the native decoder:
   tag are taken off each packet. Suricata's flow state is not Zeek's, so `conn_state` stays empty;
 - TLS: Suricata writes a `tls` event once the handshake got far enough, and gives the negotiated
   version, not the highest offered; ALPN and ECH are not in its event;
+- mail: an `smtp` event is an `email` observation whose `mail_encryption` is `none` when it carries an
+  envelope (Suricata read it in clear) and `unknown` otherwise: a STARTTLS shows only as a later `tls`
+  event (`from_proto` smtp), which is not joined to it, and implicit TLS makes no `email` observation;
 - `fileinfo` events add nothing the http event's URL and content type do not already give (the file's
   type, collector/filetypes.py), and are skipped.
 """
@@ -124,6 +127,8 @@ class EveSource:
             obs.service, obs.helo = "smtp", smtp.get("helo")
             obs.mail_from = _unbracket(smtp.get("mail_from"))
             obs.rcpt_to = [_unbracket(r) or "" for r in smtp.get("rcpt_to", [])]
+            # an envelope Suricata read crossed in clear; its STARTTLS shows only in a later `tls` event
+            obs.mail_encryption = "none" if obs.mail_from or obs.rcpt_to else "unknown"
             emit(obs)
         elif kind == "dhcp":
             emit(self._dhcp(e, ref))

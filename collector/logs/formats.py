@@ -35,7 +35,7 @@ from collector.logs.leasefiles import (
 )
 from collector.logs.lines import is_blank, lines
 from collector.logs.squid import parse_common_line, parse_line
-from collector.logs.squid_logformat import LogFormat
+from collector.logs.squid_logformat import RECOMMENDED, LogFormat
 from collector.observation import Observation
 from collector.source import BatchSink, Source
 
@@ -172,8 +172,8 @@ def _custom_logformat(settings: Options) -> LineParser:
 
 
 def _in_custom_logformat(sample: Sample, settings: Options) -> int:
-    if settings.squid_logformat is None:
-        return 0
+    if settings.squid_logformat is None or LogFormat(settings.squid_logformat).built_in:
+        return 0  # a built-in format is read by its own reader (the native one in batches)
     parse = _custom_logformat(settings)
     return sample.count(lambda line: _reads(parse, line))
 
@@ -215,6 +215,15 @@ FORMATS: tuple[Format, ...] = (
         source=lambda path: LeaseFileSource(path, "dnsmasq"),
         follow=lambda path, settings: lease_follower("dnsmasq")),
     Format(
+        "squid-logformat", "a Squid log in a custom logformat",
+        "A Squid access log written with a `logformat` of the school's own, read with the SPEC given as "
+        "`collector.squid_logformat` (or `ictwatch decode --squid-logformat`). Recognised, when that is "
+        "set, by lines the SPEC reads; it comes before `squid` and `squid-common`, so that a line of Squid's "
+        "native fields with more after them (the request size) is read whole, unless the SPEC is one of "
+        "Squid's built-in formats, which those read. The only Squid format that can carry request sizes: "
+        "see [Uploads through Squid](#uploads-through-squid) below.",
+        _in_custom_logformat, "bad_squid_line", line=_custom_logformat),
+    Format(
         "squid", "Squid's native access log",
         "Squid's native access log (`logformat squid`). Recognised by lines in that format. Replayed a "
         "chunk at a time in polars (`collector/logs/squid_batch.py`), with the same fields as the line parser.",
@@ -224,12 +233,6 @@ FORMATS: tuple[Format, ...] = (
         "Squid's `common` and `combined` formats (the web server layout, with Squid's action and hierarchy "
         "after it; combined adds the referer and the User-Agent). Recognised by lines in either.",
         _parses(parse_common_line), "bad_squid_line", line=_same(parse_common_line)),
-    Format(
-        "squid-logformat", "a Squid log in a custom logformat",
-        "A Squid access log written with a `logformat` of the school's own, read with the SPEC given as "
-        "`collector.squid_logformat` (or `ictwatch decode --squid-logformat`). Recognised, when that is "
-        "set, by lines the SPEC reads. Replayed and decoded; not followed.",
-        _in_custom_logformat, "bad_squid_line", line=_custom_logformat, followable=False),
     Format(
         "e2guardian-csv", "e2guardian's log, format 2 (CSV)",
         "e2guardian's (or DansGuardian's) `logfileformat 2`: format 1's fields, each quoted, separated by "
@@ -300,7 +303,50 @@ def markdown() -> str:
                      f"{'yes' if fmt.batch else 'no'} | `{fmt.skip_reason}` |")
     for fmt in FORMATS:
         lines += ["", f"## `{fmt.name}`", "", fmt.description]
+    lines += ["", "## Uploads through Squid", "", *_UPLOADS]
     return "\n".join(lines) + "\n"
+
+
+_UPLOADS = [
+    "Squid's native access log (and common and combined) logs the size of each reply, `%<st`, but not of",
+    "the request: through the proxy, a download is seen and an upload is not. A 50 MB file sent to a",
+    "file-sharing site gives a line like any other visit, so `bytes_out_min` never holds for a `proxy`",
+    "record and the policy's upload rules see only what the capture shows as flows. To see uploads, give",
+    "squid.conf a second access log in this format (the native fields, then `%>st`), and keep the native",
+    "log for the tools that read it (SARG, say). Write both `access_log` lines: Squid writes its default",
+    "native log only when squid.conf names no access log at all. `deploy/squid/ictwatch.conf` holds these",
+    "lines, a drop-in for Debian's `/etc/squid/conf.d/`:",
+    "",
+    "```",
+    f"logformat ictwatch {RECOMMENDED}",
+    "access_log daemon:/var/log/squid/access.log squid",
+    "access_log daemon:/var/log/squid/ictwatch.log ictwatch",
+    "```",
+    "",
+    "then, in ictwatch's configuration:",
+    "",
+    "```yaml",
+    "collector:",
+    f"  squid_logformat: '{RECOMMENDED}'",
+    "  follow:",
+    "    - {path: /var/log/squid/ictwatch.log, format: squid-logformat}",
+    "```",
+    "",
+    "Squid's meanings (squid.conf's `logformat` documentation): `%>st` is the total size of the request",
+    "received from the client (request line, headers and body; for a CONNECT, the request and every byte",
+    "the client sent through the tunnel, so an upload over HTTPS counts too) and becomes `bytes_out`;",
+    "`%<st` is the total size of the reply sent to the client (after adaptation; for a CONNECT, all that",
+    "came back through the tunnel) and becomes `bytes_in`. `%st` is the traffic both ways together, `%>sh`",
+    "and `%<sh` the headers alone: ictwatch reads `%>st` and `%<st`. Against Debian's Squid 5.7 both equal",
+    "the bytes the client's own socket counted, for a POST, a download and a CONNECT tunnel",
+    "(tests/collector/logs/test_squid_real.py). Debian's logrotate rule for `/var/log/squid/*.log` rotates",
+    "the new log with the others, and ictwatch follows it across rotations like any log.",
+    "",
+    "`ictwatch check` and the daemon's start-up warn, once for each, about a followed `squid` or",
+    "`squid-common` log and about a `collector.squid_logformat` without `%>st`: their records carry no",
+    "request size.",
+]
+"""docs/log-formats.md's section on the logformat that carries request sizes."""
 
 
 if __name__ == "__main__":

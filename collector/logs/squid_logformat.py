@@ -4,7 +4,8 @@ A school's squid.conf may log with its own `logformat NAME SPEC` (to add the Use
 name or the client port, say). Given the same SPEC, `LogFormat` reads those lines. The SPEC is read as
 Squid reads it (squid.conf's `logformat` documentation): literal text, and codes of the form
 `%[modifiers][width][{argument}]code[{argument}]`, where the modifiers are a quoting character
-(`"`, `[`, `'`, `#`, `/`), `-` (left-align) and a leading `0` on the width (zero-pad).
+(`"`, `[`, `'`, `#`, `/`), `-` (left-align) and a leading `0` on the width (zero-pad); a code may be
+spelt with Squid's `http::` prefix (`%http::>st`).
 
 Each code becomes a capture group that runs up to the literal text that follows it in the SPEC (a code
 followed by a space cannot hold one; one followed by `"` holds anything up to the quote; the last code
@@ -30,6 +31,9 @@ BUILT_IN = {
     "combined": '%>a %[ui %[un [%tl] "%rm %ru HTTP/%rv" %>Hs %<st "%{Referer}>h" "%{User-Agent}>h" %Ss:%Sh',
 }
 """Squid's predefined formats (squid.conf `logformat` documentation)."""
+RECOMMENDED = BUILT_IN["squid"] + " %>st"
+"""The SPEC docs/log-formats.md asks a school to log with: Squid's native fields (the reply size `%<st`
+among them), then the request size `%>st`, without which no upload through the proxy can be seen."""
 
 # Longest first, so that `>Hs` is not read as `>h` followed by text.
 _CODES = sorted([
@@ -40,7 +44,7 @@ _CODES = sorted([
 ], key=len, reverse=True)
 _CODE = re.compile(
     r"%(?P<quote>[\"\['#/]?)(?P<left>-?)(?P<zero>0?)(?P<width>\d*)(?:\.\d+)?(?:\{(?P<arg1>[^}]*)\})?"
-    r"(?P<code>" + "|".join(re.escape(c) for c in _CODES) + r")(?:\{(?P<arg2>[^}]*)\})?"
+    r"(?:http::)?(?P<code>" + "|".join(re.escape(c) for c in _CODES) + r")(?:\{(?P<arg2>[^}]*)\})?"
 )
 _USER_CODES = ("un", "ul", "ue", "us", "ui")  # first one present names the user, in this order
 _SQUID_TIME = "%d/%b/%Y:%H:%M:%S %z"
@@ -55,9 +59,13 @@ class LogFormat:
 
     def __init__(self, spec: str) -> None:
         self.spec = BUILT_IN.get(spec, spec)
+        self.built_in = self.spec in BUILT_IN.values()
+        """Whether the SPEC is one of Squid's predefined formats (which have readers of their own)."""
         pattern, self._groups = _compile(self.spec)
         self._regex = re.compile(pattern)
         codes = set(self._groups.values())
+        self.request_sizes = ">st" in codes
+        """Whether lines carry the request size (`%>st`): what an upload through the proxy is seen by."""
         if ">a" not in codes:
             raise LogFormatError(f"logformat {spec!r} has no %>a (client address): lines could not be attributed")
         if not codes & {"ts", "tl", "tg"}:

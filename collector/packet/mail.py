@@ -1,27 +1,47 @@
-"""Mail dialogues in clear: SMTP and submission, IMAP, POP3 (clauses P2 and P5).
+"""Mail sessions: SMTP and submission, IMAP, POP3, in clear or over TLS (clauses P2 and P5).
 
-The handler reads both directions line by line until the conversation turns to TLS (STARTTLS, STLS)
-or ends, and reports one `email` observation per SMTP transaction (as Zeek's smtp.log does) or per
-IMAP/POP3 session: the HELO/EHLO name, MAIL FROM and RCPT TO, whether TLS was started, and whether a
-login crossed the network in clear (mechanism, user name and whether the server accepted it). The
-password is never kept. Message bodies (SMTP DATA) are skipped without being buffered.
+`Mail` reads both directions line by line until the conversation turns to TLS (STARTTLS, STLS) or ends,
+and reports one `email` observation per SMTP transaction (as Zeek's smtp.log does) or per IMAP/POP3
+session: the HELO/EHLO name, MAIL FROM and RCPT TO, whether a login crossed the network in clear
+(mechanism, user name and whether the server accepted it) and how the session was protected
+(`mail_encryption`). The password is never kept. Message bodies (SMTP DATA) are skipped without being
+buffered. A session whose client opens with a TLS ClientHello (implicit TLS: 465, 993, 995, or any mail
+port) is read by `MailTls`, which reports the hello as `TlsHello` does and the session's `email` row.
+
+How a session was protected is said only on evidence. `none`: the dialogue was read in clear, either
+from the connection's start (its SYN was seen) or because a command of the protocol was read on the wire,
+and no TLS began. `starttls`: the server accepted STARTTLS/STLS and the client's next bytes began a TLS
+handshake record (Zeek's smtp.log says `tls` once the server accepts; its ssl.log then shows the
+handshake; Suricata logs that handshake as a `tls` event `from_proto` smtp). `implicit_tls`: the client
+opened with a ClientHello. `unknown`: anything else, a capture begun mid-session with nothing readable, a
+STARTTLS accepted with nothing after it, or a gap in the capture that hid the rest.
+
+The server's name: the ClientHello's SNI when there is one; else the name the client looked up (DNS);
+else, for SMTP, the first word of the server's 220 greeting when it is a host name (nDPI reads the same
+word), which the flow and its TLS row then carry too.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from collector.observation import Observation
 from collector.packet.flows import MAX_STREAM, Handler, Offer
-from collector.packet.tls import TlsHello
+from collector.packet.tls import TlsHello, begins_handshake, opens_with_hello
 
 if TYPE_CHECKING:
     from collector.packet.flows import Flow, FlowTable
 
 PORTS = {25: "smtp", 587: "smtp", 2525: "smtp", 143: "imap", 110: "pop3"}
+TLS_PORTS = {465: "smtp", 993: "imap", 995: "pop3"}
+"""Mail over implicit TLS (RFC 8314): the client's first bytes are a ClientHello."""
+_GREETING = re.compile(r"220[ -]((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9])\.?(?: |$)",
+                       re.I)
+"""An SMTP greeting whose first word is a host name (a dot in it, the last label not a number)."""
 MAX_LINE = 4096
 _END_OF_DATA = b"\r\n.\r\n"
 
@@ -53,8 +73,10 @@ def _b64_text(b64: str) -> str | None:
 class Mail(Handler):
     """One SMTP, IMAP or POP3 connection, read until TLS starts."""
 
-    def __init__(self, protocol: str) -> None:
+    def __init__(self, protocol: str, from_start: bool) -> None:
         self.service = protocol
+        self.clear = from_start  # the dialogue is known to be in clear: read from its start, or a command read
+        self.greeted = False  # the server's first line has been read
         self.bufs = [b"", b""]
         self.read = 0
         self.in_data = False
@@ -84,7 +106,10 @@ class Mail(Handler):
         while b"\n" in buf:
             raw, buf = buf.split(b"\n", 1)
             line = raw.rstrip(b"\r").decode("utf-8", "replace")
-            keep = self._client_line(dec, flow, line, frame, ts) if side == 0 else self._server_line(dec, line)
+            if side == 0:
+                keep = self._client_line(dec, flow, line, frame, ts)
+            else:
+                keep = self._server_line(dec, flow, line, ts)
             if not keep:
                 return False
             if side == 0 and self.in_data:
@@ -113,18 +138,24 @@ class Mail(Handler):
             self.reported = False
         return self.obs
 
-    def _report(self, dec: FlowTable) -> None:
+    def _report(self, dec: FlowTable, complete: bool = True) -> None:
+        """Emit the row being read, in clear if that is known (`complete` false: part of the dialogue may
+        not have been read)."""
         obs = self.obs
         if obs is not None and not self.reported and (
-            self.service != "smtp" or obs.mail_from or obs.starttls or obs.cleartext_credentials
-        ):  # SMTP: a row per transaction, TLS start or login, as Zeek's smtp.log; IMAP/POP3: per session
+            self.service != "smtp" or obs.mail_from or obs.cleartext_credentials
+        ):  # SMTP: a row per transaction or login, as Zeek's smtp.log; IMAP/POP3: per session
+            known = self.clear and complete and self.awaiting != "STARTTLS"
+            obs.mail_encryption = "none" if known else "unknown"
             dec.emit(obs)
             self.reported = True
         if self.service == "smtp":
             self.obs = None  # the next transaction on this connection is a row of its own
 
     def finish(self, dec: FlowTable, flow: Flow) -> None:
-        self._report(dec)
+        # bytes held behind a gap the capture never filled: what they said (a STARTTLS?) was not read
+        gap = any(stream is not None and stream.pending for stream in (flow.cstream, flow.sstream))
+        self._report(dec, not gap)
 
     # -- client commands ----------------------------------------------------------------------------
 
@@ -139,6 +170,7 @@ class Mail(Handler):
         verb = words[0].upper() if words and words[0] else ""
         command = _COMMANDS.get(verb)
         if command is not None:
+            self.clear = True
             command(self, obs, " ".join(words[1:]))
         return True
 
@@ -198,7 +230,10 @@ class Mail(Handler):
 
     # -- server replies -----------------------------------------------------------------------------
 
-    def _server_line(self, dec: FlowTable, line: str) -> bool:
+    def _server_line(self, dec: FlowTable, flow: Flow, line: str, ts: int) -> bool:
+        if not self.greeted:
+            self.greeted = True
+            self._greeting(dec, flow, line, ts)
         if self.awaiting is None or not line or self.obs is None:
             return True
         if line.startswith("+ ") or line == "+" or line.startswith("334"):
@@ -214,10 +249,16 @@ class Mail(Handler):
             self.obs.auth_success = ok
         elif awaiting == "STARTTLS" and ok:
             self.obs.starttls = True
-            self._report(dec)
-            self.successor = TlsHello()  # the rest is encrypted, but its ClientHello is readable
+            self.successor = MailTls(self.service, self.obs)  # it reports the row once TLS is seen to begin
+            self.obs = None
             return False
         return True
+
+    def _greeting(self, dec: FlowTable, flow: Flow, line: str, ts: int) -> None:
+        """An SMTP server's first line names it, for a flow that has no name from SNI or DNS yet."""
+        named = _GREETING.match(line) if self.service == "smtp" else None
+        if named is not None and flow.host is None and dec.name_for(flow.resp, ts) is None:
+            flow.host = named.group(1).lower()
 
 
 _COMMANDS: dict[str, Callable[[Mail, Observation, str], None]] = {
@@ -228,12 +269,47 @@ _COMMANDS: dict[str, Callable[[Mail, Observation, str], None]] = {
 """Client commands of SMTP, IMAP (tag dropped) and POP3 that say something the policy needs."""
 
 
+class MailTls(TlsHello):
+    """The TLS of a mail session: its ClientHello is read as `TlsHello` reads it, and when the handler is
+    done, the session's `email` row is reported, named by the hello's SNI when it has one."""
+
+    def __init__(self, protocol: str, mail: Observation | None) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.mail = mail  # after STARTTLS, the row of the dialogue read in clear; None for implicit TLS
+        self.began = False  # the client's first bytes began a TLS handshake record
+
+    def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
+        if self.first is None:
+            self.began = begins_handshake(data)
+        return super().client(dec, flow, data, seq, frame, ts)
+
+    def finish(self, dec: FlowTable, flow: Flow) -> None:
+        super().finish(dec, flow)
+        obs = self.mail
+        if obs is None:
+            frame, ts = self.first or (flow.frame, flow.first)
+            obs = dec.flow_observation("email", flow, frame, ts)
+            obs.service, obs.mail_encryption = self.protocol, "implicit_tls"
+        else:
+            obs.mail_encryption = "starttls" if self.began else "unknown"
+        if self.hello is not None and self.hello.sni:
+            obs.host = self.hello.sni
+        dec.emit(obs)
+
+
 class MailOffer(Offer):
-    """Offers this module's handler for SMTP, IMAP and POP3."""
+    """Offers this module's handlers for SMTP, IMAP and POP3."""
 
     def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
-        """A `Mail` handler for a TCP flow to one of `PORTS`."""
-        return Mail(PORTS[flow.rport]) if flow.rport in PORTS else None
+        """For a TCP flow to one of `PORTS` or `TLS_PORTS`: `MailTls` when the client opens with a TLS
+        ClientHello, else `Mail` on `PORTS` (told whether the connection's start was seen: its SYN)."""
+        service = PORTS.get(flow.rport) or TLS_PORTS.get(flow.rport)
+        if service is None:
+            return None
+        if outbound and opens_with_hello(data):
+            return MailTls(service, None)
+        return Mail(service, flow.cisn >= 0 or flow.sisn >= 0) if flow.rport in PORTS else None
 
 
 OFFER: Final[Offer] = MailOffer()

@@ -58,6 +58,11 @@ def _is_grease(code: int) -> bool:
     return code & 0x0F0F == 0x0A0A and code >> 8 == code & 0xFF
 
 
+def begins_handshake(payload: bytes) -> bool:
+    """The first bytes of a stream (one at least) can begin a TLS handshake record (type 22, major version 3)."""
+    return payload[:1] == b"\x16" and payload[1:2] in (b"", b"\x03")
+
+
 def looks_like_client_hello(payload: bytes) -> bool:
     """A handshake record (type 22, major version 3) whose first message is a ClientHello."""
     return len(payload) > 5 and payload[0] == 0x16 and payload[1] == 3 and payload[5] == 1
@@ -148,6 +153,7 @@ class TlsHello(Handler):
     def __init__(self) -> None:
         self.buf = b""
         self.first: tuple[int, int] | None = None  # (frame, ts) of the hello's first segment
+        self.hello: ClientHello | None = None  # once read
 
     def client(self, dec: FlowTable, flow: Flow, data: bytes, seq: int, frame: int, ts: int) -> bool:
         self.first = self.first or (frame, ts)
@@ -162,7 +168,7 @@ class TlsHello(Handler):
                 return True
             dec.skip("tls_hello_incomplete", frame)
             return False
-        self.buf = b""
+        self.buf, self.hello = b"", hello
         first_frame, first_ts = self.first
         flow.host = hello.sni or flow.host
         obs = dec.flow_observation("tls", flow, first_frame, first_ts)
@@ -179,12 +185,17 @@ class TlsHello(Handler):
             dec.skip("tls_hello_incomplete", self.first[0] if self.first else flow.frame)
 
 
+def opens_with_hello(data: bytes) -> bool:
+    """A client's first bytes are a ClientHello's record, or too few to tell and beginning like one."""
+    return looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16")
+
+
 class TlsOffer(Offer):
     """Offers this module's handler for TLS."""
 
     def tcp(self, flow: Flow, outbound: bool, data: bytes) -> Handler | None:
         """A `TlsHello` handler for a flow whose client opens with a TLS handshake record (or its first bytes)."""
-        if outbound and (looks_like_client_hello(data[:6]) or (len(data) < 6 and data[:1] == b"\x16")):
+        if outbound and opens_with_hello(data):
             return TlsHello()
         return None
 

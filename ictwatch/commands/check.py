@@ -61,7 +61,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.show:
         print(json.dumps(policy.model_dump(mode="json", by_alias=True, exclude_none=True), indent=1))
     policy_path = loaded.path.parent / loaded.settings.policy
-    warnings = never_filled(policy, policy_path) + names_people(policy, loaded.directory, policy_path) + key_warning
+    warnings = (never_filled(policy, policy_path) + names_people(policy, loaded.directory, policy_path)
+                + loaded.request_size_warnings() + key_warning)
     sys.stdout.flush()
     for warning in warnings:
         print(f"ictwatch: warning: {warning}", file=sys.stderr, flush=True)

@@ -143,4 +143,6 @@ def _followed(loaded: settings.Loaded) -> tuple[Any, ...]:
     logs = followed_logs(cfg, loaded.path.parent, loaded.spool_path.parent / "checkpoints")
     for log, configured in zip(logs, cfg.follow, strict=True):
         print(f"following {log.follower.path} ({configured.format})", file=sys.stderr, flush=True)
+    for warning in loaded.request_size_warnings():  # at start-up only: a reload follows no new logs
+        logging.getLogger("ictwatch").warning("%s", warning)
     return logs

@@ -73,8 +73,8 @@ def test_no_kind_outside_a_fields_list_fills_its_column(day):
         others = observations.filter(~pl.col("kind").is_in(field.kinds) & ~unset)
         strays[field.key] = sorted(set(others["kind"]))
         checked += 1
-    assert checked == 11  # kind, host, port, proxy_denied, http_status, proxy_result, cleartext_credentials,
-    # file_ext, bytes_*, dhcp_type
+    assert checked == 12  # kind, host, port, proxy_denied, http_status, proxy_result, cleartext_credentials,
+    # mail_encryption, file_ext, bytes_*, dhcp_type
     assert strays == {key: [] for key in strays}
 
 
@@ -83,8 +83,8 @@ EXAMPLES = {
     "device_type": ["school_ipad"], "device_owner": "school", "device_registered": True, "role": ["teacher"],
     "group": ["year6"], "location_kind": ["classroom"], "window": ["break"], "personal_use_allowed": False,
     "proxy_denied": True, "http_status": [407], "proxy_result": ["TCP_DENIED"], "cleartext_credentials": True,
-    "file_ext": ["exe"], "bytes_out_min": 1000, "bytes_in_min": 1000, "device_status": ["lost"], "owner_left": True,
-    "mac_randomised": True, "dhcp_type": ["ACK"],
+    "mail_encryption": ["none"], "file_ext": ["exe"], "bytes_out_min": 1000, "bytes_in_min": 1000,
+    "device_status": ["lost"], "owner_left": True, "mac_randomised": True, "dhcp_type": ["ACK"],
 }
 
 
@@ -189,6 +189,16 @@ FINDINGS = [  # (key, the rule's value, whether it held, the activity beyond LUN
     ("proxy_denied", True, True, {"denied": True}, "the school's filter refused the request"),
     ("cleartext_credentials", True, False, {"cleartext_credentials": False},
      "no password was seen crossing the network readable"),
+    ("mail_encryption", ("none",), True, {"mail_encryption": "none"}, "the mail session was in clear (no TLS)"),
+    ("mail_encryption", ("none",), False, {"mail_encryption": "starttls"},
+     "the mail session was protected by TLS (STARTTLS), not in clear (no TLS)"),
+    ("mail_encryption", ("none", "unknown"), False, {"mail_encryption": "implicit_tls"},
+     "the mail session was protected by TLS from its first byte (implicit TLS), not in clear (no TLS) or of "
+     "unknown protection (the capture did not show how it began or went on)"),
+    ("mail_encryption", ("none",), False, {"mail_encryption": "unknown"},
+     "the mail session was of unknown protection (the capture did not show how it began or went on), not in "
+     "clear (no TLS)"),
+    ("mail_encryption", ("none",), False, {"mail_encryption": ""}, "this was not a mail session (SMTP, IMAP or POP3)"),
     ("file_ext", ("exe", "msi"), True, {"file_ext": "exe"}, "the download is a .exe file, one of .exe or .msi"),
     ("http_status", (407,), True, {"status": 407}, "the answer's HTTP status was 407 (the proxy asked for a login)"),
     ("http_status", (403, 404), False, {"status": 200},
@@ -201,6 +211,8 @@ FINDINGS = [  # (key, the rule's value, whether it held, the activity beyond LUN
     ("bytes_out_min", 5_000_000, True, {"bytes_out": 6_004_378},
      "the device sent 6.0 MB (6,004,378 bytes), at least the 5.0 MB (5,000,000 bytes) the rule sets"),
     ("bytes_in_min", 25_000_000, False, {"bytes_in": None}, "how much the device received is not known"),
+    ("bytes_out_min", 20_000_000, False, {"kind": "proxy", "bytes_out": None},  # issue 20, point 2
+     "how much the device sent is not known: the proxy's log has no request sizes (docs/log-formats.md)"),
     ("device_status", ("lost",), True, {"device": "IPAD-BANK-3B", "device_status": "lost"},
      "the device register records IPAD-BANK-3B as lost"),
     ("owner_left", True, True, {"device": "PH-KWHITE", "owner_left": True},
@@ -264,7 +276,9 @@ NEVER = ", so this condition never holds"
      ["12: rule the-rule: field proxy_result is never filled for kind http"]),
     ("kind: [dns]\ncleartext_credentials: true",
      ["12: rule the-rule: field cleartext_credentials is never filled for kind dns"]),
-    ("kind: [dns]\ncleartext_credentials: false", []),  # false on every DNS lookup: it holds
+    ("kind: [dns]\ncleartext_credentials: false", []),
+    ("kind: [flow]\nmail_encryption: [none]",  # the mail row is `email`; a flow does not say
+     ["12: rule the-rule: field mail_encryption is never filled for kind flow"]),  # false on every DNS lookup: it holds
     ("kind: [dns]\nnot: {file_ext: [exe]}", []),  # the `not` always holds for DNS, so the rule does
     ("file_ext: [exe]", []),  # no kind named
     ("not: {kind: [dns], file_ext: [exe]}", ["11: rule the-rule: field file_ext is never filled for kind dns"]),
@@ -312,6 +326,9 @@ def test_check_warns_of_a_message_or_reason_that_names_someone(tmp_path):
     ("all: [{dhcp_type: [ack]}]", "policy.yaml:11: rules[0].when.all[0].dhcp_type[0]: 'ack': Input should be 'ACK', "
      "'ADVERTISE', 'CONFIRM', 'DECLINE', 'DISCOVER', 'INFORM', 'INFORMATION-REQUEST', 'NAK', 'OFFER', 'REBIND', "
      "'RECONFIGURE', 'RELEASE', 'RENEW', 'REPLY', 'REQUEST' or 'SOLICIT'"),
+    ("mail_encryption: [clear]", "policy.yaml:11: rules[0].when.mail_encryption[0]: 'clear': Input should be "
+     "'none', 'starttls', 'implicit_tls' or 'unknown'"),
+    ("mail_encryption: false", "policy.yaml:11: rules[0].when.mail_encryption: False: Input should be a valid tuple"),
 ])
 def test_a_bad_condition_names_file_line_field_and_value(tmp_path, condition, message):
     path = tmp_path / "policy.yaml"

@@ -33,9 +33,17 @@ def obs(kind: str, clock: str, src_ip: str, mac: str | None, **fields) -> Observ
 CASES = [
     # (case, observation, rules that must fire)
     ("IMAP login in clear", obs("email", "10:00", "10.20.10.21", LAPTOP, dst_port=143, host="imap.example.net",
-                                auth_mechanism="LOGIN", cleartext_credentials=True), ["insecure-credentials"]),
+                                auth_mechanism="LOGIN", cleartext_credentials=True, mail_encryption="none"),
+     ["insecure-credentials", "mail-in-clear"]),  # the password (P2), and the whole session (P5, P2)
     ("IMAP login after STARTTLS", obs("email", "10:01", "10.20.10.21", LAPTOP, dst_port=143,
-                                      host="imap.example.net", starttls=True), []),
+                                      host="imap.example.net", starttls=True, mail_encryption="starttls"), []),
+    ("a message submitted in clear", obs("email", "10:01", "10.20.2.21", "00:1b:21:aa:00:04", dst_port=25,
+                                         host="smtp.valleyschool.example", mail_from="tevans@valleyschool.example",
+                                         mail_encryption="none"), ["mail-in-clear"]),
+    ("IMAP over implicit TLS", obs("email", "10:01", "10.20.10.21", LAPTOP, dst_port=993,
+                                   host="outlook.office365.com", mail_encryption="implicit_tls"), []),
+    ("a mail session begun before the capture", obs("email", "10:01", "10.20.10.21", LAPTOP, dst_port=143,
+                                                    host="imap.example.net", mail_encryption="unknown"), []),
     ("installer to a school laptop", obs("http", "10:02", "10.20.10.21", LAPTOP, dst_port=80,
                                          host="dl.example.net", url="http://dl.example.net/setup.EXE",
                                          file_ext="exe", status=200), ["installer-download"]),

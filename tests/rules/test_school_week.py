@@ -82,6 +82,29 @@ def test_the_report_shows_the_waiver_and_explains_it(week, tmp_path):
     assert "dpatel" not in waived  # who granted it is not the report's to say (only the header names staff)
 
 
+def test_mail_sessions_are_stored_with_how_they_were_protected_and_explained(week):
+    """Tuesday to Thursday's mail, each session's protection worked out from the table by hand: the 09:10 LOGIN
+    and the 09:20 submission in clear; STARTTLS at 09:12, 09:25 (to the server named by its greeting alone),
+    11:00 and 11:05; IMAP over implicit TLS on Wednesday; on Thursday a session begun before the capture."""
+    store, _ = week
+    mail = stored_activity(store).filter(kind="email").sort("ts")
+    local = [f"{ts.astimezone(make_school_week.LONDON):%a %H:%M}" for ts in mail["ts"]]
+    assert list(zip(local, mail["mail_encryption"], mail["host"], strict=True)) == [
+        ("Tue 09:10", "none", "imap.valleyschool.example"), ("Tue 09:12", "starttls", "imap.valleyschool.example"),
+        ("Tue 09:20", "none", "smtp.valleyschool.example"), ("Tue 09:25", "starttls", "smtp.valleyschool.example"),
+        ("Tue 11:00", "starttls", "smtp.office365.com"), ("Tue 11:05", "starttls", "smtp.gmail.com"),
+        ("Wed 08:50", "implicit_tls", "outlook.office365.com"), ("Thu 09:05", "unknown", "imap.valleyschool.example")]
+    said = {}
+    for clock, ref in (("09:20", "Tue 09:20"), ("09:05", "Thu 09:05")):
+        (source_ref,) = [r for r, at in zip(mail["source_ref"], local, strict=True) if at == ref]
+        proc = run_cli("explain", "--config", CONFIG, source_ref, store=store, check=True)
+        said[clock] = proc.stdout.split("Rule mail-in-clear (P5, P2, caution): ")[1].split("\nRule ")[0]
+    assert said["09:20"].startswith("matched") and "yes the mail session was in clear (no TLS)" in said["09:20"]
+    assert said["09:05"].startswith("did not match") and (
+        "no  the mail session was of unknown protection (the capture did not show how it began or went on), not in "
+        "clear (no TLS)") in said["09:05"]
+
+
 def _hello(store, device: str, host: str, day: int) -> str:
     """The source of the week's TLS hello from `device` to `host` on 2026-10-`day`."""
     rows = stored_activity(store).filter(kind="tls", device=device, host=host)
@@ -133,4 +156,3 @@ def test_the_report_shows_the_weekly_waiver_where_it_applied_and_where_it_did_no
     assert (f"Waiver w-ipad-5c-music did not apply: i{runs[1:]} The server, www.netflix.com, is "
             "not youtube.com, nor under it.") in html
     assert "hmorgan" not in waived  # who granted it is not the report's to say
-

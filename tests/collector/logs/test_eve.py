@@ -134,3 +134,19 @@ def test_an_http_event_gives_the_file_type_of_its_url_and_content_type(tmp_path)
     (page,) = source.parse_line(event.replace("download.php?id=3", "news").replace("application/x-msdownload",
                                                                                   "text/html"), "eve.json:2")
     assert page.file_ext is None
+
+
+def test_suricatas_smtp_events_say_in_clear_only_with_an_envelope(tmp_path):
+    """Z17's two transactions carry the envelope Suricata read in clear: `none`; its record of the first
+    session's end (after QUIT) has only the HELO: `unknown`, as each event is read alone. Z18's only smtp
+    event has the HELO and nothing more (the STARTTLS shows in a separate `tls` event, `from_proto` smtp,
+    not joined to it), so the reader cannot say: `unknown`, never `none`."""
+    from tests.conftest import need
+
+    (tmp_path / "z17").mkdir()
+    (tmp_path / "z18").mkdir()
+    z17 = eve_for(need(ZEEK) / "Z17_smtp.pcap", tmp_path / "z17")
+    z18 = eve_for(need(ZEEK) / "Z18_tls__smtp-starttls.pcap", tmp_path / "z18")
+    assert sorted((o.src_port, bool(o.mail_from), o.mail_encryption) for o in z17 if o.kind == "email") == [
+        (1470, False, "unknown"), (1470, True, "none"), (49648, True, "none")]
+    assert [(o.helo, o.mail_encryption) for o in z18 if o.kind == "email"] == [("openssl.client.net", "unknown")]

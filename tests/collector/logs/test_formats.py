@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from collector.config import CollectorSettings, FollowedLog
 from collector.logs import formats
 from collector.logs.formats import FORMATS, Format, Sample, detect
+from collector.logs.squid import parse_line
+from collector.logs.squid_logformat import RECOMMENDED
 from collector.sources import InputError, open_source
 from tests.collector.logs.test_filterlogs import ALLOWED, SQUIDGUARD
 from tests.collector.logs.test_leasefiles import DHCPD
@@ -24,6 +26,10 @@ CUSTOM = '1781600701.123 10.20.1.40 rbaker GET http://a.test/ 200 512 TCP_MISS "
 E2G_CSV = ",".join(f'"{f}"' for f in (
     "2026.6.16 9:05:01", "rbaker", "10.20.10.50", "https://www.casino.test/", "*DENIED* Banned site: casino.test",
     "CONNECT", "0", "0", "Gambling", "2", "403", "-", "10.20.10.50", "staff", "Mozilla/5.0", "-", "-", "-", "-"))
+# Squid's native fields and the request size (squid_logformat.RECOMMENDED, the line docs/log-formats.md
+# gives): the native parser reads the first ten fields too, so detection must prefer the configured format,
+# which also reads the last.
+WITH_SIZES = f"{NATIVE} 52430112"
 EVE_TLS = ('{"timestamp": "2026-06-16T08:00:00.000000+0000", "event_type": "tls", "src_ip": "10.20.10.21", '
            '"src_port": 50000, "dest_ip": "203.0.113.9", "dest_port": 443, "proto": "TCP", "flow_id": 1, '
            '"tls": {"sni": "www.example.org", "version": "TLS 1.3"}}')
@@ -104,6 +110,8 @@ def test_a_followed_log_gives_what_the_file_gives(tmp_path, name):
     (NATIVE, None, "squid"),
     (NATIVE, "squid", "squid"),  # Squid's own definition reads it too: the built-in parser (and batches) win
     (COMMON, "common", "squid-common"),
+    (WITH_SIZES, RECOMMENDED, "squid-logformat"),  # the school's own format reads more of each line
+    (WITH_SIZES, None, "squid"),  # without it, only the native fields are read
     (CUSTOM, None, None),  # a custom format needs its SPEC
     (CUSTOM, "combined", None),
     (f"# dnsmasq.leases\n\n{SAMPLES['dnsmasq-leases']}", None, "dnsmasq-leases"),
@@ -142,8 +150,9 @@ def test_the_config_accepts_every_followable_name_and_no_other():
             with pytest.raises(ValidationError):
                 FollowedLog(path=Path("x.log"), format=fmt.name)
     # the names configurations were written with before the registry still stand
-    assert set(formats.FOLLOWED) == {"squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard",
+    assert set(formats.FOLLOWED) >= {"squid", "squid-common", "e2guardian", "e2guardian-csv", "squidguard",
                                      "suricata-eve", "dhcpd-leases", "dnsmasq-leases"}
+    assert "squid-logformat" in formats.FOLLOWED  # the only Squid format that can carry request sizes
     assert all(name in FollowedLog.model_fields["format"].description for name in formats.FOLLOWED)
 
 
@@ -153,7 +162,7 @@ def test_an_unknown_follow_format_is_refused_naming_those_there_are():
     (error,) = refused.value.errors()
     assert error["loc"] == ("format",) and error["msg"] == (
         "Value error, not a log format ictwatch can follow (those are suricata-eve, dhcpd-leases, "
-        "dnsmasq-leases, squid, squid-common, e2guardian-csv, e2guardian, squidguard)")
+        "dnsmasq-leases, squid-logformat, squid, squid-common, e2guardian-csv, e2guardian, squidguard)")
 
 
 def test_an_input_of_no_known_format_is_refused_naming_every_format(tmp_path):
@@ -178,6 +187,18 @@ def test_an_input_that_starts_with_a_megabyte_without_a_line_says_so(tmp_path):
         open_source(path)
     assert str(refused.value) == (f"{path}: not a pcap or pcapng capture, and its first megabyte holds no line "
                                   "of a log (none of 64 KiB or less that is not blank)")
+
+
+def test_a_log_in_the_school_format_keeps_its_request_sizes(tmp_path):
+    """Issue 20, point 2: replayed with the format configured, a line of Squid's native fields followed by
+    `%>st` is read by that format, so the request size (the upload) is kept, not dropped with the native
+    reader's ten fields."""
+    path = tmp_path / "access.log"
+    path.write_text(f"{WITH_SIZES}\n")
+    out: list = []
+    open_source(path, CollectorSettings(squid_logformat=RECOMMENDED)).run(out.append)
+    (native,) = [parse_line(NATIVE, "")]
+    assert [(o.bytes_out, o.bytes_in) for o in out] == [(52_430_112, native.bytes_in)]
 
 
 def test_a_format_has_a_line_parser_or_a_reader_of_its_own():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from collector.logs.squid import parse_common_line, parse_line
-from collector.logs.squid_logformat import LogFormat, LogFormatError
+from collector.logs.squid_logformat import RECOMMENDED, LogFormat, LogFormatError
 from tests.conftest import SQUID_PEER, need, run_cli, school_config
 
 
@@ -40,6 +40,14 @@ def test_a_school_format_with_port_agent_sni_and_local_time():
         spec.parse(line.replace("10.20.10.50:", "somewhere:"), "access.log:8")
 
 
+def test_sizes_spelt_with_the_http_prefix():
+    """squid.conf's documentation spells the size codes `[http::]>st` and `[http::]<st`: either way they are
+    the request and reply sizes."""
+    spec = LogFormat("%ts %>a %rm %ru %http::>st %http::<st")
+    o = spec.parse("1781597101 10.20.1.40 POST http://www.dropbox.com/upload 52431870 61874", "a:1")
+    assert (o.bytes_out, o.bytes_in, spec.request_sizes) == (52_431_870, 61_874, True)
+
+
 def test_a_literal_percent_sign():
     spec = LogFormat("%ts %>a 100%% %rm %ru")
     o = spec.parse("1781597101 10.20.1.40 100% GET http://a.test/x", "a:1")
@@ -67,6 +75,47 @@ def test_config_with_a_bad_logformat_stops_start_up(tmp_path):
     proc = run_cli("check", "--config", config)
     assert proc.returncode == 2
     assert "collector.squid_logformat" in proc.stderr and "%>a" in proc.stderr
+
+
+def line_of(config, text: str) -> int:
+    return next(n for n, line in enumerate(config.read_text().splitlines(), 1) if text in line)
+
+
+def test_check_warns_once_for_each_proxy_log_without_request_sizes(tmp_path):
+    """Issue 20, point 2: a followed Squid log in a format with no request size (`%>st`) hides every upload
+    through the proxy; `ictwatch check` says so, once for each such log, naming the configuration's line."""
+    config = school_config(tmp_path / "native", "collector:\n  squid_logformat: '%ts %>a %rm %ru %<st'\n  follow:\n"
+                           "    - {path: /var/log/squid/access.log, format: squid}\n"
+                           "    - {path: /var/log/squid/common.log, format: squid-common}\n"
+                           "    - {path: /var/log/squid/school.log, format: squid-logformat}\n"
+                           "    - {path: /var/log/e2guardian/access.log, format: e2guardian}\n")
+    proc = run_cli("check", "--config", config, check=True)
+    warned = [line for line in proc.stderr.splitlines() if "request size" in line]
+    assert warned == [
+        f"ictwatch: warning: {config}:{line_of(config, 'squid_logformat')}: collector.squid_logformat has no %>st, "
+        "so the proxy log carries no request sizes and no upload through the proxy is seen (bytes_out_min never "
+        "holds for it): add %>st, as the logformat in docs/log-formats.md does",
+        *(f"ictwatch: warning: {config}:{line_of(config, name)}: collector.follow[{i}]: Squid's {what} format "
+          "logs no request sizes, so no upload through the proxy is seen (bytes_out_min never holds for it): log "
+          "with the logformat in docs/log-formats.md and follow that log as squid-logformat"
+          for i, name, what in ((0, "access.log", "native"), (1, "common.log", "common or combined")))]
+    assert "OK: " in proc.stdout and "3 warnings above" in proc.stdout
+
+
+def test_check_is_quiet_when_the_proxy_log_carries_request_sizes(tmp_path):
+    config = school_config(tmp_path / "sizes", f"collector:\n  squid_logformat: '{RECOMMENDED}'\n  follow:\n"
+                           "    - {path: /var/log/squid/ictwatch.log, format: squid-logformat}\n")
+    proc = run_cli("check", "--config", config, check=True)
+    assert "request size" not in proc.stderr and "warning" not in proc.stdout
+
+
+def test_following_a_custom_logformat_needs_its_spec(tmp_path):
+    config = school_config(tmp_path / "nospec", "collector:\n  follow:\n"
+                           "    - {path: /var/log/squid/ictwatch.log, format: squid-logformat}\n")
+    proc = run_cli("check", "--config", config)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"ictwatch: config error: {config}:{line_of(config, 'ictwatch.log')}: collector.follow[0].format: "
+        "'squid-logformat': needs collector.squid_logformat, the SPEC of the logformat line in squid.conf\n")
 
 
 def test_file_type_and_refusal_from_a_school_format():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections import Counter
 from urllib.parse import urlsplit
 
@@ -215,6 +217,35 @@ def test_z19_imap_starttls_and_z21_pop3_logins_in_clear():
         ("PLAIN", "digitalinvestigator@networksims.com", False),
         ("PLAIN", "digitalinvestigator@networksims.com", True),
         ("PLAIN", "digitalinvestigator@networksims.com", True)]
+
+
+def test_mail_encryption_follows_zeeks_tls_and_ssl_logs():
+    """Zeek's smtp.log says tls=F for both Z17 transactions and tls=T for Z18, whose ssl.log (like Z19's, the
+    IMAP upgrade) has the handshake that followed (established=T); Z21's five POP3 sessions never ask for STLS
+    (its sessions have no ssl.log)."""
+    encryption = {}
+    for trace in ("Z17_smtp", "Z18_tls__smtp-starttls", "Z19_tls__imap-starttls", "Z21_pop3__pop3"):
+        obs, _ = decode(f"{trace}.pcap")
+        encryption[trace[:3]] = sorted(o.mail_encryption for o in obs if o.kind == "email")
+    assert [r["established"] for z in ("Z18", "Z19") for r in zeek_rows(z, "ssl")] == ["T", "T"]
+    assert encryption == {"Z17": ["none", "none"], "Z18": ["starttls"], "Z19": ["starttls"], "Z21": ["none"] * 5}
+
+
+def test_z18_mail_server_named_by_its_greeting_as_tshark_reads_it():
+    """Z18's client sends no SNI after STARTTLS and looks up no name: the server's name is the first word of
+    its 220 greeting, as tshark decodes that line (Zeek's ssl.log has no server_name for it)."""
+    exe = shutil.which("tshark")
+    if exe is None:
+        pytest.skip("tshark is not installed (./dev test installs it when run as root)")
+    trace = need(ZEEK) / "Z18_tls__smtp-starttls.pcap"
+    lines = subprocess.run([exe, "-n", "-r", str(trace), "-Y", "smtp.response.code == 220", "-T", "fields",
+                            "-e", "smtp.response"], capture_output=True, text=True, check=True).stdout.splitlines()
+    greeting = lines[0]
+    assert [r["server_name"] for r in zeek_rows("Z18", "ssl")] == ["-"]
+    obs, _ = decode(trace.name)
+    assert {(o.kind, o.host) for o in obs if o.kind in ("email", "tls")} == {
+        ("email", greeting.split(" ")[1]), ("tls", greeting.split(" ")[1])}
+    assert greeting.split(" ")[1] == "mx.google.com"
 
 
 def test_z17_first_session_logs_in_with_auth_login_in_clear():

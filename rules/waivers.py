@@ -165,7 +165,8 @@ class Waiver(Strict):
     @classmethod
     def _after_start(cls, end: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
         start = info.data.get("start")
-        if end is not None and start is not None and end <= start:
+        zoned = end is not None and end.tzinfo is not None or start is not None and start.tzinfo is not None
+        if end is not None and start is not None and not zoned and end <= start:  # a zone: `_sensible` says
             raise ValueError(f"waiver {info.data.get('id')!r} ends ({end}) before it starts ({start})")
         return end
 

@@ -250,6 +250,7 @@ RECUR = """    users: [jcarter]
      "      first: 2026-10-19\n      last: 2026-10-23\n", 7, "waivers[0].weekly", "covers no day"),  # half term
     (NARROW.replace("    start: 2026-06-16T09:00\n    end: 2026-06-16T10:00\n", ""), 1, "waivers[0]",
      "give start and end (one period) or weekly"),
+    (NARROW.replace("T09:00\n", "T09:00+01:00\n"), 1, "waivers[0]", "give local times without a zone"),
 ])
 def test_a_bad_recurring_or_narrowed_waiver_names_its_line(tmp_path, body, offset, field, said):
     """Each mistake is named with the policy file's line, the field and the value (offsets counted by hand

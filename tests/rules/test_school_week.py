@@ -132,10 +132,10 @@ def test_explain_says_which_weekly_waiver_covered_it_and_why_the_near_misses_mis
     for device, host, day, why in [
         ("IPAD-BANK-6A", "www.youtube.com", 29, "the device is IPAD-BANK-6A"),
         ("IPAD-BANK-5C", "www.netflix.com", 29, "the server, www.netflix.com, is not youtube.com, nor under it"),
-        ("IPAD-BANK-5C", "www.youtube.com", 27, "Tuesday 27 October 2026 is not a Thursday"),
+        ("IPAD-BANK-5C", "www.youtube.com", 30, "Friday 30 October 2026 is not a Thursday"),
     ]:
         out = explained(device, host, day)
-        assert "verdict: breach (caution)" in out
+        assert "verdict: breach (caution)" in out, out
         assert f"  w-ipad-5c-music: does not cover this activity: {scope}; {why}\n" in out
 
 

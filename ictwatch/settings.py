@@ -256,13 +256,18 @@ def load(path: str | Path) -> Loaded:
     for field, value, problem in policy.problems()[:1]:
         raise ConfigError(policy_path, field, value, problem)
     groups = {g for p in directory.people for g in p.groups}
+    device_ids = {d.id for d in devices.devices}
+    places = {loc.name for loc in network.locations}
+    unknown = {"users": "not in the staff directory", "groups": "no one is in this group",
+               "granted_by": "not in the staff directory", "devices": "not in the device register",
+               "places": "not a place on the network map"}
     for i, waiver in enumerate(policy.waivers):
         for field, names, known in (("users", waiver.users, people), ("groups", waiver.groups, groups),
-                                    ("granted_by", (waiver.granted_by,), people)):
+                                    ("granted_by", (waiver.granted_by,), people),
+                                    ("devices", waiver.devices, device_ids), ("places", waiver.places, places)):
             for name in names:
                 if name not in known:
-                    raise ConfigError(policy_path, f"waivers[{i}].{field}", name,
-                                      "not in the staff directory" if field != "groups" else "no one is in this group")
+                    raise ConfigError(policy_path, f"waivers[{i}].{field}", name, unknown[field])
     lists = policy_path.parent / policy.categories.lists
     url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
     url = resolve_url(url, base)

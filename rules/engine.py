@@ -7,9 +7,6 @@ device) is false, so `not` over it is true: an SMTP flow to an unknown server is
 
 from __future__ import annotations
 
-import datetime as dt
-import zoneinfo
-
 import polars as pl
 import pyarrow as pa
 
@@ -17,6 +14,7 @@ from rules.calendar import Calendar, TimeRange
 from rules.categories import CategoryIndex
 from rules.identity import Identity
 from rules.policy import SEVERITY_RANK, Condition, Policy
+from rules.waivers import covers
 from rules.windows import Windows
 
 
@@ -104,16 +102,10 @@ def compile_condition(cond: Condition) -> pl.Expr:
 
 
 def waiver_columns(policy: Policy, groups: dict[str, frozenset[str]]) -> list[pl.Expr]:
-    """A boolean column `_waiver_J` per waiver: the activity's person and time are within waiver J.
-    The waiver's local times become instants in the calendar's zone (so a summer afternoon is BST)."""
-    zone = zoneinfo.ZoneInfo(policy.calendar.timezone)
-    out = []
-    for j, w in enumerate(policy.waivers):
-        users = set(w.users).union(*(groups.get(g, frozenset()) for g in w.groups))
-        start, end = (t.replace(tzinfo=zone).astimezone(dt.UTC) for t in (w.start, w.end))
-        covered = pl.col("user").is_in(sorted(users)) & (pl.col("ts") >= start) & (pl.col("ts") < end)
-        out.append(covered.fill_null(False).alias(f"_waiver_{j}"))
-    return out
+    """A boolean column `_waiver_J` per waiver: waiver J covers the activity (its person or device, its
+    time, and whatever place, site or category it is narrowed to: rules/waivers.py)."""
+    zone = policy.calendar.timezone
+    return [covers(w, zone, groups).alias(f"_waiver_{j}") for j, w in enumerate(policy.waivers)]
 
 
 class Engine:

@@ -27,9 +27,10 @@ import polars as pl
 
 from collector.endpoints import endpoint
 from collector.packet.p2p import DHT_QUERIES
-from rules.engine import LOGIN_CHALLENGE, Engine, compile_condition, rule_matches, waiver_columns, with_windows
+from rules.engine import LOGIN_CHALLENGE, Engine, compile_condition, rule_matches, with_windows
 from rules.fields import FIELDS, Seen, shown
-from rules.policy import Condition, Rule, Waiver
+from rules.policy import Condition, Rule
+from rules.waivers import Waiver, missed, parts, runs, scope
 from rules.windows import amount_said
 
 
@@ -53,8 +54,8 @@ class _Reading:
     """The stored row, with the calendar windows."""
     values: dict[str, bool]
     """Each node of each rule's condition (`_checks`' paths): whether it holds."""
-    covered: tuple[bool, ...]
-    """For each waiver of the policy: whether it covers the activity's person and time."""
+    waivers: tuple[dict[str, bool], ...]
+    """For each waiver of the policy: each part it sets (rules/waivers.py) → whether it holds."""
     activity: pl.DataFrame
     """The stored row itself (one row), for the window rules' read-back of the records that add up."""
 
@@ -63,16 +64,15 @@ def _readings(engine: Engine, activities: pl.DataFrame) -> list[_Reading]:
     """Every row of `activities` read, each condition evaluated once over all of them."""
     policy = engine.policy
     df = with_windows(activities, policy)
-    df = df.with_columns(waiver_columns(policy, engine.groups))
     checks = {path: check for i, rule in enumerate(policy.rules) for path, check in _checks(rule.when, f"r{i}")}
     checks |= {f"r{i}": rule_matches(rule.when) for i, rule in enumerate(policy.rules)}  # what the engine judged
     checks["challenge"] = LOGIN_CHALLENGE
     values = df.select(**checks) if checks else None
     windows = df.select("school_day", "restricted_hours", "break", "personal_use_allowed")
-    covered = df.select([f"_waiver_{j}" for j in range(len(policy.waivers))])
+    held = [df.select(**parts(w, policy.calendar.timezone, engine.groups)) for w in policy.waivers]
     return [_Reading(Seen(activities.row(k, named=True) | windows.row(k, named=True), policy),
                      values.row(k, named=True) if values is not None else {},
-                     covered.row(k) if policy.waivers else (), activities[k : k + 1])
+                     tuple(h.row(k, named=True) for h in held), activities[k : k + 1])
             for k in range(df.height)]
 
 
@@ -267,14 +267,11 @@ def _why(cond: Condition, path: str, reading: _Reading, want: bool = True) -> li
 
 
 def _own(waiver: Waiver, row: dict) -> bool:
-    """The waiver is the activity's person's: given to them by name or to one of their groups."""
+    """The waiver is the activity's person's: given to them by name or to one of their groups, or, given
+    to nobody by name, to the device they used."""
+    if not waiver.users and not waiver.groups:
+        return row["device"] in waiver.devices
     return bool(row["user"]) and (row["user"] in waiver.users or bool(set(waiver.groups) & set(row["groups"] or ())))
-
-
-def _period(waiver: Waiver) -> str:
-    start, end = waiver.start, waiver.end
-    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%A %-d %B %Y %H:%M}"
-    return f"{start:%A %-d %B %Y}, {start:%H:%M} to {until}"
 
 
 def _for_report(engine: Engine, reading: _Reading) -> str:
@@ -300,13 +297,14 @@ def _for_report(engine: Engine, reading: _Reading) -> str:
         lines.append("Why: " + " ".join(_sentence(s) for s in _why(rule.when, f"r{i}", reading)))
         if rule.total is not None:
             lines += _window_lines(engine, i, rule, reading, True)
-    for w in policy.waivers:
+    for w, held in zip(policy.waivers, reading.waivers, strict=True):
         if not _own(w, row):
             continue  # another person's permission is not this report's to tell
         if w.id in applied:
-            lines.append(f"Waiver {w.id} applied: {_sentence(w.reason)} It runs {_period(w)}.")
+            lines.append(f"Waiver {w.id} applied: {_sentence(w.reason)} It runs {runs(w)}.")
         elif set(w.rules) & set(matched):  # the subject's, for a rule that matched: why it did not cover this
-            lines.append(f"Waiver {w.id} did not apply: it runs {_period(w)}.")
+            lines.append(f"Waiver {w.id} did not apply: it runs {runs(w)}."
+                         + "".join(f" {_sentence(m)}" for m in missed(w, held, seen)))
     return "\n".join(lines)
 
 
@@ -316,14 +314,13 @@ def _waiver_lines(engine: Engine, reading: _Reading) -> list[str]:
         return ["Waivers: the policy has none"]
     row = reading.seen.row
     out = ["Waivers:"]
-    for j, w in enumerate(waivers):
+    for w, held in zip(waivers, reading.waivers, strict=True):
         if w.id in (row["waiver_ids"] or []):
-            why = f"applied (granted by {w.granted_by}: {w.reason})"
-        elif not reading.covered[j]:
-            who = set(w.users) | {f"group {g}" for g in w.groups}
-            why = (f"does not cover this activity: it is for {', '.join(sorted(who))}, "
-                   f"{w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M} local")
+            why = f"applied (granted by {w.granted_by}: {w.reason}); it covers {scope(w)}"
+        elif not all(held.values()):
+            why = f"does not cover this activity: it is for {scope(w)}; " + "; ".join(missed(w, held, reading.seen))
         else:
-            why = f"covers the person and time, but lifts only {', '.join(w.rules)}, which did not match"
+            why = (f"covers this activity ({scope(w)}), but lifts only {', '.join(w.rules)}, which did not match "
+                   f"(granted by {w.granted_by}: {w.reason})")
         out.append(f"  {w.id}: {why}")
     return out

@@ -23,6 +23,7 @@ from rules.calendar import Calendar, PersonalUse
 from rules.config import Directory, Strict, yaml_line
 from rules.fields import FIELDS, ConditionField
 from rules.uksic import UK_SIC
+from rules.waivers import Waiver
 
 CLAUSE_IDS = {f"P{i}" for i in range(1, 20)} | {"I1", "I2", "I3", "I4", "A1"}
 
@@ -207,31 +208,6 @@ class Rule(Strict):
         return clauses
 
 
-class Waiver(Strict):
-    """Specific permission, as the policy allows ("unless specific permission is given"): named rules do
-    not apply to some people for a while. An activity a waiver covers is recorded as waived, with the
-    waiver's id, instead of as a breach of those rules."""
-
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    users: tuple[str, ...] = Field((), description="Usernames the permission is for.")
-    groups: tuple[str, ...] = Field((), description="Directory groups the permission is for (every member).")
-    rules: tuple[str, ...] = Field(min_length=1, description="Ids of the rules that do not apply.")
-    start: dt.datetime = Field(description="From (local time in the calendar's zone), inclusive.")
-    end: dt.datetime = Field(description="Until (local time), exclusive.")
-    granted_by: str = Field(description="Username of who gave the permission.")
-    reason: str = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _sensible(self) -> Waiver:
-        if not self.users and not self.groups:
-            raise ValueError(f"waiver {self.id!r} names no users and no groups")
-        if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise ValueError(f"waiver {self.id!r}: give local times without a zone (the calendar's applies)")
-        if self.end <= self.start:
-            raise ValueError(f"waiver {self.id!r} ends ({self.end}) before it starts ({self.start})")
-        return self
-
-
 class IpadCheck(Strict):
     """Clause I1: school iPads are expected on the network every school day by a set time."""
 
@@ -297,6 +273,8 @@ class Policy(Strict):
             for rule_id in waiver.rules:
                 if rule_id not in seen:
                     found.append((f"waivers[{i}].rules", rule_id, "no rule has this id"))
+            found += [(f"waivers[{i}].{field}", value, problem)
+                      for field, value, problem in waiver.problems(self.calendar, self.categories.names())]
         return found
 
     def version(self) -> str:

@@ -279,7 +279,7 @@ def test_check_says_ok_in_a_short_summary():
     assert lines[2].startswith("audit key: ")
     assert lines[3] == "directory: 11 people; devices: 14; locations: 5"
     assert lines[6] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
-    assert lines[7].endswith(": The Valley School, 23 rules, 1 waiver")
+    assert lines[7].endswith(": The Valley School, 23 rules, 2 waivers")
     assert lines[8] == f"OK: {CONFIG} is valid; --show prints the effective policy"
 
 

@@ -48,12 +48,14 @@ def test_the_weeks_breaches_are_exactly_the_hand_written_ones(week):
 
 
 def test_the_waiver_is_recorded_not_dropped(week):
-    """James Carter's phone on Wednesday at 13:30 (inside his waiver) is stored as waived, with the id."""
+    """James Carter's phone on Wednesday at 13:30 (inside his waiver) is stored as waived, with the id; so is
+    class iPad 5C on YouTube on Thursday at 13:20, inside its weekly waiver (issue 20 point 4)."""
     store, _ = week
-    waived = stored_activity(store).filter(verdict="waived").to_dicts()
+    waived = stored_activity(store).filter(verdict="waived").sort("ts").to_dicts()
     # the ClientHello follows the DNS exchange and the handshake, 3 ms apart each: 15 ms after 13:30:00 GMT
-    assert [(r["user"], r["host"], r["waiver_ids"], r["ts"].isoformat()) for r in waived] == [
-        ("jcarter", "www.amazon.co.uk", ["w-jcarter-residential"], "2026-10-28T13:30:00.015000+00:00")]
+    assert [(r["user"], r["device"], r["host"], r["waiver_ids"], r["ts"].isoformat()) for r in waived] == [
+        ("jcarter", "PH-JCARTER", "www.amazon.co.uk", ["w-jcarter-residential"], "2026-10-28T13:30:00.015000+00:00"),
+        ("jcarter", "IPAD-BANK-5C", "www.youtube.com", ["w-ipad-5c-music"], "2026-10-29T13:20:00.015000+00:00")]
 
 
 def test_the_ipad_check_follows_the_calendar_and_the_clock_change(week):
@@ -126,6 +128,8 @@ def test_a_time_breach_is_explained_with_the_visits_that_add_up(week, tmp_path):
     run_cli("report", "--config", CONFIG, "--user", "lnguyen", "--from", "2026-10-28", "--to", "2026-10-28",
             "--requested-by", "dpatel", "--reason", "time check", "-o", out, store=store, check=True)
     assert "Total: more than 15 minutes spent per person in a school day; the window 2026-10-28" in out.read_text()
+
+
 SOUGHT = "5f8e2c1a9b7d3e6f0a4c8b2d1e9f7a3c5b6d8e0f"  # the info_hash the fixture writes, as tshark's bt-dht reads it
 
 
@@ -161,3 +165,56 @@ def test_the_dht_query_names_the_torrent_sought_in_explain_and_the_report(week, 
     breaches = out.read_text().split("<h2>Breaches</h2>")[1].split("<h2>")[0]
     assert f'peer-to-peer (the torrent sought: info-hash <code class="hash">{SOUGHT}</code>):' in breaches
     assert f"BitTorrent: a DHT get_peers query; the torrent sought has the info-hash {SOUGHT}." in breaches
+
+
+def _hello(store, device: str, host: str, day: int) -> str:
+    """The source of the week's TLS hello from `device` to `host` on 2026-10-`day`."""
+    rows = stored_activity(store).filter(kind="tls", device=device, host=host)
+    (ref,) = [r["source_ref"] for r in rows.to_dicts() if r["ts"].day == day]
+    return ref
+
+
+def test_explain_says_which_weekly_waiver_covered_it_and_why_the_near_misses_missed(week):
+    """Issue 20 point 4: the weekly waiver for class iPad 5C on youtube.com, on Thursdays 13:00-15:00 of
+    school days: `explain` names it, whom and what it covers, who granted it and why; for each near miss it
+    says what was different (another iPad, another site, another day)."""
+    store, _ = week
+    scope = ("it is for anyone on IPAD-BANK-5C, Thursdays 13:00–15:00 local on school days from 2026-09-02 until "
+             "2027-07-21, on youtube.com or under it")
+
+    def explained(device: str, host: str, day: int) -> str:
+        return run_cli("explain", "--config", CONFIG, _hello(store, device, host, day), store=store, check=True).stdout
+
+    covered = explained("IPAD-BANK-5C", "www.youtube.com", 29)
+    assert "verdict: waived" in covered
+    assert ("  w-ipad-5c-music: applied (granted by hmorgan: Year 5 sing along to songs on YouTube in their Thursday "
+            "music lesson on the class iPads); " + scope.replace("it is for", "it covers") + "\n") in covered
+    assert ("  w-jcarter-residential: does not cover this activity: it is for jcarter, 2026-10-28 13:00 to "
+            "2026-10-28 15:30 local; Thursday 29 October 2026, 13:20, is outside that time\n") in covered
+    for device, host, day, why in [
+        ("IPAD-BANK-6A", "www.youtube.com", 29, "the device is IPAD-BANK-6A"),
+        ("IPAD-BANK-5C", "www.netflix.com", 29, "the server, www.netflix.com, is not youtube.com, nor under it"),
+        ("IPAD-BANK-5C", "www.youtube.com", 30, "Friday 30 October 2026 is not a Thursday"),
+    ]:
+        out = explained(device, host, day)
+        assert "verdict: breach (caution)" in out, out
+        assert f"  w-ipad-5c-music: does not cover this activity: {scope}; {why}\n" in out
+
+
+def test_the_report_shows_the_weekly_waiver_where_it_applied_and_where_it_did_not(week, tmp_path):
+    """James Carter's report of Thursday: the iPad's YouTube is covered by the weekly waiver, said in
+    sentences; the Netflix beside it is a breach, and the report says why the waiver did not cover it."""
+    store, _ = week
+    out = tmp_path / "jcarter.html"
+    run_cli("report", "--config", CONFIG, "--user", "jcarter", "--from", "2026-10-29", "--to", "2026-10-29",
+            "--requested-by", "dpatel", "--reason", "waiver check", "-o", out, store=store, check=True)
+    html = out.read_text()
+    runs = ("It runs on Thursdays, 13:00 to 15:00, on school days only, from Wednesday 2 September 2026, until "
+            "Wednesday 21 July 2027; only on the device IPAD-BANK-5C and on youtube.com and the sites under it.")
+    waived = html.split("<h2>Covered by a waiver</h2>")[1].split("<h2>")[0]
+    assert "www.youtube.com" in waived and "www.netflix.com" not in waived
+    assert ("Waiver w-ipad-5c-music applied: Year 5 sing along to songs on YouTube in their Thursday music lesson "
+            f"on the class iPads. {runs}") in waived
+    assert (f"Waiver w-ipad-5c-music did not apply: i{runs[1:]} The server, www.netflix.com, is "
+            "not youtube.com, nor under it.") in html
+    assert "hmorgan" not in waived  # who granted it is not the report's to say

@@ -82,11 +82,14 @@ def test_check_refuses_a_bad_total_with_exit_2(tmp_path):
     policy = config.parent / "policy.yaml"
     policy.write_text(policy.read_text().replace("over: 50 MB", "over: 50 megs"))
     proc = run_cli("check", "--config", config)
-    line = next(i for i, text in enumerate(policy.read_text().splitlines(), 1) if "over: 50 megs" in text)
+    lines = policy.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "over: 50 megs" in text)
+    rules = next(i for i, text in enumerate(lines) if text == "rules:")
+    index = sum(text.startswith("  - id: ") for text in lines[rules:line]) - 1  # the rule the bad line is in
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"ictwatch: config error: {policy}:{line}: rules[20].total.over: '50 megs': give a number and a unit, bytes "
-        "(B, kB, MB, GB, MiB, GiB) or time (seconds, minutes, hours)"]
+        f"ictwatch: config error: {policy}:{line}: rules[{index}].total.over: '50 megs': give a number and a unit, "
+        "bytes (B, kB, MB, GB, MiB, GiB) or time (seconds, minutes, hours)"]
 
 
 @pytest.fixture(scope="module")

@@ -442,12 +442,15 @@ def _judged(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_identity(table: pa.Table) -> pa.Table:
-    """An `activity` insert with its `record_id`s (a batch spooled by an earlier version has none)."""
-    if "record_id" in table.column_names and "judged_at" in table.column_names:
+    """An `activity` insert with its `record_id`s and every column (a batch spooled by an earlier version may
+    lack some: a text column added since is empty in it)."""
+    if all(c.name in table.column_names for c in ACTIVITY):
         return table
     rows = pl.from_arrow(table)
     assert isinstance(rows, pl.DataFrame)
-    return to_activity_arrow(rows.with_columns(judged_at=pl.lit(0, pl.Datetime("us", "UTC"))))
+    if "judged_at" not in rows.columns:
+        rows = rows.with_columns(judged_at=pl.lit(0, pl.Datetime("us", "UTC")))
+    return to_activity_arrow(rows)
 
 
 # ClickHouse error codes that a later attempt can succeed past (capacity, time, the network, a replica
@@ -472,9 +475,11 @@ def retryable(exc: BaseException) -> bool:
 
 
 def to_activity_arrow(df: pl.DataFrame) -> pa.Table:
-    """Select and cast an engine frame into the `activity` insert layout; missing text becomes '', and a
-    frame without them gets its `record_id`s and `judged_at` now."""
+    """Select and cast an engine frame into the `activity` insert layout; missing text becomes '' (a text
+    column the frame lacks too: one added since it was judged), and a frame without them gets its `record_id`s
+    and `judged_at` now."""
     fills = [pl.col(n).fill_null("") for n in df.columns if n in _NULLABLE_TEXT]
+    fills += [pl.lit("").alias(n) for n in _NULLABLE_TEXT if n not in df.columns and n != "source_ref"]
     df = _judged(df.with_columns(fills))
     if "record_id" not in df.columns:
         df = df.with_columns(record_ids(df))

@@ -134,13 +134,13 @@ def old_schema_store(url: str, version: str) -> Store:
 
 
 @pytest.mark.parametrize(("version", "added", "default"), [
-    ("v1", "filter_category", ""), ("v2", "dhcp_type", ""), ("v3", "rule_severities", [])])
+    ("v1", "filter_category", ""), ("v2", "dhcp_type", ""), ("v3", "rule_severities", []), ("v4", "responsible", "")])
 def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added, default):
     """tests/storage/schemas/ holds the DDL of every earlier released schema (v1: the first, before the
     web-filter columns; v2: 2026-11-28, before `dhcp_type`; v3: 2026-12-07, every table, before each rule's
-    own clauses and severity). A store made with one, holding a row, is brought to the current schema by
-    `migrate()`: the new columns appear in schema order with their comments, the old row keeps its values
-    (a new column reads as its empty default), and new rows go in."""
+    own clauses and severity; v4: 2026-12-07 later, before `responsible`). A store made with one, holding a
+    row, is brought to the current schema by `migrate()`: the new columns appear in schema order with their
+    comments, the old row keeps its values (a new column reads as its empty default), and new rows go in."""
     old = old_schema_store(store_url, version)
     try:
         old._client.command("INSERT INTO t.activity (ts, user, kind, host) "

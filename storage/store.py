@@ -297,14 +297,17 @@ class Store:
         return self.insert_record(to_record(df)).activity.height
 
     def activity(
-        self, user: str | None, start: dt.datetime | None, end: dt.datetime | None, breaches_only: bool = False
+        self, user: str | None, start: dt.datetime | None, end: dt.datetime | None, breaches_only: bool = False,
+        responsible: str | None = None, device: str | None = None,
     ) -> pl.DataFrame:
-        """Rows for `user` (all users when None) with `start <= ts < end`, oldest first."""
+        """Rows for `user` (all users when None; "" for no one's) with `start <= ts < end`, oldest first; only
+        those of devices in `responsible`'s care, or of `device`, when given."""
         where = ["1"]
         params: dict[str, object] = {}
-        if user is not None:
-            where.append("user = {user:String}")
-            params["user"] = user
+        for column, value in (("user", user), ("responsible", responsible), ("device", device)):
+            if value is not None:
+                where.append(f"{column} = {{{column}:String}}")
+                params[column] = value
         if start is not None:
             where.append("ts >= {start:DateTime64(6, 'UTC')}")
             params["start"] = start
@@ -336,6 +339,12 @@ class Store:
         """Whether any activity is stored under `user` (the sort key's first column: one granule is read)."""
         rows = self._client.query(f"SELECT 1 FROM {self.database}.activity WHERE user = {{user:String}} LIMIT 1",
                                   parameters={"user": user}).result_rows
+        return bool(rows)
+
+    def device_seen(self, device: str) -> bool:
+        """Whether any activity is stored of the device `device` (a register id)."""
+        rows = self._client.query(f"SELECT 1 FROM {self.database}.activity WHERE device = {{device:String}} LIMIT 1",
+                                  parameters={"device": device}).result_rows
         return bool(rows)
 
     def devices_seen(self, start: dt.datetime, end: dt.datetime) -> set[str]:

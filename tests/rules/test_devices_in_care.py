@@ -17,6 +17,7 @@ import pytest
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from rules.config import ConfigError, DeviceUse
+from rules.explain import explain_lines
 from tests.conftest import SCHOOL_DAY, run_cli, school_config
 
 LONDON = ZoneInfo("Europe/London")
@@ -60,6 +61,9 @@ def test_a_device_in_care_is_the_devices_activity_unless_a_login_names_someone(t
         ("LT-SOKAFOR", "sokafor", None, "teacher", "register_mac"),
         ("PC-HALL-AV", None, None, None, "register_mac"),
     ]
+    who = explain_lines(engine, df.head(1), {"jcarter": "James Carter"})[1]
+    assert who.startswith("  who: no one identified: the device is in the care of James Carter (jcarter), not their "
+                          "own use; role none; identity evidence: register_mac")
 
 
 @pytest.mark.parametrize(("entry", "field", "said"), [

@@ -48,13 +48,13 @@ def per_rule(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def lines(store: Store, directory: Directory, timezone: str, user: str | None = None,
-          first: dt.date | None = None, last: dt.date | None = None) -> pl.DataFrame:
-    """The stored breaches of `user` (everyone's when None) from local day `first` to `last` (either open),
-    one line per (activity, rule), times in `timezone`, unknown values null."""
+          first: dt.date | None = None, last: dt.date | None = None, device: str | None = None) -> pl.DataFrame:
+    """The stored breaches of `user` (everyone's when None), or of `device`, from local day `first` to `last`
+    (either open), one line per (activity, rule), times in `timezone`, unknown values null."""
     start = local_bounds(first, first, timezone)[0] if first else None
     end = local_bounds(last, last, timezone)[1] if last else None
     names = {p.username: p.name for p in directory.people}
-    out = per_rule(store.activity(user, start, end, breaches_only=True)).with_columns(
+    out = per_rule(store.activity(user, start, end, breaches_only=True, device=device)).with_columns(
         [pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in _UNKNOWN_WHEN_EMPTY])
     return out.select(
         pl.col("ts").dt.convert_time_zone(timezone).alias("time"), "user",

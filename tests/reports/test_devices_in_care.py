@@ -148,6 +148,10 @@ def test_the_breaches_listing_names_the_device_and_whose_care_it_is_in(day):
                                                check=True).stdout.splitlines() if "ipad-not-seen" in ln]
     assert (row["user"], row["responsible"], row["responsible_name"], row["device"]) == (
         None, "sokafor", "Sam Okafor", "IPAD-BANK-6A")
+    one = run_cli("breaches", "--config", config, "--device", "IPAD-BANK-6A", *DAY, store=store, check=True).stdout
+    assert "ipad-not-seen" in one and one.rstrip().endswith("1 breach")
+    own = run_cli("breaches", "--config", config, "--user", "sokafor", *DAY, store=store, check=True).stdout
+    assert "IPAD-BANK-6A" not in own  # his own use only
 
 
 def test_an_incident_on_a_device_in_care_names_the_device_and_the_person_responsible(store):

@@ -24,7 +24,9 @@ from reports.audit import ChainFiles
 from rules.categories import CategoryIndex
 from rules.config import (
     ConfigError,
+    Device,
     DeviceRegister,
+    DeviceUse,
     Directory,
     NetworkMap,
     Strict,
@@ -248,8 +250,7 @@ def load(path: str | Path) -> Loaded:
                               "not in the staff directory")
     devices = load_model(base / settings.devices, DeviceRegister)
     for i, d in enumerate(devices.devices):
-        if d.owner not in people:
-            raise ConfigError(base / settings.devices, f"devices[{i}].owner", d.owner, "not in the staff directory")
+        _check_owner(base / settings.devices, i, d, people)
     network = load_model(base / settings.network, NetworkMap)
     policy_path = base / settings.policy
     policy = load_model(policy_path, Policy)
@@ -279,6 +280,20 @@ def load(path: str | Path) -> Loaded:
     else:
         spool_path = base / "spool"
     return Loaded(path, settings, directory, devices, network, policy, url, lists, spool_path)
+
+
+def _check_owner(path: Path, i: int, device: Device, people: set[str]) -> None:
+    """A device of someone's own use or in someone's care names them, in the directory; a shared one names nobody."""
+    if device.use == DeviceUse.shared:
+        if device.owner is not None:
+            raise ConfigError(path, f"devices[{i}].use", device.use.value, "a shared device has nobody responsible, "
+                              "so no owner; a device in someone's care is `use: care`")
+        return
+    if device.owner is None:
+        raise ConfigError(path, f"devices[{i}]", device.id, f"no owner: a device of `use: {device.use.value}` names "
+                          "its owner (a device nobody is responsible for is `use: shared`)")
+    if device.owner not in people:
+        raise ConfigError(path, f"devices[{i}].owner", device.owner, "not in the staff directory")
 
 
 def resolve_url(url: str, base: Path) -> str:

@@ -14,6 +14,10 @@ refused, is then written to the audit chain by the caller with the grounds given
   `reports.grant_days` (7 by default); the request then uses it up.
 - Everyone else (other senior leaders, the safeguarding lead, who works from incidents): refused.
 
+A device report (one device's activity that no login named: an iPad bank in a teacher's care, the hall's
+AV PC) is `decide_device`'s: the headteacher and the safeguarding lead, with a reason, while on the staff;
+nobody else. It holds no one's own use, so it needs no relation to a person.
+
 A request these rules grant is then held to the subject's dates, when the directory has them: no one has
 the report of someone who has not started yet, nor of days before anyone started; a leaver's report covers
 the days they were employed, except for the headteacher (and a one-off grant she gives), who may follow up
@@ -130,6 +134,27 @@ def _relation(people: dict[str, Person], who: Person, subject: str, chain: bool,
 
 
 NO_SUCH_PERSON = "no such person in the directory, and no activity stored under that username"
+NO_SUCH_DEVICE = "no such device in the register, and no activity stored under that id"
+DEVICE_REPORT_ROLES = (Role.headteacher, Role.safeguarding_lead)
+"""Who may have a device report: a device's activity that no login named (an iPad bank pupils use, the hall's
+AV PC) is the school's to look into, through the headteacher and the safeguarding lead."""
+
+
+def decide_device(directory: Directory, requester: str, reason: str, today: dt.date) -> Decision:
+    """May `requester` have a device report (one device's activity that no login named)? The headteacher and
+    the safeguarding lead, on the staff today, with a reason; nobody else, whose device it is included (their
+    line manager has their own report, which shows the devices in their care)."""
+    who = directory.by_username().get(requester)
+    if not reason.strip():
+        return Decision(False, "no reason given")
+    if who is None:
+        return Decision(False, "requester not in the staff directory")
+    refused = _not_employed(who, today)
+    if refused is not None:
+        return refused
+    if who.role in DEVICE_REPORT_ROLES:
+        return Decision(True, who.role.value.replace("_", " "))
+    return Decision(False, "device reports are for the headteacher and the safeguarding lead")
 GRANT_REFUSED = "only the headteacher gives one-off grants, with a reason"
 AUDIT_REFUSED = "only the headteacher reads the audit log"
 

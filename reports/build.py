@@ -5,15 +5,26 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from reports import visits
-from reports.model import ActivityRow, CountRow, HeatCell, Heatmap, HeatRow, PersonRef, UserReport, Visit
+from reports.model import (
+    ActivityRow,
+    CareDevice,
+    CountRow,
+    DeviceRef,
+    HeatCell,
+    Heatmap,
+    HeatRow,
+    PersonRef,
+    UserReport,
+    Visit,
+)
 from reports.seal import PLACEHOLDER
-from rules.config import Directory
+from rules.config import Device, Directory
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -41,17 +52,22 @@ def build(
     store: Store, directory: Directory, school: str, tz: str, username: str, start: dt.date, end: dt.date,
     requested_by: str, reason: str, now: dt.datetime, grounds: str = "", audit_seq: int = 0,
     explainer: Callable[[pl.DataFrame], list[str]] | None = None, services: Mapping[str, str] | None = None,
+    devices: Sequence[Device] = (), device: str | None = None,
 ) -> UserReport:
     """Read the period's activity for `username`, join it into visits and summarise them; `explainer`
     (stored rows → a text each) explains each breach and waived activity; `services` (address → name, the
-    network map's `service_names()`) are the school's own network services, counted apart."""
+    network map's `service_names()`) are the school's own network services, counted apart. The devices in
+    `username`'s care (`devices`, the register) are reported apart, and a device of someone else's is not
+    named (`shown_devices`). With `device`, the report is of that device's activity that no login named
+    instead, `username` being ignored."""
     lo, hi = local_bounds(start, end, tz)
-    df = visits.assign(store.activity(username, lo, hi), services or {}).with_columns(
-        local=pl.col("ts").dt.convert_time_zone(tz))
-    judged = df.with_row_index("_i").filter(pl.col("verdict").is_in(["breach", "waived"]))
-    texts = dict(zip(judged.get_column("_i").to_list(),
-                     explainer(judged.drop(_DERIVED)) if explainer and judged.height else [], strict=False))
-    rows = tuple(_row(r, texts.get(i, "")) for i, r in enumerate(df.select(_ROW_COLUMNS).iter_rows(named=True)))
+    register = {d.id: d for d in devices}
+    if device is not None:
+        own, care = store.activity("", lo, hi, device=device), None
+    else:
+        own, care = shown_devices(store.activity(username, lo, hi), username, register), store.activity(
+            None, lo, hi, responsible=username)
+    df, rows = _rows(own, tz, services or {}, explainer)
     seen = visits.summarise(df, tz)
     online = visits.minutes(seen).with_columns(day=pl.col("minute").dt.date(), hour=pl.col("minute").dt.hour())
     seen = seen.join(online.group_by("visit").agg(minutes=pl.col("minute").n_unique()), on="visit", how="left")
@@ -59,8 +75,11 @@ def build(
     for row in rows:
         if row.visit is not None:
             ways.setdefault(row.device, {})[row.identified_by] = None
+    in_care, care_breaches = _in_care(care, tz, services or {}, explainer) if care is not None else ((), ())
     return UserReport(
-        school=school, sha256=f"sha256:{PLACEHOLDER}", subject=person(directory, username), start=start, end=end,
+        school=school, sha256=f"sha256:{PLACEHOLDER}",
+        subject=person(directory, username) if device is None else PersonRef(device, None, None, None),
+        start=start, end=end,
         timezone=tz, requested_by=person(directory, requested_by), reason=reason, grounds=grounds,
         audit_seq=audit_seq, generated_at=now,
         policy_versions=tuple(sorted(set(df.get_column("policy_version").to_list()))),
@@ -86,7 +105,66 @@ def build(
                        .sort("len", "service", descending=[True, False]).iter_rows()),
         heatmap=_heatmap(online, start, end),
         minutes_online=int(online.get_column("minute").n_unique()),
+        in_care=in_care, care_breaches=care_breaches,
+        device=None if device is None else _device_ref(directory, register, device),
     )
+
+
+def _rows(stored: pl.DataFrame, tz: str, services: Mapping[str, str],
+          explainer: Callable[[pl.DataFrame], list[str]] | None) -> tuple[pl.DataFrame, tuple[ActivityRow, ...]]:
+    """Stored rows with their visits and local time, and each as a report lists it (a breach or waived one
+    explained)."""
+    df = visits.assign(stored, services).with_columns(local=pl.col("ts").dt.convert_time_zone(tz))
+    judged = df.with_row_index("_i").filter(pl.col("verdict").is_in(["breach", "waived"]))
+    texts = dict(zip(judged.get_column("_i").to_list(),
+                     explainer(judged.drop(_DERIVED)) if explainer and judged.height else [], strict=False))
+    return df, tuple(_row(r, texts.get(i, "")) for i, r in enumerate(df.select(_ROW_COLUMNS).iter_rows(named=True)))
+
+
+def _in_care(stored: pl.DataFrame, tz: str, services: Mapping[str, str],
+             explainer: Callable[[pl.DataFrame], list[str]] | None) -> tuple[tuple[CareDevice, ...],
+                                                                              tuple[ActivityRow, ...]]:
+    """Each device in the subject's care that was active (`stored`: their rows), summarised, and their breaches."""
+    df, rows = _rows(stored, tz, services, explainer)
+    seen = visits.summarise(df, tz)
+    online = visits.minutes(seen).join(seen.select("visit", "device"), on="visit")
+    out = []
+    for name in sorted(set(df.get_column("device").to_list())):
+        mine, its_visits = df.filter(pl.col("device") == name), seen.filter(pl.col("device") == name)
+        places = its_visits.group_by("location").len().filter(pl.col("location") != "").sort(
+            "len", "location", descending=[True, False]).get_column("location").to_list()
+        out.append(CareDevice(
+            device=name, device_type=mine.get_column("device_type")[0] or None, places=tuple(places),
+            visits=its_visits.height, activities=int(its_visits.get_column("activities").sum()),
+            bytes=int(its_visits.get_column("bytes").sum()),
+            minutes=online.filter(pl.col("device") == name).get_column("minute").n_unique(),
+            breaches=sum(1 for r in rows if r.device == name and r.verdict == "breach")))
+    return tuple(out), tuple(r for r in rows if r.verdict == "breach")
+
+
+def _device_ref(directory: Directory, register: Mapping[str, Device], device: str) -> DeviceRef:
+    known = register.get(device)
+    if known is None:
+        return DeviceRef(device, None, None, None)
+    return DeviceRef(device, known.type.value, known.use.value,
+                     person(directory, known.responsible) if known.responsible else None)
+
+
+OTHERS_DEVICE = "another person's device"
+"""How a person's report names a device registered to someone else (they logged in on it): its id may name
+its owner, who is not the report's to tell."""
+
+
+def shown_devices(rows: pl.DataFrame, username: str, register: Mapping[str, Device]) -> pl.DataFrame:
+    """`rows` of `username`'s report with each device that is someone else's (registered to another owner, of
+    their own use or in their care) named only as `OTHERS_DEVICE` and a number; the person's own devices, the
+    shared ones and the unregistered keep their id."""
+    others = sorted({d for d in rows.get_column("device").unique().to_list()
+                     if d in register and register[d].owner not in (None, username)})
+    if not others:
+        return rows
+    hidden = {d: f"{OTHERS_DEVICE} {i}" for i, d in enumerate(others, 1)}
+    return rows.with_columns(device=pl.col("device").replace(hidden))
 
 
 _DERIVED = ("_i", "local", "who", "name", "site", "service", "end", "visit")

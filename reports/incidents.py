@@ -1,5 +1,7 @@
 """Incidents: each danger-severity breach, under an id that alerts and pages carry instead of a name,
 with what the safeguarding lead records about it (status, actions, outcome) as revisions in `incidents`.
+A breach of a device in someone's care names the device and that person (`responsible`, read from the
+activity), no user.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def incidents(store: Store, since: dt.datetime, until: dt.datetime) -> list[dict
         out.append({
             "incident_id": iid, "opened": row["ts"], "rule_id": row["rule"], "clauses": row["clauses"],
             "severity": row["severity"], "user": row["user"], "device": row["device"], "location": row["location"],
+            "responsible": row["responsible"],
             "activity_ref": row["source_ref"], "status": latest.get("status", "open"),
             "actions": latest.get("actions", ""), "outcome": latest.get("outcome", ""),
             "version": latest.get("version", 0),

@@ -141,6 +141,35 @@ class Heatmap:
 
 
 @dataclass(frozen=True, slots=True)
+class CareDevice:
+    """One device in the subject's care (register `use: care`: an iPad bank pupils use): what it did over the
+    period, none of which is the subject's own use."""
+
+    device: str
+    device_type: str | None
+    places: tuple[str, ...]
+    """Where it was seen, most visits first."""
+    visits: int
+    activities: int
+    bytes: int
+    minutes: int
+    breaches: int
+    """Its activities that broke a rule (the daily iPad check's absences too): `UserReport.care_breaches`."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """The device a device report is about, as the register has it."""
+
+    id: str
+    device_type: str | None
+    use: str | None
+    """own, care or shared; None for a device the register no longer lists."""
+    responsible: PersonRef | None
+    """The person in whose care it is (`use: care`), else None."""
+
+
+@dataclass(frozen=True, slots=True)
 class UserReport:
     """Everything one person's activity report shows for one period."""
 
@@ -180,3 +209,10 @@ class UserReport:
     heatmap: Heatmap | None = None
     minutes_online: int = 0
     """Estimated time online: the minutes of the clock in which any visit was under way."""
+    in_care: tuple[CareDevice, ...] = ()
+    """The devices in the subject's care that were active in the period (none for a device report)."""
+    care_breaches: tuple[ActivityRow, ...] = ()
+    """Those devices' breaches, each explained: kept apart from the subject's own."""
+    device: DeviceRef | None = None
+    """Set for a device report: the report is of this device's activity that no login named, and `subject` is
+    the person in whose care it is (a placeholder without a name for a shared device)."""

@@ -59,6 +59,7 @@ def duration(minutes: int) -> str:
 
 _ENV.filters["bytes"] = lambda n: _human_bytes(int(n or 0))
 _ENV.filters["label"] = lambda name: str(name).replace("_", " ").capitalize()
+_ENV.filters["device_kind"] = lambda kind: str(kind).replace("_", " ").replace("ipad", "iPad")  # school iPad
 _ENV.filters["unknown"] = lambda value: "unknown" if value is None else value  # the model's None, in words
 _ENV.filters["plural"] = plural
 _ENV.filters["wrap"] = wrap

@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import threading
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -26,7 +26,7 @@ import polars as pl
 from reports import access, build, formats
 from reports.audit import AuditLog, Entry
 from reports.model import UserReport
-from rules.config import Directory
+from rules.config import Device, Directory
 from rules.policy import Policy
 from storage.store import Store
 
@@ -49,6 +49,8 @@ class Ask:
     """A key of `reports.formats.FORMATS`."""
     passphrase: str = ""
     """When given, the report leaves as an AES-256 ZIP with this passphrase (recorded as format `zip`)."""
+    of_device: bool = False
+    """`subject` is a device's register id: a device report (its activity that no login named)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ class Outcome:
     def no_such_person(self) -> bool:
         """Refused because the subject is in neither the directory nor the store: a mistaken request rather
         than one the requester may not make (front ends answer it as a usage error)."""
-        return self.grounds == access.NO_SUCH_PERSON
+        return self.grounds in (access.NO_SUCH_PERSON, access.NO_SUCH_DEVICE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class Desk:
     now: Callable[[], dt.datetime] = _utc_now
     services: Mapping[str, str] = field(default_factory=dict)
     """The school's network service addresses → their names (`NetworkMap.service_names()`), counted apart."""
+    devices: Sequence[Device] = ()
+    """The device register: whose care a device is in, and whose device a report must not name."""
     store_lock: threading.Lock = field(default_factory=threading.Lock)
     """Taken around every use of `store`, whose one connection threads (the web page's) must not share at
     once; always before the audit chain's lock, never inside it."""
@@ -102,21 +106,17 @@ class Desk:
         lo, hi = build.local_bounds(ask.first, ask.last, tz)
         since = self.now() - dt.timedelta(days=self.policy.reports.grant_days)
         with self.store_lock, self.audit.held() as chain:
-            decision = access.decide(self.directory, ask.requester, ask.subject, ask.reason, self.today(),
-                                     self.policy.reports.line_manager_chain,
-                                     chain.open_grants(ask.requester, ask.subject, (lo, hi), since),
-                                     (ask.first, ask.last))
-            if decision.granted and ask.subject not in self.directory.by_username() and not self.store.seen(
-                    ask.subject):
-                decision = access.Decision(False, access.NO_SUCH_PERSON)  # a typo: no report, no grant spent
-            entry = Entry(ask.requester, self.role(ask.requester), "report",
+            decision = self._decide(ask, chain.open_grants(ask.requester, ask.subject, (lo, hi), since)
+                                    if not ask.of_device else ())
+            entry = Entry(ask.requester, self.role(ask.requester), "device_report" if ask.of_device else "report",
                           "granted" if decision.granted else "refused", decision.grounds, ask.reason, ask.subject, lo,
                           hi, uses_grant=decision.grant_seq or 0, report_format="zip" if ask.passphrase else ask.format)
             if not decision.granted:
                 return Outcome(chain.append(entry, self.now()), decision.grounds)
             report = build.build(self.store, self.directory, self.policy.school, tz, ask.subject, ask.first, ask.last,
                                  ask.requester, ask.reason, self.now(), decision.grounds, chain.next_seq,
-                                 self.explainer, self.services)
+                                 self.explainer, self.services, self.devices,
+                                 ask.subject if ask.of_device else None)
             data, digest = formats.write(report, ask.format)
             if ask.passphrase:
                 data = formats.encrypted(data, f"report.{ask.format}", ask.passphrase)
@@ -125,13 +125,29 @@ class Desk:
                                                    policy_versions=report.policy_versions), self.now())
         return Outcome(seq, decision.grounds, report, data, digest)
 
+    def _decide(self, ask: Ask, open_grants: Collection[int]) -> access.Decision:
+        """The decision on `ask` (the open grants it could use given), a subject that is nobody's refused as
+        such once the request would be granted (a typo: no report, no grant spent)."""
+        if ask.of_device:
+            decision = access.decide_device(self.directory, ask.requester, ask.reason, self.today())
+            known = any(d.id == ask.subject for d in self.devices)
+            if decision.granted and not known and not self.store.device_seen(ask.subject):
+                return access.Decision(False, access.NO_SUCH_DEVICE)
+            return decision
+        decision = access.decide(self.directory, ask.requester, ask.subject, ask.reason, self.today(),
+                                 self.policy.reports.line_manager_chain, open_grants, (ask.first, ask.last))
+        if decision.granted and ask.subject not in self.directory.by_username() and not self.store.seen(ask.subject):
+            return access.Decision(False, access.NO_SUCH_PERSON)
+        return decision
+
     def download(self, who: str, report: UserReport, fmt: str, page: int = 1, page_link: str = "") -> bytes:
         """`report` (granted to `who` before) written again in format `fmt`, recorded as a download."""
         data, digest = formats.write(report, fmt, page, page_link)
         with self.store_lock:
-            self.audit.append(Entry(who, self.role(who), "report_download", "granted",
-                                    f"report of audit row #{report.audit_seq}", report.reason,
-                                    report.subject.username, report_format=fmt, report_sha256=digest), self.now())
+            action = "device_report_download" if report.device else "report_download"
+            self.audit.append(Entry(who, self.role(who), action, "granted", f"report of audit row #{report.audit_seq}",
+                                    report.reason, report.subject.username, report_format=fmt,
+                                    report_sha256=digest), self.now())
         return data
 
     def read_audit(self, who: str) -> tuple[int, pl.DataFrame | None]:

@@ -68,14 +68,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from reports import build, incidents, render
-from reports.access import AUDIT_REFUSED, may_log_in
+from reports.access import AUDIT_REFUSED, DEVICE_REPORT_ROLES, may_log_in
 from reports.accounts import Accounts
 from reports.formats import FORMATS
 from reports.model import UserReport
 from reports.periods import EARLIEST, check_period, parse_date
 from reports.requests import Ask, Desk
 from reports.words import plural
-from rules.config import Directory, Person
+from rules.config import DeviceUse, Directory, Person
 from rules.listupdate import lists_installed_at
 from storage.spool import Spool
 
@@ -265,7 +265,9 @@ class WebApp:
         if (end - start).days > 366:
             return 400, self.page("refused.html.j2", session, title="Not a period",
                                   grounds="the period must be at most a year", seq="none"), None
-        got = self.desk.request(Ask(session.user or "", form.get("subject", ""), start, end, form.get("reason", "")))
+        device = "device" in form  # the device report's form names a device, the person's a subject
+        got = self.desk.request(Ask(session.user or "", form.get("device" if device else "subject", ""), start, end,
+                                    form.get("reason", ""), of_device=device))
         if got.report is None:
             status, title = (400, "No such person") if got.no_such_person else (403, "Report refused")
             return status, self.page("refused.html.j2", session, title=title, grounds=got.grounds, seq=got.seq), None
@@ -562,7 +564,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/":
             today = app.now().date()
             people = sorted(app.directory.people, key=lambda p: p.name)
-            page = app.page("home.html.j2", session, title="Request a report", people=people,
+            me = app.person(session.user)
+            devices = sorted(d.id for d in app.desk.devices if d.use != DeviceUse.own) if (
+                me is not None and me.role in DEVICE_REPORT_ROLES) else []  # ids for those who may ask only
+            page = app.page("home.html.j2", session, title="Request a report", people=people, devices=devices,
                             start=today - dt.timedelta(days=30), end=today)
             self._send(200, page.encode())
         elif path.startswith("/view/") and path[6:] in session.reports:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PERSONAL_FIELDS = frozenset({"username", "name", "line_manager", "owner", "macs", "addresses"})
 """Fields whose values identify a person or their device: named by row in messages, never quoted."""
@@ -115,20 +115,54 @@ class DeviceType(StrEnum):
     personal_tablet = "personal_tablet"
 
 
+class DeviceUse(StrEnum):
+    """Whose use a device's activity is, when no login says who used it."""
+
+    own = "own"
+    """Its owner's own device (a laptop, a phone): what it does is the owner's own use."""
+    care = "care"
+    """Used by others, pupils most often (an iPad bank, a class trolley), in the care of its owner: what it does
+    is the device's, and the owner is the person responsible for it, not the person who did it."""
+    shared = "shared"
+    """Used by anyone, with nobody responsible (the hall's AV PC): what it does is the device's and its place's."""
+
+
 class Device(Strict):
-    """One register entry: a device (or a bank of iPads), its addresses, owner and type."""
+    """One register entry: a device (or a bank of iPads), its addresses, owner, use and type."""
 
     id: str = Field(min_length=1, description="Asset tag or a name the network manager uses.")
     macs: tuple[str, ...] = Field((), description="Hardware addresses, any common notation.")
     addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = Field(
         (), description="Static reservations: addresses only this device uses."
     )
-    owner: str = Field(description="Username of the person responsible for it.")
+    owner: str | None = Field(None, description="Username of the person the device belongs to (`use: own`) or "
+                              "is in the care of (`use: care`); none for a shared device.")
     type: DeviceType
+    use: DeviceUse = Field(DeviceUse.own, description="own: the owner's own device, its activity theirs; care: "
+                           "used by pupils (or others) in the owner's care, its activity the device's; shared: "
+                           "nobody responsible. Not given: `care` for a school iPad, else `own`.")
     status: Literal["issued", "lost", "returned"] = Field(
         "issued", description="issued: in use; lost: reported lost (seen again → I4); returned: handed back (A1)."
     )
     status_since: dt.date | None = Field(None, description="When the status was last changed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _use_by_type(cls, data: Any) -> Any:
+        """A register written before `use` existed: a school iPad is a class's, in its owner's care."""
+        if isinstance(data, dict) and "use" not in data and data.get("type") == DeviceType.school_ipad.value:
+            return {**data, "use": DeviceUse.care.value}
+        return data
+
+    @property
+    def responsible(self) -> str | None:
+        """The person in whose care the device is (`use: care`), else None."""
+        return self.owner if self.use == DeviceUse.care else None
+
+    @property
+    def user(self) -> str | None:
+        """The person whose own use the device's activity is when no login names anyone (`use: own`)."""
+        return self.owner if self.use == DeviceUse.own else None
 
     @field_validator("macs")
     @classmethod

@@ -174,6 +174,10 @@ def _whole(engine: Engine, reading: _Reading, names: dict[str, str] | None) -> l
     who = row["user"] or "unknown person"
     if row["user"] and names and row["user"] in names:
         who = f"{names[row['user']]} ({row['user']})"
+    elif not row["user"] and row.get("responsible"):  # a device in someone's care: pupils', not theirs
+        carer = row["responsible"]
+        who = (f"no one identified: the device is in the care of {(names or {}).get(carer, carer)} ({carer}), "
+               "not their own use")
     server = endpoint(row["dst_ip"], row["dst_port"]) if row["dst_ip"] else "not seen"
     client = endpoint(row["src_ip"], row["src_port"]) if row["src_ip"] else "not seen"
     lines = [

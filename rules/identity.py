@@ -4,7 +4,11 @@ The device is found by MAC in the register: the client MAC the frame carried, el
 the client address at that time according to the lease history (DHCP seen on the wire, lease files, and
 what earlier runs stored; an as-of join: the latest lease of that address that began before the
 observation and had not expired), else a static address reservation. The person is the proxy's
-authenticated user (a shared device is used by whoever logged in), else the device's owner. The place is
+authenticated user (a device anyone may use is used by whoever logged in), else the owner of a device of
+their own use (`use: own` in the register). A device in someone's care (`use: care`: an iPad bank pupils
+use) is not that person's own use: without a login its activity has no user, and `responsible` names the
+person in whose care it is; a shared device (`use: shared`) has neither, its activity the device's and its
+place's. The place is
 where a DHCP relay's option 82 (an access point, an SSID) put the client while its lease lasts, else the
 network map's subnet of the client address, else the VLAN its frames carried. Unknown is a value: rows
 without a match keep null device, user or location.
@@ -42,6 +46,7 @@ _KEYS = {"_mac": pl.String(), "_client": pl.String(), "_leased": pl.Boolean(), "
 """What the device and place of a row are looked up by (once per distinct combination in a batch)."""
 _LOOKUP = _KEYS | {
     "device": pl.String(), "device_type": pl.String(), "device_owner": pl.String(), "owner": pl.String(),
+    "_responsible": pl.String(),
     "device_registered": pl.Boolean(), "device_source": pl.String(), "_relay_place": pl.String(),
     "location": pl.String(), "location_kind": pl.String(), "_status": pl.String(), "_status_since": pl.Date(),
     "_owner_leave": pl.Date(),
@@ -124,13 +129,14 @@ class Identity:
     def _device_row(self, mac: str | None, ip: str | None, leased: bool) -> dict:
         device = self._by_mac.get(mac or "") or self._by_ip.get(ip or "")
         if device is None:
-            return {"device": None, "device_type": None, "device_owner": None, "owner": None,
+            return {"device": None, "device_type": None, "device_owner": None, "owner": None, "_responsible": None,
                     "device_registered": False, "device_source": None, "_status": None, "_status_since": None,
                     "_owner_leave": None}
         return {
             "device": device.id, "device_type": device.type.value, "device_owner": device.ownership,
-            "owner": device.owner, "device_registered": True, "_status": device.status,
-            "_status_since": device.status_since, "_owner_leave": self._leave.get(device.owner),
+            "owner": device.user, "_responsible": device.responsible, "device_registered": True,
+            "_status": device.status,
+            "_status_since": device.status_since, "_owner_leave": self._leave.get(device.owner or ""),
             "device_source": ("dhcp_lease" if leased else "register_mac") if mac in self._by_mac
             else "register_address",
         }
@@ -177,9 +183,9 @@ class Identity:
         }
 
     def annotate(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Add the Subject columns to an observation frame: user, role, groups, device, device_type, device_owner,
-        device_registered, device_status, owner_left, location, location_kind, identity_source (null where
-        unknown)."""
+        """Add the Subject columns to an observation frame: user, responsible, role, groups, device, device_type,
+        device_owner, device_registered, device_status, owner_left, location, location_kind, identity_source
+        (null where unknown)."""
         # most batches hold no DHCP (a proxy log's): they keep the short way, keyed on the source address
         dhcp_rows = bool((df.get_column("kind") == "dhcp").any())
         df = df.with_columns(_client=self._client_address() if dhcp_rows else pl.col("src_ip"))
@@ -224,6 +230,9 @@ class Identity:
             status, left = pl.col("_status"), pl.lit(False)
         out = out.with_columns(device_status=status, owner_left=left).drop("_status", "_status_since", "_owner_leave")
         user = pl.coalesce("proxy_user", "owner")
+        # a login names who used a device in someone's care: then it is that person's own use, and not the
+        # responsible person's to answer for in their report
+        responsible = pl.when(pl.col("proxy_user").is_null()).then(pl.col("_responsible"))
         source = pl.when(pl.col("proxy_user").is_not_null()).then(pl.lit("proxy_auth")).otherwise(
             pl.col("device_source")
         )
@@ -235,9 +244,9 @@ class Identity:
             .when(pl.col("identity_source") == "register_address").then(pl.lit("low"))
         )
         return (
-            out.with_columns(user=user, identity_source=source)
+            out.with_columns(user=user, responsible=responsible, identity_source=source)
             .with_columns(role=roles, identity_confidence=confidence,
                           groups=pl.col("user").replace_strict(self._groups, default=[],
                                                                return_dtype=pl.List(pl.String)))
-            .drop("owner", "device_source")
+            .drop("owner", "_responsible", "device_source")
         )

@@ -43,9 +43,12 @@ ACTIVITY: tuple[Column, ...] = (
     Column("ts", "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "when it happened (UTC)",
            "CODEC(Delta, ZSTD(1))"),
     Column("school", LC, _S, "the school whose policy judged it (a trust's schools share one cluster)"),
-    Column("user", LC, _S, "username, from proxy authentication or the device owner; empty if unknown"),
+    Column("user", LC, _S, "username, from proxy authentication or the owner of a device of their own use; empty "
+           "if unknown, and for a device in someone's care or shared that no login names"),
     Column("role", LC, _S, "the user's role in the staff directory at the time"),
     Column("groups", "Array(LowCardinality(String))", _LS, "the user's directory groups at the time"),
+    Column("responsible", LC, _S, "for a device in someone's care (register `use: care`, an iPad bank) that no "
+           "login names: that person, who answers for the device but did not do this; empty otherwise"),
     Column("device", "String", _S, "device register id; empty for an unregistered device"),
     Column("device_type", LC, _S, "school_laptop, school_ipad, personal_phone, ..."),
     Column("device_owner", LC, _S, "school or personal"),

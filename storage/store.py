@@ -297,14 +297,17 @@ class Store:
         return self.insert_record(to_record(df)).activity.height
 
     def activity(
-        self, user: str | None, start: dt.datetime | None, end: dt.datetime | None, breaches_only: bool = False
+        self, user: str | None, start: dt.datetime | None, end: dt.datetime | None, breaches_only: bool = False,
+        responsible: str | None = None, device: str | None = None,
     ) -> pl.DataFrame:
-        """Rows for `user` (all users when None) with `start <= ts < end`, oldest first."""
+        """Rows for `user` (all users when None; "" for no one's) with `start <= ts < end`, oldest first; only
+        those of devices in `responsible`'s care, or of `device`, when given."""
         where = ["1"]
         params: dict[str, object] = {}
-        if user is not None:
-            where.append("user = {user:String}")
-            params["user"] = user
+        for column, value in (("user", user), ("responsible", responsible), ("device", device)):
+            if value is not None:
+                where.append(f"{column} = {{{column}:String}}")
+                params[column] = value
         if start is not None:
             where.append("ts >= {start:DateTime64(6, 'UTC')}")
             params["start"] = start
@@ -336,6 +339,12 @@ class Store:
         """Whether any activity is stored under `user` (the sort key's first column: one granule is read)."""
         rows = self._client.query(f"SELECT 1 FROM {self.database}.activity WHERE user = {{user:String}} LIMIT 1",
                                   parameters={"user": user}).result_rows
+        return bool(rows)
+
+    def device_seen(self, device: str) -> bool:
+        """Whether any activity is stored of the device `device` (a register id)."""
+        rows = self._client.query(f"SELECT 1 FROM {self.database}.activity WHERE device = {{device:String}} LIMIT 1",
+                                  parameters={"device": device}).result_rows
         return bool(rows)
 
     def devices_seen(self, start: dt.datetime, end: dt.datetime) -> set[str]:
@@ -442,12 +451,15 @@ def _judged(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_identity(table: pa.Table) -> pa.Table:
-    """An `activity` insert with its `record_id`s (a batch spooled by an earlier version has none)."""
-    if "record_id" in table.column_names and "judged_at" in table.column_names:
+    """An `activity` insert with its `record_id`s and every column (a batch spooled by an earlier version may
+    lack some: a text column added since is empty in it)."""
+    if all(c.name in table.column_names for c in ACTIVITY):
         return table
     rows = pl.from_arrow(table)
     assert isinstance(rows, pl.DataFrame)
-    return to_activity_arrow(rows.with_columns(judged_at=pl.lit(0, pl.Datetime("us", "UTC"))))
+    if "judged_at" not in rows.columns:
+        rows = rows.with_columns(judged_at=pl.lit(0, pl.Datetime("us", "UTC")))
+    return to_activity_arrow(rows)
 
 
 # ClickHouse error codes that a later attempt can succeed past (capacity, time, the network, a replica
@@ -472,9 +484,11 @@ def retryable(exc: BaseException) -> bool:
 
 
 def to_activity_arrow(df: pl.DataFrame) -> pa.Table:
-    """Select and cast an engine frame into the `activity` insert layout; missing text becomes '', and a
-    frame without them gets its `record_id`s and `judged_at` now."""
+    """Select and cast an engine frame into the `activity` insert layout; missing text becomes '' (a text
+    column the frame lacks too: one added since it was judged), and a frame without them gets its `record_id`s
+    and `judged_at` now."""
     fills = [pl.col(n).fill_null("") for n in df.columns if n in _NULLABLE_TEXT]
+    fills += [pl.lit("").alias(n) for n in _NULLABLE_TEXT if n not in df.columns and n != "source_ref"]
     df = _judged(df.with_columns(fills))
     if "record_id" not in df.columns:
         df = df.with_columns(record_ids(df))

@@ -99,9 +99,10 @@ def run_cli(*args: str | Path, store: Path | None = None, check: bool = False,
 
 
 def expected_breaches(folder: Path) -> list[dict]:
-    """The hand-written `expected-breaches.csv` of a fixture folder (its `#` lines are notes)."""
+    """The hand-written `expected-breaches.csv` of a fixture folder (its `#` lines are notes). `responsible` (whose
+    care a device was in) is empty where the row, or the file, does not give it."""
     lines = [ln for ln in (folder / "expected-breaches.csv").read_text().splitlines() if not ln.startswith("#")]
-    return list(csv.DictReader(lines))
+    return [{**row, "responsible": row.get("responsible") or ""} for row in csv.DictReader(lines)]
 
 
 def stored_breaches(config: Path, store: Path) -> list[dict]:
@@ -109,7 +110,7 @@ def stored_breaches(config: Path, store: Path) -> list[dict]:
     JSON says null for an unknown person, device, place or host; the CSV leaves that cell empty."""
     proc = run_cli("breaches", "--config", config, "--json", store=store, check=True)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    cells = ("user", "device", "location", "rule", "clause", "host")
+    cells = ("user", "device", "location", "rule", "clause", "host", "responsible")
     return [{"time": r["time"][:19].replace("T", " "), **{c: r[c] or "" for c in cells}} for r in rows]
 
 

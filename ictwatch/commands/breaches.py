@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `breaches`."""
     b = sub.add_parser("breaches", help="list stored breaches")
     b.add_argument("--config", required=True, type=Path)
-    b.add_argument("--user")
+    b.add_argument("--user", help="the person's own use only (not the devices in their care)")
+    b.add_argument("--device", help="one device's breaches (a register id), whoever was identified on it")
     b.add_argument("--from", dest="start", type=date_option, metavar="YYYY-MM-DD")
     b.add_argument("--to", dest="end", type=date_option, metavar="YYYY-MM-DD")
     b.add_argument("--json", action="store_true")
@@ -31,7 +32,7 @@ def cmd_breaches(args: argparse.Namespace) -> int:
     try:
         store.migrate()
         rows = breaches.lines(store, loaded.directory, loaded.policy.calendar.timezone, args.user, args.start,
-                              args.end)
+                              args.end, args.device)
     finally:
         store.close()
     if args.json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,8 +39,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"storage: {loaded.storage_url} (database {loaded.settings.storage.database})")
     key, key_warning = _audit_key(loaded)
     print(key)
-    print(f"directory: {len(loaded.directory.people)} people; devices: {len(loaded.devices.devices)}; "
-          f"locations: {len(loaded.network.locations)}")
+    uses = Counter(d.use.value for d in loaded.devices.devices)
+    apart = ", ".join(f"{n} {words}" for n, words in ((uses["care"], "in someone's care"), (uses["shared"], "shared"))
+                      if n)  # whose activity is no one's own use: said, as a register from before `use` reads so
+    print(f"directory: {len(loaded.directory.people)} people; devices: {len(loaded.devices.devices)}"
+          f"{f' ({apart})' if apart else ''}; locations: {len(loaded.network.locations)}")
     print("packet decoder: " + ("compiled (mypyc)" if collector.compiled() else
                                 "pure Python, about 7x slower: install gcc and python3.11-dev, then run ./dev "
                                 "demo again (deploy/README.md)"))

@@ -78,4 +78,4 @@ def desk(loaded: Loaded, store: Store, explained: bool = False) -> Desk:
 
     explainer = build.explainer(loaded.engine(CategoryIndex.empty()), store) if explained else None
     return Desk(store, AuditLog(store, loaded.chain_files()), loaded.directory,
-                loaded.policy, explainer, services=loaded.network.service_names())
+                loaded.policy, explainer, services=loaded.network.service_names(), devices=loaded.devices.devices)

@@ -36,9 +36,12 @@ class _Formats:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `report` and `grant`."""
-    rep = sub.add_parser("report", help="one person's activity report for a period")
+    rep = sub.add_parser("report", help="one person's activity report for a period, or one device's (--device)")
     rep.add_argument("--config", required=True, type=Path)
-    rep.add_argument("--user", required=True)
+    whose = rep.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--user", help="whose report: their own use, and the devices in their care apart")
+    whose.add_argument("--device", help="a device's register id: its activity that no login named (an iPad bank, "
+                                         "the hall's AV PC); the headteacher and the safeguarding lead only")
     rep.add_argument("--from", dest="start", required=True, type=date_option, metavar="YYYY-MM-DD")
     rep.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
     rep.add_argument("--requested-by", required=True)
@@ -96,11 +99,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         store.migrate()
         got = desk(loaded, store, explained=True).request(
-            Ask(args.requested_by, args.user, args.start, args.end, args.reason, args.format, passphrase))
+            Ask(args.requested_by, args.device or args.user, args.start, args.end, args.reason, args.format, passphrase,
+                of_device=args.device is not None))
     finally:
         store.close()
     if got.no_such_person:
-        raise UsageError(f"--user: {got.grounds}: check the spelling (recorded as audit row #{got.seq})")
+        option = "--device" if args.device else "--user"
+        raise UsageError(f"{option}: {got.grounds}: check the spelling (recorded as audit row #{got.seq})")
     if got.report is None:
         raise Refused(f"refused: {got.grounds} (recorded as audit row #{got.seq})")
     if to_stdout:
@@ -112,8 +117,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"-o: {str(args.output)!r}: {exc.strerror or exc} (the report was granted as audit row "
                          f"#{got.seq}, and is not written)") from None
     report = got.report
-    print(f"report for {args.user}: {plural(len(report.breaches), 'breach')}, {plural(len(report.visits), 'visit')} "
-          f"({plural(report.total_activities, 'activity', 'activities')})")
+    print(f"report for {args.device or args.user}: {plural(len(report.breaches), 'breach')}, "
+          f"{plural(len(report.visits), 'visit')} ({plural(report.total_activities, 'activity', 'activities')})"
+          + (f"; {plural(len(report.in_care), 'device')} in their care, "
+             f"{plural(len(report.care_breaches), 'breach')}" if report.in_care else ""))
     print(f"written to {written}")
     print(f"sha256 {got.sha256}; audit row #{got.seq}")
     return 0

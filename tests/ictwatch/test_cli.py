@@ -277,7 +277,7 @@ def test_check_says_ok_in_a_short_summary():
     lines = proc.stdout.splitlines()
     assert len(lines) == 9 and proc.stderr == ""
     assert lines[2].startswith("audit key: ")
-    assert lines[3] == "directory: 11 people; devices: 14; locations: 5"
+    assert lines[3] == "directory: 11 people; devices: 14 (3 in someone's care); locations: 5"  # the iPad banks
     assert lines[6] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
     assert lines[7].endswith(": The Valley School, 23 rules, 2 waivers")
     assert lines[8] == f"OK: {CONFIG} is valid; --show prints the effective policy"
@@ -285,7 +285,7 @@ def test_check_says_ok_in_a_short_summary():
 
 def test_check_show_prints_the_effective_policy():
     proc = run_cli("check", "--config", CONFIG, "--show", check=True)
-    assert "11 people; devices: 14; locations: 5" in proc.stdout
+    assert "11 people; devices: 14 (3 in someone's care); locations: 5" in proc.stdout
     assert '"reading": "breaks_only"' in proc.stdout
     assert proc.stdout.splitlines()[-1] == f"OK: {CONFIG} is valid"
     # the UK Safer Internet Centre categories the school did not map come from the built-in table, and

@@ -230,7 +230,7 @@ def test_a_daemon_started_after_the_check_does_not_judge_a_morning_it_did_not_wa
 def test_the_daemon_runs_the_daily_ipad_check_itself(tmp_path):
     """The daemon's clock starts at 09:30:57 on the school day: a minute after the policy's 09:30 the check
     runs, with no timer and no second process. IPAD-BANK-5C was on the network at 09:15; IPAD-BANK-6A never
-    was: one absence, at 09:30 (08:30 UTC), judged a breach of I1 naming its owner."""
+    was: one absence, at 09:30 (08:30 UTC), judged a breach of I1 of the device, in its owner's care."""
     running, config, _ = held(tmp_path, "2026-06-16T09:30:57+01:00")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -241,8 +241,8 @@ def test_the_daemon_runs_the_daily_ipad_check_itself(tmp_path):
     _, err = running.stop()
     assert "iPad check for 2026-06-16: 1 of 2 school iPads seen by 09:30; 1 absence recorded" in err
     rows = stored_activity(tmp_path / "store").filter(kind="absence").to_dicts()
-    assert [(r["device"], r["user"], r["rule_ids"], r["ts"].isoformat()) for r in rows] == [
-        ("IPAD-BANK-6A", "sokafor", ["ipad-not-seen"], "2026-06-16T08:30:00+00:00")]
+    assert [(r["device"], r["user"], r["responsible"], r["rule_ids"], r["ts"].isoformat()) for r in rows] == [
+        ("IPAD-BANK-6A", "", "sokafor", ["ipad-not-seen"], "2026-06-16T08:30:00+00:00")]
 
 
 UNREACHABLE = [

@@ -128,13 +128,17 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
 
 
 def test_an_ipad_not_seen_is_a_breach_but_no_time_online(store):
-    """The daily check's absence of Sam Okafor's class iPad at 09:30 (clause I1): a breach in the report,
-    but no visit, no minute online and no device identified by its MAC (it was not seen at all)."""
+    """The daily check's absence of Sam Okafor's class iPad at 09:30 (clause I1): a breach of the iPads in his
+    care (not of his own use), with no visit, no minute online and no device identified by its MAC (it was
+    not seen at all)."""
     absence = Observation(_at("09:30:00"), "absence", "check", "ipad-check:2026-06-16:IPAD-BANK-6A",
                           src_mac="f0:99:bf:10:00:09", service="ipad-check")
     store.insert_activity(LOADED.engine().evaluate(to_table([absence, *_day()])))
     report = _report(store)
-    assert [(b.rule_ids, b.visit) for b in report.breaches][0] == (("ipad-not-seen",), None)
+    assert [(b.device, b.rule_ids, b.visit) for b in report.care_breaches] == [
+        ("IPAD-BANK-6A", ("ipad-not-seen",), None)]
+    assert [(d.device, d.visits, d.minutes, d.breaches) for d in report.in_care] == [("IPAD-BANK-6A", 0, 0, 1)]
+    assert "ipad-not-seen" not in {r for b in report.breaches for r in b.rule_ids}
     assert len(report.visits) == 3 and report.minutes_online == 3
     assert [c.label for c in report.devices] == ["PH-SOKAFOR"]
 

@@ -17,7 +17,7 @@ A4_PX = 794
 A4_PRINTED_PX = 703
 """The same less the report's 12 mm print margins each side (186 mm)."""
 SECTIONS = ("at-a-glance", "request", "summary", "when", "heatmap", "heatmap-legend", "by-day", "by-category",
-            "devices", "locations", "services", "breaches", "severity-legend", "waived", "blocked", "visits",
+            "devices", "locations", "services", "breaches", "severity-legend", "waived", "blocked", "in-care", "visits",
             "evidence")
 WEEK_CONFIG = ROOT / "fixtures" / "school-week" / "ictwatch.yaml"
 

@@ -135,14 +135,14 @@ def old_schema_store(url: str, version: str) -> Store:
 
 @pytest.mark.parametrize(("version", "added", "default"), [
     ("v1", "filter_category", ""), ("v2", "dhcp_type", ""), ("v3", "rule_severities", []),
-    ("v4", "mail_encryption", ""), ("v4", "info_hash", "")])
+    ("v4", "mail_encryption", ""), ("v4", "info_hash", ""), ("v4", "responsible", "")])
 def test_a_store_made_by_an_earlier_schema_is_upgraded(store_url, version, added, default):
     """tests/storage/schemas/ holds the DDL of every earlier released schema (v1: the first, before the
     web-filter columns; v2: 2026-11-28, before `dhcp_type`; v3: 2026-12-07, every table, before each rule's
-    own clauses and severity; v4: 2026-12-07, with them and the record ids, before `mail_encryption`). A
-    store made with one, holding a row, is brought to the current schema by `migrate()`: the new columns
-    appear in schema order with their comments, the old row keeps its values (a new column reads as its
-    empty default), and new rows go in."""
+    own clauses and severity; v4: 2026-12-07, with them and the record ids, before `mail_encryption`,
+    `info_hash` and `responsible`). A store made with one, holding a row, is brought to the current schema by
+    `migrate()`: the new columns appear in schema order with their comments, the old row keeps its values (a
+    new column reads as its empty default), and new rows go in."""
     old = old_schema_store(store_url, version)
     try:
         old._client.command("INSERT INTO t.activity (ts, user, kind, host) "

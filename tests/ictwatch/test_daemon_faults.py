@@ -17,7 +17,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from fixtures import make_school_week
 from tests.bench.bench_decode import write_capture
 from tests.conftest import ROOT, free_port, school_config, stored_activity
 
@@ -103,7 +102,7 @@ def test_sigterm_while_busy_stores_everything_read(tmp_path, mix):
     assert kept == observations == stored(tmp_path).height  # nothing read was lost
 
 
-def test_sigkill_then_restart_loses_nothing_acknowledged_and_doubles_nothing(tmp_path, mix):
+def test_sigkill_then_restart_loses_nothing_acknowledged_and_doubles_nothing(tmp_path, mix, school_week):
     daemon = Daemon(tmp_path)
     data = mix.read_bytes()
     daemon.feed(data[: len(data) // 2])
@@ -117,9 +116,8 @@ def test_sigkill_then_restart_loses_nothing_acknowledged_and_doubles_nothing(tmp
     assert acknowledged > 0
     daemon.proc.kill()  # SIGKILL: what was in memory and not yet written is gone; what was stored is not
     daemon.proc.communicate(timeout=60)
-    make_school_week.main(tmp_path / "week")
     again = Daemon(tmp_path)  # restart on the same store and spool; then October's school week comes through
-    again.feed((tmp_path / "week" / "school-week.pcap").read_bytes())
+    again.feed((school_week[0] / "school-week.pcap").read_bytes())
     time.sleep(2)
     out, _ = again.stop()
     rows = stored(tmp_path)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import make_school_week
-from tests.conftest import ROOT, SCHOOL_DAY, run_cli
+from tests.conftest import SCHOOL_DAY, SCHOOL_WEEK_CONFIG, run_cli
 from tests.reports.conftest import need_chromium
 
 A4_PX = 794
@@ -19,7 +18,6 @@ A4_PRINTED_PX = 703
 SECTIONS = ("at-a-glance", "request", "summary", "when", "heatmap", "heatmap-legend", "by-day", "by-category",
             "devices", "locations", "services", "breaches", "severity-legend", "waived", "blocked", "in-care", "visits",
             "evidence")
-WEEK_CONFIG = ROOT / "fixtures" / "school-week" / "ictwatch.yaml"
 
 
 def _report(config: Path, store: Path, out: Path, user: str, first: str, last: str) -> Path:
@@ -29,7 +27,7 @@ def _report(config: Path, store: Path, out: Path, user: str, first: str, last: s
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> dict[str, Path]:
+def reports(tmp_path_factory, school_week) -> dict[str, Path]:
     """Sam Okafor's school day; James Carter's school week (days by hours) and his autumn months around it
     (a calendar), each as the command writes it."""
     need_chromium()
@@ -37,14 +35,11 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     day = tmp / "day"
     run_cli("replay", "--config", SCHOOL_DAY / "ictwatch.yaml", SCHOOL_DAY / "school-day.pcap",
             SCHOOL_DAY / "squid-access.log", store=day, check=True)
-    make_school_week.main(tmp)
-    week = tmp / "week"
-    run_cli("replay", "--config", WEEK_CONFIG, tmp / "school-week.pcap", tmp / "squid-access.log", store=week,
-            check=True)
+    _, week, _ = school_week  # tests/conftest.py
     return {
         "day": _report(SCHOOL_DAY / "ictwatch.yaml", day, tmp / "day.html", "sokafor", "2026-06-16", "2026-06-16"),
-        "week": _report(WEEK_CONFIG, week, tmp / "week.html", "jcarter", "2026-10-26", "2026-10-30"),
-        "months": _report(WEEK_CONFIG, week, tmp / "months.html", "jcarter", "2026-10-01", "2026-11-30"),
+        "week": _report(SCHOOL_WEEK_CONFIG, week, tmp / "week.html", "jcarter", "2026-10-26", "2026-10-30"),
+        "months": _report(SCHOOL_WEEK_CONFIG, week, tmp / "months.html", "jcarter", "2026-10-01", "2026-11-30"),
     }
 
 

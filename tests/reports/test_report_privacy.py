@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import make_school_week
 from ictwatch import settings
 from ictwatch.commands.common import desk
 from reports.requests import Ask
-from tests.conftest import ROOT, SCHOOL_DAY, run_cli, stored_activity
+from tests.conftest import SCHOOL_DAY, SCHOOL_WEEK_CONFIG, run_cli, stored_activity
 
 FORMATS = ("html", "csv", "json")
 REQUESTER = "hmorgan"  # the headteacher may have anyone's report (her own too)
@@ -61,15 +60,9 @@ def school_day(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def school_week(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("week")
-    make_school_week.main(tmp)
-    config = ROOT / "fixtures" / "school-week" / "ictwatch.yaml"
-    run_cli("replay", "--config", config, tmp / "school-week.pcap", tmp / "squid-access.log", store=tmp / "store",
-            check=True)
-    for day in range(26, 31):  # the daily iPad check records its absences as activity
-        run_cli("check-ipads", "--config", config, "--date", f"2026-10-{day}", store=tmp / "store", check=True)
-    return config, _reports(config, tmp / "store")
+def week_reports(school_week):
+    _, store, _ = school_week  # tests/conftest.py: replayed with each day's iPad check (absences are activity)
+    return SCHOOL_WEEK_CONFIG, _reports(SCHOOL_WEEK_CONFIG, store)
 
 
 def _others(config: Path, subject: str) -> list[str]:
@@ -103,17 +96,17 @@ def test_the_school_days_reports_name_no_one_else(school_day):
     assert _leaks(config, reports) == []
 
 
-def test_the_school_weeks_reports_name_no_one_else(school_week):
-    config, reports = school_week
+def test_the_school_weeks_reports_name_no_one_else(week_reports):
+    config, reports = week_reports
     assert {s for s, _ in reports} == {"dpatel", "jcarter", "kwhite", "lnguyen", "mshah", "rbaker", "sokafor",
                                        "tevans"}
     assert _leaks(config, reports) == []
 
 
-def test_a_waiver_is_named_in_its_own_persons_report(school_week):
+def test_a_waiver_is_named_in_its_own_persons_report(week_reports):
     """The check above passes trivially if explanations say nothing of waivers: James Carter's report of the
     week still names his own waiver, and its period, where it applied."""
-    _, reports = school_week
+    _, reports = week_reports
     html = reports["jcarter", "html"]
     assert "w-jcarter-residential" in html
     assert dt.date(2026, 10, 28).isoformat() in html

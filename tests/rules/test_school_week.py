@@ -15,20 +15,15 @@ import pytest
 
 from fixtures import make_school_week
 from rules.policy import CLAUSE_IDS
-from tests.conftest import ROOT, expected_breaches, run_cli, stored_activity, stored_breaches
+from tests.conftest import ROOT, SCHOOL_WEEK_CONFIG, expected_breaches, run_cli, stored_activity, stored_breaches
 
 WEEK = ROOT / "fixtures" / "school-week"
-CONFIG = WEEK / "ictwatch.yaml"
+CONFIG = SCHOOL_WEEK_CONFIG
 
 
 @pytest.fixture(scope="module")
-def week(tmp_path_factory):
-    out = tmp_path_factory.mktemp("week")
-    make_school_week.main(out)
-    store = out / "store"
-    run_cli("replay", "--config", CONFIG, out / "school-week.pcap", out / "squid-access.log", store=store, check=True)
-    checks = [run_cli("check-ipads", "--config", CONFIG, "--date", f"2026-10-{day}", store=store, check=True).stdout
-              for day in range(26, 31)]
+def week(school_week):
+    _, store, checks = school_week  # tests/conftest.py: written, replayed and checked once for the run
     return store, checks
 
 

@@ -56,7 +56,7 @@ def test_engine_benchmark_quick_mode(capsys):
 
     assert bench_engine.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    assert "rules, 50,000 listed domains, 14,000 leases; 20,000 observations" in out
+    assert "waivers, 50,000 listed domains, 14,000 leases; 20,000 observations" in out
     assert "ictwatch engine:" in out and ("squidGuard 1.6:" in out) == bool(shutil.which("squidGuard"))
 
 

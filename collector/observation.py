@@ -330,6 +330,21 @@ OBSERVATION_SCHEMA = pa.schema(
 )
 """Arrow schema of an observation batch. The time column is named `ts`."""
 
+_COUNTS: tuple[tuple[str, int], ...] = tuple(
+    (n, (1 << t.bit_width) - 1) for n, t in _ARROW_TYPES.items() if pa.types.is_unsigned_integer(t))
+"""Each whole-number field of an observation and the largest value its column holds (none holds one below 0)."""
+
+
+def fits(obs: Observation) -> Observation:
+    """`obs` itself when each of its whole numbers fits its column; `ValueError` naming the field otherwise (a
+    log line's size of 10^20 or -5, a status of 99999), so that the line is refused and counted like any
+    other bad line rather than failing its whole batch."""
+    for name, largest in _COUNTS:
+        value = getattr(obs, name)
+        if value is not None and not 0 <= value <= largest:
+            raise ValueError(f"{name} out of range")
+    return obs
+
 class BatchBuilder:
     """Collects Observations and hands them on as Arrow tables: at `max_rows` rows or when the oldest
     pending row is `max_age_s` old, whichever comes first.

@@ -79,11 +79,12 @@ _ENV.globals["VISIT_GAP_S"] = int(VISIT_GAP.total_seconds())
 
 
 def _human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    """In the decimal units the policy's thresholds and the explanations use (1 MB is 1,000,000 bytes), so a
+    table's figures add up to what a breach says."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def page(template: str, **context: Any) -> str:

@@ -104,15 +104,17 @@ SCHOOL_WEEK_CONFIG = ROOT / "fixtures" / "school-week" / "ictwatch.yaml"
 @pytest.fixture(scope="session")
 def school_week(tmp_path_factory) -> tuple[Path, Path, list[str]]:
     """The school week (fixtures/make_school_week.py) written, replayed and given the daily iPad check of each
-    day, once for the whole run: (the folder with its capture and proxy log, the store, what each day's check
-    printed). Several modules read it; none may change what it stored (a report adds its audit row only)."""
+    day, once for the whole run: (the folder with its capture, proxy log and what the replay printed
+    (`replay.txt`), the store, what each day's check printed). Several modules read it; none may change what
+    it stored (a report adds its audit row only)."""
     from fixtures import make_school_week
 
     out = tmp_path_factory.mktemp("week")
     make_school_week.main(out)
     store = out / "store"
-    run_cli("replay", "--config", SCHOOL_WEEK_CONFIG, out / "school-week.pcap", out / "squid-access.log",
-            store=store, check=True)
+    replayed = run_cli("replay", "--config", SCHOOL_WEEK_CONFIG, out / "school-week.pcap", out / "squid-access.log",
+                       store=store, check=True)
+    (out / "replay.txt").write_text(replayed.stdout)
     checks = [run_cli("check-ipads", "--config", SCHOOL_WEEK_CONFIG, "--date", f"2026-10-{day}", store=store,
                       check=True).stdout for day in range(26, 31)]
     return out, store, checks

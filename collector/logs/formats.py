@@ -39,7 +39,7 @@ from collector.logs.leasefiles import (
 from collector.logs.lines import is_blank, lines
 from collector.logs.squid import parse_common_line, parse_line
 from collector.logs.squid_logformat import RECOMMENDED, LogFormat
-from collector.observation import Observation, TimeOutOfRange
+from collector.observation import Observation, TimeOutOfRange, fits
 from collector.source import BatchSink, Source
 
 
@@ -152,9 +152,10 @@ class LineReader:
     others: tuple[LineParser, ...]
 
     def __call__(self, line: str, source_ref: str) -> Observation:
-        """The observation of one line; `ValueError` when no format reads it."""
+        """The observation of one line; `ValueError` when no format reads it, or when a number it gives does not
+        fit its column."""
         try:
-            return self.own(line, source_ref)
+            return fits(self.own(line, source_ref))
         except TimeOutOfRange:
             raise  # a line of the log's format, at a time the store cannot hold
         except ValueError as refused:
@@ -170,7 +171,7 @@ class LineReader:
         `ValueError` when none does (`TimeOutOfRange` when the first that knows its layout refuses its time)."""
         for parse in self.others:
             try:
-                return parse(line, source_ref)
+                return fits(parse(line, source_ref))
             except TimeOutOfRange:
                 raise
             except ValueError:

@@ -42,7 +42,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {plural(len(summary.inputs), 'input')}: {plural(summary.packets, 'packet')}, "
           f"{plural(summary.observations, 'observation')}")
     print(f"judged {plural(v.total(), 'activity', 'activities')}: {plural(v['breach'], 'breach')}, "
-          f"{v['blocked']:,} blocked without a breach, {v['allowed']:,} allowed (policy {engine.version})")
+          f"{v['waived']:,} waived, {v['blocked']:,} blocked without a breach, {v['allowed']:,} allowed "
+          f"(policy {engine.version})")
     again = [f"{summary.replaced:,} of them judged anew, replacing the stored verdict"] if summary.replaced else []
     again += [f"{plural(summary.known, 'record')} stored already, left as they were"] \
         if summary.known else []

@@ -186,3 +186,33 @@ def test_a_log_is_judged_by_its_lines_not_by_its_first(config, tmp_path):
     assert sorted(urls) == sorted([long_url, "http://www.bbc.co.uk/news/education", "http://www.bbc.co.uk/news/education"])
     decoded = run_cli("decode", log)
     assert decoded.returncode == 0 and len(decoded.stdout.splitlines()) == 3
+
+
+def test_numbers_too_big_or_below_zero_skip_their_line_not_the_log(tmp_path):
+    """Found by trying it as an attacker: a request size of 10^20 or -5, or a status of 99999, in a proxy or
+    filter log line failed the whole batch (a traceback, nothing of the log stored; a followed log's reader
+    stopped for good). Each such line is now refused and counted like any bad line; the lines around it are
+    stored."""
+    config = school_config(tmp_path / "school", "collector:\n  squid_logformat: \"%ts.%03tu %6tr %>a %Ss/%03>Hs "
+                                                "%<st %rm %ru %[un %Sh/%<a %mt %>st\"\n")
+    later = SQUID_LINE.replace("1781596202.120", "1781596262.120", 1)
+    proxy = tmp_path / "access.log"
+    proxy.write_text("\n".join([
+        SQUID_LINE + " 612",
+        SQUID_LINE + " 99999999999999999999",  # %>st past 2^64
+        SQUID_LINE.replace(" 48211 ", " -4120 ") + " 612",  # %<st below zero
+        SQUID_LINE.replace("TCP_MISS/200", "TCP_MISS/99999") + " 612",  # a status past 65535
+        later + " 700"]) + "\n")
+    filters = tmp_path / "dansguardian.log"  # DansGuardian 2.8's access log (tests/collector/logs/test_filterlogs.py)
+    line = "2026.6.16 9:05:0{} rbaker 10.20.10.50 http://lessons.test/plan  GET {}"
+    filters.write_text(f"{line.format(1, 4753)}\n{line.format(2, 10**20)}\n{line.format(3, 1200)}\n")
+    # the line whose request size cannot be is still Squid's native line (its first ten fields): it is kept as
+    # that, without a request size; the two whose own fields cannot be are skipped
+    for log, sent, reason in ((proxy, [612, None, 700], "skipped 2 bad records: bad_squid_line=2"),
+                              (filters, [None, None], "skipped 1 bad record: bad_filter_line=1")):
+        store = tmp_path / f"store-{log.stem}"
+        proc = run_cli("replay", "--config", config, log, store=store)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert reason in proc.stdout
+        rows = stored_activity(store)
+        assert sorted(map(str, rows["bytes_out"])) == sorted(map(str, sent)) and rows["bytes_in"].max() < 10**6, rows

@@ -8,9 +8,11 @@ waiver for one teacher on Wednesday afternoon, an INSET day on Friday.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
+import polars as pl
 import pytest
 
 from fixtures import make_school_week
@@ -52,6 +54,19 @@ def test_the_waiver_is_recorded_not_dropped(week):
         ("jcarter", "PH-JCARTER", "www.amazon.co.uk", ["w-jcarter-residential"], "2026-10-28T13:30:00.015000+00:00"),
         ("", "IPAD-BANK-5C", "www.youtube.com", ["w-ipad-5c-music"], "2026-10-29T13:20:00.015000+00:00")]
     assert [r["responsible"] for r in waived] == ["", "jcarter"]  # the iPad is the class's, in his care
+
+
+def test_the_replay_says_how_each_activity_was_judged_and_the_counts_add_up(school_week):
+    """The replay's summary line counts every verdict, the two waived activities of the week among them."""
+    out, store, _ = school_week
+    said = re.search(r"judged ([\d,]+) activities: ([\d,]+) breach\w*, ([\d,]+) waived, ([\d,]+) blocked without a "
+                     r"breach, ([\d,]+) allowed", (out / "replay.txt").read_text())
+    assert said is not None
+    total, *parts = (int(n.replace(",", "")) for n in said.groups())
+    verdicts = stored_activity(store).filter(pl.col("kind") != "absence")["verdict"].value_counts()
+    counted = dict(zip(verdicts["verdict"], verdicts["count"], strict=True))
+    assert parts == [counted.get(v, 0) for v in ("breach", "waived", "blocked", "allowed")] and parts[1] == 2
+    assert sum(parts) == total
 
 
 def test_the_ipad_check_follows_the_calendar_and_the_clock_change(week):

@@ -28,7 +28,7 @@ from typing import Any
 
 from collector.filetypes import file_ext
 from collector.logs.lines import is_blank, lines, open_unzipped
-from collector.observation import Emit, Observation
+from collector.observation import Emit, Observation, fits
 from collector.packet.p2p import DHT_QUERIES
 from collector.skips import SkipCounter
 
@@ -87,13 +87,16 @@ class EveSource:
                     continue
                 ref = f"{name}:{number}"
                 try:
-                    self._event(_json(line.decode("utf-8", "replace")), ref, emit)
+                    self._event(_json(line.decode("utf-8", "replace")), ref, lambda obs: emit(fits(obs)))
                 except ValueError as exc:
                     self.skips.refused(exc, BAD_EVE_RECORD, ref)
                 except (KeyError, TypeError, AttributeError):
                     self.skips.skip(BAD_EVE_RECORD, ref)
-        for obs in self._queries.values():
-            emit(obs)
+        for obs in self._queries.values():  # queries no answer followed
+            try:
+                emit(fits(obs))
+            except ValueError as exc:
+                self.skips.refused(exc, BAD_EVE_RECORD, obs.source_ref)
         self._queries.clear()
 
     def stop(self) -> None:

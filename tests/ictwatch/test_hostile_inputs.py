@@ -206,13 +206,20 @@ def test_numbers_too_big_or_below_zero_skip_their_line_not_the_log(tmp_path):
     filters = tmp_path / "dansguardian.log"  # DansGuardian 2.8's access log (tests/collector/logs/test_filterlogs.py)
     line = "2026.6.16 9:05:0{} rbaker 10.20.10.50 http://lessons.test/plan  GET {}"
     filters.write_text(f"{line.format(1, 4753)}\n{line.format(2, 10**20)}\n{line.format(3, 1200)}\n")
+    eve = tmp_path / "eve.json"  # Suricata's EVE: a port past 65535 on a query no answer follows
+    query = ('{{"timestamp":"2026-06-16T08:00:0{}.000000+0000","flow_id":{},"event_type":"dns","src_ip":"10.20.10.21",'
+             '"src_port":{},"dest_ip":"10.20.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","id":1,'
+             '"rrname":"a.example","rrtype":"A"}}}}')
+    eve.write_text(query.format(0, 1, 999999999) + "\n" + query.format(1, 2, 40000) + "\n")
     # the line whose request size cannot be is still Squid's native line (its first ten fields): it is kept as
     # that, without a request size; the two whose own fields cannot be are skipped
     for log, sent, reason in ((proxy, [612, None, 700], "skipped 2 bad records: bad_squid_line=2"),
-                              (filters, [None, None], "skipped 1 bad record: bad_filter_line=1")):
+                              (filters, [None, None], "skipped 1 bad record: bad_filter_line=1"),
+                              (eve, [None], "skipped 1 bad record: bad_eve_record=1")):
         store = tmp_path / f"store-{log.stem}"
         proc = run_cli("replay", "--config", config, log, store=store)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
         assert reason in proc.stdout
         rows = stored_activity(store)
-        assert sorted(map(str, rows["bytes_out"])) == sorted(map(str, sent)) and rows["bytes_in"].max() < 10**6, rows
+        assert sorted(map(str, rows["bytes_out"])) == sorted(map(str, sent)), rows
+        assert (rows["bytes_in"].max() or 0) < 10**6 and (rows["src_port"].max() or 0) < 65536, rows

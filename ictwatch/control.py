@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import stat
 import struct
@@ -324,8 +325,12 @@ def _follow(conn: socket.socket, named: set[str]) -> int:
     while True:
         kind, payload = _recv(conn, 1 << 31)
         if kind in streams:
-            streams[kind].write(payload)
-            streams[kind].flush()
+            try:
+                streams[kind].write(payload)
+                streams[kind].flush()
+            except BrokenPipeError:  # our reader went away (`| head`): stop as a program writing a pipe does
+                os.dup2(os.open(os.devnull, os.O_WRONLY), streams[kind].fileno())  # nothing left to flush at exit
+                return 128 + signal.SIGPIPE
         elif kind == b"X":
             return int(payload)
         elif kind == b"R":

@@ -96,6 +96,22 @@ def test_explain_while_the_daemon_runs_says_what_it_says_alone(daemon):
     assert proc.stdout == before["explain"].stdout
 
 
+def test_output_closed_early_is_not_blamed_on_the_daemon(daemon):
+    """`ictwatch explain … | head -1` (found trying the daemon as the network manager): the reader closing the
+    output said "the daemon … stopped answering" though the daemon was fine. The command now stops quietly, as
+    a command writing into a closed pipe does (status 141, SIGPIPE's), and the daemon goes on answering."""
+    _, config, _, before = daemon
+    env = dict(os.environ) | {"ICTWATCH_STORAGE_URL": f"chdb://{config.parent.parent / 'store'}"}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line, as `head -1` is after its line
+    proc = subprocess.Popen([sys.executable, "-m", "ictwatch.cli", "explain", "--config", str(config),
+                             "school-day.pcap#50"], stdout=write, stderr=subprocess.PIPE, env=env)
+    os.close(write)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.decode()) == (141, "")
+    assert command(config, "explain", "school-day.pcap#50").stdout == before["explain"].stdout
+
+
 def test_report_while_the_daemon_runs_is_written_by_the_caller(daemon, tmp_path):
     """jcarter's one breach of the day (bet365 at 11:15), asked for by his line manager; the file is
     written where the caller said, by the caller, readable by the caller alone."""

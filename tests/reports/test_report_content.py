@@ -116,7 +116,9 @@ def test_a_days_activities_become_visits_and_the_networks_own_traffic_is_apart(s
     assert [(c.label, c.visits, c.minutes, c.identified_by) for c in report.devices] == [
         ("PH-SOKAFOR", 3, 3, "registered device (MAC), high confidence")]
     html = render.to_html(report)
-    assert "<strong>2 policy breaches</strong> in 2 visits" in html
+    # the bracket counts visits, by the worst breach of each (it once read as a count of breaches)
+    assert ("<strong>2 policy breaches</strong> in 2 visits\n(by the most serious breach of each visit: "
+            '<span class="caution">2 caution</span>)') in html
     assert "3 visits to 2 sites, about 3 minutes online" in html
     assert "4 lookups and connections went to the school" in html and "10.20.0.2" not in html
     assert "<td>2026-06-16 10:00:00–10:01:20</td>" in html  # a time always with its date

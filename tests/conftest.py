@@ -98,6 +98,17 @@ def run_cli(*args: str | Path, store: Path | None = None, check: bool = False,
     return proc
 
 
+def policy_refused(path: Path, text: str) -> str:
+    """The one-line error a policy file of `text`, written at `path`, is refused with (it must be refused)."""
+    from rules.config import ConfigError, load_model
+    from rules.policy import Policy
+
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_model(path, Policy)
+    return str(err.value)
+
+
 SCHOOL_WEEK_CONFIG = ROOT / "fixtures" / "school-week" / "ictwatch.yaml"
 
 

@@ -20,10 +20,10 @@ from collector.sources import open_source
 from fixtures.make_school_day import Writer
 from fixtures.make_school_week import MON, PC_OFFICE_1, event
 from ictwatch import settings
-from rules.config import ConfigError, load_model
+from rules.config import load_model
 from rules.policy import Policy, never_filled
 from storage.records import record_ids
-from tests.conftest import run_cli, school_config, stored_activity, stored_breaches
+from tests.conftest import policy_refused, run_cli, school_config, stored_activity, stored_breaches
 
 UPLOAD = 17_422
 """bytes_out of one test upload's flow, worked out by hand above."""
@@ -60,11 +60,7 @@ rules:
      "policy.yaml:11: rules[0].total.per[0]: 'room': Input should be 'person' or 'site'"),
 ])
 def test_a_bad_total_names_file_line_field_and_value(tmp_path, total, message):
-    path = tmp_path / "policy.yaml"
-    path.write_text(POLICY + f"    {total}\n")
-    with pytest.raises(ConfigError) as err:
-        load_model(path, Policy)
-    assert str(err.value) == f"{tmp_path}/{message}"
+    assert policy_refused(tmp_path / "policy.yaml", POLICY + f"    {total}\n") == f"{tmp_path}/{message}"
 
 
 def test_a_byte_total_over_kinds_without_bytes_is_warned_about(tmp_path):

@@ -18,7 +18,7 @@ from collector.logs import formats
 from collector.logs.follow import LogFollower, Position
 from collector.logs.lines import LINE_TOO_LONG
 from collector.metrics import FOLLOW_LAG, FOLLOW_READ
-from collector.observation import fits, to_table
+from collector.observation import to_table
 from collector.skips import SkipCounter
 
 
@@ -79,7 +79,7 @@ class Followed:
             for position, raw in lines:
                 ref = f"{name}@{position.generation}:{position.offset}"  # where the line ends, as positions grow
                 try:
-                    found.extend([fits(obs) for obs in self.parse(raw.decode("utf-8", "replace"), ref)])
+                    found.extend(self.parse(raw.decode("utf-8", "replace"), ref))
                 except ValueError as exc:
                     skips.refused(exc, self.skip_reason, ref)
             mark = self.follower.mark(max(ends))

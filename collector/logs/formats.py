@@ -135,9 +135,10 @@ class Format:
 
     def follower(self, path: Path, settings: Options) -> FollowParser:
         """The parser of one line of the log at `path` as `ictwatch run` follows it: by `line_reader`, for a
-        format of a record a line."""
+        format of a record a line; a format's own follower has its numbers checked as `line_reader` does."""
         if self.follow is not None:
-            return self.follow(path, settings)
+            parse = self.follow(path, settings)
+            return lambda line, ref: [fits(obs) for obs in parse(line, ref)]
         one = line_reader(self, settings)
         return lambda line, ref: [one(line, ref)]
 

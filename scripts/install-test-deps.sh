@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benchmarks drive for real: tshark, Squid, squidGuard,
 # e2guardian, GoAccess, SARG, Prometheus (promtool), Alertmanager (amtool), 7-Zip, Chromium, tcpdump,
-# nftables, conntrack, and Suricata 7 (from <codename>-backports, enabled from the machine's own Debian
+# nftables, conntrack, tcpreplay, and Suricata 7 (from <codename>-backports, enabled from the machine's own Debian
 # source by enable-backports.sh). Services the packages would start are not started (policy-rc.d).
 # Runs apt only as root and only for what is missing; otherwise says what the tests will skip.
 set -euo pipefail
 who=${DEV_SAY:-install-test-deps}  # ./dev sets DEV_SAY=dev so that its phase lines share one name
-packages=(tshark suricata goaccess squid squidguard e2guardian openssl prometheus prometheus-alertmanager p7zip-full chromium sarg tcpdump nftables conntrack)
+packages=(tshark suricata goaccess squid squidguard e2guardian openssl prometheus prometheus-alertmanager p7zip-full chromium sarg tcpdump nftables conntrack tcpreplay)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -376,6 +376,20 @@ class BatchBuilder:
         if pending + 1 >= self._max_rows or (pending & 63 == 63 and self._too_old()):
             self.flush()
 
+    def add_columns(self, columns: list[list[Any]]) -> None:
+        """Append rows given as one list per field (a capture worker's batch); emits batches as `add` does."""
+        rows, start = len(columns[0]), 0
+        while start < rows:
+            pending = len(self._columns[0])
+            if pending == 0:
+                self._first_at = self._now()
+            take = min(rows - start, self._max_rows - pending)
+            for column, theirs in zip(self._columns, columns, strict=True):
+                column.extend(theirs if take == rows else theirs[start : start + take])
+            start += take
+            if pending + take >= self._max_rows or self._too_old():
+                self.flush()
+
     def tick(self) -> None:
         """Emit the pending rows if the oldest has waited `max_age_s`."""
         if self._columns[0] and self._too_old():

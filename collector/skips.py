@@ -32,6 +32,12 @@ class SkipCounter:
         if n == 1 or n % self._every == 0:
             log.warning("skipped %s (%s, %d so far)", ref, reason, n)
 
+    def add(self, counts: dict[str, int]) -> None:
+        """Counts of another process's counter (the capture worker's, which logged its own samples)."""
+        for reason, n in counts.items():
+            SKIPPED.labels(reason).inc(n)
+            self.by_reason[reason] += n
+
     def refused(self, error: ValueError, reason: str, ref: str) -> None:
         """Record that a parser refused the record at `ref` with `error`: counted under `reason` (the format's
         own), or as `time_out_of_range` when that is why."""

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import functools
 import gzip
+import logging
 import os
+import subprocess
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+from collector.capture.messages import read_message
 from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
 from collector.logs.formats import FORMATS, SAMPLE_BYTES, BatchReader, Format, LineReader, Sample, detect, line_reader
 from collector.logs.lines import is_blank, lines, open_unzipped, read_upto
-from collector.observation import Emit
+from collector.observation import Emit, Observation, to_table_columns
 from collector.packet.flows import ConsumerFailed
 from collector.packet.packets import PacketDecoder, Stop, decode_frames
 from collector.packet.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
@@ -93,6 +97,62 @@ class CaptureSource(_FileSource):
             raise failed.cause from None
 
 
+class WorkerCaptureSource:
+    """A capture file decoded by a capture worker that `collector.capture.messages.decode_ahead` started
+    (while the command was still starting): its batches are read as they come, each of the rows
+    `CaptureSource` would have put in a batch, with the same skips."""
+
+    progress = None
+
+    def __init__(self, path: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.path = path
+        self.skips = SkipCounter()
+        self.packets = 0
+        self._proc = proc
+
+    def run_batches(self, sink: BatchSink) -> int:
+        """Each batch the worker sends, to `sink`; returns the rows. A capture broken before its first packet
+        is an `InputError`, as with `CaptureSource`."""
+        rows = 0
+        for columns in self._batches():
+            sink(to_table_columns(columns))  # type: ignore[arg-type]  # the sink takes Arrow tables too
+            rows += len(columns[0])
+        return rows
+
+    def run(self, emit: Emit) -> None:
+        """Each observation the worker decoded, to `emit`."""
+        for columns in self._batches():
+            for row in zip(*columns, strict=True):
+                emit(Observation(*row))
+
+    def _batches(self) -> Iterator[list[list[Any]]]:
+        assert self._proc.stdout is not None
+        try:
+            while (message := read_message(self._proc.stdout.fileno())) is not None:
+                kind, columns, self.packets, skips, logs = message[:5]
+                for level, name, text in logs:
+                    logging.getLogger(name).log(level, "%s", text)
+                self.skips.add(skips)
+                if columns is not None:
+                    yield columns
+                if kind == "end":
+                    if message[6]:
+                        raise InputError(message[6])
+                    return
+            raise InputError(f"{self.path}: the capture worker exited (status {self._proc.wait()}) before "
+                             "the capture's end")
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the worker (if still running) and wait for it."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+        self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
 class LogLineSource(_FileSource):
     """A text log in a format of a record a line, read with `parse(line, ref)` (each line by its own format),
     or with the format's batch reader when it has one (`run_batches`), which hands the lines it refuses to the
@@ -133,13 +193,19 @@ class LogLineSource(_FileSource):
             self._stream.close()
 
 
-def open_source(path: str | Path, settings: CollectorSettings | None = None) -> Source:
+def open_source(path: str | Path, settings: CollectorSettings | None = None,
+                ahead: subprocess.Popen[bytes] | None = None) -> Source:
     """Choose the source for `path` from its content; `InputError` when it is none we know. Captures go
-    to the native decoder, or to tshark when `settings.decoder` is `tshark`; a log is read as the format of
+    to the native decoder, or to tshark when `settings.decoder` is `tshark`; a capture a worker is already
+    decoding (`ahead`) is read from it; a log is read as the format of
     `FORMATS` that reads the most of a sample of its lines (a Squid log in none of Squid's built-in formats
     is tried with `settings.squid_logformat`; e2guardian and squidGuard times are read in `settings.log_timezone`)."""
     settings = settings or CollectorSettings()
     path = Path(path)
+    if ahead is not None and settings.decoder == "tshark":
+        ahead.terminate()
+        ahead.wait()
+        ahead = None
     try:
         stream, _raw = open_unzipped(path)
         with stream:
@@ -152,7 +218,7 @@ def open_source(path: str | Path, settings: CollectorSettings | None = None) -> 
                 return TsharkCaptureSource(path)
             except TsharkUnavailable as exc:
                 raise InputError(f"{path}: {exc}") from None
-        return CaptureSource(path)
+        return CaptureSource(path) if ahead is None else WorkerCaptureSource(path, ahead)
     sample = Sample.of(head[:SAMPLE_BYTES], whole=len(head) <= SAMPLE_BYTES and not broken)
     if not sample.lines and head.strip():
         raise InputError(f"{path}: not a pcap or pcapng capture, and its first megabyte holds no line of a log "

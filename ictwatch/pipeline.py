@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -98,12 +99,20 @@ def _stored_activity(store: Store, user: str | None, start: dt.datetime, end: dt
 def replay(
     inputs: list[Path], engine: Engine, store: Store, on_source: ProgressHook | None = None,
     collector: CollectorSettings | None = None, spool: Spool | None = None,
+    ahead: dict[Path, subprocess.Popen[bytes]] | None = None,
 ) -> ReplaySummary:
     """Run every input through the engine into `store` (batches it cannot take wait in `spool`); bad
     records are skipped and counted. `collector` says how inputs are read (decoder, log time zone, Squid
-    logformat)."""
+    logformat); `ahead` holds the capture workers already decoding some of the inputs
+    (`collector.capture.messages.decode_ahead`)."""
     summary = ReplaySummary()
-    sources = [open_source(p, collector) for p in inputs]  # every input is checked before anything is stored
+    ahead = ahead or {}
+    try:  # every input is checked before anything is stored
+        sources = [open_source(p, collector, ahead.pop(p, None)) for p in inputs]
+    finally:
+        for proc in ahead.values():  # not taken: an input failed its check
+            proc.kill()
+            proc.wait()
     # Captures, Suricata's log and lease files carry the DHCP leases that name and place the devices behind
     # a proxy's or filter's lines: they are read first, whatever order the inputs were given in.
     sources.sort(key=lambda source: isinstance(source, LogLineSource))
@@ -181,8 +190,7 @@ def run_live(source: LiveCaptureSource, engine: Engine, store: Store,
 
         CAPTURE_RUNNING.set(1)
         try:
-            add = builder.add if capture_flows else (lambda obs: None if obs.kind == "flow" else builder.add(obs))
-            source.run(add, on_tick=tick)
+            source.run(builder.add_columns, on_tick=tick, flows=capture_flows)
         finally:
             CAPTURE_RUNNING.set(0)
         builder.flush()

@@ -20,20 +20,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay inputs into the store and print a summary. Inside the daemon (ictwatch/control.py) the daemon
     reads the inputs itself, and a batch the store cannot take stops the replay rather than going to the
-    spool, which is the daemon's writer's alone (a replay run again stores nothing twice)."""
-    from ictwatch import caller, settings
+    spool, which is the daemon's writer's alone (a replay run again stores nothing twice). A big capture is
+    handed to a capture worker first thing, to be decoded while this process imports and opens the rest."""
+    from collector.capture.messages import decode_ahead
+    from ictwatch import caller
+
+    here = caller.current()
+    inputs = [here.path(p) for p in args.inputs]
+    ahead = {} if here.remote else decode_ahead(inputs)
+
+    from ictwatch import settings
     from ictwatch.pipeline import replay
     from ictwatch.progress import ProgressBar
 
     loaded = settings.load(args.config)
     engine = loaded.engine()
-    here = caller.current()
     store, spool = loaded.open_store(), None if here.remote else loaded.open_spool()
     try:
         migrate_or_spool(store)
         with ProgressBar(caller.stderr()) as bar:
-            summary = replay([here.path(p) for p in args.inputs], engine, store, bar.follow,
-                             collector=loaded.settings.collector, spool=spool)
+            summary = replay(inputs, engine, store, bar.follow, collector=loaded.settings.collector, spool=spool,
+                             ahead=ahead)
     finally:
         store.close()
         if spool is not None:

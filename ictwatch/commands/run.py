@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from collector.capture.linerate import capture_filter as line_rate_filter
 
         capture_filter = line_rate_filter(cfg.capture_filter)
-    source = LiveCaptureSource(interface, capture_filter, cfg.capture_tool, pipe=pipe)
+    source = LiveCaptureSource(interface, capture_filter, cfg.capture_tool, pipe=pipe, buffer_mb=cfg.capture_buffer_mb)
     hangup, stopping = threading.Event(), threading.Event()
     in_force = [loaded]
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -136,6 +136,7 @@ class WorkerCaptureSource:
                 if columns is not None:
                     yield columns
                 if kind == "end":
+                    self._proc.wait(10)  # it exits once it has said all
                     if message[6]:
                         raise InputError(message[6])
                     return

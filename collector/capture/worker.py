@@ -385,6 +385,8 @@ def _fifo(worker: Worker, path: str) -> str | None:
             time.sleep(1)
         finally:
             os.close(fd)
+        worker.send("tick")  # what the writer's last packets made, all of it taken before waiting for the next writer
+        worker.drain()
         if not worker.stopping:
             log.warning("capture pipe %s closed; waiting for the capture service", path)
     return None

@@ -376,6 +376,7 @@ def _fifo(worker: Worker, path: str) -> str | None:
             continue
         finally:
             worker.opening = False
+        grow_pipe(fd)
         try:
             worker.decode(cast(IO[bytes], Feed(fd, worker, cut=True)), path)
         except TruncatedCapture:

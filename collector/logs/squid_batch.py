@@ -35,10 +35,10 @@ from collector.logs.refusal import refused
 from collector.observation import (
     EARLIEST_US,
     LATEST_US,
-    OBSERVATION_SCHEMA,
     TIME_OUT_OF_RANGE,
     Observation,
     TimeOutOfRange,
+    schema,
     to_table,
 )
 
@@ -233,7 +233,7 @@ def _peer(hierarchy: pl.Expr) -> pl.Expr:
     return pl.when(peer.str.contains(_IP)).then(peer).otherwise(None)
 
 
-OBSERVATION_POLARS: dict[str, pl.DataType] = dict(pl.Schema(OBSERVATION_SCHEMA))
+OBSERVATION_POLARS: dict[str, pl.DataType] = dict(pl.Schema(schema()))
 """The observation schema as polars reads it: the batches made here have these types, as if from Arrow."""
 _THOUSAND = pl.Series([1000.0]).to_arrow()[0]  # not pa.scalar(1000.0): a Python value makes pyarrow import pandas
 _DEFAULTS: dict[str, object] = {

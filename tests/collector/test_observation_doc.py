@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from collector.observation import FIELD_NAMES, OBSERVATION_SCHEMA
+from collector.observation import FIELD_NAMES, schema
 from tests.conftest import ROOT
 
 
@@ -26,7 +26,7 @@ def test_every_skip_reason_in_the_code_is_documented():
 
 
 def test_arrow_schema_names_the_time_column_ts():
-    assert OBSERVATION_SCHEMA.names[0] == "ts" and OBSERVATION_SCHEMA.field("ts").type.tz == "UTC"
+    assert schema().names[0] == "ts" and schema().field("ts").type.tz == "UTC"
 
 
 def test_committed_json_schema_matches_the_code():

@@ -8,13 +8,13 @@ import re
 
 import pyarrow as pa
 
-from collector.observation import OBSERVATION_SCHEMA, Observation, to_table
+from collector.observation import Observation, schema, to_table
 from ictwatch import settings
 from storage.schema import ACTIVITY, DROPPED
 from storage.store import to_activity_arrow
 from tests.conftest import ROOT, SCHOOL_DAY
 
-FIELDS = set(OBSERVATION_SCHEMA.names)
+FIELDS = set(schema().names)
 KEPT = FIELDS & {c.name for c in ACTIVITY}
 
 
@@ -38,7 +38,7 @@ def test_a_kept_field_arrives_unchanged_in_its_column():
     """One observation with every field set, judged by the school day's engine and laid out for the insert:
     each kept field's value is in its column as it was seen."""
     seen = dt.datetime(2026, 6, 16, 10, 0, tzinfo=dt.UTC)
-    values = {f.name: _sample(i, f) for i, f in enumerate(OBSERVATION_SCHEMA) if f.name != "ts"}
+    values = {f.name: _sample(i, f) for i, f in enumerate(schema()) if f.name != "ts"}
     values |= {"kind": "http", "source": "pcap", "src_ip": "10.20.2.21", "dst_ip": "203.0.113.50",
                "src_mac": "00:1b:21:aa:00:04", "host": "www.example.org"}
     obs = Observation(int(seen.timestamp() * 1e6), **values)

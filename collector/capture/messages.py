@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 HEADER = struct.Struct("<I")
-AHEAD_BYTES = 1 << 20
-"""The smallest capture `decode_ahead` hands to a worker: below it, decoding in the command's own process
-costs less than starting one (measured in docs/performance.md)."""
+AHEAD_BYTES = 16 << 20
+"""The smallest capture `decode_ahead` hands to a worker. The worker costs 0.1–0.2 s of CPU to start and to
+send what it decoded; what it saves the command is the decoding, some 17 µs of an observation (the school
+mix: 0.85 s for 300,000 packets, 257 MB), so below about 16 MB (50 ms of decoding) there is nothing worth
+having and a small capture is decoded in the command's own process."""
 _PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
                 b"\x0a\x0d\x0d\x0a")  # collector.packet.pcap's, which cannot be imported light
 
@@ -32,10 +34,21 @@ def start_worker(args: list[str]) -> subprocess.Popen[bytes]:
                             bufsize=0)
 
 
+def spare_core() -> bool:
+    """Whether a core is free for a worker: two or more this process may run on, and fewer processes
+    running or waiting to run (the last minute's load) than those cores less one. On a loaded machine the
+    worker only competes with the command it was to make faster (measured: docs/performance.md)."""
+    cores = len(os.sched_getaffinity(0))
+    return cores >= 2 and os.getloadavg()[0] <= cores - 1
+
+
 def decode_ahead(paths: Iterable[Path], min_bytes: int = AHEAD_BYTES) -> dict[Path, subprocess.Popen[bytes]]:
     """A worker decoding each capture (pcap or pcapng, plain or gzip) of `min_bytes` or more among `paths`;
-    the rest (logs, small captures, what cannot be read) are left to be opened as ever."""
-    started = {}
+    the rest (logs, small captures, what cannot be read) are left to be opened as ever. None at all when
+    no core is spare (`spare_core`): a worker then only adds the cost of sending what it decoded."""
+    started: dict[Path, subprocess.Popen[bytes]] = {}
+    if not spare_core():
+        return started
     for path in paths:
         try:
             if os.path.getsize(path) < min_bytes:

@@ -30,8 +30,8 @@ _PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b
 def start_worker(args: list[str]) -> subprocess.Popen[bytes]:
     """A capture worker with `args`, its messages on a pipe of its standard output; `OSError` when it
     cannot be started."""
-    return subprocess.Popen([sys.executable, "-m", "collector.capture.worker", *args], stdout=subprocess.PIPE,
-                            bufsize=0)
+    return subprocess.Popen([sys.executable, "-m", "collector.capture.worker", "--parent", str(os.getpid()), *args],
+                            stdout=subprocess.PIPE, bufsize=0)
 
 
 def spare_core() -> bool:

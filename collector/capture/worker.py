@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import fcntl
 import gzip
 import logging
@@ -313,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)  # Ctrl-C at a terminal reaches the whole process group
+    _term_with_parent(args.parent)
     logging.getLogger().addHandler(worker.logs)
     logging.getLogger().setLevel(logging.WARNING)
     if args.file:
@@ -331,6 +333,15 @@ def run(args: argparse.Namespace) -> int:
     worker.send("end", dropped, error)
     worker.drain()
     return 1 if error else 0
+
+
+def _term_with_parent(parent: int | None) -> None:
+    """SIGTERM for this worker when its parent dies (even by SIGKILL): it stops its capture tool rather than
+    capture for no one (waiting for a FIFO's writer, it would never learn it from a broken pipe)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent:  # the parent died before that was asked for
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _files(worker: Worker, paths: Iterable[str]) -> None:
@@ -444,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick", type=float, default=0.5)
     parser.add_argument("--rows", type=int, default=65536)
     parser.add_argument("--no-flows", action="store_true", help="drop `flow` observations (line-rate mode)")
+    parser.add_argument("--parent", type=int, help="the parent's process id: this worker stops when it dies")
     args = parser.parse_args(argv)
     return run(args)
 

@@ -65,7 +65,6 @@ from collector.skips import SkipCounter
 
 log = logging.getLogger("ictwatch.collector")
 
-F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in the module only from Python 3.10 on some builds
 PIPE_BYTES = 1 << 20
 """The size asked for the pipes from the capture tool and to the parent (Linux's default is 64 KB)."""
 READ_BYTES = 1 << 18
@@ -101,7 +100,7 @@ def dropped_by_tool(stderr: str) -> int:
 def grow_pipe(fd: int) -> None:
     """Ask for a larger pipe (up to /proc/sys/fs/pipe-max-size; what is refused leaves it as it was)."""
     with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class _Forward(logging.Handler):
@@ -148,7 +147,8 @@ class Worker:
 
     def __init__(self, out: int, rows: int, tick_s: float, keep_flows: bool, name: str,
                  now: Callable[[], float] = time.time) -> None:
-        self._out = out
+        self.out = out
+        """The pipe to the parent (non-blocking)."""
         self._rows = rows
         self._tick_s = tick_s
         self._gather = Gather(keep_flows)
@@ -192,7 +192,7 @@ class Worker:
         columns = self._gather.take()
         if not self.live:  # a file: wait for the parent rather than drop
             while self._pending_bytes > BACKLOG_BYTES and not self.parent_gone:
-                select.select([], [self._out], [], 1.0)
+                select.select([], [self.out], [], 1.0)
                 self.write()
         elif columns is not None and self._pending_bytes > BACKLOG_BYTES and kind == "tick":
             self.skips.skip(BACKLOG_SKIP, f"capture#{self.decoder.packets}")  # the parent has stopped reading
@@ -210,7 +210,7 @@ class Worker:
         """Write what the parent's pipe takes now, without waiting."""
         while self._pending and not self.parent_gone:
             try:
-                done = os.write(self._out, self._pending[0])
+                done = os.write(self.out, self._pending[0])
             except BlockingIOError:
                 return
             except BrokenPipeError:
@@ -226,7 +226,7 @@ class Worker:
     def drain(self) -> None:
         """At the end: wait until the parent has taken every message (or has gone)."""
         while self._pending and not self.parent_gone:
-            select.select([], [self._out], [], 1.0)
+            select.select([], [self.out], [], 1.0)
             self.write()
 
     def waiting(self) -> bool:
@@ -266,11 +266,8 @@ class Feed:
         while True:
             if worker.stopping and self._cut:
                 return b""
-            writable = [worker._out] if worker.waiting() else []
-            try:
-                readable, ready, _ = select.select([self._fd], writable, [], worker.due())
-            except InterruptedError:  # pragma: no cover - select retries itself (PEP 475)
-                continue
+            writable = [worker.out] if worker.waiting() else []
+            readable, ready, _ = select.select([self._fd], writable, [], worker.due())
             if ready:
                 worker.write()
             if readable:

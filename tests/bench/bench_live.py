@@ -86,11 +86,15 @@ class Step:
     libpcap reads from the kernel, plus dumpcap's own, which the daemon reports summed), Suricata's
     `capture.kernel_drops`."""
     iface_drops: int = 0
+    """The monitor interface's `rx_dropped` over the measured replay."""
     backlog_drops: int = 0
+    """The kernel's input backlog drops over the measured replay (the whole machine's: others' too)."""
     cpu_s: float = 0.0
-    """CPU seconds over the measured replay and the drain after it."""
+    """CPU seconds of the monitor's processes over the measured replay and the drain after it."""
     anon_mb: float = 0.0
+    """Peak anonymous resident memory of the monitor's processes over the measured replay."""
     file_mb: float = 0.0
+    """Peak file-backed resident memory, likewise."""
 
     @property
     def lost(self) -> int:

@@ -15,13 +15,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
 from collector.config import CollectorSettings
-from reports.audit import ChainFiles
-from rules.categories import CategoryIndex
 from rules.config import (
     ConfigError,
     Device,
@@ -34,13 +32,14 @@ from rules.config import (
     read_directory_csv,
     yaml_line,
 )
-from rules.engine import Engine
-from rules.identity import Identity
-from rules.listupdate import load_in_use
 from rules.policy import Policy
-from storage.schema import Retention
-from storage.spool import Spool
-from storage.store import Store
+
+if TYPE_CHECKING:  # each imported where it is used: a command opens only what it uses
+    from reports.audit import ChainFiles
+    from rules.categories import CategoryIndex
+    from rules.engine import Engine
+    from storage.spool import Spool
+    from storage.store import Store
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -186,13 +185,14 @@ class Loaded:
         """The policy's category lists, loaded the first time they are asked for (by the engine, `check`):
         the full UT1 set takes 1.4 s and 360 MB at its peak to load (README), which commands that judge no
         traffic (`breaches`, `audit`, `spool`, ...) never pay. `ConfigError` when a mapped list is missing."""
+        from rules.listupdate import load_in_use
+
         return load_in_use(self.lists_path, self.policy.categories)
 
     @property
     def socket_path(self) -> Path:
         """The daemon's command socket."""
-        control = self.settings.control.socket
-        return self.path.parent / control if control is not None else self.spool_path.parent / "ictwatch.sock"
+        return _socket_path(self.path, self.settings, self.spool_path)
 
     def request_size_warnings(self) -> list[str]:
         """The collector's warnings about Squid logs without request sizes, each naming its line here."""
@@ -204,6 +204,9 @@ class Loaded:
 
     def open_store(self) -> Store:
         """The store (connected when first used)."""
+        from storage.schema import Retention
+        from storage.store import Store
+
         r = self.policy.retention
         return Store(self.storage_url, self.settings.storage.database, self.settings.storage.timeout_s,
                      Retention(r.activity_days, r.url_days, r.leases_days, r.audit_days))
@@ -211,6 +214,8 @@ class Loaded:
     def chain_files(self) -> ChainFiles:
         """The audit chain's lock, key and head files: the lock beside the spool, the key and head as
         configured, by default beside an embedded store (else beside the spool)."""
+        from reports.audit import ChainFiles
+
         audit = self.settings.audit
         url = self.storage_url
         state = Path(url.removeprefix("chdb://")).parent if url.startswith("chdb://") else self.spool_path.parent
@@ -220,10 +225,15 @@ class Loaded:
 
     def open_spool(self) -> Spool:
         """The disk spool (a torn record left by a crash is found and set aside here)."""
+        from storage.spool import Spool
+
         return Spool(self.spool_path, self.settings.storage.spool_max_bytes)
 
     def engine(self, categories: CategoryIndex | None = None) -> Engine:
         """A policy engine for this configuration (with other category lists, if given)."""
+        from rules.engine import Engine
+        from rules.identity import Identity
+
         identity = Identity(self.directory, self.devices.devices, self.network, self.policy.calendar.timezone)
         members: dict[str, set[str]] = {}
         for person in self.directory.people:
@@ -270,16 +280,32 @@ def load(path: str | Path) -> Loaded:
                 if name not in known:
                     raise ConfigError(policy_path, f"waivers[{i}].{field}", name, unknown[field])
     lists = policy_path.parent / policy.categories.lists
-    url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
-    url = resolve_url(url, base)
+    url, spool_path = _places(settings, base)
+    return Loaded(path, settings, directory, devices, network, policy, url, lists, spool_path)
+
+
+def socket_path(path: str | Path) -> Path:
+    """The daemon's command socket, as `load(path).socket_path` says, from the root file alone (a command asks
+    before it knows whether it runs here or in the daemon)."""
+    path = Path(path)
+    settings = load_model(path, Settings)
+    return _socket_path(path, settings, _places(settings, path.parent)[1])
+
+
+def _places(settings: Settings, base: Path) -> tuple[str, Path]:
+    """The storage URL and the spool's folder, the environment's overrides applied."""
+    url = resolve_url(os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url, base)
     spool = os.environ.get("ICTWATCH_SPOOL") or settings.storage.spool
     if spool is not None:
-        spool_path = base / spool
-    elif url.startswith("chdb://"):
-        spool_path = Path(url.removeprefix("chdb://") + "-spool")
-    else:
-        spool_path = base / "spool"
-    return Loaded(path, settings, directory, devices, network, policy, url, lists, spool_path)
+        return url, base / spool
+    if url.startswith("chdb://"):
+        return url, Path(url.removeprefix("chdb://") + "-spool")
+    return url, base / "spool"
+
+
+def _socket_path(path: Path, settings: Settings, spool_path: Path) -> Path:
+    control = settings.control.socket
+    return path.parent / control if control is not None else spool_path.parent / "ictwatch.sock"
 
 
 def _check_owner(path: Path, i: int, device: Device, people: set[str]) -> None:

@@ -70,9 +70,10 @@ def in_daemon(argv: list[str], config: Path) -> int:
 
 def _here_or_in_daemon(args: argparse.Namespace, argv: list[str]) -> int:
     if getattr(args, "via_daemon", False):
-        from ictwatch import control, settings
+        from ictwatch import control, places
 
-        status = control.forward(settings.socket_path(args.config), argv)
+        socket = places.daemon_socket(args.config)
+        status = control.forward(socket, argv) if socket is not None else None
         if status is not None:
             return status
     return int(args.func(args) or 0)

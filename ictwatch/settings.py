@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from collector.config import CollectorSettings
+from ictwatch import places
 from rules.config import (
     ConfigError,
     Device,
@@ -88,7 +88,7 @@ def on_loopback(listen: str) -> bool:
 class StorageSettings(Strict):
     """Where activity is stored, and where batches wait when it cannot be reached."""
 
-    url: str = Field("chdb://data/ictwatch", description="chdb://PATH (embedded) or http(s)://host:8123.")
+    url: str = Field(places.DEFAULT_URL, description="chdb://PATH (embedded) or http(s)://host:8123.")
     database: str = Field("ictwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout_s: float = Field(30.0, gt=0, description="Connect and request timeout for a ClickHouse server.")
     spool: Path | None = Field(None, description=(
@@ -192,7 +192,7 @@ class Loaded:
     @property
     def socket_path(self) -> Path:
         """The daemon's command socket."""
-        return _socket_path(self.path, self.settings, self.spool_path)
+        return places.socket_path(self.path, self.settings.control.socket, self.spool_path)
 
     def request_size_warnings(self) -> list[str]:
         """The collector's warnings about Squid logs without request sizes, each naming its line here."""
@@ -268,44 +268,20 @@ def load(path: str | Path) -> Loaded:
         raise ConfigError(policy_path, field, value, problem)
     groups = {g for p in directory.people for g in p.groups}
     device_ids = {d.id for d in devices.devices}
-    places = {loc.name for loc in network.locations}
+    place_names = {loc.name for loc in network.locations}
     unknown = {"users": "not in the staff directory", "groups": "no one is in this group",
                "granted_by": "not in the staff directory", "devices": "not in the device register",
                "places": "not a place on the network map"}
     for i, waiver in enumerate(policy.waivers):
         for field, names, known in (("users", waiver.users, people), ("groups", waiver.groups, groups),
                                     ("granted_by", (waiver.granted_by,), people),
-                                    ("devices", waiver.devices, device_ids), ("places", waiver.places, places)):
+                                    ("devices", waiver.devices, device_ids), ("places", waiver.places, place_names)):
             for name in names:
                 if name not in known:
                     raise ConfigError(policy_path, f"waivers[{i}].{field}", name, unknown[field])
     lists = policy_path.parent / policy.categories.lists
-    url, spool_path = _places(settings, base)
+    url, spool_path = places.store_and_spool(settings.storage.url, settings.storage.spool, base)
     return Loaded(path, settings, directory, devices, network, policy, url, lists, spool_path)
-
-
-def socket_path(path: str | Path) -> Path:
-    """The daemon's command socket, as `load(path).socket_path` says, from the root file alone (a command asks
-    before it knows whether it runs here or in the daemon)."""
-    path = Path(path)
-    settings = load_model(path, Settings)
-    return _socket_path(path, settings, _places(settings, path.parent)[1])
-
-
-def _places(settings: Settings, base: Path) -> tuple[str, Path]:
-    """The storage URL and the spool's folder, the environment's overrides applied."""
-    url = resolve_url(os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url, base)
-    spool = os.environ.get("ICTWATCH_SPOOL") or settings.storage.spool
-    if spool is not None:
-        return url, base / spool
-    if url.startswith("chdb://"):
-        return url, Path(url.removeprefix("chdb://") + "-spool")
-    return url, base / "spool"
-
-
-def _socket_path(path: Path, settings: Settings, spool_path: Path) -> Path:
-    control = settings.control.socket
-    return path.parent / control if control is not None else spool_path.parent / "ictwatch.sock"
 
 
 def _check_owner(path: Path, i: int, device: Device, people: set[str]) -> None:
@@ -320,13 +296,3 @@ def _check_owner(path: Path, i: int, device: Device, people: set[str]) -> None:
                           "its owner (a device nobody is responsible for is `use: shared`)")
     if device.owner not in people:
         raise ConfigError(path, f"devices[{i}].owner", device.owner, "not in the staff directory")
-
-
-def resolve_url(url: str, base: Path) -> str:
-    """`chdb://relative/path` is relative to the config file; returned as `chdb:///absolute/path`."""
-    if not url.startswith("chdb://"):
-        return url
-    rest = url.removeprefix("chdb://")
-    if rest.startswith("/"):
-        return "chdb://" + str(Path(rest).resolve())
-    return "chdb://" + str((base / rest).resolve())

@@ -14,7 +14,8 @@ round's, a memory figure the highest seen in any round.
 Beside them: `breaches` while the daemon holds the store (`ictwatch run` on an idle FIFO; the caller only:
 it forwards its arguments over the command socket), `ictwatch --help`, Suricata 7's `-r` of the same capture
 (one thread, EVE flow/dns/tls/http, no rules: start-up, run and exit), and the floors: chDB's `SELECT 1` in a
-Python process, `clickhouse local` when it is installed, and Python itself.
+Python process, in memory and on a store of its own (what a command opens: connecting imports pyarrow and
+numpy), `clickhouse local` when it is installed, and Python itself.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def entries(tmp: Path, store: Path) -> tuple[list[Entry], list[Entry]]:
         Entry("ictwatch --help", [*ICTWATCH, "--help"]),
     ]
     peers = [Entry("python -c pass (the interpreter)", [sys.executable, "-c", "pass"]),
-             Entry("chDB: import, SELECT 1 (python -c)", [sys.executable, "-c", "import chdb; chdb.query('SELECT 1')"])]
+             Entry("chDB: import, SELECT 1 (python -c)", [sys.executable, "-c", "import chdb; chdb.query('SELECT 1')"]),
+             Entry("chDB: import, open a store, SELECT 1", [
+                 sys.executable, "-c", f"import chdb; chdb.connect({str(tmp / 'floor')!r}).query('SELECT 1')"])]
     clickhouse = shutil.which("clickhouse")
     if clickhouse:
         peers.append(Entry("clickhouse local: SELECT 1", [clickhouse, "local", "--query", "SELECT 1"]))

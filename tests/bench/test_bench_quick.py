@@ -82,7 +82,7 @@ def test_startup_benchmark_quick_mode(capsys):
     expected = {"ictwatch breaches (a day)", "ictwatch report (one person, a day, HTML)",
                 "ictwatch replay (49.7 KB capture, fresh store)", "ictwatch --help",
                 "ictwatch breaches, through the daemon (the caller)", "python -c pass (the interpreter)",
-                "chDB: import, SELECT 1 (python -c)"}
+                "chDB: import, SELECT 1 (python -c)", "chDB: import, open a store, SELECT 1"}
     if shutil.which("suricata"):
         expected.add("suricata 7 -r (same capture, one thread, EVE)")
         assert "ratio ictwatch replay / suricata -r, wall:" in out

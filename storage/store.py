@@ -130,28 +130,39 @@ class Store:
         """Bring the database to the current schema: each step compares with `system.tables` and
         `system.columns` and does only what differs (safe to run every start). A database that a migration
         to this very schema and retention has finished in carries their fingerprint as its comment, and is
-        left as it is after one query (the steps' two dozen queries cost a command 0.2–0.3 s at each start)."""
+        left as it is after one query (the steps' two dozen queries cost a command 0.2–0.3 s at each start);
+        one that did not exist gets its tables and their retention, and no comparisons."""
         self._migrated = True
         fingerprint = self._fingerprint()
-        if self._client.command("SELECT comment FROM system.databases WHERE name = {db:String}",
-                                parameters={"db": self.database}) == fingerprint:
+        found, comment = self._client.query("SELECT count(), any(comment) FROM system.databases WHERE name = "
+                                            "{db:String}", parameters={"db": self.database}).result_rows[0]
+        if comment == fingerprint:
             return
+        new = found == 0
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES:
             self._client.command(table_ddl(table, self.database))
-            self._add_missing_columns(table)
-            create = str(self._client.query(  # a query, not a command: its text unescaped (a setting's quotes)
-                "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                parameters={"db": self.database, "t": table.name}).result_rows[0][0])
-            self._add_missing_projections(table, create)
-            self._apply_retention(table, create)
-            # each setting on its own: one added to an older store is listed after ClickHouse's own
-            missing = [s for s in table.settings.split(", ") if s and s not in create]
-            if missing:  # e.g. a store made before the dedup window
-                self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {', '.join(missing)}")
-        self._identify_old_rows()
+            if new:  # made just now by this very DDL, which holds all but the retention
+                self._apply_retention(table, "")
+            else:
+                self._upgrade(table)
+        if not new:
+            self._identify_old_rows()
         with contextlib.suppress(DatabaseError):  # a server too old to comment a database: no fast path
             self._client.command(f"ALTER DATABASE {self.database} MODIFY COMMENT {sql_string(fingerprint)}")
+
+    def _upgrade(self, table: Table) -> None:
+        """Bring a table made by an earlier schema to this one: columns, projections, retention, settings."""
+        self._add_missing_columns(table)
+        create = str(self._client.query(  # a query, not a command: its text unescaped (a setting's quotes)
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"db": self.database, "t": table.name}).result_rows[0][0])
+        self._add_missing_projections(table, create)
+        self._apply_retention(table, create)
+        # each setting on its own: one added to an older store is listed after ClickHouse's own
+        missing = [s for s in table.settings.split(", ") if s and s not in create]
+        if missing:  # e.g. a store made before the dedup window
+            self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {', '.join(missing)}")
 
     def _fingerprint(self) -> str:
         """What the schema steps bring a database to: a digest of every table's DDL and the retention, with

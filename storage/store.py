@@ -131,7 +131,7 @@ class Store:
         `system.columns` and does only what differs (safe to run every start). A database that a migration
         to this very schema and retention has finished in carries their fingerprint as its comment, and is
         left as it is after one query (the steps' two dozen queries cost a command 0.2–0.3 s at each start);
-        one that did not exist gets its tables and their retention, and no comparisons."""
+        one that did not exist gets its tables, their retention in their DDL, and no comparisons."""
         self._migrated = True
         fingerprint = self._fingerprint()
         found, comment = self._client.query("SELECT count(), any(comment) FROM system.databases WHERE name = "
@@ -141,10 +141,8 @@ class Store:
         new = found == 0
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES:
-            self._client.command(table_ddl(table, self.database))
-            if new:  # made just now by this very DDL, which holds all but the retention
-                self._apply_retention(table, "")
-            else:
+            self._client.command(table_ddl(table, self.database, retention=self.retention))
+            if not new:  # in a new database, each table is made just now by this very DDL
                 self._upgrade(table)
         if not new:
             self._identify_old_rows()

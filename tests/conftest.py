@@ -98,6 +98,20 @@ def run_cli(*args: str | Path, store: Path | None = None, check: bool = False,
     return proc
 
 
+_IMPORTED = """import atexit, json, sys
+from ictwatch import cli
+atexit.register(lambda: print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr))
+sys.exit(cli.main(sys.argv[1:]))"""
+
+
+def run_cli_imports(*args: str | Path, store: Path | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`run_cli`, and the top-level packages the command's process had imported when it exited."""
+    env = dict(os.environ) | ({"ICTWATCH_STORAGE_URL": f"chdb://{store}"} if store is not None else {})
+    proc = subprocess.run([sys.executable, "-c", _IMPORTED, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    return proc, set(json.loads(proc.stderr.splitlines()[-1]))
+
+
 def policy_refused(path: Path, text: str) -> str:
     """The one-line error a policy file of `text`, written at `path`, is refused with (it must be refused)."""
     from rules.config import ConfigError, load_model

@@ -71,6 +71,28 @@ def test_store_benchmark_quick_mode(capsys):
     assert ("SARG 2.4: the same person's report" in out) == bool(shutil.which("sarg"))
 
 
+def test_startup_benchmark_quick_mode(capsys):
+    """Each command, the caller of the daemon and the floors get a time and a memory figure; Suricata's run of
+    the same capture too, where it is installed."""
+    from tests.bench import bench_startup
+
+    assert bench_startup.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    rows = {line[:54].strip(): line[54:].split() for line in out.splitlines() if line.endswith(" MB")}
+    expected = {"ictwatch breaches (a day)", "ictwatch report (one person, a day, HTML)",
+                "ictwatch replay (49.7 KB capture, fresh store)", "ictwatch --help",
+                "ictwatch breaches, through the daemon (the caller)", "python -c pass (the interpreter)",
+                "chDB: import, SELECT 1 (python -c)", "chDB: import, open a store, SELECT 1"}
+    if shutil.which("suricata"):
+        expected.add("suricata 7 -r (same capture, one thread, EVE)")
+        assert "ratio ictwatch replay / suricata -r, wall:" in out
+    if shutil.which("clickhouse"):
+        expected.add("clickhouse local: SELECT 1")
+    assert set(rows) == expected
+    assert all(float(cells[0]) > 0 and float(cells[2]) > 0 for cells in rows.values())
+    assert "goal (each of the three ≤ 0.5 s, ≤ 100 MB anonymous):" in out
+
+
 def test_soak_quick_mode(capsys):
     """Twenty seconds of live capture on a veth pair (root only): every packet sent is captured, the
     daemon's memory stays flat."""

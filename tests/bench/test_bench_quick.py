@@ -85,3 +85,22 @@ def test_soak_quick_mode(capsys):
     sent, got = (int(n.replace(",", "")) for n in re.search(r"sent ([\d,]+), captured ([\d,]+)", out).groups())
     assert sent == 20_000 and got >= sent  # the interface's own neighbour discovery may add a few
     assert float(re.search(r"varied ([\d.]+)%", out).group(1)) < 10
+
+
+def test_replay_benchmark_quick_mode(capsys):
+    """The whole `ictwatch replay` beside Suricata's whole run: the replay judged and stored every record of
+    the mix, and each program has its time and memory, with the ratio when Suricata is there."""
+    from tests.bench import bench_replay
+
+    assert bench_replay.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    judged, stored = re.search(r"judged ([\d,]+) activities: [\d,]+ breaches; stored ([\d,]+) activities", out).groups()
+    assert int(judged.replace(",", "")) > 0 and judged == stored
+    runs = {line[:38].strip(): line for line in out.splitlines() if line.endswith("MB file-backed")}
+    expected = {"ictwatch replay (whole run)"} | ({"suricata 7 single thread (whole run)"} if shutil.which("suricata")
+                                                 else set())
+    assert set(runs) == expected
+    for line in runs.values():
+        rate, anon = re.search(r"([\d,]+) packets/s\s+peak\s+(\d+) MB anonymous", line).groups()
+        assert int(rate.replace(",", "")) > 0 and int(anon) > 0
+    assert ("ratio suricata wall / ictwatch replay wall:" in out) == bool(shutil.which("suricata"))

@@ -283,6 +283,74 @@ class Observation:
         self.filter_category = filter_category
         self.filter_reason = filter_reason
 
+    def append_to(self, columns: list[list[Any]]) -> None:
+        """Append each field's value to its column of a batch being built (`columns` in FIELD_NAMES order).
+        Written out, like the constructor: compiled, each line reads its field directly, where a loop over
+        the field names with `getattr` took 5.5 µs a row (0.27 s of the 300k mix's replay). A test checks it
+        against the fields."""
+        columns[0].append(self.ts_us)
+        columns[1].append(self.kind)
+        columns[2].append(self.source)
+        columns[3].append(self.source_ref)
+        columns[4].append(self.src_ip)
+        columns[5].append(self.src_port)
+        columns[6].append(self.dst_ip)
+        columns[7].append(self.dst_port)
+        columns[8].append(self.proto)
+        columns[9].append(self.src_mac)
+        columns[10].append(self.vlan)
+        columns[11].append(self.host)
+        columns[12].append(self.url)
+        columns[13].append(self.method)
+        columns[14].append(self.user_agent)
+        columns[15].append(self.status)
+        columns[16].append(self.content_type)
+        columns[17].append(self.service)
+        columns[18].append(self.qtype)
+        columns[19].append(self.rcode)
+        columns[20].append(self.answers)
+        columns[21].append(self.file_ext)
+        columns[22].append(self.info_hash)
+        columns[23].append(self.helo)
+        columns[24].append(self.mail_from)
+        columns[25].append(self.rcpt_to)
+        columns[26].append(self.starttls)
+        columns[27].append(self.mail_encryption)
+        columns[28].append(self.auth_mechanism)
+        columns[29].append(self.auth_user)
+        columns[30].append(self.auth_success)
+        columns[31].append(self.cleartext_credentials)
+        columns[32].append(self.dhcp_type)
+        columns[33].append(self.dhcp_xid)
+        columns[34].append(self.hostname)
+        columns[35].append(self.domain)
+        columns[36].append(self.requested_ip)
+        columns[37].append(self.assigned_ip)
+        columns[38].append(self.lease_s)
+        columns[39].append(self.dhcp_params)
+        columns[40].append(self.vendor_class)
+        columns[41].append(self.dhcp_circuit_id)
+        columns[42].append(self.dhcp_remote_id)
+        columns[43].append(self.dhcp_relay_ip)
+        columns[44].append(self.dhcp_client_ip)
+        columns[45].append(self.sni)
+        columns[46].append(self.alpn)
+        columns[47].append(self.tls_version)
+        columns[48].append(self.quic_version)
+        columns[49].append(self.ech)
+        columns[50].append(self.bytes_out)
+        columns[51].append(self.bytes_in)
+        columns[52].append(self.packets_out)
+        columns[53].append(self.packets_in)
+        columns[54].append(self.conn_state)
+        columns[55].append(self.interim)
+        columns[56].append(self.duration_s)
+        columns[57].append(self.proxy_user)
+        columns[58].append(self.proxy_action)
+        columns[59].append(self.denied)
+        columns[60].append(self.filter_category)
+        columns[61].append(self.filter_reason)
+
     @property
     def ts(self) -> dt.datetime:
         """Timestamp as an aware UTC datetime."""
@@ -375,8 +443,7 @@ class BatchBuilder:
         pending = len(self._columns[0])
         if pending == 0:
             self._first_at = self._now()
-        for column, name in zip(self._columns, FIELD_NAMES, strict=True):
-            column.append(getattr(obs, name))
+        obs.append_to(self._columns)
         if pending + 1 >= self._max_rows or (pending & 63 == 63 and self._too_old()):
             self.flush()
 
@@ -436,8 +503,7 @@ def to_table(observations: Iterable[Observation]) -> pa.Table:
     OBSERVATION_SCHEMA: a batch of one is still a batch."""
     columns: list[list[Any]] = [[] for _ in FIELD_NAMES]
     for obs in observations:
-        for column, name in zip(columns, FIELD_NAMES, strict=True):
-            column.append(getattr(obs, name))
+        obs.append_to(columns)
     return to_frame(columns).to_arrow().cast(OBSERVATION_SCHEMA)
 
 

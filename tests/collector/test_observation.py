@@ -97,6 +97,16 @@ def test_constructor_matches_the_fields():
     assert {f.name: getattr(positional, f.name) for f in fields(Observation)} == given
 
 
+def test_append_to_matches_the_fields():
+    """`append_to` is written out too: each field's value goes to its own column, in the fields' order."""
+    from collector.observation import FIELD_NAMES
+
+    given = {name: _distinct(annotation, i) for i, (name, annotation) in enumerate(_annotations().items())}
+    columns: list[list] = [[] for _ in FIELD_NAMES]
+    Observation(**given).append_to(columns)
+    assert dict(zip(FIELD_NAMES, (column for (column,) in columns), strict=True)) == given
+
+
 def test_frame_lists_and_types():
     """A batch has the types polars reads the Arrow schema as, and list columns keep each row's items in order,
     whether a row has none, one or several (the lists are built from their items laid end to end)."""

@@ -1,8 +1,9 @@
 """The Observation: one thing seen on the wire or in a log, as a row and as columns.
 
 Every source in `collector` produces Observations and nothing else. The field list below is the single
-definition of the record: the slotted dataclass (decoder edge, tests), the Arrow schema (batches) and the
-JSON of `ictwatch decode --json` are all derived from it, and docs/observation-fields.md documents it.
+definition of the record: the slotted dataclass (decoder edge, tests), the Arrow schema (batches, polars
+frames of it) and the JSON of `ictwatch decode --json` are all derived from it, and
+docs/observation-fields.md documents it.
 """
 
 from __future__ import annotations

@@ -271,8 +271,10 @@ class Store:
         if rows.get_column("record_id").is_duplicated().any():  # seldom; unique() copies every column
             rows = rows.unique("record_id", keep="first", maintain_order=True)
         where, params = self._window(rows)
-        ids = self._client.query_arrow(f"SELECT DISTINCT record_id FROM {self.database}.activity WHERE {where}",
-                                       parameters=params).column("record_id").to_numpy()
+        stored = pl.from_arrow(self._client.query_arrow(  # through polars: pyarrow's to_numpy imports pandas
+            f"SELECT DISTINCT record_id FROM {self.database}.activity WHERE {where}", parameters=params))
+        assert isinstance(stored, pl.DataFrame)
+        ids = stored.get_column("record_id").to_numpy()
         found = np.intersect1d(rows.get_column("record_id").to_numpy(), ids)
         if not found.size:
             return Stored(rows.with_columns(rules_before=pl.lit(None, pl.List(pl.String))), 0, 0)

@@ -123,3 +123,20 @@ def test_live_benchmark_quick_mode(capsys):
     assert "ictwatch:\n" in out and "suricata:\n" in out and "highest lossless rate: ictwatch" in out
     rows = [line.split() for line in out.splitlines() if re.match(r"\s+[25],000 ", line)]
     assert len(rows) == 4 and all(int(row[2].replace(",", "")) > 0 for row in rows)  # each sent packets
+def test_replay_benchmark_quick_mode(capsys):
+    """The whole `ictwatch replay` beside Suricata's whole run: the replay judged and stored every record of
+    the mix, and each program has its time and memory, with the ratio when Suricata is there."""
+    from tests.bench import bench_replay
+
+    assert bench_replay.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    judged, stored = re.search(r"judged ([\d,]+) activities: [\d,]+ breaches; stored ([\d,]+) activities", out).groups()
+    assert int(judged.replace(",", "")) > 0 and judged == stored
+    runs = {line[:38].strip(): line for line in out.splitlines() if line.endswith("MB file-backed")}
+    expected = {"ictwatch replay (whole run)"} | ({"suricata 7 single thread (whole run)"} if shutil.which("suricata")
+                                                 else set())
+    assert set(runs) == expected
+    for line in runs.values():
+        rate, anon = re.search(r"([\d,]+) packets/s\s+peak\s+(\d+) MB anonymous", line).groups()
+        assert int(rate.replace(",", "")) > 0 and int(anon) > 0
+    assert ("ratio suricata wall / ictwatch replay wall:" in out) == bool(shutil.which("suricata"))

@@ -25,7 +25,7 @@ from collector.capture.tshark import TsharkCaptureSource, TsharkUnavailable
 from collector.config import CollectorSettings
 from collector.logs.formats import FORMATS, SAMPLE_BYTES, BatchReader, Format, LineReader, Sample, detect, line_reader
 from collector.logs.lines import is_blank, lines, open_unzipped, read_upto
-from collector.observation import Emit, Observation, to_table_columns
+from collector.observation import Emit, Observation, to_frame
 from collector.packet.flows import ConsumerFailed
 from collector.packet.packets import PacketDecoder, Stop, decode_frames
 from collector.packet.pcap import PCAP_MAGICS, PCAPNG_MAGIC, CaptureError, TruncatedCapture, pcap_chunks, read_packets
@@ -115,7 +115,7 @@ class WorkerCaptureSource:
         is an `InputError`, as with `CaptureSource`."""
         rows = 0
         for columns in self._batches():
-            sink(to_table_columns(columns))  # type: ignore[arg-type]  # the sink takes Arrow tables too
+            sink(to_frame(columns))
             rows += len(columns[0])
         return rows
 

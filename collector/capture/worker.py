@@ -126,8 +126,7 @@ class Gather:
         """One observation into the columns."""
         if not self._flows and obs.kind == "flow":
             return
-        for column, name in zip(self.columns, FIELD_NAMES, strict=True):
-            column.append(getattr(obs, name))
+        obs.append_to(self.columns)
 
     def take(self) -> Columns | None:
         """What was gathered (None when nothing was), leaving the columns empty. Every empty list in it is one

@@ -162,8 +162,8 @@ def test_a_file_decoded_ahead_gives_the_batches_and_skips_of_the_file_decoded_he
     proc = start_worker(["--file", str(capture), "--rows", "64"])
     ahead = WorkerCaptureSource(capture, proc)
     tables: list = []
-    assert ahead.run_batches(tables.append) == sum(t.num_rows for t in here)
-    assert [t.num_rows for t in tables] == [t.num_rows for t in here]
+    assert ahead.run_batches(tables.append) == sum(t.height for t in here)
+    assert [t.height for t in tables] == [t.height for t in here]
     assert all(a.equals(b) for a, b in zip(tables, here, strict=True))
     assert (ahead.packets, dict(ahead.skips.by_reason)) == (direct.packets, dict(direct.skips.by_reason))
     assert ("truncated_capture" in ahead.skips.by_reason) == cut

@@ -7,8 +7,9 @@ Two network namespaces joined by a veth pair: in one, the daemon (dumpcap captur
 policy, the embedded store, metrics on its loopback); in the other, a sender that replays the frames of
 the generated school mix (the decoder benchmark's) through a raw packet socket at a steady rate. Every
 30 seconds (5 in quick mode) it prints packets sent and captured, the difference (drops anywhere between
-the socket and the decoder), the daemon's resident memory, and its CPU time per 10,000 packets; at the
-end, whether memory stayed flat over the second half (it must: every table is bounded).
+the socket and the decoder), the resident memory of the daemon's process tree (anonymous, and file-backed
+beside it: tests/bench/memory.py), and its CPU time per 10,000 packets; at the end, whether anonymous
+memory stayed flat over the second half (it must: every table is bounded).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 from tests.bench.bench_decode import write_capture
+from tests.bench.memory import tree_memory
 from tests.conftest import school_config, veth_namespaces
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,12 +57,11 @@ FETCH = ("import sys, urllib.request; print(urllib.request.urlopen('http://127.0
          ".read().decode())")
 
 
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(resident MB, CPU seconds) of a process."""
-    found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    rss = int(found.group(1)) / 1024 if found else 0.0
+def proc_stats(pid: int) -> tuple[float, float, float]:
+    """(anonymous MB, file-backed MB) resident over a process tree, and the process's CPU seconds."""
+    memory = tree_memory(pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return memory.anon_mb, memory.file_mb, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def captured(ns: str) -> int:
@@ -89,29 +90,31 @@ def run(seconds: float, rate: int, every: float) -> dict[str, float]:
                                    str(tmp / "mix.pcap"), str(rate), str(seconds)],
                                   stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         print(f"soak: {seconds:.0f} s at {rate:,} packets/s; the daemon is pid {daemon.pid}")
-        print(f"{'time':>6} {'sent':>10} {'captured':>10} {'missing':>8} {'RSS MB':>8} {'CPU s/10k pkts':>15}")
+        print(f"{'time':>6} {'sent':>10} {'captured':>10} {'missing':>8} {'anon MB':>8} {'file MB':>8} "
+              f"{'CPU s/10k pkts':>15}")
         start, samples, sent = time.monotonic(), [], 0
-        cpu0 = proc_stats(daemon.pid)[1]
+        cpu0 = proc_stats(daemon.pid)[2]
         while sender.poll() is None:
             time.sleep(every)
             got = captured(daemon_ns)
             sent = max(sent, rate * int(time.monotonic() - start))  # the sender paces itself to the clock
-            rss, cpu = proc_stats(daemon.pid)
+            rss, file_mb, cpu = proc_stats(daemon.pid)
             per = (cpu - cpu0) / got * 10_000 if got else 0.0
             samples.append((time.monotonic() - start, rss))
             print(f"{time.monotonic() - start:>6.0f} {min(sent, rate * seconds):>10,.0f} {got:>10,} "
-                  f"{max(0, min(sent, rate * seconds) - got):>8,.0f} {rss:>8.1f} {per:>15.3f}")
+                  f"{max(0, min(sent, rate * seconds) - got):>8,.0f} {rss:>8.1f} {file_mb:>8.1f} {per:>15.3f}")
         total_sent = int(sender.stdout.read().split()[-1]) if sender.stdout else 0
         time.sleep(2)
         got = captured(daemon_ns)
-        rss, cpu = proc_stats(daemon.pid)
+        rss, file_mb, cpu = proc_stats(daemon.pid)
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=120)
     half = [r for t, r in samples if t >= seconds / 2] or [rss]
     growth = (max(half) - min(half)) / min(half) * 100
     peak = max(r for _, r in samples) if samples else rss
-    print(f"sent {total_sent:,}, captured {got:,} ({total_sent - got:,} missing), peak RSS {peak:.1f} MB; RSS over "
-          f"the second half varied {growth:.1f}%; CPU {(cpu - cpu0) / max(got, 1) * 10_000:.3f} s per 10k packets")
+    print(f"sent {total_sent:,}, captured {got:,} ({total_sent - got:,} missing), peak {peak:.1f} MB "
+          f"anonymous ({file_mb:.1f} MB file-backed at the end); anonymous memory over the second half varied "
+          f"{growth:.1f}%; CPU {(cpu - cpu0) / max(got, 1) * 10_000:.3f} s per 10k packets")
     return {"sent": total_sent, "captured": got, "rss_growth_pct": growth}
 
 

@@ -23,8 +23,8 @@ ALLOCATORS = {
 }
 """Each measured (docs/performance.md, Memory); a variable already in the environment is left as it is,
 so a gateway short of memory can give up CPU for it (0 rather than 1000 in all three, and
-`_RJEM_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0` for polars': a replay peaks about 45 MB lower but
-takes about 15% more CPU).
+`_RJEM_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0` for polars': a replay peaks about 60 MB lower but
+takes about 12% more CPU).
 - ARROW_DEFAULT_MEMORY_POOL and JE_ARROW_MALLOC_CONF: pyarrow's jemalloc pool, which hands freed memory
   back within a second, rather than its default mimalloc one, which kept 40 MB more at a replay's peak.
 - JE_MALLOC_CONF, the embedded ClickHouse's jemalloc: freed pages go back after 1 s rather than the 5 s

@@ -9,7 +9,6 @@ Process-wide settings live here because every entry point imports this package f
 - `tune_gc()`, for commands that decode: see its docstring.
 """
 
-import ast
 import gc
 import os
 from pathlib import Path
@@ -45,6 +44,8 @@ def compiled_sources() -> list[Path]:
     """The source files mypyc compiles: every module of `collector/packet/`, and the `collector` modules
     outside it that those import (the file-type rule, the observation type and the skip counter, used per
     packet)."""
+    import ast  # at build time only: every command imports this package first
+
     here = Path(__file__).parent
     packet = sorted(p for p in (here / "packet").glob("*.py") if p.name != "__init__.py")
     outside: set[str] = set()

@@ -19,13 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from collector import tune_gc
-from collector.sources import InputError
 from ictwatch import logs
 from ictwatch.commands import MODULES
-from ictwatch.control import DaemonUnusable
-from ictwatch.errors import EXIT_REFUSED, EXIT_USAGE, Refused, UsageError
-from rules.config import ConfigError
-from storage.errors import StoreUnavailable
+from ictwatch.errors import EXIT_REFUSED, EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +30,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     tune_gc()
-    return _guarded(lambda: _here_or_in_daemon(args, argv))
+    sys.meta_path.insert(0, _WITHOUT_PANDAS)
+    try:
+        return _guarded(lambda: _here_or_in_daemon(args, argv))
+    finally:
+        sys.meta_path.remove(_WITHOUT_PANDAS)  # a caller in this process (a test) may use it after
+
+
+class _WithoutPandas:
+    """An import finder that refuses pandas. Nothing of ictwatch's uses pandas, but chDB depends on it, so it is
+    installed, and pyarrow imports it the first time it turns Python values into Arrow (`pa.array`,
+    `Table.from_pylist`), only to ask whether they are pandas objects: 0.2 s and 30 MB for a command. Refused,
+    pyarrow and polars take it as absent. (Not `sys.modules["pandas"] = None`: pyarrow's compiled import
+    takes that None for the module.)"""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        """Refuse pandas and its submodules; leave every other module to the other finders."""
+        if name.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError("ictwatch does not use pandas", name=name)
+
+
+_WITHOUT_PANDAS = _WithoutPandas()
 
 
 def in_daemon(argv: list[str], config: Path) -> int:
@@ -54,9 +70,10 @@ def in_daemon(argv: list[str], config: Path) -> int:
 
 def _here_or_in_daemon(args: argparse.Namespace, argv: list[str]) -> int:
     if getattr(args, "via_daemon", False):
-        from ictwatch import control, settings
+        from ictwatch import control, places
 
-        status = control.forward(settings.load(args.config).socket_path, argv)
+        socket = places.daemon_socket(args.config)
+        status = control.forward(socket, argv) if socket is not None else None
         if status is not None:
             return status
     return int(args.func(args) or 0)
@@ -69,21 +86,36 @@ def _guarded(command: Callable[[], int]) -> int:
     except BrokenPipeError:  # `ictwatch decode ... | head`: the reader has all it wanted
         sys.stderr.close()
         return 0
-    except (ConfigError, InputError, UsageError, Refused, StoreUnavailable, DaemonUnusable) as exc:
-        prefix, status = next(said for kind, said in _FAILURES.items() if isinstance(exc, kind))
+    except Exception as exc:
+        said = _said(exc)
+        if said is None:
+            raise
+        prefix, status = said
         print(f"ictwatch: {prefix}{exc}", file=sys.stderr)
         return status
 
 
-_FAILURES: dict[type[Exception], tuple[str, int]] = {
-    ConfigError: ("config error: ", EXIT_USAGE),
-    InputError: ("cannot read input: ", EXIT_USAGE),
-    UsageError: ("", EXIT_USAGE),
-    Refused: ("", EXIT_REFUSED),
-    StoreUnavailable: ("", 1),
-    DaemonUnusable: ("", 1),
+def _said(exc: Exception) -> tuple[str, int] | None:
+    """How `exc` is told and the exit status it ends with, if it is a failure a user can act on. Each kind is
+    looked up among the modules already imported: one that is not cannot have raised (and importing it here
+    would cost `--help` the modules a command does not use)."""
+    for (module, name), said in _FAILURES.items():
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(exc, kind):
+            return said
+    return None
+
+
+_FAILURES: dict[tuple[str, str], tuple[str, int]] = {
+    ("rules.config", "ConfigError"): ("config error: ", EXIT_USAGE),
+    ("collector.sources", "InputError"): ("cannot read input: ", EXIT_USAGE),
+    ("ictwatch.errors", "UsageError"): ("", EXIT_USAGE),
+    ("ictwatch.errors", "Refused"): ("", EXIT_REFUSED),
+    ("storage.errors", "StoreUnavailable"): ("", 1),
+    ("ictwatch.control", "DaemonUnusable"): ("", 1),
 }
-"""What a command's failure is called on stderr, and the exit status it ends with."""
+"""What a command's failure is called on stderr, and the exit status it ends with: (module, class name) →
+(prefix, status)."""
 
 
 def _parser() -> argparse.ArgumentParser:

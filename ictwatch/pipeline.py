@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -116,7 +117,8 @@ def replay(
     writer = Writer(store, spool=spool, on_stored=metrics.breaches)
     try:
         sink = _sink(engine, writer, summary)
-        builder = BatchBuilder(sink, BATCH_ROWS)
+        # a file is judged in whole batches however long it takes to read: each batch has a fixed cost
+        builder = BatchBuilder(sink, BATCH_ROWS, max_age_s=math.inf)
         batch_rows_in = 0
         for source in sources:
             if on_source:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
 from collector.config import CollectorSettings
-from reports.audit import ChainFiles
-from rules.categories import CategoryIndex
+from ictwatch import places
 from rules.config import (
     ConfigError,
     Device,
@@ -34,13 +32,14 @@ from rules.config import (
     read_directory_csv,
     yaml_line,
 )
-from rules.engine import Engine
-from rules.identity import Identity
-from rules.listupdate import load_in_use
 from rules.policy import Policy
-from storage.schema import Retention
-from storage.spool import Spool
-from storage.store import Store
+
+if TYPE_CHECKING:  # each imported where it is used: a command opens only what it uses
+    from reports.audit import ChainFiles
+    from rules.categories import CategoryIndex
+    from rules.engine import Engine
+    from storage.spool import Spool
+    from storage.store import Store
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -89,7 +88,7 @@ def on_loopback(listen: str) -> bool:
 class StorageSettings(Strict):
     """Where activity is stored, and where batches wait when it cannot be reached."""
 
-    url: str = Field("chdb://data/ictwatch", description="chdb://PATH (embedded) or http(s)://host:8123.")
+    url: str = Field(places.DEFAULT_URL, description="chdb://PATH (embedded) or http(s)://host:8123.")
     database: str = Field("ictwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout_s: float = Field(30.0, gt=0, description="Connect and request timeout for a ClickHouse server.")
     spool: Path | None = Field(None, description=(
@@ -189,13 +188,14 @@ class Loaded:
         """The policy's category lists, loaded the first time they are asked for (by the engine, `check`):
         the full UT1 set takes 1.4 s and 360 MB at its peak to load (README), which commands that judge no
         traffic (`breaches`, `audit`, `spool`, ...) never pay. `ConfigError` when a mapped list is missing."""
+        from rules.listupdate import load_in_use
+
         return load_in_use(self.lists_path, self.policy.categories)
 
     @property
     def socket_path(self) -> Path:
         """The daemon's command socket."""
-        control = self.settings.control.socket
-        return self.path.parent / control if control is not None else self.spool_path.parent / "ictwatch.sock"
+        return places.socket_path(self.path, self.settings.control.socket, self.spool_path)
 
     def request_size_warnings(self) -> list[str]:
         """The collector's warnings about Squid logs without request sizes, each naming its line here."""
@@ -207,6 +207,9 @@ class Loaded:
 
     def open_store(self) -> Store:
         """The store (connected when first used)."""
+        from storage.schema import Retention
+        from storage.store import Store
+
         r = self.policy.retention
         storage = self.settings.storage
         return Store(self.storage_url, storage.database, storage.timeout_s,
@@ -215,6 +218,8 @@ class Loaded:
     def chain_files(self) -> ChainFiles:
         """The audit chain's lock, key and head files: the lock beside the spool, the key and head as
         configured, by default beside an embedded store (else beside the spool)."""
+        from reports.audit import ChainFiles
+
         audit = self.settings.audit
         url = self.storage_url
         state = Path(url.removeprefix("chdb://")).parent if url.startswith("chdb://") else self.spool_path.parent
@@ -224,10 +229,15 @@ class Loaded:
 
     def open_spool(self) -> Spool:
         """The disk spool (a torn record left by a crash is found and set aside here)."""
+        from storage.spool import Spool
+
         return Spool(self.spool_path, self.settings.storage.spool_max_bytes)
 
     def engine(self, categories: CategoryIndex | None = None) -> Engine:
         """A policy engine for this configuration (with other category lists, if given)."""
+        from rules.engine import Engine
+        from rules.identity import Identity
+
         identity = Identity(self.directory, self.devices.devices, self.network, self.policy.calendar.timezone)
         members: dict[str, set[str]] = {}
         for person in self.directory.people:
@@ -262,27 +272,19 @@ def load(path: str | Path) -> Loaded:
         raise ConfigError(policy_path, field, value, problem)
     groups = {g for p in directory.people for g in p.groups}
     device_ids = {d.id for d in devices.devices}
-    places = {loc.name for loc in network.locations}
+    place_names = {loc.name for loc in network.locations}
     unknown = {"users": "not in the staff directory", "groups": "no one is in this group",
                "granted_by": "not in the staff directory", "devices": "not in the device register",
                "places": "not a place on the network map"}
     for i, waiver in enumerate(policy.waivers):
         for field, names, known in (("users", waiver.users, people), ("groups", waiver.groups, groups),
                                     ("granted_by", (waiver.granted_by,), people),
-                                    ("devices", waiver.devices, device_ids), ("places", waiver.places, places)):
+                                    ("devices", waiver.devices, device_ids), ("places", waiver.places, place_names)):
             for name in names:
                 if name not in known:
                     raise ConfigError(policy_path, f"waivers[{i}].{field}", name, unknown[field])
     lists = policy_path.parent / policy.categories.lists
-    url = os.environ.get("ICTWATCH_STORAGE_URL") or settings.storage.url
-    url = resolve_url(url, base)
-    spool = os.environ.get("ICTWATCH_SPOOL") or settings.storage.spool
-    if spool is not None:
-        spool_path = base / spool
-    elif url.startswith("chdb://"):
-        spool_path = Path(url.removeprefix("chdb://") + "-spool")
-    else:
-        spool_path = base / "spool"
+    url, spool_path = places.store_and_spool(settings.storage.url, settings.storage.spool, base)
     return Loaded(path, settings, directory, devices, network, policy, url, lists, spool_path)
 
 
@@ -298,13 +300,3 @@ def _check_owner(path: Path, i: int, device: Device, people: set[str]) -> None:
                           "its owner (a device nobody is responsible for is `use: shared`)")
     if device.owner not in people:
         raise ConfigError(path, f"devices[{i}].owner", device.owner, "not in the staff directory")
-
-
-def resolve_url(url: str, base: Path) -> str:
-    """`chdb://relative/path` is relative to the config file; returned as `chdb:///absolute/path`."""
-    if not url.startswith("chdb://"):
-        return url
-    rest = url.removeprefix("chdb://")
-    if rest.startswith("/"):
-        return "chdb://" + str(Path(rest).resolve())
-    return "chdb://" + str((base / rest).resolve())

@@ -35,11 +35,13 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rules.config import ConfigError
 from storage.schema import REPORT_AUDIT
-from storage.store import Store
+
+if TYPE_CHECKING:  # `check` reads the chain's key without opening the store
+    from storage.store import Store
 
 _FIELDS = [c.name for c in REPORT_AUDIT if c.name not in ("row_hash",)]
 KEYED = "audit_keyed"

@@ -13,10 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from collector.observation import EARLIEST_US, LATEST_US
-
-EARLIEST, LATEST = (dt.datetime.fromtimestamp(us // 1_000_000, dt.UTC).date() for us in (EARLIEST_US, LATEST_US))
-"""The first and last dates accepted: the range of times the store keeps (its records' own bounds)."""
+EARLIEST, LATEST = dt.date(1970, 1, 1), dt.date(2099, 12, 31)
+"""The first and last dates accepted: the range of times the store keeps, the dates of its records' own bounds
+(collector/observation.py's EARLIEST_US and LATEST_US; a test holds them together). Written out rather than
+imported, since every date option is read with them and the decoder's module brings pyarrow: a command the
+daemon runs would load it only to forward its arguments."""
 
 
 def parse_date(text: str) -> dt.date:

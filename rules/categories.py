@@ -101,7 +101,6 @@ class CategoryIndex:
         self._bits = bits
         self._url_hosts = np.zeros(0, np.uint64) if url_hosts is None else url_hosts
         """Hashes of the hosts that `urls` entries name: only URLs on these hosts are looked up."""
-        self._exact, self._wild, self._exceptions = _public_suffixes()
         self.sources: dict[str, tuple[str, ...]] = {}
         """Our category name → the UT1 folders that were read for it."""
         self.expressions: tuple[tuple[int, str], ...] = ()
@@ -180,6 +179,9 @@ class CategoryIndex:
         mask = np.zeros(len(level), np.uint64)
         rows = np.arange(len(level))
         here = _Sorted(_hashes(level))
+        # the public suffixes are read at the first look-up: an index that only explains stored rows (a
+        # report's) never needs them, and reading them costs a command 0.1 s
+        exact, wild, exceptions = _public_suffixes()
         while len(level):
             more = level.str.contains(".", literal=True)
             keep = more.to_numpy()
@@ -188,8 +190,8 @@ class CategoryIndex:
             parent = level.filter(more).str.replace(r"^[^.]*\.", "")
             above = _Sorted(_hashes(parent))
             under_wild = np.zeros(len(level), bool)
-            under_wild[keep] = above.find(self._wild) >= 0
-            public = (here.find(self._exact) >= 0) | (under_wild & (here.find(self._exceptions) < 0))
+            under_wild[keep] = above.find(wild) >= 0
+            public = (here.find(exact) >= 0) | (under_wild & (here.find(exceptions) < 0))
             at = here.find(self._keys)
             hit = (at >= 0) & ~public & (level != "").to_numpy()
             mask[rows[hit]] |= self._bits[at[hit]]  # a host is once in a level: no repeated index

@@ -50,27 +50,45 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _text(df: pl.DataFrame, name: str) -> pl.Expr:
-    """A text (or list of texts, joined by a unit separator) column as the hash reads it; missing is ""."""
+def _text(schema: pl.Schema, name: str) -> pl.Expr:
+    """The xxHash64 of a text (or list of texts, joined by a unit separator) column; missing is ""."""
     col = pl.col(name)
-    if isinstance(df.schema[name], pl.List):
+    if isinstance(schema[name], pl.List):
         col = col.cast(pl.List(pl.String)).list.join("\x1f")
     col = col.cast(pl.String)
     if name == "host":
         col = pl.when(pl.col("kind").cast(pl.String) == "flow").then(pl.lit("")).otherwise(col)
-    return col.fill_null("")
+    return plh.NonCryptographicHashingNameSpace(col.fill_null("")).xxhash64()
+
+
+def _number(schema: pl.Schema, name: str) -> list[pl.Expr]:
+    """A number column's words (times in microseconds, floats as they are: `_words` takes their bits) and
+    where it is missing."""
+    col = pl.col(name)
+    if schema[name] == pl.Datetime:
+        col = col.dt.epoch("us")
+    words = col.fill_null(0.0) if schema[name] == pl.Float64 else col.cast(pl.Int64).fill_null(0)
+    return [words.alias(name), col.is_null().alias(f"{name}:null")]
+
+
+def _words(columns: pl.DataFrame, name: str) -> np.ndarray:
+    """A number column as unsigned 64-bit words: floats by their bits, missing as _NULL."""
+    values = columns.get_column(name).to_numpy()
+    words = values.view(np.uint64) if values.dtype == np.float64 else values.astype(np.int64).view(np.uint64)
+    return np.where(columns.get_column(f"{name}:null").to_numpy(), _NULL, words)
 
 
 def record_ids(df: pl.DataFrame) -> pl.Series:
     """`record_id` of each row of `df` (an engine batch or rows read back from the store)."""
-    texts = [n for n in IDENTITY if not (df.schema[n].is_numeric() or df.schema[n].is_temporal()
-                                         or df.schema[n] == pl.Boolean)]
-    hashed = df.select([_text(df, n).alias(n) for n in texts]).select(
-        [plh.col(n).nchash.xxhash64().alias(n) for n in texts])
+    schema = df.schema
+    texts = {n for n in IDENTITY if not (schema[n].is_numeric() or schema[n].is_temporal() or schema[n] == pl.Boolean)}
+    # every column's hash or words in one pass of polars: its fixed cost is paid once a batch, not per column
+    columns = df.select([e for n in IDENTITY for e in ([_text(schema, n).alias(n)] if n in texts
+                                                        else _number(schema, n))])
     h = np.zeros(df.height, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for name in IDENTITY:
-            value = hashed.get_column(name).to_numpy() if name in texts else _mix(_number(df.get_column(name)))
+            value = columns.get_column(name).to_numpy() if name in texts else _mix(_words(columns, name))
             np.multiply(h, _FOLD, out=h)
             np.add(h, value.astype(np.uint64, copy=False), out=h)
         h = _mix(h)
@@ -82,14 +100,3 @@ def record_ids(df: pl.DataFrame) -> pl.Series:
                       .select(pl.int_range(pl.len(), dtype=pl.UInt64).over("h", "file")).to_series().to_numpy())
             h[same] = np.where(copies == 0, h[same], _mix(h[same] ^ _mix(copies)))
     return pl.Series("record_id", h, dtype=pl.UInt64)
-
-
-def _number(column: pl.Series) -> np.ndarray:
-    """A number column as unsigned 64-bit words: times in microseconds, floats by their bits, missing as _NULL."""
-    if column.dtype == pl.Datetime:
-        column = column.dt.epoch("us")
-    if column.dtype == pl.Float64:
-        words = column.fill_null(0.0).to_numpy().view(np.uint64)
-    else:
-        words = column.cast(pl.Int64).fill_null(0).to_numpy().astype(np.int64).view(np.uint64)
-    return np.where(column.is_null().to_numpy(), _NULL, words)

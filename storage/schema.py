@@ -304,10 +304,12 @@ def ttl_boundary(days: int) -> str:
     return f"now('UTC') - toIntervalDay({days})"
 
 
-def column_ddl(column: Column) -> str:
-    """A column's definition, as CREATE TABLE and ALTER TABLE ADD COLUMN take it."""
+def column_ddl(column: Column, ttl: str = "") -> str:
+    """A column's definition, as CREATE TABLE and ALTER TABLE ADD COLUMN take it (with `ttl`, an expression of
+    `ttl_expr`'s, its values blanked after that time)."""
     codec = " " + column.codec if column.codec else ""
-    return f"`{column.name}` {column.ch_type}{codec} COMMENT {sql_string(column.comment)}"
+    expires = f" TTL {ttl}" if ttl else ""
+    return f"`{column.name}` {column.ch_type}{codec} COMMENT {sql_string(column.comment)}{expires}"
 
 
 def _engine(table: Table, database: str, cluster: str | None) -> str:
@@ -318,17 +320,21 @@ def _engine(table: Table, database: str, cluster: str | None) -> str:
     return f"Replicated{base}({path}{', ' + args.rstrip(')') if args else ''})"
 
 
-def table_ddl(table: Table, database: str, cluster: str | None = None) -> str:
+def table_ddl(table: Table, database: str, cluster: str | None = None, retention: Retention | None = None) -> str:
     """CREATE TABLE statement for `table` (idempotent); on a cluster, the replicated local table
-    `<name>_local` on every node."""
+    `<name>_local` on every node. With `retention`, its TTLs are in it (else a migration sets them after)."""
     name, on = (f"{table.name}_local", f" ON CLUSTER {cluster}") if cluster else (table.name, "")
-    body = [column_ddl(c) for c in table.columns] + [f"PROJECTION {p}" for p in table.projections]
+    days = retention.table_days(table.name) if retention and table.ttl_from else 0
+    url_days = retention.url_days if retention and table.name == "activity" else 0
+    body = [column_ddl(c, ttl_expr(table.ttl_from, url_days) if url_days and c.name in MINIMISED else "")
+            for c in table.columns] + [f"PROJECTION {p}" for p in table.projections]
     settings = table.settings
     if cluster and settings:
         settings = settings.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
     clauses = [f"ENGINE = {_engine(table, database, cluster)}"]
     clauses += [f"PARTITION BY {table.partition_by}"] if table.partition_by else []
     clauses += [f"ORDER BY {table.order_by}"]
+    clauses += [f"TTL {ttl_expr(table.ttl_from, days)}"] if days else []
     clauses += [f"SETTINGS {settings}"] if settings else []
     cols = ",\n".join("    " + line for line in body)
     return (f"CREATE TABLE IF NOT EXISTS {database}.{name}{on} (\n{cols}\n)\n" + "\n".join(clauses)

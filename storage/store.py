@@ -60,6 +60,9 @@ from storage.schema import (
 from storage.spool import Record
 
 _log = logging.getLogger(__name__)
+_STEPS = "1"
+"""The version of `Store.migrate`'s steps: a step that changes a store without changing the DDL (a backfill,
+like `_identify_old_rows`) comes with a new version, so that stores migrated before take it."""
 _IDS_A_QUERY = 10_000
 """Record ids sent in one look-up (a server takes parameters in the URL, which it bounds at 1 MiB)."""
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
@@ -144,22 +147,45 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the database to the current schema: each step compares with `system.tables` and
-        `system.columns` and does only what differs (safe to run every start)."""
+        `system.columns` and does only what differs (safe to run every start). A database that a migration
+        to this very schema and retention has finished in carries their fingerprint as its comment, and is
+        left as it is after one query (the steps' two dozen queries cost a command 0.2–0.3 s at each start);
+        one that did not exist gets its tables, their retention in their DDL, and no comparisons."""
         self._migrated = True
+        fingerprint = self._fingerprint()
+        found, comment = self._client.query("SELECT count(), any(comment) FROM system.databases WHERE name = "
+                                            "{db:String}", parameters={"db": self.database}).result_rows[0]
+        if comment == fingerprint:
+            return
+        new = found == 0
         self._client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         for table in TABLES:
-            self._client.command(table_ddl(table, self.database))
-            self._add_missing_columns(table)
-            create = str(self._client.query(  # a query, not a command: its text unescaped (a setting's quotes)
-                "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                parameters={"db": self.database, "t": table.name}).result_rows[0][0])
-            self._add_missing_projections(table, create)
-            self._apply_retention(table, create)
-            # each setting on its own: one added to an older store is listed after ClickHouse's own
-            missing = [s for s in table.settings.split(", ") if s and s not in create]
-            if missing:  # e.g. a store made before the dedup window
-                self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {', '.join(missing)}")
-        self._identify_old_rows()
+            self._client.command(table_ddl(table, self.database, retention=self.retention))
+            if not new:  # in a new database, each table is made just now by this very DDL
+                self._upgrade(table)
+        if not new:
+            self._identify_old_rows()
+        with contextlib.suppress(DatabaseError):  # a server too old to comment a database: no fast path
+            self._client.command(f"ALTER DATABASE {self.database} MODIFY COMMENT {sql_string(fingerprint)}")
+
+    def _upgrade(self, table: Table) -> None:
+        """Bring a table made by an earlier schema to this one: columns, projections, retention, settings."""
+        self._add_missing_columns(table)
+        create = str(self._client.query(  # a query, not a command: its text unescaped (a setting's quotes)
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"db": self.database, "t": table.name}).result_rows[0][0])
+        self._add_missing_projections(table, create)
+        self._apply_retention(table, create)
+        # each setting on its own: one added to an older store is listed after ClickHouse's own
+        missing = [s for s in table.settings.split(", ") if s and s not in create]
+        if missing:  # e.g. a store made before the dedup window
+            self._client.command(f"ALTER TABLE {self.database}.{table.name} MODIFY SETTING {', '.join(missing)}")
+
+    def _fingerprint(self) -> str:
+        """What the schema steps bring a database to: a digest of every table's DDL and the retention, with
+        the version of the steps themselves (`_STEPS`)."""
+        text = "\n".join([_STEPS, repr(self.retention), *(table_ddl(t, self.database) for t in TABLES)])
+        return "ictwatch schema " + hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _identify_old_rows(self) -> None:
         """Give the rows stored before `record_id` existed (0 there) theirs, a day at a time: read, identified,
@@ -264,8 +290,10 @@ class Store:
         if rows.get_column("record_id").is_duplicated().any():  # seldom; unique() copies every column
             rows = rows.unique("record_id", keep="first", maintain_order=True)
         where, params = self._window(rows)
-        ids = self._client.query_arrow(f"SELECT DISTINCT record_id FROM {self.database}.activity WHERE {where}",
-                                       parameters=params).column("record_id").to_numpy()
+        stored = pl.from_arrow(self._client.query_arrow(  # through polars: pyarrow's to_numpy imports pandas
+            f"SELECT DISTINCT record_id FROM {self.database}.activity WHERE {where}", parameters=params))
+        assert isinstance(stored, pl.DataFrame)
+        ids = stored.get_column("record_id").to_numpy()
         found = np.intersect1d(rows.get_column("record_id").to_numpy(), ids)
         if not found.size:
             return Stored(rows.with_columns(rules_before=pl.lit(None, pl.List(pl.String))), 0, 0)

@@ -98,6 +98,20 @@ def run_cli(*args: str | Path, store: Path | None = None, check: bool = False,
     return proc
 
 
+_IMPORTED = """import atexit, json, sys
+from ictwatch import cli
+atexit.register(lambda: print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr))
+sys.exit(cli.main(sys.argv[1:]))"""
+
+
+def run_cli_imports(*args: str | Path, store: Path | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`run_cli`, and the top-level packages the command's process had imported when it exited."""
+    env = dict(os.environ) | ({"ICTWATCH_STORAGE_URL": f"chdb://{store}"} if store is not None else {})
+    proc = subprocess.run([sys.executable, "-c", _IMPORTED, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    return proc, set(json.loads(proc.stderr.splitlines()[-1]))
+
+
 def policy_refused(path: Path, text: str) -> str:
     """The one-line error a policy file of `text`, written at `path`, is refused with (it must be refused)."""
     from rules.config import ConfigError, load_model
@@ -148,9 +162,11 @@ def stored_breaches(config: Path, store: Path) -> list[dict]:
 
 
 @contextlib.contextmanager
-def veth_namespaces(tag: str, addresses: tuple[str, str] | None = None) -> Iterator[tuple[str, str, str, str]]:
+def veth_namespaces(tag: str, addresses: tuple[str, str] | None = None,
+                    ipv6: bool = True) -> Iterator[tuple[str, str, str, str]]:
     """Two network namespaces joined by a veth pair (with `addresses`/24 on the ends, if given), removed
-    afterwards: yields (namespace A, namespace B, A's end, B's end). Needs root and iproute2."""
+    afterwards: yields (namespace A, namespace B, A's end, B's end). Without `ipv6` the ends send nothing
+    of their own (no neighbour discovery). Needs root and iproute2."""
     def sh(*args: str) -> None:
         subprocess.run(args, check=True, capture_output=True)
 
@@ -161,6 +177,8 @@ def veth_namespaces(tag: str, addresses: tuple[str, str] | None = None) -> Itera
         sh("ip", "link", "add", f"{tag}va", "type", "veth", "peer", "name", f"{tag}vb")
         for i, (ns, dev) in enumerate(((a, f"{tag}va"), (b, f"{tag}vb"))):
             sh("ip", "link", "set", dev, "netns", ns)
+            if not ipv6:
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
             if addresses:
                 sh("ip", "-n", ns, "addr", "add", f"{addresses[i]}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")

@@ -17,6 +17,10 @@ from collector.filetypes import file_ext
 from collector.logs.refusal import refused
 from collector.observation import Observation, seconds_to_us
 
+BAD_SQUID_LINE = "bad_squid_line"
+"""The skip reason of a line that is not in Squid's native format (this line parser's and the vectorised
+one's, collector/logs/squid_batch.py)."""
+
 _IP = re.compile(r"^[0-9a-fA-F:.]+$")
 _TS = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from collector.filetypes import MAX_NAME, PACKAGE_NAMES, content_extension
 from collector.logs.lines import Skip, blocks
 from collector.logs.refusal import refused
+from collector.logs.squid import BAD_SQUID_LINE
 from collector.observation import (
     EARLIEST_US,
     LATEST_US,
@@ -44,8 +45,6 @@ from collector.observation import (
 
 CHUNK = 8 << 20
 """Bytes of log read and parsed at a time (whole lines; `collector.logs.lines.blocks` cuts them)."""
-BAD_SQUID_LINE = "bad_squid_line"
-"""The skip reason of a line that is not in Squid's native format."""
 
 _LINE = (r"^\s*(?P<ts>\d+(?:\.\d*)?|\.\d+)\s+(?P<elapsed>-?\d+)\s+(?P<client>[0-9A-Fa-f:.]+)\s+"
          r"(?P<action>[^/\s]*)/(?P<status>\d+)\s+(?P<size>\d+)\s+(?P<method>\S+)\s+(?P<url>\S+)\s+"

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from ictwatch.errors import UsageError
-from rules.config import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +23,7 @@ def cmd_account(args: argparse.Namespace) -> int:
 
     from ictwatch import settings
     from reports.accounts import Accounts
+    from rules.config import ConfigError
 
     loaded = settings.load(args.config)
     if args.user not in loaded.directory.by_username():

@@ -14,7 +14,6 @@ from ictwatch import caller
 from ictwatch.commands.common import check_period, date_option, desk
 from ictwatch.errors import Refused, UsageError
 from reports.words import plural
-from rules.config import ConfigError
 
 
 class _Formats:
@@ -46,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--to", dest="end", required=True, type=date_option, metavar="YYYY-MM-DD")
     rep.add_argument("--requested-by", required=True)
     rep.add_argument("--reason", required=True)
-    rep.add_argument("--format", choices=_Formats(), default="html",
-                     help="pdf: the HTML printed by headless Chromium")
+    rep.add_argument("--format", choices=_Formats(), default="html", metavar="FORMAT",  # a metavar: argparse
+                     help="%(choices)s; pdf: the HTML printed by headless Chromium")  # lists choices without one
     rep.add_argument("-o", "--output", type=Path, metavar="FILE",
                      help="where to write it; `-` for standard output. Without -o it goes to standard output "
                           "only when that is not a terminal (a pipe or a file): a report is confidential")
@@ -84,6 +83,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ictwatch import settings
     from reports.formats import FORMATS
     from reports.requests import Ask
+    from rules.config import ConfigError
 
     check_period(args.start, args.end)
     to_stdout = args.output is None or str(args.output) == "-"
@@ -127,6 +127,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _export_passphrase() -> str:
+    from rules.config import ConfigError
+
     passphrase = caller.current().env("ICTWATCH_EXPORT_PASSPHRASE")
     if len(passphrase) < 12:
         raise ConfigError("ICTWATCH_EXPORT_PASSPHRASE", "passphrase", "(withheld)",

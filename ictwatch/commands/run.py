@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ictwatch.commands.common import migrate_or_spool, say_spooled
-from rules.config import ConfigError
 
 if TYPE_CHECKING:
     from ictwatch import settings
@@ -43,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ictwatch.commands.web import web_server
     from ictwatch.metrics import RELOAD_SUCCESS, policy_in_force
     from ictwatch.pipeline import run_live
+    from rules.config import ConfigError
 
     loaded = settings.load(args.config)
     engine = loaded.engine()  # the category lists are read here: lists that cannot be read stop start-up
@@ -125,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _control(loaded: settings.Loaded, runner: Runner) -> Any:
     """The command socket, running each caller's command with `runner` (`cli.in_daemon`)."""
     from ictwatch.control import ControlServer
+    from rules.config import ConfigError
 
     path = loaded.socket_path
     try:

@@ -23,10 +23,10 @@ def test_flush_by_rows_then_rest_at_the_end():
     builder = BatchBuilder(batches.append, max_rows=3, max_age_s=60, now=Clock())
     for i in range(7):
         builder.add(obs(i))
-    assert [b.num_rows for b in batches] == [3, 3]
+    assert [b.height for b in batches] == [3, 3]
     builder.flush()
-    assert [b.num_rows for b in batches] == [3, 3, 1] and builder.rows_emitted == 7
-    assert batches[2].column("source_ref").to_pylist() == ["t#6"]
+    assert [b.height for b in batches] == [3, 3, 1] and builder.rows_emitted == 7
+    assert batches[2].get_column("source_ref").to_list() == ["t#6"]
 
 
 def test_flush_by_age_on_tick_and_on_add():
@@ -39,12 +39,12 @@ def test_flush_by_age_on_tick_and_on_add():
     assert batches == []
     clock.t += 0.6
     builder.tick()
-    assert [b.num_rows for b in batches] == [1]
+    assert [b.height for b in batches] == [1]
     for i in range(63):
         builder.add(obs(i))
     clock.t += 2
     builder.add(obs(63))  # the 64th pending row checks the clock
-    assert [b.num_rows for b in batches] == [1, 64]
+    assert [b.height for b in batches] == [1, 64]
 
 
 def test_table_types_and_time_column():
@@ -95,3 +95,40 @@ def test_constructor_matches_the_fields():
     assert {f.name: getattr(made, f.name) for f in fields(Observation)} == given
     positional = Observation(*given.values())
     assert {f.name: getattr(positional, f.name) for f in fields(Observation)} == given
+
+
+def test_append_to_matches_the_fields():
+    """`append_to` is written out too: each field's value goes to its own column, in the fields' order."""
+    from collector.observation import FIELD_NAMES
+
+    given = {name: _distinct(annotation, i) for i, (name, annotation) in enumerate(_annotations().items())}
+    columns: list[list] = [[] for _ in FIELD_NAMES]
+    Observation(**given).append_to(columns)
+    assert dict(zip(FIELD_NAMES, (column for (column,) in columns), strict=True)) == given
+
+
+def test_frame_lists_and_types():
+    """A batch has the types polars reads the Arrow schema as, and list columns keep each row's items in order,
+    whether a row has none, one or several (the lists are built from their items laid end to end)."""
+    import polars as pl
+
+    from collector.observation import OBSERVATION_SCHEMA
+
+    rows = [obs(0), obs(1), obs(2), obs(3)]
+    rows[0].answers, rows[1].answers, rows[2].answers = [], ["192.0.2.1", "192.0.2.2", "2001:db8::1"], []
+    rows[3].alpn, rows[1].status, rows[2].duration_s = ["h2"], 404, 1.5
+    batches: list = []
+    builder = BatchBuilder(batches.append, max_rows=10, max_age_s=60, now=Clock())
+    for row in rows:
+        builder.add(row)
+    builder.flush()
+    (frame,) = batches
+    assert frame.schema == pl.Schema(OBSERVATION_SCHEMA)
+    assert frame.get_column("answers").to_list() == [[], ["192.0.2.1", "192.0.2.2", "2001:db8::1"], [],
+                                                      ["192.0.2.1"]]
+    assert frame.get_column("alpn").to_list() == [[], [], [], ["h2"]]
+    assert frame.get_column("rcpt_to").to_list() == [[]] * 4
+    assert frame.get_column("status").to_list() == [None, 404, None, None]
+    assert frame.get_column("duration_s").to_list() == [None, None, 1.5, None]
+    assert frame.get_column("ts").to_list()[1].isoformat() == "2026-06-16T07:50:00.000001+00:00"
+    assert pl.DataFrame(to_table(rows)).equals(frame)

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCHOOL_DAY, ZEEK, expected_breaches, need, run_cli, school_config, stored_breaches
+from tests.conftest import (
+    SCHOOL_DAY,
+    ZEEK,
+    expected_breaches,
+    need,
+    run_cli,
+    run_cli_imports,
+    school_config,
+    stored_breaches,
+)
 
 CONFIG = SCHOOL_DAY / "ictwatch.yaml"
 PCAP = SCHOOL_DAY / "school-day.pcap"
@@ -496,3 +505,36 @@ def test_text_for_the_terminal_escapes_control_characters_only():
 
     assert for_terminal("café\tbar\x9b\x7f\nnext") == "café\\x09bar\\x9b\\x7f\\x0anext"
     assert for_terminal("a\u2028b\u202ec\u2066d\u200fe\u00e9") == "a\\u2028b\\u202ec\\u2066d\\u200fe\u00e9"
+
+
+ENGINE = {"chdb", "clickhouse_connect"}
+"""The embedded ClickHouse and its client: 70 MB and 0.3 s of a command's start-up."""
+
+
+@pytest.mark.parametrize(("args", "unused"), [
+    (["--help"], {*ENGINE, "polars", "pyarrow", "numpy", "pandas", "pydantic"}),
+    (["check", "--config", CONFIG], {*ENGINE, "pandas"}),
+])
+def test_help_and_check_do_not_open_the_engine(args, unused):
+    proc, imported = run_cli_imports(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert not imported & unused
+
+
+@pytest.mark.parametrize("args", [
+    ["breaches", "--config", CONFIG, "--from", "2026-06-16", "--to", "2026-06-16"],
+    ["report", "--config", CONFIG, *ASK_SOKAFOR, "--from", "2026-06-16", "--to", "2026-06-16", "-o", "-"],
+])
+def test_no_command_imports_pandas(replayed, args):
+    """pyarrow imports pandas (0.2 s, 30 MB) the first time it turns Python values into Arrow, unless refused."""
+    store, _ = replayed
+    proc, imported = run_cli_imports(*args, store=store)
+    assert proc.returncode == 0, proc.stderr
+    assert "pyarrow" in imported and "pandas" not in imported
+
+
+def test_a_replay_does_not_import_pandas(tmp_path):
+    proc, imported = run_cli_imports("replay", "--config", CONFIG, PCAP, store=tmp_path / "store")
+    assert proc.returncode == 0, proc.stderr
+    assert "pyarrow" in imported and "pandas" not in imported
+

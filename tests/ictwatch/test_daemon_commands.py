@@ -25,7 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCHOOL_DAY, expected_breaches, free_port, run_cli, school_config, stored_activity
+from tests.conftest import (
+    SCHOOL_DAY,
+    expected_breaches,
+    free_port,
+    run_cli,
+    run_cli_imports,
+    school_config,
+    stored_activity,
+)
 from tests.ictwatch.test_daemon_faults import Daemon
 
 DAY = ("--from", "2026-06-16", "--to", "2026-06-16")
@@ -86,6 +94,16 @@ def test_breaches_while_the_daemon_runs_are_the_hand_written_ones(daemon):
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     got = [(r["time"][11:19], r["user"] or "", r["rule"], r["host"] or "") for r in rows]
     assert got == [(r["time"][11:], r["user"], r["rule"], r["host"]) for r in expected_breaches(SCHOOL_DAY)]
+
+
+def test_the_caller_of_the_daemon_opens_neither_the_engine_nor_polars(daemon):
+    """A command the daemon runs only forwards its arguments: the caller reads the socket's place from the root
+    file and imports none of the engine, polars, pyarrow or the configuration's models."""
+    _, config, _, _ = daemon
+    proc, imported = run_cli_imports("breaches", "--config", config, *DAY, store=config.parent.parent / "store")
+    assert proc.returncode == 0, proc.stderr
+    assert "breach" in proc.stdout
+    assert not imported & {"chdb", "clickhouse_connect", "polars", "pyarrow", "numpy", "pandas", "pydantic"}
 
 
 def test_explain_while_the_daemon_runs_says_what_it_says_alone(daemon):

@@ -45,4 +45,6 @@ def test_the_fingerprint_recorded_is_the_one_the_file_shows(report, name):
 
 
 def test_the_command_offers_what_the_table_lists():
-    assert "--format {html,csv,json,pdf}" in run_cli("report", "--help", check=True).stdout
+    said = " ".join(run_cli("report", "--help", check=True).stdout.split())  # the help's lines joined
+    assert "--format FORMAT html, csv, json, pdf;" in said
+    assert "choose from 'html', 'csv', 'json', 'pdf'" in run_cli("report", "--format", "odt").stderr

@@ -10,7 +10,7 @@ import pytest
 
 from collector.observation import Observation, to_table
 from ictwatch import settings
-from storage.schema import ACTIVITY, TABLES, sql_string, table_ddl
+from storage.schema import ACTIVITY, TABLES, Retention, sql_string, table_ddl
 from storage.store import SMALL_GATEWAY, Store, dedup_token, to_record
 from tests.conftest import ROOT, SCHOOL_DAY
 
@@ -105,7 +105,9 @@ def test_replaying_the_school_day_twice_does_not_double_it(tmp_path):
 
 
 def migration_alters(store: Store) -> list[str]:
-    """The ALTER statements one `store.migrate()` sends."""
+    """The ALTER TABLE statements one `store.migrate()` sends when it takes every step (the fingerprint of an
+    earlier migration, which would let it skip them, wiped first)."""
+    store._client.command(f"ALTER DATABASE {store.database} MODIFY COMMENT ''")
     sent: list[str] = []
     command = store._client.command
 
@@ -118,7 +120,23 @@ def migration_alters(store: Store) -> list[str]:
         store.migrate()
     finally:
         store._client.command = command  # type: ignore[method-assign]
-    return [s for s in sent if s.startswith("ALTER")]
+    return [s for s in sent if s.startswith("ALTER TABLE")]
+
+
+def test_a_store_migrated_to_this_schema_is_known_by_one_query(store):
+    """A migration that finished leaves its fingerprint on the database: the next start of the same schema
+    and retention sends that one query and nothing else; another retention takes every step again."""
+    sent: list[str] = []
+    client = store._client
+    command, query = client.command, client.query
+    client.command = lambda sql, *a, **k: sent.append(sql) or command(sql, *a, **k)  # type: ignore[method-assign]
+    client.query = lambda sql, *a, **k: sent.append(sql) or query(sql, *a, **k)  # type: ignore[method-assign]
+    store.migrate()
+    assert sent == ["SELECT count(), any(comment) FROM system.databases WHERE name = {db:String}"]
+    store.retention = Retention(activity_days=30)
+    store.migrate()
+    assert any(sql.startswith("ALTER TABLE t.activity MODIFY TTL") for sql in sent)
+    assert sent[-1].startswith("ALTER DATABASE t MODIFY COMMENT 'ictwatch schema ")
 
 
 def old_schema_store(url: str, version: str) -> Store:

@@ -41,8 +41,12 @@ _log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[Source | None], None]
 
-BATCH_ROWS = 65536
-"""Rows in a batch of observations judged and stored together."""
+BATCH_ROWS = 16384
+"""Rows in a batch of observations judged and stored together. Every row of a batch is held at once, as
+Python values, then Arrow, polars and the engine's insert: at 65,536 a replay of the benchmark's mix
+(one batch) peaked about 100 MB higher; each batch also has a fixed cost in the engine, so at 8,192 the
+same replay took 15% more CPU, at 16,384 5% (docs/performance.md, Memory). Live, a batch is rarely this
+big (`MAX_AGE_S`)."""
 MAX_AGE_S = 1.0
 """While capturing, a batch is judged and stored once its oldest row has waited this long."""
 

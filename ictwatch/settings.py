@@ -96,6 +96,9 @@ class StorageSettings(Strict):
         "else `spool` beside this file. The ICTWATCH_SPOOL environment variable overrides it."))
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20,
                                  description="Size cap of the spool (1 GiB by default; at least 1 MiB).")
+    engine: dict[str, int | str] = Field(default_factory=dict, description=(
+        "Settings of the embedded store's engine (ClickHouse's names), over the small-gateway defaults "
+        "(docs/operations.md); a ClickHouse server keeps its own."))
 
 
 class WebSettings(Strict):
@@ -208,8 +211,9 @@ class Loaded:
         from storage.store import Store
 
         r = self.policy.retention
-        return Store(self.storage_url, self.settings.storage.database, self.settings.storage.timeout_s,
-                     Retention(r.activity_days, r.url_days, r.leases_days, r.audit_days))
+        storage = self.settings.storage
+        return Store(self.storage_url, storage.database, storage.timeout_s,
+                     Retention(r.activity_days, r.url_days, r.leases_days, r.audit_days), storage.engine)
 
     def chain_files(self) -> ChainFiles:
         """The audit chain's lock, key and head files: the lock beside the spool, the key and head as

@@ -9,6 +9,9 @@ tries again later; `retryable` says which failures those are. Timeouts are set o
 server that accepts and then hangs costs `timeout_s`, not the daemon. A store that cannot be opened or
 reached raises `StoreUnavailable`, whose message names it (`shown`: never its credentials) and says why.
 
+An embedded store is opened with `SMALL_GATEWAY`'s engine settings (over which `engine` may set others):
+ClickHouse's defaults are sized for a server of its own, with caches of gigabytes.
+
 Only one process may open an embedded store (chDB locks its folder; a second one fails, read-only too),
 though that process may hold several connections to it: while `ictwatch run` holds it, commands run
 inside the daemon (ictwatch/control.py).
@@ -25,6 +28,7 @@ import re
 import sys
 import tempfile
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +66,19 @@ like `_identify_old_rows`) comes with a new version, so that stores migrated bef
 _IDS_A_QUERY = 10_000
 """Record ids sent in one look-up (a server takes parameters in the URL, which it bounds at 1 MiB)."""
 _NULLABLE_TEXT = {c.name for c in ACTIVITY if c.arrow == pa.string()}
+SMALL_GATEWAY: dict[str, int] = {
+    "mark_cache_size": 32 << 20,
+    "index_mark_cache_size": 8 << 20,
+    "primary_index_cache_size": 16 << 20,
+    "query_condition_cache_size": 8 << 20,
+    "compiled_expression_cache_size": 16 << 20,
+    "vector_similarity_index_cache_size": 1 << 20,
+}
+"""The embedded engine's settings for a small gateway (docs/performance.md, Memory): caches of megabytes
+where chDB's defaults allow 5 GiB each. In a replay or a soak of minutes they hold next to nothing (the
+engine tracks 7-9 MB in use), so they change nothing measurable there; they bound what a store of months
+would keep. Passed as start-up arguments of the embedded engine (chDB reads server settings from its
+connection string); a server keeps its own."""
 REPORT_AUDIT_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in REPORT_AUDIT])
 INCIDENTS_ARROW = pa.schema([pa.field(c.name, c.arrow) for c in INCIDENTS])
 
@@ -90,13 +107,15 @@ class Store:
     """One ClickHouse database holding ictwatch's tables."""
 
     def __init__(self, url: str, database: str = "ictwatch", timeout_s: float = 30.0,
-                 retention: Retention | None = None) -> None:
+                 retention: Retention | None = None, engine: Mapping[str, int | str] | None = None) -> None:
+        """`engine`: settings for an embedded store's engine, over `SMALL_GATEWAY` (ignored for a server)."""
         if not database.isidentifier():
             raise ValueError(f"bad database name: {database!r}")
         self.url = url
         self.database = database
         self.timeout_s = timeout_s
         self.retention = retention or Retention()
+        self.engine = {**SMALL_GATEWAY, **(engine or {})}
         self._connection: Client | None = None
         self._migrated = False
 
@@ -104,12 +123,12 @@ class Store:
     def _client(self) -> Client:
         if self._connection is None:
             embedded = self.url.startswith("chdb:")
-            timeouts: dict[str, Any] = {} if embedded else {
+            options: dict[str, Any] = {"chdb_options": self.engine} if embedded else {
                 "connect_timeout": self.timeout_s, "send_receive_timeout": self.timeout_s}
             native = _NativeStderr() if embedded else None
             try:
                 with native or contextlib.nullcontext():
-                    self._connection = clickhouse_connect.get_client(dsn=self.url, **timeouts)
+                    self._connection = clickhouse_connect.get_client(dsn=self.url, **options)
             except Exception as exc:
                 said = native.text if native else ""
                 why = ("another process holds it (one process at a time may open an embedded store)"

@@ -164,3 +164,11 @@ def test_errors_name_the_line_in_yaml_files(school):
         settings.load(school / "ictwatch.yaml")
     lines = (school / "devices.yaml").read_text().splitlines()
     assert err.value.line == next(i for i, line in enumerate(lines, 1) if "type: pager" in line)
+
+
+def test_the_embedded_engine_takes_the_schools_own_settings_over_the_small_gateway_ones(school):
+    edit(school / "ictwatch.yaml", "  database: ictwatch",
+         "  database: ictwatch\n  engine: {mark_cache_size: 1073741824}")
+    store = settings.load(school / "ictwatch.yaml").open_store()
+    assert store.engine["mark_cache_size"] == 1 << 30
+    assert store.engine["index_mark_cache_size"] == 8 << 20  # the small-gateway default for what it leaves

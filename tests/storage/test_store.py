@@ -11,7 +11,7 @@ import pytest
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from storage.schema import ACTIVITY, TABLES, Retention, sql_string, table_ddl
-from storage.store import Store, dedup_token, to_record
+from storage.store import SMALL_GATEWAY, Store, dedup_token, to_record
 from tests.conftest import ROOT, SCHOOL_DAY
 
 UTC = dt.UTC
@@ -204,3 +204,17 @@ def test_the_token_follows_the_rows_not_their_chunks():
     moved = rows.with_columns(ts=pl.when(pl.int_range(pl.len()) == 3).then(pl.col("ts") + dt.timedelta(seconds=1))
                               .otherwise(pl.col("ts")))
     assert dedup_token(moved) != dedup_token(rows)
+
+
+def test_an_embedded_store_runs_with_the_small_gateway_settings(tmp_path):
+    """The embedded engine's caches are SMALL_GATEWAY's (ClickHouse's own defaults run to gigabytes:
+    mark_cache_size 5 GiB in chDB 4.4), and a setting in `storage.engine` wins over them."""
+    assert SMALL_GATEWAY["mark_cache_size"] != 64 << 20
+    store = Store(f"chdb://{tmp_path / 'store'}", "t", engine={"mark_cache_size": 64 << 20})
+    try:
+        in_force = dict(store._client.query("SELECT name, value FROM system.server_settings WHERE name IN "
+                                            "{names:Array(String)}", parameters={"names": list(SMALL_GATEWAY)}
+                                            ).result_rows)
+    finally:
+        store.close()
+    assert in_force == {name: str(value) for name, value in {**SMALL_GATEWAY, "mark_cache_size": 64 << 20}.items()}

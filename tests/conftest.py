@@ -148,9 +148,11 @@ def stored_breaches(config: Path, store: Path) -> list[dict]:
 
 
 @contextlib.contextmanager
-def veth_namespaces(tag: str, addresses: tuple[str, str] | None = None) -> Iterator[tuple[str, str, str, str]]:
+def veth_namespaces(tag: str, addresses: tuple[str, str] | None = None,
+                    ipv6: bool = True) -> Iterator[tuple[str, str, str, str]]:
     """Two network namespaces joined by a veth pair (with `addresses`/24 on the ends, if given), removed
-    afterwards: yields (namespace A, namespace B, A's end, B's end). Needs root and iproute2."""
+    afterwards: yields (namespace A, namespace B, A's end, B's end). Without `ipv6` the ends send nothing
+    of their own (no neighbour discovery). Needs root and iproute2."""
     def sh(*args: str) -> None:
         subprocess.run(args, check=True, capture_output=True)
 
@@ -161,6 +163,8 @@ def veth_namespaces(tag: str, addresses: tuple[str, str] | None = None) -> Itera
         sh("ip", "link", "add", f"{tag}va", "type", "veth", "peer", "name", f"{tag}vb")
         for i, (ns, dev) in enumerate(((a, f"{tag}va"), (b, f"{tag}vb"))):
             sh("ip", "link", "set", dev, "netns", ns)
+            if not ipv6:
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
             if addresses:
                 sh("ip", "-n", ns, "addr", "add", f"{addresses[i]}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")

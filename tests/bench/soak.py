@@ -3,21 +3,21 @@
     ./dev soak                                   # 10 minutes at 5,000 packets/s (needs root and iproute2)
     python -m tests.bench.soak --quick           # 20 seconds at 1,000 packets/s: checks it still runs
 
-Two network namespaces joined by a veth pair: in one, the daemon (dumpcap capture, the demo school's
-policy, the embedded store, metrics on its loopback); in the other, a sender that replays the frames of
-the generated school mix (the decoder benchmark's) through a raw packet socket at a steady rate. Every
+Two network namespaces joined by a veth pair (IPv6 off, so that the ends send nothing of their own): in
+one, the daemon (dumpcap capture, the demo school's policy, the embedded store, metrics on its loopback);
+in the other, a sender that replays the frames of the generated school mix (the decoder benchmark's)
+through a raw packet socket at a steady rate. Every
 30 seconds (5 in quick mode) it prints packets sent and captured, the difference (drops anywhere between
-the socket and the decoder), the daemon's resident memory, and its CPU time per 10,000 packets; at the
-end, whether memory stayed flat over the second half (it must: every table is bounded).
+the socket and the decoder), the resident memory of the daemon and its dumpcap (tests/bench/memory.py:
+anonymous, and file-backed beside it), and their CPU time per 10,000 packets; at the end, whether the
+anonymous memory stayed flat over the second half (it must: every table is bounded).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from tests.bench.bench_decode import write_capture
-from tests.conftest import school_config, veth_namespaces
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.live_rig import decoded, in_namespace, start_daemon, stop_daemon, tree_cpu
+from tests.bench.memory import tree_memory
+from tests.conftest import ROOT, veth_namespaces
 
 SENDER = textwrap.dedent('''
     import socket, sys, time
@@ -51,68 +51,45 @@ SENDER = textwrap.dedent('''
     print(sent, flush=True)
 ''')
 
-FETCH = ("import sys, urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9750/metrics', timeout=5)"
-         ".read().decode())")
-
-
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(resident MB, CPU seconds) of a process."""
-    found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    rss = int(found.group(1)) / 1024 if found else 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def captured(ns: str) -> int:
-    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", FETCH], capture_output=True, text=True,
-                         timeout=30).stdout
-    found = re.search(r"^ictwatch_packets_total (\S+)$", out, re.M)
-    return int(float(found.group(1))) if found else 0
-
-
 def run(seconds: float, rate: int, every: float) -> dict[str, float]:
     """The soak; returns its figures."""
-    with tempfile.TemporaryDirectory() as tmpdir, veth_namespaces(f"soak{os.getpid() % 10000}") as (
+    with tempfile.TemporaryDirectory() as tmpdir, veth_namespaces(f"soak{os.getpid() % 10000}", ipv6=False) as (
             daemon_ns, sender_ns, daemon_end, sender_end):
         tmp = Path(tmpdir)
         write_capture(tmp / "mix.pcap", 20_000)
-        config = school_config(tmp / "school", "collector:\n  capture_tool: dumpcap\n")
-        env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}", "PYTHONPATH": str(ROOT)}
-        daemon = subprocess.Popen(["ip", "netns", "exec", daemon_ns, sys.executable, "-m", "ictwatch.cli", "run",
-                                   "--config", str(config), "--interface", daemon_end, "--no-web"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        for line in iter(daemon.stderr.readline, ""):
-            if "capturing on" in line:
-                break
+        daemon = start_daemon(daemon_ns, daemon_end, tmp)
         time.sleep(2)
-        sender = subprocess.Popen(["ip", "netns", "exec", sender_ns, sys.executable, "-c", SENDER, sender_end,
-                                   str(tmp / "mix.pcap"), str(rate), str(seconds)],
-                                  stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        sender = subprocess.Popen(in_namespace(sender_ns) + [sys.executable, "-c", SENDER, sender_end,
+                                                             str(tmp / "mix.pcap"), str(rate), str(seconds)],
+                                  stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                  cwd=ROOT)
         print(f"soak: {seconds:.0f} s at {rate:,} packets/s; the daemon is pid {daemon.pid}")
-        print(f"{'time':>6} {'sent':>10} {'captured':>10} {'missing':>8} {'RSS MB':>8} {'CPU s/10k pkts':>15}")
+        print(f"{'time':>6} {'sent':>10} {'captured':>10} {'missing':>8} {'anon MB':>8} {'file MB':>8} "
+              f"{'CPU s/10k pkts':>15}")
         start, samples, sent = time.monotonic(), [], 0
-        cpu0 = proc_stats(daemon.pid)[1]
+        cpu0 = tree_cpu(daemon.pid)
         while sender.poll() is None:
             time.sleep(every)
-            got = captured(daemon_ns)
+            got = decoded(daemon_ns)
             sent = max(sent, rate * int(time.monotonic() - start))  # the sender paces itself to the clock
-            rss, cpu = proc_stats(daemon.pid)
+            memory, cpu = tree_memory(daemon.pid), tree_cpu(daemon.pid)
             per = (cpu - cpu0) / got * 10_000 if got else 0.0
-            samples.append((time.monotonic() - start, rss))
+            samples.append((time.monotonic() - start, memory.anon_mb))
             print(f"{time.monotonic() - start:>6.0f} {min(sent, rate * seconds):>10,.0f} {got:>10,} "
-                  f"{max(0, min(sent, rate * seconds) - got):>8,.0f} {rss:>8.1f} {per:>15.3f}")
+                  f"{max(0, min(sent, rate * seconds) - got):>8,.0f} {memory.anon_mb:>8.1f} {memory.file_mb:>8.1f} "
+                  f"{per:>15.3f}")
         total_sent = int(sender.stdout.read().split()[-1]) if sender.stdout else 0
         time.sleep(2)
-        got = captured(daemon_ns)
-        rss, cpu = proc_stats(daemon.pid)
-        daemon.send_signal(signal.SIGTERM)
-        daemon.communicate(timeout=120)
-    half = [r for t, r in samples if t >= seconds / 2] or [rss]
+        got = decoded(daemon_ns)
+        cpu, memory = tree_cpu(daemon.pid), tree_memory(daemon.pid)
+        stop_daemon(daemon)
+    half = [anon for t, anon in samples if t >= seconds / 2] or [memory.anon_mb]
     growth = (max(half) - min(half)) / min(half) * 100
-    peak = max(r for _, r in samples) if samples else rss
-    print(f"sent {total_sent:,}, captured {got:,} ({total_sent - got:,} missing), peak RSS {peak:.1f} MB; RSS over "
-          f"the second half varied {growth:.1f}%; CPU {(cpu - cpu0) / max(got, 1) * 10_000:.3f} s per 10k packets")
-    return {"sent": total_sent, "captured": got, "rss_growth_pct": growth}
+    peak = max(anon for _, anon in samples) if samples else memory.anon_mb
+    print(f"sent {total_sent:,}, captured {got:,} ({total_sent - got:,} missing), peak anonymous memory {peak:.1f} MB "
+          f"(daemon and dumpcap); anonymous memory over the second half varied {growth:.1f}%; "
+          f"CPU {(cpu - cpu0) / max(got, 1) * 10_000:.3f} s per 10k packets")
+    return {"sent": total_sent, "captured": got, "anon_growth_pct": growth}
 
 
 def main(argv: list[str] | None = None) -> int:

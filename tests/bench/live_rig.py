@@ -1,7 +1,7 @@
 """The parts of a live capture on a veth pair, shared by the soak and the live benchmark.
 
 `veth_namespaces` (tests/conftest.py) makes the two namespaces; here: starting `ictwatch run` in one of
-them (the demo school's policy, dumpcap, the embedded store in a temporary folder, metrics on the
+them (the demo school's policy, dumpcap or the AF_PACKET ring, the embedded store in a temporary folder, metrics on the
 namespace's own loopback), reading what it has decoded, stopping it, and the CPU time of a process tree.
 """
 
@@ -40,10 +40,11 @@ def wait_for(stream: IO[str], text: str) -> None:
     raise RuntimeError(f"exited before {text!r}:\n{''.join(seen)}")
 
 
-def start_daemon(ns: str, interface: str, tmp: Path, cpu: int | None = None) -> subprocess.Popen[str]:
-    """`ictwatch run` capturing `interface` in namespace `ns`, with its configuration and store in `tmp`
-    (which must not hold them yet); returned once it says it is capturing."""
-    config = school_config(tmp / "school", "collector:\n  capture_tool: dumpcap\n")
+def start_daemon(ns: str, interface: str, tmp: Path, cpu: int | None = None,
+                 tool: str = "dumpcap") -> subprocess.Popen[str]:
+    """`ictwatch run` capturing `interface` in namespace `ns` with capture tool `tool`, with its configuration
+    and store in `tmp` (which must not hold them yet); returned once it says it is capturing."""
+    config = school_config(tmp / "school", f"collector:\n  capture_tool: {tool}\n")
     env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}", "PYTHONPATH": str(ROOT)}
     daemon = subprocess.Popen(in_namespace(ns, cpu) + [sys.executable, "-m", "ictwatch.cli", "run", "--config",
                                                        str(config), "--interface", interface, "--no-web"],

@@ -31,7 +31,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
-import select
 import socket
 import struct
 from pathlib import Path
@@ -160,8 +159,6 @@ class Ring:
         except OSError as exc:
             self.sock.close()
             raise RingError(f"cannot open a capture ring on {interface}: {exc.strerror or exc}") from None
-        self._poll = select.poll()
-        self._poll.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
         self._next = 0
 
     def fileno(self) -> int:
@@ -179,10 +176,6 @@ class Ring:
         _WORD.pack_into(self.ring, base + 8, TP_STATUS_KERNEL)
         self._next = (self._next + 1) % self.blocks
         return block
-
-    def wait(self, timeout_s: float | None) -> None:
-        """Wait until the kernel hands a block over, or `timeout_s` (None: for ever)."""
-        self._poll.poll(None if timeout_s is None else int(timeout_s * 1000) + 1)
 
     def dropped(self) -> int:
         """Packets the kernel dropped since the last call (the ring full), from `PACKET_STATISTICS` (which

@@ -50,7 +50,7 @@ class CollectorSettings(BaseModel):
     capture_buffer_mb: int | None = Field(None, ge=1, le=4096, description=(
         "The kernel buffer, in MB, dumpcap or tcpdump asks for (`-B`); their default is 2 MB. A larger one "
         "(32–64) rides out the moments the capture worker is slowed, at the cost of that much memory. For "
-        "afpacket, the ring's size (default 64)."))
+        "afpacket, the ring's size (default 32)."))
     follow: tuple[FollowedLog, ...] = Field((), description="Proxy and web-filter logs `ictwatch run` follows.")
     flow_source: Literal["suricata", "conntrack"] = Field("suricata", description=(
         "Where line-rate mode takes flows from: a followed suricata-eve log, or the kernel's connection "

@@ -6,8 +6,9 @@ The kernel writes each packet it receives into a ring of blocks it shares with u
 quiet wire still delivers within 20 ms; we copy the block's used part out (one copy for about a thousand
 packets of the school mix), give the block straight back and walk the copy with the decoder's bulk path
 (`PacketDecoder.decode_tpacket_block`). Nothing is copied through a pipe, no program of ours or anyone
-else's writes pcap, and a slow moment of the worker is absorbed by the whole ring (64 MB by default: a
-third of a second of a saturated gigabit) rather than dumpcap's 2 MB.
+else's writes pcap, and a slow moment of the worker is absorbed by the whole ring (32 MB by default: a
+fifth of a second of a saturated gigabit) rather than dumpcap's 2 MB. The ring is the kernel's memory,
+pinned as long as the capture runs; /proc counts it as the worker's file-backed resident memory.
 
 A BPF filter (`collector.capture_filter`, line-rate mode's) is compiled by libpcap through ctypes
 (`pcap_open_dead` + `pcap_compile`, for Ethernet) and attached with `SO_ATTACH_FILTER`; it is attached
@@ -51,8 +52,11 @@ BLOCK_BYTES = 1 << 20
 """A block of the ring: the unit the kernel hands over (about a thousand packets of the school mix)."""
 FRAME_BYTES = 1 << 11
 """`tp_frame_size`: only checked by the kernel in TPACKET_V3 (a frame takes what it needs of a block)."""
-RING_MB = 64
-"""The ring's size when none is configured."""
+RING_MB = 32
+"""The ring's size when none is configured: the worker alone at the sender's top speed lost no more with
+32 MB than with 64 (tests/bench/bench_live.py's rig, 3 rounds each of 16, 32 and 64 MB, load 3.4-6.9:
+its losses there are the sender's bursts outrunning a shared core, whatever the ring), and 32 MB less of
+the gateway's memory is pinned."""
 RETIRE_MS = 20
 """`tp_retire_blk_tov`: the kernel hands over a block not yet full this long after its first packet."""
 LINKTYPES = {1: 1, 772: 1}

@@ -145,9 +145,7 @@ class LiveCaptureSource:
         if self._stopped.is_set():  # stopped before it started
             self._proc.terminate()
         fd = self._proc.stdout.fileno()
-        said = self.tool != "afpacket"  # the ring's worker says when it is open (its first message): then
-        if said:
-            self._capturing()
+        log.info("capturing on %s with %s", self._pipe if self.tool == "pipe" else self.interface, self.tool)
         last_tick = time.monotonic()
         ended = False
         try:
@@ -164,9 +162,6 @@ class LiveCaptureSource:
                         log.error("capture worker exited (status %s) before its capture ended; the capture stops",
                                   self._proc.returncode)
                         break
-                    if not said and not message[6:7]:  # a tick, or an end without an error
-                        said = True
-                        self._capturing()
                     ended = self._take(message, emit)
                 if time.monotonic() - last_tick >= self._tick_s or ended:
                     last_tick = time.monotonic()
@@ -181,9 +176,6 @@ class LiveCaptureSource:
                 self._proc.kill()
                 self._proc.wait()
             self._proc.stdout.close()
-
-    def _capturing(self) -> None:
-        log.info("capturing on %s with %s", self._pipe if self.tool == "pipe" else self.interface, self.tool)
 
     def _take(self, message: tuple[Any, ...], emit: Callable[[Columns], None]) -> bool:
         """One message of the worker: its observations to `emit`, its counts and log records taken over; True

@@ -19,13 +19,13 @@ at a time through `PacketDecoder.decode_tpacket_block`. It imports the decoder a
 What it sends its parent on standard output is a stream of messages, each a little-endian 4-byte length
 and a pickle (protocol 5) of a tuple:
 
-- `("tick", columns, packets, skips, logs, dropped)` every `--tick` seconds (0.5) while capturing (and,
-  for the ring, as soon as it is open), or when `--rows` observations are waiting: the observations
-  gathered since the last message as one list per field (`FIELD_NAMES` order; None when there were none),
-  the packets read so far, the skip counts added since the last message, the log records (level, logger,
-  message) the decoder wrote meanwhile, which the parent logs as its own (the sampled warnings of bad
-  input), and the packets the capture dropped so far (the AF_PACKET ring's count, read every tick;
-  dumpcap and tcpdump say theirs only as they stop);
+- `("tick", columns, packets, skips, logs, dropped)` every `--tick` seconds (0.5) while capturing, or
+  when `--rows` observations are waiting: the observations gathered since the last message as one list
+  per field (`FIELD_NAMES` order; None when there were none), the packets read so far, the skip counts
+  added since the last message, the log records (level, logger, message) the decoder wrote meanwhile,
+  which the parent logs as its own (the sampled warnings of bad input), and the packets the capture
+  dropped so far (the AF_PACKET ring's count, read every tick; dumpcap and tcpdump say theirs only as
+  they stop);
 - `("end", columns, packets, skips, logs, dropped, error)` last: the same, and why the capture failed
   (None when it was stopped or its input ended).
 
@@ -456,7 +456,6 @@ def _ring(worker: Worker, args: argparse.Namespace) -> str | None:
         worker.dropped += ring.dropped()
 
     worker.on_tick.append(read_drops)
-    worker.send("tick")  # the parent says it is capturing once the ring is open, not before
     decoder, frame = worker.decoder, 0
     left = ring.blocks  # once stopping: no more than one ring's worth of blocks, even on a busy wire
     try:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -50,8 +51,22 @@ def start_daemon(ns: str, interface: str, tmp: Path, cpu: int | None = None,
                                                        str(config), "--interface", interface, "--no-web"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     assert daemon.stderr is not None
-    wait_for(daemon.stderr, "capturing on")
+    wait_for(daemon.stderr, "capturing on")  # said as the daemon starts its capture worker
+    wait_for_capture(ns)
     return daemon
+
+
+def wait_for_capture(ns: str, timeout_s: float = 60) -> None:
+    """Until a packet socket taking every protocol is open in namespace `ns` (the capture worker's ring or
+    dumpcap's), and a moment more: traffic sent before it would be lost to no counter."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = subprocess.run(in_namespace(ns) + ["cat", "/proc/net/packet"], capture_output=True, text=True).stdout
+        if any(line.split()[3] == "0003" for line in lines.splitlines()[1:]):
+            time.sleep(0.2)
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no capture opened in {ns} in {timeout_s:g} s")
 
 
 def decoded(ns: str) -> int:

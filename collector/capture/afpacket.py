@@ -15,7 +15,8 @@ A BPF filter (`collector.capture_filter`, line-rate mode's) is compiled by libpc
 before the socket is bound, so nothing unfiltered is ever queued. One difference from dumpcap: the kernel
 takes an 802.1Q tag off a frame before any socket sees it and hands it beside the frame, so a filter that
 tests `vlan` matches nothing here (libpcap only rewrites `vlan` for a handle it opened on the interface
-itself); the decoder is given the frame with its tag put back, as libpcap does.
+itself); the decoder is given the frame with its tag put back, as libpcap does. Line-rate mode's filter
+still works: its untagged half matches the tagged frames' packets, which the filter sees untagged.
 
 Opening the socket needs CAP_NET_RAW (docs/operations.md: give it to the service alone with systemd's
 `AmbientCapabilities=`); dumpcap remains the way to capture with no capability at all.
@@ -180,6 +181,11 @@ class Ring:
         _WORD.pack_into(self.ring, base + 8, TP_STATUS_KERNEL)
         self._next = (self._next + 1) % self.blocks
         return block
+
+    def error(self) -> int:
+        """The socket's pending error (ENETDOWN when the interface goes down), cleared by reading it; 0 if none.
+        A socket with an error is readable until it is read, so a wait would return at once, over and over."""
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def dropped(self) -> int:
         """Packets the kernel dropped since the last call (the ring full), from `PACKET_STATISTICS` (which

@@ -469,7 +469,9 @@ def _ring(worker: Worker, args: argparse.Namespace) -> str | None:
                 break
             else:
                 writable = [worker._out] if worker.waiting() else []
-                select.select([ring], writable, [], worker.due())
+                readable, _, _ = select.select([ring], writable, [], worker.due())
+                if readable and (error := ring.error()):
+                    log.warning("capture on %s: %s", args.interface, os.strerror(error))
             worker.write()
             worker.tick()
     finally:

@@ -23,6 +23,7 @@ import pytest
 
 from collector.capture.messages import read_message
 from collector.observation import Observation
+from tests.bench.live_rig import tree_cpu
 from tests.conftest import ROOT, school_config, veth_namespaces
 
 pytestmark = pytest.mark.skipif(
@@ -219,3 +220,27 @@ def test_check_says_which_capture_path_auto_takes(tmp_path):
     assert "capture: the capture worker reads eth0 through the kernel's packet ring (AF_PACKET, CAP_NET_RAW)" \
         in privileged.splitlines()
     assert "capture: dumpcap captures eth0 for the capture worker" in unprivileged.splitlines()
+
+
+def test_an_interface_going_down_and_up_is_said_and_survived(veth):
+    """The ring's socket holds an error while its interface is down: the worker says so once, does not spin
+    on it, and captures again once the interface is back."""
+    monitor_ns, sender_ns, monitor_if, sender_if = veth
+    ring = start_worker(monitor_ns, monitor_if, "--tick", "0.2")
+    try:
+        wait_for_sockets(monitor_ns, 1)
+        subprocess.run(in_ns(monitor_ns) + ["ip", "link", "set", monitor_if, "down"], check=True)
+        before = tree_cpu(ring.pid)
+        time.sleep(2)
+        spent = tree_cpu(ring.pid) - before
+        subprocess.run(in_ns(monitor_ns) + ["ip", "link", "set", monitor_if, "up"], check=True)
+        time.sleep(1)
+        sent = replay(sender_ns, sender_if, "--pps=1000")
+        time.sleep(1)
+    finally:
+        ring.send_signal(signal.SIGTERM)
+    found = messages(ring)
+    logs = [text for m in found for _, _, text in m[4]]
+    assert spent < 0.5, spent  # sleeping, not spinning on the error
+    assert any(text == f"capture on {monitor_if}: Network is down" for text in logs), logs
+    assert found[-1][2] == sent and found[-1][6] is None

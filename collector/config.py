@@ -39,15 +39,18 @@ class CollectorSettings(BaseModel):
     )
     interface: str | None = Field(None, description="Interface `ictwatch run` captures on (the LAN side).")
     capture_filter: str | None = Field(None, description="BPF filter for the capture, e.g. `not port 22`.")
-    capture_tool: Literal["auto", "dumpcap", "tcpdump", "scapy", "pipe"] = Field(
-        "auto", description="auto: dumpcap, else tcpdump, else scapy's in-process sniffer (needs root). pipe: "
+    capture_tool: Literal["auto", "afpacket", "dumpcap", "tcpdump", "scapy", "pipe"] = Field(
+        "auto", description="auto: afpacket when the daemon holds CAP_NET_RAW, else dumpcap, else tcpdump, "
+        "else scapy's in-process sniffer (needs root). afpacket: the capture worker reads the kernel's "
+        "memory-mapped packet ring itself, with no capture tool (needs CAP_NET_RAW; the fastest). pipe: "
         "read `capture_pipe`, a FIFO that a capture service of its own writes pcap or pcapng into (the "
         "hardened systemd layout: deploy/systemd/)."
     )
     capture_pipe: Path | None = Field(None, description="The FIFO `capture_tool: pipe` reads.")
     capture_buffer_mb: int | None = Field(None, ge=1, le=4096, description=(
         "The kernel buffer, in MB, dumpcap or tcpdump asks for (`-B`); their default is 2 MB. A larger one "
-        "(32–64) rides out the moments the capture worker is slowed, at the cost of that much memory."))
+        "(32–64) rides out the moments the capture worker is slowed, at the cost of that much memory. For "
+        "afpacket, the ring's size (default 32)."))
     follow: tuple[FollowedLog, ...] = Field((), description="Proxy and web-filter logs `ictwatch run` follows.")
     flow_source: Literal["suricata", "conntrack"] = Field("suricata", description=(
         "Where line-rate mode takes flows from: a followed suricata-eve log, or the kernel's connection "

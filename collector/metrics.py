@@ -10,7 +10,8 @@ from prometheus_client import Counter, Gauge
 SKIPPED = Counter("ictwatch_input_skipped_total",
                   "Records of any input that could not be decoded and were skipped, by reason.", ["reason"])
 CAPTURE_DROPPED = Counter("ictwatch_capture_dropped_total",
-                          "Packets the capture tool reported dropped (dumpcap's count, read when it stops).")
+                          "Packets the capture dropped: the AF_PACKET ring's count, read every half second, or "
+                          "dumpcap's, read when it stops.")
 INTERFACE_DROPPED = Gauge("ictwatch_interface_dropped_packets",
                           "The capture interface's receive drops as the kernel counts them (rx_dropped).")
 FOLLOW_LAG = Gauge("ictwatch_follow_lag_bytes", "Bytes written to a followed log that ictwatch has not read yet.",

@@ -1,15 +1,16 @@
 """Live capture: packets from a capture process, so the daemon itself needs no root.
 
 `LiveCaptureSource` starts the capture worker (collector/capture/worker.py), a process of its own that
-runs dumpcap (Wireshark's capture tool, which Debian can give the capture capabilities to the `wireshark`
-group) or tcpdump writing pcap to a pipe, or reads a FIFO that a capture service of its own writes
-(`capture_tool: pipe`: then the daemon never starts a privileged program at all and can run with
-NoNewPrivileges), and decodes it. The daemon's process only takes the worker's batches of observations,
-as columns, every `tick_s`: the judging and storing, which hold the interpreter for a tenth of a second
-each time, can no longer keep the capture waiting. When neither tool is installed, scapy's sniffer
-captures in-process (that needs root or CAP_NET_RAW): a reader thread queues the packets and `run`
-decodes them. Either way `run` hands on the observations and calls `on_tick` every `tick_s`, busy or
-quiet (the pipeline flushes its batch then).
+reads the interface's AF_PACKET ring itself (`capture_tool: afpacket`, which needs CAP_NET_RAW:
+collector/capture/afpacket.py), runs dumpcap (Wireshark's capture tool, which Debian can give the
+capture capabilities to the `wireshark` group) or tcpdump writing pcap to a pipe, or reads a FIFO that a
+capture service of its own writes (`capture_tool: pipe`: then the daemon never starts a privileged
+program at all and can run with NoNewPrivileges), and decodes it. The daemon's process only takes the
+worker's batches of observations, as columns, every `tick_s`: the judging and storing, which hold the
+interpreter for a tenth of a second each time, can no longer keep the capture waiting. When no capture
+tool is installed, scapy's sniffer captures in-process (that needs root or CAP_NET_RAW): a reader thread
+queues the packets and `run` decodes them. Either way `run` hands on the observations and calls
+`on_tick` every `tick_s`, busy or quiet (the pipeline flushes its batch then).
 """
 
 from __future__ import annotations
@@ -43,13 +44,37 @@ class CaptureToolError(Exception):
 
 
 def choose_tool(preferred: str = "auto") -> str:
-    """dumpcap, tcpdump or scapy: the preferred one if given, else the first installed."""
+    """The preferred capture tool if given; else afpacket when this process may open a packet socket (the
+    worker it starts inherits that), else the first of dumpcap and tcpdump installed, else scapy."""
     if preferred != "auto":
         return preferred
+    if may_capture():
+        return "afpacket"
     for tool in ("dumpcap", "tcpdump"):
         if shutil.which(tool):
             return tool
     return "scapy"
+
+
+def may_capture() -> bool:
+    """This process may open an AF_PACKET socket (it holds CAP_NET_RAW)."""
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except OSError:
+        return False
+    return True
+
+
+def describe(tool: str, interface: str | None, pipe: str | None = None) -> str:
+    """`ictwatch check`'s line on the capture path `tool` (`choose_tool`'s answer) takes."""
+    where = interface or "the interface given with --interface"
+    return {
+        "afpacket": f"the capture worker reads {where} through the kernel's packet ring (AF_PACKET, CAP_NET_RAW)",
+        "dumpcap": f"dumpcap captures {where} for the capture worker",
+        "tcpdump": f"tcpdump captures {where} for the capture worker",
+        "pipe": f"the capture worker reads the FIFO {pipe} a capture service writes",
+        "scapy": f"scapy's sniffer captures {where} in the daemon's process (no capture tool installed)",
+    }[tool]
 
 
 class LiveCaptureSource:
@@ -64,7 +89,7 @@ class LiveCaptureSource:
         self.interface = interface
         self._pipe = pipe
         self.dropped = 0
-        """Packets the capture tool reported dropped when it stopped."""
+        """Packets the capture dropped: the ring's count so far, or the capture tool's when it stopped."""
         self.path = None
         self.skips = SkipCounter()
         self.packets = 0
@@ -102,9 +127,9 @@ class LiveCaptureSource:
             if not self._pipe:
                 raise CaptureToolError("capture_tool pipe needs collector.capture_pipe")
             return cmd + ["--pipe", self._pipe]
-        if self.tool not in ("dumpcap", "tcpdump"):
+        if self.tool not in ("dumpcap", "tcpdump", "afpacket"):
             raise CaptureToolError(f"unknown capture tool {self.tool!r}")
-        if shutil.which(self.tool) is None:
+        if self.tool != "afpacket" and shutil.which(self.tool) is None:
             raise CaptureToolError(f"cannot start {self.tool}: it is not installed")
         cmd += ["--tool", self.tool] + (["--filter", self._filter] if self._filter else [])
         return cmd + (["--buffer-mb", str(self._buffer_mb)] if self._buffer_mb else [])
@@ -160,14 +185,14 @@ class LiveCaptureSource:
             logging.getLogger(name).log(level, "%s", text)
         self.packets = packets
         self.skips.add(skips)
+        if message[5] > self.dropped:  # the running count (the ring's), or the tool's as it stops
+            CAPTURE_DROPPED.inc(message[5] - self.dropped)
+            self.dropped = message[5]
         if columns is not None:
             emit(columns)
         if kind != "end":
             return False
-        dropped, error = message[5:7]
-        if dropped:
-            self.dropped = dropped
-            CAPTURE_DROPPED.inc(dropped)
+        error = message[6]
         if error:
             log.error("%s", error)
         return True

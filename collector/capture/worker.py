@@ -2,6 +2,7 @@
 does with the observations (judging, joins, Arrow, the store) ever keeps the capture waiting.
 
     python -m collector.capture.worker --tool dumpcap --interface eth0 [--filter BPF] [--buffer-mb 32]
+    python -m collector.capture.worker --tool afpacket --interface eth0 [--filter BPF] [--buffer-mb 64]
     python -m collector.capture.worker --pipe /run/ictwatch/capture.fifo
     python -m collector.capture.worker --file a.pcap [--file b.pcap ...]
 
@@ -10,18 +11,23 @@ lock, and each time the judging held it for 75–150 ms dumpcap's kernel buffer 
 gigabit) overflowed. Here the worker does nothing but read and decode. It starts dumpcap or tcpdump writing
 pcap to a pipe of 1 MB, or opens the FIFO a capture service writes, and hands what it reads, in large
 reads, to the decoder's bulk path (`PacketDecoder.decode_pcap`, which walks the records in place); pcapng
-goes through `read_packets`. It imports the decoder and nothing else of ours (no polars, chDB or pydantic).
+goes through `read_packets`. With `--tool afpacket` there is no capture tool: the worker reads the
+kernel's memory-mapped ring itself (collector/capture/afpacket.py), a block of about a thousand packets
+at a time through `PacketDecoder.decode_tpacket_block`. It imports the decoder and nothing else of ours
+(no polars, chDB or pydantic).
 
 What it sends its parent on standard output is a stream of messages, each a little-endian 4-byte length
 and a pickle (protocol 5) of a tuple:
 
-- `("tick", columns, packets, skips, logs)` every `--tick` seconds (0.5) while capturing, or when
-  `--rows` observations are waiting: the observations gathered since the last message as one list per
-  field (`FIELD_NAMES` order; None when there were none), the packets read so far, the skip counts added
-  since the last message, and the log records (level, logger, message) the decoder wrote meanwhile, which
-  the parent logs as its own (the sampled warnings of bad input);
-- `("end", columns, packets, skips, logs, dropped, error)` last: the same, what the capture tool said it
-  dropped, and why the capture failed (None when it was stopped or its input ended).
+- `("tick", columns, packets, skips, logs, dropped)` every `--tick` seconds (0.5) while capturing, or
+  when `--rows` observations are waiting: the observations gathered since the last message as one list
+  per field (`FIELD_NAMES` order; None when there were none), the packets read so far, the skip counts
+  added since the last message, the log records (level, logger, message) the decoder wrote meanwhile,
+  which the parent logs as its own (the sampled warnings of bad input), and the packets the capture
+  dropped so far (the AF_PACKET ring's count, read every tick; dumpcap and tcpdump say theirs only as
+  they stop);
+- `("end", columns, packets, skips, logs, dropped, error)` last: the same, and why the capture failed
+  (None when it was stopped or its input ended).
 
 A file (replay) is sent in batches of exactly `--rows` rows, the batches the parent would have made
 itself, with no ticks; a live capture lets flows expire on the worker's own clock (`decoder.tick`).
@@ -161,12 +167,16 @@ class Worker:
         self.decoder = PacketDecoder(self.add, self.skips, name)
         self.stop = Stop()
         self.stopping = False
+        self.dropped = 0
+        """Packets the capture dropped so far, sent with every message."""
         self.live = tick_s > 0
         self.parent_gone = False
         self.opening = False
         """Waiting for a FIFO's writer: SIGTERM ends the wait."""
         self.on_stop: list[Callable[[], None]] = []
         """What SIGTERM does besides setting the flags: stop the capture tool."""
+        self.on_tick: list[Callable[[], None]] = []
+        """What each tick reads besides the clock: the ring's drop count."""
 
     def add(self, obs: Observation) -> None:
         """The decoder's `emit`: one observation into the columns, sent when `rows` are waiting."""
@@ -184,6 +194,8 @@ class Worker:
             return
         self._next_tick = time.monotonic() + self._tick_s
         self.decoder.tick(int(self._now() * 1_000_000))
+        for read in self.on_tick:
+            read()
         self.send("tick")
 
     def send(self, kind: str, *end: Any) -> None:
@@ -200,7 +212,7 @@ class Worker:
         skips = self.skips.by_reason - self._sent_skips
         self._sent_skips = self.skips.by_reason.copy()
         logs, self.logs.records = self.logs.records, []
-        message = encode((kind, columns, self.decoder.packets, dict(skips), logs, *end))
+        message = encode((kind, columns, self.decoder.packets, dict(skips), logs, self.dropped, *end))
         self._pending.append(message)
         self._pending_bytes += len(message)
         self.write()
@@ -316,17 +328,19 @@ def run(args: argparse.Namespace) -> int:
     if args.file:
         _files(worker, args.file)
         return 0
-    dropped, error = 0, None
+    error = None
     try:
         if args.pipe:
             error = _fifo(worker, args.pipe)
+        elif args.tool == "afpacket":
+            error = _ring(worker, args)
         else:
-            dropped, error = _tool(worker, args)
+            error = _tool(worker, args)
         worker.decoder.finish()
     except Exception as exc:  # sent to the parent, with what was decoded before
         log.exception("capture worker failed")
         error = f"capture worker failed: {type(exc).__name__}: {exc}"
-    worker.send("end", dropped, error)
+    worker.send("end", error)
     worker.drain()
     return 1 if error else 0
 
@@ -365,7 +379,7 @@ def _files(worker: Worker, paths: Iterable[str]) -> None:
         except OSError as exc:
             error = f"{path}: {exc.strerror or exc}"
         worker.decoder.finish()
-        worker.send("end", 0, error)
+        worker.send("end", error)
     worker.drain()
 
 
@@ -400,13 +414,14 @@ def _fifo(worker: Worker, path: str) -> str | None:
     return None
 
 
-def _tool(worker: Worker, args: argparse.Namespace) -> tuple[int, str | None]:
-    """dumpcap or tcpdump until it exits (SIGTERM stops it); what it dropped, and why it failed."""
+def _tool(worker: Worker, args: argparse.Namespace) -> str | None:
+    """dumpcap or tcpdump until it exits (SIGTERM stops it), what it dropped into `worker.dropped`; why it
+    failed."""
     cmd = capture_command(args.tool, args.interface, args.filter, args.buffer_mb)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
-        return 0, f"cannot start {args.tool}: {exc.strerror}"
+        return f"cannot start {args.tool}: {exc.strerror}"
     assert proc.stdout is not None and proc.stderr is not None
     worker.on_stop.append(proc.terminate)
     grow_pipe(proc.stdout.fileno())
@@ -430,7 +445,47 @@ def _tool(worker: Worker, args: argparse.Namespace) -> tuple[int, str | None]:
         error = f"capture on {args.interface} failed: {error} {said.strip()[-300:]}".strip()
     elif proc.returncode not in (0, -signal.SIGTERM) and not worker.stopping:
         error = f"{args.tool} exited with status {proc.returncode}: {said.strip()[-300:]}"
-    return dropped_by_tool(said), error
+    worker.dropped = dropped_by_tool(said)
+    return error
+
+
+def _ring(worker: Worker, args: argparse.Namespace) -> str | None:
+    """The interface's AF_PACKET ring, a block at a time through the decoder, until SIGTERM (then the blocks
+    the kernel had handed over are decoded too); its drops are read into `worker.dropped` every tick. Why
+    it could not be opened, or None."""
+    from collector.capture.afpacket import Ring, RingError
+
+    try:
+        ring = Ring(args.interface, args.buffer_mb, args.filter)
+    except RingError as exc:
+        return str(exc)
+
+    def read_drops() -> None:
+        worker.dropped += ring.dropped()
+
+    worker.on_tick.append(read_drops)
+    decoder, frame = worker.decoder, 0
+    left = ring.blocks  # once stopping: no more than one ring's worth of blocks, even on a busy wire
+    try:
+        while left:
+            block = ring.next_block()
+            if worker.stopping:
+                left = left - 1 if block is not None else 0
+            if block is not None:
+                frame = decoder.decode_tpacket_block(block, frame, ring.linktype, worker.skips, args.interface)
+            elif worker.stopping:
+                break
+            else:
+                writable = [worker.out] if worker.waiting() else []
+                readable, _, _ = select.select([ring], writable, [], worker.due())
+                if readable and (error := ring.error()):
+                    log.warning("capture on %s: %s", args.interface, os.strerror(error))
+            worker.write()
+            worker.tick()
+    finally:
+        read_drops()
+        ring.close()
+    return None
 
 
 class _Stopping(Exception):
@@ -442,12 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m collector.capture.worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--tool", choices=("dumpcap", "tcpdump"))
+    what.add_argument("--tool", choices=("dumpcap", "tcpdump", "afpacket"))
     what.add_argument("--pipe", help="a FIFO a capture service writes pcap or pcapng into")
     what.add_argument("--file", action="append", help="a capture file (replay); may be given again")
     parser.add_argument("--interface", default="capture")
     parser.add_argument("--filter")
-    parser.add_argument("--buffer-mb", type=int)
+    parser.add_argument("--buffer-mb", type=int, help="the capture tool's kernel buffer, or the ring's size")
     parser.add_argument("--tick", type=float, default=0.5)
     parser.add_argument("--rows", type=int, default=65536)
     parser.add_argument("--no-flows", action="store_true", help="drop `flow` observations (line-rate mode)")

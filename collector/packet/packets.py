@@ -9,6 +9,7 @@ counted by reason and skipped.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Final
 
@@ -46,6 +47,9 @@ _DHCP_PORTS: Final = (67, 68)
 _DHCP6_PORTS: Final = (546, 547)
 _DNS_PORTS: Final[dict[int, str]] = dns.PORTS
 _IPV6_EXT: Final = (0, 43, 60)  # hop-by-hop, routing, destination options: (len+1)*8 bytes
+_HOST_LITTLE: Final = sys.byteorder == "little"  # a TPACKET ring's fields are in the host's order
+TP_STATUS_VLAN_VALID: Final = 1 << 4
+TP_STATUS_VLAN_TPID_VALID: Final = 1 << 6
 
 
 class Stop:
@@ -86,6 +90,12 @@ def decode_frames(decoder: PacketDecoder, frames: Iterator[tuple[int, int, int, 
             return
 
 
+def _u16_host(buf: bytes, pos: i64) -> i64:
+    """A 16-bit field of a TPACKET ring, in the host's byte order."""
+    if _HOST_LITTLE:
+        return i64(buf[pos]) | (i64(buf[pos + 1]) << 8)
+    return (i64(buf[pos]) << 8) | i64(buf[pos + 1])
+
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # a test injects a fault by overriding `packet`
 class PacketDecoder(FlowTable):
@@ -97,7 +107,6 @@ class PacketDecoder(FlowTable):
         no copy and no call into the interpreter. Failures as in `decode_frame`."""
         little, linktype = chunks.little, chunks.linktype
         ts_div: i64 = chunks.ts_div
-        ether = linktype == 1
         buf, frame = b"", 0
         pos: i64 = 0
         while True:
@@ -112,11 +121,54 @@ class PacketDecoder(FlowTable):
                     break
                 frame += 1
                 ts = frame_time(u32(buf, pos, little), u32(buf, pos + 4, little), ts_div)
-                if not (ether and EARLIEST_US <= ts <= LATEST_US and self.bypass(ts, buf, pos + 16, end - pos - 16)):
-                    decode_frame(self, frame, ts, linktype, buf[pos + 16 : end], skips, name)
+                self._offer(frame, ts, linktype, buf, pos + 16, end, skips, name)
                 pos = end
                 if stop.set:
                     return
+
+    def decode_tpacket_block(self, block: bytes, frame: i64, linktype: int, skips: SkipCounter, name: str) -> i64:
+        """Every frame of one block of a TPACKET_V3 ring (collector/capture/afpacket.py), walked in place as
+        `decode_pcap` walks a chunk; `frame` is the number of frames before the block, and the number after
+        it is returned. The block starts with `tpacket_block_desc` (linux/if_packet.h): its `num_pkts` at
+        byte 12 and `offset_to_first_pkt` at 16; each frame with a `tpacket3_hdr`: `tp_next_offset`, `tp_sec`,
+        `tp_nsec`, `tp_snaplen`, `tp_len`, `tp_status` as 32-bit words, then `tp_mac` (16 bits) at 24 and,
+        when `tp_status` has TP_STATUS_VLAN_VALID, the 802.1Q tag the kernel took off the frame (its TCI at
+        32, its TPID at 36 when TP_STATUS_VLAN_TPID_VALID). Such a frame is rebuilt with its tag put back, as
+        libpcap does, so the decoder sees what dumpcap would have written. The ring is in host byte order."""
+        ether = linktype == 1
+        count: i64 = u32(block, 12, _HOST_LITTLE)
+        pos: i64 = u32(block, 16, _HOST_LITTLE)
+        size: i64 = len(block)
+        i: i64 = 0
+        while i < count and pos + 28 <= size:
+            start = pos + _u16_host(block, pos + 24)
+            end = start + u32(block, pos + 12, _HOST_LITTLE)
+            if end > size:
+                break
+            frame += 1
+            ts = u32(block, pos + 4, _HOST_LITTLE) * 1_000_000 + u32(block, pos + 8, _HOST_LITTLE) // 1000
+            status = u32(block, pos + 20, _HOST_LITTLE)
+            if status & TP_STATUS_VLAN_VALID and ether and end - start >= 12:
+                tpid = _u16_host(block, pos + 36) if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                tci = u32(block, pos + 32, _HOST_LITTLE) & 0xFFFF
+                tagged = block[start : start + 12] + bytes((tpid >> 8, tpid & 0xFF, tci >> 8, tci & 0xFF)) \
+                    + block[start + 12 : end]
+                self._offer(frame, ts, linktype, tagged, 0, len(tagged), skips, name)
+            else:
+                self._offer(frame, ts, linktype, block, start, end, skips, name)
+            step = u32(block, pos + 0, _HOST_LITTLE)
+            if step == 0:
+                break  # the block's last frame
+            pos += step
+            i += 1
+        return frame
+
+    def _offer(self, frame: int, ts: int, linktype: int, buf: bytes, start: i64, end: i64, skips: SkipCounter,
+               name: str) -> None:
+        """The frame at `buf[start:end]`: an Ethernet frame to `bypass` in place, copied out for `packet()`
+        (through `decode_frame`) only when that declines."""
+        if not (linktype == 1 and EARLIEST_US <= ts <= LATEST_US and self.bypass(ts, buf, start, end - start)):
+            decode_frame(self, frame, ts, linktype, buf[start:end], skips, name)
 
     # -- link and network layers -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything; print a summary (with `--show`, the effective policy), warnings on stderr, and
     one OK line last."""
     import collector
+    from collector.capture.live import choose_tool, describe
     from ictwatch import settings
     from rules.listupdate import installed
     from rules.policy import names_people, never_filled
@@ -44,6 +45,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                       if n)  # whose activity is no one's own use: said, as a register from before `use` reads so
     print(f"directory: {len(loaded.directory.people)} people; devices: {len(loaded.devices.devices)}"
           f"{f' ({apart})' if apart else ''}; locations: {len(loaded.network.locations)}")
+    collecting = loaded.settings.collector
+    print("capture: " + describe(choose_tool(collecting.capture_tool), collecting.interface,
+                                 str(collecting.capture_pipe) if collecting.capture_pipe else None))
     print("packet decoder: " + ("compiled (mypyc)" if collector.compiled() else
                                 "pure Python, about 7x slower: install gcc and python3.11-dev, then run ./dev "
                                 "demo again (deploy/README.md)"))

@@ -2,30 +2,40 @@
 
     ./dev bench-live                   # 5 s per rate from 25,000 packets/s (root, tcpreplay, dumpcap, suricata)
     BENCH_RATES=80000,100000 BENCH_ROUNDS=3 ./dev bench-live    # the rates to try; tries at a rate (2)
+    BENCH_TOOLS=afpacket ./dev bench-live   # ictwatch's capture paths to run (afpacket,dumpcap: both)
     python -m tests.bench.bench_live --quick     # 2 s at 2,000 and 5,000 packets/s: checks that it runs
 
 Two network namespaces joined by a veth pair, IPv6 off on both ends so that neither sends anything of its
 own. In one, tcpreplay (pinned to core 0) replays the generated school mix (the decoder benchmark's,
 preloaded and looped) for 5 s at each asked rate; in the other, the monitor, pinned to core 1:
-- ictwatch: `ictwatch run` with the demo school's policy, dumpcap capturing, the embedded store;
+- ictwatch: `ictwatch run` with the demo school's policy, the embedded store, and each capture path
+  asked for (BENCH_TOOLS): `afpacket`, the capture worker reading the kernel's memory-mapped ring itself,
+  and `dumpcap`, dumpcap writing pcap into the worker's pipe;
 - Suricata 7: AF_PACKET, one capture-and-decode thread (workers mode with one worker: Suricata implements
   the tpacket v3 ring it recommends only in that mode), no rules, EVE flow/dns/tls/http.
 
 Each program is started afresh for each rate, on a fresh store, and given the same 1 s of warm-up traffic
 at 1,000 packets/s (ictwatch's first traffic loads libraries once; the warm-up keeps that out of the rate
 being measured) before the measured replay; 2 s after the replay ends it is stopped, and its own final
-counts are read: for ictwatch, the packets it decoded and what dumpcap dropped, from the line `ictwatch
-run` prints as it ends (dumpcap only gives its count as it stops, so the daemon is restarted rather than
-read live); for Suricata, its last EVE `stats` event (`decoder.pkts`, `capture.kernel_drops`; Suricata
-writes one as it stops). tcpreplay's own count of what it sent ("Actual: N packets") and the rate it
-achieved ("Rated: … pps") are what the monitor is judged against: lost = sent (warm-up included) −
-decoded, and a rate is lossless when nothing is lost. Where it was lost: "kernel" is what the capture
-says it dropped (dumpcap's figure sums the socket ring's drops, which libpcap reads from the kernel, and
-its own; the daemon keeps only the sum), "iface" the monitor interface's `rx_dropped`, "backlog" the
-kernel's input backlog drops (/proc/net/softnet_stat, the whole machine's), "other" the rest (lost where
-no counter saw it). Beside them: the monitor's CPU time per 10,000 packets decoded over the replay and
-the 2 s after it (user and system, summed over its process tree: the daemon and dumpcap) and its peak
-anonymous and file-backed resident memory over the replay (tests/bench/memory.py, the same tree).
+counts are read: for ictwatch, the packets it decoded and what the capture dropped (dumpcap's count or
+the ring's), from the line `ictwatch run` prints as it ends (dumpcap only gives its count as it stops, so
+the daemon is restarted rather than read live); for Suricata, its last EVE `stats` event (`decoder.pkts`,
+`capture.kernel_drops`; Suricata writes one as it stops). tcpreplay's own count of what it sent ("Actual:
+N packets") and the rate it achieved ("Rated: … pps") are what the monitor is judged against: lost = sent
+(warm-up included) − decoded, and a rate is lossless when nothing is lost. Where it was lost: "kernel" is
+what the capture says it dropped (dumpcap's figure sums the socket ring's drops, which libpcap reads from
+the kernel, and its own; the daemon keeps only the sum), "iface" the monitor interface's `rx_dropped`,
+"backlog" the kernel's input backlog drops (/proc/net/softnet_stat, the whole machine's), "other" the
+rest (lost where no counter saw it). Beside them: the monitor's CPU time per 10,000 packets decoded over
+the replay and the 2 s after it (user and system, summed over its process tree: the daemon and dumpcap)
+and its peak anonymous and file-backed resident memory over the replay (tests/bench/memory.py, the same
+tree).
+
+Before the stepped rates, each capture path's worker alone (`python -m collector.capture.worker`, no
+daemon) is given the sender's top speed for 5 s (1 s in quick mode): what it decoded and lost, its CPU per
+10,000 packets (the worker and dumpcap) and the packets it decodes per second of its own CPU. With no
+judging and no store beside it, that is the capture path's own cost, the steadiest figure on a loaded
+machine.
 
 The machine is shared, so each rate is tried up to twice (BENCH_ROUNDS), the programs in turn, and each
 program's round that lost least is kept. A program stops stepping up once it has lost packets at two
@@ -43,15 +53,18 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from collector.capture.messages import read_message
 from tests.bench.bench_decode import write_capture
 from tests.bench.live_rig import in_namespace, start_daemon, stop_daemon, tree_cpu, wait_for
 from tests.bench.memory import PeakMemory
-from tests.conftest import veth_namespaces
+from tests.conftest import ROOT, veth_namespaces
 
 RATES = (25_000, 50_000, 75_000, 100_000, 150_000, 185_000, 220_000, 260_000, 290_000, 330_000, 380_000, 440_000)
 SENDER_CPU, MONITOR_CPU = 0, 1
@@ -82,8 +95,9 @@ class Step:
     decoded: int = 0
     """Packets the monitor decoded, warm-up included."""
     kernel_drops: int = 0
-    """What the capture says it dropped: dumpcap's count for ictwatch (the socket ring's drops, which
-    libpcap reads from the kernel, plus dumpcap's own, which the daemon reports summed), Suricata's
+    """What the capture says it dropped: for ictwatch, dumpcap's count (the socket ring's drops, which
+    libpcap reads from the kernel, plus dumpcap's own, which the daemon reports summed) or the AF_PACKET
+    ring's, Suricata's
     `capture.kernel_drops`."""
     iface_drops: int = 0
     """The monitor interface's `rx_dropped` over the measured replay."""
@@ -111,9 +125,11 @@ class Step:
 
 
 def replay(ns: str, interface: str, capture: Path, rate: int, seconds: float) -> tuple[int, float]:
-    """tcpreplay `capture` looped at `rate` for `seconds`: (packets sent, packets/s achieved)."""
+    """tcpreplay `capture` looped at `rate` (0: as fast as it can) for `seconds`: (packets sent, packets/s
+    achieved)."""
+    speed = f"--pps={rate}" if rate else "--topspeed"
     out = subprocess.run(in_namespace(ns, SENDER_CPU) + [
-        "tcpreplay", f"--intf1={interface}", f"--pps={rate}", "--loop=0", f"--duration={seconds:g}",
+        "tcpreplay", f"--intf1={interface}", speed, "--loop=0", f"--duration={seconds:g}",
         "--preload-pcap", str(capture)], capture_output=True, text=True, timeout=seconds + 60).stdout
     sent, pps = re.search(r"Actual: (\d+) packets", out), re.search(r"Rated: .*?([\d.]+) pps", out)
     if not sent or not pps:
@@ -162,10 +178,13 @@ class Rig:
         step.backlog_drops = backlog_drops() - backlog
         step.anon_mb, step.file_mb = peak.anon_mb, peak.file_mb
 
-    def ictwatch(self, rate: int, seconds: float) -> Step:
-        """`ictwatch run` at one rate."""
-        step = Step("ictwatch", rate)
-        daemon = start_daemon(self.monitor_ns, self.monitor_if, self.folder("ictwatch"), MONITOR_CPU)
+    def ictwatch(self, tool: str) -> Callable[[int, float], Step]:
+        """`ictwatch run` with capture tool `tool`, as a program to step through the rates."""
+        return lambda rate, seconds: self._ictwatch(tool, rate, seconds)
+
+    def _ictwatch(self, tool: str, rate: int, seconds: float) -> Step:
+        step = Step(f"ictwatch-{tool}", rate)
+        daemon = start_daemon(self.monitor_ns, self.monitor_if, self.folder("ictwatch"), MONITOR_CPU, tool)
         try:
             self.measure(step, daemon.pid, seconds)
         finally:
@@ -195,6 +214,29 @@ class Rig:
         step.decoded, step.kernel_drops = stats["decoder"]["pkts"], stats["capture"]["kernel_drops"]
         return step
 
+    def worker_alone(self, tool: str, seconds: float) -> Step:
+        """The capture worker alone with capture tool `tool`, the sender at its top speed."""
+        step = Step(f"worker-{tool}", 0)
+        proc = subprocess.Popen(in_namespace(self.monitor_ns, MONITOR_CPU) + [
+            sys.executable, "-m", "collector.capture.worker", "--tool", tool, "--interface", self.monitor_if],
+            stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.stdout is not None
+        last: list[tuple[Any, ...]] = []
+        reader = threading.Thread(target=lambda: last.extend(read_all(proc.stdout.fileno())), daemon=True)
+        reader.start()
+        try:
+            time.sleep(1.5)  # the worker opens its capture
+            cpu = tree_cpu(proc.pid)
+            step.sent, step.achieved = replay(self.sender_ns, self.sender_if, self.capture, 0, seconds)
+            time.sleep(DRAIN_S)
+            step.cpu_s = tree_cpu(proc.pid) - cpu
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            reader.join(60)
+        step.decoded, step.kernel_drops = last[-1][2], last[-1][5]
+        return step
+
 
 def table(steps: list[Step]) -> None:
     """Print one program's steps."""
@@ -212,16 +254,38 @@ def highest_lossless(steps: list[Step]) -> float:
     return max((s.achieved for s in steps if s.lost <= 0), default=0.0)
 
 
-def run(rates: list[int], seconds: float, rounds: int) -> dict[str, list[Step]]:
-    """Step both programs up through `rates`, each rate up to `rounds` times (in turn, keeping each program's
-    round that lost least; a lossless round ends the trying); print a table each and the summary."""
-    results: dict[str, list[Step]] = {"ictwatch": [], "suricata": []}
+def read_all(fd: int) -> list[tuple[Any, ...]]:
+    """A capture worker's messages until its output ends, keeping only the last."""
+    last: list[tuple[Any, ...]] = []
+    while (message := read_message(fd)) is not None:
+        last[:] = [message]
+    return last
+
+
+def workers_alone(rig: Rig, tools: list[str], seconds: float) -> None:
+    """Each capture path's worker alone at the sender's top speed, printed."""
+    print(f"the capture worker alone, the sender at its top speed for {seconds:g} s:")
+    print(f"{'worker':>16} {'achieved':>9} {'sent':>9} {'decoded':>9} {'lost':>8} {'kernel':>7} {'CPU s/10k':>9} "
+          f"{'packets/CPU s':>13}")
+    for tool in tools:
+        s = rig.worker_alone(tool, seconds)
+        print(f"{s.program:>16} {s.achieved:>9,.0f} {s.sent:>9,} {s.decoded:>9,} {s.lost:>8,} {s.kernel_drops:>7,} "
+              f"{s.cpu_per_10k:>9.4f} {10_000 / max(s.cpu_per_10k, 1e-9):>13,.0f}", flush=True)
+
+
+def run(rates: list[int], seconds: float, rounds: int, tools: list[str], alone_s: float) -> dict[str, list[Step]]:
+    """The workers alone (`workers_alone`); then step each ictwatch capture path in `tools` and Suricata up
+    through `rates`, each rate up to `rounds` times (in turn, keeping each program's round that lost least;
+    a lossless round ends the trying); print a table each and the summary."""
     with tempfile.TemporaryDirectory() as tmpdir, veth_namespaces(f"bl{os.getpid() % 10000}", ipv6=False) as (
             monitor_ns, sender_ns, monitor_if, sender_if):
         rig = Rig(monitor_ns, sender_ns, monitor_if, sender_if, Path(tmpdir))
-        programs: dict[str, Callable[[int, float], Step]] = {"ictwatch": rig.ictwatch, "suricata": rig.suricata}
+        programs: dict[str, Callable[[int, float], Step]] = {f"ictwatch-{tool}": rig.ictwatch(tool) for tool in tools}
+        programs["suricata"] = rig.suricata
+        results: dict[str, list[Step]] = {name: [] for name in programs}
         print(f"rig: {seconds:g} s per rate, best of {rounds}, sender on core {SENDER_CPU}, monitor on core "
               f"{MONITOR_CPU}; load {os.getloadavg()[0]:.2f}")
+        workers_alone(rig, tools, alone_s)
         fastest = 0.0
         for rate in rates:
             best: dict[str, Step] = {}
@@ -240,15 +304,19 @@ def run(rates: list[int], seconds: float, rounds: int) -> dict[str, list[Step]]:
                 results[name].append(step)
             achieved = [step.achieved for step in best.values()]
             if not achieved or max(achieved) < 1.02 * fastest:
-                print(f"  stopping at {rate:,}: {'the sender went no faster' if achieved else 'both lost packets'}")
+                print(f"  stopping at {rate:,}: {'the sender went no faster' if achieved else 'all lost packets'}")
                 break
             fastest = max(achieved)
     for steps in results.values():
-        table(steps)
-    ours, theirs = highest_lossless(results["ictwatch"]), highest_lossless(results["suricata"])
-    ratio = f"{ours / theirs:.2f}" if theirs else "n/a"
-    print(f"highest lossless rate: ictwatch {ours:,.0f} packets/s, suricata {theirs:,.0f} packets/s; "
-          f"ratio ictwatch / suricata {ratio}; load {os.getloadavg()[0]:.2f}")
+        if steps:
+            table(steps)
+    theirs = highest_lossless(results["suricata"])
+    for name in programs:
+        if name != "suricata":
+            ours = highest_lossless(results[name])
+            ratio = f"{ours / theirs:.2f}" if theirs else "n/a"
+            print(f"highest lossless rate: {name} {ours:,.0f} packets/s, suricata {theirs:,.0f} packets/s; "
+                  f"ratio {ratio}; load {os.getloadavg()[0]:.2f}")
     return results
 
 
@@ -260,11 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0 or missing:
         print(f"bench-live: needs root and {', '.join(missing) or 'nothing else'}")
         return 0
+    tools = os.environ.get("BENCH_TOOLS", "afpacket,dumpcap").split(",")
     if args.quick:
-        run([2_000, 5_000], 2, 1)
+        run([2_000, 5_000], 2, 1, tools, 1)
     else:
         env = os.environ.get("BENCH_RATES")
-        run([int(r) for r in env.split(",")] if env else list(RATES), 5, int(os.environ.get("BENCH_ROUNDS", "2")))
+        run([int(r) for r in env.split(",")] if env else list(RATES), 5, int(os.environ.get("BENCH_ROUNDS", "2")),
+            tools, 5)
     return 0
 
 

@@ -1,7 +1,7 @@
 """The parts of a live capture on a veth pair, shared by the soak and the live benchmark.
 
 `veth_namespaces` (tests/conftest.py) makes the two namespaces; here: starting `ictwatch run` in one of
-them (the demo school's policy, dumpcap, the embedded store in a temporary folder, metrics on the
+them (the demo school's policy, dumpcap or the AF_PACKET ring, the embedded store in a temporary folder, metrics on the
 namespace's own loopback), reading what it has decoded, stopping it, and the CPU time of a process tree.
 """
 
@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -40,17 +41,32 @@ def wait_for(stream: IO[str], text: str) -> None:
     raise RuntimeError(f"exited before {text!r}:\n{''.join(seen)}")
 
 
-def start_daemon(ns: str, interface: str, tmp: Path, cpu: int | None = None) -> subprocess.Popen[str]:
-    """`ictwatch run` capturing `interface` in namespace `ns`, with its configuration and store in `tmp`
-    (which must not hold them yet); returned once it says it is capturing."""
-    config = school_config(tmp / "school", "collector:\n  capture_tool: dumpcap\n")
+def start_daemon(ns: str, interface: str, tmp: Path, cpu: int | None = None,
+                 tool: str = "dumpcap") -> subprocess.Popen[str]:
+    """`ictwatch run` capturing `interface` in namespace `ns` with capture tool `tool`, with its configuration
+    and store in `tmp` (which must not hold them yet); returned once it says it is capturing."""
+    config = school_config(tmp / "school", f"collector:\n  capture_tool: {tool}\n")
     env = {**os.environ, "ICTWATCH_STORAGE_URL": f"chdb://{tmp / 'store'}", "PYTHONPATH": str(ROOT)}
     daemon = subprocess.Popen(in_namespace(ns, cpu) + [sys.executable, "-m", "ictwatch.cli", "run", "--config",
                                                        str(config), "--interface", interface, "--no-web"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     assert daemon.stderr is not None
-    wait_for(daemon.stderr, "capturing on")
+    wait_for(daemon.stderr, "capturing on")  # said as the daemon starts its capture worker
+    wait_for_capture(ns)
     return daemon
+
+
+def wait_for_capture(ns: str, timeout_s: float = 60) -> None:
+    """Until a packet socket taking every protocol is open in namespace `ns` (the capture worker's ring or
+    dumpcap's), and a moment more: traffic sent before it would be lost to no counter."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = subprocess.run(in_namespace(ns) + ["cat", "/proc/net/packet"], capture_output=True, text=True).stdout
+        if any(line.split()[3] == "0003" for line in lines.splitlines()[1:]):
+            time.sleep(0.2)
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no capture opened in {ns} in {timeout_s:g} s")
 
 
 def decoded(ns: str) -> int:

@@ -110,8 +110,8 @@ def test_soak_quick_mode(capsys):
 
 
 def test_live_benchmark_quick_mode(capsys):
-    """Two low rates of live capture on a veth pair, ictwatch and Suricata each (root only): it runs and
-    prints a table per program and the summary."""
+    """The capture workers alone, then two low rates of live capture on a veth pair, ictwatch (both capture
+    paths) and Suricata each (root only): it runs and prints a table per program and the summaries."""
     import os
 
     from tests.bench import bench_live
@@ -120,9 +120,14 @@ def test_live_benchmark_quick_mode(capsys):
         pytest.skip("the live benchmark needs root, iproute2, tcpreplay, dumpcap and Suricata")
     assert bench_live.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    assert "ictwatch:\n" in out and "suricata:\n" in out and "highest lossless rate: ictwatch" in out
+    assert "ictwatch-afpacket:\n" in out and "ictwatch-dumpcap:\n" in out and "suricata:\n" in out
+    assert "highest lossless rate: ictwatch-afpacket" in out and "highest lossless rate: ictwatch-dumpcap" in out
     rows = [line.split() for line in out.splitlines() if re.match(r"\s+[25],000 ", line)]
-    assert len(rows) == 4 and all(int(row[2].replace(",", "")) > 0 for row in rows)  # each sent packets
+    assert len(rows) == 6 and all(int(row[2].replace(",", "")) > 0 for row in rows)  # each sent packets
+    alone = [line.split() for line in out.splitlines() if re.match(r"\s+worker-(afpacket|dumpcap) ", line)]
+    assert len(alone) == 2 and all(int(row[3].replace(",", "")) > 0 for row in alone)  # each decoded packets
+
+
 def test_replay_benchmark_quick_mode(capsys):
     """The whole `ictwatch replay` beside Suricata's whole run: the replay judged and stored every record of
     the mix, and each program has its time and memory, with the ratio when Suricata is there."""

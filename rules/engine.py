@@ -13,7 +13,7 @@ import pyarrow as pa
 from rules.calendar import Calendar, TimeRange
 from rules.categories import CategoryIndex
 from rules.identity import Identity
-from rules.policy import SEVERITY_RANK, Condition, Policy
+from rules.policy import SEVERITY_RANK, Condition, Policy, named_kinds
 from rules.waivers import covers
 from rules.windows import Windows
 
@@ -118,7 +118,9 @@ class Engine:
         self.version = policy.version()
         self._categories = categories
         self._identity = identity
-        self._matches = [rule_matches(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
+        self._conditions = [compile_condition(r.when) for r in policy.rules]
+        self._kinds = [named_kinds(r.when) for r in policy.rules]
+        self._matches: dict[frozenset[str], list[pl.Expr]] = {}
         self.groups = groups or {}
         """Directory group → usernames, for waivers given to a group."""
         self._waivers = waiver_columns(policy, self.groups)
@@ -141,13 +143,32 @@ class Engine:
         df = self._identity.annotate(df)
         df = self._categories.annotate(df)
         df = with_windows(df, self.policy)
-        df = self.windows.judge(df.with_columns(self._matches)).with_columns(self._waivers).drop("_local")
+        df = self.windows.judge(self._with_matches(df)).with_columns(self._waivers).drop("_local")
         return self._verdicts(df)
 
     def read_back(self, stored: pl.DataFrame) -> pl.DataFrame:
         """Stored activity with the calendar windows and each rule's condition (`_rule_I`) as this policy
         reads them now: what the window rules count."""
-        return with_windows(stored, self.policy).with_columns(self._matches)
+        return self._with_matches(with_windows(stored, self.policy))
+
+    def _with_matches(self, df: pl.DataFrame) -> pl.DataFrame:
+        """`df` with each rule's `_rule_I`, where its condition holds and the row is not a login challenge
+        (`rule_matches`). Each polars expression costs about the same whatever the batch's size, so a small
+        batch pays for what it cannot use: a rule whose `kind` keys name none of the kinds in the batch is
+        false throughout without being evaluated, and the login challenge, which only a proxy row can be,
+        is worked out once for all the rules, and only when the batch has proxy rows."""
+        kinds = frozenset(df.get_column("kind").drop_nulls().unique().to_list())
+        proxy = "proxy" in kinds
+        matches = self._matches.get(kinds)
+        if matches is None:
+            if len(self._matches) >= 256:  # the mixes of kinds seen are few; a bound all the same
+                self._matches.clear()
+            matches = self._matches[kinds] = [
+                ((c & ~pl.col("_challenge")) if proxy else c).alias(f"_rule_{i}") if self._kinds[i] & kinds
+                else pl.lit(False).alias(f"_rule_{i}") for i, c in enumerate(self._conditions)]
+        if proxy:
+            return df.with_columns(_challenge=LOGIN_CHALLENGE).with_columns(matches).drop("_challenge")
+        return df.with_columns(matches)
 
     def _verdicts(self, df: pl.DataFrame) -> pl.DataFrame:
         rules = self.policy.rules

@@ -35,6 +35,8 @@ from rules.config import ConfigError
 _SEED = 0x1C7A7C4  # the same seed for lists and lookups: hashes are compared within one process only
 _BIT_WIDTH = 6  # low bits of a packed entry: which list bit it carries (0-62 ours, 63 white)
 _WHITE_BIT = 63
+HOSTS_KEPT = 20_000
+"""How many hosts' list bits an index keeps between batches (about 3 MB); past it they are forgotten."""
 _log = logging.getLogger(__name__)
 
 
@@ -105,6 +107,8 @@ class CategoryIndex:
         """Our category name → the UT1 folders that were read for it."""
         self.expressions: tuple[tuple[int, str], ...] = ()
         """(list bit, one regular expression joining a list's `expressions` file), matched against URLs."""
+        self._host_cache: dict[str | None, int] = {}
+        """Host → its list bits (`_host_bits`), for the hosts of the batches annotated so far."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -168,6 +172,18 @@ class CategoryIndex:
     def lookup_many(self, hosts: pl.Series) -> pl.Series:
         """Our categories (a sorted list, empty when none) for each host, in order; one pass for all."""
         return self._names(self._host_bits(hosts))
+
+    def _known_host_bits(self, hosts: pl.Series) -> np.ndarray:
+        """`_host_bits` of distinct hosts, each worked out once while the index lasts: the same hosts come
+        batch after batch, and a look-up costs about as much for three hosts as for three hundred (a
+        dozen steps per level of the names)."""
+        names = hosts.to_list()
+        new = [h for h in names if h not in self._host_cache]
+        if new:
+            if len(self._host_cache) + len(new) > HOSTS_KEPT:
+                self._host_cache.clear()
+            self._host_cache.update(zip(new, self._host_bits(pl.Series(new, dtype=pl.String)).tolist(), strict=True))
+        return np.fromiter((self._host_cache[h] for h in names), np.uint64, len(names))
 
     def _host_bits(self, hosts: pl.Series) -> np.ndarray:
         """The OR of the list bits of each host's candidates.
@@ -252,7 +268,7 @@ class CategoryIndex:
         keys = ["host", "url"] if by_url else ["host"]
         pairs = df.select(keys).unique()
         hosts = pairs.get_column("host").unique()
-        by_host = pl.DataFrame({"host": hosts, "_hb": self._host_bits(hosts)},
+        by_host = pl.DataFrame({"host": hosts, "_hb": self._known_host_bits(hosts)},
                                schema={"host": pl.String, "_hb": pl.UInt64})
         pairs = pairs.join(by_host, on="host", how="left", nulls_equal=True)
         bits = pairs.get_column("_hb").to_numpy()

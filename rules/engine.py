@@ -181,16 +181,17 @@ class Engine:
             for j, w in enumerate(waivers)]
         lifted = {i: pl.any_horizontal([pl.col(f"_waiver_{j}") for j, w in enumerate(waivers) if r.id in w.rules])
                   for i, r in enumerate(rules) if any(r.id in w.rules for w in waivers)}
-        df = df.with_columns(  # a waived rule is not broken; the waiver is recorded instead
+        # The rules an activity broke, as one word (bit i: rule i); the lists and the severity are made once
+        # per distinct word in the batch (a handful) and joined on, not built row by row. A waived rule is
+        # not broken; the waiver is recorded instead.
+        broke = {i: pl.col(f"_rule_{i}") & ~lifted[i] if i in lifted else pl.col(f"_rule_{i}")
+                 for i in range(len(rules))}
+        word = pl.sum_horizontal([pl.lit(0, pl.UInt64)] + [b.cast(pl.UInt64) * (1 << i) for i, b in broke.items()])
+        df = df.with_columns(
             waiver_ids=pl.concat_list([empty] + [
                 pl.when(hit).then(pl.lit([wid], dtype=pl.List(pl.String))).otherwise(empty) for wid, hit in applied]),
-            **{f"_rule_{i}": pl.col(f"_rule_{i}") & ~covered for i, covered in lifted.items()},
+            _rules=word,
         )
-        # The rules an activity broke, as one word (bit i: rule i); the lists and the severity are made once
-        # per distinct word in the batch (a handful) and joined on, not built row by row.
-        word = pl.sum_horizontal([pl.lit(0, pl.UInt64)] + [
-            pl.col(f"_rule_{i}").cast(pl.UInt64) * (1 << i) for i in range(len(rules))])
-        df = df.with_columns(_rules=word)
         words = df.get_column("_rules").unique().to_list()
         broken = [[r for i, r in enumerate(rules) if w >> i & 1] for w in words]
         lists = pl.DataFrame({
@@ -204,12 +205,12 @@ class Engine:
         }, schema={"_rules": pl.UInt64, "rule_ids": pl.List(pl.String), "clauses": pl.List(pl.String),
                    "reasons": pl.List(pl.String), "severity": pl.String,
                    "rule_clauses": pl.List(pl.List(pl.String)), "rule_severities": pl.List(pl.String)})
-        out = df.join(lists, on="_rules", how="left", maintain_order="left").with_columns(
-            policy_version=pl.lit(self.version), school=pl.lit(self.policy.school))
+        out = df.join(lists, on="_rules", how="left", maintain_order="left")
         verdict = (
             pl.when(pl.col("rule_ids").list.len() > 0).then(pl.lit("breach"))
             .when(pl.col("waiver_ids").list.len() > 0).then(pl.lit("waived"))
             .when(pl.col("denied")).then(pl.lit("blocked")).otherwise(pl.lit("allowed"))
         )
         helpers = [c for c in out.columns if c.startswith(("_rule_", "_waiver_", "_rules"))]
-        return out.with_columns(verdict=verdict).drop(helpers)
+        return out.with_columns(policy_version=pl.lit(self.version), school=pl.lit(self.policy.school),
+                                verdict=verdict).drop(helpers)

@@ -30,12 +30,11 @@ def with_local_time(df: pl.DataFrame, timezone: str) -> pl.DataFrame:
     on one), so each quarter hour that occurs in the batch is converted once and its offset added to
     the rows in it."""
     quarter = pl.col("ts").dt.truncate("15m")
-    offsets = df.select(_q=quarter.unique()).with_columns(
+    offsets = df.select(_q=quarter.unique().drop_nulls()).with_columns(
         _offset=pl.col("_q").dt.convert_time_zone(timezone).dt.replace_time_zone(None)
         - pl.col("_q").dt.replace_time_zone(None))
-    joined = df.with_columns(_q=quarter).join(offsets, on="_q", how="left", maintain_order="left")
-    return joined.with_columns(_local=pl.col("ts").dt.replace_time_zone(None) + pl.col("_offset")).drop(
-        "_q", "_offset")
+    return df.with_columns(_local=pl.col("ts").dt.replace_time_zone(None) + quarter.replace_strict(
+        offsets.get_column("_q"), offsets.get_column("_offset"), default=None))
 
 
 def _clock_windows(cal: Calendar) -> list[pl.Expr]:
@@ -51,18 +50,24 @@ def _clock_windows(cal: Calendar) -> list[pl.Expr]:
     return [school_day.alias("school_day"), restricted.alias("restricted_hours"), in_break.alias("break")]
 
 
+BY_SECOND_ROWS = 8192
+"""From how many rows a batch's calendar windows are worked out per distinct second (see `with_windows`)."""
+
+
 def with_windows(df: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     """Add `_local` (see `with_local_time`) and the boolean columns `school_day`, `restricted_hours`,
     `break` and `personal_use_allowed`.
 
-    The first three depend on the clock alone, so when every boundary of the calendar is a whole second
-    they are worked out once per distinct second of the batch (a few thousand, against tens of thousands
-    of rows) and joined on: a time and its whole second fall on the same side of such a boundary."""
+    The first three depend on the clock alone, so in a batch of `BY_SECOND_ROWS` or more, when every
+    boundary of the calendar is a whole second, they are worked out once per distinct second of the batch
+    (a few thousand, against tens of thousands of rows) and joined on: a time and its whole second fall
+    on the same side of such a boundary. A smaller batch works them out row by row: the join's steps cost
+    more than the rows they would save."""
     cal = policy.calendar
     df = with_local_time(df, cal.timezone)
     clock = _clock_windows(cal)
     bounds = [cal.restricted_hours, *cal.breaks]
-    if all(t.microsecond == 0 for r in bounds for t in (r.start, r.end)):
+    if df.height >= BY_SECOND_ROWS and all(t.microsecond == 0 for r in bounds for t in (r.start, r.end)):
         df = df.with_columns(_second=pl.col("_local").dt.truncate("1s"))
         seconds = df.select(_local=pl.col("_second").unique()).with_columns(clock).rename({"_local": "_second"})
         df = df.join(seconds, on="_second", how="left", maintain_order="left").drop("_second")

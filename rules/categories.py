@@ -35,6 +35,8 @@ from rules.config import ConfigError
 _SEED = 0x1C7A7C4  # the same seed for lists and lookups: hashes are compared within one process only
 _BIT_WIDTH = 6  # low bits of a packed entry: which list bit it carries (0-62 ours, 63 white)
 _WHITE_BIT = 63
+HOSTS_KEPT = 20_000
+"""How many hosts' list bits an index keeps between batches (about 3 MB); past it they are forgotten."""
 _log = logging.getLogger(__name__)
 
 
@@ -105,6 +107,8 @@ class CategoryIndex:
         """Our category name → the UT1 folders that were read for it."""
         self.expressions: tuple[tuple[int, str], ...] = ()
         """(list bit, one regular expression joining a list's `expressions` file), matched against URLs."""
+        self._host_cache: dict[str | None, int] = {}
+        """Host → its list bits (`_host_bits`), for the hosts of the batches annotated so far."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -168,6 +172,18 @@ class CategoryIndex:
     def lookup_many(self, hosts: pl.Series) -> pl.Series:
         """Our categories (a sorted list, empty when none) for each host, in order; one pass for all."""
         return self._names(self._host_bits(hosts))
+
+    def _known_host_bits(self, hosts: pl.Series) -> np.ndarray:
+        """`_host_bits`, each host worked out once while the index lasts: the same hosts come batch after
+        batch, and a look-up costs about as much for three hosts as for three hundred (a dozen steps per
+        level of the names)."""
+        names = hosts.to_list()
+        new = list(dict.fromkeys(h for h in names if h not in self._host_cache))
+        if new:
+            if len(self._host_cache) + len(new) > HOSTS_KEPT:
+                self._host_cache.clear()
+            self._host_cache.update(zip(new, self._host_bits(pl.Series(new, dtype=pl.String)).tolist(), strict=True))
+        return np.fromiter((self._host_cache[h] for h in names), np.uint64, len(names))
 
     def _host_bits(self, hosts: pl.Series) -> np.ndarray:
         """The OR of the list bits of each host's candidates.
@@ -250,27 +266,23 @@ class CategoryIndex:
         # either, each distinct host is looked up once (URLs are nearly all distinct; hosts are few).
         by_url = "url" in df.columns and (len(self._url_hosts) > 0 or bool(self.expressions))
         keys = ["host", "url"] if by_url else ["host"]
-        pairs = df.select(keys).unique()
-        hosts = pairs.get_column("host").unique()
-        by_host = pl.DataFrame({"host": hosts, "_hb": self._host_bits(hosts)},
-                               schema={"host": pl.String, "_hb": pl.UInt64})
-        pairs = pairs.join(by_host, on="host", how="left", nulls_equal=True)
-        bits = pairs.get_column("_hb").to_numpy()
-        if "url" in keys and len(self._url_hosts):
-            bits = bits | self._url_bits(pairs.get_column("url"))
-        if self.expressions:
-            bits = bits | self._expression_bits(pairs.get_column("host"),
-                                                pairs.get_column("url") if "url" in keys else None)
-        out = df.join(pairs.select(*keys, _b=pl.Series(bits, dtype=pl.UInt64)), on=keys, how="left",
-                      nulls_equal=True, maintain_order="left")
         if "dst_ip" in df.columns and len(self._keys):
-            addresses = df.get_column("dst_ip").drop_nulls().unique()
+            keys.append("dst_ip")
+        # each distinct key is worked out once and its names joined on in one step: every step costs a
+        # small batch about as much as a big one
+        found = df.select(keys).unique()
+        bits = self._known_host_bits(found.get_column("host"))
+        if "url" in keys and len(self._url_hosts):
+            bits = bits | self._url_bits(found.get_column("url"))
+        if self.expressions:
+            bits = bits | self._expression_bits(found.get_column("host"),
+                                                found.get_column("url") if "url" in keys else None)
+        if "dst_ip" in keys:
+            addresses = found.get_column("dst_ip")
             at = _Sorted(_hashes(addresses)).find(self._keys)  # an address is listed as itself: no parents
-            found = pl.DataFrame({"dst_ip": addresses, "_ab": np.where(at >= 0, self._bits[at], 0)},
-                                 schema={"dst_ip": pl.String, "_ab": pl.UInt64})
-            out = out.join(found, on="dst_ip", how="left", maintain_order="left").with_columns(
-                _b=pl.col("_b") | pl.col("_ab").fill_null(0)).drop("_ab")
-        return out.with_columns(categories=self._names(out.get_column("_b").to_numpy())).drop("_b")
+            bits = bits | np.where((at >= 0) & addresses.is_not_null().to_numpy(), self._bits[at], 0)
+        return df.join(found.with_columns(self._names(bits)), on=keys, how="left", nulls_equal=True,
+                       maintain_order="left")
 
 
 def _expressions(path: Path) -> str:

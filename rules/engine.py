@@ -13,7 +13,7 @@ import pyarrow as pa
 from rules.calendar import Calendar, TimeRange
 from rules.categories import CategoryIndex
 from rules.identity import Identity
-from rules.policy import SEVERITY_RANK, Condition, Policy
+from rules.policy import SEVERITY_RANK, Condition, Policy, named_kinds
 from rules.waivers import covers
 from rules.windows import Windows
 
@@ -30,12 +30,11 @@ def with_local_time(df: pl.DataFrame, timezone: str) -> pl.DataFrame:
     on one), so each quarter hour that occurs in the batch is converted once and its offset added to
     the rows in it."""
     quarter = pl.col("ts").dt.truncate("15m")
-    offsets = df.select(_q=quarter.unique()).with_columns(
+    offsets = df.select(_q=quarter.unique().drop_nulls()).with_columns(
         _offset=pl.col("_q").dt.convert_time_zone(timezone).dt.replace_time_zone(None)
         - pl.col("_q").dt.replace_time_zone(None))
-    joined = df.with_columns(_q=quarter).join(offsets, on="_q", how="left", maintain_order="left")
-    return joined.with_columns(_local=pl.col("ts").dt.replace_time_zone(None) + pl.col("_offset")).drop(
-        "_q", "_offset")
+    return df.with_columns(_local=pl.col("ts").dt.replace_time_zone(None) + quarter.replace_strict(
+        offsets.get_column("_q"), offsets.get_column("_offset"), default=None))
 
 
 def _clock_windows(cal: Calendar) -> list[pl.Expr]:
@@ -51,18 +50,24 @@ def _clock_windows(cal: Calendar) -> list[pl.Expr]:
     return [school_day.alias("school_day"), restricted.alias("restricted_hours"), in_break.alias("break")]
 
 
+BY_SECOND_ROWS = 8192
+"""From how many rows a batch's calendar windows are worked out per distinct second (see `with_windows`)."""
+
+
 def with_windows(df: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     """Add `_local` (see `with_local_time`) and the boolean columns `school_day`, `restricted_hours`,
     `break` and `personal_use_allowed`.
 
-    The first three depend on the clock alone, so when every boundary of the calendar is a whole second
-    they are worked out once per distinct second of the batch (a few thousand, against tens of thousands
-    of rows) and joined on: a time and its whole second fall on the same side of such a boundary."""
+    The first three depend on the clock alone, so in a batch of `BY_SECOND_ROWS` or more, when every
+    boundary of the calendar is a whole second, they are worked out once per distinct second of the batch
+    (a few thousand, against tens of thousands of rows) and joined on: a time and its whole second fall
+    on the same side of such a boundary. A smaller batch works them out row by row: the join's steps cost
+    more than the rows they would save."""
     cal = policy.calendar
     df = with_local_time(df, cal.timezone)
     clock = _clock_windows(cal)
     bounds = [cal.restricted_hours, *cal.breaks]
-    if all(t.microsecond == 0 for r in bounds for t in (r.start, r.end)):
+    if df.height >= BY_SECOND_ROWS and all(t.microsecond == 0 for r in bounds for t in (r.start, r.end)):
         df = df.with_columns(_second=pl.col("_local").dt.truncate("1s"))
         seconds = df.select(_local=pl.col("_second").unique()).with_columns(clock).rename({"_local": "_second"})
         df = df.join(seconds, on="_second", how="left", maintain_order="left").drop("_second")
@@ -118,7 +123,9 @@ class Engine:
         self.version = policy.version()
         self._categories = categories
         self._identity = identity
-        self._matches = [rule_matches(r.when).alias(f"_rule_{i}") for i, r in enumerate(policy.rules)]
+        self._conditions = [compile_condition(r.when) for r in policy.rules]
+        self._kinds = [named_kinds(r.when) for r in policy.rules]
+        self._matches: dict[frozenset[str], list[pl.Expr]] = {}
         self.groups = groups or {}
         """Directory group → usernames, for waivers given to a group."""
         self._waivers = waiver_columns(policy, self.groups)
@@ -141,13 +148,32 @@ class Engine:
         df = self._identity.annotate(df)
         df = self._categories.annotate(df)
         df = with_windows(df, self.policy)
-        df = self.windows.judge(df.with_columns(self._matches)).with_columns(self._waivers).drop("_local")
+        df = self.windows.judge(self._with_matches(df)).with_columns(self._waivers).drop("_local")
         return self._verdicts(df)
 
     def read_back(self, stored: pl.DataFrame) -> pl.DataFrame:
         """Stored activity with the calendar windows and each rule's condition (`_rule_I`) as this policy
         reads them now: what the window rules count."""
-        return with_windows(stored, self.policy).with_columns(self._matches)
+        return self._with_matches(with_windows(stored, self.policy))
+
+    def _with_matches(self, df: pl.DataFrame) -> pl.DataFrame:
+        """`df` with each rule's `_rule_I`, where its condition holds and the row is not a login challenge
+        (`rule_matches`). Each polars expression costs about the same whatever the batch's size, so a small
+        batch pays for what it cannot use: a rule whose `kind` keys name none of the kinds in the batch is
+        false throughout without being evaluated, and the login challenge, which only a proxy row can be,
+        is worked out once for all the rules, and only when the batch has proxy rows."""
+        kinds = frozenset(df.get_column("kind").drop_nulls().unique().to_list())
+        proxy = "proxy" in kinds
+        matches = self._matches.get(kinds)
+        if matches is None:
+            if len(self._matches) >= 256:  # the mixes of kinds seen are few; a bound all the same
+                self._matches.clear()
+            matches = self._matches[kinds] = [
+                ((c & ~pl.col("_challenge")) if proxy else c).alias(f"_rule_{i}") if self._kinds[i] & kinds
+                else pl.lit(False).alias(f"_rule_{i}") for i, c in enumerate(self._conditions)]
+        if proxy:
+            return df.with_columns(_challenge=LOGIN_CHALLENGE).with_columns(matches).drop("_challenge")
+        return df.with_columns(matches)
 
     def _verdicts(self, df: pl.DataFrame) -> pl.DataFrame:
         rules = self.policy.rules
@@ -160,16 +186,17 @@ class Engine:
             for j, w in enumerate(waivers)]
         lifted = {i: pl.any_horizontal([pl.col(f"_waiver_{j}") for j, w in enumerate(waivers) if r.id in w.rules])
                   for i, r in enumerate(rules) if any(r.id in w.rules for w in waivers)}
-        df = df.with_columns(  # a waived rule is not broken; the waiver is recorded instead
+        # The rules an activity broke, as one word (bit i: rule i); the lists and the severity are made once
+        # per distinct word in the batch (a handful) and joined on, not built row by row. A waived rule is
+        # not broken; the waiver is recorded instead.
+        broke = {i: pl.col(f"_rule_{i}") & ~lifted[i] if i in lifted else pl.col(f"_rule_{i}")
+                 for i in range(len(rules))}
+        word = pl.sum_horizontal([pl.lit(0, pl.UInt64)] + [b.cast(pl.UInt64) * (1 << i) for i, b in broke.items()])
+        df = df.with_columns(
             waiver_ids=pl.concat_list([empty] + [
                 pl.when(hit).then(pl.lit([wid], dtype=pl.List(pl.String))).otherwise(empty) for wid, hit in applied]),
-            **{f"_rule_{i}": pl.col(f"_rule_{i}") & ~covered for i, covered in lifted.items()},
+            _rules=word,
         )
-        # The rules an activity broke, as one word (bit i: rule i); the lists and the severity are made once
-        # per distinct word in the batch (a handful) and joined on, not built row by row.
-        word = pl.sum_horizontal([pl.lit(0, pl.UInt64)] + [
-            pl.col(f"_rule_{i}").cast(pl.UInt64) * (1 << i) for i in range(len(rules))])
-        df = df.with_columns(_rules=word)
         words = df.get_column("_rules").unique().to_list()
         broken = [[r for i, r in enumerate(rules) if w >> i & 1] for w in words]
         lists = pl.DataFrame({
@@ -183,12 +210,12 @@ class Engine:
         }, schema={"_rules": pl.UInt64, "rule_ids": pl.List(pl.String), "clauses": pl.List(pl.String),
                    "reasons": pl.List(pl.String), "severity": pl.String,
                    "rule_clauses": pl.List(pl.List(pl.String)), "rule_severities": pl.List(pl.String)})
-        out = df.join(lists, on="_rules", how="left", maintain_order="left").with_columns(
-            policy_version=pl.lit(self.version), school=pl.lit(self.policy.school))
+        out = df.join(lists, on="_rules", how="left", maintain_order="left")
         verdict = (
             pl.when(pl.col("rule_ids").list.len() > 0).then(pl.lit("breach"))
             .when(pl.col("waiver_ids").list.len() > 0).then(pl.lit("waived"))
             .when(pl.col("denied")).then(pl.lit("blocked")).otherwise(pl.lit("allowed"))
         )
         helpers = [c for c in out.columns if c.startswith(("_rule_", "_waiver_", "_rules"))]
-        return out.with_columns(verdict=verdict).drop(helpers)
+        return out.with_columns(policy_version=pl.lit(self.version), school=pl.lit(self.policy.school),
+                                verdict=verdict).drop(helpers)

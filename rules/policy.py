@@ -301,7 +301,7 @@ def never_filled(policy: Policy, path: Path) -> list[str]:
             out.append(f"{f'{path}:{line}' if line else path}: rule {rule.id}: field {field.key} is never filled "
                        f"for kind{'s' if len(named) > 1 else ''} {', '.join(named)}, so this condition never holds")
         if rule.total is not None and rule.total.amount != "time":
-            named = [k for k in KINDS if k in _named(rule.when)]
+            named = [k for k in KINDS if k in named_kinds(rule.when)]
             if not set(named) & set(_BYTE_KINDS):
                 line = yaml_line(path, f"rules[{i}].total.amount")
                 out.append(f"{f'{path}:{line}' if line else path}: rule {rule.id}: amount {rule.total.amount} is "
@@ -314,15 +314,15 @@ _BYTE_KINDS = next(f.kinds for f in FIELDS if f.column == "bytes_out")
 """The kinds that carry byte counts (flows, and the proxy's sizes)."""
 
 
-def _named(cond: Condition) -> frozenset[str]:
+def named_kinds(cond: Condition) -> frozenset[str]:
     """The kinds `cond` can hold for, as far as its `kind` keys (its own and those of its `all` and
     `any` members) say; the other keys are not looked at."""
     named = cond.leaf("kind")
     kinds = frozenset(named) if named is not None else frozenset(KINDS)
     for child in cond.all or ():
-        kinds &= _named(child)
+        kinds &= named_kinds(child)
     if cond.any is not None:
-        kinds &= frozenset().union(*(_named(c) for c in cond.any))
+        kinds &= frozenset().union(*(named_kinds(c) for c in cond.any))
     return kinds
 
 
@@ -330,7 +330,7 @@ def _unfillable(cond: Condition, where: str, scope: frozenset[str]
                 ) -> Iterator[tuple[str, ConditionField, frozenset[str]]]:
     """(field path, field, kinds) for each key under `cond` that none of the kinds in force there fills.
     The kinds in force are those named around it; a `not` starts afresh (what it negates need not hold)."""
-    scope &= _named(cond)
+    scope &= named_kinds(cond)
     for field, value in cond.leaves():
         if scope and not scope & field.can_hold(value):
             yield f"{where}.{field.key}", field, scope

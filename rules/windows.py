@@ -77,14 +77,17 @@ def _person() -> pl.Expr:
     return pl.when(pl.col("user").fill_null("") != "").then("u:" + pl.col("user")).otherwise(WHO)
 
 
+def counts(wr: WindowRule) -> pl.Expr:
+    """Where a row counts toward `wr`: its condition (`_rule_I`) holds, and for `school_day` on a school day."""
+    keep = pl.col(f"_rule_{wr.index}")
+    return keep & pl.col("school_day") if wr.total.window == "school_day" else keep
+
+
 def candidates(df: pl.DataFrame, wr: WindowRule) -> pl.DataFrame:
     """The rows of `df` (with `_local`, `school_day` and `_rule_I`, I the rule's index) that count toward
     `wr`: its condition holds (and, for `school_day`, on a school day), with the columns of `_COUNTED`
     but `_breach`, and `site`. `_r` is the row's place in `df`."""
     total = wr.total
-    keep = pl.col(f"_rule_{wr.index}")
-    if total.window == "school_day":
-        keep = keep & pl.col("school_day")
     length = total.length()
     bucket = pl.col("_local").dt.truncate(f"{int(length.total_seconds())}s")
     key_parts = [_person() if p == "person" else _site() for p in total.per]
@@ -93,7 +96,7 @@ def candidates(df: pl.DataFrame, wr: WindowRule) -> pl.DataFrame:
     record = (pl.col("record_id") if "record_id" in df.columns
               else pl.concat_str(["source_ref", "kind", pl.col("ts").cast(pl.String)]).hash())
     group = pl.struct(pl.lit(wr.rule.id).alias("rule"), "_key", "_bucket").hash()  # the id: the same after a reload
-    return df.lazy().with_row_index("_r").filter(keep).select(  # lazy: only the columns named are read
+    return df.lazy().with_row_index("_r").filter(counts(wr)).select(  # lazy: only the columns named are read
         "_r", "source_ref", "kind", "host", _w=pl.lit(wr.index, pl.Int32),
         _key=pl.concat_str(key_parts, separator="\x1f"),
         _bucket=bucket.cast(pl.Datetime("us")), who=WHO, site=_site(), ts="ts", end=END,
@@ -167,12 +170,18 @@ class Windows:
         over the threshold (or that did so when it was first judged)."""
         if not self.rules:
             return df
-        found = pl.concat([candidates(df, wr) for wr in self.rules])
+        # most batches have nothing a window rule counts: one look says which rules have, and only those
+        # rows are gathered (each step costs about the same whatever the batch's size)
+        hits = df.select([counts(wr).any().alias(str(wr.index)) for wr in self.rules]).row(0)
+        touched = [wr for wr, hit in zip(self.rules, hits, strict=True) if hit]
         breach: dict[int, pl.Series] = {}
-        if found.height:
+        if touched:
+            found = pl.concat([candidates(df, wr) for wr in touched])
             found = found.filter(pl.struct("_w", "record_id").is_first_distinct())  # a record twice in a batch
             self._load(found)
             breach = self._add(found)
+        if not breach:
+            return df.with_columns([pl.lit(False).alias(f"_rule_{wr.index}") for wr in self.rules])
         empty = pl.Series([], dtype=pl.UInt32)
         return df.with_row_index("_r").with_columns(
             [pl.col("_r").is_in(breach.get(wr.index, empty).implode()).alias(f"_rule_{wr.index}")

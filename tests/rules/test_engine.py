@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
+import rules.engine
 from collector.observation import Observation, to_table
 from ictwatch import settings
 from rules.engine import Engine, compile_condition, with_local_time, with_windows
@@ -73,12 +74,15 @@ def _windows_by_hand(policy: Policy, ts_us: int, location_kind: str) -> tuple[bo
     return school_day, restricted, in_break, not restricted or (place and in_break)
 
 
+@pytest.mark.parametrize("by_second_rows", [0, 1_000_000])
 @pytest.mark.parametrize("lunch_end", [None, dt.time(13, 0, 30), dt.time(13, 0, 0, 250_000)])
-def test_windows_per_second_agree_with_each_row_by_hand(lunch_end):
+def test_windows_per_second_agree_with_each_row_by_hand(lunch_end, by_second_rows, monkeypatch):
     """Just either side of every boundary (a microsecond before, on it, a microsecond after), on a school
     day in BST and in GMT, a Saturday and an INSET day, in the staff room and a classroom; with the
     fixture's calendar, a lunch that ends half a minute past the hour (whole seconds: worked out per
-    second), and one that ends a quarter second past it (worked out per row)."""
+    second, in a batch as big as `BY_SECOND_ROWS`), and one that ends a quarter second past it (worked
+    out per row). A batch smaller than `BY_SECOND_ROWS` is worked out per row whatever its calendar."""
+    monkeypatch.setattr(rules.engine, "BY_SECOND_ROWS", by_second_rows)
     policy = engine().policy
     if lunch_end is not None:
         data = policy.model_dump(by_alias=True, exclude_none=True)

@@ -11,12 +11,18 @@ interpreter for a tenth of a second each time, can no longer keep the capture wa
 tool is installed, scapy's sniffer captures in-process (that needs root or CAP_NET_RAW): a reader thread
 queues the packets and `run` decodes them. Either way `run` hands on the observations and calls
 `on_tick` every `tick_s`, busy or quiet (the pipeline flushes its batch then).
+
+Once the worker runs, the daemon's own threads step back (`DAEMON_NICE`): on a gateway's busy core the
+kernel shares the time between runnable threads, and the daemon has several (judging, the writer, the
+embedded engine's inserts and merges), so a burst of judging could take most of the core from the worker
+while its ring fills. Judging can wait a moment; the ring cannot.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import select
 import shutil
@@ -37,6 +43,20 @@ from collector.skips import SkipCounter
 
 log = logging.getLogger("ictwatch.collector")
 Packet = tuple[int, int, int, bytes]
+
+DAEMON_NICE = 10
+"""The niceness the daemon's threads take once the capture worker has started (the worker keeps the
+daemon's own): at 10 the kernel gives the worker about nine tenths of a shared core when both want it."""
+
+
+def yield_to_worker() -> None:
+    """Lower every thread of this process to `DAEMON_NICE` (never raise one); threads started later inherit
+    it from the thread that starts them. Lowering one's own priority needs no privilege."""
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError, ValueError):  # a thread that has just ended
+            tid = int(task)
+            if os.getpriority(os.PRIO_PROCESS, tid) < DAEMON_NICE:
+                os.setpriority(os.PRIO_PROCESS, tid, DAEMON_NICE)
 
 
 class CaptureToolError(Exception):
@@ -141,6 +161,7 @@ class LiveCaptureSource:
             self._proc = start_worker(self._worker_command(flows))
         except OSError as exc:
             raise CaptureToolError(f"cannot start the capture worker: {exc.strerror}") from None
+        yield_to_worker()
         assert self._proc.stdout is not None
         if self._stopped.is_set():  # stopped before it started
             self._proc.terminate()

@@ -89,6 +89,11 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
+def nice(pid: int, tid: int) -> int:
+    """A thread's niceness, from /proc (field 19 of its stat)."""
+    return int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def traffic_then_stop(client_ns: str, env: dict, daemon: subprocess.Popen) -> tuple[str, str]:
     """The clients' DNS, HTTP and TLS through the daemon's interface, then SIGTERM: (stdout, stderr)."""
     clients = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENTS],
@@ -151,6 +156,10 @@ def test_run_captures_dns_http_and_tls(namespaces, tmp_path, tool):
                                 "print(urllib.request.urlopen('http://127.0.0.1:8443/login').status)"],
                                capture_output=True, text=True, timeout=30)
         assert login.stdout.strip() == "200", login.stderr
+        if tool != "scapy":  # the worker keeps its priority; every thread of the daemon's steps back
+            assert {nice(daemon.pid, int(t)) for t in os.listdir(f"/proc/{daemon.pid}/task")} == {10}
+            (worker,) = (int(c) for c in Path(f"/proc/{daemon.pid}/task/{daemon.pid}/children").read_text().split())
+            assert nice(worker, worker) == 0
         time.sleep(1.5)  # the capture tool opens the interface after it starts
         out, err = traffic_then_stop(client_ns, env, daemon)
         assert "stored" in out

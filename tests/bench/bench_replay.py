@@ -15,7 +15,6 @@ that a noisy moment on the machine hits both alike. The current figures: docs/pe
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector import compiled
+from tests.bench import size_and_rounds
 from tests.bench.bench_decode import write_capture
 from tests.bench.memory import run_measured
 
@@ -116,11 +116,8 @@ def run(packets: int, rounds: int) -> dict[str, Best]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: `--quick` for a small run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few thousand packets, one round: checks it runs")
-    args = parser.parse_args(argv)
-    packets = 3000 if args.quick else int(os.environ.get("BENCH_PACKETS", "300000"))
-    run(packets, 1 if args.quick else int(os.environ.get("BENCH_ROUNDS", "3")))
+    run(*size_and_rounds(argv, __doc__ or "", "a few thousand packets, one round: checks it runs", "BENCH_PACKETS",
+                         300_000, 3000))
     return 0
 
 

@@ -13,7 +13,6 @@ native format); then the import's ratio to GoAccess.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from collector.logs.squid import parse_line
 from collector.logs.squid_batch import WORKERS, parsed_chunks
+from tests.bench import size_and_rounds
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "fixtures" / "school-day" / "ictwatch.yaml"
@@ -150,11 +150,7 @@ def run(count: int, rounds: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: `--quick` for a small run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20,000 lines, to check it runs")
-    args = parser.parse_args(argv)
-    run(20_000 if args.quick else int(os.environ.get("BENCH_LINES", "1000000")),
-        1 if args.quick else int(os.environ.get("BENCH_ROUNDS", "3")))
+    run(*size_and_rounds(argv, __doc__ or "", "20,000 lines, to check it runs", "BENCH_LINES", 1_000_000, 20_000))
     return 0
 
 

@@ -280,16 +280,18 @@ def test_a_listen_address_that_is_not_one_is_a_config_error(tmp_path, listen, wh
 
 
 def test_check_says_ok_in_a_short_summary():
-    """Nine lines: where things are (the audit chain's key among them), what was loaded, the categories no
-    list feeds (the UK SIC ones the school did not map: policy.yaml), the policy, and one OK line last."""
+    """Ten lines: where things are (the audit chain's key among them), what was loaded, how packets will be
+    captured, the categories no list feeds (the UK SIC ones the school did not map: policy.yaml), the policy,
+    and one OK line last."""
     proc = run_cli("check", "--config", CONFIG, check=True)
     lines = proc.stdout.splitlines()
-    assert len(lines) == 9 and proc.stderr == ""
+    assert len(lines) == 10 and proc.stderr == ""
     assert lines[2].startswith("audit key: ")
     assert lines[3] == "directory: 11 people; devices: 14 (3 in someone's care); locations: 5"  # the iPad banks
-    assert lines[6] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
-    assert lines[7].endswith(": The Valley School, 23 rules, 2 waivers")
-    assert lines[8] == f"OK: {CONFIG} is valid; --show prints the effective policy"
+    assert lines[4].startswith("capture: the capture worker ")  # the path itself: tests/collector/capture
+    assert lines[7] == "  no list, so nothing is found in: drugs, extremism, malware-hacking, self-harm"
+    assert lines[8].endswith(": The Valley School, 23 rules, 2 waivers")
+    assert lines[9] == f"OK: {CONFIG} is valid; --show prints the effective policy"
 
 
 def test_check_show_prints_the_effective_policy():

@@ -284,6 +284,8 @@ class Feed:
             if readable:
                 data = os.read(self._fd, max(size, READ_BYTES))
                 worker.tick()
+                if len(data) > size:  # what was not asked for waits for the next read (pcapng reads exact sizes)
+                    data, self._head = data[:size], data[size:]
                 return data
             worker.tick()
 
@@ -300,7 +302,9 @@ class Feed:
     def peek(self, size: int = 1) -> bytes:
         """The next bytes, left to be read."""
         if len(self._head) < size:
-            self._head += self.read(size - len(self._head))
+            head, self._head = self._head, b""
+            more = self.read(size - len(head))
+            self._head = head + more + self._head  # a read may leave bytes beyond `size` waiting too
         return self._head
 
 
